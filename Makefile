@@ -1,0 +1,35 @@
+# hlstream: `make run` streams mainnet into ./data; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-faults lint bench demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/hlstream run
+
+demo: $(STAMP)
+	$(BIN)/hlstream demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -q -m faults
+
+lint: $(STAMP)
+	$(BIN)/ruff check common services sim tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.pipeline
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

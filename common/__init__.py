@@ -1,0 +1,1 @@
+"""Code shared by more than one hlstream stage: config, wire format, time, decimals, logging."""

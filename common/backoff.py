@@ -1,0 +1,78 @@
+"""Capped exponential backoff with jitter, and a sliding-window rate limit. Pure: the caller
+passes the RNG and the clock readings, so schedules are reproducible in tests.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Backoff:
+    """Delay n is uniform in [d/2, d] with d = min(cap, base * 2**n) ("equal jitter")."""
+
+    base_s: float
+    cap_s: float
+    rng: random.Random
+    attempt: int = 0
+
+    def next_delay(self, floor_s: float = 0.0) -> float:
+        """The delay before the next attempt; at least `floor_s` (e.g. a Retry-After)."""
+        ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempt, 32)))
+        self.attempt += 1
+        delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        return max(delay, floor_s)
+
+    def reset(self) -> None:
+        """Call after a healthy period, not merely after a successful connect."""
+        self.attempt = 0
+
+
+@dataclass
+class WindowLimit:
+    """At most `limit` events per `window_s` seconds (e.g. 30 new connections a minute)."""
+
+    limit: int
+    window_s: float
+    events: deque[float] = field(default_factory=deque)
+
+    def wait_s(self, now_s: float) -> float:
+        """How long to wait from `now_s` before one more event is allowed."""
+        while self.events and now_s - self.events[0] >= self.window_s:
+            self.events.popleft()
+        if len(self.events) < self.limit:
+            return 0.0
+        return self.events[0] + self.window_s - now_s
+
+    def record(self, now_s: float) -> None:
+        self.events.append(now_s)
+
+
+@dataclass
+class WeightBudget:
+    """A token bucket of REST weight: `per_minute` refills linearly (exchange: 1200/min/IP)."""
+
+    per_minute: float
+    tokens: float = -1.0
+    updated_s: float = 0.0
+
+    def wait_s(self, weight: float, now_s: float) -> float:
+        """Seconds to wait before spending `weight`; 0 when it can be spent now."""
+        self._refill(now_s)
+        if self.tokens >= weight:
+            return 0.0
+        return (weight - self.tokens) * 60.0 / self.per_minute
+
+    def spend(self, weight: float, now_s: float) -> None:
+        self._refill(now_s)
+        self.tokens -= weight
+
+    def _refill(self, now_s: float) -> None:
+        if self.tokens < 0 and self.updated_s == 0.0:
+            self.tokens = self.per_minute
+        else:
+            elapsed = max(0.0, now_s - self.updated_s)
+            self.tokens = min(self.per_minute, self.tokens + elapsed * self.per_minute / 60.0)
+        self.updated_s = now_s

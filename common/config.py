@@ -1,0 +1,247 @@
+"""Settings for every stage: code defaults < TOML file < `HLSTREAM_*` environment < flags.
+
+Only this module reads the environment. `load_settings` validates everything it can
+without the network (intervals, coin names, endpoints, paths) and raises `ConfigError`
+with a one-line message naming the bad setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from common.errors import ConfigError
+from common.filenames import check_unique_filenames, encode_coin
+from common.timebucket import parse_interval
+
+DEFAULT_COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "LINK", "HYPE")
+_COIN_RE = re.compile(r"^[A-Za-z0-9@:/._\-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective configuration, frozen after validation."""
+
+    ws_url: str = "wss://api.hyperliquid.xyz/ws"
+    info_url: str = "https://api.hyperliquid.xyz/info"
+    coins: tuple[str, ...] = DEFAULT_COINS
+    intervals: tuple[str, ...] = ("30m",)
+    data_dir: Path = Path("./data")
+    run_dir: Path = Path("./run")
+    backfill_hours: float = 6.0
+    stale_seconds: float = 90.0
+    grace_seconds: float = 2.0
+    ping_seconds: float = 20.0
+    backoff_base_seconds: float = 0.5
+    backoff_cap_seconds: float = 60.0
+    validate_coins: bool = True
+    log_level: str = "INFO"
+    log_json: bool = False
+    trades_endpoint: str = ""
+    bars_endpoint: str = ""
+    writer_endpoint: str = ""
+
+    @property
+    def interval_ms(self) -> dict[str, int]:
+        """Interval label -> length in ms."""
+        return {label: parse_interval(label) for label in self.intervals}
+
+
+_FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)}
+
+
+def _env_name(field_name: str) -> str:
+    return "HLSTREAM_" + field_name.upper()
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Turn a TOML/env/flag value into the field's type, or raise ConfigError."""
+    kind = _FIELD_TYPES[name]
+    try:
+        if kind == "tuple[str, ...]":
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if kind == "Path":
+            if not isinstance(raw, str | Path) or not str(raw):
+                raise ValueError("expected a path")
+            return Path(raw)
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true or false")
+        if not isinstance(raw, str):
+            raise ValueError("expected a string")
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: {raw!r} is invalid ({exc})") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    section = data.get("hlstream", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [hlstream] must be a table")
+    unknown = sorted(set(section) - set(_FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return dict(section)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Add `--config` and one `--kebab-name` flag per setting."""
+    parser.add_argument("--config", metavar="FILE", help="TOML config file")
+    for name in _FIELD_TYPES:
+        parser.add_argument(
+            "--" + name.replace("_", "-"), dest=f"cfg_{name}", metavar="VALUE", default=None
+        )
+
+
+def load_settings(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build validated Settings from the TOML file, the environment and parsed flags."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = getattr(args, "config", None) or env.get("HLSTREAM_CONFIG")
+    if config_path:
+        for key, raw in _read_toml(Path(config_path)).items():
+            values[key] = _coerce(key, raw)
+    for name in _FIELD_TYPES:
+        if _env_name(name) in env:
+            values[name] = _coerce(name, env[_env_name(name)])
+    if args is not None:
+        for name in _FIELD_TYPES:
+            raw = getattr(args, f"cfg_{name}", None)
+            if raw is not None:
+                values[name] = _coerce(name, raw)
+    settings = Settings(**values)
+    return validate(settings)
+
+
+def _check_url(name: str, url: str, schemes: Sequence[str]) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConfigError(f"setting {name}: {url!r} is not a {'/'.join(schemes)} URL")
+
+
+def _check_endpoint(name: str, endpoint: str) -> None:
+    """ipc:// anywhere; tcp:// only on loopback (non-loopback would need CURVE keys)."""
+    if endpoint.startswith("ipc://"):
+        if len(endpoint) - len("ipc://") > 100:
+            raise ConfigError(f"setting {name}: ipc path is too long for a unix socket")
+        return
+    if endpoint.startswith("tcp://"):
+        host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConfigError(
+                f"setting {name}: {endpoint!r} binds beyond loopback, which needs CURVE keys"
+            )
+        return
+    raise ConfigError(f"setting {name}: {endpoint!r} must start with ipc:// or tcp://")
+
+
+def validate(settings: Settings) -> Settings:
+    """Check every setting and fill derived defaults; raise ConfigError on the first problem."""
+    _check_url("ws_url", settings.ws_url, ("ws", "wss"))
+    _check_url("info_url", settings.info_url, ("http", "https"))
+    if not settings.coins:
+        raise ConfigError("setting coins: the coin list is empty")
+    for coin in settings.coins:
+        if not _COIN_RE.match(coin):
+            raise ConfigError(f"setting coins: {coin!r} is not a valid coin name")
+        encode_coin(coin)
+    if len(set(settings.coins)) != len(settings.coins):
+        raise ConfigError("setting coins: a coin is listed twice")
+    check_unique_filenames(settings.coins)
+    if not settings.intervals:
+        raise ConfigError("setting intervals: the interval list is empty")
+    for label in settings.intervals:
+        parse_interval(label)
+    if len(set(settings.intervals)) != len(settings.intervals):
+        raise ConfigError("setting intervals: an interval is listed twice")
+    for name, low, high in (
+        ("backfill_hours", 0.0, 24.0 * 365),
+        ("stale_seconds", 1.0, 3600.0),
+        ("grace_seconds", 0.0, 60.0),
+        ("ping_seconds", 1.0, 55.0),
+        ("backoff_base_seconds", 0.01, 60.0),
+        ("backoff_cap_seconds", 0.1, 600.0),
+    ):
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise ConfigError(f"setting {name}: {value} is outside {low}..{high}")
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"setting log_level: {settings.log_level!r} is not a log level")
+    run_dir = settings.run_dir.resolve()
+    endpoints = {
+        "trades_endpoint": settings.trades_endpoint or f"ipc://{run_dir}/trades.sock",
+        "bars_endpoint": settings.bars_endpoint or f"ipc://{run_dir}/bars.sock",
+        "writer_endpoint": settings.writer_endpoint or f"ipc://{run_dir}/writer.sock",
+    }
+    for name, endpoint in endpoints.items():
+        _check_endpoint(name, endpoint)
+    return replace(
+        settings,
+        data_dir=settings.data_dir.resolve(),
+        run_dir=run_dir,
+        log_level=settings.log_level.upper(),
+        **endpoints,
+    )
+
+
+def prepare_dirs(settings: Settings) -> None:
+    """Create the data and run dirs (run dir mode 0700) and check both are writable."""
+    for name, path, mode in (
+        ("data_dir", settings.data_dir, 0o755),
+        ("run_dir", settings.run_dir, 0o700),
+    ):
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=mode)
+            if name == "run_dir":
+                path.chmod(0o700)
+            probe = path / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"setting {name}: {path} is not writable ({reason})") from None
+
+
+def describe(settings: Settings) -> str:
+    """One-line `key=value` summary of the effective settings for the startup log."""
+    parts = []
+    for item in fields(Settings):
+        value = getattr(settings, item.name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        parts.append(f"{item.name}={value}")
+    return " ".join(parts)

@@ -1,0 +1,35 @@
+"""Exact decimal handling for prices and sizes; money never passes through float.
+
+`format_decimal` writes a number the way the exchange writes candle fields: plain digits,
+no exponent, no trailing zeros, and at least one digit after the point (`63471.0`,
+`0.00155`, `520665683.0`). See fixtures/hyperliquid/.../test_get_candles_snapshot.yaml.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+ZERO = Decimal(0)
+
+
+def parse_decimal(text: object) -> Decimal | None:
+    """Parse an exchange decimal string; None for anything that is not a finite number."""
+    if not isinstance(text, str) or not text or len(text) > 64:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not value.is_finite():
+        return None
+    return value
+
+
+def format_decimal(value: Decimal) -> str:
+    """Format a Decimal exactly, exchange style: `1.50` -> `1.5`, `3` -> `3.0`, `0` -> `0.0`."""
+    if value == 0:
+        return "0.0"
+    text = format(value.normalize(), "f")
+    if "." not in text:
+        return text + ".0"
+    return text

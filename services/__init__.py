@@ -1,0 +1,1 @@
+"""The three hlstream stages: ingest, aggregator, writer. A service never imports another."""
