@@ -11,7 +11,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from common.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_OK, ConfigError
-from common.log import EventLog
+from common.log import EventLog, setup_logging
 
 
 class StopFlag:
@@ -42,6 +42,7 @@ class StopFlag:
 
 def run_main(log: EventLog, body: Callable[[], None]) -> None:
     """Run a stage's main body and exit with the right code: 0, 1 (crash) or 78 (config)."""
+    setup_logging()
     try:
         body()
     except ConfigError as exc:

@@ -23,6 +23,7 @@ from typing import Any
 
 import msgpack
 
+from common.decimals import parse_decimal
 from common.errors import ProtocolError
 
 SCHEMA_VERSION = 1
@@ -180,11 +181,17 @@ def trade_from_wire(data: Any) -> Trade:
     side = _need(data, "side", str)
     if side not in {"buy", "sell"}:
         raise ProtocolError(f"trade side {side!r} is not buy or sell")
+    price = _need(data, "price", str)
+    size = _need(data, "size", str)
+    for name, text in (("price", price), ("size", size)):
+        value = parse_decimal(text)
+        if value is None or value <= 0:
+            raise ProtocolError(f"trade {name} {text[:40]!r} is not a positive decimal")
     return Trade(
         coin=_need(data, "coin", str),
         is_buy=side == "buy",
-        price=_need(data, "price", str),
-        size=_need(data, "size", str),
+        price=price,
+        size=size,
         ts_ms=_need(data, "ts_ms", int),
         tid=_need(data, "tid", int),
         hash=_need(data, "hash", str),

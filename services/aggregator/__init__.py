@@ -1,0 +1,1 @@
+"""The aggregator stage: owns all bar state, window boundaries and rollover timing."""

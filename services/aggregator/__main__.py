@@ -1,0 +1,29 @@
+"""`python -m services.aggregator`: load config, set up logging, run the aggregator shell."""
+
+from __future__ import annotations
+
+import argparse
+
+from common.config import add_config_flags, describe, load_settings, prepare_dirs
+from common.lifecycle_io import StopFlag, run_main
+from common.log import event_log, setup_logging
+
+log = event_log("aggregator")
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.aggregator")
+    add_config_flags(parser)
+    args = parser.parse_args()
+    stop = StopFlag().install()
+    settings = load_settings(args)
+    setup_logging(settings.log_level, settings.log_json)
+    prepare_dirs(settings)
+    log.info("config", settings=describe(settings))
+    from services.aggregator.shell import Aggregator
+
+    Aggregator(settings, stop).run()
+
+
+if __name__ == "__main__":
+    run_main(log, _main)

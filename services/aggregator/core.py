@@ -1,0 +1,243 @@
+"""Per-coin, per-interval OHLCV bar state machine. Pure: time comes in as `now_ms`.
+
+Invariants kept here:
+- Each series (coin, interval) emits windows in strictly increasing order, one bar per
+  window, without holes once it has a close to carry: an empty window becomes a bar with
+  O=H=L=C=previous close, volume 0 and `trades == 0`.
+- A window closes when `now_ms >= start + interval + grace` — never earlier, because the
+  venue's batches are not time-ordered (fixture quantick/ws_trades.json is newest-first),
+  so a trade for a later window does not prove an earlier one is over.
+- A trade for a window that is already closed is late: counted and reported, never merged
+  into another bar.
+- A bar is `complete` only if the aggregator watched its whole window: it started before
+  the window began and no taint (ingest gap marker, ingest restart, lost bus messages,
+  ingest disconnected) overlaps the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from common.decimals import ZERO, format_decimal
+from common.messages import Bar, Trade
+from common.timebucket import bucket_start
+
+ZERO_VOLUME = format_decimal(ZERO)
+
+
+@dataclass(slots=True)
+class OpenBar:
+    """A window that has trades and has not closed yet."""
+
+    start_ms: int
+    open: str
+    high: Decimal
+    high_text: str
+    low: Decimal
+    low_text: str
+    close: str
+    first_ts: int
+    last_ts: int
+    volume: Decimal
+    trades: int
+
+
+@dataclass(slots=True)
+class Series:
+    """Bar state for one coin and interval."""
+
+    coin: str
+    interval: str
+    interval_ms: int
+    open_bars: dict[int, OpenBar] = field(default_factory=dict)
+    next_start: int | None = None  # first window not yet emitted, once a close is known
+    last_close: str | None = None
+    closed_through: int = -1  # windows starting before this are closed (trades are late)
+
+
+@dataclass(frozen=True, slots=True)
+class LateTrade:
+    """A trade whose window had already been closed when it arrived."""
+
+    interval: str
+    window_ms: int
+    trade: Trade
+
+
+@dataclass(slots=True)
+class AggState:
+    """All bar state of the aggregator."""
+
+    grace_ms: int
+    joined_ms: int  # windows starting before this were not watched from their start
+    series: dict[tuple[str, str], Series] = field(default_factory=dict)
+    by_coin: dict[str, list[Series]] = field(default_factory=dict)
+    taints: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    late_trades: int = 0
+    applied_trades: int = 0
+
+
+def new_state(
+    coins: tuple[str, ...], intervals: dict[str, int], grace_ms: int, now_ms: int
+) -> AggState:
+    """Fresh state for `coins` x `intervals`, joined at `now_ms`."""
+    state = AggState(grace_ms=grace_ms, joined_ms=now_ms)
+    for coin in coins:
+        for label, interval_ms in intervals.items():
+            series = Series(coin, label, interval_ms)
+            state.series[(coin, label)] = series
+            state.by_coin.setdefault(coin, []).append(series)
+    return state
+
+
+def _price(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def _update(bar: OpenBar, trade: Trade, price: Decimal) -> None:
+    if trade.ts_ms < bar.first_ts:
+        bar.open, bar.first_ts = trade.price, trade.ts_ms
+    if trade.ts_ms >= bar.last_ts:
+        bar.close, bar.last_ts = trade.price, trade.ts_ms
+    if price > bar.high:
+        bar.high, bar.high_text = price, trade.price
+    if price < bar.low:
+        bar.low, bar.low_text = price, trade.price
+    bar.volume += Decimal(trade.size)
+    bar.trades += 1
+
+
+def _open(start_ms: int, trade: Trade, price: Decimal) -> OpenBar:
+    return OpenBar(
+        start_ms=start_ms,
+        open=trade.price,
+        high=price,
+        high_text=trade.price,
+        low=price,
+        low_text=trade.price,
+        close=trade.price,
+        first_ts=trade.ts_ms,
+        last_ts=trade.ts_ms,
+        volume=Decimal(trade.size),
+        trades=1,
+    )
+
+
+def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
+    """Add trades to their open windows; return the ones that arrived too late."""
+    late: list[LateTrade] = []
+    for trade in trades:
+        price = _price(trade.price)
+        for series in state.by_coin.get(trade.coin, ()):
+            start = bucket_start(trade.ts_ms, series.interval_ms)
+            if start < series.closed_through:
+                late.append(LateTrade(series.interval, start, trade))
+                continue
+            bar = series.open_bars.get(start)
+            if bar is None:
+                series.open_bars[start] = _open(start, trade, price)
+            else:
+                _update(bar, trade, price)
+        state.applied_trades += 1
+    state.late_trades += len(late)
+    return late
+
+
+def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> None:
+    """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin)."""
+    coins = set(state.by_coin) if coin is None else {coin}
+    for name in coins:
+        state.taints.setdefault(name, []).append((from_ms, to_ms))
+
+
+def _is_complete(state: AggState, coin: str, start_ms: int, end_ms: int) -> bool:
+    if start_ms < state.joined_ms:
+        return False
+    return not any(
+        lo < end_ms and hi >= start_ms for lo, hi in state.taints.get(coin, ())
+    )
+
+
+def _bar_from_open(state: AggState, series: Series, bar: OpenBar) -> Bar:
+    end = bar.start_ms + series.interval_ms
+    return Bar(
+        coin=series.coin,
+        interval=series.interval,
+        start_ms=bar.start_ms,
+        open=format_decimal(_price(bar.open)),
+        high=format_decimal(bar.high),
+        low=format_decimal(bar.low),
+        close=format_decimal(_price(bar.close)),
+        volume=format_decimal(bar.volume),
+        trades=bar.trades,
+        complete=_is_complete(state, series.coin, bar.start_ms, end),
+    )
+
+
+def _carry_bar(state: AggState, series: Series, start_ms: int, close: str) -> Bar:
+    return Bar(
+        coin=series.coin,
+        interval=series.interval,
+        start_ms=start_ms,
+        open=close,
+        high=close,
+        low=close,
+        close=close,
+        volume=ZERO_VOLUME,
+        trades=0,
+        complete=_is_complete(state, series.coin, start_ms, start_ms + series.interval_ms),
+    )
+
+
+def _advance_series(state: AggState, series: Series, now_ms: int, out: list[Bar]) -> None:
+    horizon = now_ms - state.grace_ms  # windows ending at or before this are closed
+    closable = sorted(s for s in series.open_bars if s + series.interval_ms <= horizon)
+    for start in closable:
+        bar = series.open_bars.pop(start)
+        _carry_until(state, series, start, out)
+        closed = _bar_from_open(state, series, bar)
+        out.append(closed)
+        series.last_close = closed.close
+        series.next_start = start + series.interval_ms
+    latest_closed = bucket_start(horizon, series.interval_ms)
+    _carry_until(state, series, latest_closed, out)
+    series.closed_through = max(series.closed_through, latest_closed)
+
+
+def _carry_until(state: AggState, series: Series, stop_ms: int, out: list[Bar]) -> None:
+    """Emit carry-forward bars for empty windows from next_start up to (excluding) stop_ms."""
+    if series.next_start is None or series.last_close is None:
+        return
+    while series.next_start < stop_ms:
+        out.append(_carry_bar(state, series, series.next_start, series.last_close))
+        series.next_start += series.interval_ms
+
+
+def advance(state: AggState, now_ms: int) -> list[Bar]:
+    """Close every window that ended at least `grace` before `now_ms`; return the bars."""
+    out: list[Bar] = []
+    for series in state.series.values():
+        _advance_series(state, series, now_ms, out)
+    _prune_taints(state)
+    return out
+
+
+def _prune_taints(state: AggState) -> None:
+    oldest_open = min(
+        (min(s.open_bars) if s.open_bars else s.closed_through for s in state.series.values()),
+        default=0,
+    )
+    for coin, ranges in state.taints.items():
+        state.taints[coin] = [(lo, hi) for lo, hi in ranges if hi >= oldest_open]
+
+
+def next_deadline(state: AggState) -> int | None:
+    """The earliest `now_ms` at which `advance` would close something, or None."""
+    deadlines = []
+    for series in state.series.values():
+        if series.open_bars:
+            deadlines.append(min(series.open_bars) + series.interval_ms + state.grace_ms)
+        if series.next_start is not None:
+            deadlines.append(series.next_start + series.interval_ms + state.grace_ms)
+    return min(deadlines, default=None)

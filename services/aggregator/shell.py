@@ -1,0 +1,224 @@
+"""Aggregator IO shell: subscribe to ingest, drive the bar core with the wall clock, publish
+bars for taps (PUB) and hand them to the writer (DEALER, acked after fsync).
+
+Loop: poll sockets until the next window deadline -> apply trades / gaps / status ->
+`advance(now)` -> publish closed bars, queue them in the outbox -> send due outbox heads.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import zmq
+
+from common.bus_io import Publisher, subscribe_socket
+from common.config import Settings
+from common.errors import ProtocolError
+from common.lifecycle_io import StopFlag
+from common.log import event_log
+from common.messages import (
+    Bar,
+    bar_to_wire,
+    bar_topic,
+    decode,
+    encode,
+    gap_from_wire,
+    late_topic,
+    status_topic,
+    trade_to_wire,
+    trades_from_payload,
+)
+from common.sequence import SeqEvent, SeqTracker
+from common.status_io import write_status
+from services.aggregator.core import (
+    AggState,
+    advance,
+    apply_trades,
+    new_state,
+    next_deadline,
+    taint,
+)
+from services.aggregator.outbox import Outbox
+
+log = event_log("aggregator")
+INGEST_SILENT_MS = 3_000  # no ingest heartbeat for this long: treat the feed as down
+SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joining
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Aggregator:
+    """Owns the sockets and the clock around the pure bar state."""
+
+    def __init__(self, settings: Settings, stop: StopFlag) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.sub = subscribe_socket(
+            self.context, settings.trades_endpoint, ["trade.", "gap.", status_topic("ingest")]
+        )
+        self.taps = Publisher(self.context, settings.bars_endpoint)
+        self.writer = self.context.socket(zmq.DEALER)
+        self.writer.setsockopt(zmq.LINGER, 0)
+        self.writer.setsockopt(zmq.SNDHWM, 100_000)
+        self.writer.connect(settings.writer_endpoint)
+        self.outbox = Outbox()
+        self.seq = SeqTracker()
+        self.counters = {"malformed": 0, "bars": 0, "lost_messages": 0, "acks": 0, "gaps": 0}
+        self.ingest_ok_ms = 0
+        self.ingest_seen_ms = 0
+        self.last_msg_ms: dict[str, int] = {}
+        time.sleep(SUBSCRIBE_SETTLE_S)
+        now = _now_ms()
+        self.state: AggState = new_state(
+            settings.coins, settings.interval_ms, int(settings.grace_seconds * 1000), now
+        )
+        log.info("joined", joined_ms=now, series=len(self.state.series))
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.writer, zmq.POLLIN)
+        next_status = 0.0
+        while not self.stop.is_set():
+            deadline = next_deadline(self.state)
+            wait_ms = 200 if deadline is None else max(5, min(200, deadline - _now_ms()))
+            ready = dict(poller.poll(wait_ms))
+            if self.sub in ready:
+                self._drain_bus()
+            if self.writer in ready:
+                self._drain_acks()
+            now = _now_ms()
+            for bar in advance(self.state, now):
+                self._emit(bar)
+            for key, payload in self.outbox.due(now):
+                try:
+                    self.writer.send_multipart([b"bar", payload], flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    log.warning_limited("writer_full", 5, "writer_queue_full", key=key)
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + 1.0
+                self._heartbeat(now)
+        self.close()
+
+    def _drain_bus(self, limit: int = 2_000) -> None:
+        for _ in range(limit):
+            try:
+                frames = self.sub.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self._handle(frames)
+            except (ProtocolError, UnicodeDecodeError) as exc:
+                self.counters["malformed"] += 1
+                log.warning_limited("malformed", 5, "malformed_frame", error=str(exc)[:200])
+
+    def _handle(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            raise ProtocolError(f"expected 2 frames, got {len(frames)}")
+        topic = frames[0].decode("ascii")
+        data = decode(frames[1])
+        now = _now_ms()
+        event, skipped = self.seq.observe(topic, data["session"], data["seq"])
+        previous = self.last_msg_ms.get(topic, self.state.joined_ms)
+        self.last_msg_ms[topic] = now
+        kind = data["type"]
+        if kind == "status":
+            self._on_ingest_status(data, now)
+            return
+        if event in (SeqEvent.FIRST, SeqEvent.RESTART, SeqEvent.GAP):
+            # The first message of a feed cannot prove nothing came before it either.
+            coin = topic.split(".", 1)[1].rstrip("|")
+            reason = {SeqEvent.FIRST: "feed_start", SeqEvent.RESTART: "ingest_restart"}.get(
+                event, "bus_loss"
+            )
+            self.counters["lost_messages"] += skipped
+            emit = log.info if event is SeqEvent.FIRST else log.warning
+            emit("feed_discontinuity", coin=coin, reason=reason, skipped=skipped)
+            taint(self.state, coin, previous, now)
+        if kind == "trades":
+            late = apply_trades(self.state, trades_from_payload(data))
+            for item in late:
+                body = {"interval": item.interval, "start_ms": item.window_ms,
+                        "trade": trade_to_wire(item.trade)}
+                self.taps.publish(late_topic(item.trade.coin), "late", body)
+            if late:
+                log.warning_limited("late", 5, "late_trades", total=self.state.late_trades)
+        elif kind == "gap":
+            gap = gap_from_wire(data)
+            self.counters["gaps"] += 1
+            log.warning("gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms,
+                        reason=gap.reason)
+            taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
+        else:
+            raise ProtocolError(f"unexpected message type {kind!r} on {topic}")
+
+    def _on_ingest_status(self, data: dict[str, Any], now: int) -> None:
+        self.ingest_seen_ms = now
+        if data.get("connected") is True:
+            self.ingest_ok_ms = now
+        else:
+            taint(self.state, None, self.ingest_ok_ms or self.state.joined_ms, now)
+
+    def _drain_acks(self) -> None:
+        while True:
+            try:
+                frames = self.writer.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                if len(frames) != 2 or frames[0] != b"ack":
+                    raise ProtocolError("ack must be [b'ack', payload]")
+                data = decode(frames[1])
+                key = (str(data["coin"]), str(data["interval"]), int(data["start_ms"]))
+            except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+                self.counters["malformed"] += 1
+                log.warning_limited("bad_ack", 5, "malformed_ack", error=str(exc)[:200])
+                continue
+            if self.outbox.ack(key):
+                self.counters["acks"] += 1
+
+    def _emit(self, bar: Bar) -> None:
+        body = bar_to_wire(bar)
+        self.taps.publish(bar_topic(bar.interval, bar.coin), "bar", body)
+        envelope = self.taps.next_envelope("writer")
+        self.outbox.add((bar.coin, bar.interval, bar.start_ms), encode("bar", envelope, body))
+        self.counters["bars"] += 1
+        log.debug("bar", coin=bar.coin, interval=bar.interval, start_ms=bar.start_ms,
+                  trades=bar.trades, complete=bar.complete)
+
+    def _heartbeat(self, now: int) -> None:
+        if self.ingest_seen_ms and now - self.ingest_seen_ms > INGEST_SILENT_MS:
+            taint(self.state, None, self.ingest_seen_ms, now)
+            log.warning_limited("ingest_silent", 30, "ingest_silent",
+                                silent_ms=now - self.ingest_seen_ms)
+        status = {
+            "service": "aggregator",
+            "ts_ms": now,
+            "session": self.taps.session,
+            "trades": self.state.applied_trades,
+            "late_trades": self.state.late_trades,
+            "pending_bars": self.outbox.size,
+            "dropped_bars": self.outbox.dropped,
+            "resent_bars": self.outbox.resent,
+            **self.counters,
+        }
+        self.taps.publish(status_topic("aggregator"), "status", status)
+        write_status(self.settings.run_dir, "aggregator", status)
+
+    def close(self) -> None:
+        """Give in-flight bars a moment to reach the writer, then close sockets."""
+        deadline = time.monotonic() + 1.0
+        while self.outbox.size and time.monotonic() < deadline:
+            if self.writer.poll(100, zmq.POLLIN):
+                self._drain_acks()
+        if self.outbox.size:
+            log.warning("unacked_at_exit", bars=self.outbox.size)
+        log.info("stopped", bars=self.counters["bars"], trades=self.state.applied_trades)
+        self.sub.close()
+        self.writer.close()
+        self.taps.close()
+        self.context.term()

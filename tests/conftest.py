@@ -1,0 +1,40 @@
+"""Small shared factories for tests: trades, bars, a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pytest
+
+from common.messages import Trade
+
+_tids = itertools.count(1_000_000)
+
+
+def make_trade(
+    coin: str = "BTC",
+    price: str = "100.0",
+    size: str = "1.0",
+    ts_ms: int = 1_700_000_000_000,
+    tid: int | None = None,
+    is_buy: bool = True,
+) -> Trade:
+    """A valid Trade with overridable fields."""
+    return Trade(coin, is_buy, price, size, ts_ms, next(_tids) if tid is None else tid, "0x0")
+
+
+@dataclass
+class FakeClock:
+    """A settable clock in epoch milliseconds."""
+
+    now_ms: int = 1_700_000_000_000
+
+    def advance(self, delta_ms: int) -> int:
+        self.now_ms += delta_ms
+        return self.now_ms
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
