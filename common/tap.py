@@ -1,0 +1,106 @@
+"""Tap the hlstream bus from any Python process: needs only pyzmq and msgpack.
+
+This file is self-contained on purpose (it imports nothing from hlstream), so a strategy
+can copy or vendor it. Three lines:
+
+    from common.tap import Tap
+    for msg in Tap("ipc:///path/to/run/trades.sock", ["trade.BTC|"]):
+        print(msg.topic, msg.data)
+
+Each message is a `TapMessage(topic, data, event, lost)`: `data` is the decoded msgpack
+map (see the README's wire format); `event` is "first", "ok", "restart" (the publisher
+restarted: new session id) or "gap" (`lost` messages were dropped, e.g. a full queue).
+Topics end with "|", so "trade.ETH|" never matches "trade.ETHFI|"; a prefix such as
+"trade." or "bar.5s." subscribes to a whole family. Topics are also compared exactly on
+receipt. Malformed frames are counted in `Tap.malformed` and skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import zmq
+
+SCHEMA_VERSION = 1
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TapMessage:
+    """One decoded bus message and what its sequence number says."""
+
+    topic: str
+    data: dict[str, Any]
+    event: str
+    lost: int
+
+
+class Tap:
+    """A SUB socket on one hlstream endpoint, yielding decoded messages."""
+
+    def __init__(self, endpoint: str, prefixes: list[str], timeout_ms: int | None = None):
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.RCVHWM, 100_000)
+        for prefix in prefixes or [""]:
+            self.socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self.socket.connect(endpoint)
+        self.prefixes = prefixes
+        self.timeout_ms = timeout_ms
+        self.malformed = 0
+        self.lost = 0
+        self._last: dict[str, tuple[str, int]] = {}
+
+    def __iter__(self) -> Iterator[TapMessage]:
+        while True:
+            message = self.receive()
+            if message is None:
+                return
+            yield message
+
+    def receive(self) -> TapMessage | None:
+        """The next valid message, or None when `timeout_ms` passes without one."""
+        while True:
+            if self.timeout_ms is not None and not self.socket.poll(self.timeout_ms):
+                return None
+            frames = self.socket.recv_multipart()
+            message = self._decode(frames)
+            if message is not None:
+                return message
+
+    def _decode(self, frames: list[bytes]) -> TapMessage | None:
+        try:
+            topic = frames[0].decode("ascii")
+            if len(frames) != 2 or len(frames[1]) > MAX_FRAME_BYTES:
+                raise ValueError("bad frame count or size")
+            if self.prefixes and not any(topic.startswith(p) for p in self.prefixes):
+                raise ValueError("topic does not match")
+            data = msgpack.unpackb(frames[1], raw=False)
+            if not isinstance(data, dict) or data.get("v") != SCHEMA_VERSION:
+                raise ValueError("not a version-1 map")
+            session, seq = data["session"], data["seq"]
+            if not isinstance(session, str) or not isinstance(seq, int):
+                raise ValueError("bad session or seq")
+        except (ValueError, KeyError, UnicodeDecodeError, msgpack.UnpackException):
+            self.malformed += 1
+            return None
+        event, lost = self._sequence(topic, session, seq)
+        return TapMessage(topic, data, event, lost)
+
+    def _sequence(self, topic: str, session: str, seq: int) -> tuple[str, int]:
+        previous = self._last.get(topic)
+        self._last[topic] = (session, seq)
+        if previous is None:
+            return "first", 0
+        if previous[0] != session:
+            return "restart", 0
+        lost = max(0, seq - previous[1] - 1)
+        self.lost += lost
+        return ("gap", lost) if lost else ("ok", 0)
+
+    def close(self) -> None:
+        self.socket.close()

@@ -1,0 +1,57 @@
+"""`python -m sim`: run a FakeExchange on 127.0.0.1 until SIGTERM or SIGINT.
+
+Prints one line `ws_url=... info_url=...` once both servers listen, then exits 0 on signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from sim.exchange import DEFAULT_COINS, FakeExchange
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
+    parser.add_argument("--coins", default=",".join(DEFAULT_COINS), help="comma list of perps")
+    parser.add_argument("--rate", type=float, default=4.0, help="trades per second per coin")
+    parser.add_argument("--ws-port", type=int, default=0, help="websocket port (0: ephemeral)")
+    parser.add_argument("--http-port", type=int, default=0, help="/info port (0: ephemeral)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake exchange until a signal arrives."""
+    args = parse_args(argv)
+    coins = [coin.strip() for coin in args.coins.split(",") if coin.strip()]
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    exchange = FakeExchange(
+        coins=coins,
+        rate_per_coin=args.rate,
+        seed=args.seed,
+        ws_port=args.ws_port,
+        http_port=args.http_port,
+    )
+    exchange.start()
+    try:
+        print(f"ws_url={exchange.ws_url} info_url={exchange.info_url}", flush=True)
+        while not done.wait(0.5):
+            pass
+    finally:
+        exchange.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
