@@ -151,7 +151,6 @@ def decode(payload: bytes) -> dict[str, Any]:
             payload,
             raw=False,
             strict_map_key=True,
-            max_buffer_size=MAX_FRAME_BYTES,
             max_array_len=MAX_TRADES_PER_BATCH,
             max_map_len=256,
         )

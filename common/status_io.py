@@ -7,9 +7,10 @@ one because each write goes to a temp file that is then renamed over the old one
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from common.atomic_io import write_atomic
 
 
 def status_path(run_dir: Path, service: str) -> Path:
@@ -18,11 +19,9 @@ def status_path(run_dir: Path, service: str) -> Path:
 
 def write_status(run_dir: Path, service: str, data: dict[str, Any]) -> None:
     """Atomically replace the status file of `service` (best effort: errors are ignored)."""
-    target = status_path(run_dir, service)
-    temp = target.with_suffix(f".tmp{os.getpid()}")
     try:
-        temp.write_text(json.dumps(data, sort_keys=True, default=str))
-        os.replace(temp, target)
+        payload = json.dumps(data, sort_keys=True, default=str).encode()
+        write_atomic(status_path(run_dir, service), payload, durable=False)
     except OSError:
         pass
 

@@ -1,0 +1,175 @@
+"""Start, stop and watch the three stages under supervisord (the `hlstream` front door).
+
+`run_foreground` starts supervisord in the foreground, echoes the stage logs to the
+terminal, forwards Ctrl-C/SIGTERM, and stops everything with exit 78 if a stage reports a
+configuration error (exit code 78) instead of leaving a half-running pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+from common.config import Settings
+from common.errors import EXIT_CONFIG, ConfigError
+
+STAGES = ("ingest", "aggregator", "writer")
+PROJECT_HOME = Path(__file__).resolve().parent.parent
+
+
+def config_path() -> Path:
+    """The supervisord.conf at the project root (override: HLSTREAM_SUPERVISORD_CONF)."""
+    return Path(os.environ.get("HLSTREAM_SUPERVISORD_CONF", PROJECT_HOME / "supervisord.conf"))
+
+
+def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
+    """Environment for supervisord and its children: flags become HLSTREAM_* variables."""
+    env = dict(os.environ)
+    env.update(overrides)
+    env["HLSTREAM_RUN_DIR"] = str(settings.run_dir)
+    env["HLSTREAM_DATA_DIR"] = str(settings.data_dir)
+    env["HLSTREAM_PYTHON"] = sys.executable
+    env["HLSTREAM_HOME"] = str(PROJECT_HOME)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def socket_path(settings: Settings) -> Path:
+    return settings.run_dir / "supervisor.sock"
+
+
+def is_running(settings: Settings) -> bool:
+    """True when a supervisord answers on this run dir's control socket."""
+    path = socket_path(settings)
+    if not path.exists():
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def rpc(settings: Settings) -> Any:
+    """An XML-RPC proxy to this run dir's supervisord."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{socket_path(settings)}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def process_states(settings: Settings) -> dict[str, dict[str, Any]]:
+    """supervisord's view of each stage: statename, pid, exitstatus, description."""
+    return {info["name"]: info for info in rpc(settings).supervisor.getAllProcessInfo()}
+
+
+def _supervisord_cmd(foreground: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())]
+    return cmd + (["-n"] if foreground else [])
+
+
+def _prepare_logs(settings: Settings) -> Path:
+    logs = settings.run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs
+
+
+def start_daemon(settings: Settings, env: dict[str, str]) -> None:
+    """Start supervisord in the background; raise ConfigError if already running."""
+    if is_running(settings):
+        raise ConfigError(f"hlstream is already running with run dir {settings.run_dir}")
+    _prepare_logs(settings)
+    subprocess.run(_supervisord_cmd(foreground=False), env=env, check=True)
+
+
+def _tail_logs(logs: Path, stop: threading.Event) -> None:
+    """Echo new lines of each stage's log to stdout, prefixed with the stage name."""
+    offsets: dict[str, int] = {}
+    for stage in STAGES:
+        path = logs / f"{stage}.log"
+        offsets[stage] = path.stat().st_size if path.exists() else 0
+    while not stop.wait(0.25):
+        for stage in STAGES:
+            path = logs / f"{stage}.log"
+            try:
+                size = path.stat().st_size
+                if size < offsets[stage]:
+                    offsets[stage] = 0  # rotated
+                if size == offsets[stage]:
+                    continue
+                with path.open("rb") as handle:
+                    handle.seek(offsets[stage])
+                    chunk = handle.read(size - offsets[stage])
+            except OSError:
+                continue
+            cut = chunk.rfind(b"\n") + 1
+            offsets[stage] += cut
+            for line in chunk[:cut].decode("utf-8", "replace").splitlines():
+                sys.stdout.write(f"{stage:<10} | {line}\n")
+            sys.stdout.flush()
+
+
+def _config_failure(settings: Settings) -> str | None:
+    """Name of a stage that exited with the configuration-error code, if any."""
+    try:
+        states = process_states(settings)
+    except (OSError, xmlrpc.client.Error):
+        return None
+    for name, info in states.items():
+        if info.get("statename") == "EXITED" and info.get("exitstatus") == EXIT_CONFIG:
+            return name
+        if info.get("statename") == "FATAL":
+            return name
+    return None
+
+
+def run_foreground(settings: Settings, env: dict[str, str]) -> int:
+    """Run supervisord in the foreground until Ctrl-C/SIGTERM; return the exit code."""
+    if is_running(settings):
+        raise ConfigError(f"hlstream is already running with run dir {settings.run_dir}")
+    logs = _prepare_logs(settings)
+    proc = subprocess.Popen(_supervisord_cmd(foreground=True), env=env, start_new_session=True)
+    stopping = threading.Event()
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.set()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    tail = threading.Thread(target=_tail_logs, args=(logs, stopping), daemon=True)
+    tail.start()
+    print(f"hlstream: running; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops")
+    exit_code = 0
+    while proc.poll() is None:
+        time.sleep(1.0)
+        failed = None if stopping.is_set() else _config_failure(settings)
+        if failed:
+            print(f"hlstream: stage {failed} stopped on a configuration error "
+                  f"(see {logs / (failed + '.log')}); shutting down", file=sys.stderr)
+            exit_code = EXIT_CONFIG
+            forward(signal.SIGTERM, None)
+    time.sleep(0.3)
+    stopping.set()
+    tail.join(timeout=2)
+    code = proc.returncode or 0
+    return exit_code or (0 if code in (0, -signal.SIGTERM) else code)
+
+
+def supervisorctl(settings: Settings, env: dict[str, str], *args: str) -> int:
+    """Run supervisorctl against this run dir's supervisord."""
+    cmd = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(config_path()), *args]
+    return subprocess.run(cmd, env=env).returncode

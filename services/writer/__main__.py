@@ -1,0 +1,39 @@
+"""`python -m services.writer`: load config, set up logging, run the writer until SIGTERM.
+
+Exit codes: 0 clean stop, 1 crash, 78 configuration error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common.config import add_config_flags, describe, load_settings, prepare_dirs
+from common.lifecycle_io import StopFlag, run_main
+from common.log import event_log, setup_logging
+from services.writer.shell import Writer
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse flags and run the writer stage."""
+    parser = argparse.ArgumentParser(
+        prog="python -m services.writer",
+        description="hlstream writer: bars from the aggregator -> fsynced CSV files",
+    )
+    add_config_flags(parser)
+    args = parser.parse_args(argv)
+    setup_logging()  # so a config error is still one formatted line on stderr
+    log = event_log("writer")
+    stop = StopFlag().install()
+
+    def body() -> None:
+        settings = load_settings(args)
+        prepare_dirs(settings)
+        setup_logging(settings.log_level, settings.log_json)
+        log.info("config", settings=describe(settings))
+        Writer(settings, stop, log).run()
+
+    run_main(log, body)
+
+
+if __name__ == "__main__":
+    main()

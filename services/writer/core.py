@@ -1,0 +1,264 @@
+"""Pure writer logic: CSV row format, candle validation, repair and backfill planning.
+
+No IO and no clock here: the shell passes `now_ms` and file contents in. Invariants kept:
+- a row is `Datetime,Open,High,Low,Close,Volume` with `Datetime` the UTC window start and
+  prices/volume as exact decimal strings (never float, never an exponent);
+- a fill plan is strictly increasing, one bar per window, nothing at or before the last row,
+  and a window the exchange omits is carried forward from the previous close with volume
+  `0.0` (only once a previous close is known: nothing is invented before the first candle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from common.decimals import format_decimal, parse_decimal
+from common.errors import IntegrityError, ProtocolError
+from common.messages import Bar, bar_from_wire, decode
+from common.timebucket import bucket_start, format_window, parse_window
+
+HEADER = "Datetime,Open,High,Low,Close,Volume"
+HEADER_LINE = HEADER + "\n"
+EMPTY_VOLUME = "0.0"
+# candleSnapshot returns at most about this many candles per request (DESIGN.md).
+MAX_CANDLES = 5000
+CANDLE_WEIGHT_BASE = 20
+CANDLE_ROWS_PER_WEIGHT = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One parsed CSV row."""
+
+    start_ms: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+
+
+class Placement(Enum):
+    """Where an incoming bar falls relative to the file's last row."""
+
+    FIRST = "first"  # the file has no rows yet
+    DUPLICATE = "duplicate"  # at or before the last row: already written
+    NEXT = "next"  # exactly the window after the last row
+    HOLE = "hole"  # later than the next window: windows in between are missing
+
+
+def _check_decimal(name: str, text: object, *, negative_ok: bool = True) -> Decimal:
+    value = parse_decimal(text)
+    if value is None:
+        raise ProtocolError(f"{name} {text!r} is not a decimal string")
+    if not negative_ok and value < 0:
+        raise ProtocolError(f"{name} {text!r} is negative")
+    return value
+
+
+def validate_bar(bar: Bar, interval_ms: int) -> None:
+    """Raise ProtocolError unless the bar is aligned and its fields are sane decimals."""
+    if bar.start_ms <= 0 or bar.start_ms % interval_ms != 0:
+        raise ProtocolError(f"bar start_ms {bar.start_ms} is not aligned to {bar.interval}")
+    low = _check_decimal("low", bar.low)
+    high = _check_decimal("high", bar.high)
+    for name, text in (("open", bar.open), ("close", bar.close)):
+        value = _check_decimal(name, text)
+        if not low <= value <= high:
+            raise ProtocolError(f"bar {name} {text} is outside low..high {bar.low}..{bar.high}")
+    _check_decimal("volume", bar.volume, negative_ok=False)
+    for text in (bar.open, bar.high, bar.low, bar.close, bar.volume):
+        if any(ch in text for ch in ',\n\r"') or "e" in text.lower():
+            raise ProtocolError(f"decimal {text!r} is not in plain exchange format")
+
+
+def format_row(bar: Bar) -> str:
+    """The CSV line (with trailing newline) for a bar."""
+    fields = (format_window(bar.start_ms), bar.open, bar.high, bar.low, bar.close, bar.volume)
+    return ",".join(fields) + "\n"
+
+
+def row_of(bar: Bar) -> Row:
+    """The Row a bar becomes once written."""
+    return Row(bar.start_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
+
+
+def parse_row(line: str) -> Row:
+    """Parse one CSV line (newline optional); raise IntegrityError if it is not a valid row."""
+    text = line.rstrip("\n")
+    parts = text.split(",")
+    if len(parts) != 6:
+        raise IntegrityError(f"CSV row {text[:80]!r} has {len(parts)} fields, expected 6")
+    try:
+        start_ms = parse_window(parts[0])
+    except ValueError:
+        raise IntegrityError(f"CSV row {text[:80]!r} has a bad Datetime") from None
+    for value in parts[1:]:
+        if parse_decimal(value) is None:
+            raise IntegrityError(f"CSV row {text[:80]!r} has a non-decimal field {value!r}")
+    return Row(start_ms, parts[1], parts[2], parts[3], parts[4], parts[5])
+
+
+def classify(start_ms: int, last_row: Row | None, interval_ms: int) -> Placement:
+    """Place a bar's window against the last row of its file."""
+    if last_row is None:
+        return Placement.FIRST
+    if start_ms <= last_row.start_ms:
+        return Placement.DUPLICATE
+    if start_ms == last_row.start_ms + interval_ms:
+        return Placement.NEXT
+    return Placement.HOLE
+
+
+def _candle_time(candle: dict[str, Any], key: str) -> int:
+    value = candle.get(key)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ProtocolError(f"candle field {key!r} is {value!r}, expected epoch ms")
+    return value
+
+
+def candle_to_bar(candle: object, coin: str, interval: str, interval_ms: int) -> Bar:
+    """Validate one candleSnapshot entry and turn it into a complete REST bar."""
+    if not isinstance(candle, dict):
+        raise ProtocolError(f"candle is {type(candle).__name__}, expected an object")
+    start_ms = _candle_time(candle, "t")
+    if start_ms % interval_ms != 0:
+        raise ProtocolError(f"candle t={start_ms} is not aligned to {interval}")
+    if "s" in candle and candle["s"] != coin:
+        raise ProtocolError(f"candle coin {candle['s']!r} is not {coin!r}")
+    if "i" in candle and candle["i"] != interval:
+        raise ProtocolError(f"candle interval {candle['i']!r} is not {interval!r}")
+    values = {key: _check_decimal(f"candle {key}", candle.get(key)) for key in "ohlc"}
+    volume = _check_decimal("candle v", candle.get("v"), negative_ok=False)
+    if (
+        not values["l"]
+        <= min(values["o"], values["c"])
+        <= max(values["o"], values["c"])
+        <= (values["h"])
+    ):
+        raise ProtocolError(f"candle t={start_ms} has open/close outside low..high")
+    trades = candle.get("n", 0)
+    if not isinstance(trades, int) or isinstance(trades, bool) or trades < 0:
+        raise ProtocolError(f"candle n={trades!r} is not a trade count")
+    return Bar(
+        coin=coin,
+        interval=interval,
+        start_ms=start_ms,
+        open=format_decimal(values["o"]),
+        high=format_decimal(values["h"]),
+        low=format_decimal(values["l"]),
+        close=format_decimal(values["c"]),
+        volume=format_decimal(volume),
+        trades=trades,
+        complete=True,
+        source="rest",
+    )
+
+
+def candles_to_bars(candles: object, coin: str, interval: str, interval_ms: int) -> list[Bar]:
+    """Validate a candleSnapshot answer; return its bars ascending, one per window.
+
+    Any bad candle rejects the whole answer (ProtocolError): a skipped candle would later be
+    carried forward, which is a guess, and the writer never writes guesses.
+    """
+    if not isinstance(candles, list):
+        raise ProtocolError(f"candleSnapshot answer is {type(candles).__name__}, expected a list")
+    by_start: dict[int, Bar] = {}
+    for candle in candles:
+        bar = candle_to_bar(candle, coin, interval, interval_ms)
+        by_start[bar.start_ms] = bar
+    return [by_start[start] for start in sorted(by_start)]
+
+
+def carry_bar(coin: str, interval: str, start_ms: int, close: str) -> Bar:
+    """An empty window: O=H=L=C=previous close, volume 0."""
+    return Bar(coin, interval, start_ms, close, close, close, close, EMPTY_VOLUME, 0, True, "fill")
+
+
+def plan_fill(
+    last_row: Row | None,
+    interval_ms: int,
+    candles: list[Bar],
+    from_ms: int,
+    to_ms_exclusive: int,
+    *,
+    coin: str,
+    interval: str,
+) -> list[Bar]:
+    """Bars for every window in [from_ms, to_ms_exclusive) after the last row.
+
+    Windows with a candle take it; windows without one carry the previous close forward; windows
+    before the first known close (empty file, no candle yet) are skipped.
+    """
+    start = bucket_start(from_ms, interval_ms)
+    if start < from_ms:
+        start += interval_ms
+    prev_close: str | None = None
+    if last_row is not None:
+        start = max(start, last_row.start_ms + interval_ms)
+        prev_close = last_row.close
+    by_start = {bar.start_ms: bar for bar in candles}
+    out: list[Bar] = []
+    for window in range(start, to_ms_exclusive, interval_ms):
+        candle = by_start.get(window)
+        if candle is not None:
+            out.append(candle)
+            prev_close = candle.close
+        elif prev_close is not None:
+            out.append(carry_bar(coin, interval, window, prev_close))
+    return out
+
+
+def backfill_range(
+    last_row: Row | None, interval_ms: int, now_ms: int, backfill_hours: float
+) -> tuple[int, int] | None:
+    """The windows [start_ms, end_ms) startup backfill should fill, or None.
+
+    `end_ms` is the start of the window containing `now_ms` (that window has not ended). The
+    reach is `backfill_hours` back from now; a file whose last row is older than that is still
+    repaired from its last row on, because leaving a hole behind it would break the contract.
+    """
+    if backfill_hours <= 0:
+        return None
+    end_ms = bucket_start(now_ms, interval_ms)
+    reach_ms = bucket_start(now_ms - int(backfill_hours * 3_600_000), interval_ms)
+    start_ms = reach_ms if last_row is None else last_row.start_ms + interval_ms
+    if start_ms >= end_ms:
+        return None
+    return start_ms, end_ms
+
+
+def window_count(start_ms: int, end_ms: int, interval_ms: int) -> int:
+    """How many windows [start_ms, end_ms) spans."""
+    return max(0, (end_ms - start_ms + interval_ms - 1) // interval_ms)
+
+
+def candle_weight(rows: int) -> float:
+    """REST weight of one candleSnapshot returning `rows` candles: 20 + rows/60."""
+    return CANDLE_WEIGHT_BASE + min(rows, MAX_CANDLES) / CANDLE_ROWS_PER_WEIGHT
+
+
+def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> dict[str, Any]:
+    """The /info body asking for candles of windows starting in [start_ms, end_ms)."""
+    return {
+        "type": "candleSnapshot",
+        "req": {"coin": coin, "interval": interval, "startTime": start_ms, "endTime": end_ms - 1},
+    }
+
+
+def ack_body(bar: Bar) -> dict[str, Any]:
+    """Body of an `ack` message: which bar is durably handled."""
+    return {"coin": bar.coin, "interval": bar.interval, "start_ms": bar.start_ms}
+
+
+def decode_bar_payload(payload: bytes) -> Bar:
+    """Strictly decode a `bar` payload (envelope + body); raise ProtocolError if malformed."""
+    data = decode(payload)
+    if data["type"] != "bar":
+        raise ProtocolError(f"message type {data['type']!r} is not bar")
+    return bar_from_wire(data)

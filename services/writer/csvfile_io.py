@@ -1,0 +1,194 @@
+"""One bar CSV file: create with header, repair a torn tail, read the last row, append safely.
+
+Invariants kept (DESIGN.md "CSV files"):
+- every append is ONE `os.write` of whole lines under `flock(LOCK_EX)`, then `fsync`;
+- the last row is re-read under the lock before appending and rows at or before it are dropped,
+  so a concurrent one-shot backfill process appending to the same file is harmless;
+- a failed write or fsync truncates the file back to its size before the append, so a reader
+  never sees a half line, and raises TransientError (the bar stays un-acked, retried later);
+- a file whose header is not exactly ours is refused (IntegrityError), never overwritten;
+- the last row is found by reading the tail in blocks from the end, never the whole file.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from common.errors import IntegrityError, TransientError
+from common.log import EventLog
+from common.messages import Bar
+from services.writer.core import HEADER_LINE, Row, format_row, parse_row, row_of
+
+TAIL_BLOCK = 4096
+
+
+class WriteFailedError(TransientError):
+    """An append failed (ENOSPC, EFBIG, EIO...); the file was restored to its previous size."""
+
+
+_HEADER_BYTES = HEADER_LINE.encode("ascii")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CsvFile:
+    """An open bar CSV file. Call `open()` first; `close()` when done."""
+
+    def __init__(self, path: Path, log: EventLog, interval_ms: int) -> None:
+        self.path = path
+        self.log = log
+        self.interval_ms = interval_ms
+        self.fd = -1
+        self.last: Row | None = None  # last row seen by this process (cache for status)
+
+    def open(self) -> CsvFile:
+        """Open or create the file; write the header, check it, cut a torn tail."""
+        created = not self.path.exists()
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            with self._locked(fcntl.LOCK_EX):
+                self._check_header()
+                self._cut_torn_tail()
+                self.last = self._read_last_row()
+        except BaseException:
+            self.close()
+            raise
+        if created:
+            _fsync_dir(self.path.parent)
+        return self
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    @contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        fcntl.flock(self.fd, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def _check_header(self) -> None:
+        """Under LOCK_EX: write the header into an empty file, refuse a foreign one."""
+        size = self._size()
+        head = os.pread(self.fd, len(_HEADER_BYTES), 0)
+        if size == 0 or (size < len(_HEADER_BYTES) and _HEADER_BYTES.startswith(head)):
+            # New file, or a header torn by a crash during creation: (re)write it whole.
+            if size:
+                self.log.warning("torn_tail_cut", path=str(self.path), bytes=size)
+                os.ftruncate(self.fd, 0)
+            os.write(self.fd, _HEADER_BYTES)
+            os.fsync(self.fd)
+            self.log.info("csv_created", path=str(self.path))
+            return
+        if head != _HEADER_BYTES:
+            raise IntegrityError(
+                f"{self.path} does not start with the header {HEADER_LINE.strip()!r}; "
+                "refusing to touch a foreign file"
+            )
+
+    def _cut_torn_tail(self) -> None:
+        """Under LOCK_EX: truncate a last line without newline (crash mid-write)."""
+        size = self._size()
+        if size == 0 or os.pread(self.fd, 1, size - 1) == b"\n":
+            return
+        keep = self._last_newline_end(size)
+        os.ftruncate(self.fd, keep)
+        os.fsync(self.fd)
+        self.log.warning("torn_tail_cut", path=str(self.path), bytes=size - keep)
+
+    def _last_newline_end(self, size: int) -> int:
+        """Offset just after the last b"\\n" before `size` (0 if none)."""
+        end = size
+        while end > 0:
+            start = max(0, end - TAIL_BLOCK)
+            block = os.pread(self.fd, end - start, start)
+            index = block.rfind(b"\n")
+            if index >= 0:
+                return start + index + 1
+            end = start
+        return 0
+
+    def _read_last_row(self) -> Row | None:
+        """Under a lock: parse the last complete line; None when only the header is there."""
+        size = self._size()
+        if size <= len(_HEADER_BYTES):
+            return None
+        line_start = self._last_newline_end(size - 1)
+        line = os.pread(self.fd, size - line_start, line_start)
+        if line_start == 0:
+            return None
+        return parse_row(line.decode("utf-8", errors="replace"))
+
+    def last_row(self) -> Row | None:
+        """The file's last row, read from its tail under LOCK_SH."""
+        with self._locked(fcntl.LOCK_SH):
+            self.last = self._read_last_row()
+        return self.last
+
+    def append(self, bars: list[Bar]) -> list[Bar]:
+        """Append the bars not yet in the file; return the ones written.
+
+        Raises TransientError on a write/fsync failure (file restored to its previous size) and
+        IntegrityError if the bars would leave a hole or go backwards.
+        """
+        with self._locked(fcntl.LOCK_EX):
+            self._cut_torn_tail()
+            last = self._read_last_row()
+            fresh = [bar for bar in bars if last is None or bar.start_ms > last.start_ms]
+            expected = None if last is None else last.start_ms + self.interval_ms
+            for bar in fresh:
+                if expected is not None and bar.start_ms != expected:
+                    raise IntegrityError(
+                        f"{self.path}: bar {bar.start_ms} does not follow "
+                        f"{expected - self.interval_ms}; it would leave a hole or go backwards"
+                    )
+                expected = bar.start_ms + self.interval_ms
+            if not fresh:
+                self.last = last
+                return []
+            self._write_whole(b"".join(format_row(bar).encode("utf-8") for bar in fresh))
+            self.last = row_of(fresh[-1])
+            return fresh
+
+    def _write_whole(self, data: bytes) -> None:
+        """Under LOCK_EX: one write + fsync, or restore the previous size and raise."""
+        before = self._size()
+        try:
+            written = os.write(self.fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"short write: {written} of {len(data)} bytes")
+            os.fsync(self.fd)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            try:
+                os.ftruncate(self.fd, before)
+                os.fsync(self.fd)
+                restored = True
+            except OSError:
+                restored = False
+            self.log.error(
+                "csv_write_failed",
+                path=str(self.path),
+                errno=errno.errorcode.get(exc.errno or 0, exc.errno),
+                reason=reason,
+                bytes=len(data),
+                restored=restored,
+            )
+            raise WriteFailedError(f"write to {self.path} failed: {reason}") from None

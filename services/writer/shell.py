@@ -1,0 +1,425 @@
+"""Writer run loop: open CSV files, backfill from REST, then receive bars and ack them.
+
+The aggregator's DEALER sends `[b"bar", payload]`; our ROUTER sees `[identity, b"bar", payload]`
+and answers `[identity, b"ack", encode("ack", ...{coin, interval, start_ms})]` once the bar is
+durably handled (appended + fsynced, or already in the file). An un-acked bar is resent by the
+aggregator, so every step here is idempotent. Once a second `run_dir/writer-status.json` is
+replaced atomically with the last row per file and the counters.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import zmq
+
+from common.backoff import WeightBudget
+from common.bus_io import new_session_id
+from common.config import Settings
+from common.errors import IntegrityError, ProtocolError, TransientError
+from common.filenames import csv_filename
+from common.lifecycle_io import StopFlag
+from common.log import EventLog
+from common.messages import Bar, Envelope, encode
+from common.rest_io import InfoClient, call_with_retry
+from common.status_io import write_status
+from common.timebucket import format_window, has_rest_candles
+from services.writer import core
+from services.writer.csvfile_io import CsvFile, WriteFailedError
+
+POLL_MS = 200
+STATUS_EVERY_S = 1.0
+REST_ATTEMPTS = 3
+BACKFILL_ATTEMPTS = 4
+REST_WEIGHT_PER_MINUTE = 1200.0
+LOCK_FILE = "writer.lock"
+
+
+@dataclass
+class Counters:
+    bars_written: int = 0
+    rows_written: int = 0
+    duplicates: int = 0
+    holes_repaired: int = 0
+    partial_written: int = 0
+    rest_errors: int = 0
+    malformed: int = 0
+    write_errors: int = 0
+    refused: int = 0
+    acks: int = 0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Writer:
+    """The writer process: owns every CSV file of one data dir."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stop: StopFlag,
+        log: EventLog,
+        *,
+        info: Any = None,
+        now_ms: Callable[[], int] = _now_ms,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.log = log
+        self.info = info if info is not None else InfoClient(settings.info_url, timeout_s=5.0)
+        self.now_ms = now_ms
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.session = new_session_id()
+        self.ack_seq = 0
+        self.counters = Counters()
+        self.budget = WeightBudget(REST_WEIGHT_PER_MINUTE)
+        self.interval_ms = settings.interval_ms
+        self.files: dict[tuple[str, str], CsvFile] = {}
+        self.refused: dict[tuple[str, str], str] = {}
+        self._lock_fd = -1
+
+    # ---- startup -------------------------------------------------------------------------
+
+    def acquire_lock(self) -> None:
+        """Refuse to run twice on one run dir (two ROUTERs would steal each other's bars)."""
+        path = self.settings.run_dir / LOCK_FILE
+        self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IntegrityError(f"another writer holds {path}") from None
+
+    def open_files(self) -> None:
+        """Open every coin x interval file; a foreign file is refused, the others still run."""
+        for coin in self.settings.coins:
+            for interval in self.settings.intervals:
+                path = self.settings.data_dir / csv_filename(coin, interval)
+                try:
+                    handle = CsvFile(path, self.log, self.interval_ms[interval]).open()
+                except IntegrityError as exc:
+                    self.refused[(coin, interval)] = str(exc)
+                    self.counters.refused += 1
+                    self.log.error("csv_refused", coin=coin, interval=interval, error=str(exc))
+                    continue
+                self.files[(coin, interval)] = handle
+
+    def backfill(self) -> None:
+        """Fill each REST interval's file up to the last finished window (bounded retries)."""
+        for (coin, interval), handle in self.files.items():
+            if self.stop.is_set():
+                return
+            if not has_rest_candles(interval):
+                continue
+            interval_ms = self.interval_ms[interval]
+            span = core.backfill_range(
+                handle.last_row(), interval_ms, self.now_ms(), self.settings.backfill_hours
+            )
+            if span is None:
+                continue
+            try:
+                written = self._fill(handle, coin, interval, span[0], span[1], BACKFILL_ATTEMPTS)
+            except (TransientError, ProtocolError) as exc:
+                self.log.error(
+                    "backfill_failed",
+                    coin=coin,
+                    interval=interval,
+                    error=str(exc),
+                    note="will retry on the next bar's hole repair",
+                )
+                continue
+            self.log.info(
+                "backfill_done",
+                coin=coin,
+                interval=interval,
+                rows=written,
+                start=format_window(span[0]),
+                end=format_window(span[1]),
+            )
+
+    # ---- REST ----------------------------------------------------------------------------
+
+    def _rest_candles(
+        self, coin: str, interval: str, start_ms: int, end_ms: int, attempts: int
+    ) -> list[Bar]:
+        """Candles for windows in [start_ms, end_ms); TransientError/ProtocolError on failure."""
+        interval_ms = self.interval_ms[interval]
+        windows = core.window_count(start_ms, end_ms, interval_ms)
+        if windows > core.MAX_CANDLES:
+            self.log.warning(
+                "backfill_reach_limited",
+                coin=coin,
+                interval=interval,
+                windows=windows,
+                max_candles=core.MAX_CANDLES,
+                note="candleSnapshot serves only the most recent candles; older windows are "
+                "carried forward",
+            )
+        weight = core.candle_weight(windows)
+        wait_s = self.budget.wait_s(weight, time.monotonic())
+        if wait_s > 0:
+            self.log.info("rest_weight_wait", wait_ms=int(wait_s * 1000), weight=weight)
+            self.stop.wait(wait_s)
+        self.budget.spend(weight, time.monotonic())
+        body = core.candle_request(coin, interval, start_ms, end_ms)
+
+        def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
+            self.log.warning(
+                "rest_retry",
+                coin=coin,
+                interval=interval,
+                attempt=attempt,
+                delay_ms=int(delay_s * 1000),
+                error=str(exc),
+            )
+
+        try:
+            answer = call_with_retry(
+                lambda: self.info.post(body),
+                attempts=attempts,
+                on_retry=on_retry,
+                should_stop=self.stop.is_set,
+                rng=self.rng,
+                base_s=self.settings.backoff_base_seconds,
+                cap_s=self.settings.backoff_cap_seconds,
+                sleep=self.sleep,
+            )
+            bars = core.candles_to_bars(answer, coin, interval, interval_ms)
+        except (TransientError, ProtocolError) as exc:
+            self.counters.rest_errors += 1
+            self.log.error(
+                "rest_failed",
+                coin=coin,
+                interval=interval,
+                error=str(exc),
+                from_ms=start_ms,
+                to_ms=end_ms,
+            )
+            raise
+        return [bar for bar in bars if start_ms <= bar.start_ms < end_ms]
+
+    def _fill(
+        self, handle: CsvFile, coin: str, interval: str, start_ms: int, end_ms: int, attempts: int
+    ) -> int:
+        """Write windows [start_ms, end_ms) after the last row from REST + carry-forward."""
+        interval_ms = self.interval_ms[interval]
+        candles = (
+            self._rest_candles(coin, interval, start_ms, end_ms, attempts)
+            if has_rest_candles(interval)
+            else []
+        )
+        plan = core.plan_fill(
+            handle.last_row(), interval_ms, candles, start_ms, end_ms, coin=coin, interval=interval
+        )
+        written = handle.append(plan)
+        self.counters.rows_written += len(written)
+        return len(written)
+
+    # ---- bars ----------------------------------------------------------------------------
+
+    def handle_bar(self, bar: Bar) -> bool:
+        """Make one bar durable; True when it may be acked."""
+        key = (bar.coin, bar.interval)
+        handle = self.files.get(key)
+        if handle is None:
+            self.log.warning_limited(
+                f"refused:{key}",
+                30.0,
+                "bar_for_refused_file",
+                coin=bar.coin,
+                interval=bar.interval,
+                error=self.refused.get(key, "not open"),
+            )
+            return False
+        interval_ms = self.interval_ms[bar.interval]
+        last = handle.last_row()
+        placement = core.classify(bar.start_ms, last, interval_ms)
+        if placement is core.Placement.DUPLICATE:
+            self.counters.duplicates += 1
+            self.log.debug(
+                "bar_duplicate", coin=bar.coin, interval=bar.interval, start_ms=bar.start_ms
+            )
+            return True
+        try:
+            if placement is core.Placement.HOLE and last is not None:
+                hole_from = last.start_ms + interval_ms
+                filled = self._fill(
+                    handle, bar.coin, bar.interval, hole_from, bar.start_ms, REST_ATTEMPTS
+                )
+                self.counters.holes_repaired += 1 if filled else 0
+                self.log.warning(
+                    "hole_repaired",
+                    coin=bar.coin,
+                    interval=bar.interval,
+                    rows=filled,
+                    start=format_window(hole_from),
+                    end=format_window(bar.start_ms),
+                )
+            out = self._replace_partial(bar)
+            written = handle.append([out])
+        except (TransientError, ProtocolError) as exc:
+            self.log.error(
+                "bar_not_written",
+                coin=bar.coin,
+                interval=bar.interval,
+                start_ms=bar.start_ms,
+                error=str(exc),
+                note="left un-acked; the aggregator resends it",
+            )
+            if isinstance(exc, WriteFailedError):
+                self.counters.write_errors += 1
+            return False
+        self.counters.bars_written += len(written)
+        self.counters.rows_written += len(written)
+        return True
+
+    def _replace_partial(self, bar: Bar) -> Bar:
+        """A partial bar becomes the exchange's candle for that window when REST has it."""
+        if bar.complete:
+            return bar
+        if has_rest_candles(bar.interval):
+            interval_ms = self.interval_ms[bar.interval]
+            try:
+                candles = self._rest_candles(
+                    bar.coin, bar.interval, bar.start_ms, bar.start_ms + interval_ms, 2
+                )
+            except (TransientError, ProtocolError):
+                candles = []
+            for candle in candles:
+                if candle.start_ms == bar.start_ms:
+                    self.log.info(
+                        "partial_replaced_by_rest",
+                        coin=bar.coin,
+                        interval=bar.interval,
+                        start_ms=bar.start_ms,
+                    )
+                    return candle
+        self.counters.partial_written += 1
+        self.log.warning(
+            "partial_bar_written",
+            coin=bar.coin,
+            interval=bar.interval,
+            start_ms=bar.start_ms,
+            trades=bar.trades,
+        )
+        return bar
+
+    def parse_frames(self, frames: list[bytes]) -> tuple[bytes, Bar]:
+        """Validate `[identity, b"bar", payload]`; raise ProtocolError when malformed."""
+        if len(frames) != 3 or frames[1] != b"bar":
+            raise ProtocolError(f"expected [identity, b'bar', payload], got {len(frames)} frames")
+        bar = core.decode_bar_payload(frames[2])
+        if bar.coin not in self.settings.coins or bar.interval not in self.interval_ms:
+            raise ProtocolError(f"bar for unconfigured {bar.coin!r} {bar.interval!r}")
+        core.validate_bar(bar, self.interval_ms[bar.interval])
+        return frames[0], bar
+
+    def ack(self, socket: zmq.Socket[Any], identity: bytes, bar: Bar) -> None:
+        self.ack_seq += 1
+        payload = encode("ack", Envelope(self.session, self.ack_seq), core.ack_body(bar))
+        try:
+            socket.send_multipart([identity, b"ack", payload], flags=zmq.NOBLOCK)
+            self.counters.acks += 1
+        except zmq.Again:
+            self.log.warning_limited("ack_drop", 10.0, "ack_dropped", coin=bar.coin)
+
+    # ---- status and loop -----------------------------------------------------------------
+
+    def publish_status(self) -> None:
+        """Atomically replace run_dir/writer-status.json."""
+        files = {}
+        for (coin, interval), handle in self.files.items():
+            last = handle.last
+            files[handle.path.name] = {
+                "coin": coin,
+                "interval": interval,
+                "last_start_ms": None if last is None else last.start_ms,
+                "last_datetime": None if last is None else format_window(last.start_ms),
+            }
+        status = {
+            "service": "writer",
+            "pid": os.getpid(),
+            "session": self.session,
+            "ts_ms": self.now_ms(),
+            "files": files,
+            "refused": {f"{c} {i}": err for (c, i), err in self.refused.items()},
+            "counters": asdict(self.counters),
+        }
+        write_status(self.settings.run_dir, "writer", status)
+
+    def serve(self, socket: zmq.Socket[Any]) -> None:
+        """Receive bars until the stop flag is set."""
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        next_status = 0.0
+        while not self.stop.is_set():
+            if time.monotonic() >= next_status:
+                self.publish_status()
+                next_status = time.monotonic() + STATUS_EVERY_S
+            if not dict(poller.poll(POLL_MS)):
+                continue
+            while not self.stop.is_set():
+                try:
+                    frames = socket.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self.on_frames(socket, frames)
+
+    def on_frames(self, socket: zmq.Socket[Any], frames: list[bytes]) -> None:
+        try:
+            identity, bar = self.parse_frames(frames)
+        except ProtocolError as exc:
+            self.counters.malformed += 1
+            self.log.warning_limited(
+                "malformed",
+                10.0,
+                "malformed_frame",
+                error=str(exc),
+                total=self.counters.malformed,
+            )
+            return
+        if self.handle_bar(bar):
+            self.ack(socket, identity, bar)
+
+    def run(self) -> None:
+        """Start up, serve until SIGTERM/SIGINT, then close everything."""
+        # A file-size limit must surface as EFBIG (and a clean truncate), not kill us.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        self.acquire_lock()
+        context: zmq.Context[Any] = zmq.Context()
+        socket = context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 500)
+        try:
+            self.open_files()
+            self.backfill()
+            socket.bind(self.settings.writer_endpoint)
+            self.log.info(
+                "listening",
+                endpoint=self.settings.writer_endpoint,
+                files=len(self.files),
+                refused=len(self.refused),
+            )
+            self.serve(socket)
+            self.publish_status()
+        finally:
+            socket.close()
+            context.term()
+            for handle in self.files.values():
+                handle.close()
+            close = getattr(self.info, "close", None)
+            if close is not None:
+                close()
+            self.log.info(
+                "stopped", signal=self.stop.signal_name or "none", **asdict(self.counters)
+            )
