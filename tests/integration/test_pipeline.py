@@ -37,9 +37,9 @@ def test_pipeline_writes_exact_bars_with_backfill_and_carry_forward(exchange, tm
         started = time.monotonic()
         wait_for(lambda: len(read_rows(pipeline.csv("BTC", "5s"))) >= 2, 20, "first 5s rows")
         exchange.set_quiet(QUIET, True)
-        time.sleep(12)
+        time.sleep(17)  # spans at least two whole 5 s windows
         exchange.set_quiet(QUIET, False)
-        time.sleep(max(0.0, 30 - (time.monotonic() - started)))
+        time.sleep(max(0.0, 32 - (time.monotonic() - started)))
         exchange.pause_trades(True)
         time.sleep(8)  # let the last windows close (5 s + grace) and reach the disk
     finally:

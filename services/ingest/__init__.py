@@ -1,0 +1,1 @@
+"""Ingest stage: Hyperliquid websocket -> normalized, deduplicated trades on the bus."""

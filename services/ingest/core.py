@@ -1,0 +1,365 @@
+"""Pure core of ingest: classify websocket frames, normalize trades, dedupe, detect gaps.
+
+This is the only module that knows the venue's trade fields (`coin`, `side` "B"/"A", `px`,
+`sz`, `time`, `tid`, `hash`); everything downstream sees `common.messages.Trade`.
+No IO, no clock, no randomness: the shell passes everything in.
+
+Invariants:
+- A trade without a usable time, price, size, side or tid is rejected and counted, never
+  stamped with a local clock (DESIGN.md, "Exchange protocol facts").
+- `Deduper.admit` never returns a trade whose key (coin, ts_ms, tid) it returned before,
+  including across reconnects and, through `to_state`/`from_state`, process restarts.
+  Keys are forgotten only once they are older than `horizon_ms` behind the newest trade of
+  their coin; a trade that old is dropped and counted as `too_old` rather than risk
+  publishing it twice (the aggregator would treat it as late anyway).
+- `ReplayCheck` reports a `Gap` only when it can prove trades may be missing: the coin had
+  trades before, the subscribe replay shares none of them, and the replay starts after them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from common.decimals import parse_decimal
+from common.errors import ConfigError, ProtocolError
+from common.messages import Gap, Trade
+from common.timebucket import normalize_ts_ms
+
+PING = '{"method":"ping"}'
+DEFAULT_HORIZON_MS = 15 * 60 * 1000
+DEFAULT_MAX_KEYS_PER_COIN = 2_000_000
+STATE_VERSION = 1
+REPLAY_GAP_REASON = "replay_no_overlap"
+# Channels we may subscribe to later and pass through untouched.
+DATA_CHANNELS = frozenset({"l2Book", "bbo", "userFills", "allMids", "candle", "activeAssetCtx"})
+_SIDES = {"B": True, "A": False}
+_ZERO = Decimal(0)
+
+
+class FrameKind(Enum):
+    TRADES = "trades"
+    PONG = "pong"
+    SUBSCRIBED = "subscriptionResponse"
+    ERROR = "error"
+    DATA = "data"  # a known non-trade channel (l2Book, bbo, ...), passed through as `data`
+    UNKNOWN = "unknown"  # a well-formed frame on a channel we do not know
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One classified websocket frame."""
+
+    kind: FrameKind
+    channel: str
+    trades: tuple[Trade, ...] = ()
+    rejected: int = 0
+    error: str = ""
+    data: Any = None
+
+
+def subscribe_message(coin: str, kind: str = "trades") -> str:
+    """The JSON text that subscribes to one channel of one coin."""
+    body = {"method": "subscribe", "subscription": {"type": kind, "coin": coin}}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def parse_frame(text: str | bytes) -> Frame:
+    """Classify one websocket text frame; raise ProtocolError if it is not JSON of a known shape."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise ProtocolError("frame is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"frame is a JSON {type(obj).__name__}, not an object")
+    channel = obj.get("channel")
+    if not isinstance(channel, str):
+        raise ProtocolError("frame has no channel")
+    data = obj.get("data")
+    if channel == "trades":
+        if not isinstance(data, list):
+            raise ProtocolError("trades frame data is not a list")
+        trades: list[Trade] = []
+        for item in data:
+            trade = parse_trade(item)
+            if trade is not None:
+                trades.append(trade)
+        return Frame(FrameKind.TRADES, channel, tuple(trades), rejected=len(data) - len(trades))
+    if channel == "pong":
+        return Frame(FrameKind.PONG, channel)
+    if channel == "subscriptionResponse":
+        return Frame(FrameKind.SUBSCRIBED, channel, data=data)
+    if channel == "error":
+        text_data = data if isinstance(data, str) else json.dumps(data)
+        return Frame(FrameKind.ERROR, channel, error=text_data)
+    if channel in DATA_CHANNELS:
+        return Frame(FrameKind.DATA, channel, data=data)
+    return Frame(FrameKind.UNKNOWN, channel, data=data)
+
+
+def parse_trade(item: object) -> Trade | None:
+    """Map one venue WsTrade to a Trade; None if any identity or value field is unusable."""
+    if not isinstance(item, dict):
+        return None
+    coin = item.get("coin")
+    side = item.get("side")
+    px = item.get("px")
+    sz = item.get("sz")
+    tid = item.get("tid")
+    if not isinstance(coin, str) or not coin or not isinstance(side, str) or side not in _SIDES:
+        return None
+    if not isinstance(tid, int) or isinstance(tid, bool) or tid < 0:
+        return None
+    price = parse_decimal(px)
+    size = parse_decimal(sz)
+    if price is None or size is None or price <= _ZERO or size <= _ZERO:
+        return None
+    ts_ms = normalize_ts_ms(item.get("time"))
+    if ts_ms is None:
+        return None
+    tx_hash = item.get("hash")
+    return Trade(
+        coin=coin,
+        is_buy=_SIDES[side],
+        price=str(px),
+        size=str(sz),
+        ts_ms=ts_ms,
+        tid=tid,
+        hash=tx_hash if isinstance(tx_hash, str) else "",
+    )
+
+
+@dataclass
+class _CoinKeys:
+    """Keys seen for one coin: a set for lookup, a min-heap by time for eviction."""
+
+    keys: set[tuple[int, int]] = field(default_factory=set)
+    heap: list[tuple[int, int]] = field(default_factory=list)
+    newest_ms: int | None = None
+
+
+class Deduper:
+    """Drops trades already admitted, keyed on (coin, ts_ms, tid); see the module docstring."""
+
+    def __init__(
+        self,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        max_keys_per_coin: int = DEFAULT_MAX_KEYS_PER_COIN,
+    ) -> None:
+        self.horizon_ms = horizon_ms
+        self.max_keys_per_coin = max_keys_per_coin
+        self._coins: dict[str, _CoinKeys] = {}
+        self.too_old = 0  # trades dropped because they were older than the horizon
+        self.evicted_by_cap = 0  # keys forgotten early because a coin hit max_keys_per_coin
+
+    def newest_ms(self, coin: str) -> int | None:
+        """Exchange time of the newest trade admitted for `coin`, if any."""
+        seen = self._coins.get(coin)
+        return None if seen is None else seen.newest_ms
+
+    def newest_by_coin(self) -> dict[str, int]:
+        """Newest admitted exchange time per coin."""
+        return {c: s.newest_ms for c, s in self._coins.items() if s.newest_ms is not None}
+
+    def key_count(self) -> int:
+        return sum(len(seen.keys) for seen in self._coins.values())
+
+    def count_known(self, trades: Iterable[Trade]) -> int:
+        """How many of `trades` were admitted before (without admitting anything)."""
+        count = 0
+        for trade in trades:
+            seen = self._coins.get(trade.coin)
+            if seen is not None and (trade.ts_ms, trade.tid) in seen.keys:
+                count += 1
+        return count
+
+    def admit(self, trades: Iterable[Trade]) -> tuple[list[Trade], int]:
+        """Return (trades never seen before, in input order; number of duplicates dropped).
+
+        Trades older than the horizon behind their coin's newest are dropped too, but counted
+        in `self.too_old`, not as duplicates.
+        """
+        fresh: list[Trade] = []
+        duplicates = 0
+        touched: set[str] = set()
+        for trade in trades:
+            seen = self._coins.get(trade.coin)
+            if seen is None:
+                seen = self._coins[trade.coin] = _CoinKeys()
+            key = (trade.ts_ms, trade.tid)
+            if key in seen.keys:
+                duplicates += 1
+                continue
+            if seen.newest_ms is not None and trade.ts_ms < seen.newest_ms - self.horizon_ms:
+                self.too_old += 1
+                continue
+            seen.keys.add(key)
+            heapq.heappush(seen.heap, key)
+            if seen.newest_ms is None or trade.ts_ms > seen.newest_ms:
+                seen.newest_ms = trade.ts_ms
+            touched.add(trade.coin)
+            fresh.append(trade)
+        for coin in touched:
+            self._evict(self._coins[coin])
+        return fresh, duplicates
+
+    def _evict(self, seen: _CoinKeys) -> None:
+        assert seen.newest_ms is not None
+        cutoff = seen.newest_ms - self.horizon_ms
+        heap = seen.heap
+        while heap and (heap[0][0] < cutoff or len(heap) > self.max_keys_per_coin):
+            if heap[0][0] >= cutoff:
+                self.evicted_by_cap += 1
+            seen.keys.discard(heapq.heappop(heap))
+
+    def to_state(self) -> dict[str, Any]:
+        """A plain, msgpack-able snapshot: keys flattened as [ts, tid, ts, tid, ...] per coin."""
+        coins: dict[str, Any] = {}
+        for coin, seen in self._coins.items():
+            flat: list[int] = []
+            for ts_ms, tid in seen.heap:
+                flat.append(ts_ms)
+                flat.append(tid)
+            coins[coin] = {"newest_ms": seen.newest_ms, "keys": flat}
+        return {"v": STATE_VERSION, "horizon_ms": self.horizon_ms, "coins": coins}
+
+    @classmethod
+    def from_state(
+        cls,
+        state: object,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        max_keys_per_coin: int = DEFAULT_MAX_KEYS_PER_COIN,
+    ) -> Deduper:
+        """Rebuild from `to_state` output; raise ProtocolError if the snapshot is malformed."""
+        if not isinstance(state, dict) or state.get("v") != STATE_VERSION:
+            raise ProtocolError("dedupe state has an unknown version")
+        coins = state.get("coins")
+        if not isinstance(coins, dict):
+            raise ProtocolError("dedupe state has no coin map")
+        deduper = cls(horizon_ms=horizon_ms, max_keys_per_coin=max_keys_per_coin)
+        for coin, entry in coins.items():
+            if not isinstance(coin, str) or not isinstance(entry, dict):
+                raise ProtocolError("dedupe state coin entry is malformed")
+            newest = entry.get("newest_ms")
+            flat = entry.get("keys")
+            if not _is_int(newest) and newest is not None:
+                raise ProtocolError(f"dedupe state newest_ms of {coin!r} is not an int")
+            if not isinstance(flat, list) or len(flat) % 2 or not all(_is_int(v) for v in flat):
+                raise ProtocolError(f"dedupe state keys of {coin!r} are malformed")
+            seen = _CoinKeys(newest_ms=newest)
+            pairs = list(zip(flat[0::2], flat[1::2], strict=True))
+            seen.keys = set(pairs)
+            seen.heap = sorted(seen.keys)
+            if seen.heap and seen.newest_ms is None:
+                raise ProtocolError(f"dedupe state of {coin!r} has keys but no newest_ms")
+            deduper._coins[coin] = seen
+            if seen.newest_ms is not None:
+                deduper._evict(seen)
+        return deduper
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def replay_gap(
+    coin: str, replay: Sequence[Trade], known: int, last_ts_ms: int | None
+) -> Gap | None:
+    """The Gap a subscribe replay proves, if any.
+
+    Args:
+        replay: the valid trades of the first trades frame for `coin` after a (re)connect.
+        known: how many of them had been admitted before this frame.
+        last_ts_ms: the newest trade time seen for `coin` before this frame (None: never).
+    """
+    if last_ts_ms is None or not replay or known > 0:
+        return None
+    oldest_ms = min(trade.ts_ms for trade in replay)
+    if oldest_ms <= last_ts_ms:
+        return None
+    return Gap(coin=coin, from_ms=last_ts_ms, to_ms=oldest_ms, reason=REPLAY_GAP_REASON)
+
+
+class ReplayCheck:
+    """Tracks which coins still await their subscribe replay on the current connection."""
+
+    def __init__(self) -> None:
+        self._pending: set[str] = set()
+
+    def on_connect(self, coins: Iterable[str]) -> None:
+        """A new connection: the next trades frame of each coin is its replay."""
+        self._pending = set(coins)
+
+    def is_pending(self, coin: str) -> bool:
+        return coin in self._pending
+
+    def check(
+        self, coin: str, trades: Sequence[Trade], known: int, last_ts_ms: int | None
+    ) -> Gap | None:
+        """Feed a trades frame of `coin`; a Gap if it is the replay and proves missed trades."""
+        if coin not in self._pending:
+            return None
+        self._pending.discard(coin)
+        return replay_gap(coin, trades, known, last_ts_ms)
+
+
+def universe_names(
+    meta: object, spot_meta: object, dex_metas: Mapping[str, object] | None = None
+) -> set[str]:
+    """Coin names the exchange accepts, from `meta`, `spotMeta` and per-dex `meta` answers.
+
+    Spot pairs are accepted by name (`PURR/USDC`, `@107`) and as `@{index}`.
+    Raise ProtocolError if an answer does not have the expected shape.
+    """
+    names: set[str] = set()
+    for entry in _universe(meta, "meta"):
+        names.add(_name(entry, "meta"))
+    for entry in _universe(spot_meta, "spotMeta"):
+        names.add(_name(entry, "spotMeta"))
+        index = entry.get("index")
+        if _is_int(index):
+            names.add(f"@{index}")
+    for dex, answer in (dex_metas or {}).items():
+        for entry in _universe(answer, f"meta dex={dex}"):
+            name = _name(entry, "meta")
+            names.add(name if ":" in name else f"{dex}:{name}")
+    return names
+
+
+def _universe(answer: object, what: str) -> list[dict[str, Any]]:
+    if not isinstance(answer, dict) or not isinstance(answer.get("universe"), list):
+        raise ProtocolError(f"{what} answer has no universe list")
+    entries: list[dict[str, Any]] = answer["universe"]
+    if not all(isinstance(entry, dict) for entry in entries):
+        raise ProtocolError(f"{what} universe entry is not an object")
+    return entries
+
+
+def _name(entry: dict[str, Any], what: str) -> str:
+    name = entry.get("name")
+    if not isinstance(name, str):
+        raise ProtocolError(f"{what} universe entry has no name")
+    return name
+
+
+def dex_prefixes(coins: Iterable[str]) -> list[str]:
+    """The builder-dex prefixes used by `coins` (`xyz` for `xyz:TSLA`), sorted."""
+    return sorted({coin.split(":", 1)[0] for coin in coins if ":" in coin})
+
+
+def check_coins(coins: Iterable[str], allowed: set[str]) -> None:
+    """Raise ConfigError naming the first coin the exchange does not list, with a hint."""
+    for coin in coins:
+        if coin in allowed:
+            continue
+        same_case = sorted(name for name in allowed if name.lower() == coin.lower())
+        close = same_case or difflib.get_close_matches(coin, sorted(allowed), n=1, cutoff=0.6)
+        if close:
+            raise ConfigError(f"unknown coin {coin!r}: did you mean {close[0]}?")
+        raise ConfigError(f"unknown coin {coin!r}: the exchange lists no such perp or spot coin")

@@ -1,0 +1,399 @@
+"""Integration: `python -m services.ingest` against a local fake exchange (WS + /info) and real
+ZeroMQ over ipc. No internet; each scenario runs a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_MS = 1_785_648_520_000
+META = {"universe": [{"name": "BTC", "szDecimals": 5}, {"name": "ETH", "szDecimals": 4}]}
+SPOT_META = {"universe": [{"name": "PURR/USDC", "tokens": [1, 0], "index": 0}], "tokens": []}
+
+
+def ws_trade(coin: str, tid: int, offset_ms: int) -> dict[str, Any]:
+    return {
+        "coin": coin,
+        "side": "B" if tid % 2 else "A",
+        "px": f"{100 + tid}.5",
+        "sz": "0.01",
+        "time": BASE_MS + offset_ms,
+        "hash": f"0x{tid:064x}",
+        "tid": tid,
+        "users": ["0x1", "0x2"],
+    }
+
+
+def trades_text(trades: list[dict[str, Any]]) -> str:
+    return json.dumps({"channel": "trades", "data": trades})
+
+
+# ---- fake exchange -----------------------------------------------------------------------
+
+
+@dataclass
+class FakeExchange:
+    """Scripted websocket server: `script(conn_index, conn, subscribed_coins)` drives each link."""
+
+    script: Callable[[int, ServerConnection, list[str]], None]
+    connections: list[float] = field(default_factory=list)
+    meta_failures: int = 0
+    meta_calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(self, conn: ServerConnection) -> None:
+        with self.lock:
+            index = len(self.connections)
+            self.connections.append(time.monotonic())
+        coins: list[str] = []
+        try:
+            while len(coins) < 2:
+                message = json.loads(conn.recv(timeout=5))
+                if message.get("method") == "subscribe":
+                    coin = message["subscription"]["coin"]
+                    coins.append(coin)
+                    ack = {"channel": "subscriptionResponse", "data": message}
+                    conn.send(json.dumps(ack))
+            self.script(index, conn, coins)
+        except (ConnectionClosed, TimeoutError):
+            pass
+
+
+def answer_pings(conn: ServerConnection, seconds: float) -> None:
+    """Behave like a live server for a while: pong every JSON ping."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            message = conn.recv(timeout=0.2)
+        except TimeoutError:
+            continue
+        if json.loads(message).get("method") == "ping":
+            conn.send('{"channel":"pong"}')
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def info_server() -> Iterator[tuple[str, FakeExchange | None]]:
+    state: dict[str, Any] = {"exchange": None}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            exchange: FakeExchange | None = state["exchange"]
+            if exchange is not None:
+                exchange.meta_calls += 1
+                if exchange.meta_calls <= exchange.meta_failures:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+            answer = META if body.get("type") == "meta" else SPOT_META
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/info", state  # type: ignore[misc]
+    server.shutdown()
+    server.server_close()
+
+
+def start_ws(exchange: FakeExchange) -> tuple[str, Callable[[], None]]:
+    server = serve(exchange.handle, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.socket.getsockname()[1]
+    return f"ws://127.0.0.1:{port}/ws", server.shutdown
+
+
+def start_ingest(
+    run_dir: Path, ws_url: str, info_url: str, coins: str = "BTC,ETH"
+) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.update(
+        HLSTREAM_WS_URL=ws_url,
+        HLSTREAM_INFO_URL=info_url,
+        HLSTREAM_COINS=coins,
+        HLSTREAM_RUN_DIR=str(run_dir),
+        HLSTREAM_DATA_DIR=str(run_dir.parent / "data"),
+        HLSTREAM_STALE_SECONDS="3",
+        HLSTREAM_BACKOFF_BASE_SECONDS="0.05",
+        HLSTREAM_BACKOFF_CAP_SECONDS="0.5",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.ingest"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class Bus:
+    """A SUB socket on ingest's trades endpoint that collects decoded messages by topic."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 20)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        for prefix in (b"trade.", b"gap.", b"status."):
+            self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        self.socket.connect(f"ipc://{run_dir}/trades.sock")
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+
+    def poll_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.socket.poll(int(min(left, 0.1) * 1000)):
+                topic, payload = self.socket.recv_multipart()
+                self.messages.append((topic.decode(), msgpack.unpackb(payload, raw=False)))
+        return True
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [body for _, body in self.messages if body["type"] == kind]
+
+    def trade_keys(self) -> list[tuple[str, int, int]]:
+        return [
+            (t["coin"], t["ts_ms"], t["tid"]) for m in self.of_type("trades") for t in m["trades"]
+        ]
+
+    def close(self) -> None:
+        self.socket.close()
+        self.context.term()
+
+
+def stop_process(proc: subprocess.Popen[str], timeout_s: float = 5.0) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        pytest.fail(f"ingest did not stop on SIGTERM; stderr:\n{stderr}")
+    return proc.returncode, stderr
+
+
+# ---- scenarios ---------------------------------------------------------------------------
+
+BTC_REPLAY = [ws_trade("BTC", 11, 300), ws_trade("BTC", 12, 100), ws_trade("BTC", 13, 200)]
+BTC_LIVE = [ws_trade("BTC", 14, 400), ws_trade("BTC", 15, 400)]
+ETH_REPLAY = [ws_trade("ETH", 21, 100), ws_trade("ETH", 22, 150)]
+BTC_NEW = [ws_trade("BTC", 16, 900)]
+
+
+def test_streams_dedupes_replay_survives_garbage_and_stops_cleanly(
+    run_dir: Path, info_server: tuple[str, dict[str, Any]]
+) -> None:
+    go = threading.Event()
+    second_done = threading.Event()
+
+    def script(index: int, conn: ServerConnection, coins: list[str]) -> None:
+        go.wait(10)
+        if index == 0:
+            conn.send(trades_text(BTC_REPLAY))
+            conn.send(trades_text(ETH_REPLAY))
+            conn.send("not json{")
+            conn.send('{"channel":"error","data":"Already subscribed: BTC"}')
+            conn.send(trades_text(BTC_LIVE))
+            time.sleep(0.3)
+            conn.close()  # server drops the link: ingest must reconnect
+        else:
+            # Every subscribe replays recent trades again: all of them are already known.
+            conn.send(trades_text(BTC_REPLAY + BTC_LIVE))
+            conn.send(trades_text(ETH_REPLAY))
+            conn.send(trades_text(BTC_NEW))
+            second_done.set()
+            answer_pings(conn, 10)
+
+    exchange = FakeExchange(script, meta_failures=1)
+    info_url, state = info_server
+    state["exchange"] = exchange
+    ws_url, shutdown = start_ws(exchange)
+    bus = Bus(run_dir)
+    proc = start_ingest(run_dir, ws_url, info_url)
+    try:
+        # Wait for a heartbeat so the SUB is connected before any trade is sent.
+        assert bus.poll_until(lambda: bool(bus.of_type("status")), 15), "no status heartbeat"
+        go.set()
+        expected = {
+            (t["coin"], t["time"], t["tid"]) for t in BTC_REPLAY + BTC_LIVE + ETH_REPLAY + BTC_NEW
+        }
+        assert bus.poll_until(lambda: set(bus.trade_keys()) == expected, 15)
+        assert second_done.wait(5)
+        bus.poll_until(lambda: False, 1.0)  # anything published late would show up now
+
+        keys = bus.trade_keys()
+        assert len(keys) == len(set(keys)), "a trade was published twice"
+        assert bus.of_type("gap") == []  # the second replay overlapped
+        assert len(exchange.connections) == 2
+        assert exchange.meta_calls >= 3  # one 503, then meta + spotMeta
+        assert proc.poll() is None, "ingest died on a malformed frame"
+        first = bus.of_type("trades")[0]
+        assert first["coin"] == "BTC" and isinstance(first["recv_ms"], int)
+        assert first["trades"][0] == {
+            "coin": "BTC",
+            "side": "buy",
+            "price": "111.5",
+            "size": "0.01",
+            "ts_ms": BASE_MS + 300,
+            "tid": 11,
+            "hash": f"0x{11:064x}",
+        }
+
+        started = time.monotonic()
+        code, stderr = stop_process(proc)
+        assert code == 0, stderr
+        assert time.monotonic() - started < 2.5
+        assert (run_dir / "ingest-dedupe.msgpack").stat().st_size > 0
+        status = json.loads((run_dir / "ingest-status.json").read_text())  # final heartbeat
+        assert status["connected"] is False
+        assert (status["malformed"], status["duplicates"], status["trades"]) == (1, 7, 8)
+        assert status["last_trade_ms"] == {"BTC": BASE_MS + 900, "ETH": BASE_MS + 150}
+        assert "event=ws_reconnect" in stderr
+        assert "event=ws_malformed" in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        bus.close()
+        shutdown()
+
+
+def test_restart_reports_gap_when_replay_does_not_overlap(
+    run_dir: Path, info_server: tuple[str, dict[str, Any]]
+) -> None:
+    go = [threading.Event(), threading.Event()]  # one per process run
+
+    def script(index: int, conn: ServerConnection, coins: list[str]) -> None:
+        go[index].wait(10)
+        if index == 0:
+            conn.send(trades_text(BTC_REPLAY))
+        else:
+            conn.send(trades_text(BTC_REPLAY[:1]))  # overlaps what BTC saw before: no gap
+        conn.send(trades_text([ws_trade("ETH", 30 + index, 1000 * (index + 1))]))
+        answer_pings(conn, 10)
+
+    exchange = FakeExchange(script)
+    info_url, state = info_server
+    state["exchange"] = exchange
+    ws_url, shutdown = start_ws(exchange)
+    bus = Bus(run_dir)
+    try:
+        sessions: set[str] = set()
+        for run in range(2):
+            proc = start_ingest(run_dir, ws_url, info_url)
+            try:
+                # A heartbeat of the new process proves the SUB reconnected to it.
+                assert bus.poll_until(
+                    lambda: any(m["session"] not in sessions for m in bus.of_type("status")), 15
+                )
+                go[run].set()
+                assert bus.poll_until(lambda n=run: len(bus.of_type("trades")) >= 2 + n * 1, 10)
+                bus.poll_until(lambda: False, 0.5)
+            finally:
+                code, stderr = stop_process(proc)
+            assert code == 0, stderr
+            bus.poll_until(lambda: False, 0.3)
+            sessions.update(m["session"] for m in bus.of_type("status"))
+
+        keys = bus.trade_keys()
+        assert len(keys) == len(set(keys)) == 5  # dedupe state survived the restart
+        gaps = bus.of_type("gap")
+        assert [(g["coin"], g["from_ms"], g["to_ms"]) for g in gaps] == [
+            ("ETH", BASE_MS + 1000, BASE_MS + 2000)
+        ]
+        assert gaps[0]["reason"] == "replay_no_overlap"
+    finally:
+        bus.close()
+        shutdown()
+
+
+@pytest.mark.parametrize(
+    ("coins", "message"),
+    [
+        ("BTC,NOPE", "unknown coin 'NOPE': the exchange lists no such perp or spot coin"),
+        ("BTCC,ETH", "unknown coin 'BTCC': did you mean BTC?"),
+    ],
+)
+def test_unknown_coin_exits_78_with_one_line_error(
+    run_dir: Path, info_server: tuple[str, dict[str, Any]], coins: str, message: str
+) -> None:
+    proc = start_ingest(run_dir, "ws://127.0.0.1:9/ws", info_server[0], coins=coins)
+
+    _, stderr = proc.communicate(timeout=15)
+
+    assert proc.returncode == 78
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1
+    assert "event=config_error" in errors[0]
+    assert message in errors[0]
+
+
+def test_zombie_feed_is_replaced_within_stale_seconds_despite_corrupt_state(
+    run_dir: Path, info_server: tuple[str, dict[str, Any]]
+) -> None:
+    silent_since: list[float] = []
+    release = threading.Event()
+
+    def script(index: int, conn: ServerConnection, coins: list[str]) -> None:
+        if index == 0:
+            conn.send(trades_text(BTC_REPLAY))
+            silent_since.append(time.monotonic())
+            release.wait(15)  # open TCP, no frames, no pongs: a zombie
+        else:
+            answer_pings(conn, 5)
+
+    exchange = FakeExchange(script)
+    ws_url, shutdown = start_ws(exchange)
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "ingest-dedupe.msgpack").write_bytes(b"\xc1 torn")  # corrupt: logged, ignored
+    proc = start_ingest(run_dir, ws_url, info_server[0])
+    try:
+        deadline = time.monotonic() + 20
+        while len(exchange.connections) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(exchange.connections) == 2, "no reconnect after the feed went silent"
+        assert exchange.connections[1] - silent_since[0] < 3 + 2.0
+        code, stderr = stop_process(proc)
+        assert code == 0, stderr
+        assert "event=ws_stale" in stderr
+        assert "event=dedupe_state_corrupt" in stderr
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+        shutdown()

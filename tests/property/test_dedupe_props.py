@@ -1,0 +1,89 @@
+"""Property tests for the ingest Deduper: any re-delivery yields each unique trade exactly once."""
+
+from __future__ import annotations
+
+import msgpack
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.messages import Trade
+from services.ingest.core import Deduper
+
+COINS = ["BTC", "ETH", "ETHFI"]
+# Times stay inside the default 15 min horizon, so no trade is legitimately too old.
+trades = st.builds(
+    lambda coin, ts, tid, buy: Trade(coin, buy, "1.5", "0.1", ts, tid, ""),
+    st.sampled_from(COINS),
+    st.integers(1_700_000_000_000, 1_700_000_000_000 + 14 * 60_000),
+    st.integers(0, 2**50 - 1) | st.integers(0, 5),
+    st.booleans(),
+)
+batches = st.lists(st.lists(trades, max_size=12), max_size=12)
+
+
+def key(trade: Trade) -> tuple[str, int, int]:
+    return trade.coin, trade.ts_ms, trade.tid
+
+
+def feed(deduper: Deduper, sequence: list[list[Trade]]) -> list[Trade]:
+    out: list[Trade] = []
+    for batch in sequence:
+        fresh, _ = deduper.admit(batch)
+        out.extend(fresh)
+    return out
+
+
+@given(batches)
+def test_feeding_the_sequence_twice_equals_once(sequence: list[list[Trade]]) -> None:
+    deduper = Deduper()
+
+    first = feed(deduper, sequence)
+    second = feed(deduper, sequence)
+
+    unique = {key(t) for batch in sequence for t in batch}
+    assert second == []
+    assert sorted(key(t) for t in first) == sorted(unique)
+
+
+@given(batches, st.data())
+def test_random_redelivery_yields_each_key_exactly_once(
+    sequence: list[list[Trade]], data: st.DataObject
+) -> None:
+    delivered: list[list[Trade]] = []
+    for batch in sequence:
+        delivered.append(batch)
+        seen_so_far = [t for b in delivered for t in b]
+        if seen_so_far and data.draw(st.booleans()):
+            replay = data.draw(st.lists(st.sampled_from(seen_so_far), max_size=30))
+            delivered.append(data.draw(st.permutations(replay)))
+    deduper = Deduper()
+    counts: dict[tuple[str, int, int], int] = {}
+    total_duplicates = 0
+
+    for batch in delivered:
+        fresh, duplicates = deduper.admit(batch)
+        total_duplicates += duplicates
+        for trade in fresh:
+            counts[key(trade)] = counts.get(key(trade), 0) + 1
+
+    unique = {key(t) for b in sequence for t in b}
+    assert set(counts) == unique
+    assert all(count == 1 for count in counts.values())
+    assert total_duplicates == sum(len(b) for b in delivered) - len(unique)
+
+
+@given(batches, batches)
+def test_state_roundtrip_mid_stream_changes_nothing(
+    before: list[list[Trade]], after: list[list[Trade]]
+) -> None:
+    straight = Deduper()
+    feed(straight, before)
+    expected = feed(straight, after)
+    restarted = Deduper()
+    feed(restarted, before)
+
+    packed = msgpack.packb(restarted.to_state(), use_bin_type=True)
+    resumed = Deduper.from_state(msgpack.unpackb(packed, raw=False))
+
+    assert feed(resumed, after) == expected
+    assert feed(resumed, before) == []

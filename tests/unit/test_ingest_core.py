@@ -1,0 +1,382 @@
+"""Unit tests for services/ingest/core.py: frame parsing, dedupe, replay gap detection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from common.errors import ConfigError, ProtocolError
+from common.messages import Gap, Trade
+from services.ingest.core import (
+    PING,
+    Deduper,
+    FrameKind,
+    ReplayCheck,
+    check_coins,
+    parse_frame,
+    replay_gap,
+    subscribe_message,
+    universe_names,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hyperliquid"
+MIN_MS = 60_000
+
+
+def raw_trade(**overrides: Any) -> dict[str, Any]:
+    trade: dict[str, Any] = {
+        "coin": "BTC",
+        "side": "B",
+        "px": "63471.0",
+        "sz": "0.01575",
+        "time": 1785648521306,
+        "hash": "0xabc",
+        "tid": 957915869971548,
+    }
+    trade.update(overrides)
+    return {key: value for key, value in trade.items() if value is not _MISSING}
+
+
+_MISSING = object()
+
+
+def trades_frame(*items: dict[str, Any]) -> str:
+    return json.dumps({"channel": "trades", "data": list(items)})
+
+
+def make_trade(ts_ms: int, tid: int, coin: str = "BTC") -> Trade:
+    return Trade(coin, True, "1.0", "2.0", ts_ms, tid, "")
+
+
+# ---- parse_frame -------------------------------------------------------------------------
+
+
+def test_parses_recorded_trades_fixture() -> None:
+    text = (FIXTURES / "quantick" / "ws_trades.json").read_bytes()
+
+    frame = parse_frame(text)
+
+    assert frame.kind is FrameKind.TRADES
+    assert frame.rejected == 0
+    assert frame.trades == (
+        Trade(
+            "BTC",
+            True,
+            "63471.0",
+            "0.01575",
+            1785648521306,
+            957915869971548,
+            "0xc5f5fba369499d57c76f044143696101e7001389044cbc2969bea6f6284d7742",
+        ),
+        Trade("BTC", False, "63470.0", "0.0002", 1785648520020, 643901415284239, "0x" + "0" * 64),
+    )
+
+
+def test_side_b_is_buy_and_a_is_sell() -> None:
+    frame = parse_frame(trades_frame(raw_trade(side="B"), raw_trade(side="A", tid=2)))
+
+    assert [trade.is_buy for trade in frame.trades] == [True, False]
+
+
+def test_time_in_seconds_becomes_milliseconds() -> None:
+    frame = parse_frame(trades_frame(raw_trade(time=1785648521)))
+
+    assert frame.trades[0].ts_ms == 1785648521000
+
+
+def test_price_and_size_strings_are_kept_verbatim() -> None:
+    frame = parse_frame(trades_frame(raw_trade(px="0.000120", sz="10.50")))
+
+    assert (frame.trades[0].price, frame.trades[0].size) == ("0.000120", "10.50")
+
+
+def test_missing_hash_defaults_to_empty() -> None:
+    frame = parse_frame(trades_frame(raw_trade(hash=_MISSING)))
+
+    assert frame.trades[0].hash == ""
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"px": _MISSING},
+        {"px": "abc"},
+        {"px": 63471.0},
+        {"px": "NaN"},
+        {"sz": "0"},
+        {"sz": "-1"},
+        {"tid": True},
+        {"tid": "957915869971548"},
+        {"tid": _MISSING},
+        {"side": "X"},
+        {"side": "b"},
+        {"time": _MISSING},
+        {"time": 0},
+        {"time": "soon"},
+        {"coin": _MISSING},
+        {"coin": ""},
+    ],
+)
+def test_unusable_trade_is_rejected_and_counted(overrides: dict[str, Any]) -> None:
+    frame = parse_frame(trades_frame(raw_trade(tid=1), raw_trade(**{"tid": 2, **overrides})))
+
+    assert [trade.tid for trade in frame.trades] == [1]
+    assert frame.rejected == 1
+
+
+def test_non_object_trade_entry_is_rejected() -> None:
+    frame = parse_frame(json.dumps({"channel": "trades", "data": [1, None, "x"]}))
+
+    assert frame.trades == ()
+    assert frame.rejected == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json{",
+        b"\xff\xfe",
+        "[1, 2]",
+        '"pong"',
+        '{"data": []}',
+        '{"channel": 5}',
+        '{"channel": "trades", "data": {"coin": "BTC"}}',
+        "[" * 100_000,
+    ],
+)
+def test_malformed_frame_raises_protocol_error(text: str | bytes) -> None:
+    with pytest.raises(ProtocolError):
+        parse_frame(text)
+
+
+def test_pong_is_classified() -> None:
+    assert parse_frame('{"channel":"pong"}').kind is FrameKind.PONG
+
+
+def test_error_frame_carries_its_text() -> None:
+    frame = parse_frame('{"channel":"error","data":"Already subscribed: BTC"}')
+
+    assert frame.kind is FrameKind.ERROR
+    assert frame.error == "Already subscribed: BTC"
+
+
+def test_subscription_response_is_classified() -> None:
+    ack = {"method": "subscribe", "subscription": {"type": "trades", "coin": "BTC"}}
+    frame = parse_frame(json.dumps({"channel": "subscriptionResponse", "data": ack}))
+
+    assert frame.kind is FrameKind.SUBSCRIBED
+    assert frame.data == ack
+
+
+def test_l2book_frame_is_passed_through_as_data() -> None:
+    text = (FIXTURES / "quantick" / "ws_l2_book.json").read_text()
+
+    frame = parse_frame(text)
+
+    assert frame.kind is FrameKind.DATA
+    assert frame.channel == "l2Book"
+    assert frame.data["coin"] == "BTC"
+
+
+def test_unknown_channel_is_classified_not_raised() -> None:
+    frame = parse_frame('{"channel":"somethingNew","data":{}}')
+
+    assert frame.kind is FrameKind.UNKNOWN
+    assert frame.channel == "somethingNew"
+
+
+def test_subscribe_message_and_ping_are_compact_json() -> None:
+    assert json.loads(subscribe_message("kPEPE")) == {
+        "method": "subscribe",
+        "subscription": {"type": "trades", "coin": "kPEPE"},
+    }
+    assert json.loads(PING) == {"method": "ping"}
+
+
+# ---- Deduper ------------------------------------------------------------------------------
+
+
+def test_replayed_batch_is_dropped() -> None:
+    deduper = Deduper()
+    batch = [make_trade(1000, 7), make_trade(1001, 3), make_trade(1002, 9)]
+    deduper.admit(batch)
+
+    fresh, duplicates = deduper.admit(batch)
+
+    assert fresh == []
+    assert duplicates == 3
+
+
+def test_same_tid_at_another_time_or_coin_is_not_a_duplicate() -> None:
+    deduper = Deduper()
+    deduper.admit([make_trade(1000, 7)])
+
+    fresh, duplicates = deduper.admit([make_trade(1001, 7), make_trade(1000, 7, coin="ETH")])
+
+    assert len(fresh) == 2
+    assert duplicates == 0
+
+
+def test_duplicate_inside_one_batch_is_dropped() -> None:
+    fresh, duplicates = Deduper().admit([make_trade(1000, 1), make_trade(1000, 1)])
+
+    assert fresh == [make_trade(1000, 1)]
+    assert duplicates == 1
+
+
+def test_out_of_order_batches_keep_input_order_and_drop_only_repeats() -> None:
+    deduper = Deduper()
+    deduper.admit([make_trade(5000, 5), make_trade(3000, 3)])
+
+    fresh, duplicates = deduper.admit(
+        [make_trade(4000, 4), make_trade(3000, 3), make_trade(2000, 2)]
+    )
+
+    assert fresh == [make_trade(4000, 4), make_trade(2000, 2)]
+    assert duplicates == 1
+
+
+def test_keys_older_than_horizon_are_evicted() -> None:
+    deduper = Deduper(horizon_ms=10 * MIN_MS)
+    deduper.admit([make_trade(0, 1), make_trade(5 * MIN_MS, 2)])
+
+    deduper.admit([make_trade(12 * MIN_MS, 3)])
+
+    assert deduper.key_count() == 2  # ts 0 fell behind 12m - 10m
+
+
+def test_unknown_trade_older_than_horizon_is_dropped_as_too_old() -> None:
+    deduper = Deduper(horizon_ms=10 * MIN_MS)
+    deduper.admit([make_trade(0, 1), make_trade(20 * MIN_MS, 2)])
+
+    fresh, duplicates = deduper.admit([make_trade(0, 1), make_trade(5 * MIN_MS, 9)])
+
+    assert fresh == []
+    assert duplicates == 0
+    assert deduper.too_old == 2
+
+
+def test_state_roundtrip_through_msgpack_keeps_every_key() -> None:
+    deduper = Deduper()
+    batch = [make_trade(1000, 2**50 - 1), make_trade(900, 4, coin="@107")]
+    deduper.admit(batch)
+
+    packed = msgpack.packb(deduper.to_state(), use_bin_type=True)
+    restored = Deduper.from_state(msgpack.unpackb(packed, raw=False))
+
+    assert restored.admit(batch) == ([], 2)
+    assert restored.newest_by_coin() == {"BTC": 1000, "@107": 900}
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        None,
+        [],
+        {"v": 99, "coins": {}},
+        {"v": 1},
+        {"v": 1, "coins": {"BTC": {"newest_ms": 1, "keys": [1]}}},
+        {"v": 1, "coins": {"BTC": {"newest_ms": 1, "keys": [1, "x"]}}},
+        {"v": 1, "coins": {"BTC": {"newest_ms": "1", "keys": []}}},
+        {"v": 1, "coins": {"BTC": {"newest_ms": None, "keys": [1, 2]}}},
+    ],
+)
+def test_malformed_state_raises_protocol_error(state: object) -> None:
+    with pytest.raises(ProtocolError):
+        Deduper.from_state(state)
+
+
+# ---- replay gap detection -----------------------------------------------------------------
+
+
+def test_replay_overlapping_known_trades_reports_no_gap() -> None:
+    replay = [make_trade(1000, 1), make_trade(2000, 2)]
+
+    assert replay_gap("BTC", replay, known=1, last_ts_ms=1000) is None
+
+
+def test_replay_without_overlap_reports_gap_from_last_seen_to_oldest_replay() -> None:
+    replay = [make_trade(9000, 9), make_trade(7000, 7), make_trade(8000, 8)]
+
+    gap = replay_gap("BTC", replay, known=0, last_ts_ms=5000)
+
+    assert gap == Gap("BTC", 5000, 7000, "replay_no_overlap")
+
+
+def test_empty_replay_or_first_ever_connect_reports_no_gap() -> None:
+    assert replay_gap("BTC", [], known=0, last_ts_ms=5000) is None
+    assert replay_gap("BTC", [make_trade(9000, 9)], known=0, last_ts_ms=None) is None
+
+
+def test_replay_not_newer_than_last_seen_reports_no_gap() -> None:
+    assert replay_gap("BTC", [make_trade(4000, 4)], known=0, last_ts_ms=5000) is None
+
+
+def test_replay_check_only_judges_first_frame_per_coin_after_connect() -> None:
+    check = ReplayCheck()
+    check.on_connect(["BTC", "ETH"])
+
+    first = check.check("BTC", [make_trade(9000, 9)], known=0, last_ts_ms=5000)
+    second = check.check("BTC", [make_trade(19000, 19)], known=0, last_ts_ms=9000)
+
+    assert first == Gap("BTC", 5000, 9000, "replay_no_overlap")
+    assert second is None
+    assert check.is_pending("ETH")
+
+
+def test_deduper_and_replay_check_together_detect_missed_trades() -> None:
+    deduper = Deduper()
+    deduper.admit([make_trade(1000, 1), make_trade(2000, 2)])
+    check = ReplayCheck()
+    check.on_connect(["BTC"])
+    replay = [make_trade(5000, 5), make_trade(6000, 6)]
+
+    known = deduper.count_known(replay)
+    gap = check.check("BTC", replay, known, deduper.newest_ms("BTC"))
+
+    assert gap == Gap("BTC", 2000, 5000, "replay_no_overlap")
+
+
+# ---- coin validation ----------------------------------------------------------------------
+
+
+META = {"universe": [{"name": "BTC"}, {"name": "ETH"}, {"name": "kPEPE"}]}
+SPOT_META = {
+    "universe": [{"name": "PURR/USDC", "index": 0}, {"name": "@107", "index": 107}],
+    "tokens": [],
+}
+
+
+def test_universe_names_include_perps_spot_names_and_spot_indexes() -> None:
+    names = universe_names(META, SPOT_META, {"xyz": {"universe": [{"name": "xyz:TSLA"}]}})
+
+    assert names == {"BTC", "ETH", "kPEPE", "PURR/USDC", "@0", "@107", "xyz:TSLA"}
+
+
+def test_universe_names_reject_wrong_shape() -> None:
+    with pytest.raises(ProtocolError):
+        universe_names({"universe": "BTC"}, SPOT_META)
+
+
+def test_known_coins_pass() -> None:
+    check_coins(["BTC", "kPEPE", "PURR/USDC", "@0"], universe_names(META, SPOT_META))
+
+
+@pytest.mark.parametrize(
+    ("coin", "hint"),
+    [("BTCC", "did you mean BTC?"), ("KPEPE", "did you mean kPEPE?")],
+)
+def test_unknown_coin_suggests_close_match(coin: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_coins(["ETH", coin], universe_names(META, SPOT_META))
+
+    assert str(info.value) == f"unknown coin {coin!r}: {hint}"
+
+
+def test_unknown_coin_without_close_match_says_so() -> None:
+    with pytest.raises(ConfigError, match="unknown coin 'NOPE'"):
+        check_coins(["NOPE"], universe_names(META, SPOT_META))
