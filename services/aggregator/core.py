@@ -86,6 +86,8 @@ def new_state(
     for coin in coins:
         for label, interval_ms in intervals.items():
             series = Series(coin, label, interval_ms)
+            # Windows that ended before we joined are closed: trades for them are late.
+            series.closed_through = bucket_start(now_ms - grace_ms, interval_ms)
             state.series[(coin, label)] = series
             state.by_coin.setdefault(coin, []).append(series)
     return state
