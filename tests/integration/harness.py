@@ -75,6 +75,7 @@ class Pipeline:
         self.output_path = base / "hlstream-run.out"
 
     def start(self) -> Pipeline:
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
         with self.output_path.open("ab") as output:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "common.cli", "run"],

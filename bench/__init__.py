@@ -1,0 +1,1 @@
+"""Benchmarks: the real three-process pipeline and a naive streamer on the same fake feed."""
