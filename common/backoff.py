@@ -20,10 +20,10 @@ class Backoff:
 
     def next_delay(self, floor_s: float = 0.0) -> float:
         """The delay before the next attempt; at least `floor_s` (e.g. a Retry-After)."""
-        ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempt, 32)))
+        ceiling = min(self.cap_s, self.base_s * float(2 ** min(self.attempt, 32)))
         self.attempt += 1
         delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
-        return max(delay, floor_s)
+        return float(max(delay, floor_s))
 
     def reset(self) -> None:
         """Call after a healthy period, not merely after a successful connect."""

@@ -52,7 +52,7 @@ def subscribe_socket(
     context: zmq.Context[Any], endpoint: str, prefixes: list[str]
 ) -> zmq.Socket[Any]:
     """A SUB socket connected to `endpoint` and subscribed to each topic prefix."""
-    socket = context.socket(zmq.SUB)
+    socket: zmq.Socket[Any] = context.socket(zmq.SUB)
     socket.setsockopt(zmq.RCVHWM, PUB_HWM)
     socket.setsockopt(zmq.LINGER, 0)
     for prefix in prefixes:

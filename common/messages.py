@@ -10,6 +10,17 @@ may contain, so a ZeroMQ prefix subscription to `trade.ETH|` never matches `trad
     bar.{interval}.{coin}|   a finished bar
     late.{coin}|             a trade that arrived after its window was closed
 
+Optional ingest channels (off by default; settings `book_coins`, `bbo_coins`, `user_fills`),
+published as the venue sends them, not deduped, resubscribed after every reconnect:
+
+    book.{coin}|             type "book": coin, ts_ms, recv_ms, bids, asks; each side a list
+                             of levels {price, size, orders} (strings, strings, int), best first
+    bbo.{coin}|              type "bbo": coin, ts_ms, recv_ms, bid, ask (a level, or nil)
+    fills.{address}|         type "fills": user (lowercase 0x address), is_snapshot, recv_ms,
+                             fills: list of {coin, side ("buy"/"sell"), price, size, ts_ms,
+                             tid, oid, hash, fee, fee_token, closed_pnl, dir, crossed,
+                             start_position}
+
 The payload is a msgpack map with `v` (schema version), `type`, `session` (random hex id,
 new on every process start), `seq` (per topic, +1 per message: a jump means the subscriber
 lost messages) and the type's fields. Prices and sizes are decimal strings; times are int
@@ -100,6 +111,18 @@ def late_topic(coin: str) -> str:
     return f"late.{coin}{TOPIC_END}"
 
 
+def book_topic(coin: str) -> str:
+    return f"book.{coin}{TOPIC_END}"
+
+
+def bbo_topic(coin: str) -> str:
+    return f"bbo.{coin}{TOPIC_END}"
+
+
+def fills_topic(address: str) -> str:
+    return f"fills.{address.lower()}{TOPIC_END}"
+
+
 def trade_to_wire(trade: Trade) -> dict[str, Any]:
     return {
         "coin": trade.coin,
@@ -139,7 +162,8 @@ def encode(kind: str, envelope: Envelope, body: dict[str, Any]) -> bytes:
     """Pack one payload: envelope + type + body."""
     payload = {"v": SCHEMA_VERSION, "type": kind, "session": envelope.session, "seq": envelope.seq}
     payload.update(body)
-    return _packer.pack(payload)
+    packed: bytes = _packer.pack(payload)
+    return packed
 
 
 def decode(payload: bytes) -> dict[str, Any]:

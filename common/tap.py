@@ -42,7 +42,7 @@ class Tap:
     """A SUB socket on one hlstream endpoint, yielding decoded messages."""
 
     def __init__(self, endpoint: str, prefixes: list[str], timeout_ms: int | None = None):
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.socket = self.context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVHWM, 100_000)

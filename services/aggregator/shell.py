@@ -98,7 +98,7 @@ class Aggregator:
                 try:
                     self.writer.send_multipart([b"bar", payload], flags=zmq.NOBLOCK)
                 except zmq.Again:
-                    log.warning_limited("writer_full", 5, "writer_queue_full", key=key)
+                    log.warning_limited("writer_full", 5, "writer_queue_full", bar=key)
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + 1.0
                 self._heartbeat(now)
