@@ -1,16 +1,31 @@
-"""The `hlstream` command: run, start, stop, restart STAGE, status.
+"""The `hlstream` command: the one front door.
 
+    run | start | stop | restart STAGE     the pipeline under supervisord
+    status [--json]                         stages + pipeline health; exit 1 when unhealthy
+    tap KIND [COIN...]                      live bus messages, one line each
+    backfill [--hours N]                    one-shot REST backfill with a progress bar
+    verify [FILE...]                        CSV integrity; exit 1 on any defect
+    demo                                    fake exchange + pipeline, no internet needed
+    metrics                                 Prometheus exporter alone (needs metrics_port)
+
+Every command takes `--config FILE` and one `--kebab-name VALUE` flag per setting.
 Exit codes: 0 ok, 1 failure/unhealthy, 2 usage error, 78 configuration error.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+from pathlib import Path
 
-from common.config import add_config_flags, load_settings, prepare_dirs
+from common.config import Settings, add_config_flags, load_settings, prepare_dirs
 from common.errors import EXIT_CONFIG, ConfigError
 from common.log import setup_logging
+
+_STAGE_CHOICES = ["ingest", "aggregator", "writer", "all"]
+_TAP_KINDS = ("trades", "bars", "book", "bbo", "fills", "gaps", "status", "late")
 
 
 def _flag_env(args: argparse.Namespace) -> dict[str, str]:
@@ -20,25 +35,58 @@ def _flag_env(args: argparse.Namespace) -> dict[str, str]:
         if key.startswith("cfg_") and value is not None:
             env["HLSTREAM_" + key[4:].upper()] = str(value)
     if getattr(args, "config", None):
-        from pathlib import Path
-
         env["HLSTREAM_CONFIG"] = str(Path(args.config).resolve())
     return env
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hlstream", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="hlstream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("run", "run all stages in the foreground under supervisord (Ctrl-C stops)"),
         ("start", "start all stages in the background"),
         ("stop", "stop all stages and supervisord"),
-        ("status", "show each stage's state"),
+        ("demo", "run the fake exchange + pipeline (5s,1m bars in ./demo-data); Ctrl-C stops"),
+        ("metrics", "serve Prometheus metrics on 127.0.0.1:metrics_port until Ctrl-C"),
     ):
         add_config_flags(commands.add_parser(name, help=help_text))
     restart = commands.add_parser("restart", help="restart one stage (or all)")
-    restart.add_argument("stage", choices=["ingest", "aggregator", "writer", "all"])
+    restart.add_argument("stage", choices=_STAGE_CHOICES)
     add_config_flags(restart)
+
+    status = commands.add_parser("status", help="stage states and pipeline health (exit 1 if bad)")
+    status.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    add_config_flags(status)
+
+    tap = commands.add_parser("tap", help="print live bus messages, one line each")
+    tap.add_argument("kind", choices=_TAP_KINDS)
+    tap.add_argument("coin_list", nargs="*", metavar="COIN",
+                     help="exact coin names (fills: addresses); default all")
+    tap.add_argument("--interval", help="bars only: one interval, e.g. 5s")
+    tap.add_argument("--json", action="store_true", help="one JSON object per message")
+    tap.add_argument("--count", type=_positive_int, help="exit 0 after N lines (1 on timeout)")
+    tap.add_argument("--timeout", type=float, help="exit after S seconds")
+    add_config_flags(tap)
+
+    backfill = commands.add_parser(
+        "backfill", help="one-shot REST backfill of --coins x --intervals (safe while running)"
+    )
+    backfill.add_argument("--hours", type=float, help="how far back (default backfill_hours)")
+    add_config_flags(backfill)
+
+    verify = commands.add_parser("verify", help="check CSV files; exit 1 on any defect")
+    verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
+    verify.add_argument("--interval", help="interval of the files (default: from each name)")
+    add_config_flags(verify)
     return parser
 
 
@@ -50,15 +98,37 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hlstream: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 0
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     from common import supervise_io
 
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "backfill":
+        return _backfill(args)
     settings = load_settings(args)
+    if args.command == "verify":
+        return _verify(args, settings)
+    if args.command == "tap":
+        from common.tapcmd_io import run_tap
+
+        return run_tap(settings, args.kind, args.coin_list, interval=args.interval,
+                       as_json=args.json, count=args.count, timeout_s=args.timeout)
+    if args.command == "status":
+        return _status(args, settings)
+    if args.command == "metrics":
+        if not settings.metrics_port:
+            raise ConfigError("setting metrics_port: set a port (e.g. --metrics-port 9108)")
+        from common.metrics_io import serve_forever
+
+        return serve_forever(settings)
     env = supervise_io.stage_env(settings, _flag_env(args))
     if args.command == "run":
         prepare_dirs(settings)
+        _maybe_metrics(settings)
         return supervise_io.run_foreground(settings, env)
     if args.command == "start":
         prepare_dirs(settings)
@@ -69,9 +139,76 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0 if args.command == "stop" else 1
     if args.command == "stop":
         return supervise_io.supervisorctl(settings, env, "shutdown")
-    if args.command == "restart":
-        return supervise_io.supervisorctl(settings, env, "restart", args.stage)
-    return supervise_io.supervisorctl(settings, env, "status")
+    return supervise_io.supervisorctl(settings, env, "restart", args.stage)
+
+
+def _maybe_metrics(settings: Settings) -> None:
+    """Start the Prometheus exporter in this process when metrics_port is set."""
+    if not settings.metrics_port:
+        return
+    from common.metrics_io import METRICS_HOST, start_exporter
+
+    try:
+        start_exporter(settings)
+    except OSError as exc:
+        raise ConfigError(
+            f"setting metrics_port: cannot listen on {METRICS_HOST}:{settings.metrics_port} "
+            f"({exc.strerror})"
+        ) from None
+    print(f"hlstream: metrics on http://{METRICS_HOST}:{settings.metrics_port}/metrics")
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from common.health import format_report
+    from common.health_io import gather
+
+    report = gather(settings)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=False))
+    else:
+        print(format_report(report))
+    return 0 if report["healthy"] else 1
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from common.verify_io import default_files, run_verify
+
+    files = list(args.files) or default_files(settings.data_dir)
+    if not files:
+        print(f"hlstream verify: no *_data.csv files in {settings.data_dir}", file=sys.stderr)
+        return 0
+    return run_verify(files, args.interval)
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    """Run `python -m services.writer backfill` (common/ never imports a service)."""
+    from common import supervise_io
+
+    if args.hours is not None:
+        args.cfg_backfill_hours = str(args.hours)
+    settings = load_settings(args)  # fail fast, with the usual one-line config error
+    env = supervise_io.stage_env(settings, _flag_env(args))
+    cmd = [sys.executable, "-m", "services.writer", "backfill"]
+    return subprocess.run(cmd, env=env, cwd=supervise_io.PROJECT_HOME).returncode  # as the stages
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from common import demo_io, supervise_io
+
+    demo_io.apply_demo_defaults(args, "ws://127.0.0.1:1", "http://127.0.0.1:1")
+    settings = load_settings(args)  # validate before starting anything
+    sim, ws_url, info_url = demo_io.start_sim(",".join(settings.coins), rate=4.0)
+    try:
+        demo_io.apply_demo_defaults(args, ws_url, info_url)
+        settings = load_settings(args)
+        prepare_dirs(settings)
+        print(f"hlstream demo: fake exchange at {ws_url}; bars in {settings.data_dir}; "
+              f"try `hlstream tap bars --run-dir {settings.run_dir}` in another terminal")
+        _maybe_metrics(settings)
+        env = supervise_io.stage_env(settings, _flag_env(args))
+        return supervise_io.run_foreground(settings, env)
+    finally:
+        demo_io.stop_sim(sim)
 
 
 if __name__ == "__main__":

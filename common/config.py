@@ -3,6 +3,16 @@
 Only this module reads the environment. `load_settings` validates everything it can
 without the network (intervals, coin names, endpoints, paths) and raises `ConfigError`
 with a one-line message naming the bad setting.
+
+`coins = "all"` (`HLSTREAM_COINS=all`) is the literal `("all",)` here: it means every perp
+listed by the exchange's `meta`, and each stage expands it at startup with
+`common.universe_io.resolve_settings_coins` (one meta fetch) so all stages see concrete
+names. `all` cannot be combined with other coins.
+
+Optional ingest channels, off by default: `book_coins` (l2Book), `bbo_coins` (bbo) and
+`user_fills` (userFills per `0x` + 40 hex address, stored lowercase).
+`ws_subscriptions_per_connection` caps subscriptions per websocket (venue: 1000 per IP over
+at most 10 connections), so many coins are sharded over several connections.
 """
 
 from __future__ import annotations
@@ -24,6 +34,10 @@ from common.timebucket import parse_interval
 
 DEFAULT_COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "LINK", "HYPE")
 _COIN_RE = re.compile(r"^[A-Za-z0-9@:/._\-]{1,64}$")
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+ALL_COINS = "all"  # `coins = "all"`: every listed perp, expanded at startup (common/universe.py)
+MAX_WS_CONNECTIONS = 10  # venue limit per IP
+MAX_WS_SUBSCRIPTIONS = 1000  # venue limit per IP
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,11 @@ class Settings:
     trades_endpoint: str = ""
     bars_endpoint: str = ""
     writer_endpoint: str = ""
+    metrics_port: int = 0  # Prometheus exporter on 127.0.0.1:PORT in `hlstream run`; 0 = off
+    book_coins: tuple[str, ...] = ()  # ingest: l2Book per coin, on `book.{coin}|`
+    bbo_coins: tuple[str, ...] = ()  # ingest: bbo per coin, on `bbo.{coin}|`
+    user_fills: tuple[str, ...] = ()  # ingest: userFills per address, on `fills.{address}|`
+    ws_subscriptions_per_connection: int = 200  # ingest shards above this
 
     @property
     def interval_ms(self) -> dict[str, int]:
@@ -73,6 +92,10 @@ def _coerce(name: str, raw: Any) -> Any:
             if not isinstance(raw, str | Path) or not str(raw):
                 raise ValueError("expected a path")
             return Path(raw)
+        if kind == "int":
+            if isinstance(raw, bool) or not str(raw).strip().lstrip("-").isdigit():
+                raise ValueError("expected a whole number")
+            return int(str(raw).strip())
         if kind == "float":
             if isinstance(raw, bool):
                 raise ValueError("expected a number")
@@ -175,13 +198,30 @@ def validate(settings: Settings) -> Settings:
     _check_url("info_url", settings.info_url, ("http", "https"))
     if not settings.coins:
         raise ConfigError("setting coins: the coin list is empty")
-    for coin in settings.coins:
-        if not _COIN_RE.match(coin):
-            raise ConfigError(f"setting coins: {coin!r} is not a valid coin name")
-        encode_coin(coin)
-    if len(set(settings.coins)) != len(settings.coins):
-        raise ConfigError("setting coins: a coin is listed twice")
+    if ALL_COINS in settings.coins and len(settings.coins) > 1:
+        raise ConfigError(f"setting coins: {ALL_COINS!r} cannot be combined with other coins")
+    for name in ("coins", "book_coins", "bbo_coins"):
+        listed: tuple[str, ...] = getattr(settings, name)
+        for coin in listed:
+            if not _COIN_RE.match(coin):
+                raise ConfigError(f"setting {name}: {coin!r} is not a valid coin name")
+            encode_coin(coin)
+        if len(set(listed)) != len(listed):
+            raise ConfigError(f"setting {name}: a coin is listed twice")
     check_unique_filenames(settings.coins)
+    for address in settings.user_fills:
+        if not _ADDRESS_RE.match(address):
+            raise ConfigError(
+                f"setting user_fills: {address!r} is not an address (0x followed by 40 hex digits)"
+            )
+    user_fills = tuple(address.lower() for address in settings.user_fills)
+    if len(set(user_fills)) != len(user_fills):
+        raise ConfigError("setting user_fills: an address is listed twice")
+    if not 1 <= settings.ws_subscriptions_per_connection <= MAX_WS_SUBSCRIPTIONS:
+        raise ConfigError(
+            "setting ws_subscriptions_per_connection: "
+            f"{settings.ws_subscriptions_per_connection} is outside 1..{MAX_WS_SUBSCRIPTIONS}"
+        )
     if not settings.intervals:
         raise ConfigError("setting intervals: the interval list is empty")
     for label in settings.intervals:
@@ -199,6 +239,8 @@ def validate(settings: Settings) -> Settings:
         value = getattr(settings, name)
         if not low <= value <= high:
             raise ConfigError(f"setting {name}: {value} is outside {low}..{high}")
+    if not 0 <= settings.metrics_port <= 65535:
+        raise ConfigError(f"setting metrics_port: {settings.metrics_port} is outside 0..65535")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"setting log_level: {settings.log_level!r} is not a log level")
     run_dir = settings.run_dir.resolve()
@@ -214,7 +256,10 @@ def validate(settings: Settings) -> Settings:
         data_dir=settings.data_dir.resolve(),
         run_dir=run_dir,
         log_level=settings.log_level.upper(),
-        **endpoints,
+        user_fills=user_fills,
+        trades_endpoint=endpoints["trades_endpoint"],
+        bars_endpoint=endpoints["bars_endpoint"],
+        writer_endpoint=endpoints["writer_endpoint"],
     )
 
 

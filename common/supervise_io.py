@@ -34,6 +34,8 @@ def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
     """Environment for supervisord and its children: flags become HLSTREAM_* variables."""
     env = dict(os.environ)
     env.update(overrides)
+    if env.get("HLSTREAM_CONFIG"):  # the stages run in the project dir, not the caller's
+        env["HLSTREAM_CONFIG"] = str(Path(env["HLSTREAM_CONFIG"]).resolve())
     env["HLSTREAM_RUN_DIR"] = str(settings.run_dir)
     env["HLSTREAM_DATA_DIR"] = str(settings.data_dir)
     env["HLSTREAM_PYTHON"] = sys.executable

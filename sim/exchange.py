@@ -116,6 +116,7 @@ class FakeExchange:
         self._states = {coin: market.new_state(coin) for coin in self._perps + self._spot}
         self._logs: dict[str, list[dict[str, Any]]] = {coin: [] for coin in self._states}
         self._quiet: set[str] = set()
+        self._blackhole: set[str | None] = set()
         self._paused = False
         self._zombie = False
         self._clients: set[_Client] = set()
@@ -241,6 +242,12 @@ class FakeExchange:
         with self._lock:
             self._rate = rate_per_coin
 
+    def set_blackhole(self, coin: str | None, on: bool) -> None:
+        """While on, live trades of `coin` (None: every coin) are generated and logged (so
+        REST candles and subscribe replays have them) but never sent on open connections."""
+        with self._lock:
+            (self._blackhole.add if on else self._blackhole.discard)(coin)
+
     def pause_trades(self, paused: bool) -> None:
         """Stop (or resume) live trades for every coin."""
         with self._lock:
@@ -311,6 +318,8 @@ class FakeExchange:
                     market.make_trade(coin, ts, self._rng, self._states[coin]) for ts in times
                 ]
                 self._logs[coin].extend(batch)
+                if coin in self._blackhole or None in self._blackhole:
+                    continue
                 for client in self._clients:
                     if coin in client.coins("trades"):
                         self._queue_trades(client, batch)

@@ -7,6 +7,8 @@ import argparse
 from common.config import add_config_flags, describe, load_settings, prepare_dirs
 from common.lifecycle_io import StopFlag, run_main
 from common.log import event_log, setup_logging
+from common.rest_io import InfoClient
+from common.universe_io import resolve_settings_coins
 
 log = event_log("aggregator")
 
@@ -18,6 +20,9 @@ def _main() -> None:
     stop = StopFlag().install()
     settings = load_settings(args)
     setup_logging(settings.log_level, settings.log_json)
+    settings = resolve_settings_coins(
+        settings, InfoClient(settings.info_url), log=log, should_stop=stop.is_set
+    )
     prepare_dirs(settings)
     log.info("config", settings=describe(settings))
     from services.aggregator.shell import Aggregator

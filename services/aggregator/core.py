@@ -146,11 +146,25 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
     return late
 
 
-def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> None:
-    """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin)."""
+def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> int:
+    """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin).
+
+    Returns how many windows in the range were already emitted (as complete or not): a taint
+    that arrives after its windows closed (e.g. a replay gap found only on reconnect) cannot
+    change bars already handed on, so the caller must report it.
+    """
     coins = set(state.by_coin) if coin is None else {coin}
+    emitted = 0
     for name in coins:
         state.taints.setdefault(name, []).append((from_ms, to_ms))
+        for series in state.by_coin.get(name, ()):
+            if series.next_start is None:
+                continue
+            step = series.interval_ms
+            first = bucket_start(from_ms, step)
+            last = min(bucket_start(to_ms, step), series.next_start - step)
+            emitted += max(0, (last - first) // step + 1)
+    return emitted
 
 
 def _is_complete(state: AggState, coin: str, start_ms: int, end_ms: int) -> bool:

@@ -67,7 +67,8 @@ class Aggregator:
         self.writer.connect(settings.writer_endpoint)
         self.outbox = Outbox()
         self.seq = SeqTracker()
-        self.counters = {"malformed": 0, "bars": 0, "lost_messages": 0, "acks": 0, "gaps": 0}
+        self.counters = {"malformed": 0, "bars": 0, "lost_messages": 0, "acks": 0, "gaps": 0,
+                         "gaps_after_close": 0}
         self.ingest_ok_ms = 0
         self.ingest_seen_ms = 0
         self.last_msg_ms: dict[str, int] = {}
@@ -152,7 +153,13 @@ class Aggregator:
             self.counters["gaps"] += 1
             log.warning("gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms,
                         reason=gap.reason)
-            taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
+            emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
+            if emitted:
+                # Those bars are already with the writer; they may miss trades of the gap.
+                self.counters["gaps_after_close"] += 1
+                log.error("gap_after_close", coin=gap.coin, windows=emitted,
+                          from_ms=gap.from_ms, to_ms=gap.to_ms,
+                          note="bars already emitted for these windows may miss trades")
         else:
             raise ProtocolError(f"unexpected message type {kind!r} on {topic}")
 

@@ -1,7 +1,9 @@
 """`python -m services.ingest`: load config, set up logging, run the ingest shell.
 
 Exit codes: 0 on SIGTERM/SIGINT (after saving dedupe state), 78 on a configuration error
-(including an unknown coin), 1 on a crash.
+(including an unknown coin, or more subscriptions than the venue's per-IP limits), 1 on a
+crash. `coins = "all"` is expanded inside the shell from the same meta fetch that validates
+the coins.
 """
 
 from __future__ import annotations

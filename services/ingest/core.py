@@ -14,6 +14,11 @@ Invariants:
   publishing it twice (the aggregator would treat it as late anyway).
 - `ReplayCheck` reports a `Gap` only when it can prove trades may be missing: the coin had
   trades before, the subscribe replay shares none of them, and the replay starts after them.
+- `universe_names` never lists a perp flagged `isDelisted`, so such a coin is refused at
+  startup like an unknown one.
+
+Subscription planning, sharding and the optional channels live in `channels.py`; the
+reconnect policy in `reconnect.py`.
 """
 
 from __future__ import annotations
@@ -293,8 +298,11 @@ class ReplayCheck:
         self._pending: set[str] = set()
 
     def on_connect(self, coins: Iterable[str]) -> None:
-        """A new connection: the next trades frame of each coin is its replay."""
-        self._pending = set(coins)
+        """A (re)connect subscribing `coins`: the next trades frame of each is its replay.
+
+        Coins of other connections keep their state: each connection reports its own shard.
+        """
+        self._pending.update(coins)
 
     def is_pending(self, coin: str) -> bool:
         return coin in self._pending
@@ -319,7 +327,8 @@ def universe_names(
     """
     names: set[str] = set()
     for entry in _universe(meta, "meta"):
-        names.add(_name(entry, "meta"))
+        if entry.get("isDelisted") is not True:  # listed for history, not subscribable
+            names.add(_name(entry, "meta"))
     for entry in _universe(spot_meta, "spotMeta"):
         names.add(_name(entry, "spotMeta"))
         index = entry.get("index")
@@ -327,6 +336,8 @@ def universe_names(
             names.add(f"@{index}")
     for dex, answer in (dex_metas or {}).items():
         for entry in _universe(answer, f"meta dex={dex}"):
+            if entry.get("isDelisted") is True:
+                continue
             name = _name(entry, "meta")
             names.add(name if ":" in name else f"{dex}:{name}")
     return names

@@ -1,10 +1,23 @@
-"""IO shell of ingest: one websocket to the exchange, trades out on the ZeroMQ bus.
+"""IO shell of ingest: websocket links to the exchange in, trades and channels out on the bus.
 
-Single-threaded loop around `core`: `recv` with a short socket timeout so the same thread
-sends JSON pings, detects a stale (zombie) feed, publishes a status heartbeat once a second,
-persists dedupe state every ~2 s and polls the StopFlag. Reconnects use capped exponential
-backoff with jitter plus a limit of 30 new connections a minute (the venue's per-IP limit);
-the attempt count resets only after a connection has delivered data for ~30 s.
+Threads: one `link_io.Link` per websocket connection (subscriptions are sharded at
+`ws_subscriptions_per_connection`, within the venue's 10 connections / 1000 subscriptions
+per IP). Each link connects, subscribes, pings, detects a stale (zombie) feed and reconnects
+with its own backoff and jitter, sharing the 30-connections-a-minute and 1800-messages-a-
+minute budgets with the other links. Links only parse frames; they hand `Event`s to this
+module's single thread through a queue. That thread alone owns the ZeroMQ publisher (ZMQ
+sockets are not thread-safe), the deduper, the replay gap check and the counters, and it
+publishes a status heartbeat once a second and persists dedupe state every ~2 s.
+
+Startup: the dedupe state is loaded; coins are checked against meta/spotMeta (unknown coin:
+ConfigError with a close-match hint, exit 78) and `coins = "all"` is expanded to every listed
+perp with the same helper the other stages use (common/universe.py). A coin delisted while
+running is detected by its link (early close after subscribing, then a fresh listing), logged
+once at ERROR as `coin_delisted`, and nothing more is published for it.
+
+Bus output (see common/messages.py): `trade.{coin}|` (deduped on (coin, ts_ms, tid)),
+`gap.{coin}|`, `status.ingest|`, and when configured `book.{coin}|`, `bbo.{coin}|`,
+`fills.{address}|` (not deduped; resubscribed on every reconnect).
 
 Files in `run_dir`, both replaced atomically: `ingest-dedupe.msgpack` (dedupe keys, survives
 restarts; a corrupt file is logged and ignored) and `ingest-status.json` (the heartbeat,
@@ -13,91 +26,74 @@ written through common/status_io and read by `hlstream status`).
 
 from __future__ import annotations
 
-import json
+import queue
 import random
-import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from types import FrameType
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import msgpack
-import websocket
 import zmq
 
-from common.atomic_io import write_atomic
-from common.backoff import Backoff, WindowLimit
+from common.backoff import Backoff
 from common.bus_io import Publisher
-from common.config import Settings
+from common.config import Settings, validate
 from common.errors import ProtocolError, TransientError
 from common.lifecycle_io import StopFlag
 from common.log import EventLog
 from common.messages import (
     Gap,
     Trade,
+    bbo_topic,
+    book_topic,
+    fills_topic,
     gap_to_wire,
     gap_topic,
     status_topic,
     trade_to_wire,
     trade_topic,
 )
-from common.rest_io import InfoClient
 from common.status_io import write_status
+from common.universe import resolve_coins, wants_all
+from services.ingest.channels import (
+    BBO,
+    L2BOOK,
+    USER_FILLS,
+    bbo_body,
+    book_body,
+    fills_body,
+    plan_subscriptions,
+    shard,
+)
 from services.ingest.core import (
-    PING,
     Deduper,
+    Frame,
     FrameKind,
     ReplayCheck,
     check_coins,
     dex_prefixes,
-    parse_frame,
-    subscribe_message,
-    universe_names,
+)
+from services.ingest.link_io import Event, Link, Listing, Shared
+from services.ingest.state_io import (
+    STATE_FILE,
+    Interrupted,
+    interruptible,
+    load_deduper,
+    save_deduper,
 )
 
 SERVICE = "ingest"
-RECV_TIMEOUT_S = 0.5
-CONNECT_TIMEOUT_S = 10.0
-HEALTHY_AFTER_S = 30.0
 STATUS_EVERY_S = 1.0
 PERSIST_EVERY_S = 2.0
 SUMMARY_EVERY_S = 60.0
-SUBSCRIBE_PACE_S = 0.02  # at most 50 subscribe messages a second
-CONNECTIONS_PER_MINUTE = 30
-SENDS_PER_MINUTE = 1800  # venue limit is 2000 client messages a minute per IP
-STATE_FILE = "ingest-dedupe.msgpack"
+EVENT_WAIT_S = 0.2
+EVENTS_PER_TICK = 2_000
+QUEUE_MAX = 100_000
+JOIN_S = 1.0
 
 
-class _Interrupted(BaseException):
-    """Raised by a signal handler to abort a blocking connect or HTTP request on SIGTERM."""
-
-
-@contextmanager
-def _interruptible(stop: StopFlag) -> Iterator[None]:
-    """While inside, SIGTERM/SIGINT also abort the blocking call in progress."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signums = (signal.SIGTERM, signal.SIGINT)
-    previous: dict[int, Any] = {signum: signal.getsignal(signum) for signum in signums}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        old = previous[signum]
-        if callable(old):
-            old(signum, frame)
-        stop.set()
-        raise _Interrupted()
-
-    for signum in signums:
-        signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum in signums:
-            signal.signal(signum, previous[signum])
+class LinkCrashError(RuntimeError):
+    """A link thread died of a bug; the process must exit non-zero."""
 
 
 @dataclass
@@ -109,10 +105,12 @@ class Counters:
     malformed: int = 0
     rejected: int = 0
     gaps: int = 0
+    ws_errors: int = 0
+    channel_msgs: int = 0
 
 
 class Ingest:
-    """The ingest run loop; `run()` returns when the StopFlag is set."""
+    """The ingest process; `run()` returns when the StopFlag is set."""
 
     def __init__(
         self, settings: Settings, stop: StopFlag, log: EventLog, context: zmq.Context[Any]
@@ -125,14 +123,13 @@ class Ingest:
         self.replay = ReplayCheck()
         self.counters = Counters()
         self.publisher: Publisher | None = None
-        self.ws: websocket.WebSocket | None = None
-        self.backoff = Backoff(
-            settings.backoff_base_seconds, settings.backoff_cap_seconds, random.Random()
-        )
-        self.connect_limit = WindowLimit(CONNECTIONS_PER_MINUTE, 60.0)
-        self.send_limit = WindowLimit(SENDS_PER_MINUTE, 60.0)
+        self.halt = threading.Event()
+        self.events: queue.Queue[Event] = queue.Queue(QUEUE_MAX)
+        self.links: list[Link] = []
+        self.delisted: set[str] = set()
         self.state_path = settings.run_dir / STATE_FILE
-        self._connected = False
+        self._up: set[int] = set()
+        self._retired: set[int] = set()
         self._dirty = False
         self._msgs = 0
         self._msgs_at_status = 0
@@ -144,22 +141,25 @@ class Ingest:
     # ---- lifecycle -------------------------------------------------------------------
 
     def run(self) -> None:
-        """Load state, validate coins, stream until stopped; always save state on the way out."""
+        """Load state, check coins, stream until stopped; always save state on the way out."""
         self._load_state()
         self.publisher = Publisher(self.context, self.settings.trades_endpoint)
+        watched = self.settings.coins + self.settings.book_coins + self.settings.bbo_coins
+        listing = Listing(self.settings.info_url, dex_prefixes(watched))
         try:
             self._tick(time.monotonic())
-            if self.settings.validate_coins:
-                self._validate_coins()
-            self._stream()
-        except _Interrupted:
+            if self.settings.validate_coins or wants_all(self.settings.coins):
+                self._check_coins(listing)
+            self._start_links(listing)
+            self._pump()
+        except Interrupted:
             pass
         finally:
-            self._close_ws()
-            self._connected = False
+            self._stop_links()
             self._save_state()
             self._publish_status()
             self.publisher.close()
+            listing.close()
             self.log.info("stopped", signal=self.stop.signal_name, **asdict(self.counters))
 
     def _idle(self, seconds: float) -> bool:
@@ -173,184 +173,179 @@ class Ingest:
             self.stop.wait(min(0.2, deadline - now))
         return True
 
-    # ---- startup coin validation -------------------------------------------------------
-
-    def _validate_coins(self) -> None:
-        """Check every coin against meta/spotMeta; retry while the network is down."""
-        client = InfoClient(self.settings.info_url, timeout_s=CONNECT_TIMEOUT_S)
+    def _check_coins(self, listing: Listing) -> None:
+        """Expand `all` and check every coin against meta/spotMeta; retry while offline."""
         backoff = Backoff(
             self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, random.Random()
         )
-        try:
-            while not self.stop.is_set():
-                try:
-                    with _interruptible(self.stop):
-                        meta = client.post({"type": "meta"})
-                        spot = client.post({"type": "spotMeta"})
-                        dexes = {
-                            dex: client.post({"type": "meta", "dex": dex})
-                            for dex in dex_prefixes(self.settings.coins)
-                        }
-                    allowed = universe_names(meta, spot, dexes)
-                except (TransientError, ProtocolError) as exc:
-                    retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
-                    delay = backoff.next_delay(floor_s=retry_after or 0.0)
-                    self.log.warning(
-                        "meta_unavailable",
-                        attempt=backoff.attempt,
-                        delay_ms=int(delay * 1000),
-                        error=str(exc),
-                    )
-                    self._idle(delay)
-                    continue
-                check_coins(self.settings.coins, allowed)
-                self.log.info("coins_validated", coins=len(self.settings.coins))
-                return
-        finally:
-            client.close()
-
-    # ---- connection management -----------------------------------------------------------
-
-    def _stream(self) -> None:
-        reason = ""
-        first = True
         while not self.stop.is_set():
-            now = time.monotonic()
-            if first:
-                delay = self.connect_limit.wait_s(now)
-            else:
-                self.counters.reconnects += 1
-                delay = max(self.backoff.next_delay(), self.connect_limit.wait_s(now))
+            try:
+                with interruptible(self.stop):
+                    meta, names = listing.fetch()
+                coins = resolve_coins(self.settings, meta)
+            except (TransientError, ProtocolError) as exc:
+                retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
+                delay = backoff.next_delay(floor_s=retry_after or 0.0)
                 self.log.warning(
-                    "ws_reconnect",
-                    attempt=self.backoff.attempt,
+                    "meta_unavailable",
+                    attempt=backoff.attempt,
                     delay_ms=int(delay * 1000),
-                    reason=reason,
+                    error=str(exc),
                 )
-            first = False
-            if self._idle(delay):
-                return
-            self.connect_limit.record(time.monotonic())
-            try:
-                with _interruptible(self.stop):
-                    self.ws = websocket.create_connection(
-                        self.settings.ws_url,
-                        timeout=CONNECT_TIMEOUT_S,
-                        skip_utf8_validation=True,
-                        enable_multithread=False,
-                    )
-            except (websocket.WebSocketException, OSError) as exc:
-                reason = f"connect_failed:{type(exc).__name__}"
+                self._idle(delay)
                 continue
-            self.log.info("ws_connected", url=self.settings.ws_url)
-            try:
-                reason = self._session(self.ws)
-            finally:
-                self._connected = False
-                self._close_ws()
+            if coins != self.settings.coins:
+                self.settings = validate(replace(self.settings, coins=coins))
+                self.log.info("coins_resolved", coins=len(coins), source="meta")
+            if self.settings.validate_coins:
+                settings = self.settings
+                check_coins(settings.coins + settings.book_coins + settings.bbo_coins, names)
+                self.log.info("coins_validated", coins=len(settings.coins))
+            return
 
-    def _close_ws(self) -> None:
-        if self.ws is not None:
-            try:
-                self.ws.settimeout(0.2)
-                self.ws.close(timeout=0.2)
-            except (websocket.WebSocketException, OSError):
-                pass
-            self.ws = None
-
-    def _send(self, ws: websocket.WebSocket, text: str) -> None:
-        wait = self.send_limit.wait_s(time.monotonic())
-        if wait > 0:
-            self._idle(wait)
-        self.send_limit.record(time.monotonic())
-        ws.send(text)
-
-    def _session(self, ws: websocket.WebSocket) -> str:
-        """Subscribe and read until the feed fails or we stop; return why it ended."""
+    def _start_links(self, listing: Listing) -> None:
         settings = self.settings
-        try:
-            ws.settimeout(RECV_TIMEOUT_S)
-            self.replay.on_connect(settings.coins)
-            for index, coin in enumerate(settings.coins):
-                if index and self._idle(SUBSCRIBE_PACE_S):
-                    return "stop"
-                self._send(ws, subscribe_message(coin))
-            self._connected = True
-            connected_at = last_msg = last_ping = time.monotonic()
-            acked = 0
-            data_seen = False
-            healthy = False
-            while not self.stop.is_set():
-                now = time.monotonic()
-                if now - last_msg >= settings.stale_seconds:
-                    self.log.warning("ws_stale", silent_ms=int((now - last_msg) * 1000))
-                    return "stale"
-                if now - last_ping >= settings.ping_seconds:
-                    self._send(ws, PING)
-                    last_ping = now
-                if not healthy and data_seen and now - connected_at >= HEALTHY_AFTER_S:
-                    healthy = True
-                    self.backoff.reset()
-                self._tick(now)
+        subs = plan_subscriptions(
+            settings.coins, settings.book_coins, settings.bbo_coins, settings.user_fills
+        )
+        shards = shard(subs, settings.ws_subscriptions_per_connection)
+        shared = Shared(settings, self.log, self.halt, self.events, listing)
+        self.links = [Link(index, subs, shared) for index, subs in enumerate(shards)]
+        self.log.info("links_planned", links=len(self.links), subscriptions=len(subs))
+        for link in self.links:
+            link.start()
+
+    def _stop_links(self) -> None:
+        self.halt.set()
+        deadline = time.monotonic() + JOIN_S
+        for link in self.links:
+            link.join(max(0.0, deadline - time.monotonic()))
+        self._drain()
+        self._up.clear()
+
+    def _drain(self) -> None:
+        """Handle what the links queued before they stopped (their data is already read)."""
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if event.kind in ("frame", "connected"):
+                self._on_event(event)
+
+    def _pump(self) -> None:
+        """The publishing thread: handle link events in order, tick the periodic work."""
+        while not self.stop.is_set():
+            try:
+                event: Event | None = self.events.get(timeout=EVENT_WAIT_S)
+            except queue.Empty:
+                event = None
+            handled = 0
+            while event is not None:
+                self._on_event(event)
+                handled += 1
+                if handled >= EVENTS_PER_TICK:
+                    break
                 try:
-                    opcode, payload = ws.recv_data()
-                except websocket.WebSocketTimeoutException:
-                    continue
-                last_msg = time.monotonic()
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    return "server_close"
-                kind = self._handle(payload)
-                if kind is FrameKind.TRADES:
-                    data_seen = True
-                elif kind is FrameKind.SUBSCRIBED:
-                    acked += 1
-                    if acked == len(settings.coins):
-                        self.log.info("ws_subscribed", coins=acked)
-            return "stop"
-        except websocket.WebSocketConnectionClosedException:
-            return "connection_closed"
-        except websocket.WebSocketTimeoutException:
-            return "send_timeout"
-        except (websocket.WebSocketException, OSError) as exc:
-            return f"socket_error:{type(exc).__name__}"
+                    event = self.events.get_nowait()
+                except queue.Empty:
+                    event = None
+            self._tick(time.monotonic())
 
-    # ---- frames --------------------------------------------------------------------------
+    # ---- link events -----------------------------------------------------------------
 
-    def _handle(self, payload: bytes | str) -> FrameKind | None:
-        """Classify one frame and act on it; never raises for bad frames."""
-        self._msgs += 1
-        try:
-            frame = parse_frame(payload)
-        except ProtocolError as exc:
+    def _on_event(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "frame":
+            assert event.frame is not None
+            self._on_frame(event.frame, event.recv_ms)
+        elif kind == "connected":
+            self._up.add(event.link)
+            self.replay.on_connect(c for c in event.coins if c not in self.delisted)
+        elif kind == "disconnected":
+            self._up.discard(event.link)
+            if event.text != "stop":
+                self.counters.reconnects += 1
+        elif kind == "malformed":
             self.counters.malformed += 1
             self.log.warning_limited(
-                "malformed", 10.0, "ws_malformed", error=str(exc), malformed=self.counters.malformed
+                "malformed",
+                10.0,
+                "ws_malformed",
+                link=event.link,
+                error=event.text,
+                malformed=self.counters.malformed,
             )
-            return None
+        elif kind == "error":
+            self.counters.ws_errors += 1
+        elif kind == "delisted":
+            for coin in event.coins:
+                if coin not in self.delisted:
+                    self.delisted.add(coin)
+                    self.log.error(
+                        "coin_delisted",
+                        coin=coin,
+                        link=event.link,
+                        action="unsubscribed; nothing more is published for it",
+                    )
+        elif kind == "retired":
+            self._retired.add(event.link)
+        elif kind == "healthy":
+            self.log.debug("ws_healthy", link=event.link)
+        elif kind == "crashed":
+            raise LinkCrashError(f"link {event.link} crashed")
+
+    def _on_frame(self, frame: Frame, recv_ms: int) -> None:
+        self._msgs += 1
         if frame.kind is FrameKind.TRADES:
             if frame.rejected:
                 self.counters.rejected += frame.rejected
                 self.log.warning_limited(
                     "rejected", 10.0, "trades_rejected", rejected=self.counters.rejected
                 )
-            self._on_trades(frame.trades)
-        elif frame.kind is FrameKind.ERROR:
-            self.log.warning_limited(
-                "ws_error:" + frame.error[:60], 1.0, "ws_error", text=frame.error[:500]
-            )
-        elif frame.kind is FrameKind.SUBSCRIBED:
-            self.log.debug("ws_ack", data=json.dumps(frame.data)[:200])
+            self._on_trades(frame.trades, recv_ms)
+        elif frame.kind is FrameKind.DATA:
+            self._on_channel(frame, recv_ms)
         elif frame.kind is FrameKind.UNKNOWN:
             self.log.warning_limited(
                 "unknown:" + frame.channel[:40], 60.0, "ws_unknown_channel", channel=frame.channel
             )
-        return frame.kind
 
-    def _on_trades(self, trades: tuple[Trade, ...]) -> None:
+    def _on_channel(self, frame: Frame, recv_ms: int) -> None:
+        """Publish one optional-channel frame (l2Book, bbo, userFills) as documented."""
+        assert self.publisher is not None
+        try:
+            if frame.channel == L2BOOK:
+                body = book_body(frame.data)
+                topic, kind = book_topic(body["coin"]), "book"
+            elif frame.channel == BBO:
+                body = bbo_body(frame.data)
+                topic, kind = bbo_topic(body["coin"]), "bbo"
+            elif frame.channel == USER_FILLS:
+                body = fills_body(frame.data)
+                topic, kind = fills_topic(body["user"]), "fills"
+            else:
+                self.log.warning_limited(
+                    "channel:" + frame.channel, 60.0, "ws_unexpected_channel", channel=frame.channel
+                )
+                return
+        except ProtocolError as exc:
+            self.counters.malformed += 1
+            self.log.warning_limited(
+                "channel_malformed", 10.0, "ws_malformed", channel=frame.channel, error=str(exc)
+            )
+            return
+        if body.get("coin") in self.delisted:
+            return
+        body["recv_ms"] = recv_ms
+        self.publisher.publish(topic, kind, body)
+        self.counters.channel_msgs += 1
+
+    def _on_trades(self, trades: tuple[Trade, ...], now_ms: int) -> None:
         by_coin: dict[str, list[Trade]] = {}
         for trade in trades:
-            by_coin.setdefault(trade.coin, []).append(trade)
-        now_ms = int(time.time() * 1000)
+            if trade.coin not in self.delisted:
+                by_coin.setdefault(trade.coin, []).append(trade)
         assert self.publisher is not None
         for coin, batch in by_coin.items():
             last_ms = self.deduper.newest_ms(coin)
@@ -398,7 +393,7 @@ class Ingest:
             self._next_summary = now + SUMMARY_EVERY_S
             self.log.info(
                 "ingest_summary",
-                connected=self._connected,
+                links_up=len(self._up),
                 keys=self.deduper.key_count(),
                 **asdict(self.counters),
             )
@@ -413,7 +408,10 @@ class Ingest:
         body: dict[str, Any] = {
             "service": SERVICE,
             "ts_ms": int(time.time() * 1000),
-            "connected": self._connected,
+            "connected": bool(self._up) and len(self._up) == len(self.links) - len(self._retired),
+            "links": len(self.links),
+            "links_up": len(self._up),
+            "delisted": sorted(self.delisted),
             "msgs_per_s": round(rate, 2),
             "last_trade_ms": self.deduper.newest_by_coin(),
         }
@@ -427,36 +425,13 @@ class Ingest:
         write_status(self.settings.run_dir, SERVICE, body)
 
     def _save_state(self) -> None:
-        try:
-            data = msgpack.packb(self.deduper.to_state(), use_bin_type=True)
-            write_atomic(self.state_path, data)
-        except OSError as exc:
-            self.log.warning_limited("state_write", 60.0, "dedupe_save_failed", error=str(exc))
-            return
-        self._dirty = False
+        if save_deduper(self.state_path, self.deduper, self.log):
+            self._dirty = False
 
     def _load_state(self) -> None:
-        try:
-            data = self.state_path.read_bytes()
-        except FileNotFoundError:
-            self.log.info("dedupe_state_absent", path=str(self.state_path))
-            return
-        except OSError as exc:
-            self.log.warning("dedupe_state_unreadable", path=str(self.state_path), error=str(exc))
-            return
-        try:
-            state = msgpack.unpackb(data, raw=False, strict_map_key=False)
-            self.deduper = Deduper.from_state(state)
-        except (ValueError, TypeError, msgpack.UnpackException, ProtocolError) as exc:
-            self.log.warning(
-                "dedupe_state_corrupt", path=str(self.state_path), error=f"{exc}"[:200]
-            )
-            return
-        self.log.info(
-            "dedupe_state_loaded",
-            keys=self.deduper.key_count(),
-            coins=len(self.deduper.newest_by_coin()),
-        )
+        loaded = load_deduper(self.state_path, self.log)
+        if loaded is not None:
+            self.deduper = loaded
 
 
 def run_ingest(

@@ -1,20 +1,30 @@
 """`python -m services.writer`: load config, set up logging, run the writer until SIGTERM.
 
+`python -m services.writer backfill ...` runs the one-shot backfill (oneshot.py) instead.
+
 Exit codes: 0 clean stop, 1 crash, 78 configuration error (one line on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from common.config import add_config_flags, describe, load_settings, prepare_dirs
 from common.lifecycle_io import StopFlag, run_main
 from common.log import event_log, setup_logging
+from common.rest_io import InfoClient
+from common.universe_io import resolve_settings_coins
 from services.writer.shell import Writer
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse flags and run the writer stage."""
+    """Parse flags and run the writer stage (`backfill ...`: the one-shot backfill instead)."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["backfill"]:
+        from services.writer import oneshot
+
+        sys.exit(oneshot.main(args_in[1:]))
     parser = argparse.ArgumentParser(
         prog="python -m services.writer",
         description="hlstream writer: bars from the aggregator -> fsynced CSV files",
@@ -29,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings(args)
         prepare_dirs(settings)
         setup_logging(settings.log_level, settings.log_json)
+        settings = resolve_settings_coins(
+            settings, InfoClient(settings.info_url), log=log, should_stop=stop.is_set
+        )
         log.info("config", settings=describe(settings))
         Writer(settings, stop, log).run()
 

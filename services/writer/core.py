@@ -10,35 +10,26 @@ No IO and no clock here: the shell passes `now_ms` and file contents in. Invaria
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+# The row format lives in common/csvrow.py (shared with `hlstream verify`); re-exported here.
+from common.csvrow import HEADER as HEADER
+from common.csvrow import HEADER_LINE as HEADER_LINE
+from common.csvrow import Row as Row
+from common.csvrow import format_row as format_row
+from common.csvrow import parse_row as parse_row
 from common.decimals import format_decimal, parse_decimal
-from common.errors import IntegrityError, ProtocolError
+from common.errors import ProtocolError
 from common.messages import Bar, bar_from_wire, decode
-from common.timebucket import bucket_start, format_window, parse_window
+from common.timebucket import bucket_start
 
-HEADER = "Datetime,Open,High,Low,Close,Volume"
-HEADER_LINE = HEADER + "\n"
 EMPTY_VOLUME = "0.0"
 # candleSnapshot returns at most about this many candles per request (DESIGN.md).
 MAX_CANDLES = 5000
 CANDLE_WEIGHT_BASE = 20
 CANDLE_ROWS_PER_WEIGHT = 60
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One parsed CSV row."""
-
-    start_ms: int
-    open: str
-    high: str
-    low: str
-    close: str
-    volume: str
 
 
 class Placement(Enum):
@@ -75,31 +66,9 @@ def validate_bar(bar: Bar, interval_ms: int) -> None:
             raise ProtocolError(f"decimal {text!r} is not in plain exchange format")
 
 
-def format_row(bar: Bar) -> str:
-    """The CSV line (with trailing newline) for a bar."""
-    fields = (format_window(bar.start_ms), bar.open, bar.high, bar.low, bar.close, bar.volume)
-    return ",".join(fields) + "\n"
-
-
 def row_of(bar: Bar) -> Row:
     """The Row a bar becomes once written."""
     return Row(bar.start_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
-
-
-def parse_row(line: str) -> Row:
-    """Parse one CSV line (newline optional); raise IntegrityError if it is not a valid row."""
-    text = line.rstrip("\n")
-    parts = text.split(",")
-    if len(parts) != 6:
-        raise IntegrityError(f"CSV row {text[:80]!r} has {len(parts)} fields, expected 6")
-    try:
-        start_ms = parse_window(parts[0])
-    except ValueError:
-        raise IntegrityError(f"CSV row {text[:80]!r} has a bad Datetime") from None
-    for value in parts[1:]:
-        if parse_decimal(value) is None:
-            raise IntegrityError(f"CSV row {text[:80]!r} has a non-decimal field {value!r}")
-    return Row(start_ms, parts[1], parts[2], parts[3], parts[4], parts[5])
 
 
 def classify(start_ms: int, last_row: Row | None, interval_ms: int) -> Placement:
@@ -215,22 +184,50 @@ def plan_fill(
 
 
 def backfill_range(
-    last_row: Row | None, interval_ms: int, now_ms: int, backfill_hours: float
+    last_row: Row | None,
+    interval_ms: int,
+    now_ms: int,
+    backfill_hours: float,
+    settle_ms: int = 0,
 ) -> tuple[int, int] | None:
     """The windows [start_ms, end_ms) startup backfill should fill, or None.
 
-    `end_ms` is the start of the window containing `now_ms` (that window has not ended). The
-    reach is `backfill_hours` back from now; a file whose last row is older than that is still
-    repaired from its last row on, because leaving a hole behind it would break the contract.
+    `end_ms` is the start of the window containing `now_ms - settle_ms`: the current window has
+    not ended, and one that ended less than `settle_ms` ago may still lack its last trades on
+    the exchange's side (the aggregator delivers it). The reach is `backfill_hours` back from
+    now; a file whose last row is older than that is still repaired from its last row on,
+    because leaving a hole behind it would break the contract.
     """
     if backfill_hours <= 0:
         return None
-    end_ms = bucket_start(now_ms, interval_ms)
+    end_ms = bucket_start(now_ms - settle_ms, interval_ms)
     reach_ms = bucket_start(now_ms - int(backfill_hours * 3_600_000), interval_ms)
     start_ms = reach_ms if last_row is None else last_row.start_ms + interval_ms
     if start_ms >= end_ms:
         return None
     return start_ms, end_ms
+
+
+def rest_reach_start(now_ms: int, interval_ms: int) -> int:
+    """The oldest window candleSnapshot still serves: it returns only the MAX_CANDLES most
+    recent candles of an interval, the unfinished current one included."""
+    return bucket_start(now_ms, interval_ms) - (MAX_CANDLES - 1) * interval_ms
+
+
+def candle_covers(candle: Bar, seen: Bar) -> bool:
+    """True when an exchange candle can be the whole window a partial bar saw part of.
+
+    The partial bar's trades are a subset of the window's, so the exchange's candle must have at
+    least as many trades and as much volume, and a range at least as wide. A candle that does not
+    is one the exchange has not finished yet (fetched too early): it must not be written.
+    """
+    return (
+        candle.start_ms == seen.start_ms
+        and candle.trades >= seen.trades
+        and Decimal(candle.volume) >= Decimal(seen.volume)
+        and Decimal(candle.high) >= Decimal(seen.high)
+        and Decimal(candle.low) <= Decimal(seen.low)
+    )
 
 
 def window_count(start_ms: int, end_ms: int, interval_ms: int) -> int:

@@ -28,17 +28,18 @@ from common.filenames import csv_filename
 from common.lifecycle_io import StopFlag
 from common.log import EventLog
 from common.messages import Bar, Envelope, encode
-from common.rest_io import InfoClient, call_with_retry
+from common.rest_io import InfoClient
 from common.status_io import write_status
 from common.timebucket import format_window, has_rest_candles
 from services.writer import core
+from services.writer.candles_io import REST_SETTLE_MS, CandleSource
+from services.writer.candles_io import REST_WEIGHT_PER_MINUTE as REST_WEIGHT_PER_MINUTE
 from services.writer.csvfile_io import CsvFile, WriteFailedError
 
 POLL_MS = 200
 STATUS_EVERY_S = 1.0
 REST_ATTEMPTS = 3
 BACKFILL_ATTEMPTS = 4
-REST_WEIGHT_PER_MINUTE = 1200.0
 LOCK_FILE = "writer.lock"
 
 
@@ -84,11 +85,22 @@ class Writer:
         self.session = new_session_id()
         self.ack_seq = 0
         self.counters = Counters()
-        self.budget = WeightBudget(REST_WEIGHT_PER_MINUTE)
         self.interval_ms = settings.interval_ms
+        self.rest = CandleSource(
+            self.info, settings, stop, log, now_ms=now_ms, sleep=sleep, rng=self.rng
+        )
         self.files: dict[tuple[str, str], CsvFile] = {}
         self.refused: dict[tuple[str, str], str] = {}
         self._lock_fd = -1
+
+    @property
+    def budget(self) -> WeightBudget:
+        """The REST weight budget (share one across Writers with the setter)."""
+        return self.rest.budget
+
+    @budget.setter
+    def budget(self, value: WeightBudget) -> None:
+        self.rest.budget = value
 
     # ---- startup -------------------------------------------------------------------------
 
@@ -124,7 +136,11 @@ class Writer:
                 continue
             interval_ms = self.interval_ms[interval]
             span = core.backfill_range(
-                handle.last_row(), interval_ms, self.now_ms(), self.settings.backfill_hours
+                handle.last_row(),
+                interval_ms,
+                self.now_ms(),
+                self.settings.backfill_hours,
+                settle_ms=REST_SETTLE_MS,
             )
             if span is None:
                 continue
@@ -150,64 +166,13 @@ class Writer:
 
     # ---- REST ----------------------------------------------------------------------------
 
-    def _rest_candles(
+    def _candles(
         self, coin: str, interval: str, start_ms: int, end_ms: int, attempts: int
     ) -> list[Bar]:
-        """Candles for windows in [start_ms, end_ms); TransientError/ProtocolError on failure."""
-        interval_ms = self.interval_ms[interval]
-        windows = core.window_count(start_ms, end_ms, interval_ms)
-        if windows > core.MAX_CANDLES:
-            self.log.warning(
-                "backfill_reach_limited",
-                coin=coin,
-                interval=interval,
-                windows=windows,
-                max_candles=core.MAX_CANDLES,
-                note="candleSnapshot serves only the most recent candles; older windows are "
-                "carried forward",
-            )
-        weight = core.candle_weight(windows)
-        wait_s = self.budget.wait_s(weight, time.monotonic())
-        if wait_s > 0:
-            self.log.info("rest_weight_wait", wait_ms=int(wait_s * 1000), weight=weight)
-            self.stop.wait(wait_s)
-        self.budget.spend(weight, time.monotonic())
-        body = core.candle_request(coin, interval, start_ms, end_ms)
-
-        def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
-            self.log.warning(
-                "rest_retry",
-                coin=coin,
-                interval=interval,
-                attempt=attempt,
-                delay_ms=int(delay_s * 1000),
-                error=str(exc),
-            )
-
         try:
-            answer = call_with_retry(
-                lambda: self.info.post(body),
-                attempts=attempts,
-                on_retry=on_retry,
-                should_stop=self.stop.is_set,
-                rng=self.rng,
-                base_s=self.settings.backoff_base_seconds,
-                cap_s=self.settings.backoff_cap_seconds,
-                sleep=self.sleep,
-            )
-            bars = core.candles_to_bars(answer, coin, interval, interval_ms)
-        except (TransientError, ProtocolError) as exc:
-            self.counters.rest_errors += 1
-            self.log.error(
-                "rest_failed",
-                coin=coin,
-                interval=interval,
-                error=str(exc),
-                from_ms=start_ms,
-                to_ms=end_ms,
-            )
-            raise
-        return [bar for bar in bars if start_ms <= bar.start_ms < end_ms]
+            return self.rest.candles(coin, interval, start_ms, end_ms, attempts)
+        finally:
+            self.counters.rest_errors = self.rest.errors
 
     def _fill(
         self, handle: CsvFile, coin: str, interval: str, start_ms: int, end_ms: int, attempts: int
@@ -215,7 +180,7 @@ class Writer:
         """Write windows [start_ms, end_ms) after the last row from REST + carry-forward."""
         interval_ms = self.interval_ms[interval]
         candles = (
-            self._rest_candles(coin, interval, start_ms, end_ms, attempts)
+            self._candles(coin, interval, start_ms, end_ms, attempts)
             if has_rest_candles(interval)
             else []
         )
@@ -266,7 +231,7 @@ class Writer:
                     start=format_window(hole_from),
                     end=format_window(bar.start_ms),
                 )
-            out = self._replace_partial(bar)
+            out = self._replace_partial(bar, handle.last_row())
             written = handle.append([out])
         except (TransientError, ProtocolError) as exc:
             self.log.error(
@@ -284,35 +249,19 @@ class Writer:
         self.counters.rows_written += len(written)
         return True
 
-    def _replace_partial(self, bar: Bar) -> Bar:
-        """A partial bar becomes the exchange's candle for that window when REST has it."""
+    def _replace_partial(self, bar: Bar, last: core.Row | None) -> Bar:
+        """A partial bar becomes the exchange's candle once the exchange has closed it."""
         if bar.complete:
             return bar
-        if has_rest_candles(bar.interval):
-            interval_ms = self.interval_ms[bar.interval]
-            try:
-                candles = self._rest_candles(
-                    bar.coin, bar.interval, bar.start_ms, bar.start_ms + interval_ms, 2
-                )
-            except (TransientError, ProtocolError):
-                candles = []
-            for candle in candles:
-                if candle.start_ms == bar.start_ms:
-                    self.log.info(
-                        "partial_replaced_by_rest",
-                        coin=bar.coin,
-                        interval=bar.interval,
-                        start_ms=bar.start_ms,
-                    )
-                    return candle
+        out, reason = self.rest.settled_candle(bar, None if last is None else last.close)
+        self.counters.rest_errors = self.rest.errors
+        if out is not None:
+            self.log.info("partial_replaced_by_rest", coin=bar.coin, interval=bar.interval,
+                          start_ms=bar.start_ms, how=reason)
+            return out
         self.counters.partial_written += 1
-        self.log.warning(
-            "partial_bar_written",
-            coin=bar.coin,
-            interval=bar.interval,
-            start_ms=bar.start_ms,
-            trades=bar.trades,
-        )
+        self.log.warning("partial_bar_written", coin=bar.coin, interval=bar.interval,
+                         start_ms=bar.start_ms, trades=bar.trades, reason=reason)
         return bar
 
     def parse_frames(self, frames: list[bytes]) -> tuple[bytes, Bar]:

@@ -123,5 +123,7 @@ class Pipeline:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"pipeline did not stop within {timeout_s}s:\n{self.output()}")
+            raise AssertionError(
+                f"pipeline did not stop within {timeout_s}s:\n{self.output()}"
+            ) from None
         return self.proc.returncode, self.output()

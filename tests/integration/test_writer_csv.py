@@ -302,7 +302,7 @@ def test_backfill_is_idempotent_and_carries_forward_omitted_windows(tmp_path: Pa
 
 def test_hole_with_rest_down_writes_nothing_and_does_not_ack(tmp_path: Path) -> None:
     info = FakeInfo({T0: "1.5"})
-    writer = make_writer(tmp_path, info, T0 + M + 1)
+    writer = make_writer(tmp_path, info, T0 + M + 5_000)  # T0's window has settled
     writer.backfill()
     path = tmp_path / "data" / "btc_1m_data.csv"
     before = path.read_bytes()

@@ -214,7 +214,11 @@ def test_writer_backfills_writes_acks_and_stops_cleanly(stub: Stub, tmp_path: Pa
         send_bar(dealer, make_bar("1m", last + 3 * M, "55.0"), 4)
         assert recv_ack(dealer)["start_ms"] == last + 3 * M
         # A partial bar that REST knows is replaced by the exchange candle...
-        send_bar(dealer, make_bar("1m", last + 4 * M, "44.0", complete=False), 5)
+        # (the partial bar saw a subset of the window's trades, so the candle covers it)
+        p4 = stub_price(last + 4 * M)
+        seen = Bar("BTC", "1m", last + 4 * M, f"{p4}.0", f"{p4}.0", f"{p4}.0", f"{p4}.0", "0.5",
+                   1, False)
+        send_bar(dealer, seen, 5)
         assert recv_ack(dealer)["start_ms"] == last + 4 * M
         # ...and one it does not know is written as is.
         stub.omit.add(last + 5 * M)

@@ -1,0 +1,25 @@
+"""Collect the health report of one run dir: supervisord's process table + status files."""
+
+from __future__ import annotations
+
+import time
+import xmlrpc.client
+from typing import Any
+
+from common import supervise_io
+from common.config import Settings
+from common.health import STAGES, build_report
+from common.status_io import read_status
+
+
+def gather(settings: Settings) -> dict[str, Any]:
+    """The health report (see common/health.py) as of now."""
+    running = supervise_io.is_running(settings)
+    processes: dict[str, dict[str, Any]] = {}
+    if running:
+        try:
+            processes = supervise_io.process_states(settings)
+        except (OSError, xmlrpc.client.Error):
+            running = False
+    statuses = {name: read_status(settings.run_dir, name) for name in STAGES}
+    return build_report(settings, running, processes, statuses, int(time.time() * 1000))

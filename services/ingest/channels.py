@@ -1,0 +1,269 @@
+"""Pure subscription planning for ingest: which channels, on which connection, and what the
+optional channels (l2Book, bbo, userFills) look like on the bus.
+
+No IO, no clock: callers pass times in. Invariants:
+- `plan_subscriptions` lists every subscription once: trades per coin, then l2Book, bbo and
+  userFills, in configuration order.
+- `shard` never puts more than `per_connection` subscriptions on one connection and refuses
+  (ConfigError) a plan beyond the venue's per-IP limits (10 connections, 1000 subscriptions).
+- `RequestLog.cause_of` names the recently sent request an error frame refers to, preferring
+  an exact match on the subscription the venue echoes back over a guess by recency.
+- The `*_body` normalisers map venue fields (`px`, `sz`, `n`, `time`, ...) to the documented
+  bus fields (common/messages.py); a payload of the wrong shape raises ProtocolError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from common.config import MAX_WS_CONNECTIONS, MAX_WS_SUBSCRIPTIONS
+from common.errors import ConfigError, ProtocolError
+from common.timebucket import normalize_ts_ms
+
+TRADES = "trades"
+L2BOOK = "l2Book"
+BBO = "bbo"
+USER_FILLS = "userFills"
+REQUEST_MEMORY_S = 30.0
+REQUEST_MEMORY_MAX = 2_000
+GUESS_WINDOW_S = 5.0
+_SIDES = {"B": "buy", "A": "sell"}
+
+
+@dataclass(frozen=True, slots=True)
+class Sub:
+    """One websocket subscription: `kind` is the venue type, `key` the coin or user address."""
+
+    kind: str
+    key: str
+
+    @property
+    def coin(self) -> str | None:
+        """The coin this subscription is about (None for per-user channels)."""
+        return None if self.kind == USER_FILLS else self.key
+
+    def body(self) -> dict[str, str]:
+        field = "user" if self.kind == USER_FILLS else "coin"
+        return {"type": self.kind, field: self.key}
+
+    def message(self, method: str = "subscribe") -> str:
+        """The compact JSON request text for this subscription."""
+        request = {"method": method, "subscription": self.body()}
+        return json.dumps(request, separators=(",", ":"))
+
+
+def plan_subscriptions(
+    coins: Iterable[str],
+    book_coins: Iterable[str] = (),
+    bbo_coins: Iterable[str] = (),
+    user_fills: Iterable[str] = (),
+) -> list[Sub]:
+    """Every subscription ingest makes, in a stable order."""
+    subs = [Sub(TRADES, coin) for coin in coins]
+    subs += [Sub(L2BOOK, coin) for coin in book_coins]
+    subs += [Sub(BBO, coin) for coin in bbo_coins]
+    subs += [Sub(USER_FILLS, address.lower()) for address in user_fills]
+    return list(dict.fromkeys(subs))
+
+
+def shard(
+    subs: Sequence[Sub],
+    per_connection: int,
+    max_connections: int = MAX_WS_CONNECTIONS,
+    max_subscriptions: int = MAX_WS_SUBSCRIPTIONS,
+) -> list[tuple[Sub, ...]]:
+    """Split `subs` into as few, evenly filled connections as `per_connection` allows."""
+    if per_connection < 1:
+        raise ConfigError("ws_subscriptions_per_connection must be at least 1")
+    if len(subs) > max_subscriptions:
+        raise ConfigError(
+            f"{len(subs)} subscriptions exceed the venue limit of {max_subscriptions} per IP"
+        )
+    if not subs:
+        return []
+    count = math.ceil(len(subs) / per_connection)
+    if count > max_connections:
+        raise ConfigError(
+            f"{len(subs)} subscriptions at {per_connection} per connection need {count} "
+            f"connections, over the venue limit of {max_connections}: raise "
+            "ws_subscriptions_per_connection"
+        )
+    size = math.ceil(len(subs) / count)
+    return [tuple(subs[i : i + size]) for i in range(0, len(subs), size)]
+
+
+def unlisted_coins(subs: Iterable[Sub], listed: set[str]) -> list[str]:
+    """Coins of `subs` that the exchange no longer lists, in first-seen order."""
+    gone = [sub.coin for sub in subs if sub.coin is not None and sub.coin not in listed]
+    return list(dict.fromkeys(c for c in gone if c is not None))
+
+
+def is_early_close(closed_s: float, last_subscribe_s: float | None, window_s: float) -> bool:
+    """A close within `window_s` of the last subscribe we sent: maybe a delisted coin.
+
+    The venue closes the whole socket, with no error frame, when a subscription names a coin
+    it does not list (DESIGN.md, "Exchange protocol facts").
+    """
+    return last_subscribe_s is not None and 0 <= closed_s - last_subscribe_s <= window_s
+
+
+# ---- error frames ------------------------------------------------------------------------
+
+
+class RequestLog:
+    """Requests sent on one connection recently, to name the one an error frame is about."""
+
+    def __init__(
+        self, memory_s: float = REQUEST_MEMORY_S, max_entries: int = REQUEST_MEMORY_MAX
+    ) -> None:
+        self.memory_s = memory_s
+        self._sent: deque[tuple[float, str]] = deque(maxlen=max_entries)
+
+    def record(self, now_s: float, text: str) -> None:
+        self._sent.append((now_s, text))
+        while self._sent and now_s - self._sent[0][0] > self.memory_s:
+            self._sent.popleft()
+
+    def cause_of(self, error: str, now_s: float) -> tuple[str, bool] | None:
+        """(request text, exact) of the request `error` refers to, or None if unknown.
+
+        Exact: the error quotes the request or every value of its subscription. Otherwise
+        the newest request sent within GUESS_WINDOW_S is returned as a guess.
+        """
+        for _, text in reversed(self._sent):
+            if text in error or _quotes_subscription(error, text):
+                return text, True
+        if self._sent and now_s - self._sent[-1][0] <= GUESS_WINDOW_S:
+            return self._sent[-1][1], False
+        return None
+
+
+def _quotes_subscription(error: str, text: str) -> bool:
+    try:
+        request = json.loads(text)
+    except ValueError:
+        return False
+    sub = request.get("subscription") if isinstance(request, dict) else None
+    if not isinstance(sub, dict) or not sub:
+        return False
+    return all(f'"{value}"' in error or f"'{value}'" in error for value in sub.values())
+
+
+def is_already_subscribed(error: str) -> bool:
+    """The venue's harmless answer to a repeated subscribe."""
+    return error.lower().startswith("already subscribed")
+
+
+# ---- optional channels -------------------------------------------------------------------
+
+
+def book_body(data: Any) -> dict[str, Any]:
+    """Normalise an l2Book payload `{coin, time, levels: [bids, asks]}` for the bus."""
+    if not isinstance(data, dict):
+        raise ProtocolError("l2Book data is not an object")
+    coin = _coin(data, "l2Book")
+    levels = data.get("levels")
+    if not isinstance(levels, list) or len(levels) != 2:
+        raise ProtocolError("l2Book levels is not [bids, asks]")
+    bids, asks = (_levels(side) for side in levels)
+    return {"coin": coin, "ts_ms": _time(data, "l2Book"), "bids": bids, "asks": asks}
+
+
+def bbo_body(data: Any) -> dict[str, Any]:
+    """Normalise a bbo payload `{coin, time, bbo: [bid|null, ask|null]}` for the bus."""
+    if not isinstance(data, dict):
+        raise ProtocolError("bbo data is not an object")
+    coin = _coin(data, "bbo")
+    pair = data.get("bbo")
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise ProtocolError("bbo is not [bid, ask]")
+    bid, ask = (None if level is None else _level(level) for level in pair)
+    return {"coin": coin, "ts_ms": _time(data, "bbo"), "bid": bid, "ask": ask}
+
+
+def fills_body(data: Any) -> dict[str, Any]:
+    """Normalise a userFills payload `{isSnapshot?, user, fills: [WsFill]}` for the bus."""
+    if not isinstance(data, dict):
+        raise ProtocolError("userFills data is not an object")
+    user = data.get("user")
+    fills = data.get("fills")
+    if not isinstance(user, str) or not isinstance(fills, list):
+        raise ProtocolError("userFills has no user or fills list")
+    return {
+        "user": user.lower(),
+        "is_snapshot": data.get("isSnapshot") is True,
+        "fills": [_fill(item) for item in fills],
+    }
+
+
+def _fill(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise ProtocolError("fill is not an object")
+    side = _SIDES.get(item.get("side"))  # type: ignore[arg-type]
+    ts_ms = normalize_ts_ms(item.get("time"))
+    if side is None or ts_ms is None:
+        raise ProtocolError("fill has no usable side or time")
+    return {
+        "coin": _coin(item, "fill"),
+        "side": side,
+        "price": _text(item, "px"),
+        "size": _text(item, "sz"),
+        "ts_ms": ts_ms,
+        "tid": _int(item, "tid"),
+        "oid": _int(item, "oid"),
+        "hash": str(item.get("hash") or ""),
+        "fee": str(item.get("fee") or ""),
+        "fee_token": str(item.get("feeToken") or ""),
+        "closed_pnl": str(item.get("closedPnl") or ""),
+        "dir": str(item.get("dir") or ""),
+        "crossed": item.get("crossed") is True,
+        "start_position": str(item.get("startPosition") or ""),
+    }
+
+
+def _levels(side: Any) -> list[dict[str, Any]]:
+    if not isinstance(side, list):
+        raise ProtocolError("book side is not a list")
+    return [_level(level) for level in side]
+
+
+def _level(level: Any) -> dict[str, Any]:
+    if not isinstance(level, dict):
+        raise ProtocolError("book level is not an object")
+    orders = level.get("n")
+    if not isinstance(orders, int) or isinstance(orders, bool):
+        raise ProtocolError("book level has no order count")
+    return {"price": _text(level, "px"), "size": _text(level, "sz"), "orders": orders}
+
+
+def _coin(data: dict[str, Any], what: str) -> str:
+    coin = data.get("coin")
+    if not isinstance(coin, str) or not coin:
+        raise ProtocolError(f"{what} has no coin")
+    return coin
+
+
+def _time(data: dict[str, Any], what: str) -> int:
+    ts_ms = normalize_ts_ms(data.get("time"))
+    if ts_ms is None:
+        raise ProtocolError(f"{what} has no usable time")
+    return ts_ms
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(f"field {key!r} is not a decimal string")
+    return value
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProtocolError(f"field {key!r} is not an integer")
+    return value

@@ -1,0 +1,376 @@
+"""One websocket connection ("link") of ingest, run in its own thread.
+
+A link owns one websocket-client socket and a fixed shard of subscriptions. It connects,
+subscribes (paced), sends a JSON ping every `ping_seconds`, replaces a silent (zombie) feed
+after `stale_seconds`, reconnects with its own backoff (`reconnect.ReconnectPolicy`), parses
+frames with the pure core and hands them to the single publishing thread through a queue as
+`Event`s. ZeroMQ sockets are not thread-safe, so a link never touches the bus, the deduper
+or the counters: everything it learns travels as an event, in order.
+
+Shared between links (under `Shared.lock`): the 30-connections-a-minute window, the
+client-message budget (venue: 2000 a minute per IP) and the exchange listing cache.
+
+Delisted coins: the venue closes the socket without an error frame when a subscription names
+a coin it no longer lists, which would take every other subscription of the link down with
+it, forever. When a link closes within EARLY_CLOSE_S of its last subscribe, it re-reads
+meta/spotMeta (one fetch shared by links closing together) and drops the coins that are gone,
+emitting a `delisted` event per coin; then it reconnects with the rest.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import websocket
+
+from common.backoff import Backoff, WindowLimit
+from common.config import Settings
+from common.errors import ProtocolError, TransientError
+from common.log import EventLog
+from common.rest_io import InfoClient
+from services.ingest.channels import (
+    TRADES,
+    RequestLog,
+    Sub,
+    is_already_subscribed,
+    is_early_close,
+    unlisted_coins,
+)
+from services.ingest.core import PING, Frame, FrameKind, parse_frame, universe_names
+from services.ingest.reconnect import ReconnectPolicy
+
+RECV_TIMEOUT_S = 0.25
+CONNECT_TIMEOUT_S = 10.0
+SUBSCRIBE_PACE_S = 0.02  # at most 50 subscribe messages a second per link
+CONNECTIONS_PER_MINUTE = 30
+SENDS_PER_MINUTE = 1800  # venue limit is 2000 client messages a minute per IP
+EARLY_CLOSE_S = 5.0
+LISTING_MIN_INTERVAL_S = 3.0
+QUEUE_PUT_S = 0.2
+# Reasons a session ends that the venue caused (not our stop, not a stale timer).
+SERVER_CLOSES = ("server_close", "connection_closed", "socket_error")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What a link tells the publishing thread. `kind` is one of:
+
+    connected (coins: trade coins just subscribed, their next frame is a replay),
+    frame (frame, recv_ms), malformed (text), error (text), disconnected (text: reason),
+    delisted (coins), healthy, retired (no subscription left), crashed (a bug).
+    """
+
+    kind: str
+    link: int
+    frame: Frame | None = None
+    recv_ms: int = 0
+    coins: tuple[str, ...] = ()
+    text: str = ""
+
+
+class Listing:
+    """The exchange's coin names (meta, spotMeta, builder-dex metas), shared by every link.
+
+    A link asks for a listing no older than the close it is explaining; links closing together
+    share one fetch, and such re-fetches are at least `min_interval_s` apart (REST weight ~20
+per request), so a server that keeps closing us for another reason cannot burn the budget.
+    """
+
+    def __init__(
+        self, info_url: str, dexes: list[str], min_interval_s: float = LISTING_MIN_INTERVAL_S
+    ) -> None:
+        self.client = InfoClient(info_url, timeout_s=CONNECT_TIMEOUT_S)
+        self.dexes = dexes
+        self.min_interval_s = min_interval_s
+        self._lock = threading.Lock()
+        self._names: set[str] | None = None
+        self._fetched_s = float("-inf")
+        self._refetched_s = float("-inf")  # last fetch asked for by a link
+
+    def fetch(self) -> tuple[Any, set[str]]:
+        """(meta answer, every listed name); raises TransientError or ProtocolError."""
+        with self._lock:
+            return self._fetch()
+
+    def _fetch(self) -> tuple[Any, set[str]]:
+        meta = self.client.post({"type": "meta"})
+        spot = self.client.post({"type": "spotMeta"})
+        dex_metas = {dex: self.client.post({"type": "meta", "dex": dex}) for dex in self.dexes}
+        names = universe_names(meta, spot, dex_metas)
+        self._names, self._fetched_s = names, time.monotonic()
+        return meta, names
+
+    def since(self, since_s: float) -> set[str] | None:
+        """Listed names fetched at or after `since_s`; None while rate-limited.
+
+        Raises TransientError or ProtocolError when the fetch fails.
+        """
+        with self._lock:
+            if self._names is not None and self._fetched_s >= since_s:
+                return self._names
+            if time.monotonic() - self._refetched_s < self.min_interval_s:
+                return None
+            self._refetched_s = time.monotonic()
+            return self._fetch()[1]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@dataclass
+class Shared:
+    """State every link of one process shares."""
+
+    settings: Settings
+    log: EventLog
+    halt: threading.Event
+    events: queue.Queue[Event]
+    listing: Listing
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    connect_limit: WindowLimit = field(
+        default_factory=lambda: WindowLimit(CONNECTIONS_PER_MINUTE, 60.0)
+    )
+    send_limit: WindowLimit = field(default_factory=lambda: WindowLimit(SENDS_PER_MINUTE, 60.0))
+    connect: Callable[[str], websocket.WebSocket] | None = None
+
+
+class _Stopped(BaseException):
+    """The process is stopping: unwind the link."""
+
+
+class Link:
+    """One websocket connection carrying a shard of subscriptions; `start()` runs it."""
+
+    def __init__(
+        self, index: int, subs: tuple[Sub, ...], shared: Shared, rng: random.Random | None = None
+    ) -> None:
+        settings = shared.settings
+        self.index = index
+        self.subs = subs
+        self.shared = shared
+        self.log = shared.log
+        self.policy = ReconnectPolicy(
+            Backoff(
+                settings.backoff_base_seconds, settings.backoff_cap_seconds, rng or random.Random()
+            ),
+            shared.connect_limit,
+        )
+        self.requests = RequestLog()
+        self.ws: websocket.WebSocket | None = None
+        self.thread = threading.Thread(target=self._run, name=f"ingest-link-{index}", daemon=True)
+        self._last_subscribe_s: float | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout_s: float) -> None:
+        self.thread.join(timeout_s)
+
+    # ---- thread body -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except _Stopped:
+            pass
+        except Exception:  # a bug in a link must stop the process, not go unnoticed
+            self.log.exception("link_crash", link=self.index)
+            self._emit(Event("crashed", self.index))
+        finally:
+            self._close_ws()
+
+    def _loop(self) -> None:
+        reason = ""
+        while not self.shared.halt.is_set():
+            if not self.subs:
+                self.log.error("link_retired", link=self.index, reason="every coin was delisted")
+                self._emit(Event("retired", self.index))
+                return
+            with self.shared.lock:
+                delay = self.policy.delay_s(time.monotonic())
+            if reason:
+                self.log.warning(
+                    "ws_reconnect",
+                    link=self.index,
+                    attempt=self.policy.attempt,
+                    delay_ms=int(delay * 1000),
+                    reason=reason,
+                )
+            self._idle(delay)
+            self._wait_for_grant()
+            reason = self._connect_and_stream()
+            self.policy.on_disconnect()
+            self._emit(Event("disconnected", self.index, text=reason))
+            closed_s = time.monotonic()
+            if reason.startswith(SERVER_CLOSES) and is_early_close(
+                closed_s, self._last_subscribe_s, EARLY_CLOSE_S
+            ):
+                self._drop_unlisted(reason, closed_s)
+
+    def _wait_for_grant(self) -> None:
+        while True:
+            with self.shared.lock:
+                wait = self.policy.grant(time.monotonic())
+            if wait <= 0:
+                return
+            self._idle(wait)
+
+    def _connect_and_stream(self) -> str:
+        settings = self.shared.settings
+        self._last_subscribe_s = None
+        try:
+            if self.shared.connect is not None:
+                self.ws = self.shared.connect(settings.ws_url)
+            else:
+                self.ws = websocket.create_connection(
+                    settings.ws_url,
+                    timeout=CONNECT_TIMEOUT_S,
+                    skip_utf8_validation=True,
+                    enable_multithread=False,
+                )
+        except (websocket.WebSocketException, OSError) as exc:
+            return f"connect_failed:{type(exc).__name__}"
+        self.log.info("ws_connected", link=self.index, subscriptions=len(self.subs))
+        try:
+            return self._session(self.ws)
+        except websocket.WebSocketConnectionClosedException:
+            return "connection_closed"
+        except websocket.WebSocketTimeoutException:
+            return "send_timeout"
+        except (websocket.WebSocketException, OSError) as exc:
+            return f"socket_error:{type(exc).__name__}"
+        finally:
+            self._close_ws()
+
+    def _session(self, ws: websocket.WebSocket) -> str:
+        """Subscribe and read until the feed fails or we stop; return why it ended."""
+        settings = self.shared.settings
+        ws.settimeout(RECV_TIMEOUT_S)
+        trade_coins = tuple(sub.key for sub in self.subs if sub.kind == TRADES)
+        self._emit(Event("connected", self.index, coins=trade_coins))
+        for position, sub in enumerate(self.subs):
+            if position:
+                self._idle(SUBSCRIBE_PACE_S)
+            self._last_subscribe_s = time.monotonic()
+            self._send(ws, sub.message())
+        last_msg = last_ping = time.monotonic()
+        acked = 0
+        while not self.shared.halt.is_set():
+            now = time.monotonic()
+            if now - last_msg >= settings.stale_seconds:
+                self.log.warning(
+                    "ws_stale", link=self.index, silent_ms=int((now - last_msg) * 1000)
+                )
+                return "stale"
+            if now - last_ping >= settings.ping_seconds:
+                self._send(ws, PING)
+                last_ping = now
+            try:
+                opcode, payload = ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                continue
+            last_msg = time.monotonic()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return "server_close"
+            try:
+                frame = parse_frame(payload)
+            except ProtocolError as exc:
+                self._emit(Event("malformed", self.index, text=str(exc)))
+                continue
+            is_data = frame.kind in (FrameKind.TRADES, FrameKind.DATA)
+            if self.policy.on_frame(last_msg, is_data):
+                self._emit(Event("healthy", self.index))
+            if frame.kind is FrameKind.SUBSCRIBED:
+                acked += 1
+                if acked == len(self.subs):
+                    self.log.info("ws_subscribed", link=self.index, subscriptions=acked)
+            elif frame.kind is FrameKind.ERROR:
+                self._on_error(frame.error, last_msg)
+            elif frame.kind is not FrameKind.PONG:
+                self._emit(Event("frame", self.index, frame, recv_ms=int(time.time() * 1000)))
+        return "stop"
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _on_error(self, error: str, now_s: float) -> None:
+        cause = self.requests.cause_of(error, now_s)
+        request, exact = cause if cause is not None else ("", False)
+        self._emit(Event("error", self.index, text=error))
+        if is_already_subscribed(error):
+            self.log.info("ws_already_subscribed", link=self.index, request=request)
+            return
+        self.log.warning_limited(
+            "ws_error:" + error[:60],
+            1.0,
+            "ws_error",
+            link=self.index,
+            text=error[:500],
+            request=request[:300] or "unknown",
+            exact=exact,
+        )
+
+    def _drop_unlisted(self, reason: str, closed_s: float) -> None:
+        """After an early close: re-read the listing and drop this link's delisted coins."""
+        try:
+            listed = self.shared.listing.since(closed_s)
+        except (TransientError, ProtocolError) as exc:
+            self.log.warning("listing_unavailable", link=self.index, error=str(exc)[:200])
+            return
+        if listed is None:
+            return  # fetched moments ago; the next early close asks again
+        gone = unlisted_coins(self.subs, listed)
+        if not gone:
+            self.log.warning_limited(
+                f"early_close:{self.index}",
+                30.0,
+                "ws_closed_after_subscribe",
+                link=self.index,
+                reason=reason,
+                hint="every subscribed coin is still listed",
+            )
+            return
+        self.subs = tuple(sub for sub in self.subs if sub.coin not in gone)
+        self._emit(Event("delisted", self.index, coins=tuple(gone)))
+
+    def _send(self, ws: websocket.WebSocket, text: str) -> None:
+        while True:
+            with self.shared.lock:
+                now = time.monotonic()
+                wait = self.shared.send_limit.wait_s(now)
+                if wait <= 0:
+                    self.shared.send_limit.record(now)
+                    break
+            self._idle(wait)
+        self.requests.record(time.monotonic(), text)
+        ws.send(text)
+
+    def _emit(self, event: Event) -> None:
+        while True:
+            try:
+                self.shared.events.put(event, timeout=QUEUE_PUT_S)
+                return
+            except queue.Full:
+                if self.shared.halt.is_set():
+                    raise _Stopped() from None
+
+    def _idle(self, seconds: float) -> None:
+        """Sleep `seconds`; raise _Stopped as soon as the process is stopping."""
+        if seconds > 0 and self.shared.halt.wait(seconds):
+            raise _Stopped()
+        if self.shared.halt.is_set():
+            raise _Stopped()
+
+    def _close_ws(self) -> None:
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            try:
+                ws.settimeout(0.2)
+                ws.close(timeout=0.2)
+            except (websocket.WebSocketException, OSError):
+                pass

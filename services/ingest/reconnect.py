@@ -1,0 +1,73 @@
+"""Pure reconnect policy of one websocket connection: when to connect again.
+
+Combines `common.backoff.Backoff` (capped exponential delay with equal jitter, RNG injected)
+with a `WindowLimit` of new connections that may be shared by every connection of the
+process (venue: 30 new connections a minute per IP). Callers pass monotonic seconds in.
+
+Invariants:
+- The first connect waits only for the window limit; every later one waits at least the
+  next backoff delay.
+- `grant` records a connection only when the window allows it, so no 60 s window ever holds
+  more than `limit` connects, whatever delays the caller chose.
+- The backoff attempt count resets only after a connection has been up for `healthy_after_s`
+  and has delivered data, not merely after a successful connect: a server that accepts and
+  then drops us keeps backing off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.backoff import Backoff, WindowLimit
+
+HEALTHY_AFTER_S = 30.0
+
+
+@dataclass
+class ReconnectPolicy:
+    """Backoff + shared connect limit + healthy-period tracking for one connection."""
+
+    backoff: Backoff
+    connect_limit: WindowLimit
+    healthy_after_s: float = HEALTHY_AFTER_S
+    _connected_s: float | None = None
+    _data_seen: bool = False
+    _connects: int = 0
+
+    def delay_s(self, now_s: float) -> float:
+        """Seconds to wait before the next connect attempt."""
+        window_wait = self.connect_limit.wait_s(now_s)
+        if self._connects == 0:
+            return window_wait
+        return max(self.backoff.next_delay(), window_wait)
+
+    def grant(self, now_s: float) -> float:
+        """Record a connect at `now_s` and return 0, or return how long to wait first."""
+        wait = self.connect_limit.wait_s(now_s)
+        if wait > 0:
+            return wait
+        self.connect_limit.record(now_s)
+        self._connects += 1
+        self._connected_s = now_s
+        self._data_seen = False
+        return 0.0
+
+    def on_frame(self, now_s: float, is_data: bool) -> bool:
+        """A frame arrived; True when this makes the connection healthy (backoff reset)."""
+        if self._connected_s is None:
+            return False
+        self._data_seen = self._data_seen or is_data
+        if self._data_seen and now_s - self._connected_s >= self.healthy_after_s:
+            self.backoff.reset()
+            self._connected_s = None
+            return True
+        return False
+
+    def on_disconnect(self) -> None:
+        """The connection ended (or failed to open): the next frame is not from it."""
+        self._connected_s = None
+        self._data_seen = False
+
+    @property
+    def attempt(self) -> int:
+        return self.backoff.attempt

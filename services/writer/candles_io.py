@@ -1,0 +1,172 @@
+"""The writer's REST side: candleSnapshot requests under one shared weight budget, with
+bounded retries (backoff + jitter, Retry-After honoured), the ~5000-candle reach, and the
+"settled candle" that replaces a partial bar.
+
+Invariants kept:
+- every request attempt (retries included) spends REST weight from ONE budget shared by all
+  coins and intervals of the process, so a backfill of many files stays under the venue's
+  1200/minute even while it retries;
+- windows older than candleSnapshot's reach are never asked for: they are logged
+  (`backfill_beyond_reach`) and left to the caller's carry-forward;
+- a partial bar is replaced only by a candle that covers it (core.candle_covers): a candle
+  fetched before the exchange finished the window is re-fetched a bounded number of times,
+  and on failure the caller writes the partial bar (logged), never a stale candle.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from common.backoff import WeightBudget
+from common.config import Settings
+from common.errors import ProtocolError, TransientError
+from common.lifecycle_io import StopFlag
+from common.log import EventLog
+from common.messages import Bar
+from common.rest_io import call_with_retry
+from common.timebucket import format_window, has_rest_candles
+from services.writer import core
+
+REST_WEIGHT_PER_MINUTE = 1200.0
+# The exchange closes a candle on its own clock: a window that ended less than this long ago
+# may still lack its last trades there, so backfill stops short of it and a partial bar waits.
+REST_SETTLE_MS = 1_500
+# A candle that does not cover a partial bar is re-fetched this many times, PARTIAL_RETRY_S
+# apart, before the partial bar is written instead.
+PARTIAL_FETCHES = 3
+PARTIAL_RETRY_S = 1.0
+
+
+class Info(Protocol):
+    def post(self, body: dict[str, Any]) -> Any: ...
+
+
+class CandleSource:
+    """candleSnapshot for the writer: shared budget, reach, retries, settled candles."""
+
+    def __init__(
+        self,
+        info: Info,
+        settings: Settings,
+        stop: StopFlag,
+        log: EventLog,
+        *,
+        now_ms: Callable[[], int],
+        sleep: Callable[[float], None],
+        rng: random.Random,
+    ) -> None:
+        self.info = info
+        self.settings = settings
+        self.stop = stop
+        self.log = log
+        self.now_ms = now_ms
+        self.sleep = sleep
+        self.rng = rng
+        self.budget = WeightBudget(REST_WEIGHT_PER_MINUTE)
+        self.errors = 0
+
+    def candles(
+        self, coin: str, interval: str, start_ms: int, end_ms: int, attempts: int
+    ) -> list[Bar]:
+        """Candles for windows in [start_ms, end_ms); TransientError/ProtocolError on failure."""
+        interval_ms = self.settings.interval_ms[interval]
+        reach_ms = core.rest_reach_start(self.now_ms(), interval_ms)
+        if start_ms < reach_ms:
+            self.log.warning(
+                "backfill_beyond_reach",
+                coin=coin,
+                interval=interval,
+                windows=core.window_count(start_ms, min(end_ms, reach_ms), interval_ms),
+                start=format_window(start_ms),
+                reach=format_window(reach_ms),
+                max_candles=core.MAX_CANDLES,
+                note="candleSnapshot serves only the most recent candles; these windows are "
+                "carried forward from the previous close",
+            )
+            start_ms = reach_ms
+        if start_ms >= end_ms:
+            return []
+        weight = core.candle_weight(core.window_count(start_ms, end_ms, interval_ms))
+        body = core.candle_request(coin, interval, start_ms, end_ms)
+
+        def post() -> Any:
+            self._spend(weight)  # every attempt costs weight, retries included
+            return self.info.post(body)
+
+        def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
+            self.log.warning(
+                "rest_retry",
+                coin=coin,
+                interval=interval,
+                attempt=attempt,
+                delay_ms=int(delay_s * 1000),
+                retry_after_s=exc.retry_after_s,
+                error=str(exc),
+            )
+
+        try:
+            answer = call_with_retry(
+                post,
+                attempts=attempts,
+                on_retry=on_retry,
+                should_stop=self.stop.is_set,
+                rng=self.rng,
+                base_s=self.settings.backoff_base_seconds,
+                cap_s=self.settings.backoff_cap_seconds,
+                sleep=self.sleep,
+            )
+            bars = core.candles_to_bars(answer, coin, interval, interval_ms)
+        except (TransientError, ProtocolError) as exc:
+            self.errors += 1
+            self.log.error(
+                "rest_failed",
+                coin=coin,
+                interval=interval,
+                error=str(exc),
+                from_ms=start_ms,
+                to_ms=end_ms,
+            )
+            raise
+        return [bar for bar in bars if start_ms <= bar.start_ms < end_ms]
+
+    def _spend(self, weight: float) -> None:
+        """Wait until the shared budget allows `weight`, then spend it."""
+        wait_s = self.budget.wait_s(weight, time.monotonic())
+        if wait_s > 0:
+            self.log.info("rest_weight_wait", wait_ms=int(wait_s * 1000), weight=weight)
+            self.stop.wait(wait_s)
+        self.budget.spend(weight, time.monotonic())
+
+    def settled_candle(self, bar: Bar, prev_close: str | None) -> tuple[Bar | None, str]:
+        """The bar to write instead of partial `bar`, or (None, reason) to write it as is.
+
+        Waits until the window ended REST_SETTLE_MS ago, then takes the exchange's candle if
+        it covers the bar. A window the exchange omits is empty on its side: when the partial
+        bar saw no trade either, it becomes a carry-forward of the file's previous close.
+        """
+        if not has_rest_candles(bar.interval):
+            return None, "no_rest_candles"
+        end_ms = bar.start_ms + self.settings.interval_ms[bar.interval]
+        reason = "rest_failed"
+        for fetch in range(PARTIAL_FETCHES):
+            # Never wait more than the settle time: a window that has not ended on our clock
+            # means the clocks disagree, not that waiting minutes would help.
+            wait_ms = min(end_ms + REST_SETTLE_MS - self.now_ms(), REST_SETTLE_MS)
+            if fetch or wait_ms > 0:
+                self.stop.wait(max(wait_ms / 1000, PARTIAL_RETRY_S if fetch else 0.0))
+            if self.stop.is_set():
+                break
+            try:
+                candles = self.candles(bar.coin, bar.interval, bar.start_ms, end_ms, 2)
+            except (TransientError, ProtocolError):
+                return None, "rest_failed"
+            candle = next((c for c in candles if c.start_ms == bar.start_ms), None)
+            if candle is not None and core.candle_covers(candle, bar):
+                return candle, "rest"
+            if candle is None and bar.trades == 0 and prev_close is not None:
+                return core.carry_bar(bar.coin, bar.interval, bar.start_ms, prev_close), "empty"
+            reason = "rest_missing" if candle is None else "rest_candle_behind"
+        return None, reason

@@ -1,0 +1,59 @@
+"""`hlstream demo`: fake exchange + pipeline with no internet; 5s rows appear; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.harness import read_rows, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_writes_5s_bars_and_stops_cleanly_on_ctrl_c(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HLSTREAM_")}
+    env["PYTHONPATH"] = str(ROOT)
+    output = (tmp_path / "demo.out").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "demo"], cwd=tmp_path, env=env,
+                            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    csv = tmp_path / "demo-data" / "btc_5s_data.csv"
+    try:
+        wait_for(lambda: csv.exists() and read_rows(csv), 20, "a 5s row in ./demo-data")
+        assert read_rows(tmp_path / "demo-data" / "btc_1m_data.csv"), "1m history backfilled"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        output.close()
+    text = (tmp_path / "demo.out").read_text(errors="replace")
+    assert code == 0, text[-3000:]
+    assert "fake exchange at ws://127.0.0.1:" in text
+    assert not (tmp_path / "demo-run" / "supervisor.sock").exists() or not _answers(tmp_path)
+    assert "python -m sim" not in _processes_in(tmp_path)
+
+
+def _answers(tmp_path: Path) -> bool:
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(tmp_path / "demo-run" / "supervisor.sock"))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _processes_in(tmp_path: Path) -> str:
+    """Command lines of processes whose working directory is tmp_path (the demo's sim)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cwd").resolve() == tmp_path.resolve():
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return "\n".join(found)

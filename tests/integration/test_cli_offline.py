@@ -1,0 +1,54 @@
+"""`hlstream verify` and `hlstream status` without a running pipeline (subprocess, fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+HEADER = "Datetime,Open,High,Low,Close,Volume\n"
+ROWS = [
+    "2024-01-01 00:00:00,100.0,101.5,99.5,101.0,3.25\n",
+    "2024-01-01 00:01:00,101.0,101.0,101.0,101.0,0.0\n",
+    "2024-01-01 00:02:00,101.0,102.0,100.0,100.5,1.0\n",
+]
+
+
+def hlstream(tmp_path, *args):
+    env = dict(os.environ, HLSTREAM_DATA_DIR=str(tmp_path / "data"),
+               HLSTREAM_RUN_DIR=str(tmp_path / "run"))
+    return subprocess.run([sys.executable, "-m", "common.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_verify_passes_clean_files_and_flags_each_corrupt_one(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "btc_1m_data.csv").write_text(HEADER + "".join(ROWS))
+    (data / "eth_1m_data.csv").write_text(HEADER + ROWS[0] + ROWS[2])  # hole
+    (data / "sol_1m_data.csv").write_text(HEADER + "".join(ROWS) + ROWS[2][:20])  # torn
+    (data / "xrp_1m_data.csv").write_text(HEADER + ROWS[0] + ROWS[0])  # duplicate
+
+    clean = hlstream(tmp_path, "verify", str(data / "btc_1m_data.csv"))
+    assert clean.returncode == 0 and clean.stdout == ""
+
+    result = hlstream(tmp_path, "verify")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["hole", "torn", "duplicate"]
+    assert lines[0].startswith(f"{data / 'eth_1m_data.csv'}:3: hole:")
+    assert "4 file(s)" in result.stderr and "3 defect(s)" in result.stderr
+
+
+def test_status_without_supervisord_exits_1(tmp_path):
+    result = hlstream(tmp_path, "status", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert not report["healthy"] and not report["supervisord"]
+    assert report["problems"][0].startswith("supervisord is not running")
+
+
+def test_bad_metrics_port_is_a_config_error(tmp_path):
+    result = hlstream(tmp_path, "status", "--metrics-port", "70000")
+    assert result.returncode == 78 and "metrics_port" in result.stderr

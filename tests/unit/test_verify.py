@@ -1,0 +1,131 @@
+"""common/verify.py: every kind of CSV corruption is one finding of its own kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.verify import check_lines, interval_from_filename
+
+HEADER = b"Datetime,Open,High,Low,Close,Volume\n"
+GOOD = [
+    b"2024-01-01 00:00:00,100.0,101.5,99.5,101.0,3.25\n",
+    b"2024-01-01 00:01:00,101.0,102.0,100.0,100.5,1.0\n",
+    b"2024-01-01 00:02:00,100.5,100.5,100.5,100.5,0.0\n",
+    b"2024-01-01 00:03:00,100.5,103.0,100.5,102.0,0.5\n",
+]
+MINUTE_MS = 60_000
+
+
+def kinds(lines: list[bytes], interval_ms: int | None = MINUTE_MS) -> list[tuple[int, str]]:
+    findings, _rows = check_lines(lines, interval_ms)
+    return [(finding.line, finding.kind) for finding in findings]
+
+
+def test_clean_file_has_no_findings() -> None:
+    findings, rows = check_lines([HEADER, *GOOD], MINUTE_MS)
+    assert findings == [] and rows == 4
+
+
+def test_header_only_file_is_clean() -> None:
+    assert kinds([HEADER]) == []
+
+
+def test_empty_file_is_a_header_defect() -> None:
+    assert kinds([]) == [(0, "header")]
+
+
+def test_wrong_header_is_reported_and_rows_are_not_checked() -> None:
+    assert kinds([b"time,o,h,l,c,v\n", b"garbage\n"]) == [(1, "header")]
+
+
+def test_torn_last_line_is_reported_not_parsed() -> None:
+    assert kinds([HEADER, GOOD[0], b"2024-01-01 00:01:00,101.0,10"]) == [(3, "torn")]
+
+
+def test_unparseable_row_is_reported() -> None:
+    assert kinds([HEADER, GOOD[0], b"2024-01-01 00:01:00,abc,1,1,1,1\n"]) == [(3, "parse")]
+
+
+def test_row_with_missing_field_is_reported() -> None:
+    assert kinds([HEADER, b"2024-01-01 00:00:00,1,1,1,1\n"]) == [(2, "parse")]
+
+
+def test_duplicate_row_is_reported() -> None:
+    assert kinds([HEADER, GOOD[0], GOOD[1], GOOD[1], GOOD[2]]) == [(4, "duplicate")]
+
+
+def test_out_of_order_row_is_reported() -> None:
+    assert kinds([HEADER, GOOD[0], GOOD[1], GOOD[0], GOOD[2], GOOD[3]]) == [(4, "order")]
+
+
+def test_hole_reports_how_many_windows_are_missing() -> None:
+    findings, _ = check_lines([HEADER, GOOD[0], GOOD[3]], MINUTE_MS)
+    assert [(f.line, f.kind) for f in findings] == [(3, "hole")]
+    assert "2 missing window(s)" in findings[0].message
+
+
+def test_no_hole_check_without_an_interval() -> None:
+    assert kinds([HEADER, GOOD[0], GOOD[3]], interval_ms=None) == []
+
+
+def test_misaligned_window_is_reported() -> None:
+    line = b"2024-01-01 00:04:30,102.0,102.0,102.0,102.0,1.0\n"
+    assert kinds([HEADER, *GOOD, line]) == [(6, "align")]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"2024-01-01 00:01:00,103.0,102.0,100.0,100.5,1.0\n",  # open above high
+        b"2024-01-01 00:01:00,101.0,102.0,100.0,99.0,1.0\n",  # close below low
+    ],
+)
+def test_open_or_close_outside_low_high_is_reported(line: bytes) -> None:
+    assert kinds([HEADER, GOOD[0], line]) == [(3, "range")]
+
+
+def test_negative_volume_is_reported() -> None:
+    assert kinds([HEADER, GOOD[0], b"2024-01-01 00:01:00,101.0,102.0,100.0,100.5,-1\n"]) == [
+        (3, "volume")
+    ]
+
+
+def test_carry_forward_row_must_repeat_previous_close() -> None:
+    carried = b"2024-01-01 00:01:00,100.0,100.0,100.0,100.0,0.0\n"  # previous close is 101.0
+    assert kinds([HEADER, GOOD[0], carried]) == [(3, "carry")]
+
+
+def test_carry_forward_row_must_be_flat() -> None:
+    carried = b"2024-01-01 00:01:00,101.0,101.5,101.0,101.0,0.0\n"
+    assert kinds([HEADER, GOOD[0], carried]) == [(3, "carry")]
+
+
+def test_non_canonical_datetime_is_reported() -> None:
+    assert kinds([HEADER, b"2024-1-1 00:00:00,100.0,101.5,99.5,101.0,3.25\n"]) == [(2, "format")]
+
+
+def test_exponent_decimal_is_reported() -> None:
+    assert kinds([HEADER, b"2024-01-01 00:00:00,1E+2,1E+2,1E+2,1E+2,1.0\n"]) == [(2, "format")]
+
+
+def test_crlf_line_is_reported() -> None:
+    assert kinds([HEADER, GOOD[0].replace(b"\n", b"\r\n")]) == [(2, "format")]
+
+
+def test_every_defect_is_reported_not_just_the_first() -> None:
+    lines = [HEADER, GOOD[0], GOOD[0], GOOD[3], b"x,y\n", b"2024-01-01 00:04:00,1"]
+    assert kinds(lines) == [(3, "duplicate"), (4, "hole"), (5, "parse"), (6, "torn")]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("btc_30m_data.csv", ("30m", 1_800_000)),
+        ("purr%2fusdc_5s_data.csv", ("5s", 5_000)),
+        ("btc_7x_data.csv", None),
+        ("notes.csv", None),
+        ("_1m_data.csv", None),
+    ],
+)
+def test_interval_from_filename(name: str, expected: tuple[str, int] | None) -> None:
+    assert interval_from_filename(name) == expected
