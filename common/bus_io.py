@@ -1,19 +1,63 @@
-"""ZeroMQ sockets for the bus: a publisher that stamps session + per-topic seq, a subscriber.
+"""ZeroMQ sockets for the bus: a publisher that stamps session + per-topic seq, a subscriber,
+and the CURVE security every socket gets when `curve_secret_file` is set.
 
-Endpoints come from Settings (ipc:// in the 0700 run dir by default). Messages are
-multipart `[topic, payload]`; see common/messages.py for the wire format.
+Endpoints come from Settings (ipc:// in the 0700 run dir by default; tcp:// binds loopback
+unless CURVE keys are configured). Messages are multipart `[topic, payload]`; see
+common/messages.py for the wire format.
+
+CURVE: the stages share one server key pair (the secret in `curve_secret_file`, the public
+key derived from it). Bound sockets are CURVE servers; connecting sockets are CURVE clients
+with a fresh key pair and the server's public key. A client without that public key, or a
+plain (non-CURVE) client, completes no handshake and receives nothing.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
+from common.config import Settings, read_curve_secret
 from common.messages import Envelope, encode
 
 PUB_HWM = 200_000
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """The bus server key pair (Z85)."""
+
+    secret: bytes
+    public: bytes
+
+
+def curve_keys(settings: Settings) -> CurveKeys | None:
+    """The server key pair from `curve_secret_file`, or None when CURVE is off."""
+    if not settings.curve_secret_file:
+        return None
+    secret = read_curve_secret(settings.curve_secret_file)
+    return CurveKeys(secret, zmq.curve_public(secret))
+
+
+def secure_server(socket: zmq.Socket[Any], keys: CurveKeys | None) -> None:
+    """Make a socket that binds a CURVE server (call before bind)."""
+    if keys is None:
+        return
+    socket.curve_secretkey = keys.secret
+    socket.curve_publickey = keys.public
+    socket.curve_server = True
+
+
+def secure_client(socket: zmq.Socket[Any], keys: CurveKeys | None) -> None:
+    """Make a socket that connects a CURVE client of the server (call before connect)."""
+    if keys is None:
+        return
+    public, secret = zmq.curve_keypair()
+    socket.curve_publickey = public
+    socket.curve_secretkey = secret
+    socket.curve_serverkey = keys.public
 
 
 def new_session_id() -> str:
@@ -24,11 +68,18 @@ def new_session_id() -> str:
 class Publisher:
     """A bound PUB socket that stamps session and per-topic sequence numbers."""
 
-    def __init__(self, context: zmq.Context[Any], endpoint: str, session: str | None = None):
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        endpoint: str,
+        session: str | None = None,
+        curve: CurveKeys | None = None,
+    ):
         self.session = session or new_session_id()
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, PUB_HWM)
         self.socket.setsockopt(zmq.LINGER, 200)
+        secure_server(self.socket, curve)
         self.socket.bind(endpoint)
         self._seq: dict[str, int] = {}
         self.sent = 0
@@ -49,7 +100,10 @@ class Publisher:
 
 
 def subscribe_socket(
-    context: zmq.Context[Any], endpoint: str, prefixes: list[str]
+    context: zmq.Context[Any],
+    endpoint: str,
+    prefixes: list[str],
+    curve: CurveKeys | None = None,
 ) -> zmq.Socket[Any]:
     """A SUB socket connected to `endpoint` and subscribed to each topic prefix."""
     socket: zmq.Socket[Any] = context.socket(zmq.SUB)
@@ -57,5 +111,6 @@ def subscribe_socket(
     socket.setsockopt(zmq.LINGER, 0)
     for prefix in prefixes:
         socket.setsockopt(zmq.SUBSCRIBE, prefix.encode("utf-8"))
+    secure_client(socket, curve)
     socket.connect(endpoint)
     return socket

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
     verify.add_argument("--interval", help="interval of the files (default: from each name)")
     add_config_flags(verify)
+    keygen = commands.add_parser("curve-keygen", help="write a CURVE server secret key file")
+    keygen.add_argument("path", type=Path, help="file to create (mode 0600)")
     return parser
+
+
+def _curve_keygen(path: Path) -> int:
+    """Create a secret key file for `curve_secret_file` and print the public key for taps."""
+    import zmq
+
+    public, secret = zmq.curve_keypair()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; refusing to overwrite a key") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.decode("ascii") + "\n")
+    print(f"secret key written to {path}; public key for taps: {public.decode('ascii')}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from common import supervise_io
 
+    if args.command == "curve-keygen":
+        return _curve_keygen(args.path)
     if args.command == "demo":
         return _demo(args)
     if args.command == "backfill":

@@ -67,6 +67,7 @@ class Settings:
     bbo_coins: tuple[str, ...] = ()  # ingest: bbo per coin, on `bbo.{coin}|`
     user_fills: tuple[str, ...] = ()  # ingest: userFills per address, on `fills.{address}|`
     ws_subscriptions_per_connection: int = 200  # ingest shards above this
+    curve_secret_file: str = ""  # Z85 CURVE server secret: encrypts/authenticates every bus socket
 
     @property
     def interval_ms(self) -> dict[str, int]:
@@ -172,8 +173,8 @@ def _check_url(name: str, url: str, schemes: Sequence[str]) -> None:
         raise ConfigError(f"setting {name}: {url!r} is not a {'/'.join(schemes)} URL")
 
 
-def _check_endpoint(name: str, endpoint: str) -> None:
-    """ipc:// anywhere; tcp:// only on loopback (non-loopback would need CURVE keys)."""
+def _check_endpoint(name: str, endpoint: str, curve: bool) -> None:
+    """ipc:// anywhere; tcp:// on loopback, or beyond loopback only with CURVE keys."""
     if endpoint.startswith("ipc://"):
         if len(endpoint) - len("ipc://") > 100:
             raise ConfigError(f"setting {name}: ipc path is too long for a unix socket")
@@ -184,7 +185,7 @@ def _check_endpoint(name: str, endpoint: str) -> None:
             loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
-        if not loopback:
+        if not loopback and not curve:
             raise ConfigError(
                 f"setting {name}: {endpoint!r} binds beyond loopback, which needs CURVE keys"
             )
@@ -249,8 +250,12 @@ def validate(settings: Settings) -> Settings:
         "bars_endpoint": settings.bars_endpoint or f"ipc://{run_dir}/bars.sock",
         "writer_endpoint": settings.writer_endpoint or f"ipc://{run_dir}/writer.sock",
     }
+    curve_file = settings.curve_secret_file
+    if curve_file:
+        curve_file = str(Path(curve_file).resolve())
+        read_curve_secret(curve_file)
     for name, endpoint in endpoints.items():
-        _check_endpoint(name, endpoint)
+        _check_endpoint(name, endpoint, bool(curve_file))
     return replace(
         settings,
         data_dir=settings.data_dir.resolve(),
@@ -260,7 +265,23 @@ def validate(settings: Settings) -> Settings:
         trades_endpoint=endpoints["trades_endpoint"],
         bars_endpoint=endpoints["bars_endpoint"],
         writer_endpoint=endpoints["writer_endpoint"],
+        curve_secret_file=curve_file,
     )
+
+
+def read_curve_secret(path: str) -> bytes:
+    """The Z85-encoded CURVE secret key (40 characters) stored in `path`."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        reason = exc.strerror
+        raise ConfigError(f"setting curve_secret_file: {path} cannot be read ({reason})") from None
+    if len(text) != 40 or not text.isascii() or any(ch.isspace() for ch in text):
+        raise ConfigError(
+            f"setting curve_secret_file: {path} must hold one 40-character Z85 secret key "
+            "(make one with `hlstream curve-keygen FILE`)"
+        )
+    return text.encode("ascii")
 
 
 def prepare_dirs(settings: Settings) -> None:

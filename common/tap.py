@@ -12,7 +12,8 @@ map (see the README's wire format); `event` is "first", "ok", "restart" (the pub
 restarted: new session id) or "gap" (`lost` messages were dropped, e.g. a full queue).
 Topics end with "|", so "trade.ETH|" never matches "trade.ETHFI|"; a prefix such as
 "trade." or "bar.5s." subscribes to a whole family. Topics are also compared exactly on
-receipt. Malformed frames are counted in `Tap.malformed` and skipped.
+receipt. Malformed frames are counted in `Tap.malformed` and skipped. When the bus runs
+CURVE (`curve_secret_file`), pass the server's Z85 public key as `server_key`.
 """
 
 from __future__ import annotations
@@ -41,13 +42,23 @@ class TapMessage:
 class Tap:
     """A SUB socket on one hlstream endpoint, yielding decoded messages."""
 
-    def __init__(self, endpoint: str, prefixes: list[str], timeout_ms: int | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        prefixes: list[str],
+        timeout_ms: int | None = None,
+        server_key: bytes | None = None,
+    ):
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.socket = self.context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVHWM, 100_000)
         for prefix in prefixes or [""]:
             self.socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        if server_key is not None:  # the bus runs CURVE: authenticate as a client
+            public, secret = zmq.curve_keypair()
+            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
+            self.socket.curve_serverkey = server_key
         self.socket.connect(endpoint)
         self.prefixes = prefixes
         self.timeout_ms = timeout_ms

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from common.bus_io import curve_keys
 from common.config import Settings
 from common.messages import TOPIC_END
 from common.tap import Tap, TapMessage
@@ -161,7 +162,9 @@ def run_tap(
             print(f"hlstream tap: note: {setting} is {','.join(configured) or 'empty'}; ingest "
                   f"publishes {kind} only for those", file=sys.stderr)
     matches = topic_matcher(kind, coins, interval)
-    tap = Tap(endpoint, subscriptions(kind, coins, interval), timeout_ms=250)
+    keys = curve_keys(settings)
+    tap = Tap(endpoint, subscriptions(kind, coins, interval), timeout_ms=250,
+              server_key=None if keys is None else keys.public)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     printed = 0
     try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import zmq
 
-from common.bus_io import Publisher, subscribe_socket
+from common.bus_io import Publisher, curve_keys, secure_client, subscribe_socket
 from common.config import Settings
 from common.errors import ProtocolError
 from common.lifecycle_io import StopFlag
@@ -57,13 +57,18 @@ class Aggregator:
         self.settings = settings
         self.stop = stop
         self.context: zmq.Context[Any] = zmq.Context()
+        curve = curve_keys(settings)
         self.sub = subscribe_socket(
-            self.context, settings.trades_endpoint, ["trade.", "gap.", status_topic("ingest")]
+            self.context,
+            settings.trades_endpoint,
+            ["trade.", "gap.", status_topic("ingest")],
+            curve=curve,
         )
-        self.taps = Publisher(self.context, settings.bars_endpoint)
+        self.taps = Publisher(self.context, settings.bars_endpoint, curve=curve)
         self.writer = self.context.socket(zmq.DEALER)
         self.writer.setsockopt(zmq.LINGER, 0)
         self.writer.setsockopt(zmq.SNDHWM, 100_000)
+        secure_client(self.writer, curve)
         self.writer.connect(settings.writer_endpoint)
         self.outbox = Outbox()
         self.seq = SeqTracker()

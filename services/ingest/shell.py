@@ -36,7 +36,7 @@ from typing import Any
 import zmq
 
 from common.backoff import Backoff
-from common.bus_io import Publisher
+from common.bus_io import Publisher, curve_keys
 from common.config import Settings, validate
 from common.errors import ProtocolError, TransientError
 from common.lifecycle_io import StopFlag
@@ -143,7 +143,9 @@ class Ingest:
     def run(self) -> None:
         """Load state, check coins, stream until stopped; always save state on the way out."""
         self._load_state()
-        self.publisher = Publisher(self.context, self.settings.trades_endpoint)
+        self.publisher = Publisher(
+            self.context, self.settings.trades_endpoint, curve=curve_keys(self.settings)
+        )
         watched = self.settings.coins + self.settings.book_coins + self.settings.bbo_coins
         listing = Listing(self.settings.info_url, dex_prefixes(watched))
         try:

@@ -21,7 +21,7 @@ from typing import Any
 import zmq
 
 from common.backoff import WeightBudget
-from common.bus_io import new_session_id
+from common.bus_io import curve_keys, new_session_id, secure_server
 from common.config import Settings
 from common.errors import IntegrityError, ProtocolError, TransientError
 from common.filenames import csv_filename
@@ -349,6 +349,7 @@ class Writer:
         context: zmq.Context[Any] = zmq.Context()
         socket = context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 500)
+        secure_server(socket, curve_keys(self.settings))
         try:
             self.open_files()
             self.backfill()
