@@ -146,6 +146,20 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
     return late
 
 
+def retire_coin(state: AggState, coin: str) -> bool:
+    """Stop every series of a coin the venue delisted (no more carry-forward bars for it).
+
+    Returns False when the coin was not (or no longer) aggregated.
+    """
+    series = state.by_coin.pop(coin, None)
+    if series is None:
+        return False
+    for item in series:
+        del state.series[(item.coin, item.interval)]
+    state.taints.pop(coin, None)
+    return True
+
+
 def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> int:
     """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin).
 

@@ -37,6 +37,7 @@ from services.aggregator.core import (
     apply_trades,
     new_state,
     next_deadline,
+    retire_coin,
     taint,
 )
 from services.aggregator.outbox import Outbox
@@ -174,6 +175,10 @@ class Aggregator:
             self.ingest_ok_ms = now
         else:
             taint(self.state, None, self.ingest_ok_ms or self.state.joined_ms, now)
+        delisted = data.get("delisted")
+        for coin in delisted if isinstance(delisted, list) else ():
+            if isinstance(coin, str) and retire_coin(self.state, coin):
+                log.error("coin_retired", coin=coin, reason="delisted by the venue")
 
     def _drain_acks(self) -> None:
         while True:

@@ -150,3 +150,15 @@ def test_taint_reports_windows_already_emitted():
     assert taint(state, "BTC", T0 + 100, T0 + S5 + 100) == 2
     assert taint(state, "BTC", T0 + 2 * S5 + 1, T0 + 3 * S5) == 0
     assert taint(state, "ETH", T0, T0 + S5) == 0  # ETH never emitted anything
+
+
+def test_retired_coin_emits_nothing_more_while_others_continue():
+    from services.aggregator.core import retire_coin
+
+    state = _state()
+    apply_trades(state, [make_trade("BTC", ts_ms=T0 + 1), make_trade("ETH", ts_ms=T0 + 1)])
+    assert retire_coin(state, "ETH")
+    assert not retire_coin(state, "ETH")
+    apply_trades(state, [make_trade("ETH", ts_ms=T0 + S5 + 1)])
+    bars = advance(state, T0 + 3 * S5 + 2_000)
+    assert {b.coin for b in bars} == {"BTC"}
