@@ -17,11 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
-import zmq
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
+
+from tests.integration.buscollect import Bus
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_MS = 1_785_648_520_000
@@ -159,41 +159,6 @@ def start_ingest(
     )
 
 
-class Bus:
-    """A SUB socket on ingest's trades endpoint that collects decoded messages by topic."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.SUB)
-        self.socket.setsockopt(zmq.RECONNECT_IVL, 20)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        for prefix in (b"trade.", b"gap.", b"status."):
-            self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
-        self.socket.connect(f"ipc://{run_dir}/trades.sock")
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-
-    def poll_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            if self.socket.poll(int(min(left, 0.1) * 1000)):
-                topic, payload = self.socket.recv_multipart()
-                self.messages.append((topic.decode(), msgpack.unpackb(payload, raw=False)))
-        return True
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [body for _, body in self.messages if body["type"] == kind]
-
-    def trade_keys(self) -> list[tuple[str, int, int]]:
-        return [
-            (t["coin"], t["ts_ms"], t["tid"]) for m in self.of_type("trades") for t in m["trades"]
-        ]
-
-    def close(self) -> None:
-        self.socket.close()
-        self.context.term()
 
 
 def stop_process(proc: subprocess.Popen[str], timeout_s: float = 5.0) -> tuple[int, str]:

@@ -1,0 +1,56 @@
+"""A SUB socket on ingest's trades endpoint that collects decoded bus messages (tests only)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+Key = tuple[str, int, int]
+
+
+class Bus:
+    """A SUB on ingest's endpoint collecting (topic, decoded payload)."""
+
+    def __init__(self, run_dir: Path, prefixes: tuple[str, ...] = ("trade.", "gap.", "status.")):
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 20)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        for prefix in prefixes:
+            self.socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self.socket.connect(f"ipc://{run_dir}/trades.sock")
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+
+    def poll_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.socket.poll(int(min(left, 0.1) * 1000)):
+                topic, payload = self.socket.recv_multipart()
+                self.messages.append((topic.decode(), msgpack.unpackb(payload, raw=False)))
+        return True
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [body for _, body in self.messages if body["type"] == kind]
+
+    def trade_keys(self) -> list[Key]:
+        return [
+            (t["coin"], t["ts_ms"], t["tid"]) for m in self.of_type("trades") for t in m["trades"]
+        ]
+
+    def coins_after(self, ts_ms: int) -> set[str]:
+        return {coin for coin, ts, _ in self.trade_keys() if ts > ts_ms}
+
+    def sessions(self) -> set[str]:
+        return {body["session"] for body in self.of_type("status")}
+
+    def close(self) -> None:
+        self.socket.close()
+        self.context.term()
