@@ -7,7 +7,7 @@ unknown or delisted coin closes the socket without any frame, idle connections a
 after `idle_close_s`. A `ThreadingHTTPServer` answers POST /info (`meta`, `spotMeta`,
 `candleSnapshot`, `recentTrades`). A generator thread produces live trades at wall-clock
 time. Thread-safe controls let tests inject faults (zombie feed, dropped connections,
-garbage frames, REST errors, delisting, quiet coins).
+garbage frames, REST errors and slow REST answers, delisting, quiet coins).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -125,6 +126,9 @@ class FakeExchange:
         self._subscribes = 0
         self._rest_log: list[Any] = []
         self._rest_fail: tuple[int, int, float | None] = (0, 0, None)
+        # Scripted REST faults, used after `_rest_fail` is spent: [status, count, retry_after,
+        # delay_s]; status 0 answers normally (after delay_s).
+        self._rest_script: deque[list[Any]] = deque()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ws_server: Server | None = None
@@ -237,6 +241,22 @@ class FakeExchange:
         with self._lock:
             self._rest_fail = (status, count, retry_after)
 
+    def queue_rest_fault(self, status: int, count: int, retry_after: float | None = None) -> None:
+        """After the faults already queued, answer `count` /info requests with HTTP `status`."""
+        with self._lock:
+            self._rest_script.append([status, count, retry_after, 0.0])
+
+    def delay_rest(self, seconds: float, count: int) -> None:
+        """After the faults already queued, answer `count` /info requests `seconds` late (a
+        client with a shorter timeout sees a timeout; the late answer is then discarded)."""
+        with self._lock:
+            self._rest_script.append([0, count, None, seconds])
+
+    def rest_faults_pending(self) -> int:
+        """Requests still to be failed or delayed by fail_rest/queue_rest_fault/delay_rest."""
+        with self._lock:
+            return self._rest_fail[1] + sum(step[1] for step in self._rest_script)
+
     def set_rate(self, rate_per_coin: float) -> None:
         """Change the live trade rate (trades per second per coin)."""
         with self._lock:
@@ -259,6 +279,19 @@ class FakeExchange:
         """A copy of every trade of `coin` (history and live), in generation order."""
         with self._lock:
             return [dict(trade) for trade in self._logs.get(coin, [])]
+
+    def trim_log(self, before_ms: int) -> dict[str, list[dict[str, Any]]]:
+        """Remove and return every logged trade older than `before_ms`, per coin.
+
+        For long runs (bench/soak.py) that fold old trades into reference bars: afterwards
+        `trades()`, candleSnapshot and replays know only the newer trades.
+        """
+        with self._lock:
+            out = {}
+            for coin, log in self._logs.items():
+                keep = next((i for i, t in enumerate(log) if int(t["time"]) >= before_ms), len(log))
+                out[coin], self._logs[coin] = log[:keep], log[keep:]
+            return out
 
     def connection_count(self) -> int:
         """Open websocket connections."""
@@ -468,10 +501,23 @@ class FakeExchange:
         with self._lock:
             self._rest_log.append(body if body is not None else raw.decode("utf-8", "replace"))
             status, count, retry_after = self._rest_fail
+            delay_s = 0.0
             if count > 0:
                 self._rest_fail = (status, count - 1, retry_after)
+            elif self._rest_script:
+                step = self._rest_script[0]
+                status, retry_after, delay_s = step[0], step[2], step[3]
+                step[1] -= 1
+                if step[1] <= 0:
+                    self._rest_script.popleft()
+            else:
+                status = 0
+            if status:
                 headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
                 return status, headers, f"simulated HTTP {status}"
+        if delay_s > 0:
+            self._stopping.wait(delay_s)  # outside the lock: other requests go on meanwhile
+        with self._lock:
             if not isinstance(body, dict):
                 return 422, {}, "Failed to deserialize the JSON body into the target type"
             return self._answer(body)
@@ -576,8 +622,10 @@ def _make_handler(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
             self.send_header("Connection", "close")
             for key, value in headers.items():
                 self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+            # A client that timed out on a delayed answer has gone away: not our problem.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.end_headers()
+                self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             return

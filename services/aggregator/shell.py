@@ -91,14 +91,22 @@ class Aggregator:
         poller.register(self.writer, zmq.POLLIN)
         next_status = 0.0
         while not self.stop.is_set():
+            loop_start = _now_ms()
             deadline = next_deadline(self.state)
-            wait_ms = 200 if deadline is None else max(5, min(200, deadline - _now_ms()))
+            wait_ms = 200 if deadline is None else max(5, min(200, deadline - loop_start))
             ready = dict(poller.poll(wait_ms))
             if self.sub in ready:
                 self._drain_bus()
             if self.writer in ready:
                 self._drain_acks()
             now = _now_ms()
+            if deadline is not None and now >= deadline and now - loop_start > wait_ms + 250:
+                # About to close windows after a stall (SIGSTOP, VM pause, CPU starvation):
+                # the wall clock has jumped while trades that arrived in time still sit in the
+                # socket buffers. Take them first, or they would count as late.
+                log.warning("stall_detected", stalled_ms=now - loop_start - wait_ms)
+                self._settle_bus()
+                now = _now_ms()
             for bar in advance(self.state, now):
                 self._emit(bar)
             for key, payload in self.outbox.due(now):
@@ -110,6 +118,12 @@ class Aggregator:
                 next_status = time.monotonic() + 1.0
                 self._heartbeat(now)
         self.close()
+
+    def _settle_bus(self, quiet_ms: int = 20, max_ms: int = 500) -> None:
+        """Drain the bus until it has been quiet for `quiet_ms` (at most `max_ms`)."""
+        give_up = time.monotonic() + max_ms / 1000
+        while time.monotonic() < give_up and self.sub.poll(quiet_ms, zmq.POLLIN):
+            self._drain_bus()
 
     def _drain_bus(self, limit: int = 2_000) -> None:
         for _ in range(limit):

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 from common.backoff import Backoff, WindowLimit
 
-HEALTHY_AFTER_S = 30.0
+# Short enough that drops a few seconds apart do not stack up delays longer than the
+# ~30-trade replay covers (which would turn every drop into a gap); the 30 connects/min
+# window still bounds a server that accepts and drops us in a loop.
+HEALTHY_AFTER_S = 5.0
 
 
 @dataclass
