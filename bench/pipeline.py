@@ -24,7 +24,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from common.tap import Tap
 from common.timebucket import parse_window
 from sim.exchange import FakeExchange
 from sim.market import truth_rows
@@ -98,36 +97,23 @@ class RowWatcher(threading.Thread):
                     self.delays_ms.append(seen - (start + INTERVAL_MS))
 
 
-class TapWatcher(threading.Thread):
-    """Subscribes to all trades and records trade -> tap latencies."""
-
-    def __init__(self, endpoint: str) -> None:
-        super().__init__(daemon=True)
-        self.tap = Tap(endpoint, ["trade."], timeout_ms=200)
-        self.from_ingest_ms: list[float] = []
-        self.from_exchange_ms: list[float] = []
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            msg = self.tap.receive()
-            if msg is None:
-                continue
-            now = _now_ms()
-            self.from_ingest_ms.append(now - msg.data["recv_ms"])
-            for trade in msg.data["trades"]:
-                self.from_exchange_ms.append(now - trade["ts_ms"])
-        self.tap.close()
-
-
-def compare(rows_by_coin: dict[str, list[tuple[int, str]]], fake: FakeExchange) -> dict[str, Any]:
-    """Rows equal to truth, rows wrong, windows missing, over each coin's written range."""
+def compare(
+    rows_by_coin: dict[str, list[tuple[int, str]]],
+    fake: FakeExchange,
+    span: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Rows equal to truth, rows wrong, windows missing: over `span` [from, to) when given,
+    else over each coin's written range."""
     exact = wrong = missing = 0
     for coin, rows in rows_by_coin.items():
-        if not rows:
+        if span is not None:
+            low, high = span
+        elif rows:
+            low, high = rows[0][0], rows[-1][0] + INTERVAL_MS
+        else:
             continue
         truth = {r[0]: ",".join(r[1:]) for r in truth_rows(
-            fake.trades(coin), INTERVAL_MS, rows[0][0], rows[-1][0] + INTERVAL_MS)}
+            fake.trades(coin), INTERVAL_MS, low, high)}
         written = dict(rows)
         for start, line in truth.items():
             if start not in written:
@@ -177,9 +163,12 @@ def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[
         result["idle"] = cpu_and_rss(pids, 5.0)
         watcher = RowWatcher([pipeline.csv(coin, "5s") for coin in COINS])
         watcher.start()
-        tap = TapWatcher(f"ipc://{pipeline.run_dir.resolve()}/trades.sock") if with_tap else None
-        if tap:
-            tap.start()
+        tap = None
+        if with_tap:  # its own process, so the fake exchange's threads cannot delay it
+            endpoint = f"ipc://{pipeline.run_dir.resolve()}/trades.sock"
+            tap = subprocess.Popen([sys.executable, "-m", "bench.taplat", endpoint,
+                                    str(seconds)], stdout=subprocess.PIPE, text=True)
+            time.sleep(0.5)
         fake.pause_trades(False)
         t0 = _now_ms()
         time.sleep(2)
@@ -190,12 +179,8 @@ def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[
         time.sleep(INTERVAL_MS / 1000 + 4)
         watcher.halt.set()
         if tap:
-            tap.halt.set()
-            tap.join()
-            result["tap_ms_from_ingest"] = {"p50": percentile(tap.from_ingest_ms, 50),
-                                            "p99": percentile(tap.from_ingest_ms, 99)}
-            result["tap_ms_from_exchange_ts"] = {"p50": percentile(tap.from_exchange_ms, 50),
-                                                 "p99": percentile(tap.from_exchange_ms, 99)}
+            output, _ = tap.communicate(timeout=60)
+            result.update(json.loads(output))
         live = list(watcher.delays_ms)
         result["row_on_disk_ms_after_window_end"] = {"p50": percentile(live, 50),
                                                      "p99": percentile(live, 99),
@@ -240,7 +225,8 @@ def run_naive(rate: int, seconds: float, base: Path) -> dict[str, Any]:
         # judge only the live windows: the naive streamer also writes the replayed history
         first_live = t0 - t0 % INTERVAL_MS
         rows[coin] = [r for r in all_rows if first_live <= r[0] and r[0] + INTERVAL_MS <= t1]
-    result.update(compare(rows, fake))
+    last_end = int(t1) - int(t1) % INTERVAL_MS
+    result.update(compare(rows, fake, (int(first_live), last_end)))
     fake.stop()
     return result
 

@@ -9,9 +9,13 @@ Invariants:
   stamped with a local clock (DESIGN.md, "Exchange protocol facts").
 - `Deduper.admit` never returns a trade whose key (coin, ts_ms, tid) it returned before,
   including across reconnects and, through `to_state`/`from_state`, process restarts.
-  Keys are forgotten only once they are older than `horizon_ms` behind the newest trade of
-  their coin; a trade that old is dropped and counted as `too_old` rather than risk
-  publishing it twice (the aggregator would treat it as late anyway).
+  Keys are forgotten once they are older than `horizon_ms` behind the newest trade of
+  their coin, or when a coin holds more than `max_keys_per_coin` (oldest first); either way
+  a per-coin floor moves up to the newest forgotten key, and an unknown trade at or below
+  the floor is dropped and counted as `too_old` rather than risk publishing it twice (the
+  aggregator would treat it as late anyway). The venue replays only the last ~30 trades,
+  so the bounds cost nothing in practice and keep memory flat at any trade rate. Snapshots
+  keep only the newest `PERSIST_KEYS_PER_COIN` keys (and the floor) for the same reason.
 - `ReplayCheck` reports a `Gap` only when it can prove trades may be missing: the coin had
   trades before, the subscribe replay shares none of them, and the replay starts after them.
 - `universe_names` never lists a perp flagged `isDelisted`, so such a coin is refused at
@@ -39,7 +43,8 @@ from common.timebucket import normalize_ts_ms
 
 PING = '{"method":"ping"}'
 DEFAULT_HORIZON_MS = 15 * 60 * 1000
-DEFAULT_MAX_KEYS_PER_COIN = 2_000_000
+DEFAULT_MAX_KEYS_PER_COIN = 20_000
+PERSIST_KEYS_PER_COIN = 2_000
 STATE_VERSION = 1
 REPLAY_GAP_REASON = "replay_no_overlap"
 # Channels we may subscribe to later and pass through untouched.
@@ -147,6 +152,7 @@ class _CoinKeys:
     keys: set[tuple[int, int]] = field(default_factory=set)
     heap: list[tuple[int, int]] = field(default_factory=list)
     newest_ms: int | None = None
+    floor_ms: int | None = None  # newest forgotten key: unknown trades at or below are too old
 
 
 class Deduper:
@@ -201,7 +207,9 @@ class Deduper:
             if key in seen.keys:
                 duplicates += 1
                 continue
-            if seen.newest_ms is not None and trade.ts_ms < seen.newest_ms - self.horizon_ms:
+            if (seen.newest_ms is not None and trade.ts_ms < seen.newest_ms - self.horizon_ms) or (
+                seen.floor_ms is not None and trade.ts_ms <= seen.floor_ms
+            ):
                 self.too_old += 1
                 continue
             seen.keys.add(key)
@@ -221,17 +229,24 @@ class Deduper:
         while heap and (heap[0][0] < cutoff or len(heap) > self.max_keys_per_coin):
             if heap[0][0] >= cutoff:
                 self.evicted_by_cap += 1
-            seen.keys.discard(heapq.heappop(heap))
+            forgotten = heapq.heappop(heap)
+            seen.keys.discard(forgotten)
+            seen.floor_ms = max(seen.floor_ms or forgotten[0], forgotten[0])
 
     def to_state(self) -> dict[str, Any]:
         """A plain, msgpack-able snapshot: keys flattened as [ts, tid, ts, tid, ...] per coin."""
         coins: dict[str, Any] = {}
         for coin, seen in self._coins.items():
             flat: list[int] = []
-            for ts_ms, tid in seen.heap:
+            kept = heapq.nlargest(PERSIST_KEYS_PER_COIN, seen.heap)
+            floor = seen.floor_ms
+            if len(kept) < len(seen.heap):
+                dropped_newest = max(key for key in seen.heap if key < kept[-1])
+                floor = max(floor or dropped_newest[0], dropped_newest[0])
+            for ts_ms, tid in kept:
                 flat.append(ts_ms)
                 flat.append(tid)
-            coins[coin] = {"newest_ms": seen.newest_ms, "keys": flat}
+            coins[coin] = {"newest_ms": seen.newest_ms, "floor_ms": floor, "keys": flat}
         return {"v": STATE_VERSION, "horizon_ms": self.horizon_ms, "coins": coins}
 
     @classmethod
@@ -257,7 +272,10 @@ class Deduper:
                 raise ProtocolError(f"dedupe state newest_ms of {coin!r} is not an int")
             if not isinstance(flat, list) or len(flat) % 2 or not all(_is_int(v) for v in flat):
                 raise ProtocolError(f"dedupe state keys of {coin!r} are malformed")
-            seen = _CoinKeys(newest_ms=newest)
+            floor = entry.get("floor_ms")
+            if not _is_int(floor) and floor is not None:
+                raise ProtocolError(f"dedupe state floor_ms of {coin!r} is not an int")
+            seen = _CoinKeys(newest_ms=newest, floor_ms=floor)
             pairs = list(zip(flat[0::2], flat[1::2], strict=True))
             seen.keys = set(pairs)
             seen.heap = sorted(seen.keys)

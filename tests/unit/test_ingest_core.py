@@ -380,3 +380,26 @@ def test_unknown_coin_suggests_close_match(coin: str, hint: str) -> None:
 def test_unknown_coin_without_close_match_says_so() -> None:
     with pytest.raises(ConfigError, match="unknown coin 'NOPE'"):
         check_coins(["NOPE"], universe_names(META, SPOT_META))
+
+
+def test_key_cap_bounds_memory_and_a_forgotten_key_is_never_published_again() -> None:
+    deduper = Deduper(max_keys_per_coin=100)
+    trades = [make_trade(1_000 + i, 50_000 + i) for i in range(500)]
+    fresh, _ = deduper.admit(trades)
+    assert len(fresh) == 500
+    assert deduper.key_count() == 100
+    again, duplicates = deduper.admit(trades[:10] + trades[-10:])
+    assert again == [] and duplicates == 10 and deduper.too_old == 10
+
+
+def test_snapshot_keeps_only_recent_keys_and_the_floor_protects_the_rest() -> None:
+    deduper = Deduper()
+    trades = [make_trade(1_000 + i, 70_000 + i) for i in range(3_000)]
+    deduper.admit(trades)
+    state = deduper.to_state()
+    assert len(state["coins"]["BTC"]["keys"]) == 2 * 2_000
+    restored = Deduper.from_state(msgpack.unpackb(msgpack.packb(state), raw=False))
+    fresh, _ = restored.admit(trades)
+    assert fresh == []
+    newer, _ = restored.admit([make_trade(9_999, 1)])
+    assert len(newer) == 1

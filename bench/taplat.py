@@ -1,0 +1,47 @@
+"""Trade -> tap latency, measured in its own process so the benchmark's other threads
+(the fake exchange) cannot delay it: `python -m bench.taplat ENDPOINT SECONDS`.
+
+Prints one JSON line: p50/p99 of (receipt at the tap - ingest's `recv_ms`) and of
+(receipt - the trade's exchange time), in ms, and the message count.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from common.tap import Tap
+
+
+def _pct(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(pct / 100 * len(ordered)))], 3)
+
+
+def main() -> None:
+    endpoint, seconds = sys.argv[1], float(sys.argv[2])
+    tap = Tap(endpoint, ["trade."], timeout_ms=200)
+    from_ingest: list[float] = []
+    from_exchange: list[float] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = tap.receive()
+        if message is None:
+            continue
+        now = time.time() * 1000
+        from_ingest.append(now - message.data["recv_ms"])
+        from_exchange.extend(now - trade["ts_ms"] for trade in message.data["trades"])
+    tap.close()
+    print(json.dumps({
+        "tap_ms_from_ingest": {"p50": _pct(from_ingest, 50), "p99": _pct(from_ingest, 99)},
+        "tap_ms_from_exchange_ts": {"p50": _pct(from_exchange, 50),
+                                    "p99": _pct(from_exchange, 99)},
+        "messages": len(from_ingest),
+    }))
+
+
+if __name__ == "__main__":
+    main()
