@@ -147,8 +147,10 @@ def offered(fake: FakeExchange, from_ms: float, to_ms: float) -> int:
 
 
 def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[str, Any]:
+    # The latency run sends a frame every 5 ms instead of bursts every 50 ms: the venue's
+    # frames are spread out, and a burst would measure queueing behind the burst instead.
     fake = FakeExchange(coins=COINS, spot=[], rate_per_coin=rate / len(COINS), seed=rate,
-                        history_hours=0.01, batch_max=50)
+                        history_hours=0.01, batch_max=50, tick_s=0.005 if with_tap else 0.05)
     fake.pause_trades(True)
     fake.start()
     pipeline = Pipeline(fake, base, coins=",".join(COINS), intervals="5s", backfill_hours="0",

@@ -103,6 +103,7 @@ class FakeExchange:
         idle_close_s: float = 60.0,
         ws_port: int = 0,
         http_port: int = 0,
+        tick_s: float = TICK_S,
     ) -> None:
         self._perps = list(coins)
         self._spot = list(spot)
@@ -113,6 +114,7 @@ class FakeExchange:
         self._batch_max = max(1, batch_max)
         self._idle_close_s = idle_close_s
         self._ports = (ws_port, http_port)
+        self._tick_s = tick_s  # trades are generated and sent in bursts this far apart
         self._lock = threading.RLock()
         self._states = {coin: market.new_state(coin) for coin in self._perps + self._spot}
         self._logs: dict[str, list[dict[str, Any]]] = {coin: [] for coin in self._states}
@@ -327,7 +329,7 @@ class FakeExchange:
     def _generate_forever(self) -> None:
         last_ms = int(time.time() * 1000)
         last_book = 0.0
-        while not self._stopping.wait(TICK_S):
+        while not self._stopping.wait(self._tick_s):
             now_ms = int(time.time() * 1000)
             self._tick(last_ms, now_ms)
             last_ms = max(last_ms, now_ms)

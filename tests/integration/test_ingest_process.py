@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from tests.integration.buscollect import Bus
+from tests.integration.procs import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_MS = 1_785_648_520_000
@@ -162,15 +162,10 @@ def start_ingest(
 
 
 def stop_process(proc: subprocess.Popen[str], timeout_s: float = 5.0) -> tuple[int, str]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        _, stderr = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, stderr = proc.communicate()
+    code, stderr, stopped = terminate(proc, timeout_s)
+    if not stopped:
         pytest.fail(f"ingest did not stop on SIGTERM; stderr:\n{stderr}")
-    return proc.returncode, stderr
+    return code, stderr
 
 
 # ---- scenarios ---------------------------------------------------------------------------

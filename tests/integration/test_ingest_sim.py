@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from sim.exchange import FakeExchange
 from tests.integration.buscollect import Bus, Key
+from tests.integration.procs import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = "0x" + "ab" * 20
@@ -56,15 +56,10 @@ def start_ingest(run_dir: Path, fake: FakeExchange, **settings: str) -> subproce
 
 def stop_ingest(proc: subprocess.Popen[str]) -> str:
     """SIGTERM; assert a clean exit 0; return stderr."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        _, stderr = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, stderr = proc.communicate()
+    code, stderr, stopped = terminate(proc)
+    if not stopped:
         pytest.fail(f"ingest did not stop on SIGTERM:\n{stderr}")
-    assert proc.returncode == 0, stderr
+    assert code == 0, stderr
     return stderr
 
 

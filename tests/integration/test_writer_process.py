@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import zmq
 
 from common.messages import Bar, Envelope, bar_to_wire, encode
 from common.timebucket import format_window
+from tests.integration.procs import terminate
 
 ROOT = Path(__file__).parents[2]
 M = 60_000
@@ -134,14 +134,8 @@ def wait_ready(proc: subprocess.Popen[bytes], run_dir: Path, timeout_s: float = 
 
 
 def stop_writer(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return proc.returncode, err.decode()
+    code, err, _stopped = terminate(proc)
+    return code, err.decode()
 
 
 def csv_rows(path: Path) -> list[str]:
