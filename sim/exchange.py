@@ -257,7 +257,7 @@ class FakeExchange:
     def rest_faults_pending(self) -> int:
         """Requests still to be failed or delayed by fail_rest/queue_rest_fault/delay_rest."""
         with self._lock:
-            return self._rest_fail[1] + sum(step[1] for step in self._rest_script)
+            return int(self._rest_fail[1]) + sum(int(step[1]) for step in self._rest_script)
 
     def set_rate(self, rate_per_coin: float) -> None:
         """Change the live trade rate (trades per second per coin)."""
