@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.taplat import percentile
 from common.timebucket import parse_window
 from sim.exchange import FakeExchange
 from sim.market import truth_rows
@@ -56,13 +57,6 @@ def cpu_and_rss(pids: dict[str, int], seconds: float) -> dict[str, dict[str, flo
         out[name] = {"cpu_pct": round(100 * (cpu_after - before[name][0]) / seconds, 2),
                      "rss_mb": round(rss / 1e6, 1)}
     return out
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(pct / 100 * len(ordered)))], 2)
 
 
 class RowWatcher(threading.Thread):

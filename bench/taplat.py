@@ -14,7 +14,8 @@ import time
 from common.tap import Tap
 
 
-def _pct(values: list[float], pct: float) -> float | None:
+def percentile(values: list[float], pct: float) -> float | None:
+    """The `pct`-th percentile (nearest rank) of `values`, rounded to 3 places; None if empty."""
     if not values:
         return None
     ordered = sorted(values)
@@ -36,9 +37,10 @@ def main() -> None:
         from_exchange.extend(now - trade["ts_ms"] for trade in message.data["trades"])
     tap.close()
     print(json.dumps({
-        "tap_ms_from_ingest": {"p50": _pct(from_ingest, 50), "p99": _pct(from_ingest, 99)},
-        "tap_ms_from_exchange_ts": {"p50": _pct(from_exchange, 50),
-                                    "p99": _pct(from_exchange, 99)},
+        "tap_ms_from_ingest": {"p50": percentile(from_ingest, 50),
+                               "p99": percentile(from_ingest, 99)},
+        "tap_ms_from_exchange_ts": {"p50": percentile(from_exchange, 50),
+                                    "p99": percentile(from_exchange, 99)},
         "messages": len(from_ingest),
     }))
 

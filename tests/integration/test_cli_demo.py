@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common.config import load_settings
+from common.supervise_io import is_running
 from tests.integration.harness import read_rows, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,21 +32,9 @@ def test_demo_writes_5s_bars_and_stops_cleanly_on_ctrl_c(tmp_path):
     text = (tmp_path / "demo.out").read_text(errors="replace")
     assert code == 0, text[-3000:]
     assert "fake exchange at ws://127.0.0.1:" in text
-    assert not (tmp_path / "demo-run" / "supervisor.sock").exists() or not _answers(tmp_path)
+    demo_run = load_settings(environ={"HLSTREAM_RUN_DIR": str(tmp_path / "demo-run")})
+    assert not is_running(demo_run), "supervisord still answers on the demo's socket"
     assert "python -m sim" not in _processes_in(tmp_path)
-
-
-def _answers(tmp_path: Path) -> bool:
-    import socket
-
-    probe = socket.socket(socket.AF_UNIX)
-    try:
-        probe.connect(str(tmp_path / "demo-run" / "supervisor.sock"))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def _processes_in(tmp_path: Path) -> str:
