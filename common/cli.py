@@ -15,6 +15,7 @@ Exit codes: 0 ok, 1 failure/unhealthy, 2 usage error, 78 configuration error.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from common.config import Settings, add_config_flags, load_settings, prepare_dirs
 from common.errors import EXIT_CONFIG, ConfigError
+from common.lifecycle_io import ignore_stop_signals
 from common.log import setup_logging
 
 _STAGE_CHOICES = ["ingest", "aggregator", "writer", "all"]
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 0
+    finally:
+        ignore_stop_signals()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -130,6 +134,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return _backfill(args)
     settings = load_settings(args)
+    if args.command in ("verify", "tap", "status"):
+        settings = _running_instance(args, settings)
     if args.command == "verify":
         return _verify(args, settings)
     if args.command == "tap":
@@ -160,6 +166,28 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "stop":
         return supervise_io.supervisorctl(settings, env, "shutdown")
     return supervise_io.supervisorctl(settings, env, "restart", args.stage)
+
+
+def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The default dirs, unless they are idle and `hlstream demo` is running: then the demo's."""
+    from common import supervise_io
+    from common.demo_io import DEMO_DEFAULTS
+
+    defaults = Settings()
+    if (settings.run_dir, settings.data_dir) != (
+        defaults.run_dir.resolve(), defaults.data_dir.resolve()
+    ) or supervise_io.is_running(settings):
+        return settings
+    demo_args = copy.copy(args)
+    for name, value in DEMO_DEFAULTS.items():
+        if getattr(demo_args, f"cfg_{name}", None) is None and name != "backfill_hours":
+            setattr(demo_args, f"cfg_{name}", value)
+    demo = load_settings(demo_args)
+    if not supervise_io.is_running(demo):
+        return settings
+    print(f"hlstream: {settings.run_dir} is idle; using the running demo "
+          f"(run dir {demo.run_dir}, data dir {demo.data_dir})", file=sys.stderr)
+    return demo
 
 
 def _maybe_metrics(settings: Settings) -> None:

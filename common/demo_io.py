@@ -16,6 +16,7 @@ import sys
 import time
 
 from common.errors import ConfigError
+from common.lifecycle_io import pdeathsig_preexec
 
 DEMO_DEFAULTS = {
     "coins": "BTC,ETH,SOL",
@@ -51,6 +52,7 @@ def start_sim(coins: str, rate: float) -> tuple[subprocess.Popen[str], str, str]
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=pdeathsig_preexec(),  # dies with us, even on SIGKILL
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + SIM_START_TIMEOUT_S

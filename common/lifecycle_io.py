@@ -1,56 +1,179 @@
-"""Process lifecycle: SIGTERM/SIGINT set a stop flag so run loops finish cleanly (flush, fsync,
-close sockets) and exit 0; the top-level runner maps errors to exit codes.
+"""Process lifecycle: signals become a stop flag; the top-level runner maps errors to exit codes.
+
+Signal handlers here do only async-signal-safe work: they store plain attributes and write one
+byte to a non-blocking self-pipe. They never take a lock, set a `threading.Event`, log or do
+other I/O, so a second or third SIGINT/SIGTERM arriving while the first is still being handled
+(Ctrl-C twice, `make` forwarding a SIGTERM to the whole group) can never deadlock the process.
+Waiters block in `poll()` on the pipe's read end, which stays readable once the flag is set,
+so every thread that waits wakes at once.
+
+`die_with_parent()` asks Linux to SIGTERM this process when its parent dies (PR_SET_PDEATHSIG),
+so no stage or supervisord outlives the `hlstream` process that started it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import select
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
 
 from common.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_OK, ConfigError
 from common.log import EventLog, setup_logging
 
+_T = TypeVar("_T")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_PR_SET_PDEATHSIG = 1
+
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT; run loops poll `is_set()` or wait on it."""
+    """Set by SIGTERM/SIGINT (or `set()`); run loops poll `is_set()` or block in `wait()`."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._set = False
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        os.set_inheritable(self._read_fd, False)
+        os.set_inheritable(self._write_fd, False)
         self.signal_name = ""
+        self.signals = 0
 
     def install(self) -> StopFlag:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        """Route SIGTERM and SIGINT to this flag (main thread only)."""
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.signal_name = signal.Signals(signum).name
-        self._event.set()
+        # Async-signal-safe on purpose: attribute stores and one non-blocking write.
+        self.signals += 1
+        if not self.signal_name:
+            self.signal_name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+        self._wake()
+
+    def _wake(self) -> None:
+        self._set = True
+        try:  # noqa: SIM105 - no context manager objects inside a signal handler
+            os.write(self._write_fd, b"\0")
+        except OSError:  # pipe full (a signal storm): it is readable already
+            pass
 
     def set(self) -> None:
-        self._event.set()
+        """Stop from code (a fatal condition), exactly as a signal would."""
+        self._wake()
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._set
+
+    def fileno(self) -> int:
+        """A descriptor that becomes readable, and stays readable, once the flag is set."""
+        return self._read_fd
 
     def wait(self, timeout_s: float) -> bool:
-        return self._event.wait(timeout_s)
+        """Block up to `timeout_s` or until the flag is set; return whether it is set."""
+        if self._set:
+            return True
+        poller = select.poll()
+        poller.register(self._read_fd, select.POLLIN)
+        poller.poll(max(0, int(timeout_s * 1000)))
+        return self._set
+
+
+def die_with_parent(signum: int = signal.SIGTERM, parent_pid: int | None = None) -> None:
+    """Have the kernel send `signum` to this process when its parent dies (Linux; else no-op).
+
+    `parent_pid` closes the race where the parent died before the request was made.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os.kill(os.getpid(), signum)
+
+
+def pdeathsig_preexec() -> Callable[[], None]:
+    """A `preexec_fn` for Popen: the child gets SIGTERM when this process dies."""
+    parent_pid = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+    def preexec() -> None:
+        if libc is None:
+            return
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def guard_supervised_stage() -> None:
+    """Under supervisord, exit with it: a SIGKILLed supervisord must not orphan a stage."""
+    if os.environ.get("SUPERVISOR_ENABLED"):
+        die_with_parent(signal.SIGTERM, os.getppid())
+
+
+def ignore_stop_signals() -> None:
+    """On the way out: later SIGINT/SIGTERM are ignored, so they cannot change the exit code.
+
+    Python puts a handler it installed back to SIG_DFL while it finalizes, so a second
+    Ctrl-C landing then would kill the process by signal; SIG_IGN is left alone.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def run_main(log: EventLog, body: Callable[[], None]) -> None:
     """Run a stage's main body and exit with the right code: 0, 1 (crash) or 78 (config)."""
     setup_logging()
+    code = EXIT_OK
     try:
         body()
     except ConfigError as exc:
         log.error("config_error", error=str(exc))
-        sys.exit(EXIT_CONFIG)
+        code = EXIT_CONFIG
     except KeyboardInterrupt:
-        sys.exit(EXIT_OK)
+        code = EXIT_OK
     except Exception:  # top-level run loop: log and let supervisord restart us
         log.exception("crash")
-        sys.exit(EXIT_CRASH)
-    sys.exit(EXIT_OK)
+        code = EXIT_CRASH
+    ignore_stop_signals()
+    sys.exit(code)
+
+
+class StopRequestedError(Exception):
+    """The stop flag was set while `call_until_stopped` waited for a blocking call."""
+
+
+def call_until_stopped(stop: StopFlag, call: Callable[[], _T]) -> _T:
+    """Run a blocking call (an HTTP request) in a worker thread; raise StopRequestedError on stop.
+
+    This is how a signal aborts a slow request without raising from inside a handler: the
+    handler only sets the flag, and the abandoned daemon thread dies with the process.
+    """
+    box: list[tuple[bool, object]] = []
+    done = threading.Event()
+
+    def worker() -> None:
+        try:
+            box.append((True, call()))
+        except BaseException as exc:  # handed back to the caller's thread below
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=worker, name="blocking-call", daemon=True).start()
+    while not done.wait(0.05):
+        if stop.is_set():
+            raise StopRequestedError()
+    ok, value = box[0]
+    if not ok:
+        assert isinstance(value, BaseException)
+        raise value
+    return value  # type: ignore[return-value]

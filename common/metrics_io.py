@@ -9,7 +9,6 @@ their stage restarts, so they are exported as gauges.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from common.config import Settings
 from common.health_io import gather
+from common.lifecycle_io import StopFlag
 
 METRICS_HOST = "127.0.0.1"
 _PREFIX = "hlstream_"
@@ -108,13 +108,10 @@ def start_exporter(settings: Settings) -> Any:
 
 def serve_forever(settings: Settings) -> int:
     """`hlstream metrics`: run the exporter until Ctrl-C/SIGTERM."""
-    import signal
-
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done = StopFlag().install()
     server = start_exporter(settings)
     print(f"hlstream: metrics on http://{METRICS_HOST}:{settings.metrics_port}/metrics", flush=True)
-    done.wait()
+    while not done.wait(3600):
+        pass
     server.shutdown()
     return 0

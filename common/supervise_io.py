@@ -7,6 +7,7 @@ configuration error (exit code 78) instead of leaving a half-running pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from typing import Any
 
 from common.config import Settings
 from common.errors import EXIT_CONFIG, ConfigError
+from common.lifecycle_io import StopFlag, pdeathsig_preexec
 
 STAGES = ("ingest", "aggregator", "writer")
 PROJECT_HOME = Path(__file__).resolve().parent.parent
@@ -88,10 +90,45 @@ def _prepare_logs(settings: Settings) -> Path:
     return logs
 
 
+def pid_path(settings: Settings) -> Path:
+    return settings.run_dir / "supervisord.pid"
+
+
+def _is_supervisord(pid: int) -> bool:
+    """True when `pid` is a live supervisord (not a recycled pid of another program)."""
+    try:
+        return b"supervisord" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def refuse_if_running(settings: Settings) -> None:
+    """Raise ConfigError naming a live instance; clean up a dead one's pid file and socket."""
+    pid_file = pid_path(settings)
+    try:
+        pid = int(pid_file.read_text().strip() or 0)
+    except (OSError, ValueError):
+        pid = 0
+    if is_running(settings):
+        owner = f" (supervisord pid {pid})" if pid else ""
+        raise ConfigError(
+            f"hlstream is already running with run dir {settings.run_dir}{owner}; "
+            f"stop it with `hlstream stop --run-dir {settings.run_dir}`"
+        )
+    if pid and _is_supervisord(pid):
+        raise ConfigError(
+            f"hlstream's supervisord (pid {pid}) for run dir {settings.run_dir} is alive but "
+            f"not answering on its socket; stop it with `kill {pid}`"
+        )
+    for path in (path for path in (socket_path(settings), pid_file) if path.exists()):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        _say(f"hlstream: removed stale {path.name} left by a stopped instance", err=True)
+
+
 def start_daemon(settings: Settings, env: dict[str, str]) -> None:
     """Start supervisord in the background; raise ConfigError if already running."""
-    if is_running(settings):
-        raise ConfigError(f"hlstream is already running with run dir {settings.run_dir}")
+    refuse_if_running(settings)
     _prepare_logs(settings)
     subprocess.run(_supervisord_cmd(foreground=False), env=env, check=True)
 
@@ -118,9 +155,8 @@ def _tail_logs(logs: Path, stop: threading.Event) -> None:
                 continue
             cut = chunk.rfind(b"\n") + 1
             offsets[stage] += cut
-            for line in chunk[:cut].decode("utf-8", "replace").splitlines():
-                sys.stdout.write(f"{stage:<10} | {line}\n")
-            sys.stdout.flush()
+            lines = chunk[:cut].decode("utf-8", "replace").splitlines()
+            _say("\n".join(f"{stage:<10} | {line}" for line in lines))
 
 
 def _config_failure(settings: Settings) -> str | None:
@@ -138,37 +174,65 @@ def _config_failure(settings: Settings) -> str | None:
 
 
 def run_foreground(settings: Settings, env: dict[str, str]) -> int:
-    """Run supervisord in the foreground until Ctrl-C/SIGTERM; return the exit code."""
-    if is_running(settings):
-        raise ConfigError(f"hlstream is already running with run dir {settings.run_dir}")
+    """Run supervisord in the foreground until Ctrl-C/SIGTERM; return the exit code.
+
+    The signal handler only sets a flag (common/lifecycle_io); this loop forwards one SIGTERM
+    to supervisord, which stops ingest, then the aggregator, then the writer. Further signals
+    change nothing but a note: the stages are already stopping and the last bars still reach
+    the disk. supervisord gets PR_SET_PDEATHSIG, so it stops the stages even if this process
+    is SIGKILLed.
+    """
+    refuse_if_running(settings)
     logs = _prepare_logs(settings)
-    proc = subprocess.Popen(_supervisord_cmd(foreground=True), env=env, start_new_session=True)
-    stopping = threading.Event()
-
-    def forward(signum: int, _frame: object) -> None:
-        stopping.set()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    tail = threading.Thread(target=_tail_logs, args=(logs, stopping), daemon=True)
+    stop = StopFlag().install()
+    proc = subprocess.Popen(
+        _supervisord_cmd(foreground=True),
+        env=env,
+        start_new_session=True,  # a terminal's Ctrl-C reaches us only; we stop it in order
+        preexec_fn=pdeathsig_preexec(),
+    )
+    tail_done = threading.Event()
+    tail = threading.Thread(target=_tail_logs, args=(logs, tail_done), daemon=True)
     tail.start()
-    print(f"hlstream: running; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops")
-    exit_code = 0
+    _say(f"hlstream: running; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops")
+    exit_code, forwarded, noted = 0, False, 1
     while proc.poll() is None:
-        time.sleep(1.0)
-        failed = None if stopping.is_set() else _config_failure(settings)
-        if failed:
-            print(f"hlstream: stage {failed} stopped on a configuration error "
-                  f"(see {logs / (failed + '.log')}); shutting down", file=sys.stderr)
-            exit_code = EXIT_CONFIG
-            forward(signal.SIGTERM, None)
-    time.sleep(0.3)
-    stopping.set()
+        if not stop.is_set():
+            stop.wait(1.0)
+            failed = None if stop.is_set() else _config_failure(settings)
+            if failed:
+                _say(f"hlstream: stage {failed} stopped on a configuration error "
+                     f"(see {logs / (failed + '.log')}); shutting down", err=True)
+                exit_code = EXIT_CONFIG
+                stop.set()
+            continue
+        if not forwarded:
+            _terminate(proc)
+            forwarded = True
+        if stop.signals > noted:
+            noted = stop.signals
+            _say("hlstream: already stopping (ingest, aggregator, then writer); "
+                 "the last bars are being written", err=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.1)
+    time.sleep(0.3)  # let the tail thread echo the stages' last lines
+    tail_done.set()
     tail.join(timeout=2)
     code = proc.returncode or 0
     return exit_code or (0 if code in (0, -signal.SIGTERM) else code)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+
+
+def _say(text: str, err: bool = False) -> None:
+    """Print a line; a closed terminal or pipe (the parent shell died) is not an error."""
+    stream = sys.stderr if err else sys.stdout
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(text + "\n")
+        stream.flush()
 
 
 def supervisorctl(settings: Settings, env: dict[str, str], *args: str) -> int:

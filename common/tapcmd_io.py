@@ -13,13 +13,17 @@ one JSON object per message with `--json` (`topic`, `event`, `lost` + the payloa
 from __future__ import annotations
 
 import json
+import socket
+import stat
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from common.bus_io import curve_keys
 from common.config import Settings
+from common.lifecycle_io import StopFlag
 from common.messages import TOPIC_END
 from common.tap import Tap, TapMessage
 from common.timebucket import format_window
@@ -139,6 +143,47 @@ def json_line(message: TapMessage) -> str:
     return json.dumps(body, separators=(",", ":"), default=str)
 
 
+ENDPOINT_WAIT_S = 3.0
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why nothing can arrive on an ipc endpoint (missing, unreadable, stale), else None."""
+    if not endpoint.startswith("ipc://"):
+        return None
+    path = Path(endpoint[len("ipc://"):])
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            return f"run dir {path.parent} does not exist"
+        return f"no socket {path.name} in {path.parent}: nothing is publishing there"
+    except PermissionError:
+        return f"permission denied on {path.parent} (run dirs are mode 0700: run as their owner)"
+    if not stat.S_ISSOCK(mode):
+        return f"{path} is not a socket"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except PermissionError:
+        return f"permission denied on {path}"
+    except OSError:
+        return f"{path} is a stale socket: no publisher is listening on it"
+    finally:
+        probe.close()
+    return None
+
+
+def _wait_for_endpoint(endpoint: str, run_dir: Path, stop: StopFlag) -> str | None:
+    """Give a starting pipeline a few seconds; return the problem if it persists."""
+    deadline = time.monotonic() + ENDPOINT_WAIT_S
+    problem = endpoint_problem(endpoint)
+    while problem and time.monotonic() < deadline and not stop.wait(0.2):
+        problem = endpoint_problem(endpoint)
+    if problem:
+        return f"{problem}; is hlstream running with --run-dir {run_dir}? (`hlstream status`)"
+    return None
+
+
 def run_tap(
     settings: Settings,
     kind: str,
@@ -161,14 +206,20 @@ def run_tap(
             setting = {"book": "book_coins", "bbo": "bbo_coins", "fills": "user_fills"}[kind]
             print(f"hlstream tap: note: {setting} is {','.join(configured) or 'empty'}; ingest "
                   f"publishes {kind} only for those", file=sys.stderr)
+    stop = StopFlag().install()
+    problem = _wait_for_endpoint(endpoint, settings.run_dir, stop)
+    if problem:
+        print(f"hlstream tap: cannot tap {endpoint}: {problem}", file=sys.stderr)
+        return 1
     matches = topic_matcher(kind, coins, interval)
     keys = curve_keys(settings)
     tap = Tap(endpoint, subscriptions(kind, coins, interval), timeout_ms=250,
               server_key=None if keys is None else keys.public)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     printed = 0
+    quiet_since, warned = time.monotonic(), False
     try:
-        while count is None or printed < count:
+        while (count is None or printed < count) and not stop.is_set():
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -176,6 +227,10 @@ def run_tap(
                 tap.timeout_ms = max(1, min(250, int(remaining * 1000)))
             message = tap.receive()
             if message is None or not matches(message.topic):
+                if not warned and time.monotonic() - quiet_since > ENDPOINT_WAIT_S:
+                    warned = True
+                    print(f"hlstream tap: connected to {endpoint}; nothing matching has been "
+                          f"published for {ENDPOINT_WAIT_S:.0f}s, still waiting", file=sys.stderr)
                 continue
             lines = [json_line(message)] if as_json else human_lines(message)
             for line in lines:

@@ -6,11 +6,9 @@ Prints one line `ws_url=... info_url=...` once both servers listen, then exits 0
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
+from common.lifecycle_io import StopFlag, ignore_stop_signals
 from sim.exchange import DEFAULT_COINS, FakeExchange
 
 
@@ -29,13 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the fake exchange until a signal arrives."""
     args = parse_args(argv)
     coins = [coin.strip() for coin in args.coins.split(",") if coin.strip()]
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    done = StopFlag().install()
     exchange = FakeExchange(
         coins=coins,
         rate_per_coin=args.rate,
@@ -50,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         exchange.stop()
+        ignore_stop_signals()
     return 0
 
 

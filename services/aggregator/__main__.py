@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from common.config import add_config_flags, describe, load_settings, prepare_dirs
-from common.lifecycle_io import StopFlag, run_main
+from common.lifecycle_io import StopFlag, guard_supervised_stage, run_main
 from common.log import event_log, setup_logging
 from common.rest_io import InfoClient
 from common.universe_io import resolve_settings_coins
@@ -17,6 +17,7 @@ def _main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.aggregator")
     add_config_flags(parser)
     args = parser.parse_args()
+    guard_supervised_stage()
     stop = StopFlag().install()
     settings = load_settings(args)
     setup_logging(settings.log_level, settings.log_json)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import zmq
 
 from common.config import add_config_flags, describe, load_settings, prepare_dirs
-from common.lifecycle_io import StopFlag, run_main
+from common.lifecycle_io import StopFlag, guard_supervised_stage, run_main
 from common.log import event_log, setup_logging
 from services.ingest.shell import SERVICE, run_ingest
 
@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     log = event_log(SERVICE)
+    guard_supervised_stage()
     stop = StopFlag().install()
 
     def body() -> None:

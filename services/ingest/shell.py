@@ -39,7 +39,7 @@ from common.backoff import Backoff
 from common.bus_io import Publisher, curve_keys
 from common.config import Settings, validate
 from common.errors import ProtocolError, TransientError
-from common.lifecycle_io import StopFlag
+from common.lifecycle_io import StopFlag, StopRequestedError, call_until_stopped
 from common.log import EventLog
 from common.messages import (
     Gap,
@@ -76,8 +76,6 @@ from services.ingest.core import (
 from services.ingest.link_io import Event, Link, Listing, Shared
 from services.ingest.state_io import (
     STATE_FILE,
-    Interrupted,
-    interruptible,
     load_deduper,
     save_deduper,
 )
@@ -154,7 +152,7 @@ class Ingest:
                 self._check_coins(listing)
             self._start_links(listing)
             self._pump()
-        except Interrupted:
+        except StopRequestedError:
             pass
         finally:
             self._stop_links()
@@ -182,8 +180,7 @@ class Ingest:
         )
         while not self.stop.is_set():
             try:
-                with interruptible(self.stop):
-                    meta, names = listing.fetch()
+                meta, names = call_until_stopped(self.stop, listing.fetch)
                 coins = resolve_coins(self.settings, meta)
             except (TransientError, ProtocolError) as exc:
                 retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None

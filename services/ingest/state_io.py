@@ -1,4 +1,4 @@
-"""Dedupe state on disk, and aborting a blocking startup call on SIGTERM.
+"""Dedupe state on disk.
 
 `run_dir/ingest-dedupe.msgpack` holds `Deduper.to_state()`, replaced atomically
 (common/atomic_io), so a restart never republishes a trade the last run published. A missing
@@ -8,19 +8,12 @@ then shows up as new trades only if they are really unknown, and a gap marker co
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import msgpack
 
 from common.atomic_io import write_atomic
 from common.errors import ProtocolError
-from common.lifecycle_io import StopFlag
 from common.log import EventLog
 from services.ingest.core import Deduper
 
@@ -56,32 +49,3 @@ def load_deduper(path: Path, log: EventLog) -> Deduper | None:
         "dedupe_state_loaded", keys=deduper.key_count(), coins=len(deduper.newest_by_coin())
     )
     return deduper
-
-
-class Interrupted(BaseException):
-    """Raised by a signal handler to abort a blocking HTTP request on SIGTERM."""
-
-
-@contextmanager
-def interruptible(stop: StopFlag) -> Iterator[None]:
-    """While inside, SIGTERM/SIGINT also abort the blocking call in progress (main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signums = (signal.SIGTERM, signal.SIGINT)
-    previous: dict[int, Any] = {signum: signal.getsignal(signum) for signum in signums}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        old = previous[signum]
-        if callable(old):
-            old(signum, frame)
-        stop.set()
-        raise Interrupted()
-
-    for signum in signums:
-        signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum in signums:
-            signal.signal(signum, previous[signum])

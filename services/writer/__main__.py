@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from common.config import add_config_flags, describe, load_settings, prepare_dirs
-from common.lifecycle_io import StopFlag, run_main
+from common.lifecycle_io import StopFlag, guard_supervised_stage, ignore_stop_signals, run_main
 from common.log import event_log, setup_logging
 from common.rest_io import InfoClient
 from common.universe_io import resolve_settings_coins
@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     if args_in[:1] == ["backfill"]:
         from services.writer import oneshot
 
-        sys.exit(oneshot.main(args_in[1:]))
+        code = oneshot.main(args_in[1:])
+        ignore_stop_signals()
+        sys.exit(code)
     parser = argparse.ArgumentParser(
         prog="python -m services.writer",
         description="hlstream writer: bars from the aggregator -> fsynced CSV files",
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()  # so a config error is still one formatted line on stderr
     log = event_log("writer")
+    guard_supervised_stage()
     stop = StopFlag().install()
 
     def body() -> None:

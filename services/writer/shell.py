@@ -35,6 +35,7 @@ from services.writer import core
 from services.writer.candles_io import REST_SETTLE_MS, CandleSource
 from services.writer.candles_io import REST_WEIGHT_PER_MINUTE as REST_WEIGHT_PER_MINUTE
 from services.writer.csvfile_io import CsvFile, WriteFailedError
+from services.writer.dirlock import hold_dir_lock
 
 POLL_MS = 200
 STATUS_EVERY_S = 1.0
@@ -92,6 +93,7 @@ class Writer:
         self.files: dict[tuple[str, str], CsvFile] = {}
         self.refused: dict[tuple[str, str], str] = {}
         self._lock_fd = -1
+        self._data_lock_fd = -1
 
     @property
     def budget(self) -> WeightBudget:
@@ -112,6 +114,7 @@ class Writer:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise IntegrityError(f"another writer holds {path}") from None
+        self._data_lock_fd = hold_dir_lock(self.settings.data_dir, self.settings.run_dir)
 
     def open_files(self) -> None:
         """Open every coin x interval file; a foreign file is refused, the others still run."""

@@ -54,6 +54,23 @@ def assert_contiguous(rows: list[Row], interval_ms: int, name: str) -> None:
         assert after - before == interval_ms, f"{name}: {before} -> {after} is not one window"
 
 
+def pids_with_run_dir(run_dir: Path) -> list[int]:
+    """Every live process whose environment names `run_dir` (supervisord, stages, orphans)."""
+    needle = f"HLSTREAM_RUN_DIR={run_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
 class Pipeline:
     """`hlstream run` in a subprocess with its own data and run dirs."""
 
@@ -74,12 +91,14 @@ class Pipeline:
         self.proc: subprocess.Popen[bytes] | None = None
         self.output_path = base / "hlstream-run.out"
 
-    def start(self) -> Pipeline:
+    def start(self, new_session: bool = False) -> Pipeline:
+        """Start `hlstream run`; `new_session` makes it a process group of its own (a shell job)."""
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         with self.output_path.open("ab") as output:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "common.cli", "run"],
                 env=self.env, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=new_session,
             )
         return self
 
