@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.taplat import percentile
-from common.timebucket import parse_window
-from sim.exchange import FakeExchange
-from sim.market import truth_rows
+from hlstream.common.timebucket import parse_window
+from hlstream.sim.exchange import FakeExchange
+from hlstream.sim.market import truth_rows
 from tests.integration.harness import Pipeline, wait_for
 
 COINS = ["BTC", "ETH", "SOL", "XRP", "DOGE", "LINK", "HYPE", "AVAX"]

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sim.exchange import FakeExchange
-from sim.market import truth_rows
+from hlstream.sim.exchange import FakeExchange
+from hlstream.sim.market import truth_rows
 from tests.faults.test_fault_schedule import (
     STAGES,
     FaultDriver,

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from common.tap import Tap
+from hlstream.tap import Tap
 
 
 def percentile(values: list[float], pct: float) -> float | None:

@@ -19,8 +19,8 @@ from typing import Any
 
 import zmq
 
-from common.config import Settings, read_curve_secret
-from common.messages import Envelope, encode
+from hlstream.common.config import Settings, read_curve_secret
+from hlstream.common.messages import Envelope, encode
 
 PUB_HWM = 200_000
 

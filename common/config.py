@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from common.errors import ConfigError
-from common.filenames import check_unique_filenames, encode_coin
-from common.timebucket import parse_interval
+from hlstream.common.errors import ConfigError
+from hlstream.common.filenames import check_unique_filenames, encode_coin
+from hlstream.common.timebucket import parse_interval
 
 DEFAULT_COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "LINK", "HYPE")
 _COIN_RE = re.compile(r"^[A-Za-z0-9@:/._\-]{1,64}$")

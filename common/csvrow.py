@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.decimals import parse_decimal
-from common.errors import IntegrityError
-from common.messages import Bar
-from common.timebucket import format_window, parse_window
+from hlstream.common.decimals import parse_decimal
+from hlstream.common.errors import IntegrityError
+from hlstream.common.messages import Bar
+from hlstream.common.timebucket import format_window, parse_window
 
 HEADER = "Datetime,Open,High,Low,Close,Volume"
 HEADER_LINE = HEADER + "\n"

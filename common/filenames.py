@@ -6,7 +6,7 @@ The coin is lowercased; every byte outside `[a-z0-9._-]` is percent-encoded (`PU
 
 from __future__ import annotations
 
-from common.errors import ConfigError
+from hlstream.common.errors import ConfigError
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
 MAX_COIN_LEN = 64

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
-from common.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_OK, ConfigError
-from common.log import EventLog, setup_logging
+from hlstream.common.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_OK, ConfigError
+from hlstream.common.log import EventLog, setup_logging
 
 _T = TypeVar("_T")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

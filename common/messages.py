@@ -34,8 +34,8 @@ from typing import Any
 
 import msgpack
 
-from common.decimals import parse_decimal
-from common.errors import ProtocolError
+from hlstream.common.decimals import parse_decimal
+from hlstream.common.errors import ProtocolError
 
 SCHEMA_VERSION = 1
 TOPIC_END = "|"

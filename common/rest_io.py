@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from common.backoff import Backoff
-from common.errors import ProtocolError, TransientError
+from hlstream.common.backoff import Backoff
+from hlstream.common.errors import ProtocolError, TransientError
 
 T = TypeVar("T")
 

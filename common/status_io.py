@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from common.atomic_io import write_atomic
+from hlstream.common.atomic_io import write_atomic
 
 
 def status_path(run_dir: Path, service: str) -> Path:

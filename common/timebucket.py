@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from common.errors import ConfigError
+from hlstream.common.errors import ConfigError
 
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")

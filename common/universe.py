@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from common.config import ALL_COINS, Settings
-from common.errors import ConfigError, ProtocolError
+from hlstream.common.config import ALL_COINS, Settings
+from hlstream.common.errors import ConfigError, ProtocolError
 
 
 def wants_all(coins: Iterable[str]) -> bool:

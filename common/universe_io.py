@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from common.config import Settings, validate
-from common.errors import TransientError
-from common.log import EventLog
-from common.rest_io import InfoClient, call_with_retry
-from common.universe import resolve_coins, wants_all
+from hlstream.common.config import Settings, validate
+from hlstream.common.errors import TransientError
+from hlstream.common.log import EventLog
+from hlstream.common.rest_io import InfoClient, call_with_retry
+from hlstream.common.universe import resolve_coins, wants_all
 
 FOREVER = 1 << 30
 

@@ -1,4 +1,4 @@
-"""`python -m sim`: run a FakeExchange on 127.0.0.1 until SIGTERM or SIGINT.
+"""`python -m hlstream.sim`: run a FakeExchange on 127.0.0.1 until SIGTERM or SIGINT.
 
 Prints one line `ws_url=... info_url=...` once both servers listen, then exits 0 on signal.
 """
@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.lifecycle_io import StopFlag, ignore_stop_signals
-from sim.exchange import DEFAULT_COINS, FakeExchange
+from hlstream.common.lifecycle_io import StopFlag, ignore_stop_signals
+from hlstream.sim.exchange import DEFAULT_COINS, FakeExchange
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hlstream.sim", description=__doc__)
     parser.add_argument("--coins", default=",".join(DEFAULT_COINS), help="comma list of perps")
     parser.add_argument("--rate", type=float, default=4.0, help="trades per second per coin")
     parser.add_argument("--ws-port", type=int, default=0, help="websocket port (0: ephemeral)")

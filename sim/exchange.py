@@ -29,8 +29,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from common.timebucket import REST_INTERVALS, parse_interval
-from sim import market
+from hlstream.common.timebucket import REST_INTERVALS, parse_interval
+from hlstream.sim import market
 
 DEFAULT_COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "LINK", "HYPE")
 DEFAULT_SPOT = ("PURR/USDC", "@107")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from common.decimals import format_decimal
+from hlstream.common.decimals import format_decimal
 
 ZERO_HASH = "0x" + "0" * 64
 TruthRow = tuple[int, str, str, str, str, str]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from common.messages import Trade
+from hlstream.common.messages import Trade
 
 _tids = itertools.count(1_000_000)
 

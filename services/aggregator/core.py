@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from common.decimals import ZERO, format_decimal
-from common.messages import Bar, Trade
-from common.timebucket import bucket_start
+from hlstream.common.decimals import ZERO, format_decimal
+from hlstream.common.messages import Bar, Trade
+from hlstream.common.timebucket import bucket_start
 
 ZERO_VOLUME = format_decimal(ZERO)
 

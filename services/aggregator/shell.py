@@ -8,16 +8,18 @@ Loop: poll sockets until the next window deadline -> apply trades / gaps / statu
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import zmq
 
-from common.bus_io import Publisher, curve_keys, secure_client, subscribe_socket
-from common.config import Settings
-from common.errors import ProtocolError
-from common.lifecycle_io import StopFlag
-from common.log import event_log
-from common.messages import (
+from hlstream.common.bus_io import Publisher, curve_keys, secure_client, subscribe_socket
+from hlstream.common.clock import Clock
+from hlstream.common.config import Settings
+from hlstream.common.errors import ProtocolError
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.log import EventLog
+from hlstream.common.messages import (
     Bar,
     bar_to_wire,
     bar_topic,
@@ -29,9 +31,9 @@ from common.messages import (
     trade_to_wire,
     trades_from_payload,
 )
-from common.sequence import SeqEvent, SeqTracker
-from common.status_io import write_status
-from services.aggregator.core import (
+from hlstream.common.sequence import SeqEvent, SeqTracker
+from hlstream.common.status_io import write_status
+from hlstream.services.aggregator.core import (
     AggState,
     advance,
     apply_trades,
@@ -40,24 +42,40 @@ from services.aggregator.core import (
     retire_coin,
     taint,
 )
-from services.aggregator.outbox import Outbox
+from hlstream.services.aggregator.outbox import Outbox
 
-log = event_log("aggregator")
 INGEST_SILENT_MS = 3_000  # no ingest heartbeat for this long: treat the feed as down
 SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joining
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+@dataclass
+class Counters:
+    """What the aggregator counts since it started (also in its status)."""
+
+    malformed: int = 0
+    bars: int = 0
+    lost_messages: int = 0
+    acks: int = 0
+    gaps: int = 0
+    gaps_after_close: int = 0
 
 
 class Aggregator:
     """Owns the sockets and the clock around the pure bar state."""
 
-    def __init__(self, settings: Settings, stop: StopFlag) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stop: StopFlag,
+        log: EventLog,
+        context: zmq.Context[Any],
+        clock: Clock,
+    ) -> None:
         self.settings = settings
         self.stop = stop
-        self.context: zmq.Context[Any] = zmq.Context()
+        self.log = log
+        self.clock = clock
+        self.context = context
         curve = curve_keys(settings)
         self.sub = subscribe_socket(
             self.context,
@@ -73,17 +91,16 @@ class Aggregator:
         self.writer.connect(settings.writer_endpoint)
         self.outbox = Outbox()
         self.seq = SeqTracker()
-        self.counters = {"malformed": 0, "bars": 0, "lost_messages": 0, "acks": 0, "gaps": 0,
-                         "gaps_after_close": 0}
+        self.counters = Counters()
         self.ingest_ok_ms = 0
         self.ingest_seen_ms = 0
         self.last_msg_ms: dict[str, int] = {}
         time.sleep(SUBSCRIBE_SETTLE_S)
-        now = _now_ms()
+        now = self.clock.now_ms()
         self.state: AggState = new_state(
             settings.coins, settings.interval_ms, int(settings.grace_seconds * 1000), now
         )
-        log.info("joined", joined_ms=now, series=len(self.state.series))
+        self.log.info("joined", joined_ms=now, series=len(self.state.series))
 
     def run(self) -> None:
         poller = zmq.Poller()
@@ -91,7 +108,7 @@ class Aggregator:
         poller.register(self.writer, zmq.POLLIN)
         next_status = 0.0
         while not self.stop.is_set():
-            loop_start = _now_ms()
+            loop_start = self.clock.now_ms()
             deadline = next_deadline(self.state)
             wait_ms = 200 if deadline is None else max(5, min(200, deadline - loop_start))
             ready = dict(poller.poll(wait_ms))
@@ -99,30 +116,30 @@ class Aggregator:
                 self._drain_bus()
             if self.writer in ready:
                 self._drain_acks()
-            now = _now_ms()
+            now = self.clock.now_ms()
             if deadline is not None and now >= deadline and now - loop_start > wait_ms + 250:
                 # About to close windows after a stall (SIGSTOP, VM pause, CPU starvation):
                 # the wall clock has jumped while trades that arrived in time still sit in the
                 # socket buffers. Take them first, or they would count as late.
-                log.warning("stall_detected", stalled_ms=now - loop_start - wait_ms)
+                self.log.warning("stall_detected", stalled_ms=now - loop_start - wait_ms)
                 self._settle_bus()
-                now = _now_ms()
+                now = self.clock.now_ms()
             for bar in advance(self.state, now):
                 self._emit(bar)
             for key, payload in self.outbox.due(now):
                 try:
                     self.writer.send_multipart([b"bar", payload], flags=zmq.NOBLOCK)
                 except zmq.Again:
-                    log.warning_limited("writer_full", 5, "writer_queue_full", bar=key)
-            if time.monotonic() >= next_status:
-                next_status = time.monotonic() + 1.0
+                    self.log.warning_limited("writer_full", 5, "writer_queue_full", bar=key)
+            if self.clock.monotonic() >= next_status:
+                next_status = self.clock.monotonic() + 1.0
                 self._heartbeat(now)
         self.close()
 
     def _settle_bus(self, quiet_ms: int = 20, max_ms: int = 500) -> None:
         """Drain the bus until it has been quiet for `quiet_ms` (at most `max_ms`)."""
-        give_up = time.monotonic() + max_ms / 1000
-        while time.monotonic() < give_up and self.sub.poll(quiet_ms, zmq.POLLIN):
+        give_up = self.clock.monotonic() + max_ms / 1000
+        while self.clock.monotonic() < give_up and self.sub.poll(quiet_ms, zmq.POLLIN):
             self._drain_bus()
 
     def _drain_bus(self, limit: int = 2_000) -> None:
@@ -134,15 +151,15 @@ class Aggregator:
             try:
                 self._handle(frames)
             except (ProtocolError, UnicodeDecodeError) as exc:
-                self.counters["malformed"] += 1
-                log.warning_limited("malformed", 5, "malformed_frame", error=str(exc)[:200])
+                self.counters.malformed += 1
+                self.log.warning_limited("malformed", 5, "malformed_frame", error=str(exc)[:200])
 
     def _handle(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
             raise ProtocolError(f"expected 2 frames, got {len(frames)}")
         topic = frames[0].decode("ascii")
         data = decode(frames[1])
-        now = _now_ms()
+        now = self.clock.now_ms()
         event, skipped = self.seq.observe(topic, data["session"], data["seq"])
         previous = self.last_msg_ms.get(topic, self.state.joined_ms)
         self.last_msg_ms[topic] = now
@@ -156,8 +173,8 @@ class Aggregator:
             reason = {SeqEvent.FIRST: "feed_start", SeqEvent.RESTART: "ingest_restart"}.get(
                 event, "bus_loss"
             )
-            self.counters["lost_messages"] += skipped
-            emit = log.info if event is SeqEvent.FIRST else log.warning
+            self.counters.lost_messages += skipped
+            emit = self.log.info if event is SeqEvent.FIRST else self.log.warning
             emit("feed_discontinuity", coin=coin, reason=reason, skipped=skipped)
             taint(self.state, coin, previous, now)
         if kind == "trades":
@@ -167,17 +184,17 @@ class Aggregator:
                         "trade": trade_to_wire(item.trade)}
                 self.taps.publish(late_topic(item.trade.coin), "late", body)
             if late:
-                log.warning_limited("late", 5, "late_trades", total=self.state.late_trades)
+                self.log.warning_limited("late", 5, "late_trades", total=self.state.late_trades)
         elif kind == "gap":
             gap = gap_from_wire(data)
-            self.counters["gaps"] += 1
-            log.warning("gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms,
+            self.counters.gaps += 1
+            self.log.warning("gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms,
                         reason=gap.reason)
             emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
             if emitted:
                 # Those bars are already with the writer; they may miss trades of the gap.
-                self.counters["gaps_after_close"] += 1
-                log.error("gap_after_close", coin=gap.coin, windows=emitted,
+                self.counters.gaps_after_close += 1
+                self.log.error("gap_after_close", coin=gap.coin, windows=emitted,
                           from_ms=gap.from_ms, to_ms=gap.to_ms,
                           note="bars already emitted for these windows may miss trades")
         else:
@@ -192,7 +209,7 @@ class Aggregator:
         delisted = data.get("delisted")
         for coin in delisted if isinstance(delisted, list) else ():
             if isinstance(coin, str) and retire_coin(self.state, coin):
-                log.error("coin_retired", coin=coin, reason="delisted by the venue")
+                self.log.error("coin_retired", coin=coin, reason="delisted by the venue")
 
     def _drain_acks(self) -> None:
         while True:
@@ -206,25 +223,25 @@ class Aggregator:
                 data = decode(frames[1])
                 key = (str(data["coin"]), str(data["interval"]), int(data["start_ms"]))
             except (ProtocolError, KeyError, TypeError, ValueError) as exc:
-                self.counters["malformed"] += 1
-                log.warning_limited("bad_ack", 5, "malformed_ack", error=str(exc)[:200])
+                self.counters.malformed += 1
+                self.log.warning_limited("bad_ack", 5, "malformed_ack", error=str(exc)[:200])
                 continue
             if self.outbox.ack(key):
-                self.counters["acks"] += 1
+                self.counters.acks += 1
 
     def _emit(self, bar: Bar) -> None:
         body = bar_to_wire(bar)
         self.taps.publish(bar_topic(bar.interval, bar.coin), "bar", body)
         envelope = self.taps.next_envelope("writer")
         self.outbox.add((bar.coin, bar.interval, bar.start_ms), encode("bar", envelope, body))
-        self.counters["bars"] += 1
-        log.debug("bar", coin=bar.coin, interval=bar.interval, start_ms=bar.start_ms,
+        self.counters.bars += 1
+        self.log.debug("bar", coin=bar.coin, interval=bar.interval, start_ms=bar.start_ms,
                   trades=bar.trades, complete=bar.complete)
 
     def _heartbeat(self, now: int) -> None:
         if self.ingest_seen_ms and now - self.ingest_seen_ms > INGEST_SILENT_MS:
             taint(self.state, None, self.ingest_seen_ms, now)
-            log.warning_limited("ingest_silent", 30, "ingest_silent",
+            self.log.warning_limited("ingest_silent", 30, "ingest_silent",
                                 silent_ms=now - self.ingest_seen_ms)
         status = {
             "service": "aggregator",
@@ -235,21 +252,20 @@ class Aggregator:
             "pending_bars": self.outbox.size,
             "dropped_bars": self.outbox.dropped,
             "resent_bars": self.outbox.resent,
-            **self.counters,
+            **asdict(self.counters),
         }
         self.taps.publish(status_topic("aggregator"), "status", status)
         write_status(self.settings.run_dir, "aggregator", status)
 
     def close(self) -> None:
         """Give in-flight bars a moment to reach the writer, then close sockets."""
-        deadline = time.monotonic() + 1.0
-        while self.outbox.size and time.monotonic() < deadline:
+        deadline = self.clock.monotonic() + 1.0
+        while self.outbox.size and self.clock.monotonic() < deadline:
             if self.writer.poll(100, zmq.POLLIN):
                 self._drain_acks()
         if self.outbox.size:
-            log.warning("unacked_at_exit", bars=self.outbox.size)
-        log.info("stopped", bars=self.counters["bars"], trades=self.state.applied_trades)
+            self.log.warning("unacked_at_exit", bars=self.outbox.size)
+        self.log.info("stopped", bars=self.counters.bars, trades=self.state.applied_trades)
         self.sub.close()
         self.writer.close()
         self.taps.close()
-        self.context.term()

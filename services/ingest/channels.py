@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common.config import MAX_WS_CONNECTIONS, MAX_WS_SUBSCRIPTIONS
-from common.errors import ConfigError, ProtocolError
-from common.timebucket import normalize_ts_ms
+from hlstream.common.config import MAX_WS_CONNECTIONS, MAX_WS_SUBSCRIPTIONS
+from hlstream.common.errors import ConfigError, ProtocolError
+from hlstream.common.timebucket import normalize_ts_ms
 
 TRADES = "trades"
 L2BOOK = "l2Book"

@@ -36,10 +36,10 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from common.decimals import parse_decimal
-from common.errors import ConfigError, ProtocolError
-from common.messages import Gap, Trade
-from common.timebucket import normalize_ts_ms
+from hlstream.common.decimals import parse_decimal
+from hlstream.common.errors import ConfigError, ProtocolError
+from hlstream.common.messages import Gap, Trade
+from hlstream.common.timebucket import normalize_ts_ms
 
 PING = '{"method":"ping"}'
 DEFAULT_HORIZON_MS = 15 * 60 * 1000

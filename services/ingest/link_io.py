@@ -29,12 +29,12 @@ from typing import Any
 
 import websocket
 
-from common.backoff import Backoff, WindowLimit
-from common.config import Settings
-from common.errors import ProtocolError, TransientError
-from common.log import EventLog
-from common.rest_io import InfoClient
-from services.ingest.channels import (
+from hlstream.common.backoff import Backoff, WindowLimit
+from hlstream.common.config import Settings
+from hlstream.common.errors import ProtocolError, TransientError
+from hlstream.common.log import EventLog
+from hlstream.common.rest_io import InfoClient
+from hlstream.services.ingest.channels import (
     TRADES,
     RequestLog,
     Sub,
@@ -42,8 +42,8 @@ from services.ingest.channels import (
     is_early_close,
     unlisted_coins,
 )
-from services.ingest.core import PING, Frame, FrameKind, parse_frame, universe_names
-from services.ingest.reconnect import ReconnectPolicy
+from hlstream.services.ingest.core import PING, Frame, FrameKind, parse_frame, universe_names
+from hlstream.services.ingest.reconnect import ReconnectPolicy
 
 RECV_TIMEOUT_S = 0.25
 CONNECT_TIMEOUT_S = 10.0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.backoff import Backoff, WindowLimit
+from hlstream.common.backoff import Backoff, WindowLimit
 
 # Short enough that drops a few seconds apart do not stack up delays longer than the
 # ~30-trade replay covers (which would turn every drop into a gap); the 30 connects/min

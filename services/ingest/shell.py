@@ -35,13 +35,14 @@ from typing import Any
 
 import zmq
 
-from common.backoff import Backoff
-from common.bus_io import Publisher, curve_keys
-from common.config import Settings, validate
-from common.errors import ProtocolError, TransientError
-from common.lifecycle_io import StopFlag, StopRequestedError, call_until_stopped
-from common.log import EventLog
-from common.messages import (
+from hlstream.common.backoff import Backoff
+from hlstream.common.bus_io import Publisher, curve_keys
+from hlstream.common.clock import Clock, SystemClock
+from hlstream.common.config import Settings, validate
+from hlstream.common.errors import ProtocolError, TransientError
+from hlstream.common.lifecycle_io import StopFlag, StopRequestedError, call_until_stopped
+from hlstream.common.log import EventLog
+from hlstream.common.messages import (
     Gap,
     Trade,
     bbo_topic,
@@ -53,9 +54,9 @@ from common.messages import (
     trade_to_wire,
     trade_topic,
 )
-from common.status_io import write_status
-from common.universe import resolve_coins, wants_all
-from services.ingest.channels import (
+from hlstream.common.status_io import write_status
+from hlstream.common.universe import resolve_coins, wants_all
+from hlstream.services.ingest.channels import (
     BBO,
     L2BOOK,
     USER_FILLS,
@@ -65,7 +66,7 @@ from services.ingest.channels import (
     plan_subscriptions,
     shard,
 )
-from services.ingest.core import (
+from hlstream.services.ingest.core import (
     Deduper,
     Frame,
     FrameKind,
@@ -73,8 +74,8 @@ from services.ingest.core import (
     check_coins,
     dex_prefixes,
 )
-from services.ingest.link_io import Event, Link, Listing, Shared
-from services.ingest.state_io import (
+from hlstream.services.ingest.link_io import Event, Link, Listing, Shared
+from hlstream.services.ingest.state_io import (
     STATE_FILE,
     load_deduper,
     save_deduper,
@@ -111,12 +112,18 @@ class Ingest:
     """The ingest process; `run()` returns when the StopFlag is set."""
 
     def __init__(
-        self, settings: Settings, stop: StopFlag, log: EventLog, context: zmq.Context[Any]
+        self,
+        settings: Settings,
+        stop: StopFlag,
+        log: EventLog,
+        context: zmq.Context[Any],
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.stop = stop
         self.log = log
         self.context = context
+        self.clock: Clock = clock or SystemClock()
         self.deduper = Deduper()
         self.replay = ReplayCheck()
         self.counters = Counters()
@@ -406,7 +413,7 @@ class Ingest:
         self._msgs_at_status = self._msgs
         body: dict[str, Any] = {
             "service": SERVICE,
-            "ts_ms": int(time.time() * 1000),
+            "ts_ms": self.clock.now_ms(),
             "connected": bool(self._up) and len(self._up) == len(self.links) - len(self._retired),
             "links": len(self.links),
             "links_up": len(self._up),
@@ -432,9 +439,3 @@ class Ingest:
         if loaded is not None:
             self.deduper = loaded
 
-
-def run_ingest(
-    settings: Settings, stop: StopFlag, log: EventLog, context: zmq.Context[Any]
-) -> None:
-    """Run ingest until `stop` is set."""
-    Ingest(settings, stop, log, context).run()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import msgpack
 
-from common.atomic_io import write_atomic
-from common.errors import ProtocolError
-from common.log import EventLog
-from services.ingest.core import Deduper
+from hlstream.common.atomic_io import write_atomic
+from hlstream.common.errors import ProtocolError
+from hlstream.common.log import EventLog
+from hlstream.services.ingest.core import Deduper
 
 STATE_FILE = "ingest-dedupe.msgpack"
 

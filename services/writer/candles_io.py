@@ -20,15 +20,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from common.backoff import WeightBudget
-from common.config import Settings
-from common.errors import ProtocolError, TransientError
-from common.lifecycle_io import StopFlag
-from common.log import EventLog
-from common.messages import Bar
-from common.rest_io import call_with_retry
-from common.timebucket import format_window, has_rest_candles
-from services.writer import core
+from hlstream.common.backoff import WeightBudget
+from hlstream.common.config import Settings
+from hlstream.common.errors import ProtocolError, TransientError
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Bar
+from hlstream.common.rest_io import call_with_retry
+from hlstream.common.timebucket import format_window, has_rest_candles
+from hlstream.services.writer import core
 
 REST_WEIGHT_PER_MINUTE = 1200.0
 # The exchange closes a candle on its own clock: a window that ended less than this long ago

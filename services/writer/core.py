@@ -15,15 +15,15 @@ from enum import Enum
 from typing import Any
 
 # The row format lives in common/csvrow.py (shared with `hlstream verify`); re-exported here.
-from common.csvrow import HEADER as HEADER
-from common.csvrow import HEADER_LINE as HEADER_LINE
-from common.csvrow import Row as Row
-from common.csvrow import format_row as format_row
-from common.csvrow import parse_row as parse_row
-from common.decimals import format_decimal, parse_decimal
-from common.errors import ProtocolError
-from common.messages import Bar, bar_from_wire, decode
-from common.timebucket import bucket_start
+from hlstream.common.csvrow import HEADER as HEADER
+from hlstream.common.csvrow import HEADER_LINE as HEADER_LINE
+from hlstream.common.csvrow import Row as Row
+from hlstream.common.csvrow import format_row as format_row
+from hlstream.common.csvrow import parse_row as parse_row
+from hlstream.common.decimals import format_decimal, parse_decimal
+from hlstream.common.errors import ProtocolError
+from hlstream.common.messages import Bar, bar_from_wire, decode
+from hlstream.common.timebucket import bucket_start
 
 EMPTY_VOLUME = "0.0"
 # candleSnapshot returns at most about this many candles per request (DESIGN.md).

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common.errors import IntegrityError, TransientError
-from common.log import EventLog
-from common.messages import Bar
-from services.writer.core import HEADER_LINE, Row, format_row, parse_row, row_of
+from hlstream.common.errors import IntegrityError, TransientError
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Bar
+from hlstream.services.writer.core import HEADER_LINE, Row, format_row, parse_row, row_of
 
 TAIL_BLOCK = 4096
 

@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from common.errors import ConfigError
+from hlstream.common.errors import ConfigError
 
 DATA_LOCK_FILE = ".hlstream-writer.lock"
 

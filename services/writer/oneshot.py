@@ -1,4 +1,4 @@
-"""`python -m services.writer backfill`: one-shot REST backfill with a progress bar on stderr.
+"""`hlstream backfill`: one-shot REST backfill with a progress bar (tqdm) on stderr.
 
 Runs the writer's own startup backfill (`Writer.open_files` + `Writer.backfill`) once per
 coin x interval file, so the planning, REST retries, rate limiting and carry-forward are
@@ -13,55 +13,21 @@ Exit codes: 0 every file done, 1 a file failed (REST error, refused file), 78 co
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from typing import TextIO
 
-from common.backoff import WeightBudget
-from common.config import Settings, add_config_flags, load_settings, prepare_dirs
-from common.errors import EXIT_CONFIG, ConfigError, HlstreamError
-from common.filenames import csv_filename
-from common.lifecycle_io import StopFlag
-from common.log import event_log, setup_logging
-from common.rest_io import InfoClient
-from common.timebucket import has_rest_candles
-from services.writer.shell import REST_WEIGHT_PER_MINUTE, Writer
+from tqdm import tqdm
 
-BAR_WIDTH = 30
-
-
-def render_progress(done: int, total: int, label: str, width: int = BAR_WIDTH) -> str:
-    """`backfill [#########.....................]  3/10 files  label`."""
-    filled = width if total == 0 else width * done // total
-    return f"backfill [{'#' * filled}{'.' * (width - filled)}] {done:>3}/{total} files  {label}"
-
-
-class Progress:
-    """A one-line bar redrawn in place on a terminal; one line per update otherwise."""
-
-    def __init__(self, total: int, out: TextIO) -> None:
-        self.total = total
-        self.out = out
-        self.tty = out.isatty()
-        self.done = 0
-
-    def show(self, label: str) -> None:
-        line = render_progress(self.done, self.total, label)
-        if self.tty:
-            self.out.write("\r\x1b[K" + line)
-        else:
-            self.out.write(line + "\n")
-        self.out.flush()
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        self.show(label)
-
-    def close(self) -> None:
-        if self.tty:
-            self.out.write("\n")
-            self.out.flush()
+from hlstream.common.backoff import WeightBudget
+from hlstream.common.config import Settings, prepare_dirs
+from hlstream.common.errors import HlstreamError
+from hlstream.common.filenames import csv_filename
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.log import event_log, setup_logging
+from hlstream.common.rest_io import InfoClient
+from hlstream.common.timebucket import has_rest_candles
+from hlstream.services.writer.shell import REST_WEIGHT_PER_MINUTE, Writer
 
 
 def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list[str]]:
@@ -78,18 +44,19 @@ def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list
     skipped = [i for i in settings.intervals if not has_rest_candles(i)]
     if skipped:
         err.write(f"backfill: skipping {','.join(skipped)}: the exchange has no candles for them\n")
-    progress = Progress(len(jobs), err)
+    progress = tqdm(total=len(jobs), desc="backfill", unit="file", file=err, ascii=" #",
+                    bar_format="{desc} [{bar:30}] {n_fmt}/{total_fmt} files  {postfix}")
     failures: list[str] = []
     rows = 0
     done = 0
     try:
-        progress.show("starting")
+        progress.set_postfix_str("starting")
         for coin, interval in jobs:
             if stop.is_set():
                 failures.append("interrupted")
                 break
             name = csv_filename(coin, interval)
-            progress.show(f"{name} ...")
+            progress.set_postfix_str(f"{name} ...")
             one = replace(settings, coins=(coin,), intervals=(interval,))
             writer = Writer(one, stop, log, info=info)
             writer.budget = budget
@@ -108,33 +75,19 @@ def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list
                 failures.append(f"{name}: REST failed (see log above)")
             rows += counters.rows_written
             done += 1
-            progress.step(f"{name} +{counters.rows_written} rows")
+            progress.set_postfix_str(f"{name} +{counters.rows_written} rows", refresh=False)
+            progress.update(1)
     finally:
         progress.close()
         info.close()
     return done, rows, failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse flags, backfill, print a summary; return the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="python -m services.writer backfill",
-        description="one-shot REST backfill of the configured coins x intervals",
-    )
-    parser.add_argument("--hours", type=float, default=None, help="reach (default backfill_hours)")
-    add_config_flags(parser)
-    args = parser.parse_args(argv)
-    if args.hours is not None:
-        args.cfg_backfill_hours = str(args.hours)
-    setup_logging("WARNING")
-    stop = StopFlag().install()
-    try:
-        settings = load_settings(args)
-        prepare_dirs(settings)
-    except ConfigError as exc:
-        print(f"hlstream: error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+def backfill_command(settings: Settings) -> int:
+    """`hlstream backfill`: backfill, print a summary; return the exit code (0, 1)."""
+    prepare_dirs(settings)
     setup_logging("WARNING", settings.log_json)
+    stop = StopFlag().install()
     done, rows, failures = run(settings, stop, sys.stderr)
     for failure in failures:
         print(f"backfill: FAILED {failure}", file=sys.stderr)

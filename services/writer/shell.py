@@ -20,22 +20,23 @@ from typing import Any
 
 import zmq
 
-from common.backoff import WeightBudget
-from common.bus_io import curve_keys, new_session_id, secure_server
-from common.config import Settings
-from common.errors import IntegrityError, ProtocolError, TransientError
-from common.filenames import csv_filename
-from common.lifecycle_io import StopFlag
-from common.log import EventLog
-from common.messages import Bar, Envelope, encode
-from common.rest_io import InfoClient
-from common.status_io import write_status
-from common.timebucket import format_window, has_rest_candles
-from services.writer import core
-from services.writer.candles_io import REST_SETTLE_MS, CandleSource
-from services.writer.candles_io import REST_WEIGHT_PER_MINUTE as REST_WEIGHT_PER_MINUTE
-from services.writer.csvfile_io import CsvFile, WriteFailedError
-from services.writer.dirlock import hold_dir_lock
+from hlstream.common.backoff import WeightBudget
+from hlstream.common.bus_io import curve_keys, new_session_id, secure_server
+from hlstream.common.clock import now_ms as wall_now_ms
+from hlstream.common.config import Settings
+from hlstream.common.errors import IntegrityError, ProtocolError, TransientError
+from hlstream.common.filenames import csv_filename
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Bar, Envelope, encode
+from hlstream.common.rest_io import InfoClient
+from hlstream.common.status_io import write_status
+from hlstream.common.timebucket import format_window, has_rest_candles
+from hlstream.services.writer import core
+from hlstream.services.writer.candles_io import REST_SETTLE_MS, CandleSource
+from hlstream.services.writer.candles_io import REST_WEIGHT_PER_MINUTE as REST_WEIGHT_PER_MINUTE
+from hlstream.services.writer.csvfile_io import CsvFile, WriteFailedError
+from hlstream.services.writer.dirlock import hold_dir_lock
 
 POLL_MS = 200
 STATUS_EVERY_S = 1.0
@@ -58,10 +59,6 @@ class Counters:
     acks: int = 0
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Writer:
     """The writer process: owns every CSV file of one data dir."""
 
@@ -71,14 +68,16 @@ class Writer:
         stop: StopFlag,
         log: EventLog,
         *,
+        context: zmq.Context[Any] | None = None,
         info: Any = None,
-        now_ms: Callable[[], int] = _now_ms,
+        now_ms: Callable[[], int] = wall_now_ms,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.stop = stop
         self.log = log
+        self.context = context
         self.info = info if info is not None else InfoClient(settings.info_url, timeout_s=5.0)
         self.now_ms = now_ms
         self.sleep = sleep
@@ -349,7 +348,7 @@ class Writer:
         # A file-size limit must surface as EFBIG (and a clean truncate), not kill us.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         self.acquire_lock()
-        context: zmq.Context[Any] = zmq.Context()
+        context = self.context or zmq.Context()
         socket = context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 500)
         secure_server(socket, curve_keys(self.settings))
@@ -367,7 +366,8 @@ class Writer:
             self.publish_status()
         finally:
             socket.close()
-            context.term()
+            if self.context is None:
+                context.term()
             for handle in self.files.values():
                 handle.close()
             close = getattr(self.info, "close", None)

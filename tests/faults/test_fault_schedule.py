@@ -45,8 +45,8 @@ from typing import Any
 
 import pytest
 
-from sim.exchange import FakeExchange
-from sim.market import truth_rows
+from hlstream.sim.exchange import FakeExchange
+from hlstream.sim.market import truth_rows
 from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
 
 S5, M = 5_000, 60_000
@@ -241,7 +241,7 @@ def all_running(pipeline: Pipeline) -> dict[str, str]:
 
 def run_verify(pipeline: Pipeline) -> tuple[int, str]:
     result = subprocess.run(
-        [sys.executable, "-m", "common.cli", "verify"], env=pipeline.env,
+        [sys.executable, "-m", "hlstream.cli", "verify"], env=pipeline.env,
         capture_output=True, text=True, timeout=120,
     )
     return result.returncode, result.stdout + result.stderr

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import zmq
 
-from common.messages import Bar
-from common.timebucket import format_window
+from hlstream.common.messages import Bar
+from hlstream.common.timebucket import format_window
 from tests.integration.test_writer_process import (
     csv_rows,
     no_ack,

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from common.config import Settings, prepare_dirs, validate
-from common.errors import TransientError
-from common.lifecycle_io import StopFlag
-from common.log import event_log
-from common.messages import Bar
-from services.writer import core
-from services.writer.shell import Writer
-from sim.exchange import FakeExchange
-from sim.market import truth_rows
+from hlstream.common.config import Settings, prepare_dirs, validate
+from hlstream.common.errors import TransientError
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.log import event_log
+from hlstream.common.messages import Bar
+from hlstream.services.writer import core
+from hlstream.services.writer.shell import Writer
+from hlstream.sim.exchange import FakeExchange
+from hlstream.sim.market import truth_rows
 from tests.integration.harness import assert_contiguous, read_rows
 
 M = 60_000

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common.filenames import csv_filename
-from common.timebucket import parse_window
-from sim.exchange import FakeExchange
+from hlstream.common.filenames import csv_filename
+from hlstream.common.timebucket import parse_window
+from hlstream.sim.exchange import FakeExchange
 
 HEADER = "Datetime,Open,High,Low,Close,Volume"
 Row = tuple[int, str, str, str, str, str]
@@ -96,7 +96,7 @@ class Pipeline:
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
         with self.output_path.open("ab") as output:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "common.cli", "run"],
+                [sys.executable, "-m", "hlstream.cli", "run"],
                 env=self.env, stdout=output, stderr=subprocess.STDOUT,
                 start_new_session=new_session,
             )

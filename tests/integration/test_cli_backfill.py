@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from sim.exchange import FakeExchange
-from sim.market import truth_rows
+from hlstream.sim.exchange import FakeExchange
+from hlstream.sim.market import truth_rows
 from tests.integration.harness import assert_contiguous, read_rows
 
 
@@ -27,7 +27,7 @@ def exchange():
 def backfill(exchange, tmp_path, *args):
     env = dict(os.environ, HLSTREAM_INFO_URL=exchange.info_url, HLSTREAM_WS_URL=exchange.ws_url,
                HLSTREAM_DATA_DIR=str(tmp_path / "data"), HLSTREAM_RUN_DIR=str(tmp_path / "run"))
-    return subprocess.run([sys.executable, "-m", "common.cli", "backfill", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "hlstream.cli", "backfill", *args], env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -65,7 +65,7 @@ def test_backfill_rest_failure_exits_1(tmp_path):
     env = dict(os.environ, HLSTREAM_INFO_URL="http://127.0.0.1:9", HLSTREAM_BACKFILL_HOURS="1",
                HLSTREAM_DATA_DIR=str(tmp_path / "data"), HLSTREAM_RUN_DIR=str(tmp_path / "run"),
                HLSTREAM_BACKOFF_BASE_SECONDS="0.01", HLSTREAM_BACKOFF_CAP_SECONDS="0.1")
-    result = subprocess.run([sys.executable, "-m", "common.cli", "backfill", "--coins", "BTC",
+    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "backfill", "--coins", "BTC",
                              "--intervals", "1m"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1

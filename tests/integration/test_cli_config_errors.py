@@ -13,7 +13,7 @@ def _run(tmp_path, **env_overrides):
     env = dict(os.environ, HLSTREAM_DATA_DIR=str(tmp_path / "data"),
                HLSTREAM_RUN_DIR=str(tmp_path / "run"))
     env.update(env_overrides)
-    return subprocess.run([sys.executable, "-m", "common.cli", "run"], env=env,
+    return subprocess.run([sys.executable, "-m", "hlstream.cli", "run"], env=env,
                           capture_output=True, text=True, timeout=30)
 
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.config import load_settings
-from common.supervise_io import is_running
+from hlstream.common.config import load_settings
+from hlstream.supervise_io import is_running
 from tests.integration.harness import read_rows, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ def test_demo_writes_5s_bars_and_stops_cleanly_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HLSTREAM_")}
     env["PYTHONPATH"] = str(ROOT)
     output = (tmp_path / "demo.out").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "demo"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "hlstream.cli", "demo"], cwd=tmp_path, env=env,
                             stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     csv = tmp_path / "demo-data" / "btc_5s_data.csv"
     try:
@@ -34,7 +34,7 @@ def test_demo_writes_5s_bars_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert "fake exchange at ws://127.0.0.1:" in text
     demo_run = load_settings(environ={"HLSTREAM_RUN_DIR": str(tmp_path / "demo-run")})
     assert not is_running(demo_run), "supervisord still answers on the demo's socket"
-    assert "python -m sim" not in _processes_in(tmp_path)
+    assert "python -m hlstream.sim" not in _processes_in(tmp_path)
 
 
 def _processes_in(tmp_path: Path) -> str:

@@ -18,7 +18,7 @@ ROWS = [
 def hlstream(tmp_path, *args):
     env = dict(os.environ, HLSTREAM_DATA_DIR=str(tmp_path / "data"),
                HLSTREAM_RUN_DIR=str(tmp_path / "run"))
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "hlstream.cli", *args], env=env,
                           capture_output=True, text=True, timeout=30)
 
 

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from sim.exchange import FakeExchange
+from hlstream.sim.exchange import FakeExchange
 from tests.integration.harness import Pipeline, read_rows, wait_for
 
 COINS = ("BTC", "ETH", "ETHFI")
@@ -51,7 +51,7 @@ def pipeline(tmp_path_factory):
 
 
 def hlstream(pipeline: Pipeline, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], env=pipeline.env,
+    return subprocess.run([sys.executable, "-m", "hlstream.cli", *args], env=pipeline.env,
                           capture_output=True, text=True, timeout=timeout)
 
 

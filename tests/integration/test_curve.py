@@ -9,10 +9,10 @@ import time
 import pytest
 import zmq
 
-from common.bus_io import Publisher, curve_keys, subscribe_socket
-from common.config import load_settings
-from common.errors import ConfigError
-from common.tap import Tap
+from hlstream.common.bus_io import Publisher, curve_keys, subscribe_socket
+from hlstream.common.config import load_settings
+from hlstream.common.errors import ConfigError
+from hlstream.tap import Tap
 
 
 def _free_port() -> int:
@@ -26,7 +26,7 @@ def _free_port() -> int:
 @pytest.fixture
 def secret_file(tmp_path):
     path = tmp_path / "bus.key"
-    result = subprocess.run([sys.executable, "-m", "common.cli", "curve-keygen", str(path)],
+    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "curve-keygen", str(path)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert path.stat().st_mode & 0o777 == 0o600
@@ -52,7 +52,7 @@ def test_bad_key_file_is_a_config_error(tmp_path):
 
 
 def test_keygen_refuses_to_overwrite(secret_file):
-    result = subprocess.run([sys.executable, "-m", "common.cli", "curve-keygen",
+    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "curve-keygen",
                              str(secret_file)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 78 and "already exists" in result.stderr
 
@@ -88,7 +88,7 @@ def test_unauthenticated_subscriber_gets_nothing_and_keyed_tap_gets_everything(s
 
 
 def test_whole_pipeline_runs_over_curve(secret_file, tmp_path):
-    from sim.exchange import FakeExchange
+    from hlstream.sim.exchange import FakeExchange
     from tests.integration.harness import Pipeline, read_rows, wait_for
 
     fake = FakeExchange(coins=["BTC"], spot=[], rate_per_coin=5.0, seed=3, history_hours=0.01)

@@ -11,9 +11,9 @@ import pytest
 import requests
 import websocket
 
-from common.timebucket import parse_interval
-from sim import market
-from sim.exchange import FakeExchange
+from hlstream.common.timebucket import parse_interval
+from hlstream.sim import market
+from hlstream.sim.exchange import FakeExchange
 
 BTC_TRADES = {"type": "trades", "coin": "BTC"}
 

@@ -1,4 +1,4 @@
-"""Integration: `python -m services.ingest` against a local fake exchange (WS + /info) and real
+"""Integration: `python -m hlstream.services.ingest` against a local fake exchange (WS + /info) and real
 ZeroMQ over ipc. No internet; each scenario runs a few seconds.
 """
 
@@ -150,7 +150,7 @@ def start_ingest(
         HLSTREAM_BACKOFF_CAP_SECONDS="0.5",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "services.ingest"],
+        [sys.executable, "-m", "hlstream.services.ingest"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Integration: `python -m services.ingest` against the simulated exchange (sim.FakeExchange)
+"""Integration: `python -m hlstream.services.ingest` against the simulated exchange (sim.FakeExchange)
 over real ZeroMQ ipc: delisting mid-run, sharding over several connections, optional book /
 bbo / userFills channels, and exactly-once delivery across reconnects and restarts."""
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sim.exchange import FakeExchange
+from hlstream.sim.exchange import FakeExchange
 from tests.integration.buscollect import Bus, Key
 from tests.integration.procs import terminate
 
@@ -45,7 +45,7 @@ def start_ingest(run_dir: Path, fake: FakeExchange, **settings: str) -> subproce
     )
     env.update({f"HLSTREAM_{key.upper()}": value for key, value in settings.items()})
     return subprocess.Popen(
-        [sys.executable, "-m", "services.ingest"],
+        [sys.executable, "-m", "hlstream.services.ingest"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.exchange import FakeExchange
+from hlstream.sim.exchange import FakeExchange
 from tests.integration.harness import Pipeline, pids_with_run_dir, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def exchange():
 
 
 def _cli(pipeline: Pipeline, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], env=pipeline.env,
+    return subprocess.run([sys.executable, "-m", "hlstream.cli", *args], env=pipeline.env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -92,7 +92,7 @@ def test_second_writer_on_one_data_dir_exits_78_naming_the_first(exchange, tmp_p
         first.wait_ready()
         wait_for(lambda: first.status("writer"), 20, "first writer serving")
         env = dict(first.env, HLSTREAM_RUN_DIR=str(tmp_path / "b" / "run"))
-        second = subprocess.run([sys.executable, "-m", "services.writer"], env=env,
+        second = subprocess.run([sys.executable, "-m", "hlstream.services.writer"], env=env,
                                 capture_output=True, text=True, timeout=30)
     finally:
         code, output = first.stop()
@@ -126,7 +126,7 @@ def test_make_run_stops_on_one_group_sigterm(exchange, tmp_path):
 def test_tap_says_why_nothing_arrives_when_no_pipeline_runs(tmp_path):
     env = dict(os.environ, HLSTREAM_RUN_DIR=str(tmp_path / "nowhere"))
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "common.cli", "tap", "trades"], env=env,
+    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "tap", "trades"], env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert time.monotonic() - started < 15
@@ -140,7 +140,7 @@ def test_tap_reports_a_stale_socket(tmp_path):
     stale.bind(str(run_dir / "trades.sock"))
     stale.close()
     env = dict(os.environ, HLSTREAM_RUN_DIR=str(run_dir))
-    result = subprocess.run([sys.executable, "-m", "common.cli", "tap", "trades"], env=env,
+    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "tap", "trades"], env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "stale socket" in result.stderr

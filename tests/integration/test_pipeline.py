@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from sim.exchange import FakeExchange
-from sim.market import truth_rows
+from hlstream.sim.exchange import FakeExchange
+from hlstream.sim.market import truth_rows
 from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
 
 COINS = ("BTC", "ETH", "SOL")

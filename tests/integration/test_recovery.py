@@ -26,8 +26,8 @@ import msgpack
 import pytest
 import zmq
 
-from sim.exchange import FakeExchange
-from sim.market import truth_rows
+from hlstream.sim.exchange import FakeExchange
+from hlstream.sim.market import truth_rows
 from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
 
 S5, M = 5_000, 60_000
@@ -229,7 +229,7 @@ def test_hlstream_restart_of_each_stage_keeps_files_exact(exchange, tmp_path):
         for stage in ("ingest", "aggregator", "writer"):
             old = stage_pid(pipeline, stage)
             result = subprocess.run(
-                [sys.executable, "-m", "common.cli", "restart", stage], env=pipeline.env,
+                [sys.executable, "-m", "hlstream.cli", "restart", stage], env=pipeline.env,
                 capture_output=True, text=True, timeout=60,
             )
             assert result.returncode == 0, result.stdout + result.stderr

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.exchange import FakeExchange
+from hlstream.sim.exchange import FakeExchange
 from tests.integration.harness import Pipeline, pids_with_run_dir, wait_for
 
 TRIALS = int(os.environ.get("STORM_TRIALS", "20"))
@@ -97,7 +97,7 @@ def _stage_trial(exchange: FakeExchange, base: Path, stage: str, storm: str) -> 
         PYTHONUNBUFFERED="1",
     )
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", f"services.{stage}"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", f"hlstream.services.{stage}"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     status = run_dir / f"{stage}-status.json"
     try:

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from common.config import Settings, prepare_dirs, validate
-from common.errors import IntegrityError, TransientError
-from common.lifecycle_io import StopFlag
-from common.log import event_log
-from common.messages import Bar
-from services.writer import core
-from services.writer.csvfile_io import CsvFile, WriteFailedError
-from services.writer.shell import Writer
+from hlstream.common.config import Settings, prepare_dirs, validate
+from hlstream.common.errors import IntegrityError, TransientError
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.log import event_log
+from hlstream.common.messages import Bar
+from hlstream.services.writer import core
+from hlstream.services.writer.csvfile_io import CsvFile, WriteFailedError
+from hlstream.services.writer.shell import Writer
 
 M = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % M
@@ -195,10 +195,10 @@ def test_failed_fsync_truncates_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
 _FSIZE_SCRIPT = """
 import resource, signal, sys
 from pathlib import Path
-from common.errors import TransientError
-from common.log import event_log
-from common.messages import Bar
-from services.writer.csvfile_io import CsvFile
+from hlstream.common.errors import TransientError
+from hlstream.common.log import event_log
+from hlstream.common.messages import Bar
+from hlstream.services.writer.csvfile_io import CsvFile
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 path = Path(sys.argv[1])
 handle = CsvFile(path, event_log("writer"), 60000).open()

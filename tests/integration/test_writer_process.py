@@ -19,8 +19,8 @@ import msgpack
 import pytest
 import zmq
 
-from common.messages import Bar, Envelope, bar_to_wire, encode
-from common.timebucket import format_window
+from hlstream.common.messages import Bar, Envelope, bar_to_wire, encode
+from hlstream.common.timebucket import format_window
 from tests.integration.procs import terminate
 
 ROOT = Path(__file__).parents[2]
@@ -116,7 +116,7 @@ def writer_env(tmp_path: Path, info_url: str, **extra: str) -> dict[str, str]:
 
 def start_writer(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "services.writer"],
+        [sys.executable, "-m", "hlstream.services.writer"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -275,7 +275,7 @@ def test_writer_starts_when_rest_is_down(tmp_path: Path) -> None:
 def test_bad_interval_exits_78_with_one_line(tmp_path: Path) -> None:
     env = writer_env(tmp_path, "http://127.0.0.1:9/info", HLSTREAM_INTERVALS="7x")
     result = subprocess.run(
-        [sys.executable, "-m", "services.writer"],
+        [sys.executable, "-m", "hlstream.services.writer"],
         cwd=ROOT,
         env=env,
         capture_output=True,

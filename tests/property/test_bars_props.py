@@ -17,10 +17,10 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.messages import Bar, Trade
-from common.timebucket import bucket_start
-from services.aggregator.core import LateTrade, advance, apply_trades, new_state
-from sim.market import format_units, truth_rows
+from hlstream.common.messages import Bar, Trade
+from hlstream.common.timebucket import bucket_start
+from hlstream.services.aggregator.core import LateTrade, advance, apply_trades, new_state
+from hlstream.sim.market import format_units, truth_rows
 
 T0 = 1_700_000_040_000  # aligned to 1 s, 5 s and 1 m
 COINS = ("BTC", "ETH")
@@ -192,7 +192,7 @@ def test_one_day_windows_align_to_midnight_utc(ts_ms: int) -> None:
 def test_bar_is_partial_exactly_when_a_taint_overlaps_its_window(
     taints: list[tuple[int, int]], offsets: list[int]
 ) -> None:
-    from services.aggregator.core import taint
+    from hlstream.services.aggregator.core import taint
 
     state = new_state(("BTC", "ETH"), {"5s": 5_000}, GRACE_MS, T0 - 1)
     apply_trades(state, [_trade("BTC", T0 + off, 5, 0, 1, i) for i, off in enumerate(offsets)])

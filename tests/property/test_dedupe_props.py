@@ -6,8 +6,8 @@ import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.messages import Trade
-from services.ingest.core import Deduper
+from hlstream.common.messages import Trade
+from hlstream.services.ingest.core import Deduper
 
 COINS = ["BTC", "ETH", "ETHFI"]
 # Times stay inside the default 15 min horizon, so no trade is legitimately too old.

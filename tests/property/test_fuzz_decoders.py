@@ -13,8 +13,8 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.errors import ProtocolError
-from common.messages import (
+from hlstream.common.errors import ProtocolError
+from hlstream.common.messages import (
     Envelope,
     bar_from_wire,
     decode,
@@ -22,8 +22,8 @@ from common.messages import (
     gap_from_wire,
     trades_from_payload,
 )
-from common.tap import Tap
-from services.ingest.core import parse_frame
+from hlstream.tap import Tap
+from hlstream.services.ingest.core import parse_frame
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

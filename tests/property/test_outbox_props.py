@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.aggregator.outbox import BarKey, Outbox
+from hlstream.services.aggregator.outbox import BarKey, Outbox
 
 SERIES = [("BTC", "5s"), ("BTC", "1m"), ("ETH", "5s")]
 STEP = {"5s": 5_000, "1m": 60_000}

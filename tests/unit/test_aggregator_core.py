@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.aggregator.core import advance, apply_trades, new_state, next_deadline, taint
+from hlstream.services.aggregator.core import advance, apply_trades, new_state, next_deadline, taint
 from tests.conftest import make_trade
 
 T0 = 1_700_000_040_000  # aligned to 5 s and 1 m: 2023-11-14 22:14:00 UTC
@@ -153,7 +153,7 @@ def test_taint_reports_windows_already_emitted():
 
 
 def test_retired_coin_emits_nothing_more_while_others_continue():
-    from services.aggregator.core import retire_coin
+    from hlstream.services.aggregator.core import retire_coin
 
     state = _state()
     apply_trades(state, [make_trade("BTC", ts_ms=T0 + 1), make_trade("ETH", ts_ms=T0 + 1)])

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from common.decimals import format_decimal, parse_decimal
-from common.errors import ConfigError
-from common.filenames import check_unique_filenames, csv_filename, encode_coin
-from common.sequence import SeqEvent, SeqTracker
-from common.timebucket import (
+from hlstream.common.decimals import format_decimal, parse_decimal
+from hlstream.common.errors import ConfigError
+from hlstream.common.filenames import check_unique_filenames, csv_filename, encode_coin
+from hlstream.common.sequence import SeqEvent, SeqTracker
+from hlstream.common.timebucket import (
     bucket_start,
     format_window,
     has_rest_candles,

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from common.config import DEFAULT_COINS, add_config_flags, load_settings, prepare_dirs
-from common.errors import ConfigError
+from hlstream.common.config import DEFAULT_COINS, add_config_flags, load_settings, prepare_dirs
+from hlstream.common.errors import ConfigError
 
 
 def _flags(*argv: str) -> argparse.Namespace:

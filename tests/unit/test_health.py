@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.config import Settings, validate
-from common.health import build_report, format_duration, format_report
+from hlstream.common.config import Settings, validate
+from hlstream.health import build_report, format_duration, format_report
 
 NOW = 1_700_000_000_000  # aligned to 5 s and 1 m
 SETTINGS = validate(Settings(coins=("BTC", "ETH"), intervals=("5s", "1m"),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigError, ProtocolError
-from services.ingest.channels import (
+from hlstream.common.errors import ConfigError, ProtocolError
+from hlstream.services.ingest.channels import (
     BBO,
     L2BOOK,
     TRADES,

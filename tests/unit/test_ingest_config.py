@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from common.config import load_settings
-from common.errors import ConfigError, ProtocolError, TransientError
-from common.universe import listed_perps, resolve_coins, wants_all
-from common.universe_io import resolve_settings_coins
-from services.ingest.core import universe_names
+from hlstream.common.config import load_settings
+from hlstream.common.errors import ConfigError, ProtocolError, TransientError
+from hlstream.common.universe import listed_perps, resolve_coins, wants_all
+from hlstream.common.universe_io import resolve_settings_coins
+from hlstream.services.ingest.core import universe_names
 
 ADDRESS = "0x" + "Ab" * 20
 META = {

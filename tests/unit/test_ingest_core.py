@@ -9,9 +9,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from common.errors import ConfigError, ProtocolError
-from common.messages import Gap, Trade
-from services.ingest.core import (
+from hlstream.common.errors import ConfigError, ProtocolError
+from hlstream.common.messages import Gap, Trade
+from hlstream.services.ingest.core import (
     PING,
     Deduper,
     FrameKind,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import random
 
-from common.backoff import Backoff, WindowLimit
-from services.ingest.reconnect import ReconnectPolicy
+from hlstream.common.backoff import Backoff, WindowLimit
+from hlstream.services.ingest.reconnect import ReconnectPolicy
 
 BASE_S, CAP_S = 0.5, 30.0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.aggregator.outbox import Outbox
+from hlstream.services.aggregator.outbox import Outbox
 
 
 def test_only_the_oldest_bar_of_a_series_is_in_flight():

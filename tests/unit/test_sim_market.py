@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sim import market
+from hlstream.sim import market
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hyperliquid"
 HOUR_MS = 3_600_000

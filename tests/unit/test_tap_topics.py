@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.tap import TapMessage
-from common.tapcmd_io import human_lines, json_line, subscriptions, topic_matcher
+from hlstream.tap import TapMessage
+from hlstream.tapcmd_io import human_lines, json_line, subscriptions, topic_matcher
 
 
 def test_coin_subscriptions_end_with_the_terminator() -> None:
@@ -49,8 +49,8 @@ def test_lost_messages_are_flagged() -> None:
 
 
 def test_cli_offers_every_tap_kind() -> None:
-    from common.cli import _TAP_KINDS
-    from common.tapcmd_io import KINDS
+    from hlstream.cli import _TAP_KINDS
+    from hlstream.tapcmd_io import KINDS
 
     assert _TAP_KINDS == KINDS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.verify import check_lines, interval_from_filename
+from hlstream.verify import check_lines, interval_from_filename
 
 HEADER = b"Datetime,Open,High,Low,Close,Volume\n"
 GOOD = [

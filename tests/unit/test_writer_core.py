@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import IntegrityError, ProtocolError
-from common.messages import Bar, Envelope, bar_to_wire, encode
-from services.writer import core
-from services.writer.core import Placement, Row
+from hlstream.common.errors import IntegrityError, ProtocolError
+from hlstream.common.messages import Bar, Envelope, bar_to_wire, encode
+from hlstream.services.writer import core
+from hlstream.services.writer.core import Placement, Row
 
 M = 60_000
 H = 3_600_000

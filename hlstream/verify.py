@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from common.csvrow import HEADER, Row, parse_row
-from common.decimals import parse_decimal
-from common.errors import ConfigError, IntegrityError
-from common.timebucket import format_window, parse_interval
+from hlstream.common.csvrow import HEADER, Row, parse_row
+from hlstream.common.decimals import parse_decimal
+from hlstream.common.errors import ConfigError, IntegrityError
+from hlstream.common.timebucket import format_window, parse_interval
 
 FILE_SUFFIX = "_data.csv"
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.config import Settings
-from common.errors import ConfigError
-from common.timebucket import format_window, parse_interval
+from hlstream.common.config import Settings
+from hlstream.common.errors import ConfigError
+from hlstream.common.timebucket import format_window, parse_interval
 
 STAGES = ("ingest", "aggregator", "writer")
 STATUS_STALE_MS = 5_000

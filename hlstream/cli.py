@@ -18,14 +18,13 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from common.config import Settings, add_config_flags, load_settings, prepare_dirs
-from common.errors import EXIT_CONFIG, ConfigError
-from common.lifecycle_io import ignore_stop_signals
-from common.log import setup_logging
+from hlstream.common.config import Settings, add_config_flags, load_settings, prepare_dirs
+from hlstream.common.errors import EXIT_CONFIG, ConfigError
+from hlstream.common.lifecycle_io import ignore_stop_signals
+from hlstream.common.log import setup_logging
 
 _STAGE_CHOICES = ["ingest", "aggregator", "writer", "all"]
 _TAP_KINDS = ("trades", "bars", "book", "bbo", "fills", "gaps", "status", "late")
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from common import supervise_io
+    from hlstream import supervise_io
 
     if args.command == "curve-keygen":
         return _curve_keygen(args.path)
@@ -139,7 +138,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "verify":
         return _verify(args, settings)
     if args.command == "tap":
-        from common.tapcmd_io import run_tap
+        from hlstream.tapcmd_io import run_tap
 
         return run_tap(settings, args.kind, args.coin_list, interval=args.interval,
                        as_json=args.json, count=args.count, timeout_s=args.timeout)
@@ -148,7 +147,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "metrics":
         if not settings.metrics_port:
             raise ConfigError("setting metrics_port: set a port (e.g. --metrics-port 9108)")
-        from common.metrics_io import serve_forever
+        from hlstream.metrics_io import serve_forever
 
         return serve_forever(settings)
     env = supervise_io.stage_env(settings, _flag_env(args))
@@ -170,8 +169,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
     """The default dirs, unless they are idle and `hlstream demo` is running: then the demo's."""
-    from common import supervise_io
-    from common.demo_io import DEMO_DEFAULTS
+    from hlstream import supervise_io
+    from hlstream.demo_io import DEMO_DEFAULTS
 
     defaults = Settings()
     if (settings.run_dir, settings.data_dir) != (
@@ -194,7 +193,7 @@ def _maybe_metrics(settings: Settings) -> None:
     """Start the Prometheus exporter in this process when metrics_port is set."""
     if not settings.metrics_port:
         return
-    from common.metrics_io import METRICS_HOST, start_exporter
+    from hlstream.metrics_io import METRICS_HOST, start_exporter
 
     try:
         start_exporter(settings)
@@ -207,8 +206,8 @@ def _maybe_metrics(settings: Settings) -> None:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from common.health import format_report
-    from common.health_io import gather
+    from hlstream.health import format_report
+    from hlstream.health_io import gather
 
     report = gather(settings)
     if args.json:
@@ -219,7 +218,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    from common.verify_io import default_files, run_verify
+    from hlstream.verify_io import default_files, run_verify
 
     files = list(args.files) or default_files(settings.data_dir)
     if not files:
@@ -229,19 +228,16 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    """Run `python -m services.writer backfill` (common/ never imports a service)."""
-    from common import supervise_io
+    """One-shot REST backfill in this process (services/writer/oneshot.py)."""
+    from hlstream.services.writer import oneshot
 
     if args.hours is not None:
         args.cfg_backfill_hours = str(args.hours)
-    settings = load_settings(args)  # fail fast, with the usual one-line config error
-    env = supervise_io.stage_env(settings, _flag_env(args))
-    cmd = [sys.executable, "-m", "services.writer", "backfill"]
-    return subprocess.run(cmd, env=env, cwd=supervise_io.PROJECT_HOME).returncode  # as the stages
+    return oneshot.backfill_command(load_settings(args))
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from common import demo_io, supervise_io
+    from hlstream import demo_io, supervise_io
 
     demo_io.apply_demo_defaults(args, "ws://127.0.0.1:1", "http://127.0.0.1:1")
     settings = load_settings(args)  # validate before starting anything

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from common.bus_io import curve_keys
-from common.config import Settings
-from common.lifecycle_io import StopFlag
-from common.messages import TOPIC_END
-from common.tap import Tap, TapMessage
-from common.timebucket import format_window
+from hlstream.common.bus_io import curve_keys
+from hlstream.common.config import Settings
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.messages import TOPIC_END
+from hlstream.common.timebucket import format_window
+from hlstream.tap import Tap, TapMessage
 
 KINDS = ("trades", "bars", "book", "bbo", "fills", "gaps", "status", "late")
 _TOPIC_NAME = {

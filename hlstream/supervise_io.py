@@ -19,17 +19,20 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
-from common.config import Settings
-from common.errors import EXIT_CONFIG, ConfigError
-from common.lifecycle_io import StopFlag, pdeathsig_preexec
+from hlstream.common.config import Settings
+from hlstream.common.errors import EXIT_CONFIG, ConfigError
+from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
 
 STAGES = ("ingest", "aggregator", "writer")
-PROJECT_HOME = Path(__file__).resolve().parent.parent
 
 
 def config_path() -> Path:
-    """The supervisord.conf at the project root (override: HLSTREAM_SUPERVISORD_CONF)."""
-    return Path(os.environ.get("HLSTREAM_SUPERVISORD_CONF", PROJECT_HOME / "supervisord.conf"))
+    """The supervisord.conf shipped in the package (override: HLSTREAM_SUPERVISORD_CONF).
+
+    In a checkout it is the project root's file (hlstream/supervisord.conf links to it).
+    """
+    shipped = Path(__file__).resolve().parent / "supervisord.conf"
+    return Path(os.environ.get("HLSTREAM_SUPERVISORD_CONF", shipped))
 
 
 def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
@@ -41,7 +44,7 @@ def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
     env["HLSTREAM_RUN_DIR"] = str(settings.run_dir)
     env["HLSTREAM_DATA_DIR"] = str(settings.data_dir)
     env["HLSTREAM_PYTHON"] = sys.executable
-    env["HLSTREAM_HOME"] = str(PROJECT_HOME)
+    env["HLSTREAM_HOME"] = os.getcwd()  # the stages' working dir: where the command ran
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

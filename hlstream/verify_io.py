@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from common.timebucket import parse_interval
-from common.verify import FILE_SUFFIX, Finding, check_lines, interval_from_filename
+from hlstream.common.timebucket import parse_interval
+from hlstream.verify import FILE_SUFFIX, Finding, check_lines, interval_from_filename
 
 _CHUNK = 1 << 20
 

@@ -6,10 +6,10 @@ import time
 import xmlrpc.client
 from typing import Any
 
-from common import supervise_io
-from common.config import Settings
-from common.health import STAGES, build_report
-from common.status_io import read_status
+from hlstream import supervise_io
+from hlstream.common.config import Settings
+from hlstream.common.status_io import read_status
+from hlstream.health import STAGES, build_report
 
 
 def gather(settings: Settings) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from common.config import Settings
-from common.health_io import gather
-from common.lifecycle_io import StopFlag
+from hlstream.common.config import Settings
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.health_io import gather
 
 METRICS_HOST = "127.0.0.1"
 _PREFIX = "hlstream_"

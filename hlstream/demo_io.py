@@ -1,4 +1,4 @@
-"""`hlstream demo`: the local fake exchange (`python -m sim`) plus the pipeline, no internet.
+"""`hlstream demo`: the fake exchange (`python -m hlstream.sim`) plus the pipeline, no internet.
 
 Starts the simulator as a child in its own session (so Ctrl-C reaches only us), reads the
 `ws_url=... info_url=...` line it prints once it listens, then runs the pipeline exactly as
@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from common.errors import ConfigError
-from common.lifecycle_io import pdeathsig_preexec
+from hlstream.common.errors import ConfigError
+from hlstream.common.lifecycle_io import pdeathsig_preexec
 
 DEMO_DEFAULTS = {
     "coins": "BTC,ETH,SOL",
@@ -46,9 +46,9 @@ def parse_sim_banner(line: str) -> tuple[str, str]:
 
 
 def start_sim(coins: str, rate: float) -> tuple[subprocess.Popen[str], str, str]:
-    """Start `python -m sim`; return it with its websocket and /info URLs."""
+    """Start `python -m hlstream.sim`; return it with its websocket and /info URLs."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim", "--coins", coins, "--rate", str(rate)],
+        [sys.executable, "-m", "hlstream.sim", "--coins", coins, "--rate", str(rate)],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -66,7 +66,7 @@ def start_sim(coins: str, rate: float) -> tuple[subprocess.Popen[str], str, str]
         if proc.poll() is not None:
             break
     stop_sim(proc)
-    raise ConfigError("the fake exchange (python -m sim) did not start")
+    raise ConfigError("the fake exchange (python -m hlstream.sim) did not start")
 
 
 def stop_sim(proc: subprocess.Popen[str]) -> None:

@@ -3,7 +3,7 @@
 This file is self-contained on purpose (it imports nothing from hlstream), so a strategy
 can copy or vendor it. Three lines:
 
-    from common.tap import Tap
+    from hlstream.tap import Tap
     for msg in Tap("ipc:///path/to/run/trades.sock", ["trade.BTC|"]):
         print(msg.topic, msg.data)
 

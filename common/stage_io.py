@@ -1,0 +1,77 @@
+"""`stage_main()`: the one way the three stages start (ingest, aggregator, writer).
+
+Parse the config flags, guard against outliving supervisord, install the signal-safe stop
+flag, load and validate settings, optionally resolve the coin list against the venue, log
+the effective config once, then hand a `Stage` (settings, stop flag, logger, clock, zmq
+context) to the stage's `run`. Exit codes come from `run_main`: 0 clean stop, 1 crash,
+78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from hlstream.common.clock import Clock, SystemClock
+from hlstream.common.config import (
+    Settings,
+    add_config_flags,
+    describe,
+    load_settings,
+    prepare_dirs,
+)
+from hlstream.common.lifecycle_io import StopFlag, guard_supervised_stage, run_main
+from hlstream.common.log import EventLog, event_log, setup_logging
+from hlstream.common.rest_io import InfoClient
+from hlstream.common.universe_io import resolve_settings_coins
+
+
+@dataclass
+class Stage:
+    """What every stage shell is given instead of reaching for globals."""
+
+    settings: Settings
+    stop: StopFlag
+    log: EventLog
+    clock: Clock
+    context: zmq.Context[Any]
+
+
+def stage_main(
+    service: str,
+    description: str,
+    run: Callable[[Stage], None],
+    argv: Sequence[str] | None = None,
+    *,
+    resolve_coins: bool = True,
+) -> None:
+    """Start one stage and exit with its code; `resolve_coins` expands `all` via meta first."""
+    parser = argparse.ArgumentParser(prog=f"python -m hlstream.services.{service}",
+                                     description=description)
+    add_config_flags(parser)
+    args = parser.parse_args(argv)
+    setup_logging()  # so a config error is still one formatted line on stderr
+    log = event_log(service)
+    guard_supervised_stage()
+    stop = StopFlag().install()
+
+    def body() -> None:
+        settings = load_settings(args)
+        prepare_dirs(settings)
+        setup_logging(settings.log_level, settings.log_json)
+        if resolve_coins:
+            settings = resolve_settings_coins(
+                settings, InfoClient(settings.info_url), log=log, should_stop=stop.is_set
+            )
+        log.info("config", settings=describe(settings))
+        context: zmq.Context[Any] = zmq.Context()
+        try:
+            run(Stage(settings, stop, log, SystemClock(), context))
+        finally:
+            context.destroy()  # closes what a shell left open, each with its own linger
+
+    run_main(log, body)

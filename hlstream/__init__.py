@@ -1,0 +1,15 @@
+"""hlstream: Hyperliquid trades -> exact OHLCV bars in CSV files, with a ZeroMQ bus for taps.
+
+The one import name. The design's top-level folders are its subpackages:
+
+    hlstream.common      what the stages share (config, wire format, time buckets, logging)
+    hlstream.services    the three stages: ingest, aggregator, writer
+    hlstream.sim         the fake Hyperliquid exchange (tests, demo, bench)
+    hlstream.cli ...     the operator's front door (cli, supervision, health, verify, tap
+                         command, metrics, demo); `hlstream.tap` is the public, standalone tap
+
+In a checkout, `hlstream/common`, `hlstream/services` and `hlstream/sim` are symlinks to the
+top-level folders, so `python -m hlstream.services.writer` and every tool (mypy, pytest)
+work with or without an install; a wheel holds real copies. Nothing named `common`,
+`services` or `sim` is installed at the top level of site-packages.
+"""
