@@ -62,6 +62,9 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+FOREVER = 1 << 30  # attempts: retry until stopped
+
+
 def call_with_retry(
     action: Callable[[], T],
     *,

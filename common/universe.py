@@ -1,4 +1,6 @@
-"""Which coins `coins = "all"` means: every perp the exchange's `meta` lists, in meta order.
+"""The venue's coin lists, read one way: `all`, subscribable names, and unknown-coin hints.
+
+`coins = "all"` means every perp the exchange's `meta` lists, in meta order.
 
 Pure: takes the decoded `meta` answer (POST /info `{"type":"meta"}`), does no IO. Every stage
 expands "all" with the same function at startup (through `common.universe_io`), so ingest,
@@ -8,7 +10,8 @@ skipped: the venue closes a websocket that subscribes to them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hlstream.common.config import ALL_COINS, Settings
@@ -22,15 +25,11 @@ def wants_all(coins: Iterable[str]) -> bool:
 
 def listed_perps(meta: Any) -> list[str]:
     """Names of the perps `meta` lists and has not flagged as delisted, in meta order."""
-    if not isinstance(meta, dict) or not isinstance(meta.get("universe"), list):
-        raise ProtocolError("meta answer has no universe list")
-    names: list[str] = []
-    for entry in meta["universe"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise ProtocolError("meta universe entry has no name")
-        if entry.get("isDelisted") is True:
-            continue
-        names.append(entry["name"])
+    names = [
+        _name(entry, "meta")
+        for entry in _universe(meta, "meta")
+        if entry.get("isDelisted") is not True
+    ]
     return list(dict.fromkeys(names))
 
 
@@ -42,3 +41,66 @@ def resolve_coins(settings: Settings, meta: Any) -> tuple[str, ...]:
     if not names:
         raise ConfigError("setting coins: 'all' but the exchange's meta lists no perps")
     return tuple(names)
+
+
+def universe_names(
+    meta: object, spot_meta: object, dex_metas: Mapping[str, object] | None = None
+) -> set[str]:
+    """Coin names the exchange accepts, from `meta`, `spotMeta` and per-dex `meta` answers.
+
+    Spot pairs are accepted by name (`PURR/USDC`, `@107`) and as `@{index}`.
+    Raise ProtocolError if an answer does not have the expected shape.
+    """
+    names: set[str] = set()
+    for entry in _universe(meta, "meta"):
+        if entry.get("isDelisted") is not True:  # listed for history, not subscribable
+            names.add(_name(entry, "meta"))
+    for entry in _universe(spot_meta, "spotMeta"):
+        names.add(_name(entry, "spotMeta"))
+        index = entry.get("index")
+        if _is_int(index):
+            names.add(f"@{index}")
+    for dex, answer in (dex_metas or {}).items():
+        for entry in _universe(answer, f"meta dex={dex}"):
+            if entry.get("isDelisted") is True:
+                continue
+            name = _name(entry, "meta")
+            names.add(name if ":" in name else f"{dex}:{name}")
+    return names
+
+
+def _universe(answer: object, what: str) -> list[dict[str, Any]]:
+    if not isinstance(answer, dict) or not isinstance(answer.get("universe"), list):
+        raise ProtocolError(f"{what} answer has no universe list")
+    entries: list[dict[str, Any]] = answer["universe"]
+    if not all(isinstance(entry, dict) for entry in entries):
+        raise ProtocolError(f"{what} universe entry is not an object")
+    return entries
+
+
+def _name(entry: dict[str, Any], what: str) -> str:
+    name = entry.get("name")
+    if not isinstance(name, str):
+        raise ProtocolError(f"{what} universe entry has no name")
+    return name
+
+
+def dex_prefixes(coins: Iterable[str]) -> list[str]:
+    """The builder-dex prefixes used by `coins` (`xyz` for `xyz:TSLA`), sorted."""
+    return sorted({coin.split(":", 1)[0] for coin in coins if ":" in coin})
+
+
+def check_coins(coins: Iterable[str], allowed: set[str]) -> None:
+    """Raise ConfigError naming the first coin the exchange does not list, with a hint."""
+    for coin in coins:
+        if coin in allowed:
+            continue
+        same_case = sorted(name for name in allowed if name.lower() == coin.lower())
+        close = same_case or difflib.get_close_matches(coin, sorted(allowed), n=1, cutoff=0.6)
+        if close:
+            raise ConfigError(f"unknown coin {coin!r}: did you mean {close[0]}?")
+        raise ConfigError(f"unknown coin {coin!r}: the exchange lists no such perp or spot coin")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -13,10 +13,8 @@ from dataclasses import replace
 from hlstream.common.config import Settings, validate
 from hlstream.common.errors import TransientError
 from hlstream.common.log import EventLog
-from hlstream.common.rest_io import InfoClient, call_with_retry
+from hlstream.common.rest_io import FOREVER, InfoClient, call_with_retry
 from hlstream.common.universe import resolve_coins, wants_all
-
-FOREVER = 1 << 30
 
 
 def resolve_settings_coins(

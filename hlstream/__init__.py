@@ -13,3 +13,5 @@ top-level folders, so `python -m hlstream.services.writer` and every tool (mypy,
 work with or without an install; a wheel holds real copies. Nothing named `common`,
 `services` or `sim` is installed at the top level of site-packages.
 """
+
+STAGES = ("ingest", "aggregator", "writer")  # also supervisord's stop order

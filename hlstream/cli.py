@@ -21,13 +21,14 @@ import os
 import sys
 from pathlib import Path
 
+from hlstream import STAGES
 from hlstream.common.config import Settings, add_config_flags, load_settings, prepare_dirs
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import ignore_stop_signals
 from hlstream.common.log import setup_logging
+from hlstream.tapcmd_io import KINDS
 
-_STAGE_CHOICES = ["ingest", "aggregator", "writer", "all"]
-_TAP_KINDS = ("trades", "bars", "book", "bbo", "fills", "gaps", "status", "late")
+_STAGE_CHOICES = [*STAGES, "all"]
 
 
 def _flag_env(args: argparse.Namespace) -> dict[str, str]:
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(status)
 
     tap = commands.add_parser("tap", help="print live bus messages, one line each")
-    tap.add_argument("kind", choices=_TAP_KINDS)
+    tap.add_argument("kind", choices=KINDS)
     tap.add_argument("coin_list", nargs="*", metavar="COIN",
                      help="exact coin names (fills: addresses); default all")
     tap.add_argument("--interval", help="bars only: one interval, e.g. 5s")

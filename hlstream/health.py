@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.timebucket import format_window, parse_interval
 
-STAGES = ("ingest", "aggregator", "writer")
 STATUS_STALE_MS = 5_000
 LAG_INTERVALS = 2
 

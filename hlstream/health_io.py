@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import xmlrpc.client
 from typing import Any
 
-from hlstream import supervise_io
+from hlstream import STAGES, supervise_io
+from hlstream.common.clock import now_ms
 from hlstream.common.config import Settings
 from hlstream.common.status_io import read_status
-from hlstream.health import STAGES, build_report
+from hlstream.health import build_report
 
 
 def gather(settings: Settings) -> dict[str, Any]:
@@ -22,4 +22,4 @@ def gather(settings: Settings) -> dict[str, Any]:
         except (OSError, xmlrpc.client.Error):
             running = False
     statuses = {name: read_status(settings.run_dir, name) for name in STAGES}
-    return build_report(settings, running, processes, statuses, int(time.time() * 1000))
+    return build_report(settings, running, processes, statuses, now_ms())

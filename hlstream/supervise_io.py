@@ -19,11 +19,10 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
+from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
-
-STAGES = ("ingest", "aggregator", "writer")
 
 
 def config_path() -> Path:

@@ -9,7 +9,8 @@ can copy or vendor it. Three lines:
 
 Each message is a `TapMessage(topic, data, event, lost)`: `data` is the decoded msgpack
 map (see the README's wire format); `event` is "first", "ok", "restart" (the publisher
-restarted: new session id) or "gap" (`lost` messages were dropped, e.g. a full queue).
+restarted: new session id), "gap" (`lost` messages were dropped, e.g. a full queue) or
+"stale" (a repeated or older sequence number: nothing was lost).
 Topics end with "|", so "trade.ETH|" never matches "trade.ETHFI|"; a prefix such as
 "trade." or "bar.5s." subscribes to a whole family. Topics are also compared exactly on
 receipt. Malformed frames are counted in `Tap.malformed` and skipped. When the bus runs
@@ -103,13 +104,19 @@ class Tap:
         return TapMessage(topic, data, event, lost)
 
     def _sequence(self, topic: str, session: str, seq: int) -> tuple[str, int]:
+        # Mirrors hlstream.common.sequence.SeqTracker (this file imports nothing from
+        # hlstream); tests/unit/test_sequence_table.py holds both to one table.
         previous = self._last.get(topic)
-        self._last[topic] = (session, seq)
         if previous is None:
+            self._last[topic] = (session, seq)
             return "first", 0
         if previous[0] != session:
+            self._last[topic] = (session, seq)
             return "restart", 0
-        lost = max(0, seq - previous[1] - 1)
+        if seq <= previous[1]:
+            return "stale", 0  # a repeat or an older message: nothing was lost
+        self._last[topic] = (session, seq)
+        lost = seq - previous[1] - 1
         self.lost += lost
         return ("gap", lost) if lost else ("ok", 0)
 

@@ -18,8 +18,6 @@ Invariants:
   keep only the newest `PERSIST_KEYS_PER_COIN` keys (and the floor) for the same reason.
 - `ReplayCheck` reports a `Gap` only when it can prove trades may be missing: the coin had
   trades before, the subscribe replay shares none of them, and the replay starts after them.
-- `universe_names` never lists a perp flagged `isDelisted`, so such a coin is refused at
-  startup like an unknown one.
 
 Subscription planning, sharding and the optional channels live in `channels.py`; the
 reconnect policy in `reconnect.py`.
@@ -27,17 +25,16 @@ reconnect policy in `reconnect.py`.
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from hlstream.common.decimals import parse_decimal
-from hlstream.common.errors import ConfigError, ProtocolError
+from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.timebucket import normalize_ts_ms
 
@@ -335,60 +332,3 @@ class ReplayCheck:
         return replay_gap(coin, trades, known, last_ts_ms)
 
 
-def universe_names(
-    meta: object, spot_meta: object, dex_metas: Mapping[str, object] | None = None
-) -> set[str]:
-    """Coin names the exchange accepts, from `meta`, `spotMeta` and per-dex `meta` answers.
-
-    Spot pairs are accepted by name (`PURR/USDC`, `@107`) and as `@{index}`.
-    Raise ProtocolError if an answer does not have the expected shape.
-    """
-    names: set[str] = set()
-    for entry in _universe(meta, "meta"):
-        if entry.get("isDelisted") is not True:  # listed for history, not subscribable
-            names.add(_name(entry, "meta"))
-    for entry in _universe(spot_meta, "spotMeta"):
-        names.add(_name(entry, "spotMeta"))
-        index = entry.get("index")
-        if _is_int(index):
-            names.add(f"@{index}")
-    for dex, answer in (dex_metas or {}).items():
-        for entry in _universe(answer, f"meta dex={dex}"):
-            if entry.get("isDelisted") is True:
-                continue
-            name = _name(entry, "meta")
-            names.add(name if ":" in name else f"{dex}:{name}")
-    return names
-
-
-def _universe(answer: object, what: str) -> list[dict[str, Any]]:
-    if not isinstance(answer, dict) or not isinstance(answer.get("universe"), list):
-        raise ProtocolError(f"{what} answer has no universe list")
-    entries: list[dict[str, Any]] = answer["universe"]
-    if not all(isinstance(entry, dict) for entry in entries):
-        raise ProtocolError(f"{what} universe entry is not an object")
-    return entries
-
-
-def _name(entry: dict[str, Any], what: str) -> str:
-    name = entry.get("name")
-    if not isinstance(name, str):
-        raise ProtocolError(f"{what} universe entry has no name")
-    return name
-
-
-def dex_prefixes(coins: Iterable[str]) -> list[str]:
-    """The builder-dex prefixes used by `coins` (`xyz` for `xyz:TSLA`), sorted."""
-    return sorted({coin.split(":", 1)[0] for coin in coins if ":" in coin})
-
-
-def check_coins(coins: Iterable[str], allowed: set[str]) -> None:
-    """Raise ConfigError naming the first coin the exchange does not list, with a hint."""
-    for coin in coins:
-        if coin in allowed:
-            continue
-        same_case = sorted(name for name in allowed if name.lower() == coin.lower())
-        close = same_case or difflib.get_close_matches(coin, sorted(allowed), n=1, cutoff=0.6)
-        if close:
-            raise ConfigError(f"unknown coin {coin!r}: did you mean {close[0]}?")
-        raise ConfigError(f"unknown coin {coin!r}: the exchange lists no such perp or spot coin")

@@ -30,10 +30,12 @@ from typing import Any
 import websocket
 
 from hlstream.common.backoff import Backoff, WindowLimit
+from hlstream.common.clock import now_ms
 from hlstream.common.config import Settings
 from hlstream.common.errors import ProtocolError, TransientError
 from hlstream.common.log import EventLog
 from hlstream.common.rest_io import InfoClient
+from hlstream.common.universe import universe_names
 from hlstream.services.ingest.channels import (
     TRADES,
     RequestLog,
@@ -42,7 +44,7 @@ from hlstream.services.ingest.channels import (
     is_early_close,
     unlisted_coins,
 )
-from hlstream.services.ingest.core import PING, Frame, FrameKind, parse_frame, universe_names
+from hlstream.services.ingest.core import PING, Frame, FrameKind, parse_frame
 from hlstream.services.ingest.reconnect import ReconnectPolicy
 
 RECV_TIMEOUT_S = 0.25
@@ -293,7 +295,7 @@ class Link:
             elif frame.kind is FrameKind.ERROR:
                 self._on_error(frame.error, last_msg)
             elif frame.kind is not FrameKind.PONG:
-                self._emit(Event("frame", self.index, frame, recv_ms=int(time.time() * 1000)))
+                self._emit(Event("frame", self.index, frame, recv_ms=now_ms()))
         return "stop"
 
     # ---- helpers -------------------------------------------------------------------------

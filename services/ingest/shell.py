@@ -27,7 +27,6 @@ written through common/status_io and read by `hlstream status`).
 from __future__ import annotations
 
 import queue
-import random
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -35,7 +34,6 @@ from typing import Any
 
 import zmq
 
-from hlstream.common.backoff import Backoff
 from hlstream.common.bus_io import Publisher, curve_keys
 from hlstream.common.clock import Clock, SystemClock
 from hlstream.common.config import Settings, validate
@@ -54,8 +52,9 @@ from hlstream.common.messages import (
     trade_to_wire,
     trade_topic,
 )
+from hlstream.common.rest_io import FOREVER, call_with_retry
 from hlstream.common.status_io import write_status
-from hlstream.common.universe import resolve_coins, wants_all
+from hlstream.common.universe import check_coins, dex_prefixes, resolve_coins, wants_all
 from hlstream.services.ingest.channels import (
     BBO,
     L2BOOK,
@@ -71,8 +70,6 @@ from hlstream.services.ingest.core import (
     Frame,
     FrameKind,
     ReplayCheck,
-    check_coins,
-    dex_prefixes,
 )
 from hlstream.services.ingest.link_io import Event, Link, Listing, Shared
 from hlstream.services.ingest.state_io import (
@@ -182,32 +179,44 @@ class Ingest:
 
     def _check_coins(self, listing: Listing) -> None:
         """Expand `all` and check every coin against meta/spotMeta; retry while offline."""
-        backoff = Backoff(
-            self.settings.backoff_base_seconds, self.settings.backoff_cap_seconds, random.Random()
-        )
-        while not self.stop.is_set():
+
+        def fetch() -> tuple[Any, set[str]]:
             try:
-                meta, names = call_until_stopped(self.stop, listing.fetch)
-                coins = resolve_coins(self.settings, meta)
-            except (TransientError, ProtocolError) as exc:
-                retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
-                delay = backoff.next_delay(floor_s=retry_after or 0.0)
-                self.log.warning(
-                    "meta_unavailable",
-                    attempt=backoff.attempt,
-                    delay_ms=int(delay * 1000),
-                    error=str(exc),
-                )
-                self._idle(delay)
-                continue
-            if coins != self.settings.coins:
-                self.settings = validate(replace(self.settings, coins=coins))
-                self.log.info("coins_resolved", coins=len(coins), source="meta")
-            if self.settings.validate_coins:
-                settings = self.settings
-                check_coins(settings.coins + settings.book_coins + settings.bbo_coins, names)
-                self.log.info("coins_validated", coins=len(settings.coins))
-            return
+                return call_until_stopped(self.stop, listing.fetch)
+            except ProtocolError as exc:  # a garbled answer: as good as no answer, retry
+                raise TransientError(f"malformed listing: {exc}") from exc
+
+        def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
+            self.log.warning(
+                "meta_unavailable", attempt=attempt, delay_ms=int(delay_s * 1000), error=str(exc)
+            )
+
+        try:
+            meta, names = call_with_retry(
+                fetch,
+                attempts=FOREVER,
+                on_retry=on_retry,
+                should_stop=self.stop.is_set,
+                base_s=self.settings.backoff_base_seconds,
+                cap_s=self.settings.backoff_cap_seconds,
+                sleep=self._pause,
+            )
+        except TransientError:
+            if self.stop.is_set():
+                return
+            raise
+        coins = resolve_coins(self.settings, meta)
+        if coins != self.settings.coins:
+            self.settings = validate(replace(self.settings, coins=coins))
+            self.log.info("coins_resolved", coins=len(coins), source="meta")
+        if self.settings.validate_coins:
+            settings = self.settings
+            check_coins(settings.coins + settings.book_coins + settings.bbo_coins, names)
+            self.log.info("coins_validated", coins=len(settings.coins))
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep for a retry while heartbeats go on."""
+        self._idle(seconds)
 
     def _start_links(self, listing: Listing) -> None:
         settings = self.settings

@@ -45,6 +45,7 @@ from typing import Any
 
 import pytest
 
+from hlstream import STAGES
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
 from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
@@ -56,7 +57,6 @@ STOP_S = 6  # SIGSTOP length
 SPACING_S = 8
 LOSSY_SPACING_S = 3
 BEFORE_MS, AFTER_MS = 5_000, 10_000  # 5s windows this close to a lossy fault are not judged
-STAGES = ("ingest", "aggregator", "writer")
 WRITER_REST_TIMEOUT_S = 5.0  # services/writer/shell.py InfoClient timeout
 
 

@@ -1,4 +1,4 @@
-"""Integration: `python -m hlstream.services.ingest` against the simulated exchange (sim.FakeExchange)
+"""Integration: `python -m hlstream.services.ingest` against the simulated exchange (FakeExchange)
 over real ZeroMQ ipc: delisting mid-run, sharding over several connections, optional book /
 bbo / userFills channels, and exactly-once delivery across reconnects and restarts."""
 

@@ -10,9 +10,8 @@ import pytest
 
 from hlstream.common.config import load_settings
 from hlstream.common.errors import ConfigError, ProtocolError, TransientError
-from hlstream.common.universe import listed_perps, resolve_coins, wants_all
+from hlstream.common.universe import listed_perps, resolve_coins, universe_names, wants_all
 from hlstream.common.universe_io import resolve_settings_coins
-from hlstream.services.ingest.core import universe_names
 
 ADDRESS = "0x" + "Ab" * 20
 META = {

@@ -11,16 +11,15 @@ import pytest
 
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.messages import Gap, Trade
+from hlstream.common.universe import check_coins, universe_names
 from hlstream.services.ingest.core import (
     PING,
     Deduper,
     FrameKind,
     ReplayCheck,
-    check_coins,
     parse_frame,
     replay_gap,
     subscribe_message,
-    universe_names,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hyperliquid"
