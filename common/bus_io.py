@@ -20,7 +20,7 @@ from typing import Any
 import zmq
 
 from hlstream.common.config import Settings, read_curve_secret
-from hlstream.common.messages import Envelope, encode
+from hlstream.common.messages import Envelope, Message, encode_message
 
 PUB_HWM = 200_000
 
@@ -89,9 +89,9 @@ class Publisher:
         self._seq[topic] = seq
         return Envelope(self.session, seq)
 
-    def publish(self, topic: str, kind: str, body: dict[str, Any]) -> None:
+    def publish(self, topic: str, message: Message) -> None:
         """Send one message on `topic`; never blocks (PUB drops when a subscriber is full)."""
-        payload = encode(kind, self.next_envelope(topic), body)
+        payload = encode_message(self.next_envelope(topic), message)
         self.socket.send_multipart([topic.encode("utf-8"), payload], copy=False)
         self.sent += 1
 

@@ -23,24 +23,60 @@ published as the venue sends them, not deduped, resubscribed after every reconne
 
 The payload is a msgpack map with `v` (schema version), `type`, `session` (random hex id,
 new on every process start), `seq` (per topic, +1 per message: a jump means the subscriber
-lost messages) and the type's fields. Prices and sizes are decimal strings; times are int
-epoch milliseconds (UTC). Decoding is strict: anything else raises ProtocolError.
+lost messages) and the type's fields (common/wire.py). Prices and sizes are decimal strings;
+times are int epoch milliseconds (UTC). Decoding is strict: anything else raises
+ProtocolError.
+
+Every message is a typed, frozen value; `encode_message` / `decode_message` are the one
+codec for all of them (trades, gap, status, bar, late, ack, book, bbo, fills). Two words
+are kept apart: a *gap* is venue data ingest may have missed (`Gap`, topic `gap.`); a
+*loss* is bus messages a subscriber missed (a jump in `seq`, common/sequence.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
+from hlstream.common.book import (
+    Bbo,
+    Book,
+    Fills,
+    bbo_from_wire,
+    bbo_to_wire,
+    book_from_wire,
+    book_to_wire,
+    fills_from_wire,
+    fills_to_wire,
+)
 from hlstream.common.decimals import parse_decimal
 from hlstream.common.errors import ProtocolError
+from hlstream.common.status import StageStatus, status_from_wire, status_to_wire
+from hlstream.common.wire import (
+    MAX_FRAME_BYTES,
+    MAX_TRADES_PER_BATCH,
+    SCHEMA_VERSION,
+    Envelope,
+    Kind,
+    as_int,
+    decode,
+    encode,
+    need,
+)
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "MAX_TRADES_PER_BATCH",
+    "SCHEMA_VERSION",
+    "TOPIC_END",
+    "Envelope",
+    "Kind",
+    "decode",
+    "encode",
+]
+
 TOPIC_END = "|"
-MAX_FRAME_BYTES = 4 * 1024 * 1024
-MAX_TRADES_PER_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +117,6 @@ class Gap:
     from_ms: int
     to_ms: int
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """Publisher identity stamped on every message."""
-
-    session: str
-    seq: int
 
 
 def trade_topic(coin: str) -> str:
@@ -155,69 +183,27 @@ def gap_to_wire(gap: Gap) -> dict[str, Any]:
     return {"coin": gap.coin, "from_ms": gap.from_ms, "to_ms": gap.to_ms, "reason": gap.reason}
 
 
-_packer = msgpack.Packer(use_bin_type=True)
-
-
-def encode(kind: str, envelope: Envelope, body: dict[str, Any]) -> bytes:
-    """Pack one payload: envelope + type + body."""
-    payload = {"v": SCHEMA_VERSION, "type": kind, "session": envelope.session, "seq": envelope.seq}
-    payload.update(body)
-    packed: bytes = _packer.pack(payload)
-    return packed
-
-
-def decode(payload: bytes) -> dict[str, Any]:
-    """Unpack and check the envelope of one payload; raise ProtocolError if malformed."""
-    if len(payload) > MAX_FRAME_BYTES:
-        raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
-    try:
-        data = msgpack.unpackb(
-            payload,
-            raw=False,
-            strict_map_key=True,
-            max_array_len=MAX_TRADES_PER_BATCH,
-            max_map_len=256,
-        )
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise ProtocolError(f"undecodable msgpack: {type(exc).__name__}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("payload is not a map")
-    if data.get("v") != SCHEMA_VERSION:
-        raise ProtocolError(f"unsupported schema version {data.get('v')!r}")
-    _need(data, "type", str)
-    _need(data, "session", str)
-    _need(data, "seq", int)
-    return data
-
-
-def _need(data: dict[str, Any], key: str, kind: type) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(f"field {key!r} missing or not {kind.__name__}")
-    return value
-
-
 def trade_from_wire(data: Any) -> Trade:
     """Build a Trade from its wire map; raise ProtocolError if any field is wrong."""
     if not isinstance(data, dict):
         raise ProtocolError("trade is not a map")
-    side = _need(data, "side", str)
+    side = need(data, "side", str)
     if side not in {"buy", "sell"}:
         raise ProtocolError(f"trade side {side!r} is not buy or sell")
-    price = _need(data, "price", str)
-    size = _need(data, "size", str)
+    price = need(data, "price", str)
+    size = need(data, "size", str)
     for name, text in (("price", price), ("size", size)):
         value = parse_decimal(text)
         if value is None or value <= 0:
             raise ProtocolError(f"trade {name} {text[:40]!r} is not a positive decimal")
     return Trade(
-        coin=_need(data, "coin", str),
+        coin=need(data, "coin", str),
         is_buy=side == "buy",
         price=price,
         size=size,
-        ts_ms=_need(data, "ts_ms", int),
-        tid=_need(data, "tid", int),
-        hash=_need(data, "hash", str),
+        ts_ms=need(data, "ts_ms", int),
+        tid=need(data, "tid", int),
+        hash=need(data, "hash", str),
     )
 
 
@@ -235,25 +221,128 @@ def bar_from_wire(data: dict[str, Any]) -> Bar:
     if not isinstance(complete, bool):
         raise ProtocolError("field 'complete' missing or not bool")
     return Bar(
-        coin=_need(data, "coin", str),
-        interval=_need(data, "interval", str),
-        start_ms=_need(data, "start_ms", int),
-        open=_need(data, "open", str),
-        high=_need(data, "high", str),
-        low=_need(data, "low", str),
-        close=_need(data, "close", str),
-        volume=_need(data, "volume", str),
-        trades=_need(data, "trades", int),
+        coin=need(data, "coin", str),
+        interval=need(data, "interval", str),
+        start_ms=need(data, "start_ms", int),
+        open=need(data, "open", str),
+        high=need(data, "high", str),
+        low=need(data, "low", str),
+        close=need(data, "close", str),
+        volume=need(data, "volume", str),
+        trades=need(data, "trades", int),
         complete=complete,
-        source=_need(data, "source", str),
+        source=need(data, "source", str),
     )
 
 
 def gap_from_wire(data: dict[str, Any]) -> Gap:
     """Build a Gap from its wire map."""
     return Gap(
-        coin=_need(data, "coin", str),
-        from_ms=_need(data, "from_ms", int),
-        to_ms=_need(data, "to_ms", int),
-        reason=_need(data, "reason", str),
+        coin=need(data, "coin", str),
+        from_ms=need(data, "from_ms", int),
+        to_ms=need(data, "to_ms", int),
+        reason=need(data, "reason", str),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TradeBatch:
+    """Trades of one coin that ingest admitted together, in exchange order."""
+
+    coin: str
+    recv_ms: int
+    trades: tuple[Trade, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LateTrade:
+    """A trade that arrived after its `interval` window starting `start_ms` was closed."""
+
+    interval: str
+    start_ms: int
+    trade: Trade
+
+
+@dataclass(frozen=True, slots=True)
+class BarAck:
+    """The writer's word that the bar (coin, interval, start_ms) is fsynced on disk."""
+
+    coin: str
+    interval: str
+    start_ms: int
+
+
+def _batch_to_wire(batch: TradeBatch) -> dict[str, Any]:
+    return {"coin": batch.coin, "recv_ms": batch.recv_ms,
+            "trades": [trade_to_wire(t) for t in batch.trades]}
+
+
+def _batch_from_wire(data: dict[str, Any]) -> TradeBatch:
+    return TradeBatch(need(data, "coin", str), need(data, "recv_ms", int),
+                      tuple(trades_from_payload(data)))
+
+
+def _late_to_wire(late: LateTrade) -> dict[str, Any]:
+    return {"interval": late.interval, "start_ms": late.start_ms,
+            "trade": trade_to_wire(late.trade)}
+
+
+def _late_from_wire(data: dict[str, Any]) -> LateTrade:
+    return LateTrade(need(data, "interval", str), need(data, "start_ms", int),
+                     trade_from_wire(data.get("trade")))
+
+
+def _ack_to_wire(ack: BarAck) -> dict[str, Any]:
+    return {"coin": ack.coin, "interval": ack.interval, "start_ms": ack.start_ms}
+
+
+def _ack_from_wire(data: dict[str, Any]) -> BarAck:
+    return BarAck(need(data, "coin", str), need(data, "interval", str),
+                  as_int(data.get("start_ms"), "field 'start_ms'"))
+
+
+Message = (TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills)
+
+_ENCODERS: dict[type, tuple[Kind, Callable[[Any], dict[str, Any]]]] = {
+    TradeBatch: (Kind.TRADES, _batch_to_wire),
+    Gap: (Kind.GAP, gap_to_wire),
+    StageStatus: (Kind.STATUS, status_to_wire),
+    Bar: (Kind.BAR, bar_to_wire),
+    LateTrade: (Kind.LATE, _late_to_wire),
+    BarAck: (Kind.ACK, _ack_to_wire),
+    Book: (Kind.BOOK, book_to_wire),
+    Bbo: (Kind.BBO, bbo_to_wire),
+    Fills: (Kind.FILLS, fills_to_wire),
+}
+_DECODERS: dict[Kind, Callable[[dict[str, Any]], Message]] = {
+    Kind.TRADES: _batch_from_wire,
+    Kind.GAP: gap_from_wire,
+    Kind.STATUS: status_from_wire,
+    Kind.BAR: bar_from_wire,
+    Kind.LATE: _late_from_wire,
+    Kind.ACK: _ack_from_wire,
+    Kind.BOOK: book_from_wire,
+    Kind.BBO: bbo_from_wire,
+    Kind.FILLS: fills_from_wire,
+}
+
+
+def kind_of(message: Message) -> Kind:
+    """The wire `type` of a message."""
+    return _ENCODERS[type(message)][0]
+
+
+def encode_message(envelope: Envelope, message: Message) -> bytes:
+    """The one encoder: any typed message -> msgpack payload with envelope."""
+    kind, to_wire = _ENCODERS[type(message)]
+    return encode(kind, envelope, to_wire(message))
+
+
+def decode_message(payload: bytes) -> tuple[Envelope, Message]:
+    """The one decoder: payload -> (envelope, typed message); ProtocolError if malformed."""
+    data = decode(payload)
+    try:
+        kind = Kind(data["type"])
+    except ValueError:
+        raise ProtocolError(f"unknown message type {data['type']!r}") from None
+    return Envelope(data["session"], data["seq"]), _DECODERS[kind](data)

@@ -14,7 +14,7 @@ class SeqEvent(Enum):
     FIRST = "first"  # first message seen on this topic
     OK = "ok"  # exactly the next sequence number
     RESTART = "restart"  # the publisher's session changed (process restarted)
-    GAP = "gap"  # sequence numbers were skipped: messages were lost
+    LOSS = "loss"  # sequence numbers were skipped: bus messages were lost (not a venue gap)
     STALE = "stale"  # a repeated or older sequence number
 
 
@@ -41,5 +41,5 @@ class SeqTracker:
         skipped = seq - last_seq - 1
         if skipped:
             self.lost += skipped
-            return SeqEvent.GAP, skipped
+            return SeqEvent.LOSS, skipped
         return SeqEvent.OK, 0

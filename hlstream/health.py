@@ -18,6 +18,7 @@ from typing import Any
 from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import ConfigError
+from hlstream.common.status import StageStatus
 from hlstream.common.timebucket import format_window, parse_interval
 
 STATUS_STALE_MS = 5_000
@@ -38,7 +39,7 @@ def _stage(
     name: str,
     supervisord_running: bool,
     info: Mapping[str, Any] | None,
-    status: Mapping[str, Any] | None,
+    status: StageStatus | None,
     now_ms: int,
 ) -> tuple[dict[str, Any], list[str]]:
     problems = []
@@ -50,7 +51,7 @@ def _stage(
         uptime_s = max(0, int(info["now"]) - int(info["start"]))
     if state not in ("RUNNING", "DOWN"):
         problems.append(f"stage {name} is {state}")
-    status_age_s = None if status is None else _age_s(now_ms, status.get("ts_ms"))
+    status_age_s = None if status is None else _age_s(now_ms, status.ts_ms)
     if status_age_s is None:
         problems.append(f"stage {name} has no status file")
     elif status_age_s * 1000 > STATUS_STALE_MS:
@@ -66,22 +67,20 @@ def _stage(
 
 
 def _files(
-    writer: Mapping[str, Any], settings: Settings, now_ms: int, writer_uptime_s: int | None
+    writer: StageStatus | None, settings: Settings, now_ms: int, writer_uptime_s: int | None
 ) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     problems = []
     grace_ms = int(settings.grace_seconds * 1000)
-    files = writer.get("files")
-    for name, info in sorted((files if isinstance(files, dict) else {}).items()):
-        if not isinstance(info, dict):
-            continue
-        interval = str(info.get("interval", ""))
+    files = {} if writer is None else writer.files
+    for name, info in sorted(files.items()):
+        interval = info.interval
         try:
             interval_ms = parse_interval(interval)
         except ConfigError:
             continue
         limit_ms = LAG_INTERVALS * interval_ms + grace_ms
-        last = _int(info.get("last_start_ms"))
+        last = info.last_start_ms
         if last is None:
             behind_ms = None
             lagging = writer_uptime_s is not None and writer_uptime_s * 1000 > limit_ms
@@ -92,7 +91,7 @@ def _files(
             what = "has no rows" if behind_ms is None else f"is {behind_ms / 1000:.0f}s behind"
             problems.append(f"file {name} {what} (limit {limit_ms / 1000:.0f}s)")
         out[name] = {
-            "coin": info.get("coin"),
+            "coin": info.coin,
             "interval": interval,
             "last_start_ms": last,
             "last_datetime": None if last is None else format_window(last),
@@ -100,34 +99,28 @@ def _files(
             "limit_s": limit_ms / 1000,
             "lagging": lagging,
         }
-    refused = writer.get("refused")
-    for key, error in (refused if isinstance(refused, dict) else {}).items():
+    for key, error in ({} if writer is None else writer.refused).items():
         problems.append(f"writer refused {key}: {error}")
     return out, problems
 
 
-def _counters(statuses: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
-    ingest = statuses.get("ingest") or {}
-    aggregator = statuses.get("aggregator") or {}
-    writer = statuses.get("writer") or {}
-    raw = writer.get("counters")
-    wcount: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+def _counters(statuses: Mapping[str, StageStatus | None]) -> dict[str, Any]:
+    def count(stage: str, name: str) -> int | None:
+        status = statuses.get(stage)
+        return None if status is None else status.counter(name)
+
     return {
-        "reconnects": _int(ingest.get("reconnects")),
-        "gaps": _int(ingest.get("gaps")),
-        "duplicate_trades": _int(ingest.get("duplicates")),
-        "lost_messages": _int(aggregator.get("lost_messages")),
-        "late_trades": _int(aggregator.get("late_trades")),
-        "pending_bars": _int(aggregator.get("pending_bars")),
-        "partial_bars": _int(wcount.get("partial_written")),
-        "holes_repaired": _int(wcount.get("holes_repaired")),
-        "rest_errors": _int(wcount.get("rest_errors")),
-        "write_errors": _int(wcount.get("write_errors")),
-        "malformed": {
-            "ingest": _int(ingest.get("malformed")),
-            "aggregator": _int(aggregator.get("malformed")),
-            "writer": _int(wcount.get("malformed")),
-        },
+        "reconnects": count("ingest", "reconnects"),
+        "gaps": count("ingest", "gaps"),
+        "duplicate_trades": count("ingest", "duplicates"),
+        "lost_messages": count("aggregator", "lost_messages"),
+        "late_trades": count("aggregator", "late_trades"),
+        "pending_bars": count("aggregator", "pending_bars"),
+        "partial_bars": count("writer", "partial_written"),
+        "holes_repaired": count("writer", "holes_repaired"),
+        "rest_errors": count("writer", "rest_errors"),
+        "write_errors": count("writer", "write_errors"),
+        "malformed": {stage: count(stage, "malformed") for stage in STAGES},
     }
 
 
@@ -135,7 +128,7 @@ def build_report(
     settings: Settings,
     supervisord_running: bool,
     processes: Mapping[str, Mapping[str, Any]],
-    statuses: Mapping[str, Mapping[str, Any] | None],
+    statuses: Mapping[str, StageStatus | None],
     now_ms: int,
 ) -> dict[str, Any]:
     """The health report (JSON-ready) for one run dir."""
@@ -149,16 +142,16 @@ def build_report(
         )
         stages[name] = entry
         problems.extend(found)
-    ingest = statuses.get("ingest") or {}
-    last_trades = ingest.get("last_trade_ms")
+    ingest = statuses.get("ingest")
+    feed = None if ingest is None else ingest.feed
+    last_trades = {} if feed is None else feed.last_trade_ms
     coins: dict[str, Any] = {}
-    last_trades = last_trades if isinstance(last_trades, dict) else {}
     # The coins ingest reports (the running config), else this command's configured coins.
     for coin in list(last_trades) or list(settings.coins):
-        ts_ms = _int(last_trades.get(coin))
+        ts_ms = last_trades.get(coin)
         coins[coin] = {"last_trade_ms": ts_ms, "last_trade_age_s": _age_s(now_ms, ts_ms)}
     files, file_problems = _files(
-        statuses.get("writer") or {}, settings, now_ms, stages["writer"]["uptime_s"]
+        statuses.get("writer"), settings, now_ms, stages["writer"]["uptime_s"]
     )
     problems.extend(file_problems)
     return {
@@ -168,7 +161,7 @@ def build_report(
         "run_dir": str(settings.run_dir),
         "data_dir": str(settings.data_dir),
         "supervisord": supervisord_running,
-        "connected": ingest.get("connected") if isinstance(ingest.get("connected"), bool) else None,
+        "connected": None if feed is None else feed.connected,
         "stages": stages,
         "coins": coins,
         "files": files,

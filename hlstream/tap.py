@@ -9,7 +9,7 @@ can copy or vendor it. Three lines:
 
 Each message is a `TapMessage(topic, data, event, lost)`: `data` is the decoded msgpack
 map (see the README's wire format); `event` is "first", "ok", "restart" (the publisher
-restarted: new session id), "gap" (`lost` messages were dropped, e.g. a full queue) or
+restarted: new session id), "loss" (`lost` messages were dropped, e.g. a full queue) or
 "stale" (a repeated or older sequence number: nothing was lost).
 Topics end with "|", so "trade.ETH|" never matches "trade.ETHFI|"; a prefix such as
 "trade." or "bar.5s." subscribes to a whole family. Topics are also compared exactly on
@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 import zmq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
@@ -93,7 +93,7 @@ class Tap:
                 raise ValueError("topic does not match")
             data = msgpack.unpackb(frames[1], raw=False)
             if not isinstance(data, dict) or data.get("v") != SCHEMA_VERSION:
-                raise ValueError("not a version-1 map")
+                raise ValueError(f"not a version-{SCHEMA_VERSION} map")
             session, seq = data["session"], data["seq"]
             if not isinstance(session, str) or not isinstance(seq, int):
                 raise ValueError("bad session or seq")
@@ -118,7 +118,7 @@ class Tap:
         self._last[topic] = (session, seq)
         lost = seq - previous[1] - 1
         self.lost += lost
-        return ("gap", lost) if lost else ("ok", 0)
+        return ("loss", lost) if lost else ("ok", 0)
 
     def close(self) -> None:
         self.socket.close()

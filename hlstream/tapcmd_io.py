@@ -128,9 +128,9 @@ def human_lines(message: TapMessage) -> list[str]:
     else:
         body = " ".join(f"{k}={json.dumps(v)}" for k, v in data.items() if k not in _ENVELOPE)
         lines.append(f"{message.topic} {body}")
-    if message.event in ("gap", "restart"):
+    if message.event in ("loss", "restart"):
         note = "publisher restarted"
-        if message.event == "gap":
+        if message.event == "loss":
             note = f"lost {message.lost} message(s)"
         lines.insert(0, f"# {message.topic} {note}")
     return lines

@@ -7,6 +7,7 @@ Loop: poll sockets until the next window deadline -> apply trades / gaps / statu
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,17 +22,19 @@ from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import (
     Bar,
-    bar_to_wire,
+    BarAck,
+    Gap,
+    LateTrade,
+    TradeBatch,
     bar_topic,
-    decode,
-    encode,
-    gap_from_wire,
+    decode_message,
+    encode_message,
+    kind_of,
     late_topic,
     status_topic,
-    trade_to_wire,
-    trades_from_payload,
 )
 from hlstream.common.sequence import SeqEvent, SeqTracker
+from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.services.aggregator.core import (
     AggState,
@@ -44,6 +47,7 @@ from hlstream.services.aggregator.core import (
 )
 from hlstream.services.aggregator.outbox import Outbox
 
+SERVICE = "aggregator"
 INGEST_SILENT_MS = 3_000  # no ingest heartbeat for this long: treat the feed as down
 SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joining
 
@@ -158,16 +162,15 @@ class Aggregator:
         if len(frames) != 2:
             raise ProtocolError(f"expected 2 frames, got {len(frames)}")
         topic = frames[0].decode("ascii")
-        data = decode(frames[1])
+        envelope, message = decode_message(frames[1])
         now = self.clock.now_ms()
-        event, skipped = self.seq.observe(topic, data["session"], data["seq"])
+        event, skipped = self.seq.observe(topic, envelope.session, envelope.seq)
         previous = self.last_msg_ms.get(topic, self.state.joined_ms)
         self.last_msg_ms[topic] = now
-        kind = data["type"]
-        if kind == "status":
-            self._on_ingest_status(data, now)
+        if isinstance(message, StageStatus):
+            self._on_ingest_status(message, now)
             return
-        if event in (SeqEvent.FIRST, SeqEvent.RESTART, SeqEvent.GAP):
+        if event in (SeqEvent.FIRST, SeqEvent.RESTART, SeqEvent.LOSS):
             # The first message of a feed cannot prove nothing came before it either.
             coin = topic.split(".", 1)[1].rstrip("|")
             reason = {SeqEvent.FIRST: "feed_start", SeqEvent.RESTART: "ingest_restart"}.get(
@@ -177,38 +180,39 @@ class Aggregator:
             emit = self.log.info if event is SeqEvent.FIRST else self.log.warning
             emit("feed_discontinuity", coin=coin, reason=reason, skipped=skipped)
             taint(self.state, coin, previous, now)
-        if kind == "trades":
-            late = apply_trades(self.state, trades_from_payload(data))
+        if isinstance(message, TradeBatch):
+            late = apply_trades(self.state, list(message.trades))
             for item in late:
-                body = {"interval": item.interval, "start_ms": item.window_ms,
-                        "trade": trade_to_wire(item.trade)}
-                self.taps.publish(late_topic(item.trade.coin), "late", body)
+                self.taps.publish(late_topic(item.trade.coin),
+                                  LateTrade(item.interval, item.window_ms, item.trade))
             if late:
                 self.log.warning_limited("late", 5, "late_trades", total=self.state.late_trades)
-        elif kind == "gap":
-            gap = gap_from_wire(data)
-            self.counters.gaps += 1
-            self.log.warning("gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms,
-                        reason=gap.reason)
-            emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
-            if emitted:
-                # Those bars are already with the writer; they may miss trades of the gap.
-                self.counters.gaps_after_close += 1
-                self.log.error("gap_after_close", coin=gap.coin, windows=emitted,
-                          from_ms=gap.from_ms, to_ms=gap.to_ms,
-                          note="bars already emitted for these windows may miss trades")
+        elif isinstance(message, Gap):
+            self._on_gap(message)
         else:
-            raise ProtocolError(f"unexpected message type {kind!r} on {topic}")
+            raise ProtocolError(f"unexpected message {kind_of(message)} on {topic}")
 
-    def _on_ingest_status(self, data: dict[str, Any], now: int) -> None:
+    def _on_gap(self, gap: Gap) -> None:
+        self.counters.gaps += 1
+        self.log.warning("gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms,
+                         reason=gap.reason)
+        emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
+        if emitted:
+            # Those bars are already with the writer; they may miss trades of the gap.
+            self.counters.gaps_after_close += 1
+            self.log.error("gap_after_close", coin=gap.coin, windows=emitted,
+                           from_ms=gap.from_ms, to_ms=gap.to_ms,
+                           note="bars already emitted for these windows may miss trades")
+
+    def _on_ingest_status(self, status: StageStatus, now: int) -> None:
         self.ingest_seen_ms = now
-        if data.get("connected") is True:
+        feed = status.feed
+        if feed is not None and feed.connected:
             self.ingest_ok_ms = now
         else:
             taint(self.state, None, self.ingest_ok_ms or self.state.joined_ms, now)
-        delisted = data.get("delisted")
-        for coin in delisted if isinstance(delisted, list) else ():
-            if isinstance(coin, str) and retire_coin(self.state, coin):
+        for coin in () if feed is None else feed.delisted:
+            if retire_coin(self.state, coin):
                 self.log.error("coin_retired", coin=coin, reason="delisted by the venue")
 
     def _drain_acks(self) -> None:
@@ -220,9 +224,11 @@ class Aggregator:
             try:
                 if len(frames) != 2 or frames[0] != b"ack":
                     raise ProtocolError("ack must be [b'ack', payload]")
-                data = decode(frames[1])
-                key = (str(data["coin"]), str(data["interval"]), int(data["start_ms"]))
-            except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+                _, ack = decode_message(frames[1])
+                if not isinstance(ack, BarAck):
+                    raise ProtocolError(f"expected an ack, got {kind_of(ack)}")
+                key = (ack.coin, ack.interval, ack.start_ms)
+            except ProtocolError as exc:
                 self.counters.malformed += 1
                 self.log.warning_limited("bad_ack", 5, "malformed_ack", error=str(exc)[:200])
                 continue
@@ -230,10 +236,9 @@ class Aggregator:
                 self.counters.acks += 1
 
     def _emit(self, bar: Bar) -> None:
-        body = bar_to_wire(bar)
-        self.taps.publish(bar_topic(bar.interval, bar.coin), "bar", body)
+        self.taps.publish(bar_topic(bar.interval, bar.coin), bar)
         envelope = self.taps.next_envelope("writer")
-        self.outbox.add((bar.coin, bar.interval, bar.start_ms), encode("bar", envelope, body))
+        self.outbox.add((bar.coin, bar.interval, bar.start_ms), encode_message(envelope, bar))
         self.counters.bars += 1
         self.log.debug("bar", coin=bar.coin, interval=bar.interval, start_ms=bar.start_ms,
                   trades=bar.trades, complete=bar.complete)
@@ -243,10 +248,7 @@ class Aggregator:
             taint(self.state, None, self.ingest_seen_ms, now)
             self.log.warning_limited("ingest_silent", 30, "ingest_silent",
                                 silent_ms=now - self.ingest_seen_ms)
-        status = {
-            "service": "aggregator",
-            "ts_ms": now,
-            "session": self.taps.session,
+        counters = {
             "trades": self.state.applied_trades,
             "late_trades": self.state.late_trades,
             "pending_bars": self.outbox.size,
@@ -254,8 +256,9 @@ class Aggregator:
             "resent_bars": self.outbox.resent,
             **asdict(self.counters),
         }
-        self.taps.publish(status_topic("aggregator"), "status", status)
-        write_status(self.settings.run_dir, "aggregator", status)
+        status = StageStatus(SERVICE, now, os.getpid(), self.taps.session, counters)
+        self.taps.publish(status_topic(SERVICE), status)
+        write_status(self.settings.run_dir, status)
 
     def close(self) -> None:
         """Give in-flight bars a moment to reach the writer, then close sockets."""

@@ -8,8 +8,8 @@ No IO, no clock: callers pass times in. Invariants:
   (ConfigError) a plan beyond the venue's per-IP limits (10 connections, 1000 subscriptions).
 - `RequestLog.cause_of` names the recently sent request an error frame refers to, preferring
   an exact match on the subscription the venue echoes back over a guess by recency.
-- The `*_body` normalisers map venue fields (`px`, `sz`, `n`, `time`, ...) to the documented
-  bus fields (common/messages.py); a payload of the wrong shape raises ProtocolError.
+- The `parse_*` normalisers map venue fields (`px`, `sz`, `n`, `time`, ...) to the documented
+  typed bus messages (common/book.py); a payload of the wrong shape raises ProtocolError.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hlstream.common.book import Bbo, Book, BookLevel, Fill, Fills
 from hlstream.common.config import MAX_WS_CONNECTIONS, MAX_WS_SUBSCRIPTIONS
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.timebucket import normalize_ts_ms
@@ -162,8 +163,8 @@ def is_already_subscribed(error: str) -> bool:
 # ---- optional channels -------------------------------------------------------------------
 
 
-def book_body(data: Any) -> dict[str, Any]:
-    """Normalise an l2Book payload `{coin, time, levels: [bids, asks]}` for the bus."""
+def parse_book(data: Any, recv_ms: int) -> Book:
+    """An l2Book payload `{coin, time, levels: [bids, asks]}` as a typed Book."""
     if not isinstance(data, dict):
         raise ProtocolError("l2Book data is not an object")
     coin = _coin(data, "l2Book")
@@ -171,11 +172,11 @@ def book_body(data: Any) -> dict[str, Any]:
     if not isinstance(levels, list) or len(levels) != 2:
         raise ProtocolError("l2Book levels is not [bids, asks]")
     bids, asks = (_levels(side) for side in levels)
-    return {"coin": coin, "ts_ms": _time(data, "l2Book"), "bids": bids, "asks": asks}
+    return Book(coin, _time(data, "l2Book"), recv_ms, bids, asks)
 
 
-def bbo_body(data: Any) -> dict[str, Any]:
-    """Normalise a bbo payload `{coin, time, bbo: [bid|null, ask|null]}` for the bus."""
+def parse_bbo(data: Any, recv_ms: int) -> Bbo:
+    """A bbo payload `{coin, time, bbo: [bid|null, ask|null]}` as a typed Bbo."""
     if not isinstance(data, dict):
         raise ProtocolError("bbo data is not an object")
     coin = _coin(data, "bbo")
@@ -183,62 +184,59 @@ def bbo_body(data: Any) -> dict[str, Any]:
     if not isinstance(pair, list) or len(pair) != 2:
         raise ProtocolError("bbo is not [bid, ask]")
     bid, ask = (None if level is None else _level(level) for level in pair)
-    return {"coin": coin, "ts_ms": _time(data, "bbo"), "bid": bid, "ask": ask}
+    return Bbo(coin, _time(data, "bbo"), recv_ms, bid, ask)
 
 
-def fills_body(data: Any) -> dict[str, Any]:
-    """Normalise a userFills payload `{isSnapshot?, user, fills: [WsFill]}` for the bus."""
+def parse_fills(data: Any, recv_ms: int) -> Fills:
+    """A userFills payload `{isSnapshot?, user, fills: [WsFill]}` as typed Fills."""
     if not isinstance(data, dict):
         raise ProtocolError("userFills data is not an object")
     user = data.get("user")
     fills = data.get("fills")
     if not isinstance(user, str) or not isinstance(fills, list):
         raise ProtocolError("userFills has no user or fills list")
-    return {
-        "user": user.lower(),
-        "is_snapshot": data.get("isSnapshot") is True,
-        "fills": [_fill(item) for item in fills],
-    }
+    return Fills(user.lower(), data.get("isSnapshot") is True, recv_ms,
+                 tuple(_fill(item) for item in fills))
 
 
-def _fill(item: Any) -> dict[str, Any]:
+def _fill(item: Any) -> Fill:
     if not isinstance(item, dict):
         raise ProtocolError("fill is not an object")
     side = _SIDES.get(item.get("side"))  # type: ignore[arg-type]
     ts_ms = normalize_ts_ms(item.get("time"))
     if side is None or ts_ms is None:
         raise ProtocolError("fill has no usable side or time")
-    return {
-        "coin": _coin(item, "fill"),
-        "side": side,
-        "price": _text(item, "px"),
-        "size": _text(item, "sz"),
-        "ts_ms": ts_ms,
-        "tid": _int(item, "tid"),
-        "oid": _int(item, "oid"),
-        "hash": str(item.get("hash") or ""),
-        "fee": str(item.get("fee") or ""),
-        "fee_token": str(item.get("feeToken") or ""),
-        "closed_pnl": str(item.get("closedPnl") or ""),
-        "dir": str(item.get("dir") or ""),
-        "crossed": item.get("crossed") is True,
-        "start_position": str(item.get("startPosition") or ""),
-    }
+    return Fill(
+        coin=_coin(item, "fill"),
+        side=side,
+        price=_text(item, "px"),
+        size=_text(item, "sz"),
+        ts_ms=ts_ms,
+        tid=_int(item, "tid"),
+        oid=_int(item, "oid"),
+        hash=str(item.get("hash") or ""),
+        fee=str(item.get("fee") or ""),
+        fee_token=str(item.get("feeToken") or ""),
+        closed_pnl=str(item.get("closedPnl") or ""),
+        dir=str(item.get("dir") or ""),
+        crossed=item.get("crossed") is True,
+        start_position=str(item.get("startPosition") or ""),
+    )
 
 
-def _levels(side: Any) -> list[dict[str, Any]]:
+def _levels(side: Any) -> tuple[BookLevel, ...]:
     if not isinstance(side, list):
         raise ProtocolError("book side is not a list")
-    return [_level(level) for level in side]
+    return tuple(_level(level) for level in side)
 
 
-def _level(level: Any) -> dict[str, Any]:
+def _level(level: Any) -> BookLevel:
     if not isinstance(level, dict):
         raise ProtocolError("book level is not an object")
     orders = level.get("n")
     if not isinstance(orders, int) or isinstance(orders, bool):
         raise ProtocolError("book level has no order count")
-    return {"price": _text(level, "px"), "size": _text(level, "sz"), "orders": orders}
+    return BookLevel(_text(level, "px"), _text(level, "sz"), orders)
 
 
 def _coin(data: dict[str, Any], what: str) -> str:

@@ -332,3 +332,25 @@ class ReplayCheck:
         return replay_gap(coin, trades, known, last_ts_ms)
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What one coin's trades frame yields: trades to publish, counts, and a proven gap."""
+
+    fresh: list[Trade]
+    duplicates: int
+    too_old: int
+    gap: Gap | None
+
+
+def admit_batch(deduper: Deduper, replay: ReplayCheck, coin: str, batch: list[Trade]) -> Admission:
+    """Dedupe one coin's trades frame and judge it as a subscribe replay.
+
+    The newest time and the known-key count are read BEFORE `admit`, which changes both: read
+    after, every replay would look fully known and a real gap would never be reported.
+    """
+    last_ms = deduper.newest_ms(coin)
+    known = deduper.count_known(batch) if replay.is_pending(coin) else 0
+    too_old_before = deduper.too_old
+    fresh, duplicates = deduper.admit(batch)
+    gap = replay.check(coin, batch, known, last_ms)
+    return Admission(fresh, duplicates, deduper.too_old - too_old_before, gap)

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import websocket
@@ -59,16 +60,25 @@ QUEUE_PUT_S = 0.2
 SERVER_CLOSES = ("server_close", "connection_closed", "socket_error")
 
 
+class EventKind(Enum):
+    """What happened on a link (the fields of `Event` each kind fills in brackets)."""
+
+    CONNECTED = "connected"  # [coins]: trade coins just subscribed; next frame is a replay
+    FRAME = "frame"  # [frame, recv_ms]
+    MALFORMED = "malformed"  # [text]
+    ERROR = "error"  # [text]: the venue's error frame
+    DISCONNECTED = "disconnected"  # [text]: the reason ("stop" on shutdown)
+    DELISTED = "delisted"  # [coins]
+    HEALTHY = "healthy"  # the connection delivered data for a while: backoff resets
+    RETIRED = "retired"  # no subscription left on this link
+    CRASHED = "crashed"  # a bug in the link thread
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """What a link tells the publishing thread. `kind` is one of:
+    """What a link tells the publishing thread."""
 
-    connected (coins: trade coins just subscribed, their next frame is a replay),
-    frame (frame, recv_ms), malformed (text), error (text), disconnected (text: reason),
-    delisted (coins), healthy, retired (no subscription left), crashed (a bug).
-    """
-
-    kind: str
+    kind: EventKind
     link: int
     frame: Frame | None = None
     recv_ms: int = 0
@@ -183,7 +193,7 @@ class Link:
             pass
         except Exception:  # a bug in a link must stop the process, not go unnoticed
             self.log.exception("link_crash", link=self.index)
-            self._emit(Event("crashed", self.index))
+            self._emit(Event(EventKind.CRASHED, self.index))
         finally:
             self._close_ws()
 
@@ -192,7 +202,7 @@ class Link:
         while not self.shared.halt.is_set():
             if not self.subs:
                 self.log.error("link_retired", link=self.index, reason="every coin was delisted")
-                self._emit(Event("retired", self.index))
+                self._emit(Event(EventKind.RETIRED, self.index))
                 return
             with self.shared.lock:
                 delay = self.policy.delay_s(time.monotonic())
@@ -208,7 +218,7 @@ class Link:
             self._wait_for_grant()
             reason = self._connect_and_stream()
             self.policy.on_disconnect()
-            self._emit(Event("disconnected", self.index, text=reason))
+            self._emit(Event(EventKind.DISCONNECTED, self.index, text=reason))
             closed_s = time.monotonic()
             if reason.startswith(SERVER_CLOSES) and is_early_close(
                 closed_s, self._last_subscribe_s, EARLY_CLOSE_S
@@ -255,7 +265,7 @@ class Link:
         settings = self.shared.settings
         ws.settimeout(RECV_TIMEOUT_S)
         trade_coins = tuple(sub.key for sub in self.subs if sub.kind == TRADES)
-        self._emit(Event("connected", self.index, coins=trade_coins))
+        self._emit(Event(EventKind.CONNECTED, self.index, coins=trade_coins))
         for position, sub in enumerate(self.subs):
             if position:
                 self._idle(SUBSCRIBE_PACE_S)
@@ -283,11 +293,11 @@ class Link:
             try:
                 frame = parse_frame(payload)
             except ProtocolError as exc:
-                self._emit(Event("malformed", self.index, text=str(exc)))
+                self._emit(Event(EventKind.MALFORMED, self.index, text=str(exc)))
                 continue
             is_data = frame.kind in (FrameKind.TRADES, FrameKind.DATA)
             if self.policy.on_frame(last_msg, is_data):
-                self._emit(Event("healthy", self.index))
+                self._emit(Event(EventKind.HEALTHY, self.index))
             if frame.kind is FrameKind.SUBSCRIBED:
                 acked += 1
                 if acked == len(self.subs):
@@ -295,7 +305,7 @@ class Link:
             elif frame.kind is FrameKind.ERROR:
                 self._on_error(frame.error, last_msg)
             elif frame.kind is not FrameKind.PONG:
-                self._emit(Event("frame", self.index, frame, recv_ms=now_ms()))
+                self._emit(Event(EventKind.FRAME, self.index, frame, recv_ms=now_ms()))
         return "stop"
 
     # ---- helpers -------------------------------------------------------------------------
@@ -303,7 +313,7 @@ class Link:
     def _on_error(self, error: str, now_s: float) -> None:
         cause = self.requests.cause_of(error, now_s)
         request, exact = cause if cause is not None else ("", False)
-        self._emit(Event("error", self.index, text=error))
+        self._emit(Event(EventKind.ERROR, self.index, text=error))
         if is_already_subscribed(error):
             self.log.info("ws_already_subscribed", link=self.index, request=request)
             return
@@ -338,7 +348,7 @@ class Link:
             )
             return
         self.subs = tuple(sub for sub in self.subs if sub.coin not in gone)
-        self._emit(Event("delisted", self.index, coins=tuple(gone)))
+        self._emit(Event(EventKind.DELISTED, self.index, coins=tuple(gone)))
 
     def _send(self, ws: websocket.WebSocket, text: str) -> None:
         while True:

@@ -26,6 +26,7 @@ written through common/status_io and read by `hlstream status`).
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -34,6 +35,7 @@ from typing import Any
 
 import zmq
 
+from hlstream.common.book import Bbo, Book, Fills
 from hlstream.common.bus_io import Publisher, curve_keys
 from hlstream.common.clock import Clock, SystemClock
 from hlstream.common.config import Settings, validate
@@ -43,25 +45,25 @@ from hlstream.common.log import EventLog
 from hlstream.common.messages import (
     Gap,
     Trade,
+    TradeBatch,
     bbo_topic,
     book_topic,
     fills_topic,
-    gap_to_wire,
     gap_topic,
     status_topic,
-    trade_to_wire,
     trade_topic,
 )
 from hlstream.common.rest_io import FOREVER, call_with_retry
+from hlstream.common.status import FeedStatus, StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.universe import check_coins, dex_prefixes, resolve_coins, wants_all
 from hlstream.services.ingest.channels import (
     BBO,
     L2BOOK,
     USER_FILLS,
-    bbo_body,
-    book_body,
-    fills_body,
+    parse_bbo,
+    parse_book,
+    parse_fills,
     plan_subscriptions,
     shard,
 )
@@ -70,8 +72,9 @@ from hlstream.services.ingest.core import (
     Frame,
     FrameKind,
     ReplayCheck,
+    admit_batch,
 )
-from hlstream.services.ingest.link_io import Event, Link, Listing, Shared
+from hlstream.services.ingest.link_io import Event, EventKind, Link, Listing, Shared
 from hlstream.services.ingest.state_io import (
     STATE_FILE,
     load_deduper,
@@ -245,7 +248,7 @@ class Ingest:
                 event = self.events.get_nowait()
             except queue.Empty:
                 return
-            if event.kind in ("frame", "connected"):
+            if event.kind in (EventKind.FRAME, EventKind.CONNECTED):
                 self._on_event(event)
 
     def _pump(self) -> None:
@@ -271,17 +274,17 @@ class Ingest:
 
     def _on_event(self, event: Event) -> None:
         kind = event.kind
-        if kind == "frame":
+        if kind is EventKind.FRAME:
             assert event.frame is not None
             self._on_frame(event.frame, event.recv_ms)
-        elif kind == "connected":
+        elif kind is EventKind.CONNECTED:
             self._up.add(event.link)
             self.replay.on_connect(c for c in event.coins if c not in self.delisted)
-        elif kind == "disconnected":
+        elif kind is EventKind.DISCONNECTED:
             self._up.discard(event.link)
             if event.text != "stop":
                 self.counters.reconnects += 1
-        elif kind == "malformed":
+        elif kind is EventKind.MALFORMED:
             self.counters.malformed += 1
             self.log.warning_limited(
                 "malformed",
@@ -291,9 +294,9 @@ class Ingest:
                 error=event.text,
                 malformed=self.counters.malformed,
             )
-        elif kind == "error":
+        elif kind is EventKind.ERROR:
             self.counters.ws_errors += 1
-        elif kind == "delisted":
+        elif kind is EventKind.DELISTED:
             for coin in event.coins:
                 if coin not in self.delisted:
                     self.delisted.add(coin)
@@ -303,11 +306,11 @@ class Ingest:
                         link=event.link,
                         action="unsubscribed; nothing more is published for it",
                     )
-        elif kind == "retired":
+        elif kind is EventKind.RETIRED:
             self._retired.add(event.link)
-        elif kind == "healthy":
+        elif kind is EventKind.HEALTHY:
             self.log.debug("ws_healthy", link=event.link)
-        elif kind == "crashed":
+        elif kind is EventKind.CRASHED:
             raise LinkCrashError(f"link {event.link} crashed")
 
     def _on_frame(self, frame: Frame, recv_ms: int) -> None:
@@ -330,15 +333,16 @@ class Ingest:
         """Publish one optional-channel frame (l2Book, bbo, userFills) as documented."""
         assert self.publisher is not None
         try:
+            message: Book | Bbo | Fills
             if frame.channel == L2BOOK:
-                body = book_body(frame.data)
-                topic, kind = book_topic(body["coin"]), "book"
+                message = parse_book(frame.data, recv_ms)
+                topic, coin = book_topic(message.coin), message.coin
             elif frame.channel == BBO:
-                body = bbo_body(frame.data)
-                topic, kind = bbo_topic(body["coin"]), "bbo"
+                message = parse_bbo(frame.data, recv_ms)
+                topic, coin = bbo_topic(message.coin), message.coin
             elif frame.channel == USER_FILLS:
-                body = fills_body(frame.data)
-                topic, kind = fills_topic(body["user"]), "fills"
+                message = parse_fills(frame.data, recv_ms)
+                topic, coin = fills_topic(message.user), None
             else:
                 self.log.warning_limited(
                     "channel:" + frame.channel, 60.0, "ws_unexpected_channel", channel=frame.channel
@@ -350,10 +354,9 @@ class Ingest:
                 "channel_malformed", 10.0, "ws_malformed", channel=frame.channel, error=str(exc)
             )
             return
-        if body.get("coin") in self.delisted:
+        if coin in self.delisted:
             return
-        body["recv_ms"] = recv_ms
-        self.publisher.publish(topic, kind, body)
+        self.publisher.publish(topic, message)
         self.counters.channel_msgs += 1
 
     def _on_trades(self, trades: tuple[Trade, ...], now_ms: int) -> None:
@@ -363,21 +366,12 @@ class Ingest:
                 by_coin.setdefault(trade.coin, []).append(trade)
         assert self.publisher is not None
         for coin, batch in by_coin.items():
-            last_ms = self.deduper.newest_ms(coin)
-            known = self.deduper.count_known(batch) if self.replay.is_pending(coin) else 0
-            too_old_before = self.deduper.too_old
-            fresh, duplicates = self.deduper.admit(batch)
-            too_old = self.deduper.too_old - too_old_before
-            gap = self.replay.check(coin, batch, known, last_ms)
-            if gap is not None:
-                self._publish_gap(gap)
+            admission = admit_batch(self.deduper, self.replay, coin, batch)
+            fresh, duplicates, too_old = admission.fresh, admission.duplicates, admission.too_old
+            if admission.gap is not None:
+                self._publish_gap(admission.gap)
             if fresh:
-                body = {
-                    "coin": coin,
-                    "recv_ms": now_ms,
-                    "trades": [trade_to_wire(t) for t in fresh],
-                }
-                self.publisher.publish(trade_topic(coin), "trades", body)
+                self.publisher.publish(trade_topic(coin), TradeBatch(coin, now_ms, tuple(fresh)))
                 self._dirty = True
             self.counters.trades += len(fresh)
             self.counters.duplicates += duplicates
@@ -393,7 +387,7 @@ class Ingest:
         self.log.warning(
             "gap", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
         )
-        self.publisher.publish(gap_topic(gap.coin), "gap", gap_to_wire(gap))
+        self.publisher.publish(gap_topic(gap.coin), gap)
 
     # ---- periodic work -------------------------------------------------------------------
 
@@ -413,31 +407,30 @@ class Ingest:
                 **asdict(self.counters),
             )
 
-    def status(self) -> dict[str, Any]:
-        """The heartbeat body (also written to ingest-status.json)."""
+    def status(self) -> StageStatus:
+        """The heartbeat (also written to ingest-status.json)."""
         now = time.monotonic()
         elapsed = max(now - self._last_status_at, 1e-3)
         rate = (self._msgs - self._msgs_at_status) / elapsed
         self._last_status_at = now
         self._msgs_at_status = self._msgs
-        body: dict[str, Any] = {
-            "service": SERVICE,
-            "ts_ms": self.clock.now_ms(),
-            "connected": bool(self._up) and len(self._up) == len(self.links) - len(self._retired),
-            "links": len(self.links),
-            "links_up": len(self._up),
-            "delisted": sorted(self.delisted),
-            "msgs_per_s": round(rate, 2),
-            "last_trade_ms": self.deduper.newest_by_coin(),
-        }
-        body.update(asdict(self.counters))
-        return body
+        feed = FeedStatus(
+            connected=bool(self._up) and len(self._up) == len(self.links) - len(self._retired),
+            links=len(self.links),
+            links_up=len(self._up),
+            delisted=tuple(sorted(self.delisted)),
+            msgs_per_s=round(rate, 2),
+            last_trade_ms=self.deduper.newest_by_coin(),
+        )
+        session = "" if self.publisher is None else self.publisher.session
+        return StageStatus(SERVICE, self.clock.now_ms(), os.getpid(), session,
+                           asdict(self.counters), feed=feed)
 
     def _publish_status(self) -> None:
-        body = self.status()
+        status = self.status()
         if self.publisher is not None:
-            self.publisher.publish(status_topic(SERVICE), "status", body)
-        write_status(self.settings.run_dir, SERVICE, body)
+            self.publisher.publish(status_topic(SERVICE), status)
+        write_status(self.settings.run_dir, status)
 
     def _save_state(self) -> None:
         if save_deduper(self.state_path, self.deduper, self.log):

@@ -22,7 +22,7 @@ from hlstream.common.csvrow import format_row as format_row
 from hlstream.common.csvrow import parse_row as parse_row
 from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import Bar, bar_from_wire, decode
+from hlstream.common.messages import Bar, BarAck, decode_message, kind_of
 from hlstream.common.timebucket import bucket_start
 
 EMPTY_VOLUME = "0.0"
@@ -248,14 +248,14 @@ def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> dict
     }
 
 
-def ack_body(bar: Bar) -> dict[str, Any]:
-    """Body of an `ack` message: which bar is durably handled."""
-    return {"coin": bar.coin, "interval": bar.interval, "start_ms": bar.start_ms}
+def ack_of(bar: Bar) -> BarAck:
+    """The `ack` message for a bar that is durably handled."""
+    return BarAck(bar.coin, bar.interval, bar.start_ms)
 
 
 def decode_bar_payload(payload: bytes) -> Bar:
     """Strictly decode a `bar` payload (envelope + body); raise ProtocolError if malformed."""
-    data = decode(payload)
-    if data["type"] != "bar":
-        raise ProtocolError(f"message type {data['type']!r} is not bar")
-    return bar_from_wire(data)
+    _, message = decode_message(payload)
+    if not isinstance(message, Bar):
+        raise ProtocolError(f"message type {kind_of(message)!r} is not bar")
+    return message

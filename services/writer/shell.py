@@ -28,8 +28,9 @@ from hlstream.common.errors import IntegrityError, ProtocolError, TransientError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Bar, Envelope, encode
+from hlstream.common.messages import Bar, Envelope, encode_message
 from hlstream.common.rest_io import InfoClient
+from hlstream.common.status import FileStatus, StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.timebucket import format_window, has_rest_candles
 from hlstream.services.writer import core
@@ -278,7 +279,7 @@ class Writer:
 
     def ack(self, socket: zmq.Socket[Any], identity: bytes, bar: Bar) -> None:
         self.ack_seq += 1
-        payload = encode("ack", Envelope(self.session, self.ack_seq), core.ack_body(bar))
+        payload = encode_message(Envelope(self.session, self.ack_seq), core.ack_of(bar))
         try:
             socket.send_multipart([identity, b"ack", payload], flags=zmq.NOBLOCK)
             self.counters.acks += 1
@@ -289,25 +290,18 @@ class Writer:
 
     def publish_status(self) -> None:
         """Atomically replace run_dir/writer-status.json."""
-        files = {}
-        for (coin, interval), handle in self.files.items():
-            last = handle.last
-            files[handle.path.name] = {
-                "coin": coin,
-                "interval": interval,
-                "last_start_ms": None if last is None else last.start_ms,
-                "last_datetime": None if last is None else format_window(last.start_ms),
-            }
-        status = {
-            "service": "writer",
-            "pid": os.getpid(),
-            "session": self.session,
-            "ts_ms": self.now_ms(),
-            "files": files,
-            "refused": {f"{c} {i}": err for (c, i), err in self.refused.items()},
-            "counters": asdict(self.counters),
+        files = {
+            handle.path.name: FileStatus(
+                coin, interval, None if handle.last is None else handle.last.start_ms
+            )
+            for (coin, interval), handle in self.files.items()
         }
-        write_status(self.settings.run_dir, "writer", status)
+        status = StageStatus(
+            "writer", self.now_ms(), os.getpid(), self.session, asdict(self.counters),
+            files=files,
+            refused={f"{c} {i}": err for (c, i), err in self.refused.items()},
+        )
+        write_status(self.settings.run_dir, status)
 
     def serve(self, socket: zmq.Socket[Any]) -> None:
         """Receive bars until the stop flag is set."""

@@ -65,6 +65,11 @@ def now_ms() -> int:
 
 
 @dataclass
+
+def _counter(pipeline: Pipeline, stage: str, name: str) -> int:
+    status = pipeline.status(stage)
+    return (status.counter(name) if status else None) or 0
+
 class Fault:
     kind: str
     start_ms: int
@@ -101,9 +106,10 @@ class FaultDriver:
         """Until ingest is connected and has admitted a trade newer than `since_ms` per coin."""
 
         def fresh() -> bool:
-            status = self.pipeline.status("ingest") or {}
-            last = status.get("last_trade_ms") or {}
-            return bool(status.get("connected")) and all(
+            status = self.pipeline.status("ingest")
+            feed = None if status is None else status.feed
+            last = {} if feed is None else feed.last_trade_ms
+            return bool(feed and feed.connected) and all(
                 last.get(coin, 0) > since_ms for coin in self.coins
             )
 
@@ -163,7 +169,7 @@ class FaultDriver:
             ):
                 self.exchange.inject_raw(text)
             time.sleep(1.0)
-            wait_for(lambda: (self.pipeline.status("ingest") or {}).get("malformed", 0) > 0, 10,
+            wait_for(lambda: _counter(self.pipeline, "ingest", "malformed") > 0, 10,
                      "malformed frames counted")
 
     def zombie(self) -> None:
@@ -378,7 +384,7 @@ def test_fault_schedule_keeps_files_exact_and_every_stage_recovers(exchange, tmp
     assert "event=ws_stale" in ingest_log, "the zombie was detected by the stale timer"
     assert "event=ws_malformed" in ingest_log
     assert "event=trades_rejected" in ingest_log, "junk entries of a trades frame rejected"
-    assert (pipeline.status("ingest") or {}).get("duplicates", 0) > 0, "replays deduped"
+    assert _counter(pipeline, "ingest", "duplicates") > 0, "replays deduped"
     retries = [line for line in writer_log.splitlines() if "event=rest_retry" in line]
     assert any("429" in line for line in retries), "429 retried"
     assert any("500" in line for line in retries), "500 retried"

@@ -5,7 +5,6 @@ Scenario code lives in the tests; this module only starts, waits and reads.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hlstream.common.filenames import csv_filename
+from hlstream.common.status import StageStatus
+from hlstream.common.status_io import read_status
 from hlstream.common.timebucket import parse_window
 from hlstream.sim.exchange import FakeExchange
 
@@ -105,17 +106,17 @@ class Pipeline:
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
 
-    def status(self, service: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self.run_dir / f"{service}-status.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+    def status(self, service: str) -> StageStatus | None:
+        """The stage's last heartbeat (run_dir/{service}-status.json), typed."""
+        return read_status(self.run_dir, service)
+
+    def connected(self) -> bool:
+        status = self.status("ingest")
+        return bool(status and status.feed and status.feed.connected)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Until ingest is connected and the aggregator has joined the bus."""
-        wait_for(lambda: (self.status("ingest") or {}).get("connected"), timeout_s,
-                 "ingest connected")
+        wait_for(self.connected, timeout_s, "ingest connected")
         wait_for(lambda: self.status("aggregator"), timeout_s, "aggregator heartbeat")
 
     def csv(self, coin: str, interval: str) -> Path:

@@ -40,8 +40,8 @@ def pipeline(tmp_path_factory):
         running.wait_ready()
         for coin in COINS:
             wait_for(lambda c=coin: read_rows(running.csv(c, "5s")), 20, f"{coin} 5s rows")
-        wait_for(lambda: all(f["last_start_ms"] for f in
-                             (running.status("writer") or {}).get("files", {}).values()),
+        wait_for(lambda: all(f.last_start_ms for f in
+                             getattr(running.status("writer"), "files", {}).values()),
                  5, "writer status with every file's last row")
         yield running
     finally:

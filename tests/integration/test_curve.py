@@ -12,6 +12,7 @@ import zmq
 from hlstream.common.bus_io import Publisher, curve_keys, subscribe_socket
 from hlstream.common.config import load_settings
 from hlstream.common.errors import ConfigError
+from hlstream.common.messages import TradeBatch
 from hlstream.tap import Tap
 
 
@@ -70,13 +71,13 @@ def test_unauthenticated_subscriber_gets_nothing_and_keyed_tap_gets_everything(s
         received = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and len(received) < 3:
-            publisher.publish("trade.BTC|", "trades", {"coin": "BTC", "trades": []})
+            publisher.publish("trade.BTC|", TradeBatch("BTC", 0, ()))
             message = keyed.receive()
             if message is not None:
                 received.append(message)
         assert len(received) >= 3
         for _ in range(5):
-            publisher.publish("trade.BTC|", "trades", {"coin": "BTC", "trades": []})
+            publisher.publish("trade.BTC|", TradeBatch("BTC", 0, ()))
         assert plain.poll(500) == 0, "a plain subscriber must receive nothing"
         assert wrong_key.receive() is None, "a client with the wrong server key gets nothing"
     finally:

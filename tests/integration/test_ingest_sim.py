@@ -4,7 +4,6 @@ bbo / userFills channels, and exactly-once delivery across reconnects and restar
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from hlstream.common.status_io import read_status
 from hlstream.sim.exchange import FakeExchange
 from tests.integration.buscollect import Bus, Key
 from tests.integration.procs import terminate
@@ -66,11 +66,15 @@ def stop_ingest(proc: subprocess.Popen[str]) -> str:
 
 
 def status(run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((run_dir / "ingest-status.json").read_text())
-    except (OSError, ValueError):
+    """Ingest's last heartbeat flattened: its counters plus its feed's fields."""
+    heartbeat = read_status(run_dir, "ingest")
+    if heartbeat is None:
         return {}
-    return data if isinstance(data, dict) else {}
+    flat: dict[str, Any] = dict(heartbeat.counters)
+    if heartbeat.feed is not None:
+        flat.update(connected=heartbeat.feed.connected, links_up=heartbeat.feed.links_up,
+                    delisted=list(heartbeat.feed.delisted))
+    return flat
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> None:

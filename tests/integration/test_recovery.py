@@ -78,10 +78,10 @@ def kill_and_wait_restart(pipeline: Pipeline, stage: str) -> tuple[int, int]:
     new = wait_for(lambda: (p := stage_pid(pipeline, stage)) and p != old and p, 30,
                    f"{stage} restarted")
     if stage == "writer":
-        wait_for(lambda: (pipeline.status("writer") or {}).get("pid") == new, 30, "new writer")
+        wait_for(lambda: getattr(pipeline.status("writer"), "pid", None) == new, 30, "new writer")
     else:
         mark = now_ms()
-        wait_for(lambda: (pipeline.status(stage) or {}).get("ts_ms", 0) > mark, 30,
+        wait_for(lambda: getattr(pipeline.status(stage), "ts_ms", 0) > mark, 30,
                  f"new {stage} heartbeat")
     return killed_ms, now_ms()
 

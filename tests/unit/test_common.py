@@ -106,11 +106,11 @@ def test_coins_mapping_to_one_file_are_refused():
         check_unique_filenames(["kPEPE", "KPEPE"])
 
 
-def test_sequence_tracker_reports_first_ok_gap_restart_stale():
+def test_sequence_tracker_reports_first_ok_loss_restart_stale():
     tracker = SeqTracker()
     assert tracker.observe("t", "a", 1) == (SeqEvent.FIRST, 0)
     assert tracker.observe("t", "a", 2) == (SeqEvent.OK, 0)
-    assert tracker.observe("t", "a", 5) == (SeqEvent.GAP, 2)
+    assert tracker.observe("t", "a", 5) == (SeqEvent.LOSS, 2)
     assert tracker.observe("t", "a", 5) == (SeqEvent.STALE, 0)
     assert tracker.observe("t", "b", 1) == (SeqEvent.RESTART, 0)
     assert tracker.lost == 2

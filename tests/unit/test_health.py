@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hlstream.common.config import Settings, validate
+from hlstream.common.status import FeedStatus, FileStatus, StageStatus
 from hlstream.health import build_report, format_duration, format_report
 
 NOW = 1_700_000_000_000  # aligned to 5 s and 1 m
@@ -20,23 +21,22 @@ def processes(**states: str) -> dict[str, dict[str, object]]:
     return out
 
 
-def statuses(age_ms: int = 500, btc_5s_last: int | None = NOW - 10_000) -> dict[str, dict]:
+def statuses(age_ms: int = 500, btc_5s_last: int | None = NOW - 10_000) -> dict[str, StageStatus]:
+    ts_ms = NOW - age_ms
+    feed = FeedStatus(connected=True, links=1, links_up=1, delisted=(), msgs_per_s=1.0,
+                      last_trade_ms={"BTC": NOW - 1_500})
     return {
-        "ingest": {"ts_ms": NOW - age_ms, "connected": True, "reconnects": 2, "gaps": 1,
-                   "malformed": 3, "last_trade_ms": {"BTC": NOW - 1_500}},
-        "aggregator": {"ts_ms": NOW - age_ms, "late_trades": 4, "lost_messages": 0,
-                       "malformed": 0},
-        "writer": {
-            "ts_ms": NOW - age_ms,
-            "files": {
-                "btc_5s_data.csv": {"coin": "BTC", "interval": "5s",
-                                    "last_start_ms": btc_5s_last},
-                "btc_1m_data.csv": {"coin": "BTC", "interval": "1m",
-                                    "last_start_ms": NOW - 120_000},
+        "ingest": StageStatus("ingest", ts_ms, 1, "s", {"reconnects": 2, "gaps": 1,
+                                                         "malformed": 3}, feed=feed),
+        "aggregator": StageStatus("aggregator", ts_ms, 2, "s",
+                                  {"late_trades": 4, "lost_messages": 0, "malformed": 0}),
+        "writer": StageStatus(
+            "writer", ts_ms, 3, "s", {"partial_written": 5, "malformed": 1},
+            files={
+                "btc_5s_data.csv": FileStatus("BTC", "5s", btc_5s_last),
+                "btc_1m_data.csv": FileStatus("BTC", "1m", NOW - 120_000),
             },
-            "refused": {},
-            "counters": {"partial_written": 5, "malformed": 1},
-        },
+        ),
     }
 
 

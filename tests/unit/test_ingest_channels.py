@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hlstream.common.book import bbo_to_wire, book_to_wire, fills_to_wire
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.services.ingest.channels import (
     BBO,
@@ -16,11 +17,11 @@ from hlstream.services.ingest.channels import (
     USER_FILLS,
     RequestLog,
     Sub,
-    bbo_body,
-    book_body,
-    fills_body,
     is_already_subscribed,
     is_early_close,
+    parse_bbo,
+    parse_book,
+    parse_fills,
     plan_subscriptions,
     shard,
     unlisted_coins,
@@ -151,7 +152,7 @@ def test_already_subscribed_is_recognised_as_harmless() -> None:
 def test_book_fixture_is_normalised_to_price_size_orders_levels() -> None:
     data = json.loads((FIXTURES / "quantick" / "ws_l2_book.json").read_text())["data"]
 
-    body = book_body(data)
+    body = book_to_wire(parse_book(data, recv_ms=5))
 
     assert body["coin"] == "BTC" and body["ts_ms"] == 1785648733832
     assert body["bids"][0] == {"price": "63451.0", "size": "19.98344", "orders": 35}
@@ -162,9 +163,10 @@ def test_book_fixture_is_normalised_to_price_size_orders_levels() -> None:
 def test_bbo_with_an_empty_side_keeps_it_as_none() -> None:
     data = {"coin": "ETH", "time": 1700000000000, "bbo": [None, {"px": "1.5", "sz": "2", "n": 1}]}
 
-    assert bbo_body(data) == {
+    assert bbo_to_wire(parse_bbo(data, recv_ms=5)) == {
         "coin": "ETH",
         "ts_ms": 1700000000000,
+        "recv_ms": 5,
         "bid": None,
         "ask": {"price": "1.5", "size": "2", "orders": 1},
     }
@@ -178,7 +180,7 @@ def test_user_fills_are_normalised_with_lowercase_user() -> None:
     }
     data = {"isSnapshot": True, "user": ADDRESS.upper().replace("X", "x"), "fills": [fill]}
 
-    body = fills_body(data)
+    body = fills_to_wire(parse_fills(data, recv_ms=5))
 
     assert body["user"] == ADDRESS and body["is_snapshot"] is True
     assert body["fills"] == [
@@ -194,14 +196,14 @@ def test_user_fills_are_normalised_with_lowercase_user() -> None:
 @pytest.mark.parametrize(
     ("normalise", "data"),
     [
-        (book_body, {"coin": "BTC", "time": 1, "levels": [[]]}),
-        (book_body, {"coin": "BTC", "time": 1, "levels": [[{"px": 1, "sz": "1", "n": 1}], []]}),
-        (book_body, {"coin": "BTC", "levels": [[], []]}),
-        (bbo_body, {"coin": "BTC", "time": 1, "bbo": "x"}),
-        (fills_body, {"user": ADDRESS, "fills": [{"coin": "BTC", "side": "X"}]}),
-        (fills_body, ["not", "a", "map"]),
+        (parse_book, {"coin": "BTC", "time": 1, "levels": [[]]}),
+        (parse_book, {"coin": "BTC", "time": 1, "levels": [[{"px": 1, "sz": "1", "n": 1}], []]}),
+        (parse_book, {"coin": "BTC", "levels": [[], []]}),
+        (parse_bbo, {"coin": "BTC", "time": 1, "bbo": "x"}),
+        (parse_fills, {"user": ADDRESS, "fills": [{"coin": "BTC", "side": "X"}]}),
+        (parse_fills, ["not", "a", "map"]),
     ],
 )
 def test_malformed_channel_payload_raises_protocol_error(normalise: object, data: object) -> None:
     with pytest.raises(ProtocolError):
-        normalise(data)  # type: ignore[operator]
+        normalise(data, 0)  # type: ignore[operator]

@@ -17,6 +17,7 @@ from hlstream.services.ingest.core import (
     Deduper,
     FrameKind,
     ReplayCheck,
+    admit_batch,
     parse_frame,
     replay_gap,
     subscribe_message,
@@ -338,6 +339,48 @@ def test_deduper_and_replay_check_together_detect_missed_trades() -> None:
     gap = check.check("BTC", replay, known, deduper.newest_ms("BTC"))
 
     assert gap == Gap("BTC", 2000, 5000, "replay_no_overlap")
+
+
+def test_admit_batch_reports_the_gap_a_non_overlapping_replay_proves() -> None:
+    deduper, check = Deduper(), ReplayCheck()
+    admit_batch(deduper, check, "BTC", [make_trade(1000, 1), make_trade(2000, 2)])
+    check.on_connect(["BTC"])
+
+    admission = admit_batch(deduper, check, "BTC", [make_trade(5000, 5), make_trade(6000, 6)])
+
+    assert [t.tid for t in admission.fresh] == [5, 6]
+    assert admission.gap == Gap("BTC", 2000, 5000, "replay_no_overlap")
+
+
+def test_admit_batch_overlapping_replay_publishes_only_new_trades_and_no_gap() -> None:
+    deduper, check = Deduper(), ReplayCheck()
+    admit_batch(deduper, check, "BTC", [make_trade(1000, 1), make_trade(2000, 2)])
+    check.on_connect(["BTC"])
+
+    admission = admit_batch(deduper, check, "BTC", [make_trade(2000, 2), make_trade(3000, 3)])
+
+    assert [t.tid for t in admission.fresh] == [3]
+    assert (admission.duplicates, admission.too_old, admission.gap) == (1, 0, None)
+
+
+def test_admit_batch_reads_known_keys_before_admitting() -> None:
+    # A replay that is entirely new: read after admit, it would look fully known (no gap).
+    deduper, check = Deduper(), ReplayCheck()
+    admit_batch(deduper, check, "BTC", [make_trade(1000, 1)])
+    check.on_connect(["BTC"])
+
+    admission = admit_batch(deduper, check, "BTC", [make_trade(9000, 9)])
+
+    assert admission.fresh and admission.gap == Gap("BTC", 1000, 9000, "replay_no_overlap")
+
+
+def test_admit_batch_outside_a_replay_never_reports_a_gap() -> None:
+    deduper, check = Deduper(), ReplayCheck()
+    admit_batch(deduper, check, "BTC", [make_trade(1000, 1)])
+
+    admission = admit_batch(deduper, check, "BTC", [make_trade(9000, 9)])
+
+    assert [t.tid for t in admission.fresh] == [9] and admission.gap is None
 
 
 # ---- coin validation ----------------------------------------------------------------------

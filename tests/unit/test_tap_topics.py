@@ -43,7 +43,7 @@ def test_trade_batch_prints_one_line_per_trade() -> None:
 
 def test_lost_messages_are_flagged() -> None:
     message = TapMessage("status.ingest|", {"v": 1, "type": "status", "session": "s", "seq": 9,
-                                            "connected": True}, "gap", 3)
+                                            "connected": True}, "loss", 3)
     assert human_lines(message)[0] == "# status.ingest| lost 3 message(s)"
     assert '"lost":3' in json_line(message) and '"topic":"status.ingest|"' in json_line(message)
 
