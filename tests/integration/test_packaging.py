@@ -1,0 +1,67 @@
+"""A plain, non-editable install works from any directory and adds one import name: hlstream.
+
+Built offline from this checkout (`--no-build-isolation` uses the test venv's setuptools), so
+no test reaches a package index.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-cache-dir", "--target", str(target), str(ROOT)],
+        capture_output=True, text=True, timeout=300, cwd=build,
+        env=dict(os.environ, PIP_NO_INDEX="1"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return target
+
+
+def test_only_hlstream_lands_at_the_top_level(installed: Path) -> None:
+    top = {p.name for p in installed.iterdir() if not p.name.endswith((".dist-info", "bin"))}
+    assert top == {"hlstream"}, top
+    for sub in ("common", "services/ingest", "services/aggregator", "services/writer", "sim"):
+        package = installed / "hlstream" / sub
+        assert (package / "__init__.py").is_file() and not package.is_symlink(), sub
+    assert (installed / "hlstream" / "supervisord.conf").read_text().count("[program:") == 3
+
+
+def test_installed_package_runs_from_another_directory(installed: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(installed)
+    probe = (
+        "import hlstream, hlstream.cli, hlstream.tap, hlstream.services.writer.shell, "
+        "hlstream.sim.exchange, importlib.util as u;"
+        "from hlstream.supervise_io import config_path;"
+        "print(hlstream.__file__);print(config_path());"
+        "print(u.find_spec('common') is None and u.find_spec('services') is None)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    module, conf, no_generic = result.stdout.split()
+    assert module.startswith(str(installed)) and conf.startswith(str(installed))
+    assert no_generic == "True"
+    cli = subprocess.run([sys.executable, "-m", "hlstream.cli", "--help"], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=60)
+    assert cli.returncode == 0 and "hlstream" in cli.stdout
+
+
+def test_tap_needs_only_pyzmq_and_msgpack() -> None:
+    source = (ROOT / "hlstream" / "tap.py").read_text()
+    imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert imports
+    assert not [line for line in imports if "hlstream" in line], imports
