@@ -75,8 +75,9 @@ def decode(payload: bytes) -> dict[str, Any]:
         raise ProtocolError(f"undecodable msgpack: {type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise ProtocolError("payload is not a map")
-    if data.get("v") != SCHEMA_VERSION:
-        raise ProtocolError(f"unsupported schema version {data.get('v')!r}")
+    version = data.get("v")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise ProtocolError(f"unsupported schema version {version!r}")
     need(data, "type", str)
     need(data, "session", str)
     need(data, "seq", int)

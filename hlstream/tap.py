@@ -86,16 +86,17 @@ class Tap:
 
     def _decode(self, frames: list[bytes]) -> TapMessage | None:
         try:
-            topic = frames[0].decode("ascii")
             if len(frames) != 2 or len(frames[1]) > MAX_FRAME_BYTES:
                 raise ValueError("bad frame count or size")
+            topic = frames[0].decode("ascii")
             if self.prefixes and not any(topic.startswith(p) for p in self.prefixes):
                 raise ValueError("topic does not match")
             data = msgpack.unpackb(frames[1], raw=False)
-            if not isinstance(data, dict) or data.get("v") != SCHEMA_VERSION:
+            version = data.get("v") if isinstance(data, dict) else None
+            if type(version) is not int or version != SCHEMA_VERSION:
                 raise ValueError(f"not a version-{SCHEMA_VERSION} map")
             session, seq = data["session"], data["seq"]
-            if not isinstance(session, str) or not isinstance(seq, int):
+            if not isinstance(session, str) or type(seq) is not int:
                 raise ValueError("bad session or seq")
         except (ValueError, KeyError, UnicodeDecodeError, msgpack.UnpackException):
             self.malformed += 1

@@ -1,11 +1,8 @@
-"""Small shared factories for tests: trades, bars, a fake clock."""
+"""Small shared factories for tests."""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-
-import pytest
 
 from hlstream.common.messages import Trade
 
@@ -23,18 +20,3 @@ def make_trade(
     """A valid Trade with overridable fields."""
     return Trade(coin, is_buy, price, size, ts_ms, next(_tids) if tid is None else tid, "0x0")
 
-
-@dataclass
-class FakeClock:
-    """A settable clock in epoch milliseconds."""
-
-    now_ms: int = 1_700_000_000_000
-
-    def advance(self, delta_ms: int) -> int:
-        self.now_ms += delta_ms
-        return self.now_ms
-
-
-@pytest.fixture
-def fake_clock() -> FakeClock:
-    return FakeClock()

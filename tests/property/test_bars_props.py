@@ -201,6 +201,7 @@ def test_bar_is_partial_exactly_when_a_taint_overlaps_its_window(
     for lo, hi in ranges:
         taint(state, "BTC", lo, hi)
     bars = advance(state, T0 + 40_000)
+    assert {bar.coin for bar in bars} == {"BTC", "ETH"}, "both coins traded: both close bars"
     for bar in bars:
         end = bar.start_ms + 5_000
         if bar.coin == "ETH":

@@ -28,6 +28,7 @@ def test_make_trade_has_the_fixture_shape() -> None:
     assert list(made) == list(fixture)
     assert [type(v) for v in made.values()] == [type(v) for v in fixture.values()]
     assert re.fullmatch(r"0x[0-9a-f]{64}", made["hash"])
+    assert len(made["users"]) == len(fixture["users"])
     assert all(re.fullmatch(r"0x[0-9a-f]{40}", user) for user in made["users"])
     assert made["side"] in ("B", "A") and 0 <= made["tid"] < 2**50
 
@@ -116,7 +117,9 @@ def test_truth_rows_agree_with_candles_on_non_empty_windows() -> None:
     trades = [market.make_trade("ETH", rng.randint(0, 30 * MIN_MS), rng, state)
               for _ in range(300)]
     truth = {row[0]: row[1:] for row in market.truth_rows(trades, MIN_MS, 0, 30 * MIN_MS)}
-    for row in market.candles(trades, "ETH", "1m", MIN_MS, 0, 30 * MIN_MS):
+    candles = market.candles(trades, "ETH", "1m", MIN_MS, 0, 30 * MIN_MS)
+    assert candles, "no candles: the comparison below would be vacuous"
+    for row in candles:
         assert truth[row["t"]] == (row["o"], row["h"], row["l"], row["c"], row["v"])
 
 

@@ -1,0 +1,123 @@
+"""Property tests for the trade tape: what is committed reads back exactly, crashes cost only
+the unfinished line."""
+
+from __future__ import annotations
+
+import tempfile
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Gap, Trade
+from hlstream.common.tape import (
+    HEADER_BYTES,
+    format_record,
+    parse_record,
+    record_day,
+    segment_path,
+    split_by_day,
+    torn_tail,
+)
+from hlstream.common.tape_io import TapeWriter, read_since, read_tape
+
+COINS = ["BTC", "PURR/USDC", "@107", "xyz:TSLA", "kPEPE"]
+DAY_MS = 86_400_000
+T0 = 1_709_337_600_000 - DAY_MS  # 2024-03-01 00:00 UTC; times span three UTC days
+
+one_line_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=12
+)
+decimal_text = st.decimals(
+    min_value=Decimal("0.00000001"), max_value=Decimal("1e12"), allow_nan=False,
+    allow_infinity=False,
+).map(str).filter(lambda text: len(text) <= 64)  # parse_decimal's limit, as on the wire
+times = st.integers(T0, T0 + 3 * DAY_MS - 1)
+trades = st.builds(
+    Trade, coin=st.sampled_from(COINS), is_buy=st.booleans(), price=decimal_text,
+    size=decimal_text, ts_ms=times, tid=st.integers(0, 2**63 - 1), hash=one_line_text,
+)
+gaps = st.builds(
+    lambda coin, start, length, reason: Gap(coin, start, start + length, reason),
+    st.sampled_from(COINS), times, st.integers(0, 2 * DAY_MS), one_line_text,
+)
+records = st.one_of(trades, trades, gaps)
+batches = st.lists(st.lists(records, max_size=8), max_size=6)
+
+
+def stored(coin: str, written: list[Trade | Gap]) -> list[Trade | Gap]:
+    """What the tape holds for `coin`: gaps cut per day, oldest day first, append order kept."""
+    pieces = [p for r in written if r.coin == coin for p in split_by_day(r)]
+    return sorted(pieces, key=record_day)
+
+
+@given(st.one_of(trades, gaps))
+def test_format_then_parse_is_identity(record: Trade | Gap) -> None:
+    assert parse_record(format_record(record)) == record
+
+
+@settings(deadline=None)
+@given(batches)
+def test_committed_batches_read_back_identically_and_in_order(sequence) -> None:
+    written = [record for batch in sequence for record in batch]
+    with tempfile.TemporaryDirectory() as tmp:
+        ends = {}
+        with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
+            for batch in sequence:
+                writer.append(batch)
+                ends.update({(p.coin, p.day): p.offset for p in writer.commit()})
+
+        for coin in COINS:
+            expected = stored(coin, written)
+            got = list(read_tape(tmp, coin, 0))
+            assert len(got) == len(expected)
+            assert got == expected
+            assert [r for r, _ in read_since(tmp, coin, [])] == expected
+        for (coin, day), offset in ends.items():
+            assert segment_path(tmp, coin, day).stat().st_size == offset
+    assert sum(len(stored(c, written)) for c in COINS) >= len(written)
+
+
+@settings(deadline=None)
+@given(st.lists(st.lists(trades, min_size=1, max_size=5), min_size=1, max_size=5), st.data())
+def test_truncation_at_any_byte_loses_only_the_cut_line(sequence, data) -> None:
+    batch_of_one_segment = [
+        [Trade("BTC", t.is_buy, t.price, t.size, T0 + t.ts_ms % DAY_MS, t.tid, t.hash)
+         for t in batch]
+        for batch in sequence
+    ]
+    written = [t for batch in batch_of_one_segment for t in batch]
+    with tempfile.TemporaryDirectory() as tmp:
+        with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
+            for batch in batch_of_one_segment:
+                writer.append(batch)
+                writer.commit()
+        path = segment_path(tmp, "BTC", "2024-03-01")
+        full = path.read_bytes()
+        cut = data.draw(st.integers(0, len(full)), label="cut")
+        path.write_bytes(full[:cut])
+        keep = torn_tail(full[:cut])
+        line_ends = _line_ends(written)
+        survivors = [t for t, end in zip(written, line_ends, strict=True) if end <= keep]
+
+        assert list(read_tape(tmp, "BTC", 0)) == survivors
+        extra = Trade("BTC", True, "1.5", "2", T0 + 1, 1, "0xextra")
+        with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
+            writer.recover(["BTC"])
+            assert path.stat().st_size == keep
+            writer.append([extra])
+            writer.commit()
+
+        assert list(read_tape(tmp, "BTC", 0)) == [*survivors, extra]
+        assert path.read_bytes().startswith(HEADER_BYTES)
+        if cut == len(full):
+            assert survivors == written
+
+
+def _line_ends(written: list[Trade]) -> list[int]:
+    ends, offset = [], len(HEADER_BYTES)
+    for record in written:
+        offset += len(format_record(record).encode())
+        ends.append(offset)
+    return ends
