@@ -24,8 +24,11 @@ test: $(STAMP)
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -m faults
 
+LINTED := hlstream common services sim tests bench
+
 lint: $(STAMP)
-	$(BIN)/ruff check common services sim tests bench
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
 
 bench: $(STAMP)

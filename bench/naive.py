@@ -41,8 +41,11 @@ def main() -> None:
 
     def on_open(ws: websocket.WebSocketApp) -> None:
         for coin in coins:
-            ws.send(json.dumps({"method": "subscribe",
-                                "subscription": {"type": "trades", "coin": coin}}))
+            ws.send(
+                json.dumps(
+                    {"method": "subscribe", "subscription": {"type": "trades", "coin": coin}}
+                )
+            )
 
     def on_message(_ws: websocket.WebSocketApp, message: str) -> None:
         data = json.loads(message)

@@ -54,8 +54,10 @@ def cpu_and_rss(pids: dict[str, int], seconds: float) -> dict[str, dict[str, flo
     out = {}
     for name, pid in pids.items():
         cpu_after, rss = proc_sample(pid)
-        out[name] = {"cpu_pct": round(100 * (cpu_after - before[name][0]) / seconds, 2),
-                     "rss_mb": round(rss / 1e6, 1)}
+        out[name] = {
+            "cpu_pct": round(100 * (cpu_after - before[name][0]) / seconds, 2),
+            "rss_mb": round(rss / 1e6, 1),
+        }
     return out
 
 
@@ -106,8 +108,9 @@ def compare(
             low, high = rows[0][0], rows[-1][0] + INTERVAL_MS
         else:
             continue
-        truth = {r[0]: ",".join(r[1:]) for r in truth_rows(
-            fake.trades(coin), INTERVAL_MS, low, high)}
+        truth = {
+            r[0]: ",".join(r[1:]) for r in truth_rows(fake.trades(coin), INTERVAL_MS, low, high)
+        }
         written = dict(rows)
         for start, line in truth.items():
             if start not in written:
@@ -122,8 +125,10 @@ def compare(
 def _same(written: str, truth: str) -> bool:
     a, b = written.split(","), truth.split(",")
     try:
-        return all(abs(Decimal(x) - Decimal(y)) <= Decimal("1e-9") * max(1, abs(Decimal(y)))
-                   for x, y in zip(a, b, strict=True))
+        return all(
+            abs(Decimal(x) - Decimal(y)) <= Decimal("1e-9") * max(1, abs(Decimal(y)))
+            for x, y in zip(a, b, strict=True)
+        )
     except Exception:
         return False
 
@@ -143,12 +148,20 @@ def offered(fake: FakeExchange, from_ms: float, to_ms: float) -> int:
 def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[str, Any]:
     # The latency run sends a frame every 5 ms instead of bursts every 50 ms: the venue's
     # frames are spread out, and a burst would measure queueing behind the burst instead.
-    fake = FakeExchange(coins=COINS, spot=[], rate_per_coin=rate / len(COINS), seed=rate,
-                        history_hours=0.01, batch_max=50, tick_s=0.005 if with_tap else 0.05)
+    fake = FakeExchange(
+        coins=COINS,
+        spot=[],
+        rate_per_coin=rate / len(COINS),
+        seed=rate,
+        history_hours=0.01,
+        batch_max=50,
+        tick_s=0.005 if with_tap else 0.05,
+    )
     fake.pause_trades(True)
     fake.start()
-    pipeline = Pipeline(fake, base, coins=",".join(COINS), intervals="5s", backfill_hours="0",
-                        log_level="WARNING").start()
+    pipeline = Pipeline(
+        fake, base, coins=",".join(COINS), intervals="5s", backfill_hours="0", log_level="WARNING"
+    ).start()
     result: dict[str, Any] = {"system": "hlstream", "offered_rate": rate}
     try:
         pipeline.wait_ready(60)
@@ -162,8 +175,11 @@ def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[
         tap = None
         if with_tap:  # its own process, so the fake exchange's threads cannot delay it
             endpoint = f"ipc://{pipeline.run_dir.resolve()}/trades.sock"
-            tap = subprocess.Popen([sys.executable, "-m", "bench.taplat", endpoint,
-                                    str(seconds)], stdout=subprocess.PIPE, text=True)
+            tap = subprocess.Popen(
+                [sys.executable, "-m", "bench.taplat", endpoint, str(seconds)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(0.5)
         fake.pause_trades(False)
         t0 = _now_ms()
@@ -178,9 +194,11 @@ def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[
             output, _ = tap.communicate(timeout=60)
             result.update(json.loads(output))
         live = list(watcher.delays_ms)
-        result["row_on_disk_ms_after_window_end"] = {"p50": percentile(live, 50),
-                                                     "p99": percentile(live, 99),
-                                                     "rows": len(live)}
+        result["row_on_disk_ms_after_window_end"] = {
+            "p50": percentile(live, 50),
+            "p99": percentile(live, 99),
+            "rows": len(live),
+        }
     finally:
         code, _ = pipeline.stop()
         result["stop_exit_code"] = code
@@ -191,14 +209,29 @@ def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[
 
 
 def run_naive(rate: int, seconds: float, base: Path) -> dict[str, Any]:
-    fake = FakeExchange(coins=COINS, spot=[], rate_per_coin=rate / len(COINS), seed=rate,
-                        history_hours=0.01, batch_max=50)
+    fake = FakeExchange(
+        coins=COINS,
+        spot=[],
+        rate_per_coin=rate / len(COINS),
+        seed=rate,
+        history_hours=0.01,
+        batch_max=50,
+    )
     fake.pause_trades(True)
     fake.start()
     out_dir = base / "naive"
     out_dir.mkdir(parents=True)
-    proc = subprocess.Popen([sys.executable, "-m", "bench.naive", fake.ws_url, str(out_dir),
-                             ",".join(COINS), str(INTERVAL_MS // 1000)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.naive",
+            fake.ws_url,
+            str(out_dir),
+            ",".join(COINS),
+            str(INTERVAL_MS // 1000),
+        ]
+    )
     result: dict[str, Any] = {"system": "naive", "offered_rate": rate}
     try:
         wait_for(lambda: fake.subscribe_count() >= len(COINS), 30, "naive subscribed")
@@ -228,16 +261,20 @@ def run_naive(rate: int, seconds: float, base: Path) -> dict[str, Any]:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    head = (f"{'system':<9} {'offered/s':>9} {'gen/s':>7} {'exact':>6} {'wrong':>6} {'missing':>7}"
-            f" {'disk p50':>8} {'disk p99':>8}  cpu% under load (rss MB)")
+    head = (
+        f"{'system':<9} {'offered/s':>9} {'gen/s':>7} {'exact':>6} {'wrong':>6} {'missing':>7}"
+        f" {'disk p50':>8} {'disk p99':>8}  cpu% under load (rss MB)"
+    )
     print(head)
     print("-" * len(head))
     for r in results:
         disk = r.get("row_on_disk_ms_after_window_end", {})
         load = ", ".join(f"{k} {v['cpu_pct']}% ({v['rss_mb']})" for k, v in r["load"].items())
-        print(f"{r['system']:<9} {r['offered_rate']:>9} {r['generated_per_s']:>7} "
-              f"{r['rows_exact']:>6} {r['rows_wrong']:>6} {r['rows_missing']:>7} "
-              f"{disk.get('p50', '-')!s:>8} {disk.get('p99', '-')!s:>8}  {load}")
+        print(
+            f"{r['system']:<9} {r['offered_rate']:>9} {r['generated_per_s']:>7} "
+            f"{r['rows_exact']:>6} {r['rows_wrong']:>6} {r['rows_missing']:>7} "
+            f"{disk.get('p50', '-')!s:>8} {disk.get('p99', '-')!s:>8}  {load}"
+        )
 
 
 def main() -> None:

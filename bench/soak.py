@@ -77,8 +77,12 @@ class Truth:
 
     def of(self, coin: str, interval_ms: int, from_ms: int, to_ms: int) -> list[Any]:
         """Reference rows for windows in [from_ms, to_ms) (folded part + the live log)."""
-        live = truth_rows(([self.seed[coin]] if coin in self.seed else [])
-                          + self.exchange.trades(coin), interval_ms, self.folded_to, to_ms)
+        live = truth_rows(
+            ([self.seed[coin]] if coin in self.seed else []) + self.exchange.trades(coin),
+            interval_ms,
+            self.folded_to,
+            to_ms,
+        )
         rows = dict(self.rows.get((coin, interval_ms), {}))
         rows.update({row[0]: row for row in live})
         return [rows[start] for start in sorted(rows) if from_ms <= start < to_ms]
@@ -118,15 +122,23 @@ def fault_steps(driver: FaultDriver) -> list[tuple[str, Any]]:
     return steps
 
 
-def soak(minutes: float, rate: float, coins: tuple[str, ...], seed: int, base: Path
-         ) -> dict[str, Any]:
-    exchange = FakeExchange(coins=list(coins), rate_per_coin=rate / len(coins), seed=seed,
-                            history_hours=0.5)
+def soak(
+    minutes: float, rate: float, coins: tuple[str, ...], seed: int, base: Path
+) -> dict[str, Any]:
+    exchange = FakeExchange(
+        coins=list(coins), rate_per_coin=rate / len(coins), seed=seed, history_hours=0.5
+    )
     exchange.pause_trades(True)
     exchange.start()
     truth = Truth(exchange, coins)
-    pipeline = Pipeline(exchange, base, coins=",".join(coins), intervals=",".join(INTERVALS),
-                        backfill_hours="0.25", stale_seconds="4").start()
+    pipeline = Pipeline(
+        exchange,
+        base,
+        coins=",".join(coins),
+        intervals=",".join(INTERVALS),
+        backfill_hours="0.25",
+        stale_seconds="4",
+    ).start()
     driver = FaultDriver(pipeline, exchange, coins)
     rng = random.Random(seed)
     samples: list[dict[str, Any]] = []
@@ -138,8 +150,11 @@ def soak(minutes: float, rate: float, coins: tuple[str, ...], seed: int, base: P
         with driver.fault("startup"):
             pipeline.wait_ready()
             exchange.pause_trades(False)
-            wait_for(lambda: all(len(read_rows(pipeline.csv(c, "5s"))) >= 2 for c in coins),
-                     60, "first 5s rows")
+            wait_for(
+                lambda: all(len(read_rows(pipeline.csv(c, "5s"))) >= 2 for c in coins),
+                60,
+                "first 5s rows",
+            )
         end = started + minutes * 60
         samples.append(rss_sample(driver, started))
         print_row(samples[-1])
@@ -160,16 +175,21 @@ def soak(minutes: float, rate: float, coins: tuple[str, ...], seed: int, base: P
                 if ok_to_start:
                     step()
                     step_index += 1
-                    print(f"  fault {step_index}: {name} "
-                          f"({driver.faults[-1].end_ms - driver.faults[-1].start_ms} ms)",
-                          flush=True)
+                    print(
+                        f"  fault {step_index}: {name} "
+                        f"({driver.faults[-1].end_ms - driver.faults[-1].start_ms} ms)",
+                        flush=True,
+                    )
                     next_fault = time.monotonic() + rng.uniform(30, 60)
             time.sleep(0.5)
         # Let the 1m window of the last fault close and reach the disk.
         last = driver.faults[-1].end_ms
         for coin in coins:
-            wait_for(lambda c=coin: last - last % M in {r[0] for r in read_rows(
-                pipeline.csv(c, "1m"))}, 90, "1m window of the last fault on disk")
+            wait_for(
+                lambda c=coin: last - last % M in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
+                90,
+                "1m window of the last fault on disk",
+            )
         time.sleep(3)
         samples.append(rss_sample(driver, started))
         print_row(samples[-1])
@@ -201,8 +221,9 @@ def soak(minutes: float, rate: float, coins: tuple[str, ...], seed: int, base: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split(
-        "\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=2000.0, help="trades/s over all coins")
     parser.add_argument("--coins", default="BTC,ETH,SOL,XRP")
@@ -215,11 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     judgement = result["judgement"]
-    print("\nRSS MB start -> end: " + ", ".join(
-        f"{s} {result['start_rss_mb'][s]} -> {result['end_rss_mb'][s]}" for s in STAGES))
-    print(f"faults: {len(result['faults'])}; rows 1m {judgement['rows_1m']}, 5s "
-          f"{judgement['rows_5s']} ({judgement['checked_5s']} judged); verify exit "
-          f"{judgement['verify_exit']}; exact: {result['exact']}")
+    print(
+        "\nRSS MB start -> end: "
+        + ", ".join(f"{s} {result['start_rss_mb'][s]} -> {result['end_rss_mb'][s]}" for s in STAGES)
+    )
+    print(
+        f"faults: {len(result['faults'])}; rows 1m {judgement['rows_1m']}, 5s "
+        f"{judgement['rows_5s']} ({judgement['checked_5s']} judged); verify exit "
+        f"{judgement['verify_exit']}; exact: {result['exact']}"
+    )
     for problem in judgement["problems"][:20]:
         print("  problem:", problem)
     print(f"wrote {RESULTS}")

@@ -36,13 +36,21 @@ def main() -> None:
         from_ingest.append(now - message.data["recv_ms"])
         from_exchange.extend(now - trade["ts_ms"] for trade in message.data["trades"])
     tap.close()
-    print(json.dumps({
-        "tap_ms_from_ingest": {"p50": percentile(from_ingest, 50),
-                               "p99": percentile(from_ingest, 99)},
-        "tap_ms_from_exchange_ts": {"p50": percentile(from_exchange, 50),
-                                    "p99": percentile(from_exchange, 99)},
-        "messages": len(from_ingest),
-    }))
+    print(
+        json.dumps(
+            {
+                "tap_ms_from_ingest": {
+                    "p50": percentile(from_ingest, 50),
+                    "p99": percentile(from_ingest, 99),
+                },
+                "tap_ms_from_exchange_ts": {
+                    "p50": percentile(from_exchange, 50),
+                    "p99": percentile(from_exchange, 99),
+                },
+                "messages": len(from_ingest),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -79,9 +79,13 @@ def level_from_wire(data: Any) -> BookLevel:
 
 
 def book_to_wire(book: Book) -> dict[str, Any]:
-    return {"coin": book.coin, "ts_ms": book.ts_ms, "recv_ms": book.recv_ms,
-            "bids": [asdict(level) for level in book.bids],
-            "asks": [asdict(level) for level in book.asks]}
+    return {
+        "coin": book.coin,
+        "ts_ms": book.ts_ms,
+        "recv_ms": book.recv_ms,
+        "bids": [asdict(level) for level in book.bids],
+        "asks": [asdict(level) for level in book.asks],
+    }
 
 
 def book_from_wire(data: Any) -> Book:
@@ -95,8 +99,13 @@ def book_from_wire(data: Any) -> Book:
 
 
 def bbo_to_wire(bbo: Bbo) -> dict[str, Any]:
-    return {"coin": bbo.coin, "ts_ms": bbo.ts_ms, "recv_ms": bbo.recv_ms,
-            "bid": level_to_wire(bbo.bid), "ask": level_to_wire(bbo.ask)}
+    return {
+        "coin": bbo.coin,
+        "ts_ms": bbo.ts_ms,
+        "recv_ms": bbo.recv_ms,
+        "bid": level_to_wire(bbo.bid),
+        "ask": level_to_wire(bbo.ask),
+    }
 
 
 def bbo_from_wire(data: Any) -> Bbo:
@@ -111,8 +120,12 @@ def bbo_from_wire(data: Any) -> Bbo:
 
 
 def fills_to_wire(fills: Fills) -> dict[str, Any]:
-    return {"user": fills.user, "is_snapshot": fills.is_snapshot, "recv_ms": fills.recv_ms,
-            "fills": [asdict(fill) for fill in fills.fills]}
+    return {
+        "user": fills.user,
+        "is_snapshot": fills.is_snapshot,
+        "recv_ms": fills.recv_ms,
+        "fills": [asdict(fill) for fill in fills.fills],
+    }
 
 
 def fills_from_wire(data: Any) -> Fills:

@@ -1,10 +1,10 @@
 """Exception hierarchy for hlstream.
 
-    HlstreamError
-    ├── ConfigError      fatal at startup: bad setting, bad path, unknown coin (exit 78)
-    ├── ProtocolError    a bad frame or payload: drop it, count it, continue
-    ├── TransientError   network or REST trouble: retry with backoff
-    └── IntegrityError   continuing would corrupt output: stop
+HlstreamError
+├── ConfigError      fatal at startup: bad setting, bad path, unknown coin (exit 78)
+├── ProtocolError    a bad frame or payload: drop it, count it, continue
+├── TransientError   network or REST trouble: retry with backoff
+└── IntegrityError   continuing would corrupt output: stop
 """
 
 from __future__ import annotations

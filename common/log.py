@@ -18,7 +18,7 @@ _LOGGER_ROOT = "hlstream"
 
 def _quote(value: Any) -> str:
     text = str(value)
-    if not text or any(ch in text for ch in " \t\n\"="):
+    if not text or any(ch in text for ch in ' \t\n"='):
         return json.dumps(text)
     return text
 

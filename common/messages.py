@@ -273,23 +273,31 @@ class BarAck:
 
 
 def _batch_to_wire(batch: TradeBatch) -> dict[str, Any]:
-    return {"coin": batch.coin, "recv_ms": batch.recv_ms,
-            "trades": [trade_to_wire(t) for t in batch.trades]}
+    return {
+        "coin": batch.coin,
+        "recv_ms": batch.recv_ms,
+        "trades": [trade_to_wire(t) for t in batch.trades],
+    }
 
 
 def _batch_from_wire(data: dict[str, Any]) -> TradeBatch:
-    return TradeBatch(need(data, "coin", str), need(data, "recv_ms", int),
-                      tuple(trades_from_payload(data)))
+    return TradeBatch(
+        need(data, "coin", str), need(data, "recv_ms", int), tuple(trades_from_payload(data))
+    )
 
 
 def _late_to_wire(late: LateTrade) -> dict[str, Any]:
-    return {"interval": late.interval, "start_ms": late.start_ms,
-            "trade": trade_to_wire(late.trade)}
+    return {
+        "interval": late.interval,
+        "start_ms": late.start_ms,
+        "trade": trade_to_wire(late.trade),
+    }
 
 
 def _late_from_wire(data: dict[str, Any]) -> LateTrade:
-    return LateTrade(need(data, "interval", str), need(data, "start_ms", int),
-                     trade_from_wire(data.get("trade")))
+    return LateTrade(
+        need(data, "interval", str), need(data, "start_ms", int), trade_from_wire(data.get("trade"))
+    )
 
 
 def _ack_to_wire(ack: BarAck) -> dict[str, Any]:
@@ -297,11 +305,14 @@ def _ack_to_wire(ack: BarAck) -> dict[str, Any]:
 
 
 def _ack_from_wire(data: dict[str, Any]) -> BarAck:
-    return BarAck(need(data, "coin", str), need(data, "interval", str),
-                  as_int(data.get("start_ms"), "field 'start_ms'"))
+    return BarAck(
+        need(data, "coin", str),
+        need(data, "interval", str),
+        as_int(data.get("start_ms"), "field 'start_ms'"),
+    )
 
 
-Message = (TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills)
+Message = TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills
 
 _ENCODERS: dict[type, tuple[Kind, Callable[[Any], dict[str, Any]]]] = {
     TradeBatch: (Kind.TRADES, _batch_to_wire),

@@ -50,8 +50,9 @@ def stage_main(
     resolve_coins: bool = True,
 ) -> None:
     """Start one stage and exit with its code; `resolve_coins` expands `all` via meta first."""
-    parser = argparse.ArgumentParser(prog=f"python -m hlstream.services.{service}",
-                                     description=description)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m hlstream.services.{service}", description=description
+    )
     add_config_flags(parser)
     args = parser.parse_args(argv)
     setup_logging()  # so a config error is still one formatted line on stderr

@@ -71,7 +71,9 @@ def status_to_wire(status: StageStatus) -> dict[str, Any]:
         "pid": status.pid,
         "session": status.session,
         "counters": dict(status.counters),
-        "feed": None if feed is None else {
+        "feed": None
+        if feed is None
+        else {
             "connected": feed.connected,
             "links": feed.links,
             "links_up": feed.links_up,
@@ -89,8 +91,10 @@ def status_to_wire(status: StageStatus) -> dict[str, Any]:
 
 def status_from_wire(data: Any) -> StageStatus:
     """Read a status map (bus body or status file); raise ProtocolError if malformed."""
-    counters = {name: as_int(value, f"counter {name!r}")
-                for name, value in need_map(data, "counters").items()}
+    counters = {
+        name: as_int(value, f"counter {name!r}")
+        for name, value in need_map(data, "counters").items()
+    }
     raw_feed = data.get("feed")
     return StageStatus(
         service=need(data, "service", str),
@@ -117,8 +121,10 @@ def _feed(data: Any) -> FeedStatus:
         links_up=need(data, "links_up", int),
         delisted=tuple(delisted),
         msgs_per_s=float(rate),
-        last_trade_ms={coin: as_int(ms, f"last_trade_ms[{coin!r}]")
-                       for coin, ms in need_map(data, "last_trade_ms").items()},
+        last_trade_ms={
+            coin: as_int(ms, f"last_trade_ms[{coin!r}]")
+            for coin, ms in need_map(data, "last_trade_ms").items()
+        },
     )
 
 

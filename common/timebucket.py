@@ -14,9 +14,7 @@ from hlstream.common.errors import ConfigError
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 # Intervals the exchange serves through candleSnapshot (seconds intervals have none).
-REST_INTERVALS = frozenset(
-    {"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d"}
-)
+REST_INTERVALS = frozenset({"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d"})
 MAX_INTERVAL_MS = 7 * 86_400_000
 
 

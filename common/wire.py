@@ -52,8 +52,12 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 def encode(kind: str, envelope: Envelope, body: dict[str, Any]) -> bytes:
     """Pack one payload: envelope + type + body."""
-    payload = {"v": SCHEMA_VERSION, "type": str(kind), "session": envelope.session,
-               "seq": envelope.seq}
+    payload = {
+        "v": SCHEMA_VERSION,
+        "type": str(kind),
+        "session": envelope.session,
+        "seq": envelope.seq,
+    }
     payload.update(body)
     packed: bytes = _packer.pack(payload)
     return packed

@@ -72,8 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tap = commands.add_parser("tap", help="print live bus messages, one line each")
     tap.add_argument("kind", choices=KINDS)
-    tap.add_argument("coin_list", nargs="*", metavar="COIN",
-                     help="exact coin names (fills: addresses); default all")
+    tap.add_argument(
+        "coin_list",
+        nargs="*",
+        metavar="COIN",
+        help="exact coin names (fills: addresses); default all",
+    )
     tap.add_argument("--interval", help="bars only: one interval, e.g. 5s")
     tap.add_argument("--json", action="store_true", help="one JSON object per message")
     tap.add_argument("--count", type=_positive_int, help="exit 0 after N lines (1 on timeout)")
@@ -141,8 +145,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
-        return run_tap(settings, args.kind, args.coin_list, interval=args.interval,
-                       as_json=args.json, count=args.count, timeout_s=args.timeout)
+        return run_tap(
+            settings,
+            args.kind,
+            args.coin_list,
+            interval=args.interval,
+            as_json=args.json,
+            count=args.count,
+            timeout_s=args.timeout,
+        )
     if args.command == "status":
         return _status(args, settings)
     if args.command == "metrics":
@@ -175,7 +186,8 @@ def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
 
     defaults = Settings()
     if (settings.run_dir, settings.data_dir) != (
-        defaults.run_dir.resolve(), defaults.data_dir.resolve()
+        defaults.run_dir.resolve(),
+        defaults.data_dir.resolve(),
     ) or supervise_io.is_running(settings):
         return settings
     demo_args = copy.copy(args)
@@ -185,8 +197,11 @@ def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
     demo = load_settings(demo_args)
     if not supervise_io.is_running(demo):
         return settings
-    print(f"hlstream: {settings.run_dir} is idle; using the running demo "
-          f"(run dir {demo.run_dir}, data dir {demo.data_dir})", file=sys.stderr)
+    print(
+        f"hlstream: {settings.run_dir} is idle; using the running demo "
+        f"(run dir {demo.run_dir}, data dir {demo.data_dir})",
+        file=sys.stderr,
+    )
     return demo
 
 
@@ -247,8 +262,10 @@ def _demo(args: argparse.Namespace) -> int:
         demo_io.apply_demo_defaults(args, ws_url, info_url)
         settings = load_settings(args)
         prepare_dirs(settings)
-        print(f"hlstream demo: fake exchange at {ws_url}; bars in {settings.data_dir}; "
-              f"try `hlstream tap bars --run-dir {settings.run_dir}` in another terminal")
+        print(
+            f"hlstream demo: fake exchange at {ws_url}; bars in {settings.data_dir}; "
+            f"try `hlstream tap bars --run-dir {settings.run_dir}` in another terminal"
+        )
         _maybe_metrics(settings)
         env = supervise_io.stage_env(settings, _flag_env(args))
         return supervise_io.run_foreground(settings, env)

@@ -54,11 +54,13 @@ def families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
         ["file", "coin", "interval"],
     )
     last_bar = _gauge(
-        "file_last_bar_timestamp_seconds", "window start of the file's last row",
+        "file_last_bar_timestamp_seconds",
+        "window start of the file's last row",
         ["file", "coin", "interval"],
     )
     lagging = _gauge(
-        "file_lagging", "1 when the file is more than 2 intervals + grace behind",
+        "file_lagging",
+        "1 when the file is more than 2 intervals + grace behind",
         ["file", "coin", "interval"],
     )
     for name, info in report["files"].items():
@@ -68,8 +70,18 @@ def families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
             behind.add_metric(labels, float(info["behind_s"]))
         if info["last_start_ms"] is not None:
             last_bar.add_metric(labels, info["last_start_ms"] / 1000)
-    out = [healthy, supervisord, connected, running, uptime, status_age, trade_age, behind,
-           last_bar, lagging]
+    out = [
+        healthy,
+        supervisord,
+        connected,
+        running,
+        uptime,
+        status_age,
+        trade_age,
+        behind,
+        last_bar,
+        lagging,
+    ]
     counters = dict(report["counters"])
     malformed = counters.pop("malformed")
     for key, value in counters.items():
@@ -77,8 +89,9 @@ def families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
         if value is not None:
             gauge.add_metric([], float(value))
         out.append(gauge)
-    frames = _gauge("malformed_frames", "malformed frames dropped since the stage started",
-                    ["stage"])
+    frames = _gauge(
+        "malformed_frames", "malformed frames dropped since the stage started", ["stage"]
+    )
     for stage, value in malformed.items():
         if value is not None:
             frames.add_metric([stage], float(value))

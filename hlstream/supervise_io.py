@@ -203,8 +203,11 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
             stop.wait(1.0)
             failed = None if stop.is_set() else _config_failure(settings)
             if failed:
-                _say(f"hlstream: stage {failed} stopped on a configuration error "
-                     f"(see {logs / (failed + '.log')}); shutting down", err=True)
+                _say(
+                    f"hlstream: stage {failed} stopped on a configuration error "
+                    f"(see {logs / (failed + '.log')}); shutting down",
+                    err=True,
+                )
                 exit_code = EXIT_CONFIG
                 stop.set()
             continue
@@ -213,8 +216,11 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
             forwarded = True
         if stop.signals > noted:
             noted = stop.signals
-            _say("hlstream: already stopping (ingest, aggregator, then writer); "
-                 "the last bars are being written", err=True)
+            _say(
+                "hlstream: already stopping (ingest, aggregator, then writer); "
+                "the last bars are being written",
+                err=True,
+            )
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.1)
     time.sleep(0.3)  # let the tail thread echo the stages' last lines

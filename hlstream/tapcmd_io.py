@@ -111,8 +111,8 @@ def human_lines(message: TapMessage) -> list[str]:
             f"C={data.get('close')} V={data.get('volume')} n={data.get('trades')} "
             f"{state} src={data.get('source')}"
         )
-    elif kind == "book" and isinstance(data.get("bids"), list) and isinstance(
-        data.get("asks"), list
+    elif (
+        kind == "book" and isinstance(data.get("bids"), list) and isinstance(data.get("asks"), list)
     ):
         bids, asks = data["bids"], data["asks"]
         lines.append(
@@ -150,7 +150,7 @@ def endpoint_problem(endpoint: str) -> str | None:
     """Why nothing can arrive on an ipc endpoint (missing, unreadable, stale), else None."""
     if not endpoint.startswith("ipc://"):
         return None
-    path = Path(endpoint[len("ipc://"):])
+    path = Path(endpoint[len("ipc://") :])
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -198,14 +198,20 @@ def run_tap(
     """Print messages until Ctrl-C, `count` lines, or `timeout_s`; exit 1 if count not reached."""
     out = out or sys.stdout
     endpoint = settings.bars_endpoint if kind in ("bars", "late") else settings.trades_endpoint
-    configured = {"book": settings.book_coins, "bbo": settings.bbo_coins,
-                  "fills": settings.user_fills}.get(kind)
+    configured = {
+        "book": settings.book_coins,
+        "bbo": settings.bbo_coins,
+        "fills": settings.user_fills,
+    }.get(kind)
     if configured is not None:
         missing = [c for c in coins if c not in configured and c.lower() not in configured]
         if missing or not configured:
             setting = {"book": "book_coins", "bbo": "bbo_coins", "fills": "user_fills"}[kind]
-            print(f"hlstream tap: note: {setting} is {','.join(configured) or 'empty'}; ingest "
-                  f"publishes {kind} only for those", file=sys.stderr)
+            print(
+                f"hlstream tap: note: {setting} is {','.join(configured) or 'empty'}; ingest "
+                f"publishes {kind} only for those",
+                file=sys.stderr,
+            )
     stop = StopFlag().install()
     problem = _wait_for_endpoint(endpoint, settings.run_dir, stop)
     if problem:
@@ -213,8 +219,12 @@ def run_tap(
         return 1
     matches = topic_matcher(kind, coins, interval)
     keys = curve_keys(settings)
-    tap = Tap(endpoint, subscriptions(kind, coins, interval), timeout_ms=250,
-              server_key=None if keys is None else keys.public)
+    tap = Tap(
+        endpoint,
+        subscriptions(kind, coins, interval),
+        timeout_ms=250,
+        server_key=None if keys is None else keys.public,
+    )
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     printed = 0
     quiet_since, warned = time.monotonic(), False
@@ -229,8 +239,11 @@ def run_tap(
             if message is None or not matches(message.topic):
                 if not warned and time.monotonic() - quiet_since > ENDPOINT_WAIT_S:
                     warned = True
-                    print(f"hlstream tap: connected to {endpoint}; nothing matching has been "
-                          f"published for {ENDPOINT_WAIT_S:.0f}s, still waiting", file=sys.stderr)
+                    print(
+                        f"hlstream tap: connected to {endpoint}; nothing matching has been "
+                        f"published for {ENDPOINT_WAIT_S:.0f}s, still waiting",
+                        file=sys.stderr,
+                    )
                 continue
             lines = [json_line(message)] if as_json else human_lines(message)
             for line in lines:

@@ -153,9 +153,7 @@ class Checker:
         step = self.interval_ms
         stamp = format_window(row.start_ms)
         if step is not None and row.start_ms % step != 0:
-            self.findings.append(
-                Finding(line_no, "align", f"{stamp} is not the start of a window")
-            )
+            self.findings.append(Finding(line_no, "align", f"{stamp} is not the start of a window"))
             step = None  # a misaligned row cannot be placed on the window grid
         prev = self._prev
         if prev is None:

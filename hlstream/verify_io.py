@@ -55,8 +55,14 @@ def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding],
         parsed = interval_from_filename(path.name)
         interval_ms = None if parsed is None else parsed[1]
         if parsed is None:
-            findings.append(Finding(0, "name", f"no interval in the name (expected *_{{interval}}"
-                                               f"{FILE_SUFFIX}); hole checks skipped"))
+            findings.append(
+                Finding(
+                    0,
+                    "name",
+                    f"no interval in the name (expected *_{{interval}}"
+                    f"{FILE_SUFFIX}); hole checks skipped",
+                )
+            )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:

@@ -19,4 +19,3 @@ def make_trade(
 ) -> Trade:
     """A valid Trade with overridable fields."""
     return Trade(coin, is_buy, price, size, ts_ms, next(_tids) if tid is None else tid, "0x0")
-

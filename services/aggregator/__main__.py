@@ -15,8 +15,9 @@ def _run(stage: Stage) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the aggregator stage."""
-    stage_main("aggregator", "hlstream aggregator: trades -> bars for taps and the writer",
-               _run, argv)
+    stage_main(
+        "aggregator", "hlstream aggregator: trades -> bars for taps and the writer", _run, argv
+    )
 
 
 if __name__ == "__main__":

@@ -184,9 +184,7 @@ def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> int:
 def _is_complete(state: AggState, coin: str, start_ms: int, end_ms: int) -> bool:
     if start_ms < state.joined_ms:
         return False
-    return not any(
-        lo < end_ms and hi >= start_ms for lo, hi in state.taints.get(coin, ())
-    )
+    return not any(lo < end_ms and hi >= start_ms for lo, hi in state.taints.get(coin, ()))
 
 
 def _bar_from_open(state: AggState, series: Series, bar: OpenBar) -> Bar:

@@ -183,8 +183,10 @@ class Aggregator:
         if isinstance(message, TradeBatch):
             late = apply_trades(self.state, list(message.trades))
             for item in late:
-                self.taps.publish(late_topic(item.trade.coin),
-                                  LateTrade(item.interval, item.window_ms, item.trade))
+                self.taps.publish(
+                    late_topic(item.trade.coin),
+                    LateTrade(item.interval, item.window_ms, item.trade),
+                )
             if late:
                 self.log.warning_limited("late", 5, "late_trades", total=self.state.late_trades)
         elif isinstance(message, Gap):
@@ -194,15 +196,21 @@ class Aggregator:
 
     def _on_gap(self, gap: Gap) -> None:
         self.counters.gaps += 1
-        self.log.warning("gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms,
-                         reason=gap.reason)
+        self.log.warning(
+            "gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
+        )
         emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
         if emitted:
             # Those bars are already with the writer; they may miss trades of the gap.
             self.counters.gaps_after_close += 1
-            self.log.error("gap_after_close", coin=gap.coin, windows=emitted,
-                           from_ms=gap.from_ms, to_ms=gap.to_ms,
-                           note="bars already emitted for these windows may miss trades")
+            self.log.error(
+                "gap_after_close",
+                coin=gap.coin,
+                windows=emitted,
+                from_ms=gap.from_ms,
+                to_ms=gap.to_ms,
+                note="bars already emitted for these windows may miss trades",
+            )
 
     def _on_ingest_status(self, status: StageStatus, now: int) -> None:
         self.ingest_seen_ms = now
@@ -240,14 +248,21 @@ class Aggregator:
         envelope = self.taps.next_envelope("writer")
         self.outbox.add((bar.coin, bar.interval, bar.start_ms), encode_message(envelope, bar))
         self.counters.bars += 1
-        self.log.debug("bar", coin=bar.coin, interval=bar.interval, start_ms=bar.start_ms,
-                  trades=bar.trades, complete=bar.complete)
+        self.log.debug(
+            "bar",
+            coin=bar.coin,
+            interval=bar.interval,
+            start_ms=bar.start_ms,
+            trades=bar.trades,
+            complete=bar.complete,
+        )
 
     def _heartbeat(self, now: int) -> None:
         if self.ingest_seen_ms and now - self.ingest_seen_ms > INGEST_SILENT_MS:
             taint(self.state, None, self.ingest_seen_ms, now)
-            self.log.warning_limited("ingest_silent", 30, "ingest_silent",
-                                silent_ms=now - self.ingest_seen_ms)
+            self.log.warning_limited(
+                "ingest_silent", 30, "ingest_silent", silent_ms=now - self.ingest_seen_ms
+            )
         counters = {
             "trades": self.state.applied_trades,
             "late_trades": self.state.late_trades,

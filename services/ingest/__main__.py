@@ -20,8 +20,9 @@ def _run(stage: Stage) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the ingest stage."""
-    stage_main(SERVICE, "Stream Hyperliquid trades onto the hlstream bus.", _run, argv,
-               resolve_coins=False)
+    stage_main(
+        SERVICE, "Stream Hyperliquid trades onto the hlstream bus.", _run, argv, resolve_coins=False
+    )
 
 
 if __name__ == "__main__":

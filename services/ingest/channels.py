@@ -195,8 +195,9 @@ def parse_fills(data: Any, recv_ms: int) -> Fills:
     fills = data.get("fills")
     if not isinstance(user, str) or not isinstance(fills, list):
         raise ProtocolError("userFills has no user or fills list")
-    return Fills(user.lower(), data.get("isSnapshot") is True, recv_ms,
-                 tuple(_fill(item) for item in fills))
+    return Fills(
+        user.lower(), data.get("isSnapshot") is True, recv_ms, tuple(_fill(item) for item in fills)
+    )
 
 
 def _fill(item: Any) -> Fill:

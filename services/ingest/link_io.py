@@ -89,9 +89,9 @@ class Event:
 class Listing:
     """The exchange's coin names (meta, spotMeta, builder-dex metas), shared by every link.
 
-    A link asks for a listing no older than the close it is explaining; links closing together
-    share one fetch, and such re-fetches are at least `min_interval_s` apart (REST weight ~20
-per request), so a server that keeps closing us for another reason cannot burn the budget.
+        A link asks for a listing no older than the close it is explaining; links closing together
+        share one fetch, and such re-fetches are at least `min_interval_s` apart (REST weight ~20
+    per request), so a server that keeps closing us for another reason cannot burn the budget.
     """
 
     def __init__(

@@ -423,8 +423,9 @@ class Ingest:
             last_trade_ms=self.deduper.newest_by_coin(),
         )
         session = "" if self.publisher is None else self.publisher.session
-        return StageStatus(SERVICE, self.clock.now_ms(), os.getpid(), session,
-                           asdict(self.counters), feed=feed)
+        return StageStatus(
+            SERVICE, self.clock.now_ms(), os.getpid(), session, asdict(self.counters), feed=feed
+        )
 
     def _publish_status(self) -> None:
         status = self.status()
@@ -440,4 +441,3 @@ class Ingest:
         loaded = load_deduper(self.state_path, self.log)
         if loaded is not None:
             self.deduper = loaded
-

@@ -45,7 +45,5 @@ def load_deduper(path: Path, log: EventLog) -> Deduper | None:
     except (ValueError, TypeError, msgpack.UnpackException, ProtocolError) as exc:
         log.warning("dedupe_state_corrupt", path=str(path), error=f"{exc}"[:200])
         return None
-    log.info(
-        "dedupe_state_loaded", keys=deduper.key_count(), coins=len(deduper.newest_by_coin())
-    )
+    log.info("dedupe_state_loaded", keys=deduper.key_count(), coins=len(deduper.newest_by_coin()))
     return deduper

@@ -44,8 +44,14 @@ def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list
     skipped = [i for i in settings.intervals if not has_rest_candles(i)]
     if skipped:
         err.write(f"backfill: skipping {','.join(skipped)}: the exchange has no candles for them\n")
-    progress = tqdm(total=len(jobs), desc="backfill", unit="file", file=err, ascii=" #",
-                    bar_format="{desc} [{bar:30}] {n_fmt}/{total_fmt} files  {postfix}")
+    progress = tqdm(
+        total=len(jobs),
+        desc="backfill",
+        unit="file",
+        file=err,
+        ascii=" #",
+        bar_format="{desc} [{bar:30}] {n_fmt}/{total_fmt} files  {postfix}",
+    )
     failures: list[str] = []
     rows = 0
     done = 0
@@ -91,6 +97,8 @@ def backfill_command(settings: Settings) -> int:
     done, rows, failures = run(settings, stop, sys.stderr)
     for failure in failures:
         print(f"backfill: FAILED {failure}", file=sys.stderr)
-    print(f"backfill: {done} file(s), {rows} row(s) written to {settings.data_dir}"
-          + (f", {len(failures)} failure(s)" if failures else ""))
+    print(
+        f"backfill: {done} file(s), {rows} row(s) written to {settings.data_dir}"
+        + (f", {len(failures)} failure(s)" if failures else "")
+    )
     return 1 if failures else 0

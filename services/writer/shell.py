@@ -259,12 +259,23 @@ class Writer:
         out, reason = self.rest.settled_candle(bar, None if last is None else last.close)
         self.counters.rest_errors = self.rest.errors
         if out is not None:
-            self.log.info("partial_replaced_by_rest", coin=bar.coin, interval=bar.interval,
-                          start_ms=bar.start_ms, how=reason)
+            self.log.info(
+                "partial_replaced_by_rest",
+                coin=bar.coin,
+                interval=bar.interval,
+                start_ms=bar.start_ms,
+                how=reason,
+            )
             return out
         self.counters.partial_written += 1
-        self.log.warning("partial_bar_written", coin=bar.coin, interval=bar.interval,
-                         start_ms=bar.start_ms, trades=bar.trades, reason=reason)
+        self.log.warning(
+            "partial_bar_written",
+            coin=bar.coin,
+            interval=bar.interval,
+            start_ms=bar.start_ms,
+            trades=bar.trades,
+            reason=reason,
+        )
         return bar
 
     def parse_frames(self, frames: list[bytes]) -> tuple[bytes, Bar]:
@@ -297,7 +308,11 @@ class Writer:
             for (coin, interval), handle in self.files.items()
         }
         status = StageStatus(
-            "writer", self.now_ms(), os.getpid(), self.session, asdict(self.counters),
+            "writer",
+            self.now_ms(),
+            os.getpid(),
+            self.session,
+            asdict(self.counters),
             files=files,
             refused={f"{c} {i}": err for (c, i), err in self.refused.items()},
         )

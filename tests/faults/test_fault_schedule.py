@@ -65,10 +65,10 @@ def now_ms() -> int:
 
 
 @dataclass
-
 def _counter(pipeline: Pipeline, stage: str, name: str) -> int:
     status = pipeline.status(stage)
     return (status.counter(name) if status else None) or 0
+
 
 class Fault:
     kind: str
@@ -141,8 +141,11 @@ class FaultDriver:
         with self.fault("replay_duplicates", lossy=True):
             before = self.exchange.subscribe_count()
             self.exchange.drop_connections()
-            wait_for(lambda: self.exchange.subscribe_count() >= before + len(self.coins), 30,
-                     "resubscribed")
+            wait_for(
+                lambda: self.exchange.subscribe_count() >= before + len(self.coins),
+                30,
+                "resubscribed",
+            )
             time.sleep(0.3)  # the replays are on their way
             mark = now_ms()
             self.exchange.drop_connections()
@@ -153,24 +156,43 @@ class FaultDriver:
             seen = self.exchange.trades(self.coins[0])[-1]
             junk_trades = [
                 seen,  # genuine and already admitted: a duplicate, not a new trade
-                5, None, "x", [],
+                5,
+                None,
+                "x",
+                [],
                 {"coin": self.coins[0]},
-                dict(seen, px="abc", tid=1), dict(seen, sz="-1", tid=2),
-                dict(seen, time="soon", tid=3), dict(seen, side="Z", tid=4),
-                dict(seen, tid=-5), dict(seen, px="0", tid=6), dict(seen, time=None, tid=7),
+                dict(seen, px="abc", tid=1),
+                dict(seen, sz="-1", tid=2),
+                dict(seen, time="soon", tid=3),
+                dict(seen, side="Z", tid=4),
+                dict(seen, tid=-5),
+                dict(seen, px="0", tid=6),
+                dict(seen, time=None, tid=7),
             ]
             for text in (
-                "not json at all", "{", "[1,2,3]", "null", '"trades"', "{}",
-                '{"channel":5}', '{"channel":"trades"}', '{"channel":"trades","data":"x"}',
-                '{"channel":"trades","data":{"coin":"BTC"}}', '{"channel":"mystery","data":1}',
-                '{"channel":"error","data":"simulated"}', "\u00ff\u0000\ufffd",
+                "not json at all",
+                "{",
+                "[1,2,3]",
+                "null",
+                '"trades"',
+                "{}",
+                '{"channel":5}',
+                '{"channel":"trades"}',
+                '{"channel":"trades","data":"x"}',
+                '{"channel":"trades","data":{"coin":"BTC"}}',
+                '{"channel":"mystery","data":1}',
+                '{"channel":"error","data":"simulated"}',
+                "\u00ff\u0000\ufffd",
                 json.dumps({"channel": "trades", "data": junk_trades}),
                 "[" * 5000,
             ):
                 self.exchange.inject_raw(text)
             time.sleep(1.0)
-            wait_for(lambda: _counter(self.pipeline, "ingest", "malformed") > 0, 10,
-                     "malformed frames counted")
+            wait_for(
+                lambda: _counter(self.pipeline, "ingest", "malformed") > 0,
+                10,
+                "malformed frames counted",
+            )
 
     def zombie(self) -> None:
         """Open but silent for longer than stale_seconds; the server ignores input meanwhile."""
@@ -199,8 +221,9 @@ class FaultDriver:
         with self.fault(f"kill9_{stage}", lossy=stage in ("ingest", "aggregator")):
             old = wait_for(lambda: self.pid(stage), 30, f"{stage} running")
             os.kill(old, signal.SIGKILL)
-            new = wait_for(lambda: (p := self.pid(stage)) and p != old and p, 30,
-                           f"{stage} restarted")
+            new = wait_for(
+                lambda: (p := self.pid(stage)) and p != old and p, 30, f"{stage} restarted"
+            )
             self.wait_back(stage, now_ms(), new)
 
     def rest_trouble_with_writer_restart(
@@ -224,8 +247,11 @@ class FaultDriver:
             self.wait_heartbeat("writer", mark, new)
             window = boundary - M
             for coin in self.coins:
-                wait_for(lambda c=coin: window in {r[0] for r in read_rows(
-                    self.pipeline.csv(c, "1m"))}, 60, "backfilled 1m window on disk")
+                wait_for(
+                    lambda c=coin: window in {r[0] for r in read_rows(self.pipeline.csv(c, "1m"))},
+                    60,
+                    "backfilled 1m window on disk",
+                )
 
     def resume_all(self) -> None:
         """SIGCONT anything a failed test left stopped."""
@@ -247,8 +273,11 @@ def all_running(pipeline: Pipeline) -> dict[str, str]:
 
 def run_verify(pipeline: Pipeline) -> tuple[int, str]:
     result = subprocess.run(
-        [sys.executable, "-m", "hlstream.cli", "verify"], env=pipeline.env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "hlstream.cli", "verify"],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return result.returncode, result.stdout + result.stderr
 
@@ -281,8 +310,7 @@ def judge(
     truth_of = truth_of or from_log
     problems: list[str] = []
     report: dict[str, Any] = {"rows_1m": 0, "rows_5s": 0, "checked_5s": 0, "problems": problems}
-    lossy = [(f.start_ms - BEFORE_MS, (f.end_ms or now_ms()) + AFTER_MS)
-             for f in faults if f.lossy]
+    lossy = [(f.start_ms - BEFORE_MS, (f.end_ms or now_ms()) + AFTER_MS) for f in faults if f.lossy]
     for coin in coins:
         try:
             rows = read_rows(pipeline.csv(coin, "1m"))  # header, whole lines
@@ -315,8 +343,15 @@ def judge(
 
 
 def faults_summary(faults: list[Fault]) -> list[dict[str, Any]]:
-    return [{"kind": f.kind, "start_ms": f.start_ms, "seconds": round((f.end_ms - f.start_ms)
-             / 1000, 1), "lossy": f.lossy} for f in faults]
+    return [
+        {
+            "kind": f.kind,
+            "start_ms": f.start_ms,
+            "seconds": round((f.end_ms - f.start_ms) / 1000, 1),
+            "lossy": f.lossy,
+        }
+        for f in faults
+    ]
 
 
 @pytest.fixture
@@ -331,36 +366,58 @@ def exchange():
 @pytest.mark.faults
 @pytest.mark.timeout(480)
 def test_fault_schedule_keeps_files_exact_and_every_stage_recovers(exchange, tmp_path):
-    pipeline = Pipeline(exchange, tmp_path, coins=",".join(COINS), intervals="5s,1m",
-                        backfill_hours="0.25", stale_seconds=str(STALE_S)).start()
+    pipeline = Pipeline(
+        exchange,
+        tmp_path,
+        coins=",".join(COINS),
+        intervals="5s,1m",
+        backfill_hours="0.25",
+        stale_seconds=str(STALE_S),
+    ).start()
     driver = FaultDriver(pipeline, exchange, COINS)
     started = time.monotonic()
     try:
         with driver.fault("startup"):  # judged strictly: trades start after the join
             pipeline.wait_ready()
             exchange.pause_trades(False)
-            wait_for(lambda: all(len(read_rows(pipeline.csv(c, "5s"))) >= 2 for c in COINS),
-                     30, "first 5s rows")
+            wait_for(
+                lambda: all(len(read_rows(pipeline.csv(c, "5s"))) >= 2 for c in COINS),
+                30,
+                "first 5s rows",
+            )
         # Faults that must not change a single row, a few seconds apart. The REST step ends a
         # few seconds into a minute, which is where the zombie must start: it is seen only
         # after stale_seconds, so its 1m window must still be open when the reconnect's gap
         # marker arrives (the bar is then partial and replaced by the exchange's candle).
-        for step in (driver.malformed, lambda: driver.sigstop("writer"),
-                     lambda: driver.kill9("writer"), driver.rest_trouble_with_writer_restart):
+        for step in (
+            driver.malformed,
+            lambda: driver.sigstop("writer"),
+            lambda: driver.kill9("writer"),
+            driver.rest_trouble_with_writer_restart,
+        ):
             time.sleep(SPACING_S)
             step()
         wait_for(lambda: 3_000 <= now_ms() % M <= 30_000, 65, "early in a minute")
         # Lossy faults back to back, so that their excluded 5s windows overlap.
-        for step in (driver.zombie, driver.drop, driver.replay_duplicates,
-                     lambda: driver.sigstop("ingest"), lambda: driver.sigstop("aggregator"),
-                     lambda: driver.kill9("ingest"), lambda: driver.kill9("aggregator")):
+        for step in (
+            driver.zombie,
+            driver.drop,
+            driver.replay_duplicates,
+            lambda: driver.sigstop("ingest"),
+            lambda: driver.sigstop("aggregator"),
+            lambda: driver.kill9("ingest"),
+            lambda: driver.kill9("aggregator"),
+        ):
             step()
             time.sleep(LOSSY_SPACING_S)
         # Quiet tail until the 1m window of the last fault is on disk (partial -> candle).
         last = driver.faults[-1].end_ms
         for coin in COINS:
-            wait_for(lambda c=coin: last - last % M in {r[0] for r in read_rows(
-                pipeline.csv(c, "1m"))}, 80, "1m window of the last fault on disk")
+            wait_for(
+                lambda c=coin: last - last % M in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
+                80,
+                "1m window of the last fault on disk",
+            )
         time.sleep(12)
         states = all_running(pipeline)
     finally:
@@ -371,8 +428,14 @@ def test_fault_schedule_keeps_files_exact_and_every_stage_recovers(exchange, tmp
     assert states == dict.fromkeys(STAGES, "RUNNING"), states
 
     report = judge(pipeline, exchange, COINS, driver.faults)
-    summary = json.dumps({"elapsed_s": round(elapsed), "faults": faults_summary(driver.faults),
-                          **{k: v for k, v in report.items() if k != "problems"}}, indent=1)
+    summary = json.dumps(
+        {
+            "elapsed_s": round(elapsed),
+            "faults": faults_summary(driver.faults),
+            **{k: v for k, v in report.items() if k != "problems"},
+        },
+        indent=1,
+    )
     (tmp_path / "summary.json").write_text(summary)
     assert not report["problems"], "\n".join(report["problems"][:20]) + "\n" + summary
     assert report["checked_5s"] >= report["rows_5s"] / 2, summary

@@ -36,8 +36,9 @@ def test_disk_full_keeps_bar_unacked_without_half_line_and_resumes(tmp_path: Pat
     data = tmp_path / "data"
     data.mkdir()
     path = data / "btc_5s_data.csv"
-    path.write_text("Datetime,Open,High,Low,Close,Volume\n" + "".join(
-        row(k) + "\n" for k in range(60)))  # bigger than writer-status.json
+    path.write_text(
+        "Datetime,Open,High,Low,Close,Volume\n" + "".join(row(k) + "\n" for k in range(60))
+    )  # bigger than writer-status.json
     env = writer_env(tmp_path, "http://127.0.0.1:9/info", HLSTREAM_INTERVALS="5s")
     proc = start_writer(env)
     context = zmq.Context()
@@ -55,8 +56,9 @@ def test_disk_full_keeps_bar_unacked_without_half_line_and_resumes(tmp_path: Pat
             assert no_ack(dealer, 700), "a bar that is not on disk must not be acked"
             assert path.read_bytes() == before, "no half line after a failed append"
         assert proc.poll() is None, "the writer survives a full disk"
-        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE,
-                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        resource.prlimit(
+            proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        )
         send_bar(dealer, bar, 4)
         assert recv_ack(dealer)["start_ms"] == bar.start_ms
         time.sleep(0.2)

@@ -31,8 +31,9 @@ M = 60_000
 @pytest.fixture
 def exchange():
     # One trade every ~90 s on average: many 1m windows are empty and omitted by REST.
-    fake = FakeExchange(coins=["BTC"], spot=[], seed=5, history_hours=2.0, history_gap_s=0,
-                        history_every_s=90.0)
+    fake = FakeExchange(
+        coins=["BTC"], spot=[], seed=5, history_hours=2.0, history_gap_s=0, history_every_s=90.0
+    )
     fake.pause_trades(True)
     fake.start()
     yield fake
@@ -40,11 +41,18 @@ def exchange():
 
 
 def make_writer(tmp_path: Path, info_url: str, hours: float = 1.5) -> Writer:
-    settings = validate(Settings(
-        coins=("BTC",), intervals=("1m",), data_dir=tmp_path / "data",
-        run_dir=tmp_path / "run", info_url=info_url, backfill_hours=hours,
-        backoff_base_seconds=0.05, backoff_cap_seconds=0.2,
-    ))
+    settings = validate(
+        Settings(
+            coins=("BTC",),
+            intervals=("1m",),
+            data_dir=tmp_path / "data",
+            run_dir=tmp_path / "run",
+            info_url=info_url,
+            backfill_hours=hours,
+            backoff_base_seconds=0.05,
+            backoff_cap_seconds=0.2,
+        )
+    )
     prepare_dirs(settings)
     writer = Writer(settings, StopFlag(), event_log("writer"))
     writer.open_files()
@@ -108,8 +116,9 @@ def test_backfill_beyond_candle_reach_is_logged_and_carried_forward(
     data = tmp_path / "data"
     data.mkdir()
     (data / "btc_1m_data.csv").write_text(
-        core.HEADER_LINE + core.format_row(Bar("BTC", "1m", old, "5.0", "5.0", "5.0", "5.0",
-                                               "1.0", 1, True)))
+        core.HEADER_LINE
+        + core.format_row(Bar("BTC", "1m", old, "5.0", "5.0", "5.0", "5.0", "1.0", 1, True))
+    )
     writer = make_writer(tmp_path, exchange.info_url, hours=1.0)
     with caplog.at_level(logging.INFO, logger="hlstream"):
         writer.backfill()
@@ -133,8 +142,20 @@ class SlowCandle:
     def post(self, body: dict[str, Any]) -> Any:
         self.calls += 1
         n, v, h = (2, "2.0", "11.0") if self.calls == 1 else (3, "3.5", "12.0")
-        return [{"t": self.start_ms, "T": self.start_ms + M - 1, "s": "BTC", "i": "1m",
-                 "o": "10.0", "h": h, "l": "9.0", "c": "10.5", "v": v, "n": n}]
+        return [
+            {
+                "t": self.start_ms,
+                "T": self.start_ms + M - 1,
+                "s": "BTC",
+                "i": "1m",
+                "o": "10.0",
+                "h": h,
+                "l": "9.0",
+                "c": "10.5",
+                "v": v,
+                "n": n,
+            }
+        ]
 
 
 class DownInfo:
@@ -143,9 +164,17 @@ class DownInfo:
 
 
 def _writer_with(tmp_path: Path, info: Any) -> Writer:
-    settings = validate(Settings(coins=("BTC",), intervals=("1m",), data_dir=tmp_path / "data",
-                                 run_dir=tmp_path / "run", backfill_hours=0.0,
-                                 backoff_base_seconds=0.01, backoff_cap_seconds=0.1))
+    settings = validate(
+        Settings(
+            coins=("BTC",),
+            intervals=("1m",),
+            data_dir=tmp_path / "data",
+            run_dir=tmp_path / "run",
+            backfill_hours=0.0,
+            backoff_base_seconds=0.01,
+            backoff_cap_seconds=0.1,
+        )
+    )
     prepare_dirs(settings)
     writer = Writer(settings, StopFlag(), event_log("writer"), info=info)
     writer.open_files()

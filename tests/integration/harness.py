@@ -98,7 +98,9 @@ class Pipeline:
         with self.output_path.open("ab") as output:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hlstream.cli", "run"],
-                env=self.env, stdout=output, stderr=subprocess.STDOUT,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
                 start_new_session=new_session,
             )
         return self
@@ -129,7 +131,10 @@ class Pipeline:
         env.setdefault("HLSTREAM_HOME", str(conf.parent))
         result = subprocess.run(
             [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         return result.stdout + result.stderr
 

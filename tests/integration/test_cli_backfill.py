@@ -16,8 +16,9 @@ from tests.integration.harness import assert_contiguous, read_rows
 
 @pytest.fixture(scope="module")
 def exchange():
-    fake = FakeExchange(coins=["BTC", "ETH"], rate_per_coin=2.0, seed=3, history_hours=2.0,
-                        history_gap_s=0.0)
+    fake = FakeExchange(
+        coins=["BTC", "ETH"], rate_per_coin=2.0, seed=3, history_hours=2.0, history_gap_s=0.0
+    )
     fake.pause_trades(True)  # history only: candles cannot change between the two runs
     fake.start()
     yield fake
@@ -25,10 +26,20 @@ def exchange():
 
 
 def backfill(exchange, tmp_path, *args):
-    env = dict(os.environ, HLSTREAM_INFO_URL=exchange.info_url, HLSTREAM_WS_URL=exchange.ws_url,
-               HLSTREAM_DATA_DIR=str(tmp_path / "data"), HLSTREAM_RUN_DIR=str(tmp_path / "run"))
-    return subprocess.run([sys.executable, "-m", "hlstream.cli", "backfill", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = dict(
+        os.environ,
+        HLSTREAM_INFO_URL=exchange.info_url,
+        HLSTREAM_WS_URL=exchange.ws_url,
+        HLSTREAM_DATA_DIR=str(tmp_path / "data"),
+        HLSTREAM_RUN_DIR=str(tmp_path / "run"),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "backfill", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _wait_for_quiet_second():
@@ -45,8 +56,12 @@ def test_backfill_twice_writes_the_same_files(exchange, tmp_path):
     assert "backfill [" in first.stderr and "4/4 files" in first.stderr
     assert "skipping 5s" in first.stderr
     files = sorted((tmp_path / "data").glob("*.csv"))
-    assert [f.name for f in files] == ["btc_1m_data.csv", "btc_5m_data.csv", "eth_1m_data.csv",
-                                       "eth_5m_data.csv"]
+    assert [f.name for f in files] == [
+        "btc_1m_data.csv",
+        "btc_5m_data.csv",
+        "eth_1m_data.csv",
+        "eth_5m_data.csv",
+    ]
     before = {f.name: f.read_bytes() for f in files}
 
     second = backfill(exchange, tmp_path, *args)
@@ -62,11 +77,21 @@ def test_backfill_twice_writes_the_same_files(exchange, tmp_path):
 
 
 def test_backfill_rest_failure_exits_1(tmp_path):
-    env = dict(os.environ, HLSTREAM_INFO_URL="http://127.0.0.1:9", HLSTREAM_BACKFILL_HOURS="1",
-               HLSTREAM_DATA_DIR=str(tmp_path / "data"), HLSTREAM_RUN_DIR=str(tmp_path / "run"),
-               HLSTREAM_BACKOFF_BASE_SECONDS="0.01", HLSTREAM_BACKOFF_CAP_SECONDS="0.1")
-    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "backfill", "--coins", "BTC",
-                             "--intervals", "1m"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    env = dict(
+        os.environ,
+        HLSTREAM_INFO_URL="http://127.0.0.1:9",
+        HLSTREAM_BACKFILL_HOURS="1",
+        HLSTREAM_DATA_DIR=str(tmp_path / "data"),
+        HLSTREAM_RUN_DIR=str(tmp_path / "run"),
+        HLSTREAM_BACKOFF_BASE_SECONDS="0.01",
+        HLSTREAM_BACKOFF_CAP_SECONDS="0.1",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "backfill", "--coins", "BTC", "--intervals", "1m"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "FAILED btc_1m_data.csv" in result.stderr

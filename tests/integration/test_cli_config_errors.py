@@ -10,18 +10,27 @@ import pytest
 
 
 def _run(tmp_path, **env_overrides):
-    env = dict(os.environ, HLSTREAM_DATA_DIR=str(tmp_path / "data"),
-               HLSTREAM_RUN_DIR=str(tmp_path / "run"))
+    env = dict(
+        os.environ, HLSTREAM_DATA_DIR=str(tmp_path / "data"), HLSTREAM_RUN_DIR=str(tmp_path / "run")
+    )
     env.update(env_overrides)
-    return subprocess.run([sys.executable, "-m", "hlstream.cli", "run"], env=env,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
-@pytest.mark.parametrize(("env", "needle"), [
-    ({"HLSTREAM_INTERVALS": "7x"}, "unknown interval"),
-    ({"HLSTREAM_COINS": ""}, "coin list is empty"),
-    ({"HLSTREAM_BACKFILL_HOURS": "lots"}, "backfill_hours"),
-])
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"HLSTREAM_INTERVALS": "7x"}, "unknown interval"),
+        ({"HLSTREAM_COINS": ""}, "coin list is empty"),
+        ({"HLSTREAM_BACKFILL_HOURS": "lots"}, "backfill_hours"),
+    ],
+)
 def test_bad_setting_exits_78_with_one_line(tmp_path, env, needle):
     result = _run(tmp_path, **env)
     assert result.returncode == 78

@@ -19,8 +19,14 @@ def test_demo_writes_5s_bars_and_stops_cleanly_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HLSTREAM_")}
     env["PYTHONPATH"] = str(ROOT)
     output = (tmp_path / "demo.out").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "hlstream.cli", "demo"], cwd=tmp_path, env=env,
-                            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hlstream.cli", "demo"],
+        cwd=tmp_path,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     csv = tmp_path / "demo-data" / "btc_5s_data.csv"
     try:
         wait_for(lambda: csv.exists() and read_rows(csv), 20, "a 5s row in ./demo-data")

@@ -16,10 +16,16 @@ ROWS = [
 
 
 def hlstream(tmp_path, *args):
-    env = dict(os.environ, HLSTREAM_DATA_DIR=str(tmp_path / "data"),
-               HLSTREAM_RUN_DIR=str(tmp_path / "run"))
-    return subprocess.run([sys.executable, "-m", "hlstream.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=30)
+    env = dict(
+        os.environ, HLSTREAM_DATA_DIR=str(tmp_path / "data"), HLSTREAM_RUN_DIR=str(tmp_path / "run")
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_verify_passes_clean_files_and_flags_each_corrupt_one(tmp_path):

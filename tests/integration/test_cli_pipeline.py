@@ -31,18 +31,28 @@ def pipeline(tmp_path_factory):
     exchange = FakeExchange(coins=list(COINS), rate_per_coin=6.0, seed=5, history_hours=1.0)
     exchange.start()
     port = _free_port()
-    running = Pipeline(exchange, tmp_path_factory.mktemp("cli"), coins=",".join(COINS),
-                       intervals="5s,1m", backfill_hours="1", metrics_port=str(port),
-                       book_coins="BTC")
+    running = Pipeline(
+        exchange,
+        tmp_path_factory.mktemp("cli"),
+        coins=",".join(COINS),
+        intervals="5s,1m",
+        backfill_hours="1",
+        metrics_port=str(port),
+        book_coins="BTC",
+    )
     running.metrics_port = port
     running.start()
     try:
         running.wait_ready()
         for coin in COINS:
             wait_for(lambda c=coin: read_rows(running.csv(c, "5s")), 20, f"{coin} 5s rows")
-        wait_for(lambda: all(f.last_start_ms for f in
-                             getattr(running.status("writer"), "files", {}).values()),
-                 5, "writer status with every file's last row")
+        wait_for(
+            lambda: all(
+                f.last_start_ms for f in getattr(running.status("writer"), "files", {}).values()
+            ),
+            5,
+            "writer status with every file's last row",
+        )
         yield running
     finally:
         code, output = running.stop()
@@ -51,8 +61,13 @@ def pipeline(tmp_path_factory):
 
 
 def hlstream(pipeline: Pipeline, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hlstream.cli", *args], env=pipeline.env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", *args],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_status_json_reports_a_healthy_pipeline(pipeline):
@@ -61,14 +76,22 @@ def test_status_json_reports_a_healthy_pipeline(pipeline):
     assert result.returncode == 0, report["problems"]
     assert report["healthy"] and report["supervisord"]
     assert {name: stage["state"] for name, stage in report["stages"].items()} == {
-        "ingest": "RUNNING", "aggregator": "RUNNING", "writer": "RUNNING"}
+        "ingest": "RUNNING",
+        "aggregator": "RUNNING",
+        "writer": "RUNNING",
+    }
     assert all(stage["status_age_s"] < 5 for stage in report["stages"].values())
     assert report["coins"]["BTC"]["last_trade_age_s"] < 10
     names = {f"{coin.lower()}_{interval}_data.csv" for coin in COINS for interval in ("5s", "1m")}
     assert set(report["files"]) == names
     assert report["files"]["btc_5s_data.csv"]["last_datetime"]
-    assert set(report["counters"]) >= {"reconnects", "gaps", "partial_bars", "late_trades",
-                                       "malformed"}
+    assert set(report["counters"]) >= {
+        "reconnects",
+        "gaps",
+        "partial_bars",
+        "late_trades",
+        "malformed",
+    }
 
 
 def test_status_table_for_humans(pipeline):
@@ -97,8 +120,9 @@ def test_tap_eth_never_shows_ethfi(pipeline):
 
 
 def test_tap_bars_of_one_interval(pipeline):
-    result = hlstream(pipeline, "tap", "bars", "BTC", "--interval", "5s", "--count", "1",
-                      "--timeout", "15")
+    result = hlstream(
+        pipeline, "tap", "bars", "BTC", "--interval", "5s", "--count", "1", "--timeout", "15"
+    )
     assert result.returncode == 0, result.stderr
     assert " BTC 5s O=" in result.stdout
 

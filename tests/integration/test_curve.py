@@ -27,8 +27,12 @@ def _free_port() -> int:
 @pytest.fixture
 def secret_file(tmp_path):
     path = tmp_path / "bus.key"
-    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "curve-keygen", str(path)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "curve-keygen", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     assert path.stat().st_mode & 0o777 == 0o600
     return path
@@ -40,8 +44,12 @@ def test_non_loopback_bind_without_curve_is_refused():
 
 
 def test_non_loopback_bind_with_curve_key_is_allowed(secret_file):
-    settings = load_settings(environ={"HLSTREAM_BARS_ENDPOINT": "tcp://0.0.0.0:5999",
-                                      "HLSTREAM_CURVE_SECRET_FILE": str(secret_file)})
+    settings = load_settings(
+        environ={
+            "HLSTREAM_BARS_ENDPOINT": "tcp://0.0.0.0:5999",
+            "HLSTREAM_CURVE_SECRET_FILE": str(secret_file),
+        }
+    )
     assert curve_keys(settings) is not None
 
 
@@ -53,8 +61,12 @@ def test_bad_key_file_is_a_config_error(tmp_path):
 
 
 def test_keygen_refuses_to_overwrite(secret_file):
-    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "curve-keygen",
-                             str(secret_file)], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "curve-keygen", str(secret_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 78 and "already exists" in result.stderr
 
 
@@ -94,12 +106,24 @@ def test_whole_pipeline_runs_over_curve(secret_file, tmp_path):
 
     fake = FakeExchange(coins=["BTC"], spot=[], rate_per_coin=5.0, seed=3, history_hours=0.01)
     fake.start()
-    pipeline = Pipeline(fake, tmp_path, coins="BTC", intervals="5s", backfill_hours="0",
-                        curve_secret_file=str(secret_file)).start()
+    pipeline = Pipeline(
+        fake,
+        tmp_path,
+        coins="BTC",
+        intervals="5s",
+        backfill_hours="0",
+        curve_secret_file=str(secret_file),
+    ).start()
     try:
         pipeline.wait_ready()
-        wait_for(lambda: pipeline.csv("BTC", "5s").exists()
-                 and len(read_rows(pipeline.csv("BTC", "5s"))) >= 1, 30, "a 5s row over CURVE")
+        wait_for(
+            lambda: (
+                pipeline.csv("BTC", "5s").exists()
+                and len(read_rows(pipeline.csv("BTC", "5s"))) >= 1
+            ),
+            30,
+            "a 5s row over CURVE",
+        )
     finally:
         code, output = pipeline.stop()
         fake.stop()

@@ -56,8 +56,10 @@ def post(exchange: FakeExchange, body: dict[str, Any]) -> requests.Response:
 def test_subscribe_gets_ack_then_replay(exchange: FakeExchange, ws: websocket.WebSocket) -> None:
     subscribe(ws, BTC_TRADES)
     ack = recv_json(ws)
-    assert ack == {"channel": "subscriptionResponse",
-                   "data": {"method": "subscribe", "subscription": BTC_TRADES}}
+    assert ack == {
+        "channel": "subscriptionResponse",
+        "data": {"method": "subscribe", "subscription": BTC_TRADES},
+    }
     replay = recv_json(ws)
     assert replay["channel"] == "trades"
     assert 0 < len(replay["data"]) <= 30
@@ -66,9 +68,7 @@ def test_subscribe_gets_ack_then_replay(exchange: FakeExchange, ws: websocket.We
     assert exchange.subscribe_count() == 1
 
 
-def test_live_trades_arrive_and_are_logged(
-    exchange: FakeExchange, ws: websocket.WebSocket
-) -> None:
+def test_live_trades_arrive_and_are_logged(exchange: FakeExchange, ws: websocket.WebSocket) -> None:
     subscribe(ws, BTC_TRADES)
     recv_json(ws), recv_json(ws)
     frame = recv_json(ws)
@@ -103,8 +103,10 @@ def test_unsubscribe_is_acked_and_stops_trades(ws: websocket.WebSocket) -> None:
     message = recv_json(ws)
     while message["channel"] == "trades":
         message = recv_json(ws)
-    assert message == {"channel": "subscriptionResponse",
-                       "data": {"method": "unsubscribe", "subscription": BTC_TRADES}}
+    assert message == {
+        "channel": "subscriptionResponse",
+        "data": {"method": "unsubscribe", "subscription": BTC_TRADES},
+    }
     ws.settimeout(0.3)
     with pytest.raises(websocket.WebSocketTimeoutException):
         ws.recv()
@@ -179,8 +181,9 @@ def test_candle_snapshot_matches_market_candles(exchange: FakeExchange) -> None:
     answer = post(exchange, {"type": "candleSnapshot", "req": req})
     assert answer.status_code == 200
     rows = answer.json()
-    expected = market.candles(exchange.trades("BTC"), "BTC", "1m", parse_interval("1m"),
-                              req["startTime"], now_ms)
+    expected = market.candles(
+        exchange.trades("BTC"), "BTC", "1m", parse_interval("1m"), req["startTime"], now_ms
+    )
     assert rows == expected
     assert len(rows) >= 10
     starts = [row["t"] for row in rows]

@@ -63,8 +63,6 @@ def stop_ingest(proc: subprocess.Popen[str]) -> str:
     return stderr
 
 
-
-
 def status(run_dir: Path) -> dict[str, Any]:
     """Ingest's last heartbeat flattened: its counters plus its feed's fields."""
     heartbeat = read_status(run_dir, "ingest")
@@ -72,8 +70,11 @@ def status(run_dir: Path) -> dict[str, Any]:
         return {}
     flat: dict[str, Any] = dict(heartbeat.counters)
     if heartbeat.feed is not None:
-        flat.update(connected=heartbeat.feed.connected, links_up=heartbeat.feed.links_up,
-                    delisted=list(heartbeat.feed.delisted))
+        flat.update(
+            connected=heartbeat.feed.connected,
+            links_up=heartbeat.feed.links_up,
+            delisted=list(heartbeat.feed.delisted),
+        )
     return flat
 
 
@@ -104,9 +105,7 @@ def assert_exact(
         low, high = min(k[1] for k in mine), max(k[1] for k in mine)
         expected = {key for key in fake_keys(fake, coin) if low <= key[1] <= high}
         covered = [(g["from_ms"], g["to_ms"]) for g in gaps or [] if g["coin"] == coin]
-        missing = {
-            key for key in expected - mine if not any(a <= key[1] <= b for a, b in covered)
-        }
+        missing = {key for key in expected - mine if not any(a <= key[1] <= b for a, b in covered)}
         assert not missing and mine <= expected, (
             f"{coin}: {len(missing)} missing outside gaps, {len(mine - expected)} extra"
         )
@@ -179,9 +178,7 @@ def test_book_bbo_and_fills_channels_publish_on_their_own_topics(
 ) -> None:
     run_dir = tmp_path / "run"
     bus = Bus(run_dir, prefixes=("book.BTC|", "bbo.ETH|", "status."))
-    proc = start_ingest(
-        run_dir, exchange, book_coins="BTC", bbo_coins="ETH", user_fills=ADDRESS
-    )
+    proc = start_ingest(run_dir, exchange, book_coins="BTC", bbo_coins="ETH", user_fills=ADDRESS)
     try:
         assert bus.poll_until(lambda: len(bus.of_type("book")) >= 2, 15)
         assert bus.poll_until(lambda: len(bus.of_type("bbo")) >= 2, 5)
@@ -236,7 +233,10 @@ def test_zombie_links_are_replaced_and_garbage_is_counted_without_loss(
     run_dir = tmp_path / "run"
     bus = Bus(run_dir)
     proc = start_ingest(
-        run_dir, exchange, coins="BTC,ETH", ws_subscriptions_per_connection="1",
+        run_dir,
+        exchange,
+        coins="BTC,ETH",
+        ws_subscriptions_per_connection="1",
         stale_seconds="2",
     )
     try:

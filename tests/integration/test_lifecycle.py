@@ -30,8 +30,13 @@ def exchange():
 
 
 def _cli(pipeline: Pipeline, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hlstream.cli", *args], env=pipeline.env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", *args],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_sigkill_of_hlstream_run_leaves_no_process_after_5s(exchange, tmp_path):
@@ -44,8 +49,11 @@ def test_sigkill_of_hlstream_run_leaves_no_process_after_5s(exchange, tmp_path):
     pipeline.proc.kill()
     pipeline.proc.wait()
     killed = time.monotonic()
-    wait_for(lambda: not pids_with_run_dir(pipeline.run_dir), 5.0,
-             f"no process of the run dir left (still: {pids_with_run_dir(pipeline.run_dir)})")
+    wait_for(
+        lambda: not pids_with_run_dir(pipeline.run_dir),
+        5.0,
+        f"no process of the run dir left (still: {pids_with_run_dir(pipeline.run_dir)})",
+    )
     assert time.monotonic() - killed <= 5.0
 
     # ...and the next start is not refused because of what the killed one left behind.
@@ -92,8 +100,13 @@ def test_second_writer_on_one_data_dir_exits_78_naming_the_first(exchange, tmp_p
         first.wait_ready()
         wait_for(lambda: first.status("writer"), 20, "first writer serving")
         env = dict(first.env, HLSTREAM_RUN_DIR=str(tmp_path / "b" / "run"))
-        second = subprocess.run([sys.executable, "-m", "hlstream.services.writer"], env=env,
-                                capture_output=True, text=True, timeout=30)
+        second = subprocess.run(
+            [sys.executable, "-m", "hlstream.services.writer"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         code, output = first.stop()
     assert code == 0, output[-2000:]
@@ -104,9 +117,13 @@ def test_second_writer_on_one_data_dir_exits_78_naming_the_first(exchange, tmp_p
 def test_make_run_stops_on_one_group_sigterm(exchange, tmp_path):
     pipeline = Pipeline(exchange, tmp_path, coins="BTC", intervals="5s", backfill_hours="0")
     with pipeline.output_path.open("wb") as out:
-        make = subprocess.Popen(["make", "-s", "--no-print-directory", "-C", str(ROOT), "run"],
-                                env=pipeline.env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        make = subprocess.Popen(
+            ["make", "-s", "--no-print-directory", "-C", str(ROOT), "run"],
+            env=pipeline.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         pipeline.wait_ready(timeout_s=120)  # the first make may install the venv
     except AssertionError:
@@ -126,8 +143,13 @@ def test_make_run_stops_on_one_group_sigterm(exchange, tmp_path):
 def test_tap_says_why_nothing_arrives_when_no_pipeline_runs(tmp_path):
     env = dict(os.environ, HLSTREAM_RUN_DIR=str(tmp_path / "nowhere"))
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "tap", "trades"], env=env,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "tap", "trades"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert time.monotonic() - started < 15
     assert "cannot tap" in result.stderr and "does not exist" in result.stderr
@@ -140,7 +162,12 @@ def test_tap_reports_a_stale_socket(tmp_path):
     stale.bind(str(run_dir / "trades.sock"))
     stale.close()
     env = dict(os.environ, HLSTREAM_RUN_DIR=str(run_dir))
-    result = subprocess.run([sys.executable, "-m", "hlstream.cli", "tap", "trades"], env=env,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "tap", "trades"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert "stale socket" in result.stderr

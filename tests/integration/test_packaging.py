@@ -21,9 +21,23 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-cache-dir", "--target", str(target), str(ROOT)],
-        capture_output=True, text=True, timeout=300, cwd=build,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=build,
         env=dict(os.environ, PIP_NO_INDEX="1"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -49,14 +63,26 @@ def test_installed_package_runs_from_another_directory(installed: Path, tmp_path
         "print(hlstream.__file__);print(config_path());"
         "print(u.find_spec('common') is None and u.find_spec('services') is None)"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            cwd=tmp_path, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     module, conf, no_generic = result.stdout.split()
     assert module.startswith(str(installed)) and conf.startswith(str(installed))
     assert no_generic == "True"
-    cli = subprocess.run([sys.executable, "-m", "hlstream.cli", "--help"], capture_output=True,
-                         text=True, cwd=tmp_path, env=env, timeout=60)
+    cli = subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert cli.returncode == 0 and "hlstream" in cli.stdout
 
 

@@ -29,8 +29,9 @@ def exchange():
 
 
 def test_pipeline_writes_exact_bars_with_backfill_and_carry_forward(exchange, tmp_path):
-    pipeline = Pipeline(exchange, tmp_path, coins=",".join(COINS), intervals="5s,1m",
-                        backfill_hours="1").start()
+    pipeline = Pipeline(
+        exchange, tmp_path, coins=",".join(COINS), intervals="5s,1m", backfill_hours="1"
+    ).start()
     try:
         pipeline.wait_ready()
         exchange.pause_trades(False)

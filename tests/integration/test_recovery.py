@@ -75,14 +75,16 @@ def kill_and_wait_restart(pipeline: Pipeline, stage: str) -> tuple[int, int]:
     old = wait_for(lambda: stage_pid(pipeline, stage), 20, f"{stage} running")
     killed_ms = now_ms()
     os.kill(old, signal.SIGKILL)
-    new = wait_for(lambda: (p := stage_pid(pipeline, stage)) and p != old and p, 30,
-                   f"{stage} restarted")
+    new = wait_for(
+        lambda: (p := stage_pid(pipeline, stage)) and p != old and p, 30, f"{stage} restarted"
+    )
     if stage == "writer":
         wait_for(lambda: getattr(pipeline.status("writer"), "pid", None) == new, 30, "new writer")
     else:
         mark = now_ms()
-        wait_for(lambda: getattr(pipeline.status(stage), "ts_ms", 0) > mark, 30,
-                 f"new {stage} heartbeat")
+        wait_for(
+            lambda: getattr(pipeline.status(stage), "ts_ms", 0) > mark, 30, f"new {stage} heartbeat"
+        )
     return killed_ms, now_ms()
 
 
@@ -97,8 +99,9 @@ def check_1m_exact(pipeline: Pipeline, exchange: FakeExchange, coins: tuple[str,
 
 @pytest.fixture
 def exchange():
-    fake = FakeExchange(coins=["BTC", "ETH", "ETHFI"], rate_per_coin=5.0, seed=23,
-                        history_hours=0.5)
+    fake = FakeExchange(
+        coins=["BTC", "ETH", "ETHFI"], rate_per_coin=5.0, seed=23, history_hours=0.5
+    )
     fake.pause_trades(True)
     fake.start()
     yield fake
@@ -108,14 +111,16 @@ def exchange():
 @pytest.mark.faults  # ~100 s: needs a whole 1m window after the restarts
 def test_kill_9_writer_and_aggregator_mid_stream_keeps_files_exact(exchange, tmp_path):
     coins = ("BTC", "ETH", "ETHFI")
-    pipeline = Pipeline(exchange, tmp_path, coins=",".join(coins), intervals="5s,1m",
-                        backfill_hours="0.25").start()
+    pipeline = Pipeline(
+        exchange, tmp_path, coins=",".join(coins), intervals="5s,1m", backfill_hours="0.25"
+    ).start()
     tap = None
     outages: list[tuple[int, int]] = []  # aggregator (killed_ms, back_ms)
     try:
         pipeline.wait_ready()
-        tap = BarTap(f"ipc://{pipeline.run_dir / 'bars.sock'}", ["bar.5s.ETH|", "bar.1m.ETH|",
-                                                                  "bar.5s.BTC|"])
+        tap = BarTap(
+            f"ipc://{pipeline.run_dir / 'bars.sock'}", ["bar.5s.ETH|", "bar.1m.ETH|", "bar.5s.BTC|"]
+        )
         exchange.pause_trades(False)
         wait_for(lambda: len(read_rows(pipeline.csv("BTC", "5s"))) >= 2, 30, "first 5s rows")
         for _ in range(3):
@@ -127,8 +132,11 @@ def test_kill_9_writer_and_aggregator_mid_stream_keeps_files_exact(exchange, tmp
         # Let the 1m window of the last aggregator restart close (partial -> REST candle).
         last_window = outages[-1][1] - outages[-1][1] % M
         for coin in coins:
-            wait_for(lambda c=coin: last_window in {r[0] for r in read_rows(
-                pipeline.csv(c, "1m"))}, 75, "1m window of the last restart on disk")
+            wait_for(
+                lambda c=coin: last_window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
+                75,
+                "1m window of the last restart on disk",
+            )
     finally:
         if tap is not None:
             tap.close()
@@ -141,8 +149,9 @@ def test_kill_9_writer_and_aggregator_mid_stream_keeps_files_exact(exchange, tmp
         assert back - back % M in minute_rows, "the restart's partial 1m window is on disk"
 
     def affected(start: int) -> bool:  # windows the aggregator did not watch whole
-        return any(start + S5 > killed - GRACE_MS - S5 and start < back + S5
-                   for killed, back in outages)
+        return any(
+            start + S5 > killed - GRACE_MS - S5 and start < back + S5 for killed, back in outages
+        )
 
     published = {}
     for topic, bar in tap.bars:
@@ -156,13 +165,20 @@ def test_kill_9_writer_and_aggregator_mid_stream_keeps_files_exact(exchange, tmp
         rows = read_rows(pipeline.csv(coin, "5s"))
         assert len(rows) >= 10
         assert_contiguous(rows, S5, f"{coin}_5s")
-        truth = {r[0]: r for r in truth_rows(exchange.trades(coin), S5, rows[0][0],
-                                              rows[-1][0] + S5)}
+        truth = {
+            r[0]: r for r in truth_rows(exchange.trades(coin), S5, rows[0][0], rows[-1][0] + S5)
+        }
         for row in rows:
             bar = published.get((coin, "5s", row[0]))
             if bar is not None and bar["complete"]:
-                as_published = (bar["start_ms"], bar["open"], bar["high"], bar["low"],
-                                bar["close"], bar["volume"])
+                as_published = (
+                    bar["start_ms"],
+                    bar["open"],
+                    bar["high"],
+                    bar["low"],
+                    bar["close"],
+                    bar["volume"],
+                )
                 assert row == as_published == truth[row[0]], f"{coin} 5s complete bar {row}"
             elif not affected(row[0]) and row[0] > rows[0][0]:
                 assert row == truth[row[0]], f"{coin} 5s row {row} outside outages"
@@ -171,12 +187,11 @@ def test_kill_9_writer_and_aggregator_mid_stream_keeps_files_exact(exchange, tmp
     assert "partial_replaced_by_rest" in log
 
 
-def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(
-    exchange, tmp_path
-):
+def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(exchange, tmp_path):
     coins = ("BTC", "ETH")
-    pipeline = Pipeline(exchange, tmp_path, coins=",".join(coins), intervals="5s,1m",
-                        backfill_hours="0.25").start()
+    pipeline = Pipeline(
+        exchange, tmp_path, coins=",".join(coins), intervals="5s,1m", backfill_hours="0.25"
+    ).start()
     try:
         pipeline.wait_ready()
         exchange.set_rate(8.0)  # > 30 trades (the subscribe replay) during the blackhole
@@ -192,8 +207,11 @@ def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(
         exchange.set_blackhole(None, False)
         window = hole_from - hole_from % M
         for coin in coins:
-            wait_for(lambda c=coin: window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
-                     80, "gap window on disk")
+            wait_for(
+                lambda c=coin: window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
+                80,
+                "gap window on disk",
+            )
     finally:
         code, output = pipeline.stop()
     assert code == 0, output[-3000:]
@@ -206,8 +224,11 @@ def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(
     # proved the gap; the aggregator says so loudly. They cannot be repaired (no 5s candles).
     assert "event=gap_after_close" in aggregator_log
     writer_log = (logs / "writer.log").read_text()
-    replaced = [line for line in writer_log.splitlines()
-                if "event=partial_replaced_by_rest" in line and f"start_ms={window}" in line]
+    replaced = [
+        line
+        for line in writer_log.splitlines()
+        if "event=partial_replaced_by_rest" in line and f"start_ms={window}" in line
+    ]
     assert len(replaced) == len(coins), "each coin's gap window was replaced by its candle"
     check_1m_exact(pipeline, exchange, coins)
     for coin in coins:
@@ -219,8 +240,9 @@ def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(
 @pytest.mark.faults  # ~90 s: needs a whole 1m window after the restarts
 def test_hlstream_restart_of_each_stage_keeps_files_exact(exchange, tmp_path):
     coins = ("BTC", "ETH")
-    pipeline = Pipeline(exchange, tmp_path, coins=",".join(coins), intervals="5s,1m",
-                        backfill_hours="0.25").start()
+    pipeline = Pipeline(
+        exchange, tmp_path, coins=",".join(coins), intervals="5s,1m", backfill_hours="0.25"
+    ).start()
     try:
         pipeline.wait_ready()
         exchange.pause_trades(False)
@@ -229,18 +251,27 @@ def test_hlstream_restart_of_each_stage_keeps_files_exact(exchange, tmp_path):
         for stage in ("ingest", "aggregator", "writer"):
             old = stage_pid(pipeline, stage)
             result = subprocess.run(
-                [sys.executable, "-m", "hlstream.cli", "restart", stage], env=pipeline.env,
-                capture_output=True, text=True, timeout=60,
+                [sys.executable, "-m", "hlstream.cli", "restart", stage],
+                env=pipeline.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert result.returncode == 0, result.stdout + result.stderr
-            wait_for(lambda s=stage, o=old: stage_pid(pipeline, s) not in (0, o), 30,
-                     f"{stage} restarted")
+            wait_for(
+                lambda s=stage, o=old: stage_pid(pipeline, s) not in (0, o),
+                30,
+                f"{stage} restarted",
+            )
             back_ms = now_ms()
             time.sleep(3)
         last_window = back_ms - back_ms % M
         for coin in coins:
-            wait_for(lambda c=coin: last_window in {r[0] for r in read_rows(
-                pipeline.csv(c, "1m"))}, 80, "1m window of the last restart on disk")
+            wait_for(
+                lambda c=coin: last_window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
+                80,
+                "1m window of the last restart on disk",
+            )
     finally:
         code, output = pipeline.stop()
     assert code == 0, output[-3000:]

@@ -97,8 +97,13 @@ def _stage_trial(exchange: FakeExchange, base: Path, stage: str, storm: str) -> 
         PYTHONUNBUFFERED="1",
     )
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", f"hlstream.services.{stage}"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"hlstream.services.{stage}"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     status = run_dir / f"{stage}-status.json"
     try:
         wait_for(status.exists, 20, f"{stage} status file")
@@ -114,8 +119,9 @@ def _run_trials(trial, tmp_path: Path) -> None:
     with ThreadPoolExecutor(PARALLEL) as pool:
         failures = [
             failure
-            for failure in pool.map(lambda job: trial(tmp_path / f"{job[1]}-{job[0]}", job[1]),
-                                    jobs)
+            for failure in pool.map(
+                lambda job: trial(tmp_path / f"{job[1]}-{job[0]}", job[1]), jobs
+            )
             if failure
         ]
     assert not failures, f"{len(failures)} of {len(jobs)} trials failed:\n" + "\n".join(failures)

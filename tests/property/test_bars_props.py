@@ -144,8 +144,9 @@ def test_bars_equal_reference_and_keep_invariants(script: list[Step]) -> None:
 
 
 window_trades = st.lists(
-    st.tuples(st.integers(0, 4_999), st.integers(1, 10_000), st.integers(0, 4),
-              st.integers(1, 10**6)),
+    st.tuples(
+        st.integers(0, 4_999), st.integers(1, 10_000), st.integers(0, 4), st.integers(1, 10**6)
+    ),
     min_size=1,
     max_size=30,
 )
@@ -156,8 +157,10 @@ window_trades = st.lists(
 def test_shuffling_trades_within_a_window_keeps_high_low_volume_count(
     specs: list[tuple[int, int, int, int]], rng: random.Random
 ) -> None:
-    trades = [_trade("BTC", T0 + off, ticks, dec, size, i)
-              for i, (off, ticks, dec, size) in enumerate(specs)]
+    trades = [
+        _trade("BTC", T0 + off, ticks, dec, size, i)
+        for i, (off, ticks, dec, size) in enumerate(specs)
+    ]
     shuffled = list(trades)
     rng.shuffle(shuffled)
     results = []
@@ -187,8 +190,10 @@ def test_one_day_windows_align_to_midnight_utc(ts_ms: int) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 30_000), st.integers(0, 30_000)), max_size=4),
-       st.lists(st.integers(0, 29_999), min_size=1, max_size=10))
+@given(
+    st.lists(st.tuples(st.integers(0, 30_000), st.integers(0, 30_000)), max_size=4),
+    st.lists(st.integers(0, 29_999), min_size=1, max_size=10),
+)
 def test_bar_is_partial_exactly_when_a_taint_overlaps_its_window(
     taints: list[tuple[int, int]], offsets: list[int]
 ) -> None:

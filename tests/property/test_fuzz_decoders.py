@@ -55,8 +55,9 @@ from hlstream.tap import Tap
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=10), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=6)
+    ),
     max_leaves=30,
 )
 KNOWN_CHANNELS = sorted({"trades", "pong", "subscriptionResponse", "error", *DATA_CHANNELS})
@@ -78,12 +79,45 @@ trade_like = st.fixed_dictionaries(
 )
 ENVELOPE_KEYS = frozenset({"v", "type", "session", "seq"})
 # Field names of every bus message, so random bodies sometimes hit the real readers.
-BUS_FIELDS = sorted({
-    "coin", "side", "price", "size", "ts_ms", "tid", "hash", "interval", "start_ms", "open",
-    "high", "low", "close", "volume", "trades", "complete", "source", "from_ms", "to_ms",
-    "reason", "recv_ms", "trade", "service", "pid", "counters", "feed", "files", "refused",
-    "bids", "asks", "bid", "ask", "user", "is_snapshot", "fills",
-})
+BUS_FIELDS = sorted(
+    {
+        "coin",
+        "side",
+        "price",
+        "size",
+        "ts_ms",
+        "tid",
+        "hash",
+        "interval",
+        "start_ms",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "trades",
+        "complete",
+        "source",
+        "from_ms",
+        "to_ms",
+        "reason",
+        "recv_ms",
+        "trade",
+        "service",
+        "pid",
+        "counters",
+        "feed",
+        "files",
+        "refused",
+        "bids",
+        "asks",
+        "bid",
+        "ask",
+        "user",
+        "is_snapshot",
+        "fills",
+    }
+)
 
 # ---- well-formed building blocks ---------------------------------------------------------
 
@@ -107,7 +141,8 @@ batches = st.builds(
     trades=st.lists(valid_trades, max_size=8).map(tuple),
 )
 envelopes = st.builds(
-    Envelope, session=st.text(alphabet=string.hexdigits, min_size=1, max_size=32),
+    Envelope,
+    session=st.text(alphabet=string.hexdigits, min_size=1, max_size=32),
     seq=st.integers(1, 2**63 - 1),
 )
 valid_bars = st.builds(
@@ -124,8 +159,9 @@ valid_bars = st.builds(
     complete=st.booleans(),
     source=st.sampled_from(["ws", "rest"]),
 )
-valid_gaps = st.builds(Gap, coin=coins, from_ms=venue_ms, to_ms=venue_ms,
-                       reason=st.text(max_size=30))
+valid_gaps = st.builds(
+    Gap, coin=coins, from_ms=venue_ms, to_ms=venue_ms, reason=st.text(max_size=30)
+)
 
 # ---- malformed building blocks -----------------------------------------------------------
 
@@ -169,8 +205,15 @@ def one_bad_field(
 
 def venue_entry(trade: Trade) -> dict[str, Any]:
     """The venue's WsTrade for `trade` (what the exchange sends on the trades channel)."""
-    return {"coin": trade.coin, "side": "B" if trade.is_buy else "A", "px": trade.price,
-            "sz": trade.size, "time": trade.ts_ms, "tid": trade.tid, "hash": trade.hash}
+    return {
+        "coin": trade.coin,
+        "side": "B" if trade.is_buy else "A",
+        "px": trade.price,
+        "sz": trade.size,
+        "time": trade.ts_ms,
+        "tid": trade.tid,
+        "hash": trade.hash,
+    }
 
 
 @st.composite
@@ -183,8 +226,9 @@ def venue_entries(draw: st.DrawFn) -> tuple[Any, Trade | None]:
         return entry, trade
     if how == "odd hash":  # hash is optional: a missing or odd one becomes ""
         odd = _with(entry, "hash", draw(st.sampled_from([MISSING, None, 1, []])))
-        return odd, Trade(trade.coin, trade.is_buy, trade.price, trade.size, trade.ts_ms,
-                          trade.tid, "")
+        return odd, Trade(
+            trade.coin, trade.is_buy, trade.price, trade.size, trade.ts_ms, trade.tid, ""
+        )
     if how == "bad field":
         field = draw(st.sampled_from(sorted(VENUE_JUNK)))
         return _with(entry, field, draw(st.sampled_from(VENUE_JUNK[field]))), None
@@ -198,8 +242,11 @@ def _expected_frame_kind(value: object) -> FrameKind | None:
     channel = value["channel"]
     if channel == "trades":
         return FrameKind.TRADES if isinstance(value.get("data"), list) else None
-    fixed = {"pong": FrameKind.PONG, "subscriptionResponse": FrameKind.SUBSCRIBED,
-             "error": FrameKind.ERROR}
+    fixed = {
+        "pong": FrameKind.PONG,
+        "subscriptionResponse": FrameKind.SUBSCRIBED,
+        "error": FrameKind.ERROR,
+    }
     if channel in fixed:
         return fixed[channel]
     return FrameKind.DATA if channel in DATA_CHANNELS else FrameKind.UNKNOWN
@@ -230,9 +277,15 @@ def _assert_envelope(data: dict[str, Any]) -> None:
 
 def _batch_map(envelope: Envelope, batch: TradeBatch) -> dict[str, Any]:
     """The payload map of a trades message, written out independently of the codec."""
-    return {"v": SCHEMA_VERSION, "type": "trades", "session": envelope.session,
-            "seq": envelope.seq, "coin": batch.coin, "recv_ms": batch.recv_ms,
-            "trades": [trade_to_wire(t) for t in batch.trades]}
+    return {
+        "v": SCHEMA_VERSION,
+        "type": "trades",
+        "session": envelope.session,
+        "seq": envelope.seq,
+        "coin": batch.coin,
+        "recv_ms": batch.recv_ms,
+        "trades": [trade_to_wire(t) for t in batch.trades],
+    }
 
 
 def _tap() -> Tap:
@@ -258,9 +311,21 @@ def test_websocket_json_of_any_shape_never_raises_unexpected(value):
 
 @pytest.mark.parametrize(
     "text",
-    [b"", "", "not json", b"\xff\xfe\x00", "[]", "null", '"trades"', "{}", '{"channel": 1}',
-     '{"channel": null, "data": []}', '{"channel": "trades"}', '{"channel": "trades", "data": {}}',
-     "[" * 100_000],
+    [
+        b"",
+        "",
+        "not json",
+        b"\xff\xfe\x00",
+        "[]",
+        "null",
+        '"trades"',
+        "{}",
+        '{"channel": 1}',
+        '{"channel": null, "data": []}',
+        '{"channel": "trades"}',
+        '{"channel": "trades", "data": {}}',
+        "[" * 100_000,
+    ],
 )
 def test_malformed_websocket_frames_raise_protocol_error(text):
     with pytest.raises(ProtocolError):
@@ -273,8 +338,9 @@ def test_trades_frames_with_junk_fields_reject_entries_not_the_process(entries):
     frame = parse_frame(json.dumps({"channel": "trades", "data": entries}))
     assert frame.kind is FrameKind.TRADES
     assert len(frame.trades) + frame.rejected == len(entries), "every entry kept or counted"
-    assert all(t.coin and Decimal(t.price) > 0 and Decimal(t.size) > 0 and t.tid >= 0
-               for t in frame.trades), "only usable trades get through"
+    assert all(
+        t.coin and Decimal(t.price) > 0 and Decimal(t.size) > 0 and t.tid >= 0 for t in frame.trades
+    ), "only usable trades get through"
 
 
 @settings(max_examples=150, deadline=None)
@@ -310,8 +376,9 @@ def test_bus_payload_bytes_never_raise_unexpected(raw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.text(max_size=10) | st.sampled_from(BUS_FIELDS), json_values,
-                       max_size=12))
+@given(
+    st.dictionaries(st.text(max_size=10) | st.sampled_from(BUS_FIELDS), json_values, max_size=12)
+)
 def test_bus_maps_of_any_shape_never_raise_unexpected(body):
     try:
         payload = encode("x", Envelope("s", 1), body)
@@ -326,7 +393,10 @@ def test_bus_maps_of_any_shape_never_raise_unexpected(body):
         data = decode(payload)  # an intact envelope must be accepted, whatever the body
     _assert_envelope(data)
     readers: list[tuple[Callable[[dict[str, Any]], object], type]] = [
-        (trades_from_payload, list), (bar_from_wire, Bar), (gap_from_wire, Gap)]
+        (trades_from_payload, list),
+        (bar_from_wire, Bar),
+        (gap_from_wire, Gap),
+    ]
     for reader, kind in readers:
         try:
             result = reader(data)
@@ -341,9 +411,10 @@ def test_bus_maps_of_any_shape_never_raise_unexpected(body):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(list(Kind)),
-       st.dictionaries(st.sampled_from(BUS_FIELDS) | st.text(max_size=10), json_values,
-                       max_size=12))
+@given(
+    st.sampled_from(list(Kind)),
+    st.dictionaries(st.sampled_from(BUS_FIELDS) | st.text(max_size=10), json_values, max_size=12),
+)
 def test_bodies_of_any_shape_under_a_known_type_decode_or_raise_protocol_error(kind, body):
     body = {key: value for key, value in body.items() if key not in ENVELOPE_KEYS}
     try:
@@ -369,8 +440,10 @@ def test_trade_batches_round_trip_through_the_bus(envelope, batch):
 
 @pytest.mark.parametrize(
     ("kind", "records", "to_wire", "from_wire"),
-    [(Kind.BAR, valid_bars, bar_to_wire, bar_from_wire),
-     (Kind.GAP, valid_gaps, gap_to_wire, gap_from_wire)],
+    [
+        (Kind.BAR, valid_bars, bar_to_wire, bar_from_wire),
+        (Kind.GAP, valid_gaps, gap_to_wire, gap_from_wire),
+    ],
     ids=["bar", "gap"],
 )
 @settings(max_examples=150, deadline=None)
@@ -395,8 +468,9 @@ def test_bars_and_gaps_round_trip_and_refuse_one_bad_field(
 def test_a_batch_with_one_bad_trade_is_refused(envelope, batch, data):
     wires = [trade_to_wire(t) for t in batch.trades]
     index = data.draw(st.integers(0, len(wires) - 1))
-    wires[index] = data.draw(one_bad_field(wires[index], BUS_TRADE_JUNK)
-                             | st.sampled_from(NOT_A_MAP))
+    wires[index] = data.draw(
+        one_bad_field(wires[index], BUS_TRADE_JUNK) | st.sampled_from(NOT_A_MAP)
+    )
     body = {"coin": batch.coin, "recv_ms": batch.recv_ms, "trades": wires}
     with pytest.raises(ProtocolError):
         trades_from_payload(body)
@@ -462,7 +536,7 @@ TAP_JUNK: dict[str, Callable[[bytes, bytes, dict[str, Any]], list[bytes]]] = {
     "one frame": lambda t, p, m: [t],
     "three frames": lambda t, p, m: [t, p, b""],
     "topic not ascii": lambda t, p, m: [t + b"\xff", p],
-    "topic not subscribed": lambda t, p, m: [b"bar.5s." + t[len(b"trade."):], p],
+    "topic not subscribed": lambda t, p, m: [b"bar.5s." + t[len(b"trade.") :], p],
     "not msgpack": lambda t, p, m: [t, b"\xc1"],
     "truncated": lambda t, p, m: [t, p[:-1]],
     "trailing byte": lambda t, p, m: [t, p + b"\x00"],
@@ -515,7 +589,8 @@ def test_tap_yields_valid_frames_and_counts_each_malformed_one_once(cases):
 def test_tap_decodes_a_valid_frame():
     tap = _tap()
     payload = msgpack.packb(
-        {"v": SCHEMA_VERSION, "type": "trades", "session": "a", "seq": 1, "trades": []})
+        {"v": SCHEMA_VERSION, "type": "trades", "session": "a", "seq": 1, "trades": []}
+    )
     message = tap._decode([b"trade.BTC|", payload])
     assert message is not None and message.event == "first"
     assert tap.malformed == 0

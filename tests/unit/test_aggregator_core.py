@@ -15,12 +15,15 @@ def _state(joined_ms: int = T0 - 1, grace_ms: int = 2_000, intervals=None):
 
 def test_trades_in_one_window_make_one_bar_with_exact_ohlcv():
     state = _state()
-    apply_trades(state, [
-        make_trade(price="100.5", size="0.1", ts_ms=T0 + 10),
-        make_trade(price="101.25", size="0.02", ts_ms=T0 + 20),
-        make_trade(price="99.0", size="0.3", ts_ms=T0 + 30),
-        make_trade(price="100.0", size="1", ts_ms=T0 + 40),
-    ])
+    apply_trades(
+        state,
+        [
+            make_trade(price="100.5", size="0.1", ts_ms=T0 + 10),
+            make_trade(price="101.25", size="0.02", ts_ms=T0 + 20),
+            make_trade(price="99.0", size="0.3", ts_ms=T0 + 30),
+            make_trade(price="100.0", size="1", ts_ms=T0 + 40),
+        ],
+    )
     bars = advance(state, T0 + S5 + 2_000)
     assert len(bars) == 1
     bar = bars[0]
@@ -39,21 +42,27 @@ def test_window_stays_open_until_grace_has_passed():
 
 def test_out_of_order_batch_within_grace_lands_in_the_right_windows():
     state = _state()
-    apply_trades(state, [
-        make_trade(price="2.0", ts_ms=T0 + S5 + 1),  # newer first, like the fixture
-        make_trade(price="1.0", ts_ms=T0 + 4_999),
-    ])
+    apply_trades(
+        state,
+        [
+            make_trade(price="2.0", ts_ms=T0 + S5 + 1),  # newer first, like the fixture
+            make_trade(price="1.0", ts_ms=T0 + 4_999),
+        ],
+    )
     bars = advance(state, T0 + 2 * S5 + 2_000)
     assert [(b.start_ms, b.close) for b in bars] == [(T0, "1.0"), (T0 + S5, "2.0")]
 
 
 def test_open_and_close_follow_exchange_time_not_arrival_order():
     state = _state()
-    apply_trades(state, [
-        make_trade(price="3.0", ts_ms=T0 + 300),
-        make_trade(price="1.0", ts_ms=T0 + 100),
-        make_trade(price="2.0", ts_ms=T0 + 200),
-    ])
+    apply_trades(
+        state,
+        [
+            make_trade(price="3.0", ts_ms=T0 + 300),
+            make_trade(price="1.0", ts_ms=T0 + 100),
+            make_trade(price="2.0", ts_ms=T0 + 200),
+        ],
+    )
     bar = advance(state, T0 + S5 + 2_000)[0]
     assert (bar.open, bar.close) == ("1.0", "3.0")
 
@@ -65,7 +74,13 @@ def test_empty_windows_are_carried_forward_at_previous_close():
     assert [b.start_ms for b in bars] == [T0, T0 + S5, T0 + 2 * S5, T0 + 3 * S5]
     for bar in bars[1:]:
         assert (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades) == (
-            "42.5", "42.5", "42.5", "42.5", "0.0", 0)
+            "42.5",
+            "42.5",
+            "42.5",
+            "42.5",
+            "0.0",
+            0,
+        )
 
 
 def test_carry_forward_fills_windows_between_trades_without_holes():
@@ -74,7 +89,11 @@ def test_carry_forward_fills_windows_between_trades_without_holes():
     apply_trades(state, [make_trade(price="2.0", ts_ms=T0 + 3 * S5 + 1)])
     bars = advance(state, T0 + 4 * S5 + 2_000)
     assert [(b.start_ms, b.close, b.trades) for b in bars] == [
-        (T0, "1.0", 1), (T0 + S5, "1.0", 0), (T0 + 2 * S5, "1.0", 0), (T0 + 3 * S5, "2.0", 1)]
+        (T0, "1.0", 1),
+        (T0 + S5, "1.0", 0),
+        (T0 + 2 * S5, "1.0", 0),
+        (T0 + 3 * S5, "2.0", 1),
+    ]
 
 
 def test_no_bars_before_the_first_trade_of_a_coin():

@@ -20,10 +20,17 @@ from hlstream.common.timebucket import (
 )
 
 
-@pytest.mark.parametrize(("text", "ms"), [
-    ("5s", 5_000), ("1m", 60_000), ("30m", 1_800_000), ("1h", 3_600_000), ("4h", 14_400_000),
-    ("1d", 86_400_000),
-])
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("5s", 5_000),
+        ("1m", 60_000),
+        ("30m", 1_800_000),
+        ("1h", 3_600_000),
+        ("4h", 14_400_000),
+        ("1d", 86_400_000),
+    ],
+)
 def test_parse_interval_accepts_units(text, ms):
     assert parse_interval(text) == ms
 
@@ -54,20 +61,36 @@ def test_rest_candles_only_for_exchange_intervals():
     assert not has_rest_candles("5s")
 
 
-@pytest.mark.parametrize(("raw", "ms"), [
-    (1_785_648_521_306, 1_785_648_521_306),
-    (1_785_648_521, 1_785_648_521_000),
-    ("1785648521306", 1_785_648_521_306),
-    (0, None), (-5, None), (None, None), (True, None), ("abc", None), (float("nan"), None),
-])
+@pytest.mark.parametrize(
+    ("raw", "ms"),
+    [
+        (1_785_648_521_306, 1_785_648_521_306),
+        (1_785_648_521, 1_785_648_521_000),
+        ("1785648521306", 1_785_648_521_306),
+        (0, None),
+        (-5, None),
+        (None, None),
+        (True, None),
+        ("abc", None),
+        (float("nan"), None),
+    ],
+)
 def test_normalize_ts_reads_seconds_and_rejects_junk(raw, ms):
     assert normalize_ts_ms(raw) == ms
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    ("63471.0", "63471.0"), ("0.001550", "0.00155"), ("520665683", "520665683.0"),
-    ("1E+3", "1000.0"), ("0", "0.0"), ("0.00000001", "0.00000001"), ("12.340", "12.34"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("63471.0", "63471.0"),
+        ("0.001550", "0.00155"),
+        ("520665683", "520665683.0"),
+        ("1E+3", "1000.0"),
+        ("0", "0.0"),
+        ("0.00000001", "0.00000001"),
+        ("12.340", "12.34"),
+    ],
+)
 def test_format_decimal_is_exchange_style_without_exponent(value, text):
     assert format_decimal(Decimal(value)) == text
 

@@ -58,17 +58,20 @@ def test_precedence_is_toml_then_env_then_flags(tmp_path):
     assert settings.stale_seconds == 40
 
 
-@pytest.mark.parametrize(("env", "needle"), [
-    ({"HLSTREAM_INTERVALS": "7x"}, "unknown interval '7x'"),
-    ({"HLSTREAM_COINS": ""}, "coin list is empty"),
-    ({"HLSTREAM_COINS": " , "}, "coin list is empty"),
-    ({"HLSTREAM_COINS": "BTC,BTC"}, "listed twice"),
-    ({"HLSTREAM_COINS": "BT C"}, "not a valid coin"),
-    ({"HLSTREAM_WS_URL": "http://x"}, "ws_url"),
-    ({"HLSTREAM_STALE_SECONDS": "abc"}, "stale_seconds"),
-    ({"HLSTREAM_BACKFILL_HOURS": "-1"}, "backfill_hours"),
-    ({"HLSTREAM_TRADES_ENDPOINT": "tcp://0.0.0.0:5555"}, "CURVE"),
-])
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"HLSTREAM_INTERVALS": "7x"}, "unknown interval '7x'"),
+        ({"HLSTREAM_COINS": ""}, "coin list is empty"),
+        ({"HLSTREAM_COINS": " , "}, "coin list is empty"),
+        ({"HLSTREAM_COINS": "BTC,BTC"}, "listed twice"),
+        ({"HLSTREAM_COINS": "BT C"}, "not a valid coin"),
+        ({"HLSTREAM_WS_URL": "http://x"}, "ws_url"),
+        ({"HLSTREAM_STALE_SECONDS": "abc"}, "stale_seconds"),
+        ({"HLSTREAM_BACKFILL_HOURS": "-1"}, "backfill_hours"),
+        ({"HLSTREAM_TRADES_ENDPOINT": "tcp://0.0.0.0:5555"}, "CURVE"),
+    ],
+)
 def test_bad_settings_raise_one_line_config_error(env, needle):
     with pytest.raises(ConfigError) as info:
         load_settings(environ=env)
@@ -98,14 +101,19 @@ def test_missing_config_file_is_a_config_error(tmp_path):
 def test_unwritable_data_dir_is_a_config_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    settings = load_settings(environ={"HLSTREAM_DATA_DIR": str(blocker / "sub"),
-                                      "HLSTREAM_RUN_DIR": str(tmp_path / "run")})
+    settings = load_settings(
+        environ={
+            "HLSTREAM_DATA_DIR": str(blocker / "sub"),
+            "HLSTREAM_RUN_DIR": str(tmp_path / "run"),
+        }
+    )
     with pytest.raises(ConfigError, match="data_dir"):
         prepare_dirs(settings)
 
 
 def test_run_dir_is_private(tmp_path):
-    settings = load_settings(environ={"HLSTREAM_DATA_DIR": str(tmp_path / "d"),
-                                      "HLSTREAM_RUN_DIR": str(tmp_path / "r")})
+    settings = load_settings(
+        environ={"HLSTREAM_DATA_DIR": str(tmp_path / "d"), "HLSTREAM_RUN_DIR": str(tmp_path / "r")}
+    )
     prepare_dirs(settings)
     assert (tmp_path / "r").stat().st_mode & 0o777 == 0o700

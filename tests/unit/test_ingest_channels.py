@@ -174,9 +174,20 @@ def test_bbo_with_an_empty_side_keeps_it_as_none() -> None:
 
 def test_user_fills_are_normalised_with_lowercase_user() -> None:
     fill = {
-        "coin": "BTC", "px": "63000.0", "sz": "0.1", "side": "A", "time": 1700000000000,
-        "startPosition": "0.5", "dir": "Close Long", "closedPnl": "12.5", "hash": "0xh",
-        "oid": 42, "crossed": True, "fee": "0.1", "tid": 7, "feeToken": "USDC",
+        "coin": "BTC",
+        "px": "63000.0",
+        "sz": "0.1",
+        "side": "A",
+        "time": 1700000000000,
+        "startPosition": "0.5",
+        "dir": "Close Long",
+        "closedPnl": "12.5",
+        "hash": "0xh",
+        "oid": 42,
+        "crossed": True,
+        "fee": "0.1",
+        "tid": 7,
+        "feeToken": "USDC",
     }
     data = {"isSnapshot": True, "user": ADDRESS.upper().replace("X", "x"), "fills": [fill]}
 
@@ -185,9 +196,19 @@ def test_user_fills_are_normalised_with_lowercase_user() -> None:
     assert body["user"] == ADDRESS and body["is_snapshot"] is True
     assert body["fills"] == [
         {
-            "coin": "BTC", "side": "sell", "price": "63000.0", "size": "0.1",
-            "ts_ms": 1700000000000, "tid": 7, "oid": 42, "hash": "0xh", "fee": "0.1",
-            "fee_token": "USDC", "closed_pnl": "12.5", "dir": "Close Long", "crossed": True,
+            "coin": "BTC",
+            "side": "sell",
+            "price": "63000.0",
+            "size": "0.1",
+            "ts_ms": 1700000000000,
+            "tid": 7,
+            "oid": 42,
+            "hash": "0xh",
+            "fee": "0.1",
+            "fee_token": "USDC",
+            "closed_pnl": "12.5",
+            "dir": "Close Long",
+            "crossed": True,
             "start_position": "0.5",
         }
     ]

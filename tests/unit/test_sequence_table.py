@@ -17,11 +17,17 @@ TABLE = [
     ("first then next", [("a", 1), ("a", 2)], [("first", 0), ("ok", 0)]),
     ("skip two", [("a", 1), ("a", 4)], [("first", 0), ("loss", 2)]),
     ("repeat is stale", [("a", 5), ("a", 5), ("a", 6)], [("first", 0), ("stale", 0), ("ok", 0)]),
-    ("older is stale, no phantom loss", [("a", 5), ("a", 3), ("a", 6)],
-     [("first", 0), ("stale", 0), ("ok", 0)]),
+    (
+        "older is stale, no phantom loss",
+        [("a", 5), ("a", 3), ("a", 6)],
+        [("first", 0), ("stale", 0), ("ok", 0)],
+    ),
     ("restart resets", [("a", 9), ("b", 1), ("b", 2)], [("first", 0), ("restart", 0), ("ok", 0)]),
-    ("restart then gap", [("a", 9), ("b", 1), ("b", 5)],
-     [("first", 0), ("restart", 0), ("loss", 3)]),
+    (
+        "restart then gap",
+        [("a", 9), ("b", 1), ("b", 5)],
+        [("first", 0), ("restart", 0), ("loss", 3)],
+    ),
     ("first seq need not be 1", [("a", 100), ("a", 101)], [("first", 0), ("ok", 0)]),
 ]
 

@@ -18,8 +18,16 @@ DECIMAL_RE = re.compile(r"^[0-9]+\.[0-9]+$")
 
 
 def trade(ts_ms: int, px: str, sz: str, coin: str = "BTC") -> dict[str, Any]:
-    return {"coin": coin, "side": "B", "px": px, "sz": sz, "time": ts_ms, "hash": "0x0",
-            "tid": ts_ms, "users": []}
+    return {
+        "coin": coin,
+        "side": "B",
+        "px": px,
+        "sz": sz,
+        "time": ts_ms,
+        "hash": "0x0",
+        "tid": ts_ms,
+        "users": [],
+    }
 
 
 def test_make_trade_has_the_fixture_shape() -> None:
@@ -64,8 +72,13 @@ def test_candles_include_window_containing_end_and_respect_limit() -> None:
 
 
 def test_candle_fields_keys_order_and_ohlc() -> None:
-    trades = [trade(5, "2.0", "0.1"), trade(3, "1.5", "0.2"), trade(5, "3.0", "0.3"),
-              trade(4, "1.0", "0.4"), trade(1, "9.0", "1.0", coin="ETH")]
+    trades = [
+        trade(5, "2.0", "0.1"),
+        trade(3, "1.5", "0.2"),
+        trade(5, "3.0", "0.3"),
+        trade(4, "1.0", "0.4"),
+        trade(1, "9.0", "1.0", coin="ETH"),
+    ]
     [row] = market.candles(trades, "BTC", "1h", HOUR_MS, 0, 10)
     assert list(row) == ["t", "T", "s", "i", "o", "c", "h", "l", "v", "n"]
     assert (row["o"], row["h"], row["l"], row["c"]) == ("1.5", "3.0", "1.0", "3.0")
@@ -94,8 +107,11 @@ def test_candles_empty_when_end_before_start() -> None:
 
 
 def test_truth_rows_carry_forward_empty_windows() -> None:
-    trades = [trade(MIN_MS + 1, "10.0", "1.0"), trade(MIN_MS + 2, "12.0", "2.0"),
-              trade(4 * MIN_MS, "11.0", "0.5")]
+    trades = [
+        trade(MIN_MS + 1, "10.0", "1.0"),
+        trade(MIN_MS + 2, "12.0", "2.0"),
+        trade(4 * MIN_MS, "11.0", "0.5"),
+    ]
     rows = market.truth_rows(trades, MIN_MS, 0, 5 * MIN_MS)
     assert rows == [
         (MIN_MS, "10.0", "12.0", "10.0", "12.0", "3.0"),
@@ -108,14 +124,15 @@ def test_truth_rows_carry_forward_empty_windows() -> None:
 def test_truth_rows_from_bound_keeps_previous_close() -> None:
     trades = [trade(1, "10.0", "1.0")]
     rows = market.truth_rows(trades, MIN_MS, 2 * MIN_MS, 4 * MIN_MS)
-    assert rows == [(2 * MIN_MS, "10.0", "10.0", "10.0", "10.0", "0.0"),
-                    (3 * MIN_MS, "10.0", "10.0", "10.0", "10.0", "0.0")]
+    assert rows == [
+        (2 * MIN_MS, "10.0", "10.0", "10.0", "10.0", "0.0"),
+        (3 * MIN_MS, "10.0", "10.0", "10.0", "10.0", "0.0"),
+    ]
 
 
 def test_truth_rows_agree_with_candles_on_non_empty_windows() -> None:
     rng, state = random.Random(11), market.new_state("ETH")
-    trades = [market.make_trade("ETH", rng.randint(0, 30 * MIN_MS), rng, state)
-              for _ in range(300)]
+    trades = [market.make_trade("ETH", rng.randint(0, 30 * MIN_MS), rng, state) for _ in range(300)]
     truth = {row[0]: row[1:] for row in market.truth_rows(trades, MIN_MS, 0, 30 * MIN_MS)}
     candles = market.candles(trades, "ETH", "1m", MIN_MS, 0, 30 * MIN_MS)
     assert candles, "no candles: the comparison below would be vacuous"

@@ -32,18 +32,33 @@ def test_bar_matcher_filters_coin_across_intervals() -> None:
 
 
 def test_trade_batch_prints_one_line_per_trade() -> None:
-    trade = {"coin": "BTC", "side": "buy", "price": "1.5", "size": "2", "ts_ms": 1_700_000_000_123,
-             "tid": 7, "hash": "0x"}
-    message = TapMessage("trade.BTC|", {"v": 1, "type": "trades", "session": "s", "seq": 1,
-                                        "trades": [trade, trade]}, "ok", 0)
+    trade = {
+        "coin": "BTC",
+        "side": "buy",
+        "price": "1.5",
+        "size": "2",
+        "ts_ms": 1_700_000_000_123,
+        "tid": 7,
+        "hash": "0x",
+    }
+    message = TapMessage(
+        "trade.BTC|",
+        {"v": 1, "type": "trades", "session": "s", "seq": 1, "trades": [trade, trade]},
+        "ok",
+        0,
+    )
     lines = human_lines(message)
     assert len(lines) == 2
     assert lines[0] == "2023-11-14 22:13:20.123 BTC buy  2 @ 1.5 tid=7"
 
 
 def test_lost_messages_are_flagged() -> None:
-    message = TapMessage("status.ingest|", {"v": 1, "type": "status", "session": "s", "seq": 9,
-                                            "connected": True}, "loss", 3)
+    message = TapMessage(
+        "status.ingest|",
+        {"v": 1, "type": "status", "session": "s", "seq": 9, "connected": True},
+        "loss",
+        3,
+    )
     assert human_lines(message)[0] == "# status.ingest| lost 3 message(s)"
     assert '"lost":3' in json_line(message) and '"topic":"status.ingest|"' in json_line(message)
 
@@ -58,10 +73,19 @@ def test_cli_offers_every_tap_kind() -> None:
 
 
 def test_book_prints_best_levels() -> None:
-    data = {"v": 1, "type": "book", "session": "s", "seq": 1, "coin": "BTC",
-            "ts_ms": 1_700_000_000_000, "recv_ms": 1,
-            "bids": [{"price": "99", "size": "1", "orders": 2}],
-            "asks": [{"price": "101", "size": "3", "orders": 1}, {"price": "102", "size": "1",
-                                                                 "orders": 1}]}
+    data = {
+        "v": 1,
+        "type": "book",
+        "session": "s",
+        "seq": 1,
+        "coin": "BTC",
+        "ts_ms": 1_700_000_000_000,
+        "recv_ms": 1,
+        "bids": [{"price": "99", "size": "1", "orders": 2}],
+        "asks": [
+            {"price": "101", "size": "3", "orders": 1},
+            {"price": "102", "size": "1", "orders": 1},
+        ],
+    }
     line = human_lines(TapMessage("book.BTC|", data, "ok", 0))[0]
     assert line == "2023-11-14 22:13:20.000 BTC book bid 1@99 ask 3@101 (1x2 levels)"
