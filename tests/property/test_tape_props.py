@@ -27,20 +27,36 @@ DAY_MS = 86_400_000
 T0 = 1_709_337_600_000 - DAY_MS  # 2024-03-01 00:00 UTC; times span three UTC days
 
 one_line_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=12
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=12
 )
-decimal_text = st.decimals(
-    min_value=Decimal("0.00000001"), max_value=Decimal("1e12"), allow_nan=False,
-    allow_infinity=False,
-).map(str).filter(lambda text: len(text) <= 64)  # parse_decimal's limit, as on the wire
+# At most 64 characters: parse_decimal's limit, as on the wire.
+decimal_text = (
+    st.decimals(
+        min_value=Decimal("0.00000001"),
+        max_value=Decimal("1e12"),
+        allow_nan=False,
+        allow_infinity=False,
+    )
+    .map(str)
+    .filter(lambda text: len(text) <= 64)
+)
 times = st.integers(T0, T0 + 3 * DAY_MS - 1)
 trades = st.builds(
-    Trade, coin=st.sampled_from(COINS), is_buy=st.booleans(), price=decimal_text,
-    size=decimal_text, ts_ms=times, tid=st.integers(0, 2**63 - 1), hash=one_line_text,
+    Trade,
+    coin=st.sampled_from(COINS),
+    is_buy=st.booleans(),
+    price=decimal_text,
+    size=decimal_text,
+    ts_ms=times,
+    tid=st.integers(0, 2**63 - 1),
+    hash=one_line_text,
 )
 gaps = st.builds(
     lambda coin, start, length, reason: Gap(coin, start, start + length, reason),
-    st.sampled_from(COINS), times, st.integers(0, 2 * DAY_MS), one_line_text,
+    st.sampled_from(COINS),
+    times,
+    st.integers(0, 2 * DAY_MS),
+    one_line_text,
 )
 records = st.one_of(trades, trades, gaps)
 batches = st.lists(st.lists(records, max_size=8), max_size=6)
@@ -59,10 +75,12 @@ def test_format_then_parse_is_identity(record: Trade | Gap) -> None:
 
 @settings(deadline=None)
 @given(batches)
-def test_committed_batches_read_back_identically_and_in_order(sequence) -> None:
+def test_committed_batches_read_back_identically_and_in_order(
+    sequence: list[list[Trade | Gap]],
+) -> None:
     written = [record for batch in sequence for record in batch]
     with tempfile.TemporaryDirectory() as tmp:
-        ends = {}
+        ends: dict[tuple[str, str], int] = {}
         with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
             for batch in sequence:
                 writer.append(batch)
@@ -81,10 +99,14 @@ def test_committed_batches_read_back_identically_and_in_order(sequence) -> None:
 
 @settings(deadline=None)
 @given(st.lists(st.lists(trades, min_size=1, max_size=5), min_size=1, max_size=5), st.data())
-def test_truncation_at_any_byte_loses_only_the_cut_line(sequence, data) -> None:
+def test_truncation_at_any_byte_loses_only_the_cut_line(
+    sequence: list[list[Trade]], data: st.DataObject
+) -> None:
     batch_of_one_segment = [
-        [Trade("BTC", t.is_buy, t.price, t.size, T0 + t.ts_ms % DAY_MS, t.tid, t.hash)
-         for t in batch]
+        [
+            Trade("BTC", t.is_buy, t.price, t.size, T0 + t.ts_ms % DAY_MS, t.tid, t.hash)
+            for t in batch
+        ]
         for batch in sequence
     ]
     written = [t for batch in batch_of_one_segment for t in batch]

@@ -1,0 +1,304 @@
+"""The tape on real files: segment layout, crash repair, readers, tail scans and pruning."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hlstream.common import tape_io
+from hlstream.common.errors import ConfigError, IntegrityError, ProtocolError
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Gap, Trade
+from hlstream.common.tape import HEADER, TapePosition, format_record, segment_path
+from hlstream.common.tape_io import (
+    TapeWriter,
+    newest_ts_ms,
+    prune,
+    read_from,
+    read_since,
+    read_tape,
+    tail_keys,
+)
+
+DAY_MS = 86_400_000
+MIDNIGHT_MS = int(datetime(2024, 3, 2, tzinfo=UTC).timestamp()) * 1000  # 2024-03-02 00:00 UTC
+
+
+class RecordingLog(EventLog):
+    """An EventLog that keeps (event, fields) of every warning."""
+
+    def __init__(self) -> None:
+        super().__init__("test")
+        self.warnings: list[tuple[str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.warnings.append((event, fields))
+
+
+def trade(ts_ms: int, tid: int, coin: str = "BTC", price: str = "100.5") -> Trade:
+    return Trade(coin, tid % 2 == 0, price, "0.25", ts_ms, tid, f"0x{tid:064x}")
+
+
+def write(data_dir: Path, records: list[Trade | Gap]) -> list[TapePosition]:
+    with TapeWriter(data_dir, RecordingLog(), fsync=False) as writer:
+        writer.append(records)
+        return writer.commit()
+
+
+def test_segment_is_csv_with_header_readable_by_csv_module(tmp_path):
+    records: list[Trade | Gap] = [
+        trade(MIDNIGHT_MS + 1, 1),
+        Gap("BTC", MIDNIGHT_MS + 2, MIDNIGHT_MS + 9, "reconnect"),
+        trade(MIDNIGHT_MS + 10, 2),
+    ]
+    write(tmp_path, records)
+
+    with open(tmp_path / "tape" / "btc" / "2024-03-02.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+
+    assert [row["kind"] for row in rows] == ["T", "G", "T"]
+    assert rows[0]["price"] == "100.5" and rows[0]["side"] == "sell" and rows[0]["tid"] == "1"
+    assert rows[1]["to_ms"] == str(MIDNIGHT_MS + 9) and rows[1]["price"] == ""
+
+
+def test_fsync_on_commit_writes_the_header_once_and_reports_the_end(tmp_path):
+    with TapeWriter(tmp_path, RecordingLog()) as writer:
+        writer.append([trade(MIDNIGHT_MS, 1)])
+        first = writer.commit()
+        writer.append([trade(MIDNIGHT_MS, 2)])
+        second = writer.commit()
+
+    data = segment_path(tmp_path, "BTC", "2024-03-02").read_bytes()
+    assert data.count(HEADER.encode()) == 1
+    assert second == [TapePosition("BTC", "2024-03-02", len(data))]
+    assert first[0].offset < second[0].offset
+
+
+def test_records_go_to_the_segment_of_their_own_day(tmp_path):
+    write(tmp_path, [trade(MIDNIGHT_MS, 2), trade(MIDNIGHT_MS - 1, 1)])
+
+    before = list(read_tape(tmp_path, "BTC", MIDNIGHT_MS - DAY_MS, MIDNIGHT_MS))
+    after = list(read_tape(tmp_path, "BTC", MIDNIGHT_MS, MIDNIGHT_MS + DAY_MS))
+
+    assert before == [trade(MIDNIGHT_MS - 1, 1)]
+    assert after == [trade(MIDNIGHT_MS, 2)]
+    assert sorted(os.listdir(tmp_path / "tape" / "btc")) == ["2024-03-01.csv", "2024-03-02.csv"]
+
+
+def test_odd_coin_gets_its_own_encoded_folder(tmp_path):
+    write(tmp_path, [trade(MIDNIGHT_MS, 1, coin="PURR/USDC"), trade(MIDNIGHT_MS, 2, coin="@107")])
+
+    assert (tmp_path / "tape" / "purr%2fusdc" / "2024-03-02.csv").is_file()
+    assert list(read_tape(tmp_path, "@107", 0)) == [trade(MIDNIGHT_MS, 2, coin="@107")]
+
+
+def test_read_tape_returns_gaps_overlapping_the_range(tmp_path):
+    gap = Gap("BTC", MIDNIGHT_MS + 100, MIDNIGHT_MS + 200, "reconnect")
+    write(tmp_path, [trade(MIDNIGHT_MS + 50, 1), gap, trade(MIDNIGHT_MS + 250, 2)])
+
+    got = list(read_tape(tmp_path, "BTC", MIDNIGHT_MS + 150, MIDNIGHT_MS + 250))
+
+    assert got == [gap]
+
+
+def test_torn_tail_is_cut_on_open_and_logged(tmp_path):
+    write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+    path = segment_path(tmp_path, "BTC", "2024-03-02")
+    whole = path.read_bytes()
+    with open(path, "ab") as handle:
+        handle.write(format_record(trade(MIDNIGHT_MS, 2)).encode()[:17])
+    log = RecordingLog()
+
+    with TapeWriter(tmp_path, log, fsync=False) as writer:
+        positions = writer.recover(["BTC"])
+
+    assert path.read_bytes() == whole
+    assert positions == [TapePosition("BTC", "2024-03-02", len(whole))]
+    assert log.warnings == [("tape_torn_tail_cut", {"path": str(path), "dropped_bytes": 17})]
+
+
+def test_append_after_torn_tail_continues_on_a_whole_line(tmp_path):
+    write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+    path = segment_path(tmp_path, "BTC", "2024-03-02")
+    with open(path, "ab") as handle:
+        handle.write(b"T,BTC,17000")
+
+    write(tmp_path, [trade(MIDNIGHT_MS, 3)])
+
+    assert list(read_tape(tmp_path, "BTC", 0)) == [trade(MIDNIGHT_MS, 1), trade(MIDNIGHT_MS, 3)]
+
+
+def test_segment_cut_inside_its_header_is_rewritten(tmp_path):
+    path = segment_path(tmp_path, "BTC", "2024-03-02")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(HEADER.encode()[:5])
+
+    write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+
+    assert path.read_bytes() == (HEADER + format_record(trade(MIDNIGHT_MS, 1))).encode()
+
+
+def test_foreign_file_is_refused_not_appended_to(tmp_path):
+    path = segment_path(tmp_path, "BTC", "2024-03-02")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"Datetime,Open\n")
+
+    with pytest.raises(IntegrityError):
+        write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+    assert path.read_bytes() == b"Datetime,Open\n"
+
+
+def test_reader_ignores_and_reports_an_unfinished_last_line(tmp_path):
+    write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+    with open(segment_path(tmp_path, "BTC", "2024-03-02"), "ab") as handle:
+        handle.write(b"T,BTC,1709")
+    log = RecordingLog()
+
+    got = list(read_tape(tmp_path, "BTC", 0, log=log))
+
+    assert got == [trade(MIDNIGHT_MS, 1)]
+    assert [event for event, _ in log.warnings] == ["tape_torn_line_ignored"]
+
+
+def test_corrupt_whole_line_raises_integrity_error_with_its_offset(tmp_path):
+    write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+    path = segment_path(tmp_path, "BTC", "2024-03-02")
+    offset = path.stat().st_size
+    with open(path, "ab") as handle:
+        handle.write(b"\x00\x00garbage\n")
+
+    with pytest.raises(IntegrityError, match=f"byte {offset}"):
+        list(read_tape(tmp_path, "BTC", 0))
+
+
+def test_read_from_resumes_after_a_position_across_midnight(tmp_path):
+    positions = write(tmp_path, [trade(MIDNIGHT_MS - 5, 1)])
+    write(tmp_path, [trade(MIDNIGHT_MS - 4, 2), trade(MIDNIGHT_MS + 1, 3)])
+
+    got = list(read_from(tmp_path, positions[0]))
+
+    assert [record for record, _ in got] == [trade(MIDNIGHT_MS - 4, 2), trade(MIDNIGHT_MS + 1, 3)]
+    last = got[-1][1]
+    assert last.day == "2024-03-02"
+    assert last.offset == segment_path(tmp_path, "BTC", "2024-03-02").stat().st_size
+    assert list(read_from(tmp_path, last)) == []
+
+
+def test_read_since_finds_a_late_trade_for_yesterday(tmp_path):
+    checkpoint = write(tmp_path, [trade(MIDNIGHT_MS - 9, 1), trade(MIDNIGHT_MS + 1, 2)])
+    write(tmp_path, [trade(MIDNIGHT_MS - 2, 3), trade(MIDNIGHT_MS + 2, 4)])
+
+    got = [record for record, _ in read_since(tmp_path, "BTC", checkpoint)]
+
+    assert got == [trade(MIDNIGHT_MS - 2, 3), trade(MIDNIGHT_MS + 2, 4)]
+
+
+def test_read_from_a_position_inside_a_line_is_refused(tmp_path):
+    write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+
+    with pytest.raises(IntegrityError):
+        list(read_from(tmp_path, TapePosition("BTC", "2024-03-02", len(HEADER) + 3)))
+
+
+def test_tail_keys_take_the_newest_trades_across_segments(tmp_path):
+    write(
+        tmp_path,
+        [
+            trade(MIDNIGHT_MS - 3, 1),
+            trade(MIDNIGHT_MS - 2, 2),
+            Gap("BTC", MIDNIGHT_MS, MIDNIGHT_MS + 1, "r"),
+            trade(MIDNIGHT_MS + 5, 3),
+        ],
+    )
+
+    assert tail_keys(tmp_path, "BTC", 2) == {
+        ("BTC", MIDNIGHT_MS + 5, 3),
+        ("BTC", MIDNIGHT_MS - 2, 2),
+    }
+    assert len(tail_keys(tmp_path, "BTC", 10)) == 3
+    assert newest_ts_ms(tmp_path, "BTC") == MIDNIGHT_MS + 5
+    assert newest_ts_ms(tmp_path, "ETH") is None
+
+
+def test_tail_keys_read_lines_longer_than_a_read_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(tape_io, "_CHUNK", 16)
+    write(tmp_path, [trade(MIDNIGHT_MS + i, i) for i in range(50)])
+
+    assert tail_keys(tmp_path, "BTC", 3) == {("BTC", MIDNIGHT_MS + i, i) for i in (47, 48, 49)}
+
+
+def test_prune_keeps_today_and_recent_days(tmp_path):
+    days = [MIDNIGHT_MS - 3 * DAY_MS, MIDNIGHT_MS - 2 * DAY_MS, MIDNIGHT_MS - DAY_MS, MIDNIGHT_MS]
+    write(tmp_path, [trade(ts, i) for i, ts in enumerate(days)])
+
+    removed = prune(tmp_path, 2, "2024-03-02")
+
+    assert [p.name for p in removed] == ["2024-02-28.csv", "2024-02-29.csv"]
+    assert sorted(os.listdir(tmp_path / "tape" / "btc")) == ["2024-03-01.csv", "2024-03-02.csv"]
+
+
+def test_prune_refuses_to_keep_less_than_two_days(tmp_path):
+    write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+
+    with pytest.raises(ConfigError):
+        prune(tmp_path, 1, "2024-03-02")
+    assert segment_path(tmp_path, "BTC", "2024-03-02").is_file()
+
+
+def test_second_writer_on_the_same_tape_is_refused(tmp_path):
+    first = TapeWriter(tmp_path, RecordingLog(), fsync=False)
+    try:
+        with pytest.raises(IntegrityError):
+            TapeWriter(tmp_path, RecordingLog(), fsync=False)
+    finally:
+        first.close()
+    TapeWriter(tmp_path, RecordingLog(), fsync=False).close()
+
+
+def test_maybe_commit_waits_for_commit_ms(tmp_path):
+    with TapeWriter(tmp_path, RecordingLog(), commit_ms=50, fsync=False) as writer:
+        writer.append([trade(MIDNIGHT_MS, 1)])
+        assert writer.maybe_commit(10.0) != []
+        writer.append([trade(MIDNIGHT_MS, 2)])
+        assert writer.maybe_commit(10.049) == []
+        assert writer.pending == 1
+        assert writer.maybe_commit(10.05) != []
+        assert writer.pending == 0
+
+
+def test_append_with_one_bad_record_buffers_none_of_the_batch(tmp_path):
+    with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
+        writer.append([trade(MIDNIGHT_MS, 1)])
+        with pytest.raises(ProtocolError):
+            writer.append([trade(MIDNIGHT_MS, 2), trade(MIDNIGHT_MS, 3, price="abc")])
+        assert writer.pending == 1
+
+    assert list(read_tape(tmp_path, "BTC", 0)) == [trade(MIDNIGHT_MS, 1)]
+
+
+def test_failed_commit_rolls_back_and_a_retry_writes_once(tmp_path, monkeypatch):
+    write(tmp_path, [trade(MIDNIGHT_MS, 1)])
+    path = segment_path(tmp_path, "BTC", "2024-03-02")
+    size = path.stat().st_size
+    real_write_all = tape_io._write_all
+
+    def half_then_enospc(fd: int, data: bytes) -> None:
+        real_write_all(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
+        writer.append([trade(MIDNIGHT_MS, 2), trade(MIDNIGHT_MS, 3)])
+        monkeypatch.setattr(tape_io, "_write_all", half_then_enospc)
+        with pytest.raises(OSError):
+            writer.commit()
+        assert path.stat().st_size == size
+        monkeypatch.setattr(tape_io, "_write_all", real_write_all)
+        writer.commit()
+
+    assert [r.tid for r in read_tape(tmp_path, "BTC", 0) if isinstance(r, Trade)] == [1, 2, 3]
