@@ -68,6 +68,8 @@ class Settings:
     user_fills: tuple[str, ...] = ()  # ingest: userFills per address, on `fills.{address}|`
     ws_subscriptions_per_connection: int = 200  # ingest shards above this
     curve_secret_file: str = ""  # Z85 CURVE server secret: encrypts/authenticates every bus socket
+    tape_days: int = 7  # trade tape retention in UTC days (data_dir/tape); today is never pruned
+    checkpoint_seconds: float = 5.0  # aggregator: save bar state + tape positions this often
 
     @property
     def interval_ms(self) -> dict[str, int]:
@@ -240,6 +242,15 @@ def validate(settings: Settings) -> Settings:
         value = getattr(settings, name)
         if not low <= value <= high:
             raise ConfigError(f"setting {name}: {value} is outside {low}..{high}")
+    if not 2 <= settings.tape_days <= 36_500:
+        raise ConfigError(
+            f"setting tape_days: {settings.tape_days} is outside 2..36500 "
+            "(yesterday's segment still takes late trades)"
+        )
+    if not 0.5 <= settings.checkpoint_seconds <= 3600:
+        raise ConfigError(
+            f"setting checkpoint_seconds: {settings.checkpoint_seconds} is outside 0.5..3600"
+        )
     if not 0 <= settings.metrics_port <= 65535:
         raise ConfigError(f"setting metrics_port: {settings.metrics_port} is outside 0..65535")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

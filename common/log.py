@@ -88,11 +88,23 @@ class EventLog:
 
     def warning_limited(self, key: str, every_s: float, event: str, **fields: Any) -> bool:
         """Log a WARNING at most once per `every_s` seconds for `key`; True if logged."""
+        if not self._due(key, every_s):
+            return False
+        self.warning(event, **fields)
+        return True
+
+    def error_limited(self, key: str, every_s: float, event: str, **fields: Any) -> bool:
+        """Log an ERROR at most once per `every_s` seconds for `key`; True if logged."""
+        if not self._due(key, every_s):
+            return False
+        self.error(event, **fields)
+        return True
+
+    def _due(self, key: str, every_s: float) -> bool:
         now = time.monotonic()
         if now - self._last_emit.get(key, -1e18) < every_s:
             return False
         self._last_emit[key] = now
-        self.warning(event, **fields)
         return True
 
 

@@ -110,6 +110,17 @@ class Bar:
 
 
 @dataclass(frozen=True, slots=True)
+class TapeSpan:
+    """Where a message's records lie on the trade tape: bytes [start, end) of the coin's
+    segment of UTC `day` (common/tape.py). The aggregator uses it to skip what it already
+    applied from the tape and to read from the tape what the bus lost."""
+
+    day: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class Gap:
     """Trades of `coin` between from_ms and to_ms (inclusive) may be missing."""
 
@@ -117,6 +128,7 @@ class Gap:
     from_ms: int
     to_ms: int
     reason: str
+    tape: TapeSpan | None = None
 
 
 def trade_topic(coin: str) -> str:
@@ -180,7 +192,26 @@ def bar_to_wire(bar: Bar) -> dict[str, Any]:
 
 
 def gap_to_wire(gap: Gap) -> dict[str, Any]:
-    return {"coin": gap.coin, "from_ms": gap.from_ms, "to_ms": gap.to_ms, "reason": gap.reason}
+    body = {"coin": gap.coin, "from_ms": gap.from_ms, "to_ms": gap.to_ms, "reason": gap.reason}
+    return _with_span(body, gap.tape)
+
+
+def _with_span(body: dict[str, Any], span: TapeSpan | None) -> dict[str, Any]:
+    if span is not None:
+        body["tape"] = [span.day, span.start, span.end]
+    return body
+
+
+def _span_from_wire(data: dict[str, Any]) -> TapeSpan | None:
+    raw = data.get("tape")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[0], str):
+        raise ProtocolError("field 'tape' is not [day, start, end]")
+    start, end = as_int(raw[1], "tape start"), as_int(raw[2], "tape end")
+    if not 0 <= start <= end:
+        raise ProtocolError("tape span is not 0 <= start <= end")
+    return TapeSpan(raw[0], start, end)
 
 
 def trade_from_wire(data: Any) -> Trade:
@@ -242,6 +273,7 @@ def gap_from_wire(data: dict[str, Any]) -> Gap:
         from_ms=need(data, "from_ms", int),
         to_ms=need(data, "to_ms", int),
         reason=need(data, "reason", str),
+        tape=_span_from_wire(data),
     )
 
 
@@ -252,6 +284,7 @@ class TradeBatch:
     coin: str
     recv_ms: int
     trades: tuple[Trade, ...]
+    tape: TapeSpan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,16 +306,20 @@ class BarAck:
 
 
 def _batch_to_wire(batch: TradeBatch) -> dict[str, Any]:
-    return {
+    body = {
         "coin": batch.coin,
         "recv_ms": batch.recv_ms,
         "trades": [trade_to_wire(t) for t in batch.trades],
     }
+    return _with_span(body, batch.tape)
 
 
 def _batch_from_wire(data: dict[str, Any]) -> TradeBatch:
     return TradeBatch(
-        need(data, "coin", str), need(data, "recv_ms", int), tuple(trades_from_payload(data))
+        need(data, "coin", str),
+        need(data, "recv_ms", int),
+        tuple(trades_from_payload(data)),
+        _span_from_wire(data),
     )
 
 

@@ -6,7 +6,10 @@ Both carry the same map, `status_to_wire(status)`:
     service, ts_ms, pid, session     who and when
     counters                         {name: int}: the stage's dataclass counters by name
     feed                             ingest only: {connected, links, links_up, delisted,
-                                     msgs_per_s, last_trade_ms: {coin: ms}}; else nil
+                                     msgs_per_s, last_trade_ms: {coin: ms}, covered_ms}; else
+                                     nil. covered_ms: every trade ingest received before this
+                                     wall-clock ms is on the tape and was published before
+                                     this heartbeat (the aggregator holds windows on it)
     files                            writer only: {file name: {coin, interval, last_start_ms}}
     refused                          writer only: {"COIN interval": error}
 
@@ -34,6 +37,7 @@ class FeedStatus:
     delisted: tuple[str, ...]
     msgs_per_s: float
     last_trade_ms: Mapping[str, int]
+    covered_ms: int = 0  # every trade received before this wall-clock ms is taped and published
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ def status_to_wire(status: StageStatus) -> dict[str, Any]:
             "delisted": list(feed.delisted),
             "msgs_per_s": feed.msgs_per_s,
             "last_trade_ms": dict(feed.last_trade_ms),
+            "covered_ms": feed.covered_ms,
         },
         "files": {
             name: {"coin": f.coin, "interval": f.interval, "last_start_ms": f.last_start_ms}

@@ -170,6 +170,7 @@ class TapeWriter:
         self.commit_s = commit_ms / 1000
         self.fsync = fsync
         self._buffers: dict[tuple[str, str], list[str]] = {}
+        self._buffered_bytes: dict[tuple[str, str], int] = {}
         self._open: dict[tuple[str, str], _Segment] = {}
         self._pending = 0
         self._last_commit_s: float | None = None
@@ -191,9 +192,12 @@ class TapeWriter:
         """Records appended but not yet committed."""
         return self._pending
 
-    def append(self, records: Iterable[Record]) -> None:
+    def append(self, records: Iterable[Record]) -> dict[tuple[str, str], tuple[int, int]]:
         """Buffer records in their day's segment for the next commit; all or none of them.
 
+        Returns, per (coin, day) segment touched, the byte span `(start, end)` these records
+        will occupy once committed (the segment is opened, and so repaired, now). Ingest puts
+        the span on the bus so the aggregator can tell what it has already applied.
         ProtocolError (nothing buffered) if any record cannot be written as one valid line.
         """
         formatted = [
@@ -201,14 +205,28 @@ class TapeWriter:
             for record in records
             for piece in ((record,) if isinstance(record, Trade) else split_by_day(record))
         ]
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
         buffers = self._buffers
         for key, line in formatted:
+            end = self._projected_end(key)
+            spans.setdefault(key, (end, end))
             lines = buffers.get(key)
             if lines is None:
                 buffers[key] = [line]
+                self._buffered_bytes[key] = len(line.encode("utf-8"))
             else:
                 lines.append(line)
+                self._buffered_bytes[key] += len(line.encode("utf-8"))
+            spans[key] = (spans[key][0], self._projected_end(key))
         self._pending += len(formatted)
+        return spans
+
+    def _projected_end(self, key: tuple[str, str]) -> int:
+        """Where the segment will end after the next commit (header included if new)."""
+        size = self._segment(key).size
+        buffered = self._buffered_bytes.get(key, 0)
+        header = len(HEADER_BYTES) if size == 0 else 0
+        return size + header + buffered
 
     def maybe_commit(self, now_monotonic: float) -> list[TapePosition]:
         """Commit when records are pending and `commit_ms` has passed since the last commit."""
@@ -239,6 +257,7 @@ class TapeWriter:
             segment.new_file = False
             positions.append(TapePosition(segment.coin, segment.day, size))
         self._buffers = {}
+        self._buffered_bytes = {}
         self._pending = 0
         if opened_new:
             self._close_stale()
@@ -458,7 +477,7 @@ def read_from(
 # --- tail scans -------------------------------------------------------------------------
 
 
-def _tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
+def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
     """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
     found: list[Trade] = []
     for day in reversed(_segment_days(data_dir, coin)):
@@ -480,7 +499,7 @@ def _tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
 
 def tail_keys(data_dir: Path | str, coin: str, n: int) -> set[TradeKey]:
     """Keys (coin, ts_ms, tid) of the last `n` trades appended for `coin`."""
-    return dedupe_keys_from_tail(_tail_trades(data_dir, coin, n)) if n > 0 else set()
+    return dedupe_keys_from_tail(tail_trades(data_dir, coin, n)) if n > 0 else set()
 
 
 def newest_ts_ms(data_dir: Path | str, coin: str, *, window: int = 10_000) -> int | None:
@@ -489,7 +508,7 @@ def newest_ts_ms(data_dir: Path | str, coin: str, *, window: int = 10_000) -> in
     Trades are appended in admission order and a late one is older, never newer, than
     those before it, so the newest lies near the end of the newest segment.
     """
-    trades = _tail_trades(data_dir, coin, window)
+    trades = tail_trades(data_dir, coin, window)
     return max((trade.ts_ms for trade in trades), default=None)
 
 

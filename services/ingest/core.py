@@ -322,6 +322,14 @@ class ReplayCheck:
     def is_pending(self, coin: str) -> bool:
         return coin in self._pending
 
+    def any_pending(self) -> bool:
+        """True while some subscribed coin's replay has not arrived yet."""
+        return bool(self._pending)
+
+    def settle(self) -> None:
+        """Give up waiting for replays (a coin that never traded sends none)."""
+        self._pending.clear()
+
     def check(
         self, coin: str, trades: Sequence[Trade], known: int, last_ts_ms: int | None
     ) -> Gap | None:

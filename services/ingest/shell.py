@@ -6,10 +6,21 @@ per IP). Each link connects, subscribes, pings, detects a stale (zombie) feed an
 with its own backoff and jitter, sharing the 30-connections-a-minute and 1800-messages-a-
 minute budgets with the other links. Links only parse frames; they hand `Event`s to this
 module's single thread through a queue. That thread alone owns the ZeroMQ publisher (ZMQ
-sockets are not thread-safe), the deduper, the replay gap check and the counters, and it
-publishes a status heartbeat once a second and persists dedupe state every ~2 s.
+sockets are not thread-safe), the trade tape writer, the deduper, the replay gap check and
+the counters, and it publishes a status heartbeat once a second.
 
-Startup: the dedupe state is loaded; coins are checked against meta/spotMeta (unknown coin:
+The trade tape (common/tape_io.py, `data_dir/tape/{coin}/{day}.csv`) is written BEFORE
+anything is published: each loop appends the admitted trades and gap markers, commits them
+(one write + fdatasync per segment), and only then publishes their batches, each stamped
+with its byte span on the tape. So every published trade is durable, a restarted aggregator
+can replay exactly what it missed, and the dedupe state is the tape's tail (read back on
+start): it can never disagree with what was published. If the venue's replay on resubscribe
+does not overlap the tape, the gap marker spans exactly the uncovered time. The heartbeat's
+`covered_ms` says up to when everything received is taped and published; it stops moving
+while a link is down or a replay is still awaited, and the aggregator holds windows on it.
+
+Startup: the tape is opened (a second ingest on the same data dir is refused) and its torn
+tails repaired; coins are checked against meta/spotMeta (unknown coin:
 ConfigError with a close-match hint, exit 78) and `coins = "all"` is expanded to every listed
 perp with the same helper the other stages use (common/universe.py). A coin delisted while
 running is detected by its link (early close after subscribing, then a fresh listing), logged
@@ -19,9 +30,8 @@ Bus output (see common/messages.py): `trade.{coin}|` (deduped on (coin, ts_ms, t
 `gap.{coin}|`, `status.ingest|`, and when configured `book.{coin}|`, `bbo.{coin}|`,
 `fills.{address}|` (not deduped; resubscribed on every reconnect).
 
-Files in `run_dir`, both replaced atomically: `ingest-dedupe.msgpack` (dedupe keys, survives
-restarts; a corrupt file is logged and ignored) and `ingest-status.json` (the heartbeat,
-written through common/status_io and read by `hlstream status`).
+Files: the tape in `data_dir/tape`, pruned to `tape_days`; `run_dir/ingest-status.json`
+(the heartbeat, written through common/status_io and read by `hlstream status`).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -39,11 +50,12 @@ from hlstream.common.book import Bbo, Book, Fills
 from hlstream.common.bus_io import Publisher, curve_keys
 from hlstream.common.clock import Clock, SystemClock
 from hlstream.common.config import Settings, validate
-from hlstream.common.errors import ProtocolError, TransientError
+from hlstream.common.errors import ConfigError, IntegrityError, ProtocolError, TransientError
 from hlstream.common.lifecycle_io import StopFlag, StopRequestedError, call_until_stopped
 from hlstream.common.log import EventLog
 from hlstream.common.messages import (
     Gap,
+    TapeSpan,
     Trade,
     TradeBatch,
     bbo_topic,
@@ -56,6 +68,8 @@ from hlstream.common.messages import (
 from hlstream.common.rest_io import FOREVER, call_with_retry
 from hlstream.common.status import FeedStatus, StageStatus
 from hlstream.common.status_io import write_status
+from hlstream.common.tape import record_day, segment_day, split_by_day
+from hlstream.common.tape_io import TapeWriter, prune, tail_trades
 from hlstream.common.universe import check_coins, dex_prefixes, resolve_coins, wants_all
 from hlstream.services.ingest.channels import (
     BBO,
@@ -75,20 +89,25 @@ from hlstream.services.ingest.core import (
     admit_batch,
 )
 from hlstream.services.ingest.link_io import Event, EventKind, Link, Listing, Shared
-from hlstream.services.ingest.state_io import (
-    STATE_FILE,
-    load_deduper,
-    save_deduper,
-)
 
 SERVICE = "ingest"
 STATUS_EVERY_S = 1.0
-PERSIST_EVERY_S = 2.0
+SEED_TRADES_PER_COIN = 2_000  # dedupe keys read back from the tape's tail per coin
+REPLAY_WAIT_S = 3.0  # a coin with no replay after this long never traded: stop waiting
+PRUNE_EVERY_S = 3600.0
 SUMMARY_EVERY_S = 60.0
 EVENT_WAIT_S = 0.2
 EVENTS_PER_TICK = 2_000
 QUEUE_MAX = 100_000
 JOIN_S = 1.0
+
+
+def open_tape(data_dir: Path, log: EventLog) -> TapeWriter:
+    """The tape writer; a second ingest on the same data dir is a configuration error."""
+    try:
+        return TapeWriter(data_dir, log)
+    except IntegrityError as exc:
+        raise ConfigError(f"{exc}: another ingest uses data_dir {data_dir}") from None
 
 
 class LinkCrashError(RuntimeError):
@@ -132,22 +151,24 @@ class Ingest:
         self.events: queue.Queue[Event] = queue.Queue(QUEUE_MAX)
         self.links: list[Link] = []
         self.delisted: set[str] = set()
-        self.state_path = settings.run_dir / STATE_FILE
+        self.tape: TapeWriter | None = None
+        self._outgoing: list[tuple[str, TradeBatch | Gap]] = []
+        self._covered_ms = 0  # every trade received before this is on the tape and published
+        self._replay_since = 0.0
+        self._next_prune = 0.0
         self._up: set[int] = set()
         self._retired: set[int] = set()
-        self._dirty = False
         self._msgs = 0
         self._msgs_at_status = 0
         self._next_status = 0.0
-        self._next_persist = 0.0
         self._next_summary = time.monotonic() + SUMMARY_EVERY_S
         self._last_status_at = time.monotonic()
 
     # ---- lifecycle -------------------------------------------------------------------
 
     def run(self) -> None:
-        """Load state, check coins, stream until stopped; always save state on the way out."""
-        self._load_state()
+        """Open the tape, check coins, stream until stopped; always commit on the way out."""
+        self.tape = open_tape(self.settings.data_dir, self.log)
         self.publisher = Publisher(
             self.context, self.settings.trades_endpoint, curve=curve_keys(self.settings)
         )
@@ -157,13 +178,15 @@ class Ingest:
             self._tick(time.monotonic())
             if self.settings.validate_coins or wants_all(self.settings.coins):
                 self._check_coins(listing)
+            self._seed_from_tape()
             self._start_links(listing)
             self._pump()
         except StopRequestedError:
             pass
         finally:
             self._stop_links()
-            self._save_state()
+            self._flush()
+            self.tape.close()
             self._publish_status()
             self.publisher.close()
             listing.close()
@@ -268,6 +291,7 @@ class Ingest:
                     event = self.events.get_nowait()
                 except queue.Empty:
                     event = None
+            self._flush()
             self._tick(time.monotonic())
 
     # ---- link events -----------------------------------------------------------------
@@ -279,6 +303,7 @@ class Ingest:
             self._on_frame(event.frame, event.recv_ms)
         elif kind is EventKind.CONNECTED:
             self._up.add(event.link)
+            self._replay_since = time.monotonic()
             self.replay.on_connect(c for c in event.coins if c not in self.delisted)
         elif kind is EventKind.DISCONNECTED:
             self._up.discard(event.link)
@@ -371,8 +396,7 @@ class Ingest:
             if admission.gap is not None:
                 self._publish_gap(admission.gap)
             if fresh:
-                self.publisher.publish(trade_topic(coin), TradeBatch(coin, now_ms, tuple(fresh)))
-                self._dirty = True
+                self._tape_trades(coin, fresh, now_ms)
             self.counters.trades += len(fresh)
             self.counters.duplicates += duplicates
             if too_old:
@@ -382,12 +406,64 @@ class Ingest:
                 )
 
     def _publish_gap(self, gap: Gap) -> None:
-        assert self.publisher is not None
         self.counters.gaps += 1
         self.log.warning(
             "gap", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
         )
-        self.publisher.publish(gap_topic(gap.coin), gap)
+        assert self.tape is not None
+        for piece in split_by_day(gap):
+            assert isinstance(piece, Gap)
+            span = self.tape.append([piece])[(piece.coin, record_day(piece))]
+            self._outgoing.append((gap_topic(piece.coin), replace(piece, tape=TapeSpan(
+                record_day(piece), *span))))
+
+    # ---- the tape: written before anything is published ----------------------------------
+
+    def _tape_trades(self, coin: str, fresh: list[Trade], now_ms: int) -> None:
+        """Append one coin's admitted trades to the tape; queue their batch(es) for the bus."""
+        assert self.tape is not None
+        by_day: dict[str, list[Trade]] = {}
+        for trade in fresh:
+            by_day.setdefault(segment_day(trade.ts_ms), []).append(trade)
+        for day, trades in by_day.items():
+            span = self.tape.append(trades)[(coin, day)]
+            batch = TradeBatch(coin, now_ms, tuple(trades), TapeSpan(day, *span))
+            self._outgoing.append((trade_topic(coin), batch))
+
+    def _flush(self) -> None:
+        """Commit the tape (one write + fsync per segment), then publish what it holds."""
+        if not self._outgoing or self.tape is None:
+            return
+        try:
+            self.tape.commit()
+        except OSError as exc:  # disk full: nothing is published; retried on the next loop
+            self.log.error_limited("tape_write", 10.0, "tape_write_failed", error=str(exc),
+                                   pending=len(self._outgoing))
+            return
+        assert self.publisher is not None
+        for topic, message in self._outgoing:
+            self.publisher.publish(topic, message)
+        self._outgoing = []
+
+    def _seed_from_tape(self) -> None:
+        """Dedupe state is the tape's tail: what was published is exactly what is known."""
+        assert self.tape is not None
+        self.tape.recover(self.settings.coins)
+        seeded = 0
+        for coin in self.settings.coins:
+            tail = tail_trades(self.settings.data_dir, coin, SEED_TRADES_PER_COIN)
+            self.deduper.admit(sorted(tail, key=lambda trade: trade.ts_ms))
+            seeded += len(tail)
+        self.log.info("dedupe_seeded_from_tape", trades=seeded, coins=len(self.settings.coins))
+
+    def _covered(self, now_ms: int, now_s: float) -> int:
+        """Advance the coverage mark while every link is up and its replay is in."""
+        all_up = bool(self._up) and len(self._up) == len(self.links) - len(self._retired)
+        if all_up and self.replay.any_pending() and now_s - self._replay_since > REPLAY_WAIT_S:
+            self.replay.settle()
+        if all_up and not self.replay.any_pending() and not self._outgoing:
+            self._covered_ms = now_ms
+        return self._covered_ms
 
     # ---- periodic work -------------------------------------------------------------------
 
@@ -395,9 +471,9 @@ class Ingest:
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_S
             self._publish_status()
-        if self._dirty and now >= self._next_persist:
-            self._next_persist = now + PERSIST_EVERY_S
-            self._save_state()
+        if now >= self._next_prune and self.tape is not None:
+            self._next_prune = now + PRUNE_EVERY_S
+            self._prune()
         if now >= self._next_summary:
             self._next_summary = now + SUMMARY_EVERY_S
             self.log.info(
@@ -421,6 +497,7 @@ class Ingest:
             delisted=tuple(sorted(self.delisted)),
             msgs_per_s=round(rate, 2),
             last_trade_ms=self.deduper.newest_by_coin(),
+            covered_ms=self._covered(self.clock.now_ms(), now),
         )
         session = "" if self.publisher is None else self.publisher.session
         return StageStatus(
@@ -433,11 +510,12 @@ class Ingest:
             self.publisher.publish(status_topic(SERVICE), status)
         write_status(self.settings.run_dir, status)
 
-    def _save_state(self) -> None:
-        if save_deduper(self.state_path, self.deduper, self.log):
-            self._dirty = False
-
-    def _load_state(self) -> None:
-        loaded = load_deduper(self.state_path, self.log)
-        if loaded is not None:
-            self.deduper = loaded
+    def _prune(self) -> None:
+        today = segment_day(self.clock.now_ms())
+        try:
+            removed = prune(self.settings.data_dir, self.settings.tape_days, today)
+        except OSError as exc:
+            self.log.warning("tape_prune_failed", error=str(exc))
+            return
+        if removed:
+            self.log.info("tape_pruned", segments=len(removed), keep_days=self.settings.tape_days)

@@ -7,6 +7,7 @@ no test reaches a package index.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,24 @@ ROOT = Path(__file__).resolve().parents[2]
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
+    source = build / "src"  # a copy: pip builds in the source tree and leaves build/ behind
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            ".hypothesis",
+            "data",
+            "run",
+            "demo-*",
+        ),
+    )
     result = subprocess.run(
         [
             sys.executable,
@@ -32,7 +51,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-cache-dir",
             "--target",
             str(target),
-            str(ROOT),
+            str(source),
         ],
         capture_output=True,
         text=True,

@@ -302,3 +302,29 @@ def test_failed_commit_rolls_back_and_a_retry_writes_once(tmp_path, monkeypatch)
         writer.commit()
 
     assert [r.tid for r in read_tape(tmp_path, "BTC", 0) if isinstance(r, Trade)] == [1, 2, 3]
+
+
+def test_append_spans_are_exactly_the_bytes_the_records_occupy(tmp_path):
+    with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
+        first = writer.append([trade(MIDNIGHT_MS + 1, 1), trade(MIDNIGHT_MS + 2, 2)])
+        second = writer.append([trade(MIDNIGHT_MS + 3, 3), trade(MIDNIGHT_MS - 1, 4)])
+        writer.commit()
+        third = writer.append([trade(MIDNIGHT_MS + 5, 5)])
+        writer.commit()
+    today = segment_path(tmp_path, "BTC", "2024-03-02").read_bytes()
+    yesterday = segment_path(tmp_path, "BTC", "2024-03-01").read_bytes()
+    key, key_before = ("BTC", "2024-03-02"), ("BTC", "2024-03-01")
+
+    assert first[key] == (len(HEADER), first[key][1])
+    assert second[key][0] == first[key][1] and third[key][0] == second[key][1]
+    assert third[key][1] == len(today)
+
+    def lines(data: bytes, span: tuple[int, int]) -> str:
+        return data[span[0] : span[1]].decode()
+
+    assert lines(today, first[key]) == format_record(trade(MIDNIGHT_MS + 1, 1)) + format_record(
+        trade(MIDNIGHT_MS + 2, 2)
+    )
+    assert lines(today, third[key]) == format_record(trade(MIDNIGHT_MS + 5, 5))
+    assert lines(yesterday, second[key_before]) == format_record(trade(MIDNIGHT_MS - 1, 4))
+    assert second[key_before][1] == len(yesterday)
