@@ -51,6 +51,7 @@ from hlstream.common.tape import (
 LOCK_NAME = "tape.lock"
 _CHUNK = 1 << 16
 _TORN_LOG_EVERY_S = 60.0
+LATE_SCAN_MS = 60_000  # tape lines are near time order: scan back this far past a hit
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
@@ -535,3 +536,47 @@ def prune(data_dir: Path | str, keep_days: int, today: str) -> list[Path]:
                 (folder / name).unlink()
                 removed.append(folder / name)
     return removed
+
+
+def read_span(
+    data_dir: Path | str, coin: str, day: str, start: int, end: int, *, log: EventLog | None = None
+) -> Iterator[tuple[Record, TapePosition]]:
+    """The records in bytes [start, end) of one segment (what a bus message said it holds)."""
+    for record, offset in _read_segment(data_dir, coin, day, start, log):
+        if offset > end:
+            return
+        yield record, TapePosition(coin, day, offset)
+
+
+def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
+    """Time of the first record on the tape of `coin`: where its coverage begins."""
+    for day in _segment_days(data_dir, coin):
+        for record, _ in _read_segment(data_dir, coin, day, 0, None):
+            return record.ts_ms if isinstance(record, Trade) else record.from_ms
+    return None
+
+
+def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:
+    """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end)."""
+    for day in reversed(_segment_days(data_dir, coin)):
+        if day > segment_day(ts_ms):
+            continue
+        path = segment_path(data_dir, coin, day)
+        with open(path, "rb") as handle:
+            fd = handle.fileno()
+            end = _whole_lines_end(fd, os.fstat(fd).st_size)
+            if end:
+                _check_header(fd, path)
+            best: Trade | None = None
+            for raw, offset in _lines_backward(fd, end):
+                if not offset:
+                    break
+                record = _decode(raw, path, offset, coin)
+                if isinstance(record, Trade) and record.ts_ms < ts_ms:
+                    if best is None or record.ts_ms > best.ts_ms:
+                        best = record
+                    elif best.ts_ms - record.ts_ms > LATE_SCAN_MS:
+                        break  # far enough back: later lines cannot hold a newer trade
+            if best is not None:
+                return best
+    return None

@@ -9,9 +9,9 @@ Invariants kept here:
   so a trade for a later window does not prove an earlier one is over.
 - A trade for a window that is already closed is late: counted and reported, never merged
   into another bar.
-- A bar is `complete` only if the aggregator watched its whole window: it started before
-  the window began and no taint (ingest gap marker, ingest restart, lost bus messages,
-  ingest disconnected) overlaps the window.
+- A bar is `complete` only if its whole window was watched: the trade tape (or the live
+  feed) covers it from its start (`joined_by_coin`, else `joined_ms`) and no taint (a gap
+  marker, or a feed outage longer than the aggregator holds windows for) overlaps it.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class AggState:
 
     grace_ms: int
     joined_ms: int  # windows starting before this were not watched from their start
+    joined_by_coin: dict[str, int] = field(default_factory=dict)  # per coin, from the tape
     series: dict[tuple[str, str], Series] = field(default_factory=dict)
     by_coin: dict[str, list[Series]] = field(default_factory=dict)
     taints: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
@@ -182,7 +183,7 @@ def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> int:
 
 
 def _is_complete(state: AggState, coin: str, start_ms: int, end_ms: int) -> bool:
-    if start_ms < state.joined_ms:
+    if start_ms < state.joined_by_coin.get(coin, state.joined_ms):
         return False
     return not any(lo < end_ms and hi >= start_ms for lo, hi in state.taints.get(coin, ()))
 

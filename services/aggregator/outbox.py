@@ -62,6 +62,10 @@ class Outbox:
         queue.sent_ms = None
         return True
 
+    def payloads(self) -> list[bytes]:
+        """Every un-acked bar, oldest first per series (for the checkpoint)."""
+        return [payload for queue in self.queues.values() for _, payload in queue.bars]
+
     def due(self, now_ms: int) -> list[tuple[BarKey, bytes]]:
         """Series heads never sent, or sent more than `resend_ms` ago; marks them sent."""
         out: list[tuple[BarKey, bytes]] = []

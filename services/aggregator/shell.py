@@ -1,8 +1,23 @@
-"""Aggregator IO shell: subscribe to ingest, drive the bar core with the wall clock, publish
-bars for taps (PUB) and hand them to the writer (DEALER, acked after fsync).
+"""Aggregator IO shell: replay the trade tape, follow ingest on the bus, drive the bar core
+with the wall clock, publish bars for taps (PUB) and hand them to the writer (DEALER, acked
+after fsync).
 
-Loop: poll sockets until the next window deadline -> apply trades / gaps / status ->
-`advance(now)` -> publish closed bars, queue them in the outbox -> send due outbox heads.
+Start: load the checkpoint (bar state + tape positions, services/aggregator/checkpoint.py),
+then replay the tape from those positions, so the window the last process died in and every
+window that closed while it was down are rebuilt exactly. Without a checkpoint (first start,
+new coin) the tape is replayed from the earliest open window, the last close is seeded from
+the tape (an illiquid coin gets carry-forward rows from the first window), and a window
+counts as complete when the tape covers it from its start.
+
+Loop: poll sockets until the next window deadline -> apply trades / gaps / status (a bus
+message whose tape span was already applied is skipped; one that follows lost messages is
+read from the tape instead) -> `advance(horizon)` -> publish closed bars, queue them in the
+outbox -> send due outbox heads -> checkpoint every `checkpoint_seconds`.
+
+Windows are held while ingest cannot vouch for them: the horizon is ingest's `covered_ms`
+(everything received before it is taped and published), so an ingest restart whose replay
+covers the outage changes nothing. After HOLD_MAX_MS without coverage the windows close and
+the uncovered time is tainted (bars marked partial; the writer repairs 1m+ from REST).
 """
 
 from __future__ import annotations
@@ -10,14 +25,18 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Any
 
+import msgpack
 import zmq
 
+from hlstream.common.atomic_io import write_atomic
 from hlstream.common.bus_io import Publisher, curve_keys, secure_client, subscribe_socket
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings
-from hlstream.common.errors import ProtocolError
+from hlstream.common.decimals import format_decimal
+from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import (
@@ -25,6 +44,7 @@ from hlstream.common.messages import (
     BarAck,
     Gap,
     LateTrade,
+    Trade,
     TradeBatch,
     bar_topic,
     decode_message,
@@ -36,6 +56,9 @@ from hlstream.common.messages import (
 from hlstream.common.sequence import SeqEvent, SeqTracker
 from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
+from hlstream.common.tape import Record, segment_day, shift_day
+from hlstream.common.tape_io import first_ts_ms, last_trade_before
+from hlstream.services.aggregator.checkpoint import from_checkpoint, to_checkpoint
 from hlstream.services.aggregator.core import (
     AggState,
     advance,
@@ -46,10 +69,13 @@ from hlstream.services.aggregator.core import (
     taint,
 )
 from hlstream.services.aggregator.outbox import Outbox
+from hlstream.services.aggregator.tape_feed import SpanAction, TapeFeed
 
 SERVICE = "aggregator"
-INGEST_SILENT_MS = 3_000  # no ingest heartbeat for this long: treat the feed as down
+CHECKPOINT_FILE = "aggregator-checkpoint.msgpack"
+HOLD_MAX_MS = 10_000  # hold windows this long for ingest to vouch for them, then taint
 SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joining
+REPLAY_CHUNK = 5_000
 
 
 @dataclass
@@ -59,13 +85,16 @@ class Counters:
     malformed: int = 0
     bars: int = 0
     lost_messages: int = 0
+    tape_reads: int = 0
+    replayed: int = 0
     acks: int = 0
     gaps: int = 0
     gaps_after_close: int = 0
+    held_ms: int = 0
 
 
 class Aggregator:
-    """Owns the sockets and the clock around the pure bar state."""
+    """Owns the sockets, the clock and the tape positions around the pure bar state."""
 
     def __init__(
         self,
@@ -96,15 +125,89 @@ class Aggregator:
         self.outbox = Outbox()
         self.seq = SeqTracker()
         self.counters = Counters()
-        self.ingest_ok_ms = 0
-        self.ingest_seen_ms = 0
-        self.last_msg_ms: dict[str, int] = {}
-        time.sleep(SUBSCRIBE_SETTLE_S)
+        self.checkpoint_path = settings.run_dir / CHECKPOINT_FILE
+        time.sleep(SUBSCRIBE_SETTLE_S)  # bus messages queue up from here while we replay
         now = self.clock.now_ms()
-        self.state: AggState = new_state(
-            settings.coins, settings.interval_ms, int(settings.grace_seconds * 1000), now
+        self.covered_ms = now  # first start: nothing open ends before now (new_state)
+        self.started_ms = now
+        self.outage_from: int | None = None
+        self.state, self.tape = self._restore(now)
+        self._replay_tape(now)
+        self.next_checkpoint = self.clock.monotonic() + settings.checkpoint_seconds
+
+    # ---- start: checkpoint + tape ------------------------------------------------------
+
+    def _restore(self, now: int) -> tuple[AggState, TapeFeed]:
+        grace_ms = int(self.settings.grace_seconds * 1000)
+        fresh = new_state(self.settings.coins, self.settings.interval_ms, grace_ms, now)
+        try:
+            raw = self.checkpoint_path.read_bytes()
+        except FileNotFoundError:
+            self.log.info("checkpoint_absent", path=str(self.checkpoint_path))
+            return fresh, TapeFeed(self.settings.data_dir, self.log)
+        try:
+            checkpoint = from_checkpoint(msgpack.unpackb(raw, raw=False))
+        except (ProtocolError, ValueError, msgpack.UnpackException) as exc:
+            self.log.error("checkpoint_unreadable", path=str(self.checkpoint_path), error=str(exc))
+            return fresh, TapeFeed(self.settings.data_dir, self.log)
+        state = checkpoint.state
+        if set(state.series) != set(fresh.series) or state.grace_ms != grace_ms:
+            self.log.warning("checkpoint_ignored", reason="coins, intervals or grace changed")
+            return fresh, TapeFeed(self.settings.data_dir, self.log)
+        for bar in checkpoint.pending:
+            self._queue_for_writer(bar)
+        # Windows after what ingest had vouched for wait until it vouches again (or HOLD_MAX).
+        self.covered_ms = min(now, checkpoint.covered_ms)
+        self.log.info(
+            "checkpoint_loaded",
+            series=len(state.series),
+            pending_bars=len(checkpoint.pending),
+            covered_ms=checkpoint.covered_ms,
         )
-        self.log.info("joined", joined_ms=now, series=len(self.state.series))
+        return state, TapeFeed(self.settings.data_dir, self.log, checkpoint.consumed)
+
+    def _replay_tape(self, now: int) -> None:
+        for coin, series in list(self.state.by_coin.items()):
+            from_ms = min(item.closed_through for item in series)
+            first_sight = not self.tape.positions(coin)
+            if first_sight:
+                self._seed_coin(coin, from_ms, now)
+            batch: list[Trade] = []
+            try:
+                for record in self.tape.replay(coin, from_ms):
+                    if isinstance(record, Gap):
+                        self._apply_trades(batch, publish_late=False)
+                        batch = []
+                        self._on_gap(record)
+                    elif not first_sight or record.ts_ms >= from_ms:
+                        batch.append(record)
+                        if len(batch) >= REPLAY_CHUNK:
+                            self._apply_trades(batch, publish_late=False)
+                            batch = []
+            except (IntegrityError, OSError) as exc:
+                self.log.error("tape_replay_failed", coin=coin, error=str(exc))
+                taint(self.state, coin, from_ms, now)
+            self._apply_trades(batch, publish_late=False)
+        self.log.info(
+            "tape_replayed",
+            trades=self.counters.replayed,
+            joined_ms=now,
+            series=len(self.state.series),
+        )
+
+    def _seed_coin(self, coin: str, from_ms: int, now: int) -> None:
+        """A coin seen for the first time: coverage and last close from the tape."""
+        first = first_ts_ms(self.settings.data_dir, coin)
+        self.state.joined_by_coin[coin] = now if first is None else first
+        last = last_trade_before(self.settings.data_dir, coin, from_ms)
+        if last is None:
+            return
+        close = format_decimal(Decimal(last.price))
+        for series in self.state.by_coin[coin]:
+            if series.last_close is None:
+                series.last_close, series.next_start = close, series.closed_through
+
+    # ---- loop ------------------------------------------------------------------------
 
     def run(self) -> None:
         poller = zmq.Poller()
@@ -128,7 +231,7 @@ class Aggregator:
                 self.log.warning("stall_detected", stalled_ms=now - loop_start - wait_ms)
                 self._settle_bus()
                 now = self.clock.now_ms()
-            for bar in advance(self.state, now):
+            for bar in advance(self.state, self._horizon(now)):
                 self._emit(bar)
             for key, payload in self.outbox.due(now):
                 try:
@@ -138,7 +241,20 @@ class Aggregator:
             if self.clock.monotonic() >= next_status:
                 next_status = self.clock.monotonic() + 1.0
                 self._heartbeat(now)
+            if self.clock.monotonic() >= self.next_checkpoint:
+                self.next_checkpoint = self.clock.monotonic() + self.settings.checkpoint_seconds
+                self.save_checkpoint(now)
         self.close()
+
+    def _horizon(self, now: int) -> int:
+        """Close windows only up to what ingest vouches for, unless it has been gone too long."""
+        if now <= max(self.covered_ms, self.started_ms) + HOLD_MAX_MS:
+            return min(now, self.covered_ms)
+        if self.outage_from is None:
+            self.outage_from = self.covered_ms
+            self.log.warning("feed_not_covered", since_ms=self.covered_ms, held_ms=HOLD_MAX_MS)
+        taint(self.state, None, self.outage_from, now)
+        return now
 
     def _settle_bus(self, quiet_ms: int = 20, max_ms: int = 500) -> None:
         """Drain the bus until it has been quiet for `quiet_ms` (at most `max_ms`)."""
@@ -163,36 +279,58 @@ class Aggregator:
             raise ProtocolError(f"expected 2 frames, got {len(frames)}")
         topic = frames[0].decode("ascii")
         envelope, message = decode_message(frames[1])
-        now = self.clock.now_ms()
         event, skipped = self.seq.observe(topic, envelope.session, envelope.seq)
-        previous = self.last_msg_ms.get(topic, self.state.joined_ms)
-        self.last_msg_ms[topic] = now
-        if isinstance(message, StageStatus):
-            self._on_ingest_status(message, now)
-            return
-        if event in (SeqEvent.FIRST, SeqEvent.RESTART, SeqEvent.LOSS):
-            # The first message of a feed cannot prove nothing came before it either.
-            coin = topic.split(".", 1)[1].rstrip("|")
-            reason = {SeqEvent.FIRST: "feed_start", SeqEvent.RESTART: "ingest_restart"}.get(
-                event, "bus_loss"
-            )
+        if event is SeqEvent.LOSS:  # repaired from the tape by the span check below
             self.counters.lost_messages += skipped
-            emit = self.log.info if event is SeqEvent.FIRST else self.log.warning
-            emit("feed_discontinuity", coin=coin, reason=reason, skipped=skipped)
-            taint(self.state, coin, previous, now)
-        if isinstance(message, TradeBatch):
-            late = apply_trades(self.state, list(message.trades))
-            for item in late:
-                self.taps.publish(
-                    late_topic(item.trade.coin),
-                    LateTrade(item.interval, item.window_ms, item.trade),
-                )
-            if late:
-                self.log.warning_limited("late", 5, "late_trades", total=self.state.late_trades)
-        elif isinstance(message, Gap):
-            self._on_gap(message)
+            self.log.warning_limited("loss:" + topic, 5, "bus_loss", topic=topic, skipped=skipped)
+        if isinstance(message, StageStatus):
+            self._on_ingest_status(message)
+        elif isinstance(message, TradeBatch | Gap):
+            self._on_tape_message(message)
         else:
             raise ProtocolError(f"unexpected message {kind_of(message)} on {topic}")
+
+    def _on_tape_message(self, message: TradeBatch | Gap) -> None:
+        span = message.tape
+        action = SpanAction.APPLY if span is None else self.tape.action(message.coin, span)
+        if action is SpanAction.SKIP:
+            return
+        if action is SpanAction.APPLY:
+            self._apply_record(message)
+        else:
+            assert span is not None
+            self.counters.tape_reads += 1
+            try:
+                records = list(self.tape.read(message.coin, span))
+            except (IntegrityError, OSError) as exc:
+                self.log.error("tape_read_failed", coin=message.coin, error=str(exc))
+                records = []
+            for record in records:
+                self._apply_record(record)
+        if span is not None:
+            self.tape.mark(message.coin, span)
+
+    def _apply_record(self, record: TradeBatch | Record) -> None:
+        if isinstance(record, TradeBatch):
+            self._apply_trades(list(record.trades), publish_late=True)
+        elif isinstance(record, Trade):
+            self._apply_trades([record], publish_late=True)
+        else:
+            self._on_gap(record)
+
+    def _apply_trades(self, trades: list[Trade], publish_late: bool) -> None:
+        if not trades:
+            return
+        late = apply_trades(self.state, trades)
+        if not publish_late:
+            self.counters.replayed += len(trades)
+            return
+        for item in late:
+            self.taps.publish(
+                late_topic(item.trade.coin), LateTrade(item.interval, item.window_ms, item.trade)
+            )
+        if late:
+            self.log.warning_limited("late", 5, "late_trades", total=self.state.late_trades)
 
     def _on_gap(self, gap: Gap) -> None:
         self.counters.gaps += 1
@@ -212,16 +350,20 @@ class Aggregator:
                 note="bars already emitted for these windows may miss trades",
             )
 
-    def _on_ingest_status(self, status: StageStatus, now: int) -> None:
-        self.ingest_seen_ms = now
+    def _on_ingest_status(self, status: StageStatus) -> None:
         feed = status.feed
-        if feed is not None and feed.connected:
-            self.ingest_ok_ms = now
-        else:
-            taint(self.state, None, self.ingest_ok_ms or self.state.joined_ms, now)
-        for coin in () if feed is None else feed.delisted:
+        if feed is None:
+            return
+        if feed.covered_ms > self.covered_ms:
+            if self.outage_from is not None:
+                self.log.info("feed_covered_again", after_ms=feed.covered_ms - self.outage_from)
+                self.outage_from = None
+            self.covered_ms = feed.covered_ms
+        for coin in feed.delisted:
             if retire_coin(self.state, coin):
                 self.log.error("coin_retired", coin=coin, reason="delisted by the venue")
+
+    # ---- bars out ----------------------------------------------------------------------
 
     def _drain_acks(self) -> None:
         while True:
@@ -245,8 +387,7 @@ class Aggregator:
 
     def _emit(self, bar: Bar) -> None:
         self.taps.publish(bar_topic(bar.interval, bar.coin), bar)
-        envelope = self.taps.next_envelope("writer")
-        self.outbox.add((bar.coin, bar.interval, bar.start_ms), encode_message(envelope, bar))
+        self._queue_for_writer(bar)
         self.counters.bars += 1
         self.log.debug(
             "bar",
@@ -257,12 +398,30 @@ class Aggregator:
             complete=bar.complete,
         )
 
+    def _queue_for_writer(self, bar: Bar) -> None:
+        envelope = self.taps.next_envelope("writer")
+        self.outbox.add((bar.coin, bar.interval, bar.start_ms), encode_message(envelope, bar))
+
+    def _pending_bars(self) -> list[Bar]:
+        bars = []
+        for payload in self.outbox.payloads():
+            _, bar = decode_message(payload)
+            assert isinstance(bar, Bar)
+            bars.append(bar)
+        return bars
+
+    def save_checkpoint(self, now: int) -> None:
+        """Bar state + tape positions + un-acked bars, replaced atomically."""
+        self.tape.prune(shift_day(segment_day(now), -1))
+        data = to_checkpoint(self.state, self.tape.consumed, self._pending_bars(), self.covered_ms)
+        try:
+            write_atomic(self.checkpoint_path, msgpack.packb(data, use_bin_type=True))
+        except OSError as exc:
+            self.log.error_limited("checkpoint", 30, "checkpoint_failed", error=str(exc))
+
     def _heartbeat(self, now: int) -> None:
-        if self.ingest_seen_ms and now - self.ingest_seen_ms > INGEST_SILENT_MS:
-            taint(self.state, None, self.ingest_seen_ms, now)
-            self.log.warning_limited(
-                "ingest_silent", 30, "ingest_silent", silent_ms=now - self.ingest_seen_ms
-            )
+        held = max(0, now - self.covered_ms)
+        self.counters.held_ms = held if held > self.settings.grace_seconds * 1000 else 0
         counters = {
             "trades": self.state.applied_trades,
             "late_trades": self.state.late_trades,
@@ -276,13 +435,15 @@ class Aggregator:
         write_status(self.settings.run_dir, status)
 
     def close(self) -> None:
-        """Give in-flight bars a moment to reach the writer, then close sockets."""
+        """Checkpoint, give in-flight bars a moment to reach the writer, then close sockets."""
+        self.save_checkpoint(self.clock.now_ms())
         deadline = self.clock.monotonic() + 1.0
         while self.outbox.size and self.clock.monotonic() < deadline:
             if self.writer.poll(100, zmq.POLLIN):
                 self._drain_acks()
         if self.outbox.size:
-            self.log.warning("unacked_at_exit", bars=self.outbox.size)
+            self.log.warning("unacked_at_exit", bars=self.outbox.size, note="in the checkpoint")
+        self.save_checkpoint(self.clock.now_ms())
         self.log.info("stopped", bars=self.counters.bars, trades=self.state.applied_trades)
         self.sub.close()
         self.writer.close()

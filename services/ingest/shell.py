@@ -91,7 +91,7 @@ from hlstream.services.ingest.core import (
 from hlstream.services.ingest.link_io import Event, EventKind, Link, Listing, Shared
 
 SERVICE = "ingest"
-STATUS_EVERY_S = 1.0
+STATUS_EVERY_S = 0.5  # also how often covered_ms advances (windows wait for it)
 SEED_TRADES_PER_COIN = 2_000  # dedupe keys read back from the tape's tail per coin
 REPLAY_WAIT_S = 3.0  # a coin with no replay after this long never traded: stop waiting
 PRUNE_EVERY_S = 3600.0
