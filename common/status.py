@@ -130,6 +130,7 @@ def _feed(data: Any) -> FeedStatus:
             coin: as_int(ms, f"last_trade_ms[{coin!r}]")
             for coin, ms in need_map(data, "last_trade_ms").items()
         },
+        covered_ms=need(data, "covered_ms", int),
     )
 
 

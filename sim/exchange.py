@@ -7,7 +7,8 @@ unknown or delisted coin closes the socket without any frame, idle connections a
 after `idle_close_s`. A `ThreadingHTTPServer` answers POST /info (`meta`, `spotMeta`,
 `candleSnapshot`, `recentTrades`). A generator thread produces live trades at wall-clock
 time. Thread-safe controls let tests inject faults (zombie feed, dropped connections,
-garbage frames, REST errors and slow REST answers, delisting, quiet coins).
+garbage frames, REST errors and slow REST answers, delisting, quiet coins) and script the
+trade log behind the REST answers (`add_trades`, `drop_trades`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -275,6 +277,44 @@ class FakeExchange:
         with self._lock:
             self._paused = paused
 
+    def add_trades(self, coin: str, trades: Iterable[tuple[int, str, str]]) -> None:
+        """Log scripted trades of `coin`, each `(time_ms, px, sz)`, as if they had happened.
+
+        candleSnapshot, recentTrades and later subscribe replays include them (at any time,
+        past or future); open connections are not sent them. Side, hash, tid and users are
+        drawn like a generated trade's. The log stays in time order. `coin` must be one the
+        exchange was created with (KeyError otherwise).
+        """
+        with self._lock:
+            log = self._logs[coin]
+            for ts_ms, px, sz in trades:
+                log.append(
+                    {
+                        "coin": coin,
+                        "side": "B" if self._rng.random() < 0.5 else "A",
+                        "px": px,
+                        "sz": sz,
+                        "time": ts_ms,
+                        "hash": market.random_hash(self._rng),
+                        "tid": self._rng.getrandbits(50),
+                        "users": [market.random_address(self._rng) for _ in range(2)],
+                    }
+                )
+            log.sort(key=lambda trade: int(trade["time"]))  # stable: equal times keep order
+
+    def drop_trades(self, coin: str, from_ms: int, to_ms: int) -> int:
+        """Forget every logged trade of `coin` with `from_ms <= time < to_ms`; return how many.
+
+        The exchange then answers as if nobody traded then: candleSnapshot omits the windows
+        left empty, and recentTrades and subscribe replays lack those trades.
+        """
+        with self._lock:
+            log = self._logs.get(coin, [])
+            keep = [trade for trade in log if not from_ms <= int(trade["time"]) < to_ms]
+            dropped = len(log) - len(keep)
+            log[:] = keep
+            return dropped
+
     # ----- accessors -------------------------------------------------------------------
 
     def trades(self, coin: str) -> list[dict[str, Any]]:
@@ -349,9 +389,7 @@ class FakeExchange:
                 count = market.poisson(self._rng, lam)
                 low = min(last_ms + 1, now_ms)
                 times = sorted(self._rng.randint(low, now_ms) for _ in range(count))
-                batch = [
-                    market.make_trade(coin, ts, self._rng, self._states[coin]) for ts in times
-                ]
+                batch = [market.make_trade(coin, ts, self._rng, self._states[coin]) for ts in times]
                 self._logs[coin].extend(batch)
                 if coin in self._blackhole or None in self._blackhole:
                     continue

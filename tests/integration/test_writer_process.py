@@ -1,4 +1,4 @@
-"""The writer as a real process: backfill from a stub /info server, bars over ZMQ, SIGTERM."""
+"""The writer as a real process: backfill from the sim exchange's /info, bars over ZMQ, SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import zmq
 
 from hlstream.common.messages import Bar, Envelope, bar_to_wire, encode
 from hlstream.common.timebucket import format_window
+from hlstream.sim.exchange import FakeExchange
 from tests.integration.procs import terminate
 
 ROOT = Path(__file__).parents[2]
@@ -32,20 +30,15 @@ def stub_price(t: int) -> int:
     return 100 + (t // M) % 7
 
 
-def stub_candle(t: int) -> dict[str, Any]:
+def stub_trades(t: int) -> list[tuple[int, str, str]]:
+    """(time_ms, px, sz) of trades whose 1m candle at `t` is `stub_row(t)`."""
     p = stub_price(t)
-    return {
-        "t": t,
-        "T": t + M - 1,
-        "s": "BTC",
-        "i": "1m",
-        "o": f"{p}.0",
-        "c": f"{p}.25",
-        "h": f"{p + 1}.0",
-        "l": f"{p - 1}.0",
-        "v": "1.50",
-        "n": 3,
-    }
+    return [
+        (t + 1_000, f"{p}.0", "0.5"),
+        (t + 2_000, f"{p + 1}.0", "0.5"),
+        (t + 3_000, f"{p - 1}.0", "0.25"),
+        (t + 4_000, f"{p}.25", "0.25"),
+    ]
 
 
 def stub_row(t: int) -> str:
@@ -53,49 +46,22 @@ def stub_row(t: int) -> str:
     return f"{format_window(t)},{p}.0,{p + 1}.0,{p - 1}.0,{p}.25,1.5"
 
 
-@dataclass
-class Stub:
-    """A tiny /info server: candles for every 1m window of the range, minus `omit`."""
-
-    omit: set[int] = field(default_factory=set)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/info"
-
-    def answer(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        self.requests.append(body)
-        req = body["req"]
-        first = req["startTime"] - req["startTime"] % M
-        return [stub_candle(t) for t in range(first, req["endTime"] + 1, M) if t not in self.omit]
-
-
 @pytest.fixture
-def stub() -> Iterator[Stub]:
-    state = Stub()
+def exchange() -> Iterator[FakeExchange]:
+    """The sim exchange with BTC trades in every 1m window from 10 minutes back to 10 minutes
+    ahead, each window's candle being `stub_row`; no live trades."""
+    fake = FakeExchange(coins=["BTC"], spot=[], history_hours=0)
+    fake.pause_trades(True)
+    now_ms = int(time.time() * 1000)
+    first = now_ms - now_ms % M - 10 * M
+    fake.add_trades("BTC", [trade for k in range(21) for trade in stub_trades(first + k * M)])
+    with fake:
+        yield fake
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length", "0"))
-            data = json.dumps(state.answer(json.loads(self.rfile.read(length)))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    state.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=state.server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    state.server.shutdown()
-    state.server.server_close()
+def omit(exchange: FakeExchange, start_ms: int) -> None:
+    """Make the exchange omit the 1m candle at `start_ms`: nobody traded in that window."""
+    assert exchange.drop_trades("BTC", start_ms, start_ms + M) > 0
 
 
 def writer_env(tmp_path: Path, info_url: str, **extra: str) -> dict[str, str]:
@@ -165,9 +131,11 @@ def make_bar(interval: str, start_ms: int, close: str, complete: bool = True) ->
     return Bar("BTC", interval, start_ms, "50.0", "60.0", "40.0", close, "2.5", 7, complete)
 
 
-def test_writer_backfills_writes_acks_and_stops_cleanly(stub: Stub, tmp_path: Path) -> None:
+def test_writer_backfills_writes_acks_and_stops_cleanly(
+    exchange: FakeExchange, tmp_path: Path
+) -> None:
     before_ms = int(time.time() * 1000)
-    proc = start_writer(writer_env(tmp_path, stub.url))
+    proc = start_writer(writer_env(tmp_path, exchange.info_url))
     context = zmq.Context()
     dealer = context.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
@@ -176,15 +144,15 @@ def test_writer_backfills_writes_acks_and_stops_cleanly(stub: Stub, tmp_path: Pa
         after_ms = int(time.time() * 1000)
         path_1m = tmp_path / "data" / "btc_1m_data.csv"
         rows = csv_rows(path_1m)
-        # Backfill: every finished 1m window from ~3 minutes back, exactly the stub's candles.
+        # Backfill: every finished 1m window from ~3 minutes back, exactly the exchange's candles.
         first_start = (before_ms - 180_000) - (before_ms - 180_000) % M
         last_start = after_ms - after_ms % M - M
         assert len(rows) >= 2
         starts = [first_start + k * M for k in range(len(rows))]
         assert rows == [stub_row(t) for t in starts]
         assert starts[-1] in {last_start, last_start - M}
-        assert stub.requests[0]["type"] == "candleSnapshot"
-        assert stub.requests[0]["req"]["coin"] == "BTC"
+        assert exchange.rest_requests()[0]["type"] == "candleSnapshot"
+        assert exchange.rest_requests()[0]["req"]["coin"] == "BTC"
         last = starts[-1]
 
         dealer.connect(f"ipc://{tmp_path / 'run' / 'writer.sock'}")
@@ -204,18 +172,19 @@ def test_writer_backfills_writes_acks_and_stops_cleanly(stub: Stub, tmp_path: Pa
         assert recv_ack(dealer)["start_ms"] == s0 + 3 * S5
 
         # 1m: a hole whose first window the exchange omits -> carry-forward, then REST candle.
-        stub.omit.add(last + M)
+        omit(exchange, last + M)
         send_bar(dealer, make_bar("1m", last + 3 * M, "55.0"), 4)
         assert recv_ack(dealer)["start_ms"] == last + 3 * M
         # A partial bar that REST knows is replaced by the exchange candle...
         # (the partial bar saw a subset of the window's trades, so the candle covers it)
         p4 = stub_price(last + 4 * M)
-        seen = Bar("BTC", "1m", last + 4 * M, f"{p4}.0", f"{p4}.0", f"{p4}.0", f"{p4}.0", "0.5",
-                   1, False)
+        seen = Bar(
+            "BTC", "1m", last + 4 * M, f"{p4}.0", f"{p4}.0", f"{p4}.0", f"{p4}.0", "0.5", 1, False
+        )
         send_bar(dealer, seen, 5)
         assert recv_ack(dealer)["start_ms"] == last + 4 * M
         # ...and one it does not know is written as is.
-        stub.omit.add(last + 5 * M)
+        omit(exchange, last + 5 * M)
         send_bar(dealer, make_bar("1m", last + 5 * M, "44.0", complete=False), 6)
         assert recv_ack(dealer)["start_ms"] == last + 5 * M
 
