@@ -1,5 +1,8 @@
-"""Integration: `python -m hlstream.services.ingest` against a local fake exchange (WS + /info) and real
-ZeroMQ over ipc. No internet; each scenario runs a few seconds.
+"""Integration: `python -m hlstream.services.ingest` against a local fake exchange (WS + /info)
+and real ZeroMQ over ipc. No internet; each scenario runs a few seconds.
+
+/info is the sim exchange's (`hlstream.sim.exchange.FakeExchange`); the websocket side is a
+scripted server here, since these scenarios need exact frames on each connection.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,14 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
+from hlstream.common.status_io import read_status
+from hlstream.common.tape import HEADER_BYTES, segment_day, segment_path
+from hlstream.sim import exchange as sim
 from tests.integration.buscollect import Bus
 from tests.integration.procs import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_MS = 1_785_648_520_000
-META = {"universe": [{"name": "BTC", "szDecimals": 5}, {"name": "ETH", "szDecimals": 4}]}
-SPOT_META = {"universe": [{"name": "PURR/USDC", "tokens": [1, 0], "index": 0}], "tokens": []}
 
 
 def ws_trade(coin: str, tid: int, offset_ms: int) -> dict[str, Any]:
@@ -46,17 +49,15 @@ def trades_text(trades: list[dict[str, Any]]) -> str:
     return json.dumps({"channel": "trades", "data": trades})
 
 
-# ---- fake exchange -----------------------------------------------------------------------
+# ---- fake exchange: scripted websocket, sim /info ----------------------------------------
 
 
 @dataclass
-class FakeExchange:
+class ScriptedWs:
     """Scripted websocket server: `script(conn_index, conn, subscribed_coins)` drives each link."""
 
     script: Callable[[int, ServerConnection, list[str]], None]
     connections: list[float] = field(default_factory=list)
-    meta_failures: int = 0
-    meta_calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, conn: ServerConnection) -> None:
@@ -95,39 +96,15 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def info_server() -> Iterator[tuple[str, FakeExchange | None]]:
-    state: dict[str, Any] = {"exchange": None}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            exchange: FakeExchange | None = state["exchange"]
-            if exchange is not None:
-                exchange.meta_calls += 1
-                if exchange.meta_calls <= exchange.meta_failures:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-            answer = META if body.get("type") == "meta" else SPOT_META
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/info", state  # type: ignore[misc]
-    server.shutdown()
-    server.server_close()
+def info_server() -> Iterator[sim.FakeExchange]:
+    """The sim exchange, for its POST /info: meta lists BTC and ETH, spotMeta PURR/USDC."""
+    fake = sim.FakeExchange(coins=["BTC", "ETH"], spot=["PURR/USDC"], history_hours=0)
+    fake.pause_trades(True)
+    with fake:
+        yield fake
 
 
-def start_ws(exchange: FakeExchange) -> tuple[str, Callable[[], None]]:
+def start_ws(exchange: ScriptedWs) -> tuple[str, Callable[[], None]]:
     server = serve(exchange.handle, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -148,6 +125,7 @@ def start_ingest(
         HLSTREAM_STALE_SECONDS="3",
         HLSTREAM_BACKOFF_BASE_SECONDS="0.05",
         HLSTREAM_BACKOFF_CAP_SECONDS="0.5",
+        HLSTREAM_TAPE_DAYS="36500",  # the scripted trades are months old: keep their tape
     )
     return subprocess.Popen(
         [sys.executable, "-m", "hlstream.services.ingest"],
@@ -157,8 +135,6 @@ def start_ingest(
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
 
 
 def stop_process(proc: subprocess.Popen[str], timeout_s: float = 5.0) -> tuple[int, str]:
@@ -177,7 +153,7 @@ BTC_NEW = [ws_trade("BTC", 16, 900)]
 
 
 def test_streams_dedupes_replay_survives_garbage_and_stops_cleanly(
-    run_dir: Path, info_server: tuple[str, dict[str, Any]]
+    run_dir: Path, info_server: sim.FakeExchange
 ) -> None:
     go = threading.Event()
     second_done = threading.Event()
@@ -200,12 +176,11 @@ def test_streams_dedupes_replay_survives_garbage_and_stops_cleanly(
             second_done.set()
             answer_pings(conn, 10)
 
-    exchange = FakeExchange(script, meta_failures=1)
-    info_url, state = info_server
-    state["exchange"] = exchange
+    exchange = ScriptedWs(script)
+    info_server.fail_rest(503, 1)
     ws_url, shutdown = start_ws(exchange)
     bus = Bus(run_dir)
-    proc = start_ingest(run_dir, ws_url, info_url)
+    proc = start_ingest(run_dir, ws_url, info_server.info_url)
     try:
         # Wait for a heartbeat so the SUB is connected before any trade is sent.
         assert bus.poll_until(lambda: bool(bus.of_type("status")), 15), "no status heartbeat"
@@ -221,7 +196,7 @@ def test_streams_dedupes_replay_survives_garbage_and_stops_cleanly(
         assert len(keys) == len(set(keys)), "a trade was published twice"
         assert bus.of_type("gap") == []  # the second replay overlapped
         assert len(exchange.connections) == 2
-        assert exchange.meta_calls >= 3  # one 503, then meta + spotMeta
+        assert len(info_server.rest_requests()) >= 3  # one 503, then meta + spotMeta
         assert proc.poll() is None, "ingest died on a malformed frame"
         first = bus.of_type("trades")[0]
         assert first["coin"] == "BTC" and isinstance(first["recv_ms"], int)
@@ -239,11 +214,17 @@ def test_streams_dedupes_replay_survives_garbage_and_stops_cleanly(
         code, stderr = stop_process(proc)
         assert code == 0, stderr
         assert time.monotonic() - started < 2.5
-        assert (run_dir / "ingest-dedupe.msgpack").stat().st_size > 0
-        status = json.loads((run_dir / "ingest-status.json").read_text())  # final heartbeat
-        assert status["connected"] is False
-        assert (status["malformed"], status["duplicates"], status["trades"]) == (1, 7, 8)
-        assert status["last_trade_ms"] == {"BTC": BASE_MS + 900, "ETH": BASE_MS + 150}
+        tape = sorted((run_dir.parent / "data" / "tape").glob("*/*.csv"))
+        assert tape and all(path.stat().st_size > 0 for path in tape), "trades are on the tape"
+        status = read_status(run_dir, "ingest")  # final heartbeat
+        assert status is not None and status.feed is not None
+        assert status.feed.connected is False
+        assert (
+            status.counter("malformed"),
+            status.counter("duplicates"),
+            status.counter("trades"),
+        ) == (1, 7, 8)
+        assert status.feed.last_trade_ms == {"BTC": BASE_MS + 900, "ETH": BASE_MS + 150}
         assert "event=ws_reconnect" in stderr
         assert "event=ws_malformed" in stderr
     finally:
@@ -254,7 +235,7 @@ def test_streams_dedupes_replay_survives_garbage_and_stops_cleanly(
 
 
 def test_restart_reports_gap_when_replay_does_not_overlap(
-    run_dir: Path, info_server: tuple[str, dict[str, Any]]
+    run_dir: Path, info_server: sim.FakeExchange
 ) -> None:
     go = [threading.Event(), threading.Event()]  # one per process run
 
@@ -267,15 +248,13 @@ def test_restart_reports_gap_when_replay_does_not_overlap(
         conn.send(trades_text([ws_trade("ETH", 30 + index, 1000 * (index + 1))]))
         answer_pings(conn, 10)
 
-    exchange = FakeExchange(script)
-    info_url, state = info_server
-    state["exchange"] = exchange
+    exchange = ScriptedWs(script)
     ws_url, shutdown = start_ws(exchange)
     bus = Bus(run_dir)
     try:
         sessions: set[str] = set()
         for run in range(2):
-            proc = start_ingest(run_dir, ws_url, info_url)
+            proc = start_ingest(run_dir, ws_url, info_server.info_url)
             try:
                 # A heartbeat of the new process proves the SUB reconnected to it.
                 assert bus.poll_until(
@@ -310,9 +289,9 @@ def test_restart_reports_gap_when_replay_does_not_overlap(
     ],
 )
 def test_unknown_coin_exits_78_with_one_line_error(
-    run_dir: Path, info_server: tuple[str, dict[str, Any]], coins: str, message: str
+    run_dir: Path, info_server: sim.FakeExchange, coins: str, message: str
 ) -> None:
-    proc = start_ingest(run_dir, "ws://127.0.0.1:9/ws", info_server[0], coins=coins)
+    proc = start_ingest(run_dir, "ws://127.0.0.1:9/ws", info_server.info_url, coins=coins)
 
     _, stderr = proc.communicate(timeout=15)
 
@@ -323,8 +302,8 @@ def test_unknown_coin_exits_78_with_one_line_error(
     assert message in errors[0]
 
 
-def test_zombie_feed_is_replaced_within_stale_seconds_despite_corrupt_state(
-    run_dir: Path, info_server: tuple[str, dict[str, Any]]
+def test_zombie_feed_is_replaced_within_stale_seconds_despite_a_torn_tape(
+    run_dir: Path, info_server: sim.FakeExchange
 ) -> None:
     silent_since: list[float] = []
     release = threading.Event()
@@ -337,11 +316,13 @@ def test_zombie_feed_is_replaced_within_stale_seconds_despite_corrupt_state(
         else:
             answer_pings(conn, 5)
 
-    exchange = FakeExchange(script)
+    exchange = ScriptedWs(script)
     ws_url, shutdown = start_ws(exchange)
     run_dir.mkdir(mode=0o700)
-    (run_dir / "ingest-dedupe.msgpack").write_bytes(b"\xc1 torn")  # corrupt: logged, ignored
-    proc = start_ingest(run_dir, ws_url, info_server[0])
+    torn = segment_path(run_dir.parent / "data", "BTC", segment_day(BASE_MS))
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(HEADER_BYTES + b"T,BTC,17")  # a crash mid-line: cut on start, logged
+    proc = start_ingest(run_dir, ws_url, info_server.info_url)
     try:
         deadline = time.monotonic() + 20
         while len(exchange.connections) < 2 and time.monotonic() < deadline:
@@ -351,7 +332,8 @@ def test_zombie_feed_is_replaced_within_stale_seconds_despite_corrupt_state(
         code, stderr = stop_process(proc)
         assert code == 0, stderr
         assert "event=ws_stale" in stderr
-        assert "event=dedupe_state_corrupt" in stderr
+        assert "event=tape_torn_tail_cut" in stderr
+        assert torn.read_bytes().startswith(HEADER_BYTES) and b"T,BTC,17\n" not in torn.read_bytes()
     finally:
         release.set()
         if proc.poll() is None:
