@@ -46,6 +46,7 @@ from typing import Any
 import pytest
 
 from hlstream import STAGES
+from hlstream.common.clock import now_ms
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
 from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
@@ -60,16 +61,12 @@ BEFORE_MS, AFTER_MS = 5_000, 10_000  # 5s windows this close to a lossy fault ar
 WRITER_REST_TIMEOUT_S = 5.0  # services/writer/shell.py InfoClient timeout
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass
 def _counter(pipeline: Pipeline, stage: str, name: str) -> int:
     status = pipeline.status(stage)
     return (status.counter(name) if status else None) or 0
 
 
+@dataclass
 class Fault:
     kind: str
     start_ms: int
