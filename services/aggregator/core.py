@@ -144,7 +144,24 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
                 _update(bar, trade, price)
         state.applied_trades += 1
     state.late_trades += len(late)
+    _seed_closes(state, late)
     return late
+
+
+def _seed_closes(state: AggState, late: list[LateTrade]) -> None:
+    """A series with no close yet takes the newest late trade's price as its last close, so
+    an illiquid coin gets carry-forward rows from the first window after start (the venue's
+    subscribe replay arrives as one batch of trades older than that window)."""
+    newest: dict[tuple[str, str], Trade] = {}
+    for item in late:
+        key = (item.trade.coin, item.interval)
+        if key not in newest or item.trade.ts_ms >= newest[key].ts_ms:
+            newest[key] = item.trade
+    for key, trade in newest.items():
+        series = state.series.get(key)
+        if series is not None and series.last_close is None:
+            series.last_close = format_decimal(_price(trade.price))
+            series.next_start = series.closed_through
 
 
 def retire_coin(state: AggState, coin: str) -> bool:

@@ -131,6 +131,7 @@ class Aggregator:
         self.covered_ms = now  # first start: nothing open ends before now (new_state)
         self.started_ms = now
         self.outage_from: int | None = None
+        self.untaped: set[str] = set()  # coins whose tape was empty when we started
         self.state, self.tape = self._restore(now)
         self._replay_tape(now)
         self.next_checkpoint = self.clock.monotonic() + settings.checkpoint_seconds
@@ -199,6 +200,8 @@ class Aggregator:
         """A coin seen for the first time: coverage and last close from the tape."""
         first = first_ts_ms(self.settings.data_dir, coin)
         self.state.joined_by_coin[coin] = now if first is None else first
+        if first is None:  # the tape will cover it from its first trade (the venue's replay)
+            self.untaped.add(coin)
         last = last_trade_before(self.settings.data_dir, coin, from_ms)
         if last is None:
             return
@@ -291,6 +294,8 @@ class Aggregator:
             raise ProtocolError(f"unexpected message {kind_of(message)} on {topic}")
 
     def _on_tape_message(self, message: TradeBatch | Gap) -> None:
+        if message.coin in self.untaped:
+            self._covered_from_tape_start(message.coin)
         span = message.tape
         action = SpanAction.APPLY if span is None else self.tape.action(message.coin, span)
         if action is SpanAction.SKIP:
@@ -309,6 +314,16 @@ class Aggregator:
                 self._apply_record(record)
         if span is not None:
             self.tape.mark(message.coin, span)
+
+    def _covered_from_tape_start(self, coin: str) -> None:
+        """The first tape record of a coin whose tape was empty at start: the tape (the venue's
+        subscribe replay first) covers the coin from its first trade, so windows from there on
+        were watched whole."""
+        self.untaped.discard(coin)
+        first = first_ts_ms(self.settings.data_dir, coin)
+        if first is not None and first < self.state.joined_by_coin.get(coin, first):
+            self.state.joined_by_coin[coin] = first
+            self.log.info("covered_from_tape", coin=coin, from_ms=first)
 
     def _apply_record(self, record: TradeBatch | Record) -> None:
         if isinstance(record, TradeBatch):

@@ -414,8 +414,9 @@ class Ingest:
         for piece in split_by_day(gap):
             assert isinstance(piece, Gap)
             span = self.tape.append([piece])[(piece.coin, record_day(piece))]
-            self._outgoing.append((gap_topic(piece.coin), replace(piece, tape=TapeSpan(
-                record_day(piece), *span))))
+            self._outgoing.append(
+                (gap_topic(piece.coin), replace(piece, tape=TapeSpan(record_day(piece), *span)))
+            )
 
     # ---- the tape: written before anything is published ----------------------------------
 
@@ -437,8 +438,9 @@ class Ingest:
         try:
             self.tape.commit()
         except OSError as exc:  # disk full: nothing is published; retried on the next loop
-            self.log.error_limited("tape_write", 10.0, "tape_write_failed", error=str(exc),
-                                   pending=len(self._outgoing))
+            self.log.error_limited(
+                "tape_write", 10.0, "tape_write_failed", error=str(exc), pending=len(self._outgoing)
+            )
             return
         assert self.publisher is not None
         for topic, message in self._outgoing:

@@ -184,6 +184,54 @@ def test_kill_9_writer_and_aggregator_mid_stream_keeps_files_exact(exchange, tmp
                 assert row == truth[row[0]], f"{coin} 5s row {row} outside outages"
 
 
+def check_exact(pipeline: Pipeline, exchange: FakeExchange, coin: str, interval_ms: int) -> int:
+    """Every row of the coin's file equals the truth from the fake's trade log; row count."""
+    name = "5s" if interval_ms == S5 else "1m"
+    rows = read_rows(pipeline.csv(coin, name))
+    assert rows, f"{coin} {name} has no rows"
+    assert_contiguous(rows, interval_ms, f"{coin}_{name}")
+    truth = truth_rows(exchange.trades(coin), interval_ms, rows[0][0], rows[-1][0] + interval_ms)
+    wrong = [(row, want) for row, want in zip(rows, truth, strict=True) if row != want]
+    assert not wrong, f"{coin} {name}: {len(wrong)} of {len(rows)} rows differ, first {wrong[:3]}"
+    return len(rows)
+
+
+@pytest.mark.faults  # ~110 s: a whole 1m window after the last kill
+def test_kill_9_of_each_stage_keeps_every_5s_and_1m_row_exact(exchange, tmp_path):
+    """The trade tape and the aggregator's checkpoint make every restart exact, for 5s too:
+    no window is partial, none is repaired from REST, every row equals the fake's truth."""
+    coins = ("BTC", "ETH")
+    pipeline = Pipeline(
+        exchange, tmp_path, coins=",".join(coins), intervals="5s,1m", backfill_hours="0.25"
+    ).start()
+    kills: list[tuple[int, int]] = []
+    try:
+        pipeline.wait_ready()
+        exchange.pause_trades(False)
+        wait_for(lambda: len(read_rows(pipeline.csv("BTC", "5s"))) >= 2, 30, "first 5s rows")
+        for stage in ("aggregator", "ingest", "writer"):
+            kills.append(kill_and_wait_restart(pipeline, stage))
+            time.sleep(3)
+        last_window = kills[-1][1] - kills[-1][1] % M
+        for coin in coins:
+            wait_for(
+                lambda c=coin: last_window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
+                80,
+                "1m window of the last kill on disk",
+            )
+    finally:
+        code, output = pipeline.stop()
+    assert code == 0, output[-3000:]
+    for coin in coins:
+        assert check_exact(pipeline, exchange, coin, S5) >= 15
+        assert check_exact(pipeline, exchange, coin, M) >= 2
+    five_s = {r[0] for r in read_rows(pipeline.csv("BTC", "5s"))}
+    for killed, back in kills:  # the windows spanning each kill are there and were checked
+        assert killed - killed % S5 in five_s and back - back % S5 in five_s
+    logs = pipeline.run_dir / "logs"
+    assert "partial_replaced_by_rest" not in (logs / "writer.log").read_text()
+    assert "partial_bar" not in (logs / "aggregator.log").read_text()
+
 
 def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(exchange, tmp_path):
     coins = ("BTC", "ETH")

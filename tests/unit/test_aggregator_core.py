@@ -181,3 +181,27 @@ def test_retired_coin_emits_nothing_more_while_others_continue():
     apply_trades(state, [make_trade("ETH", ts_ms=T0 + S5 + 1)])
     bars = advance(state, T0 + 3 * S5 + 2_000)
     assert {b.coin for b in bars} == {"BTC"}
+
+
+def test_illiquid_coin_takes_its_close_from_the_replay_and_carries_from_the_first_window():
+    joined = T0 + 3 * S5 + 2_500  # started mid-window: windows before T0 + 3*S5 are closed
+    state = new_state(("BTC",), {"5s": S5}, 2_000, joined)
+    replay = [  # the venue's subscribe replay: older trades, newest first
+        make_trade(price="7.5", ts_ms=T0 - 20_000, tid=2),
+        make_trade(price="7.25", ts_ms=T0 - 40_000, tid=1),
+    ]
+    late = apply_trades(state, replay)
+    assert len(late) == 2  # counted as late, never merged into a bar
+    bars = advance(state, T0 + 5 * S5 + 2_000)
+    assert [b.start_ms for b in bars] == [T0 + 3 * S5, T0 + 4 * S5]
+    assert all((b.open, b.close, b.volume, b.trades) == ("7.5", "7.5", "0.0", 0) for b in bars)
+
+
+def test_a_late_trade_never_replaces_a_close_the_series_already_has():
+    state = _state()
+    apply_trades(state, [make_trade(price="100", ts_ms=T0 + 10)])
+    advance(state, T0 + S5 + 2_000)
+    late = apply_trades(state, [make_trade(price="50", ts_ms=T0 + 20)])
+    assert len(late) == 1
+    (carry,) = advance(state, T0 + 2 * S5 + 2_000)
+    assert carry.close == "100.0"
