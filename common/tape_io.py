@@ -548,6 +548,28 @@ def read_span(
         yield record, TapePosition(coin, day, offset)
 
 
+def tape_coins(data_dir: Path | str) -> list[str]:
+    """Every coin with a tape, named as its records name it, sorted."""
+    coins = set()
+    try:
+        folders = os.listdir(Path(data_dir) / TAPE_DIR)
+    except FileNotFoundError:
+        return []
+    for folder in folders:
+        days = sorted(
+            n for n in os.listdir(Path(data_dir) / TAPE_DIR / folder) if is_segment_name(n)
+        )
+        for day in days:
+            path = Path(data_dir) / TAPE_DIR / folder / day
+            with open(path, "rb") as handle:
+                handle.readline()
+                line = handle.readline()
+            if line.endswith(b"\n"):
+                coins.add(parse_record(line.decode("utf-8")).coin)
+                break
+    return sorted(coins)
+
+
 def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
     """Time of the first record on the tape of `coin`: where its coverage begins."""
     for day in _segment_days(data_dir, coin):

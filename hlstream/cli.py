@@ -5,6 +5,7 @@
     tap KIND [COIN...]                      live bus messages, one line each
     backfill [--hours N]                    one-shot REST backfill with a progress bar
     verify [FILE...]                        CSV integrity; exit 1 on any defect
+    rebuild --interval I [--check]          re-derive CSV files of any interval from the tape
     demo                                    fake exchange + pipeline, no internet needed
     metrics                                 Prometheus exporter alone (needs metrics_port)
 
@@ -94,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
     verify.add_argument("--interval", help="interval of the files (default: from each name)")
     add_config_flags(verify)
+    rebuild = commands.add_parser(
+        "rebuild",
+        help="re-derive the CSV files of any interval from the trade tape (atomic, idempotent)",
+    )
+    rebuild.add_argument("--interval", required=True, help="e.g. 5s, 15s, 1m, 4h (any)")
+    rebuild.add_argument(
+        "--from", dest="from_time", help="UTC time or epoch ms (default: tape start)"
+    )
+    rebuild.add_argument("--to", dest="to_time", help="UTC time or epoch ms (default: tape end)")
+    rebuild.add_argument(
+        "--check", action="store_true", help="change nothing; list rows that differ (exit 1)"
+    )
+    add_config_flags(rebuild)
     keygen = commands.add_parser("curve-keygen", help="write a CURVE server secret key file")
     keygen.add_argument("path", type=Path, help="file to create (mode 0600)")
     return parser
@@ -138,10 +152,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return _backfill(args)
     settings = load_settings(args)
-    if args.command in ("verify", "tap", "status"):
+    if args.command in ("verify", "tap", "status", "rebuild"):
         settings = _running_instance(args, settings)
     if args.command == "verify":
         return _verify(args, settings)
+    if args.command == "rebuild":
+        return _rebuild(args, settings)
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
@@ -241,6 +257,21 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"hlstream verify: no *_data.csv files in {settings.data_dir}", file=sys.stderr)
         return 0
     return run_verify(files, args.interval)
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from hlstream.common.timebucket import parse_interval
+    from hlstream.rebuild_io import Request, parse_time, run_rebuild
+
+    parse_interval(args.interval)  # ConfigError for a bad one
+    request = Request(
+        interval=args.interval,
+        coins=settings.coins,
+        from_ms=None if args.from_time is None else parse_time(args.from_time, "from"),
+        to_ms=None if args.to_time is None else parse_time(args.to_time, "to"),
+        check=args.check,
+    )
+    return run_rebuild(settings, request)
 
 
 def _backfill(args: argparse.Namespace) -> int:

@@ -111,6 +111,7 @@ class FakeExchange:
         self._spot = list(spot)
         self._delisted: set[str] = set()
         self._rate = rate_per_coin
+        self._coin_rates: dict[str, float] = {}  # per-coin overrides of the rate
         self._rng = random.Random(seed)
         self._book_rng = random.Random(None if seed is None else seed + 1)
         self._batch_max = max(1, batch_max)
@@ -261,10 +262,14 @@ class FakeExchange:
         with self._lock:
             return int(self._rest_fail[1]) + sum(int(step[1]) for step in self._rest_script)
 
-    def set_rate(self, rate_per_coin: float) -> None:
-        """Change the live trade rate (trades per second per coin)."""
+    def set_rate(self, rate_per_coin: float, coin: str | None = None) -> None:
+        """Change the live trade rate (trades per second per coin), of one coin or of all."""
         with self._lock:
-            self._rate = rate_per_coin
+            if coin is None:
+                self._rate = rate_per_coin
+                self._coin_rates.clear()
+            else:
+                self._coin_rates[coin] = rate_per_coin
 
     def set_blackhole(self, coin: str | None, on: bool) -> None:
         """While on, live trades of `coin` (None: every coin) are generated and logged (so
@@ -382,11 +387,11 @@ class FakeExchange:
         with self._lock:
             if self._paused:
                 return
-            lam = self._rate * max(0, now_ms - last_ms) / 1000
+            elapsed_s = max(0, now_ms - last_ms) / 1000
             for coin in self.listed():
                 if coin in self._quiet:
                     continue
-                count = market.poisson(self._rng, lam)
+                count = market.poisson(self._rng, self._coin_rates.get(coin, self._rate) * elapsed_s)
                 low = min(last_ms + 1, now_ms)
                 times = sorted(self._rng.randint(low, now_ms) for _ in range(count))
                 batch = [market.make_trade(coin, ts, self._rng, self._states[coin]) for ts in times]

@@ -7,10 +7,14 @@ with REST-backfilled history equal to the fake's candles.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from hlstream.common.timebucket import parse_window
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
 from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
@@ -63,3 +67,91 @@ def test_pipeline_writes_exact_bars_with_backfill_and_carry_forward(exchange, tm
     assert len(carried) >= 2, "quiet coin produced carry-forward rows"
     for row in carried:
         assert row[1] == row[2] == row[3] == row[4]
+
+    check_rebuild_from_tape(pipeline, exchange)
+
+
+def rebuild(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "rebuild", *args],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def check_rebuild_from_tape(pipeline: Pipeline, exchange: FakeExchange) -> None:
+    """The tape re-derives the live files byte for byte, repairs a damaged one, and makes
+    bars of an interval that was never configured."""
+    for interval in ("5s", "1m"):
+        result = rebuild(pipeline, "--interval", interval, "--check")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert " 0 differ, 0 missing" in result.stdout
+    btc = pipeline.csv("BTC", "5s")
+    live = btc.read_bytes()
+    lines = live.decode().splitlines(keepends=True)
+    damaged_at = len(lines) // 2
+    wrong = lines[damaged_at].rsplit(",", 1)[0] + ",999.0\n"
+    btc.write_text("".join(lines[:damaged_at] + [wrong] + lines[damaged_at + 1 : -2]))
+    result = rebuild(pipeline, "--interval", "5s", "--coins", "BTC", "--check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    listed = [line for line in result.stdout.splitlines() if line.startswith(btc.name)]
+    stamp = lines[damaged_at].split(",")[0]
+    assert listed[0].startswith(f"{btc.name} {stamp} differs: file ") and "999.0" in listed[0]
+    assert len(listed) == 3, listed  # the wrong row and the two cut from the end
+    last_start = parse_window(lines[-1].split(",")[0])
+    to = str(last_start + 5_000)
+    result = rebuild(pipeline, "--interval", "5s", "--coins", "BTC", "--to", to)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert btc.read_bytes() == live, "rebuilt byte for byte"
+    mtime = btc.stat().st_mtime_ns
+    result = rebuild(pipeline, "--interval", "5s", "--coins", "BTC", "--to", to)
+    assert result.returncode == 0 and "unchanged" in result.stdout
+    assert btc.stat().st_mtime_ns == mtime, "a second run changes nothing"
+
+    result = rebuild(pipeline, "--interval", "15s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for coin in COINS:
+        path = pipeline.data_dir / Path(pipeline.csv(coin, "5s").name.replace("_5s_", "_15s_"))
+        rows = read_rows(path)
+        assert len(rows) >= 10
+        assert_contiguous(rows, 15_000, f"{coin}_15s")
+        truth = truth_rows(exchange.trades(coin), 15_000, rows[0][0], rows[-1][0] + 15_000)
+        assert truth == rows, f"{coin} 15s rebuilt from the tape differs from truth"
+
+
+def test_illiquid_coin_gets_exact_rows_from_the_first_window_after_start(tmp_path):
+    """A coin trading about once per 20 s: its last close comes from the venue's subscribe
+    replay (via the tape), so its 5s and 1m files get carry-forward rows from the first window
+    after start instead of waiting for the first live trade."""
+    with FakeExchange(coins=["BTC", "DOGE"], rate_per_coin=5.0, seed=5, history_hours=0.5) as fake:
+        fake.set_rate(0.05, "DOGE")
+        pipeline = Pipeline(
+            fake, tmp_path, coins="BTC,DOGE", intervals="5s,1m", backfill_hours="0.25"
+        ).start()
+        started_ms = int(time.time() * 1000)
+        try:
+            pipeline.wait_ready()
+            first_window = started_ms - started_ms % 5_000 + 5_000
+            wait_for(
+                lambda: (
+                    len(read_rows(pipeline.csv("DOGE", "5s"))) >= 4
+                    and read_rows(pipeline.csv("DOGE", "5s"))[0][0] <= first_window
+                ),
+                30,
+                "DOGE 5s rows from the first window after start",
+            )
+        finally:
+            code, output = pipeline.stop()
+        assert code == 0, output[-3000:]
+        trades = fake.trades("DOGE")
+        for interval, interval_ms in (("5s", 5_000), ("1m", 60_000)):
+            rows = read_rows(pipeline.csv("DOGE", interval))
+            assert_contiguous(rows, interval_ms, f"DOGE_{interval}")
+            truth = truth_rows(trades, interval_ms, rows[0][0], rows[-1][0] + interval_ms)
+            assert truth == rows, f"DOGE {interval} differs from truth"
+        minutes = [r[0] for r in read_rows(pipeline.csv("DOGE", "1m"))]
+        stopped_ms = int(time.time() * 1000)
+        assert minutes[-1] >= stopped_ms - stopped_ms % 60_000 - 120_000, "1m rows kept coming"
+        assert read_rows(pipeline.csv("DOGE", "5s"))[0][0] <= first_window
