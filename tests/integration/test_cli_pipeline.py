@@ -156,6 +156,30 @@ def test_backfill_while_running_is_harmless_and_files_verify_clean(pipeline):
     assert "6 file(s)" in verify.stderr
 
 
+def test_rebuild_while_running_checks_live_files_and_never_replaces_them(pipeline):
+    before = pipeline.csv("BTC", "5s").read_bytes()
+    refused = hlstream(pipeline, "rebuild", "--interval", "5s")
+    assert refused.returncode == 78
+    assert "the running writer appends to the 5s files" in refused.stderr
+    checked = hlstream(pipeline, "rebuild", "--interval", "5s", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count(" 0 differ, 0 missing") == len(COINS)
+    assert pipeline.csv("BTC", "5s").read_bytes().startswith(before)
+    other = hlstream(pipeline, "rebuild", "--interval", "10s", "--coins", "BTC")
+    assert other.returncode == 0, other.stdout + other.stderr  # not a live interval: allowed
+    assert read_rows(pipeline.csv("BTC", "10s"))
+
+
+def test_rebuild_rejects_bad_input_in_one_line(pipeline):
+    for args, message in (
+        (["--interval", "7s"], "does not divide a day evenly"),
+        (["--interval", "5s", "--from", "yesterday"], "--from 'yesterday'"),
+    ):
+        result = hlstream(pipeline, "rebuild", *args)
+        assert result.returncode == 78, result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_status_reflects_a_stopped_writer(pipeline):
     pipeline.supervisorctl("stop", "writer")
     try:
