@@ -296,6 +296,23 @@ class LateTrade:
     trade: Trade
 
 
+NOTICE_SERIES = "!"  # a notice travels on (coin, interval + "!") in the outbox and its ack
+
+
+@dataclass(frozen=True, slots=True)
+class Inexact:
+    """Aggregator -> writer: windows of (coin, interval) starting in [first_ms, last_ms] were
+    emitted as complete before a gap overlapping them was known (`gap_after_close`), so their
+    rows may miss trades. The writer records them (common/inexact_io.py) and acks the notice
+    as BarAck(coin, interval + NOTICE_SERIES, last_ms)."""
+
+    coin: str
+    interval: str
+    first_ms: int
+    last_ms: int
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class BarAck:
     """The writer's word that the bar (coin, interval, start_ms) is fsynced on disk."""
@@ -349,7 +366,30 @@ def _ack_from_wire(data: dict[str, Any]) -> BarAck:
     )
 
 
-Message = TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills
+def inexact_to_wire(notice: Inexact) -> dict[str, Any]:
+    return {
+        "coin": notice.coin,
+        "interval": notice.interval,
+        "first_ms": notice.first_ms,
+        "last_ms": notice.last_ms,
+        "reason": notice.reason,
+    }
+
+
+def inexact_from_wire(data: dict[str, Any]) -> Inexact:
+    notice = Inexact(
+        need(data, "coin", str),
+        need(data, "interval", str),
+        need(data, "first_ms", int),
+        need(data, "last_ms", int),
+        need(data, "reason", str),
+    )
+    if notice.last_ms < notice.first_ms:
+        raise ProtocolError("inexact notice: last_ms before first_ms")
+    return notice
+
+
+Message = TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills | Inexact
 
 _ENCODERS: dict[type, tuple[Kind, Callable[[Any], dict[str, Any]]]] = {
     TradeBatch: (Kind.TRADES, _batch_to_wire),
@@ -361,6 +401,7 @@ _ENCODERS: dict[type, tuple[Kind, Callable[[Any], dict[str, Any]]]] = {
     Book: (Kind.BOOK, book_to_wire),
     Bbo: (Kind.BBO, bbo_to_wire),
     Fills: (Kind.FILLS, fills_to_wire),
+    Inexact: (Kind.INEXACT, inexact_to_wire),
 }
 _DECODERS: dict[Kind, Callable[[dict[str, Any]], Message]] = {
     Kind.TRADES: _batch_from_wire,
@@ -372,6 +413,7 @@ _DECODERS: dict[Kind, Callable[[dict[str, Any]], Message]] = {
     Kind.BOOK: book_from_wire,
     Kind.BBO: bbo_from_wire,
     Kind.FILLS: fills_from_wire,
+    Kind.INEXACT: inexact_from_wire,
 }
 
 

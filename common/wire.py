@@ -37,6 +37,7 @@ class Kind(StrEnum):
     BOOK = "book"
     BBO = "bbo"
     FILLS = "fills"
+    INEXACT = "inexact"
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,8 +130,9 @@ def build_report(
     processes: Mapping[str, Mapping[str, Any]],
     statuses: Mapping[str, StageStatus | None],
     now_ms: int,
+    inexact: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The health report (JSON-ready) for one run dir."""
+    """The health report (JSON-ready) for one run dir; `inexact`: rows not exact per file."""
     problems: list[str] = []
     if not supervisord_running:
         problems.append(f"supervisord is not running (run dir {settings.run_dir})")
@@ -154,6 +155,8 @@ def build_report(
         statuses.get("writer"), settings, now_ms, stages["writer"]["uptime_s"]
     )
     problems.extend(file_problems)
+    for name, info in files.items():
+        info["inexact_rows"] = (inexact or {}).get(name, 0)
     return {
         "healthy": not problems,
         "problems": problems,
@@ -166,6 +169,7 @@ def build_report(
         "coins": coins,
         "files": files,
         "counters": _counters(statuses),
+        "inexact_rows": sum((inexact or {}).values()),
     }
 
 
@@ -208,6 +212,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines += ["", f"{'FILE':<{width}}{'LAST BAR (UTC)':<22}{'BEHIND':>10}{'LIMIT':>8}"]
         for name, info in report["files"].items():
             flag = "  LAGGING" if info["lagging"] else ""
+            if info.get("inexact_rows"):
+                flag += f"  {info['inexact_rows']} NOT EXACT"
             lines.append(
                 f"{name:<{width}}{_show(info['last_datetime']):<22}"
                 f"{format_duration(info['behind_s']):>10}{format_duration(info['limit_s']):>8}{flag}"
@@ -217,6 +223,12 @@ def format_report(report: Mapping[str, Any]) -> str:
     pairs = [f"{key}={_show(value)}" for key, value in counters.items()]
     pairs.append("malformed=" + "/".join(_show(malformed[name]) for name in STAGES))
     lines += ["", "counters (since each stage started): " + " ".join(pairs)]
+    if report.get("inexact_rows"):
+        lines += [
+            "",
+            f"{report['inexact_rows']} rows are not exact (partial or carried blind); "
+            "`hlstream verify` lists them, `hlstream rebuild` repairs what the tape covers",
+        ]
     if report["problems"]:
         lines += ["", "problems:"] + [f"  - {problem}" for problem in report["problems"]]
     return "\n".join(lines)

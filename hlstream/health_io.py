@@ -6,6 +6,7 @@ import xmlrpc.client
 from typing import Any
 
 from hlstream import STAGES, supervise_io
+from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms
 from hlstream.common.config import Settings
 from hlstream.common.status_io import read_status
@@ -22,4 +23,7 @@ def gather(settings: Settings) -> dict[str, Any]:
         except (OSError, xmlrpc.client.Error):
             running = False
     statuses = {name: read_status(settings.run_dir, name) for name in STAGES}
-    return build_report(settings, running, processes, statuses, now_ms())
+    writer = statuses.get("writer")
+    names = [] if writer is None else list(writer.files)
+    inexact = {name: inexact_io.count(settings.data_dir / name) for name in names}
+    return build_report(settings, running, processes, statuses, now_ms(), inexact)

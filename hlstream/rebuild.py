@@ -112,6 +112,7 @@ class Merge:
 
     rows: list[Row]
     changes: list[RowChange]
+    inexact: set[int] = field(default_factory=set)  # windows the tape cannot vouch for
 
     def count(self, change: Change) -> int:
         return sum(1 for item in self.changes if item.change is change)
@@ -136,7 +137,22 @@ def merge_rows(existing: list[Row], rebuilt: TapeBars, window: Window) -> Merge:
         else:
             kind, merged[start] = (Change.SAME if old == new else Change.DIFFERS), new
         changes.append(RowChange(start, kind, old, new))
-    return Merge([merged[start] for start in sorted(merged)], changes)
+    return Merge([merged[start] for start in sorted(merged)], changes, inexact)
+
+
+def journal_after(merge: Merge, journal: dict[int, str]) -> dict[int, str]:
+    """The inexact-row journal once the merge is written: rows now taken from a tape that
+    covers them whole are exact; tape bars written where the tape has a gap are not."""
+    out = dict(journal)
+    for item in merge.changes:
+        if item.change is Change.KEPT:
+            continue
+        if item.start_ms in merge.inexact:
+            if item.change is Change.MISSING:
+                out[item.start_ms] = "partial"
+        else:
+            out.pop(item.start_ms, None)
+    return out
 
 
 def holes(rows: list[Row], interval_ms: int) -> Iterator[tuple[int, int]]:

@@ -29,6 +29,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from hlstream.common import inexact_io
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.csvrow import HEADER_LINE, Row, parse_row
 from hlstream.common.decimals import format_decimal
@@ -43,7 +44,16 @@ from hlstream.common.tape_io import (
     tape_coins,
 )
 from hlstream.common.timebucket import format_window, parse_interval
-from hlstream.rebuild import Change, Merge, Window, aligned_range, holes, merge_rows, tape_bars
+from hlstream.rebuild import (
+    Change,
+    Merge,
+    Window,
+    aligned_range,
+    holes,
+    journal_after,
+    merge_rows,
+    tape_bars,
+)
 from hlstream.services.writer.dirlock import DATA_LOCK_FILE
 
 STATUS_FRESH_S = 10.0
@@ -137,6 +147,10 @@ def _line(row: Row) -> str:
     return ",".join(fields) + "\n"
 
 
+def _inexact_note(journal: dict[int, str]) -> str:
+    return f"; {len(journal)} rows not exact (hlstream verify lists them)" if journal else ""
+
+
 def _show(row: Row | None) -> str:
     return "-" if row is None else ",".join((row.open, row.high, row.low, row.close, row.volume))
 
@@ -225,12 +239,20 @@ def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) 
         if not merge.rows:
             print(f"{summary}; nothing to write", file=out)
             continue
+        journal = inexact_io.read_journal(path)
+        exact_now = journal_after(merge, journal)
         if not differ and not torn and path.exists():
-            print(f"{summary}; unchanged", file=out)
+            if exact_now != journal:
+                inexact_io.rewrite(path, exact_now)
+            print(f"{summary}; unchanged{_inexact_note(exact_now)}", file=out)
             continue
         with open(path, "ab") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            if exact_now != journal:
+                inexact_io.rewrite(path, {**journal, **exact_now})  # entries first, as the writer
             _replace(path, merge.rows)
-        print(f"{summary}; written {path}", file=out)
+            if exact_now != journal:
+                inexact_io.rewrite(path, exact_now)
+        print(f"{summary}; written {path}{_inexact_note(exact_now)}", file=out)
     progress.close()
     return 1 if request.check and differing else 0

@@ -1,5 +1,8 @@
 """`hlstream verify [FILE...]`: run common/verify.py over CSV files and print each finding.
 
+Rows the writer recorded as not exact (`{file}.inexact`, common/inexact_io.py) are defects
+too: a partial bar or a blind carry is never silent.
+
 A file is read up to the size it had under a brief `LOCK_SH` (the writer appends whole lines
 under `LOCK_EX`), so verifying a live file never reports a half-written append as torn and
 never blocks the writer for longer than one `fstat`.
@@ -14,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from hlstream.common.timebucket import parse_interval
+from hlstream.common import inexact_io
+from hlstream.common.inexact_io import SUFFIX
+from hlstream.common.timebucket import format_window, parse_interval
 from hlstream.verify import FILE_SUFFIX, Finding, check_lines, interval_from_filename
 
 _CHUNK = 1 << 20
@@ -73,6 +78,9 @@ def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding],
         return [Finding(0, "io", f"cannot read: {exc.strerror}")], 0
     finally:
         os.close(fd)
+    for start, reason in sorted(inexact_io.read_journal(path).items()):
+        message = f"row {format_window(start)} is not exact: {reason} ({path.name}{SUFFIX})"
+        found.append(Finding(0, "inexact", message))
     return findings + found, rows
 
 

@@ -9,7 +9,7 @@ depends on process memory:
     state     every series (open windows with exact Decimal sums as strings, next window to
               emit, last close, closed-through mark), taints, joined times, counters
     consumed  {(coin, day): byte offset}: how far each tape segment has been applied
-    pending   bars closed but not yet acknowledged by the writer (they are re-sent)
+    pending   bars (and inexact-row notices) not yet acknowledged by the writer (re-sent)
 
 Invariant (tests/property/test_checkpoint_props.py): for any trades and any kill point,
 checkpoint -> restore -> replay the rest gives exactly the bars of an uninterrupted run.
@@ -22,7 +22,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import Bar, bar_from_wire, bar_to_wire
+from hlstream.common.messages import (
+    Bar,
+    Inexact,
+    bar_from_wire,
+    bar_to_wire,
+    inexact_from_wire,
+    inexact_to_wire,
+)
 from hlstream.common.wire import as_int, need
 from hlstream.services.aggregator.core import AggState, OpenBar, Series
 
@@ -36,12 +43,12 @@ class Checkpoint:
 
     state: AggState
     consumed: Consumed
-    pending: list[Bar]
+    pending: list[Bar | Inexact]
     covered_ms: int  # how far ingest had vouched for the feed (windows after it are held)
 
 
 def to_checkpoint(
-    state: AggState, consumed: Consumed, pending: list[Bar], covered_ms: int
+    state: AggState, consumed: Consumed, pending: list[Bar | Inexact], covered_ms: int
 ) -> dict[str, Any]:
     """Everything needed to resume exactly."""
     return {
@@ -55,7 +62,7 @@ def to_checkpoint(
         "taints": {coin: [list(r) for r in ranges] for coin, ranges in state.taints.items()},
         "series": [_series_to_map(series) for series in state.series.values()],
         "consumed": [[coin, day, offset] for (coin, day), offset in sorted(consumed.items())],
-        "pending": [bar_to_wire(bar) for bar in pending],
+        "pending": [_pending_to_wire(item) for item in pending],
     }
 
 
@@ -105,8 +112,20 @@ def from_checkpoint(data: Any) -> Checkpoint:
     for entry in need(data, "consumed", list):
         coin, day, offset = entry
         consumed[(str(coin), str(day))] = as_int(offset, "consumed offset")
-    pending = [bar_from_wire(item) for item in need(data, "pending", list)]
+    pending = [_pending_from_wire(item) for item in need(data, "pending", list)]
     return Checkpoint(state, consumed, pending, need(data, "covered_ms", int))
+
+
+def _pending_to_wire(item: Bar | Inexact) -> dict[str, Any]:
+    if isinstance(item, Bar):
+        return bar_to_wire(item)
+    return {"notice": inexact_to_wire(item)}
+
+
+def _pending_from_wire(data: Any) -> Bar | Inexact:
+    if isinstance(data, dict) and "notice" in data:
+        return inexact_from_wire(need(data, "notice", dict))
+    return bar_from_wire(data)
 
 
 def _series_from_map(data: Any) -> Series:

@@ -144,11 +144,10 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
                 _update(bar, trade, price)
         state.applied_trades += 1
     state.late_trades += len(late)
-    _seed_closes(state, late)
     return late
 
 
-def _seed_closes(state: AggState, late: list[LateTrade]) -> None:
+def seed_closes(state: AggState, late: list[LateTrade]) -> None:
     """A series with no close yet takes the newest late trade's price as its last close, so
     an illiquid coin gets carry-forward rows from the first window after start (the venue's
     subscribe replay arrives as one batch of trades older than that window)."""
@@ -178,24 +177,36 @@ def retire_coin(state: AggState, coin: str) -> bool:
     return True
 
 
+def emitted_windows(
+    state: AggState, coin: str, from_ms: int, to_ms: int
+) -> list[tuple[str, int, int]]:
+    """(interval, first start, last start) of the windows overlapping [from_ms, to_ms] that
+    `coin` has already emitted, per interval (empty ranges left out)."""
+    out = []
+    for series in state.by_coin.get(coin, ()):
+        if series.next_start is None:
+            continue
+        step = series.interval_ms
+        first = bucket_start(from_ms, step)
+        last = min(bucket_start(to_ms, step), series.next_start - step)
+        if last >= first:
+            out.append((series.interval, first, last))
+    return out
+
+
 def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> int:
     """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin).
 
     Returns how many windows in the range were already emitted (as complete or not): a taint
     that arrives after its windows closed (e.g. a replay gap found only on reconnect) cannot
-    change bars already handed on, so the caller must report it.
+    change bars already handed on, so the caller must report it (`emitted_windows`).
     """
     coins = set(state.by_coin) if coin is None else {coin}
     emitted = 0
     for name in coins:
         state.taints.setdefault(name, []).append((from_ms, to_ms))
-        for series in state.by_coin.get(name, ()):
-            if series.next_start is None:
-                continue
-            step = series.interval_ms
-            first = bucket_start(from_ms, step)
-            last = min(bucket_start(to_ms, step), series.next_start - step)
-            emitted += max(0, (last - first) // step + 1)
+        for interval, first, last in emitted_windows(state, name, from_ms, to_ms):
+            emitted += (last - first) // state.series[(name, interval)].interval_ms + 1
     return emitted
 
 

@@ -40,9 +40,11 @@ from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import (
+    NOTICE_SERIES,
     Bar,
     BarAck,
     Gap,
+    Inexact,
     LateTrade,
     Trade,
     TradeBatch,
@@ -63,9 +65,11 @@ from hlstream.services.aggregator.core import (
     AggState,
     advance,
     apply_trades,
+    emitted_windows,
     new_state,
     next_deadline,
     retire_coin,
+    seed_closes,
     taint,
 )
 from hlstream.services.aggregator.outbox import Outbox
@@ -91,6 +95,10 @@ class Counters:
     gaps: int = 0
     gaps_after_close: int = 0
     held_ms: int = 0
+
+
+def _frame_of(key: tuple[str, str, int]) -> bytes:
+    return b"inexact" if key[1].endswith(NOTICE_SERIES) else b"bar"
 
 
 class Aggregator:
@@ -155,8 +163,8 @@ class Aggregator:
         if set(state.series) != set(fresh.series) or state.grace_ms != grace_ms:
             self.log.warning("checkpoint_ignored", reason="coins, intervals or grace changed")
             return fresh, TapeFeed(self.settings.data_dir, self.log)
-        for bar in checkpoint.pending:
-            self._queue_for_writer(bar)
+        for item in checkpoint.pending:
+            self._queue_for_writer(item)
         # Windows after what ingest had vouched for wait until it vouches again (or HOLD_MAX).
         self.covered_ms = min(now, checkpoint.covered_ms)
         self.log.info(
@@ -238,7 +246,7 @@ class Aggregator:
                 self._emit(bar)
             for key, payload in self.outbox.due(now):
                 try:
-                    self.writer.send_multipart([b"bar", payload], flags=zmq.NOBLOCK)
+                    self.writer.send_multipart([_frame_of(key), payload], flags=zmq.NOBLOCK)
                 except zmq.Again:
                     self.log.warning_limited("writer_full", 5, "writer_queue_full", bar=key)
             if self.clock.monotonic() >= next_status:
@@ -337,6 +345,7 @@ class Aggregator:
         if not trades:
             return
         late = apply_trades(self.state, trades)
+        seed_closes(self.state, late)  # the venue's subscribe replay gives a coin its close
         if not publish_late:
             self.counters.replayed += len(trades)
             return
@@ -352,7 +361,15 @@ class Aggregator:
         self.log.warning(
             "gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
         )
+        notices = [
+            Inexact(gap.coin, interval, first, last, "gap_after_close")
+            for interval, first, last in emitted_windows(
+                self.state, gap.coin, gap.from_ms, gap.to_ms
+            )
+        ]
         emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
+        for notice in notices:  # the writer records those rows as not exact
+            self._queue_for_writer(notice)
         if emitted:
             # Those bars are already with the writer; they may miss trades of the gap.
             self.counters.gaps_after_close += 1
@@ -413,22 +430,26 @@ class Aggregator:
             complete=bar.complete,
         )
 
-    def _queue_for_writer(self, bar: Bar) -> None:
+    def _queue_for_writer(self, item: Bar | Inexact) -> None:
         envelope = self.taps.next_envelope("writer")
-        self.outbox.add((bar.coin, bar.interval, bar.start_ms), encode_message(envelope, bar))
+        if isinstance(item, Bar):
+            key = (item.coin, item.interval, item.start_ms)
+        else:  # notices have a series of their own, so they never interleave with bars
+            key = (item.coin, item.interval + NOTICE_SERIES, item.last_ms)
+        self.outbox.add(key, encode_message(envelope, item))
 
-    def _pending_bars(self) -> list[Bar]:
-        bars = []
+    def _pending(self) -> list[Bar | Inexact]:
+        items: list[Bar | Inexact] = []
         for payload in self.outbox.payloads():
-            _, bar = decode_message(payload)
-            assert isinstance(bar, Bar)
-            bars.append(bar)
-        return bars
+            _, item = decode_message(payload)
+            assert isinstance(item, Bar | Inexact)
+            items.append(item)
+        return items
 
     def save_checkpoint(self, now: int) -> None:
         """Bar state + tape positions + un-acked bars, replaced atomically."""
         self.tape.prune(shift_day(segment_day(now), -1))
-        data = to_checkpoint(self.state, self.tape.consumed, self._pending_bars(), self.covered_ms)
+        data = to_checkpoint(self.state, self.tape.consumed, self._pending(), self.covered_ms)
         try:
             write_atomic(self.checkpoint_path, msgpack.packb(data, use_bin_type=True))
         except OSError as exc:

@@ -22,7 +22,14 @@ from hlstream.common.csvrow import format_row as format_row
 from hlstream.common.csvrow import parse_row as parse_row
 from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import Bar, BarAck, decode_message, kind_of
+from hlstream.common.messages import (
+    NOTICE_SERIES,
+    Bar,
+    BarAck,
+    Inexact,
+    decode_message,
+    kind_of,
+)
 from hlstream.common.timebucket import bucket_start
 
 EMPTY_VOLUME = "0.0"
@@ -248,14 +255,29 @@ def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> dict
     }
 
 
-def ack_of(bar: Bar) -> BarAck:
-    """The `ack` message for a bar that is durably handled."""
-    return BarAck(bar.coin, bar.interval, bar.start_ms)
+def ack_of(item: Bar | Inexact) -> BarAck:
+    """The `ack` message for a bar (or inexact-row notice) that is durably handled."""
+    if isinstance(item, Inexact):
+        return BarAck(item.coin, item.interval + NOTICE_SERIES, item.last_ms)
+    return BarAck(item.coin, item.interval, item.start_ms)
 
 
-def decode_bar_payload(payload: bytes) -> Bar:
-    """Strictly decode a `bar` payload (envelope + body); raise ProtocolError if malformed."""
+_FRAME_TYPES: dict[bytes, type] = {b"bar": Bar, b"inexact": Inexact}
+
+
+def decode_writer_frame(frame: bytes, payload: bytes) -> Bar | Inexact:
+    """Strictly decode a `bar` or `inexact` payload; raise ProtocolError if malformed."""
+    expected = _FRAME_TYPES.get(frame)
+    if expected is None:
+        raise ProtocolError(f"unknown frame {frame[:20]!r}: expected b'bar' or b'inexact'")
     _, message = decode_message(payload)
-    if not isinstance(message, Bar):
-        raise ProtocolError(f"message type {kind_of(message)!r} is not bar")
+    if not isinstance(message, expected) or not isinstance(message, Bar | Inexact):
+        raise ProtocolError(f"message type {kind_of(message)!r} under {frame!r} frame")
     return message
+
+
+def notice_windows(notice: Inexact, interval_ms: int) -> list[int]:
+    """Window starts a notice names; ProtocolError unless aligned."""
+    if notice.first_ms % interval_ms or notice.last_ms % interval_ms:
+        raise ProtocolError(f"inexact notice not aligned to {notice.interval}")
+    return list(range(notice.first_ms, notice.last_ms + 1, interval_ms))

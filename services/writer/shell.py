@@ -20,6 +20,7 @@ from typing import Any
 
 import zmq
 
+from hlstream.common import inexact_io
 from hlstream.common.backoff import WeightBudget
 from hlstream.common.bus_io import curve_keys, new_session_id, secure_server
 from hlstream.common.clock import now_ms as wall_now_ms
@@ -28,7 +29,7 @@ from hlstream.common.errors import IntegrityError, ProtocolError, TransientError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Bar, Envelope, encode_message
+from hlstream.common.messages import Bar, Envelope, Inexact, encode_message
 from hlstream.common.rest_io import InfoClient
 from hlstream.common.status import FileStatus, StageStatus
 from hlstream.common.status_io import write_status
@@ -53,6 +54,7 @@ class Counters:
     duplicates: int = 0
     holes_repaired: int = 0
     partial_written: int = 0
+    inexact_rows: int = 0  # rows recorded as not exact (partial, blind carry, gap after close)
     rest_errors: int = 0
     malformed: int = 0
     write_errors: int = 0
@@ -190,6 +192,10 @@ class Writer:
         plan = core.plan_fill(
             handle.last_row(), interval_ms, candles, start_ms, end_ms, coin=coin, interval=interval
         )
+        if not has_rest_candles(interval):  # carried blind: the windows may have had trades
+            inexact_io.record(
+                handle.path, [(bar.start_ms, inexact_io.Reason.CARRIED_OVER_HOLE) for bar in plan]
+            )
         written = handle.append(plan)
         self.counters.rows_written += len(written)
         return len(written)
@@ -235,6 +241,8 @@ class Writer:
                     end=format_window(bar.start_ms),
                 )
             out = self._replace_partial(bar, handle.last_row())
+            if not out.complete:
+                inexact_io.record(handle.path, [(out.start_ms, inexact_io.Reason.PARTIAL)])
             written = handle.append([out])
         except (TransientError, ProtocolError) as exc:
             self.log.error(
@@ -278,24 +286,48 @@ class Writer:
         )
         return bar
 
-    def parse_frames(self, frames: list[bytes]) -> tuple[bytes, Bar]:
-        """Validate `[identity, b"bar", payload]`; raise ProtocolError when malformed."""
-        if len(frames) != 3 or frames[1] != b"bar":
-            raise ProtocolError(f"expected [identity, b'bar', payload], got {len(frames)} frames")
-        bar = core.decode_bar_payload(frames[2])
-        if bar.coin not in self.settings.coins or bar.interval not in self.interval_ms:
-            raise ProtocolError(f"bar for unconfigured {bar.coin!r} {bar.interval!r}")
-        core.validate_bar(bar, self.interval_ms[bar.interval])
-        return frames[0], bar
+    def parse_frames(self, frames: list[bytes]) -> tuple[bytes, Bar | Inexact]:
+        """Validate `[identity, b"bar"|b"inexact", payload]`; ProtocolError when malformed."""
+        if len(frames) != 3:
+            raise ProtocolError(f"expected [identity, kind, payload], got {len(frames)} frames")
+        item = core.decode_writer_frame(frames[1], frames[2])
+        if item.coin not in self.settings.coins or item.interval not in self.interval_ms:
+            raise ProtocolError(f"{frames[1]!r} for unconfigured {item.coin!r} {item.interval!r}")
+        if isinstance(item, Bar):
+            core.validate_bar(item, self.interval_ms[item.interval])
+        return frames[0], item
 
-    def ack(self, socket: zmq.Socket[Any], identity: bytes, bar: Bar) -> None:
+    def handle_notice(self, notice: Inexact) -> bool:
+        """Record rows the aggregator emitted before a gap over them was known."""
+        handle = self.files.get((notice.coin, notice.interval))
+        if handle is None:
+            return False
+        windows = core.notice_windows(notice, self.interval_ms[notice.interval])
+        reason = inexact_io.Reason.GAP_AFTER_CLOSE
+        try:
+            inexact_io.record(handle.path, [(start, reason) for start in windows])
+        except OSError as exc:
+            self.log.error("inexact_not_recorded", path=str(handle.path), error=str(exc))
+            return False
+        self.counters.inexact_rows += len(windows)
+        self.log.error(
+            "rows_not_exact",
+            coin=notice.coin,
+            interval=notice.interval,
+            first=format_window(notice.first_ms),
+            last=format_window(notice.last_ms),
+            reason=notice.reason,
+        )
+        return True
+
+    def ack(self, socket: zmq.Socket[Any], identity: bytes, item: Bar | Inexact) -> None:
         self.ack_seq += 1
-        payload = encode_message(Envelope(self.session, self.ack_seq), core.ack_of(bar))
+        payload = encode_message(Envelope(self.session, self.ack_seq), core.ack_of(item))
         try:
             socket.send_multipart([identity, b"ack", payload], flags=zmq.NOBLOCK)
             self.counters.acks += 1
         except zmq.Again:
-            self.log.warning_limited("ack_drop", 10.0, "ack_dropped", coin=bar.coin)
+            self.log.warning_limited("ack_drop", 10.0, "ack_dropped", coin=item.coin)
 
     # ---- status and loop -----------------------------------------------------------------
 
@@ -338,7 +370,7 @@ class Writer:
 
     def on_frames(self, socket: zmq.Socket[Any], frames: list[bytes]) -> None:
         try:
-            identity, bar = self.parse_frames(frames)
+            identity, item = self.parse_frames(frames)
         except ProtocolError as exc:
             self.counters.malformed += 1
             self.log.warning_limited(
@@ -349,8 +381,9 @@ class Writer:
                 total=self.counters.malformed,
             )
             return
-        if self.handle_bar(bar):
-            self.ack(socket, identity, bar)
+        handled = self.handle_notice(item) if isinstance(item, Inexact) else self.handle_bar(item)
+        if handled:
+            self.ack(socket, identity, item)
 
     def run(self) -> None:
         """Start up, serve until SIGTERM/SIGINT, then close everything."""

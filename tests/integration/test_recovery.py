@@ -26,6 +26,7 @@ import msgpack
 import pytest
 import zmq
 
+from hlstream.common import inexact_io
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
 from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
@@ -280,7 +281,26 @@ def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(e
     for coin in coins:
         assert window in {r[0] for r in read_rows(pipeline.csv(coin, "1m"))}
         rows = read_rows(pipeline.csv(coin, "5s"))
-        assert_contiguous(rows, S5, f"{coin}_5s")  # the blackhole's 5s rows miss trades
+        assert_contiguous(rows, S5, f"{coin}_5s")
+        # The blackhole's 5s rows miss trades and cannot be repaired: never silently.
+        truth = {
+            r[0]: r for r in truth_rows(exchange.trades(coin), S5, rows[0][0], rows[-1][0] + 1)
+        }
+        wrong = {row[0] for row in rows if row != truth[row[0]]}
+        journal = inexact_io.read_journal(pipeline.csv(coin, "5s"))
+        assert wrong, "the blackhole made some 5s rows wrong"
+        assert wrong <= set(journal), f"{coin}: wrong 5s rows missing from the journal"
+        assert set(journal.values()) <= {"gap_after_close", "partial"}
+        assert not inexact_io.read_journal(pipeline.csv(coin, "1m")), "1m repaired from REST"
+    verify = subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", "verify"],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verify.returncode == 1
+    assert "is not exact: gap_after_close" in verify.stdout
 
 
 @pytest.mark.faults  # ~90 s: needs a whole 1m window after the restarts

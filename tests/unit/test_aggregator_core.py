@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from hlstream.services.aggregator.core import advance, apply_trades, new_state, next_deadline, taint
+from hlstream.services.aggregator.core import (
+    advance,
+    apply_trades,
+    new_state,
+    next_deadline,
+    seed_closes,
+    taint,
+)
 from tests.conftest import make_trade
 
 T0 = 1_700_000_040_000  # aligned to 5 s and 1 m: 2023-11-14 22:14:00 UTC
@@ -192,6 +199,9 @@ def test_illiquid_coin_takes_its_close_from_the_replay_and_carries_from_the_firs
     ]
     late = apply_trades(state, replay)
     assert len(late) == 2  # counted as late, never merged into a bar
+    assert advance(state, T0 + 5 * S5 + 2_000) == []  # no close yet: nothing to carry
+    state = new_state(("BTC",), {"5s": S5}, 2_000, joined)
+    seed_closes(state, apply_trades(state, replay))
     bars = advance(state, T0 + 5 * S5 + 2_000)
     assert [b.start_ms for b in bars] == [T0 + 3 * S5, T0 + 4 * S5]
     assert all((b.open, b.close, b.volume, b.trades) == ("7.5", "7.5", "0.0", 0) for b in bars)
@@ -203,5 +213,6 @@ def test_a_late_trade_never_replaces_a_close_the_series_already_has():
     advance(state, T0 + S5 + 2_000)
     late = apply_trades(state, [make_trade(price="50", ts_ms=T0 + 20)])
     assert len(late) == 1
+    seed_closes(state, late)
     (carry,) = advance(state, T0 + 2 * S5 + 2_000)
     assert carry.close == "100.0"

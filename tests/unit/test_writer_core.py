@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from hlstream.common.errors import IntegrityError, ProtocolError
-from hlstream.common.messages import Bar, Envelope, bar_to_wire, encode
+from hlstream.common.messages import (
+    Bar,
+    BarAck,
+    Envelope,
+    Inexact,
+    bar_to_wire,
+    encode,
+    encode_message,
+)
 from hlstream.services.writer import core
 from hlstream.services.writer.core import Placement, Row
 
@@ -191,13 +199,27 @@ def test_validate_bar_rejects_unaligned_and_csv_breaking_values() -> None:
         core.validate_bar(make_bar(T0, close="10,5"), M)
 
 
-def test_decode_bar_payload_roundtrips_and_rejects_garbage() -> None:
+def test_writer_frames_roundtrip_and_reject_garbage() -> None:
     bar = make_bar(T0)
     payload = encode("bar", Envelope("s", 1), bar_to_wire(bar))
-    assert core.decode_bar_payload(payload) == bar
-    for bad in (b"\xc1", encode("trade", Envelope("s", 1), bar_to_wire(bar)), b"\x01"):
+    assert core.decode_writer_frame(b"bar", payload) == bar
+    notice = Inexact("BTC", "1m", T0, T0 + 2 * M, "gap_after_close")
+    notice_payload = encode_message(Envelope("s", 2), notice)
+    assert core.decode_writer_frame(b"inexact", notice_payload) == notice
+    assert core.notice_windows(notice, M) == [T0, T0 + M, T0 + 2 * M]
+    assert core.ack_of(notice) == BarAck("BTC", "1m!", T0 + 2 * M)
+    for frame, bad in (
+        (b"bar", b"\xc1"),
+        (b"bar", encode("trade", Envelope("s", 1), bar_to_wire(bar))),
+        (b"bar", b"\x01"),
+        (b"bar", notice_payload),  # a notice under the bar frame
+        (b"inexact", payload),
+        (b"junk", payload),
+    ):
         with pytest.raises(ProtocolError):
-            core.decode_bar_payload(bad)
+            core.decode_writer_frame(frame, bad)
+    with pytest.raises(ProtocolError):
+        core.notice_windows(Inexact("BTC", "1m", T0 + 1, T0 + M, "x"), M)
 
 
 def test_candle_request_and_weight() -> None:

@@ -1,0 +1,53 @@
+"""Rows that are not exact are journaled beside their file and reported by verify/status."""
+
+from __future__ import annotations
+
+import io
+
+from hlstream.common import inexact_io
+from hlstream.common.config import Settings
+from hlstream.common.inexact_io import Reason
+from hlstream.health import build_report, format_report
+from hlstream.verify_io import run_verify
+
+T0 = 1_700_000_040_000
+ROWS = "Datetime,Open,High,Low,Close,Volume\n2023-11-14 22:14:00,1,1,1,1,0.5\n"
+
+
+def test_journal_appends_reads_skips_a_torn_line_and_rewrites(tmp_path):
+    csv = tmp_path / "BTC_5s_data.csv"
+    assert inexact_io.read_journal(csv) == {}
+    inexact_io.record(csv, [(T0, Reason.PARTIAL)])
+    inexact_io.record(csv, [(T0 + 5_000, Reason.GAP_AFTER_CLOSE)])
+    journal = inexact_io.journal_path(csv)
+    assert journal.name == "BTC_5s_data.csv.inexact"
+    assert journal.read_text().splitlines() == [
+        "Datetime,Reason",
+        "2023-11-14 22:14:00,partial",
+        "2023-11-14 22:14:05,gap_after_close",
+    ]
+    with journal.open("a") as handle:
+        handle.write("2023-11-14 22:14:1")  # crash mid-append
+    assert inexact_io.read_journal(csv) == {T0: "partial", T0 + 5_000: "gap_after_close"}
+    inexact_io.rewrite(csv, {T0: "partial"})
+    assert inexact_io.count(csv) == 1
+    inexact_io.rewrite(csv, {})
+    assert not journal.exists()
+
+
+def test_verify_lists_every_inexact_row_and_fails(tmp_path):
+    csv = tmp_path / "BTC_1m_data.csv"
+    csv.write_text(ROWS)
+    out, err = io.StringIO(), io.StringIO()
+    assert run_verify([csv], out=out, err=err) == 0
+    inexact_io.record(csv, [(T0, Reason.GAP_AFTER_CLOSE)])
+    out, err = io.StringIO(), io.StringIO()
+    assert run_verify([csv], out=out, err=err) == 1
+    assert "inexact: row 2023-11-14 22:14:00 is not exact: gap_after_close" in out.getvalue()
+    assert "1 defect(s)" in err.getvalue()
+
+
+def test_status_counts_inexact_rows_without_calling_the_pipeline_unhealthy():
+    report = build_report(Settings(), False, {}, {}, T0, {"BTC_5s_data.csv": 3})
+    assert report["inexact_rows"] == 3
+    assert "3 rows are not exact" in format_report(report)
