@@ -62,6 +62,7 @@ class Settings:
     trades_endpoint: str = ""
     bars_endpoint: str = ""
     writer_endpoint: str = ""
+    replay_endpoint: str = ""  # ingest serves tape history to late-joining taps (ROUTER)
     metrics_port: int = 0  # Prometheus exporter on 127.0.0.1:PORT in `hlstream run`; 0 = off
     book_coins: tuple[str, ...] = ()  # ingest: l2Book per coin, on `book.{coin}|`
     bbo_coins: tuple[str, ...] = ()  # ingest: bbo per coin, on `bbo.{coin}|`
@@ -260,6 +261,7 @@ def validate(settings: Settings) -> Settings:
         "trades_endpoint": settings.trades_endpoint or f"ipc://{run_dir}/trades.sock",
         "bars_endpoint": settings.bars_endpoint or f"ipc://{run_dir}/bars.sock",
         "writer_endpoint": settings.writer_endpoint or f"ipc://{run_dir}/writer.sock",
+        "replay_endpoint": settings.replay_endpoint or f"ipc://{run_dir}/replay.sock",
     }
     curve_file = settings.curve_secret_file
     if curve_file:
@@ -276,6 +278,7 @@ def validate(settings: Settings) -> Settings:
         trades_endpoint=endpoints["trades_endpoint"],
         bars_endpoint=endpoints["bars_endpoint"],
         writer_endpoint=endpoints["writer_endpoint"],
+        replay_endpoint=endpoints["replay_endpoint"],
         curve_secret_file=curve_file,
     )
 

@@ -130,7 +130,7 @@ def _decode(raw: bytes, path: Path, offset: int, coin: str) -> Record:
     return record
 
 
-def _segment_days(data_dir: Path | str, coin: str) -> list[str]:
+def segment_days(data_dir: Path | str, coin: str) -> list[str]:
     """Days that have a segment for `coin`, oldest first."""
     folder = coin_dir(data_dir, coin)
     try:
@@ -192,6 +192,11 @@ class TapeWriter:
     def pending(self) -> int:
         """Records appended but not yet committed."""
         return self._pending
+
+    def committed(self) -> dict[tuple[str, str], int]:
+        """A copy of the committed end of every open segment (whole commits only: a reader
+        stopping there never splits a published message)."""
+        return {key: segment.size for key, segment in self._open.items()}
 
     def append(self, records: Iterable[Record]) -> dict[tuple[str, str], tuple[int, int]]:
         """Buffer records in their day's segment for the next commit; all or none of them.
@@ -268,7 +273,7 @@ class TapeWriter:
         """Open (and so repair) the two newest segments of each coin; return their ends."""
         positions = []
         for coin in coins:
-            for day in _segment_days(self.data_dir, coin)[-2:]:
+            for day in segment_days(self.data_dir, coin)[-2:]:
                 segment = self._segment((coin, day))
                 positions.append(TapePosition(coin, day, segment.size))
         return sorted(positions)
@@ -432,7 +437,7 @@ def read_tape(
         return
     first = segment_day(from_ms)
     last = None if to_ms is None else segment_day(to_ms - 1)
-    for day in _segment_days(data_dir, coin):
+    for day in segment_days(data_dir, coin):
         if day < first or (last is not None and day > last):
             continue
         for record, _ in _read_segment(data_dir, coin, day, 0, log):
@@ -461,7 +466,7 @@ def read_since(
             raise ValueError(f"tape position of {position.coin!r} passed for {coin!r}")
         offsets[position.day] = max(offsets.get(position.day, 0), position.offset)
     oldest = min(offsets) if offsets else ""
-    for day in _segment_days(data_dir, coin):
+    for day in segment_days(data_dir, coin):
         if day < oldest:
             continue
         for record, end in _read_segment(data_dir, coin, day, offsets.get(day, 0), log):
@@ -481,7 +486,7 @@ def read_from(
 def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
     """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
     found: list[Trade] = []
-    for day in reversed(_segment_days(data_dir, coin)):
+    for day in reversed(segment_days(data_dir, coin)):
         path = segment_path(data_dir, coin, day)
         with open(path, "rb") as handle:
             fd = handle.fileno()
@@ -572,7 +577,7 @@ def tape_coins(data_dir: Path | str) -> list[str]:
 
 def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
     """Time of the first record on the tape of `coin`: where its coverage begins."""
-    for day in _segment_days(data_dir, coin):
+    for day in segment_days(data_dir, coin):
         for record, _ in _read_segment(data_dir, coin, day, 0, None):
             return record.ts_ms if isinstance(record, Trade) else record.from_ms
     return None
@@ -580,7 +585,7 @@ def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
 
 def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:
     """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end)."""
-    for day in reversed(_segment_days(data_dir, coin)):
+    for day in reversed(segment_days(data_dir, coin)):
         if day > segment_day(ts_ms):
             continue
         path = segment_path(data_dir, coin, day)

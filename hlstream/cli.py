@@ -23,7 +23,13 @@ import sys
 from pathlib import Path
 
 from hlstream import STAGES
-from hlstream.common.config import Settings, add_config_flags, load_settings, prepare_dirs
+from hlstream.common.config import (
+    ALL_COINS,
+    Settings,
+    add_config_flags,
+    load_settings,
+    prepare_dirs,
+)
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import ignore_stop_signals
 from hlstream.common.log import setup_logging
@@ -48,6 +54,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _duration_ms(text: str) -> int:
+    import re
+
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 5m, 2h or 1d")
+    return (
+        int(match.group(1))
+        * {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[match.group(2)]
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     tap.add_argument("--json", action="store_true", help="one JSON object per message")
     tap.add_argument("--count", type=_positive_int, help="exit 0 after N lines (1 on timeout)")
     tap.add_argument("--timeout", type=float, help="exit after S seconds")
+    tap.add_argument(
+        "--since",
+        type=_duration_ms,
+        help="trades only: first the last N s/m/h/d from the tape (e.g. 5m), then live",
+    )
     add_config_flags(tap)
 
     backfill = commands.add_parser(
@@ -161,6 +184,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
+        since_ms = None
+        if args.since is not None:
+            if args.kind != "trades":
+                raise ConfigError("--since: only `hlstream tap trades` can catch up from the tape")
+            args.coin_list = args.coin_list or list(settings.coins)
+            unknown = [coin for coin in args.coin_list if coin not in settings.coins]
+            if unknown and settings.coins != (ALL_COINS,):
+                raise ConfigError(f"--since: {', '.join(unknown)} not in setting coins")
+            from hlstream.common.clock import now_ms
+
+            since_ms = now_ms() - args.since
         return run_tap(
             settings,
             args.kind,
@@ -169,6 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             as_json=args.json,
             count=args.count,
             timeout_s=args.timeout,
+            since_ms=since_ms,
         )
     if args.command == "status":
         return _status(args, settings)

@@ -15,10 +15,21 @@ Topics end with "|", so "trade.ETH|" never matches "trade.ETHFI|"; a prefix such
 "trade." or "bar.5s." subscribes to a whole family. Topics are also compared exactly on
 receipt. Malformed frames are counted in `Tap.malformed` and skipped. When the bus runs
 CURVE (`curve_secret_file`), pass the server's Z85 public key as `server_key`.
+
+A late joiner can first catch up from ingest's trade tape, then go on live with no gap and
+no duplicate at the seam (request and response: README "Catching up from the tape"):
+
+    from hlstream.tap import CatchUpTap
+    tap = CatchUpTap("ipc:///path/run/trades.sock", "ipc:///path/run/replay.sock",
+                     ["BTC"], since_ms=now_ms - 5 * 60_000)
+    for msg in tap:  # msg.event == "replay" for tape history, then the live events
+        ...
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -123,3 +134,124 @@ class Tap:
 
     def close(self) -> None:
         self.socket.close()
+
+
+class ReplayError(Exception):
+    """The tape replay could not be had (ingest not running, bad request, too much asked)."""
+
+
+class CatchUpTap:
+    """Trades and gap markers of `coins` since `since_ms` from ingest's tape, then live.
+
+    Seam rule: subscribe first; request the replay only once the subscription is live (the
+    first `status.ingest|` heartbeat arrived); then drop every live message whose tape span
+    ends at or before where the replay stopped in that day's segment.
+    """
+
+    def __init__(
+        self,
+        trades_endpoint: str,
+        replay_endpoint: str,
+        coins: list[str],
+        since_ms: int,
+        timeout_ms: int | None = None,
+        server_key: bytes | None = None,
+        wait_s: float = 5.0,
+    ):
+        topics = [f"{kind}.{coin}|" for coin in coins for kind in ("trade", "gap")]
+        self.live = Tap(trades_endpoint, [*topics, "status.ingest|"], server_key=server_key)
+        self.replay_endpoint = replay_endpoint
+        self.server_key = server_key
+        self.coins = list(coins)
+        self.since_ms = since_ms
+        self.timeout_ms = timeout_ms
+        self.wait_s = wait_s
+        self.replayed: dict[str, dict[str, int]] = {}  # coin -> {day: tape offset}
+        self.pending: deque[TapMessage] = deque()
+        self.started = False
+
+    def __iter__(self) -> Iterator[TapMessage]:
+        while True:
+            message = self.receive()
+            if message is None:
+                return
+            yield message
+
+    def receive(self) -> TapMessage | None:
+        """The next replayed or live message, or None when `timeout_ms` passes without one."""
+        if not self.started:
+            self.started = True
+            self._catch_up()
+        while True:
+            if self.pending:
+                return self.pending.popleft()
+            self.live.timeout_ms = self.timeout_ms
+            message = self.live.receive()
+            if message is None:
+                return None
+            if self._is_new(message):
+                return message
+
+    def _is_new(self, message: TapMessage) -> bool:
+        if message.topic.startswith("status."):
+            return False
+        span, coin = message.data.get("tape"), message.data.get("coin")
+        if not isinstance(span, list) or len(span) != 3 or coin not in self.replayed:
+            return True
+        day, _start, end = span
+        upto = self.replayed[coin].get(day)
+        return upto is None or end > upto
+
+    def _catch_up(self) -> None:
+        deadline = time.monotonic() + self.wait_s
+        buffered: list[TapMessage] = []
+        while True:  # until the subscription is live
+            self.live.timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            message = self.live.receive()
+            if message is None:
+                raise ReplayError(
+                    f"no heartbeat from ingest within {self.wait_s:.0f}s; is hlstream running?"
+                )
+            if message.topic.startswith("status."):
+                break
+            buffered.append(message)
+        dealer = self.live.context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        if self.server_key is not None:
+            public, secret = zmq.curve_keypair()
+            dealer.curve_publickey, dealer.curve_secretkey = public, secret
+            dealer.curve_serverkey = self.server_key
+        dealer.connect(self.replay_endpoint)
+        try:
+            for coin in self.coins:
+                self._replay_coin(dealer, coin)
+        finally:
+            dealer.close()
+        self.pending.extend(m for m in buffered if self._is_new(m))
+
+    def _replay_coin(self, dealer: zmq.Socket[bytes], coin: str) -> None:
+        request = {"v": SCHEMA_VERSION, "type": "replay", "coin": coin, "since_ms": self.since_ms}
+        dealer.send(msgpack.packb(request, use_bin_type=True))
+        while True:
+            if not dealer.poll(int(self.wait_s * 1000) + 25_000):
+                raise ReplayError(f"no answer from the replay server at {self.replay_endpoint}")
+            frame = msgpack.unpackb(dealer.recv(), raw=False)
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            if kind == "replay_trades":
+                data = {"type": "trades", "coin": coin, "trades": frame["trades"]}
+                self.pending.append(TapMessage(f"trade.{coin}|", data, "replay", 0))
+            elif kind == "replay_gap":
+                data = {key: frame[key] for key in ("coin", "from_ms", "to_ms", "reason")}
+                self.pending.append(
+                    TapMessage(f"gap.{coin}|", {"type": "gap", **data}, "replay", 0)
+                )
+            elif kind == "replay_end":
+                self.replayed[coin] = dict(frame["tape"])
+                return
+            else:
+                raise ReplayError(
+                    str(frame.get("error", frame) if isinstance(frame, dict) else frame)
+                )
+
+    def close(self) -> None:
+        self.live.close()

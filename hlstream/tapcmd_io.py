@@ -5,6 +5,8 @@ Kinds and where they are published:
     book, bbo, fills                    on trades_endpoint, only for the coins/addresses
                                         in settings book_coins, bbo_coins, user_fills
     bars, late                          on bars_endpoint (aggregator)
+With `--since 5m` (trades only), the tap first prints the coins' trades of the last five
+minutes from ingest's tape, then goes on live with no gap and no duplicate at the seam.
 Coins are matched exactly: the subscription `trade.ETH|` never receives `trade.ETHFI|`, and
 every received topic is compared again against the wanted set. Human lines by default,
 one JSON object per message with `--json` (`topic`, `event`, `lost` + the payload map).
@@ -26,7 +28,7 @@ from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.messages import TOPIC_END
 from hlstream.common.timebucket import format_window
-from hlstream.tap import Tap, TapMessage
+from hlstream.tap import CatchUpTap, ReplayError, Tap, TapMessage
 
 KINDS = ("trades", "bars", "book", "bbo", "fills", "gaps", "status", "late")
 _TOPIC_NAME = {
@@ -193,6 +195,7 @@ def run_tap(
     as_json: bool = False,
     count: int | None = None,
     timeout_s: float | None = None,
+    since_ms: int | None = None,
     out: TextIO | None = None,
 ) -> int:
     """Print messages until Ctrl-C, `count` lines, or `timeout_s`; exit 1 if count not reached."""
@@ -219,12 +222,19 @@ def run_tap(
         return 1
     matches = topic_matcher(kind, coins, interval)
     keys = curve_keys(settings)
-    tap = Tap(
-        endpoint,
-        subscriptions(kind, coins, interval),
-        timeout_ms=250,
-        server_key=None if keys is None else keys.public,
-    )
+    server_key = None if keys is None else keys.public
+    tap: Tap | CatchUpTap
+    if since_ms is not None:  # tape history first, then live (kind trades, coins given)
+        tap = CatchUpTap(
+            endpoint,
+            settings.replay_endpoint,
+            coins,
+            since_ms,
+            timeout_ms=250,
+            server_key=server_key,
+        )
+    else:
+        tap = Tap(endpoint, subscriptions(kind, coins, interval), 250, server_key)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     printed = 0
     quiet_since, warned = time.monotonic(), False
@@ -255,6 +265,9 @@ def run_tap(
             out.flush()
     except KeyboardInterrupt:
         return 0
+    except ReplayError as exc:
+        print(f"hlstream tap: cannot catch up from the tape: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `hlstream tap ... | head`: stop quietly
         import os
 

@@ -89,6 +89,7 @@ from hlstream.services.ingest.core import (
     admit_batch,
 )
 from hlstream.services.ingest.link_io import Event, EventKind, Link, Listing, Shared
+from hlstream.services.ingest.replay_io import ReplayServer
 
 SERVICE = "ingest"
 STATUS_EVERY_S = 0.5  # also how often covered_ms advances (windows wait for it)
@@ -153,6 +154,7 @@ class Ingest:
         self.delisted: set[str] = set()
         self.tape: TapeWriter | None = None
         self._outgoing: list[tuple[str, TradeBatch | Gap]] = []
+        self.tape_ends: dict[tuple[str, str], int] = {}  # replaced whole, never mutated
         self._covered_ms = 0  # every trade received before this is on the tape and published
         self._replay_since = 0.0
         self._next_prune = 0.0
@@ -174,6 +176,16 @@ class Ingest:
         )
         watched = self.settings.coins + self.settings.book_coins + self.settings.bbo_coins
         listing = Listing(self.settings.info_url, dex_prefixes(watched))
+        replay = ReplayServer(
+            self.context,
+            self.settings.replay_endpoint,
+            self.settings.data_dir,
+            self.settings.coins,
+            lambda: self.tape_ends,
+            self.log,
+            curve_keys(self.settings),
+        )
+        replay.start()
         try:
             self._tick(time.monotonic())
             if self.settings.validate_coins or wants_all(self.settings.coins):
@@ -185,6 +197,7 @@ class Ingest:
             pass
         finally:
             self._stop_links()
+            replay.close()
             self._flush()
             self.tape.close()
             self._publish_status()
@@ -435,6 +448,7 @@ class Ingest:
         """Commit the tape (one write + fsync per segment), then publish what it holds."""
         if not self._outgoing or self.tape is None:
             return
+        self.tape_ends = self.tape.committed()  # segments opened by this batch: pre-commit
         try:
             self.tape.commit()
         except OSError as exc:  # disk full: nothing is published; retried on the next loop
@@ -442,6 +456,7 @@ class Ingest:
                 "tape_write", 10.0, "tape_write_failed", error=str(exc), pending=len(self._outgoing)
             )
             return
+        self.tape_ends = self.tape.committed()  # read by the replay server's thread
         assert self.publisher is not None
         for topic, message in self._outgoing:
             self.publisher.publish(topic, message)

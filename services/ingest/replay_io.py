@@ -1,0 +1,167 @@
+"""Ingest's tape replay server for late-joining taps (protocol: common/replay.py).
+
+A thread of its own with its own ROUTER socket, so a tap asking for an hour of BTC never
+delays the trades ingest reads and publishes. It reads the tape files directly, each day of
+the coin up to the committed end that ingest's loop last published (`ends()`), and streams
+the records in chunks. One request at a time; a request over `MAX_TRADES` is answered with
+an error instead of flooding the tap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from hlstream.common.bus_io import CurveKeys, secure_server
+from hlstream.common.clock import now_ms
+from hlstream.common.errors import IntegrityError, ProtocolError
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Gap, Trade
+from hlstream.common.replay import (
+    CHUNK_TRADES,
+    ReplayRequest,
+    end_frame,
+    error_frame,
+    gap_frame,
+    parse_request,
+    trades_frame,
+)
+from hlstream.common.tape import segment_day
+from hlstream.common.tape_io import read_span, segment_days
+
+MAX_TRADES = 5_000_000
+POLL_MS = 200
+WHOLE_FILE = 1 << 62
+SEND_TIMEOUT_MS = 10_000
+
+
+class ReplayServer:
+    """Serves `replay` requests until `stop` is set; call `start()` then `join()`."""
+
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        endpoint: str,
+        data_dir: Path,
+        coins: tuple[str, ...],
+        ends: Callable[[], dict[tuple[str, str], int]],
+        log: EventLog,
+        curve: CurveKeys | None = None,
+    ) -> None:
+        self.context = context
+        self.endpoint = endpoint
+        self.data_dir = data_dir
+        self.coins = coins
+        self.ends = ends
+        self.log = log
+        self.curve = curve
+        self.halt = threading.Event()
+        self.served = 0
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="replay-server", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait(5)
+
+    def close(self) -> None:
+        self.halt.set()
+        self.thread.join(5)
+
+    def _run(self) -> None:
+        socket = self.context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, 1_000)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # block at the HWM instead of dropping
+        socket.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)  # ... but not for a tap that left
+        secure_server(socket, self.curve)
+        try:
+            socket.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            self.log.error("replay_bind_failed", endpoint=self.endpoint, error=str(exc))
+            self.ready.set()
+            socket.close()
+            return
+        self.ready.set()
+        try:
+            while not self.halt.is_set():
+                if socket.poll(POLL_MS):
+                    self._serve(socket, socket.recv_multipart())
+        finally:
+            socket.close()
+
+    def _serve(self, socket: zmq.Socket[Any], frames: list[bytes]) -> None:
+        identity = frames[0]
+
+        def send(frame: dict[str, Any]) -> None:
+            socket.send_multipart([identity, msgpack.packb(frame, use_bin_type=True)])
+
+        try:
+            send(self._answer(frames, send))
+        except zmq.ZMQError as exc:  # the tap went away or stopped reading
+            self.log.warning("replay_abandoned", error=str(exc))
+
+    def _answer(
+        self, frames: list[bytes], send: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        """Stream the replay through `send`; return the closing frame (end or error)."""
+        try:
+            if len(frames) != 2:
+                raise ProtocolError(f"expected one request frame, got {len(frames) - 1}")
+            data = msgpack.unpackb(frames[1], raw=False)
+            request = parse_request(data, self.coins, now_ms())
+        except (ProtocolError, ValueError, msgpack.UnpackException) as exc:
+            return error_frame(f"bad request: {exc}")
+        try:
+            total, tape = self._stream(request, send)
+        except (IntegrityError, OSError, TooManyError) as exc:
+            self.log.error("replay_failed", coin=request.coin, error=str(exc))
+            return error_frame(str(exc))
+        self.served += 1
+        self.log.info("replay_served", coin=request.coin, since_ms=request.since_ms, trades=total)
+        return end_frame(request.coin, total, tape)
+
+    def _stream(
+        self, request: ReplayRequest, send: Callable[[dict[str, Any]], None]
+    ) -> tuple[int, dict[str, int]]:
+        ends = self.ends()
+        first_day = segment_day(request.since_ms)
+        tape: dict[str, int] = {}
+        total = 0
+        chunk: list[Trade] = []
+        for day in segment_days(self.data_dir, request.coin):
+            if day < first_day:
+                continue
+            limit = ends.get((request.coin, day), WHOLE_FILE)
+            reached = 0
+            for record, position in read_span(self.data_dir, request.coin, day, 0, limit):
+                reached = position.offset
+                if isinstance(record, Gap):
+                    if record.to_ms >= request.since_ms:
+                        if chunk:
+                            send(trades_frame(request.coin, chunk))
+                            chunk = []
+                        send(gap_frame(record))
+                elif record.ts_ms >= request.since_ms:
+                    chunk.append(record)
+                    total += 1
+                    if total > MAX_TRADES:
+                        raise TooManyError(
+                            f"more than {MAX_TRADES} trades since {request.since_ms}; ask for less"
+                        )
+                    if len(chunk) >= CHUNK_TRADES:
+                        send(trades_frame(request.coin, chunk))
+                        chunk = []
+            tape[day] = reached if limit == WHOLE_FILE else limit
+        if chunk:
+            send(trades_frame(request.coin, chunk))
+        return total, tape
+
+
+class TooManyError(Exception):
+    """The request would return more trades than one replay serves."""
