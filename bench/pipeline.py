@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.tape import run as tape_bench
 from bench.taplat import percentile
 from hlstream.common.timebucket import parse_window
 from hlstream.sim.exchange import FakeExchange
@@ -204,8 +205,35 @@ def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[
         result["stop_exit_code"] = code
     rows = {coin: read_rows(pipeline.csv(coin, "5s")) for coin in COINS}
     result.update(compare(rows, fake))
+    result["cpu_us_per_trade"] = {
+        stage: round(v["cpu_pct"] / 100 / max(1, result["generated_per_s"]) * 1e6, 2)
+        for stage, v in result["load"].items()
+    }
+    taped, tape_bytes = tape_totals(pipeline.data_dir)
+    result["tape"] = {"trades": taped, "bytes_per_trade": round(tape_bytes / max(1, taped), 1)}
     fake.stop()
     return result
+
+
+def tape_totals(data_dir: Path) -> tuple[int, int]:
+    """(trade records, bytes) on the trade tape of a data dir."""
+    trades = size = 0
+    for path in (data_dir / "tape").rglob("*.csv"):
+        data = path.read_bytes()
+        size += len(data)
+        trades += data.count(b"\nT,")
+    return trades, size
+
+
+def tape_cost(ingest_us_per_trade: float, data_dir: Path) -> dict[str, Any]:
+    """The tape's own cost at 20k trades/s on the data disk (bench/tape.py: append + group
+    commit + fdatasync every 50 ms, as ingest does) and its share of ingest's CPU per trade,
+    i.e. the throughput ingest gives up for it (ingest is the stage the tape runs in)."""
+    args = argparse.Namespace(rate=20_000, commit_ms=50, seconds=5.0, coins=8, fsync=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cost = tape_bench(args, data_dir)
+    cost["share_of_ingest_cpu_pct"] = round(100 * cost["cpu_us_per_trade"] / ingest_us_per_trade, 1)
+    return cost
 
 
 def run_naive(rate: int, seconds: float, base: Path) -> dict[str, Any]:
@@ -268,6 +296,14 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print(head)
     print("-" * len(head))
     for r in results:
+        if r.get("bench") == "tape":
+            print(
+                f"tape at 20k trades/s: {r['cpu_us_per_trade']} µs CPU/trade = "
+                f"{r['share_of_ingest_cpu_pct']}% of ingest's CPU per trade; "
+                f"{r['bytes_per_trade']} bytes/trade on disk; commit p99 {r['commit_ms_p99']} ms "
+                f"({r['fs']}); alone it sustains {r['trades_per_s']} trades/s"
+            )
+            continue
         disk = r.get("row_on_disk_ms_after_window_end", {})
         load = ", ".join(f"{k} {v['cpu_pct']}% ({v['rss_mb']})" for k, v in r["load"].items())
         print(
@@ -293,6 +329,11 @@ def main() -> None:
             if not args.no_naive:
                 results.append(run_naive(rate, args.seconds, base))
                 print(json.dumps(results[-1]), flush=True)
+        at_20k = [r for r in results if r["system"] == "hlstream" and r["offered_rate"] == 20_000]
+        if at_20k:
+            cost = tape_cost(at_20k[0]["cpu_us_per_trade"]["ingest"], Path(tmp) / "tape-cost")
+            results.append(cost)
+            print(json.dumps(cost), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print_table(results)
