@@ -51,7 +51,21 @@ class TapMessage:
     lost: int
 
 
-class Tap:
+class _Messages:
+    """Iterating yields `receive()` until it returns None (a timeout)."""
+
+    def receive(self) -> TapMessage | None:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[TapMessage]:
+        while True:
+            message = self.receive()
+            if message is None:
+                return
+            yield message
+
+
+class Tap(_Messages):
     """A SUB socket on one hlstream endpoint, yielding decoded messages."""
 
     def __init__(
@@ -77,13 +91,6 @@ class Tap:
         self.malformed = 0
         self.lost = 0
         self._last: dict[str, tuple[str, int]] = {}
-
-    def __iter__(self) -> Iterator[TapMessage]:
-        while True:
-            message = self.receive()
-            if message is None:
-                return
-            yield message
 
     def receive(self) -> TapMessage | None:
         """The next valid message, or None when `timeout_ms` passes without one."""
@@ -140,7 +147,7 @@ class ReplayError(Exception):
     """The tape replay could not be had (ingest not running, bad request, too much asked)."""
 
 
-class CatchUpTap:
+class CatchUpTap(_Messages):
     """Trades and gap markers of `coins` since `since_ms` from ingest's tape, then live.
 
     Seam rule: subscribe first; request the replay only once the subscription is live (the
@@ -169,13 +176,6 @@ class CatchUpTap:
         self.replayed: dict[str, dict[str, int]] = {}  # coin -> {day: tape offset}
         self.pending: deque[TapMessage] = deque()
         self.started = False
-
-    def __iter__(self) -> Iterator[TapMessage]:
-        while True:
-            message = self.receive()
-            if message is None:
-                return
-            yield message
 
     def receive(self) -> TapMessage | None:
         """The next replayed or live message, or None when `timeout_ms` passes without one."""

@@ -89,6 +89,19 @@ def kill_and_wait_restart(pipeline: Pipeline, stage: str) -> tuple[int, int]:
     return killed_ms, now_ms()
 
 
+def wait_minute_on_disk(
+    pipeline: Pipeline, coins: tuple[str, ...], at_ms: int, timeout_s: float
+) -> None:
+    """Until every coin's 1m file has the row of the minute holding `at_ms`."""
+    window = at_ms - at_ms % M
+    for coin in coins:
+        wait_for(
+            lambda c=coin: window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
+            timeout_s,
+            f"{coin} 1m row of {window} on disk",
+        )
+
+
 def check_1m_exact(pipeline: Pipeline, exchange: FakeExchange, coins: tuple[str, ...]) -> None:
     for coin in coins:
         rows = read_rows(pipeline.csv(coin, "1m"))
@@ -131,13 +144,7 @@ def test_kill_9_writer_and_aggregator_mid_stream_keeps_files_exact(exchange, tmp
             outages.append(kill_and_wait_restart(pipeline, "aggregator"))
             time.sleep(4)
         # Let the 1m window of the last aggregator restart close (partial -> REST candle).
-        last_window = outages[-1][1] - outages[-1][1] % M
-        for coin in coins:
-            wait_for(
-                lambda c=coin: last_window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
-                75,
-                "1m window of the last restart on disk",
-            )
+        wait_minute_on_disk(pipeline, coins, outages[-1][1], 75)
     finally:
         if tap is not None:
             tap.close()
@@ -213,13 +220,7 @@ def test_kill_9_of_each_stage_keeps_every_5s_and_1m_row_exact(exchange, tmp_path
         for stage in ("aggregator", "ingest", "writer"):
             kills.append(kill_and_wait_restart(pipeline, stage))
             time.sleep(3)
-        last_window = kills[-1][1] - kills[-1][1] % M
-        for coin in coins:
-            wait_for(
-                lambda c=coin: last_window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
-                80,
-                "1m window of the last kill on disk",
-            )
+        wait_minute_on_disk(pipeline, coins, kills[-1][1], 80)
     finally:
         code, output = pipeline.stop()
     assert code == 0, output[-3000:]
@@ -331,13 +332,7 @@ def test_hlstream_restart_of_each_stage_keeps_files_exact(exchange, tmp_path):
             )
             back_ms = now_ms()
             time.sleep(3)
-        last_window = back_ms - back_ms % M
-        for coin in coins:
-            wait_for(
-                lambda c=coin: last_window in {r[0] for r in read_rows(pipeline.csv(c, "1m"))},
-                80,
-                "1m window of the last restart on disk",
-            )
+        wait_minute_on_disk(pipeline, coins, back_ms, 80)
     finally:
         code, output = pipeline.stop()
     assert code == 0, output[-3000:]
