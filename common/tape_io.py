@@ -10,9 +10,10 @@ Format and routing live in common/tape.py; this module owns the files. Invariant
   `tape_torn_tail_cut`) before anything is appended after it.
 - A failed commit truncates every segment it touched back to its last committed size and
   keeps the batch buffered, so a retry writes it exactly once.
-- Readers stop at the last whole line: a reader racing the writer, or a crash, never yields
-  half a record (an unfinished line is reported as `tape_torn_line_ignored`). A malformed
-  whole line is corruption and raises IntegrityError with its path and byte offset.
+- Readers (common/tape_read_io.py) stop at the last whole line: a reader racing the
+  writer, or a crash, never yields half a record (an unfinished line is reported as
+  `tape_torn_line_ignored`). A malformed whole line is corruption and raises IntegrityError
+  with its path and byte offset.
 - `TapePosition.offset` is always the end of a whole line; `read_since` resumes from it.
 """
 
@@ -23,7 +24,6 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from hlstream.common.errors import ConfigError, IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
@@ -33,15 +33,12 @@ from hlstream.common.tape import (
     TAPE_DIR,
     Record,
     TapePosition,
-    TradeKey,
     check_day,
     coin_dir,
-    dedupe_keys_from_tail,
     format_record,
     is_segment_name,
     parse_record,
     record_day,
-    segment_day,
     segment_path,
     shift_day,
     split_by_day,
@@ -50,7 +47,7 @@ from hlstream.common.tape import (
 
 LOCK_NAME = "tape.lock"
 _CHUNK = 1 << 16
-_TORN_LOG_EVERY_S = 60.0
+TORN_LOG_EVERY_S = 60.0
 LATE_SCAN_MS = 60_000  # tape lines are near time order: scan back this far past a hit
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
@@ -85,7 +82,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _whole_lines_end(fd: int, size: int) -> int:
+def whole_lines_end(fd: int, size: int) -> int:
     """Offset just after the last `\\n` in the first `size` bytes of `fd` (0 if none)."""
     pos = size
     while pos > 0:
@@ -97,7 +94,7 @@ def _whole_lines_end(fd: int, size: int) -> int:
     return 0
 
 
-def _lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
+def lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
     """Whole lines (with `\\n`) before `end` (a line boundary), newest first, with offsets."""
     stop, chunk = end, _CHUNK
     while stop > 0:
@@ -114,12 +111,12 @@ def _lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
         stop = start + high
 
 
-def _check_header(fd: int, path: Path) -> None:
+def check_header(fd: int, path: Path) -> None:
     if os.pread(fd, len(HEADER_BYTES), 0) != HEADER_BYTES:
         raise IntegrityError(f"{path} does not start with the tape header; refusing to use it")
 
 
-def _decode(raw: bytes, path: Path, offset: int, coin: str) -> Record:
+def decode_line(raw: bytes, path: Path, offset: int, coin: str) -> Record:
     """Parse one whole line of the segment of `coin`; IntegrityError if it is not a record."""
     try:
         record = parse_record(raw.decode("utf-8"))
@@ -343,17 +340,17 @@ class TapeWriter:
     def _repair(self, fd: int, path: Path, coin: str) -> int:
         """Cut a torn tail, check the header and last line; return the whole-line length."""
         size = os.fstat(fd).st_size
-        keep = _whole_lines_end(fd, size)
+        keep = whole_lines_end(fd, size)
         if keep < size:
             os.ftruncate(fd, keep)
             if self.fsync:
                 os.fsync(fd)
             self.log.warning("tape_torn_tail_cut", path=str(path), dropped_bytes=size - keep)
         if keep:
-            _check_header(fd, path)
-            raw, offset = next(_lines_backward(fd, keep))
+            check_header(fd, path)
+            raw, offset = next(lines_backward(fd, keep))
             if offset:
-                _decode(raw, path, offset, coin)  # garbage ending in `\n` is not a torn tail
+                decode_line(raw, path, offset, coin)  # garbage ending in `\n` is not a torn tail
         return keep
 
     def _close_stale(self) -> None:
@@ -364,158 +361,6 @@ class TapeWriter:
         for key in [k for k in self._open if k[1] < shift_day(newest[k[0]], -1)]:
             if key not in self._buffers:
                 os.close(self._open.pop(key).fd)
-
-
-# --- readers ----------------------------------------------------------------------------
-
-
-def _report_torn(log: EventLog | None, path: Path, nbytes: int) -> None:
-    if log is not None:
-        log.warning_limited(
-            f"tape_torn:{path}",
-            _TORN_LOG_EVERY_S,
-            "tape_torn_line_ignored",
-            path=str(path),
-            bytes=nbytes,
-        )
-
-
-def _seek_start(handle: BinaryIO, path: Path, start: int, log: EventLog | None) -> int | None:
-    """Check the header and move to `start` (or just past the header); None if no records."""
-    first = handle.readline()
-    if not first.endswith(b"\n"):
-        if first:  # crashed, or being created, while the header was written
-            _report_torn(log, path, len(first))
-        return None
-    if first != HEADER_BYTES:
-        raise IntegrityError(f"{path} does not start with the tape header; refusing to read it")
-    if start <= len(HEADER_BYTES):
-        return len(HEADER_BYTES)
-    handle.seek(start - 1)
-    if handle.read(1) != b"\n":
-        raise IntegrityError(f"{path}: tape position {start} is not the end of a whole line")
-    return start
-
-
-def _read_segment(
-    data_dir: Path | str, coin: str, day: str, start: int, log: EventLog | None
-) -> Iterator[tuple[Record, int]]:
-    """Records of one segment from byte `start`, each with the offset just after it."""
-    path = segment_path(data_dir, coin, day)
-    with open(path, "rb") as handle:
-        offset = _seek_start(handle, path, start, log)
-        if offset is None:
-            return
-        for raw in handle:
-            if not raw.endswith(b"\n"):
-                _report_torn(log, path, len(raw))
-                return
-            record = _decode(raw, path, offset, coin)
-            offset += len(raw)
-            yield record, offset
-
-
-def _overlaps(record: Record, from_ms: int, to_ms: int | None) -> bool:
-    if isinstance(record, Trade):
-        return from_ms <= record.ts_ms and (to_ms is None or record.ts_ms < to_ms)
-    return record.to_ms >= from_ms and (to_ms is None or record.from_ms < to_ms)
-
-
-def read_tape(
-    data_dir: Path | str,
-    coin: str,
-    from_ms: int,
-    to_ms: int | None = None,
-    *,
-    log: EventLog | None = None,
-) -> Iterator[Record]:
-    """Trades of `coin` with from_ms <= ts_ms < to_ms and the gaps overlapping that range.
-
-    Segments are read oldest day first, each in append order.
-    """
-    if to_ms is not None and to_ms <= from_ms:
-        return
-    first = segment_day(from_ms)
-    last = None if to_ms is None else segment_day(to_ms - 1)
-    for day in segment_days(data_dir, coin):
-        if day < first or (last is not None and day > last):
-            continue
-        for record, _ in _read_segment(data_dir, coin, day, 0, log):
-            if _overlaps(record, from_ms, to_ms):
-                yield record
-
-
-def read_since(
-    data_dir: Path | str,
-    coin: str,
-    positions: Iterable[TapePosition],
-    *,
-    log: EventLog | None = None,
-) -> Iterator[tuple[Record, TapePosition]]:
-    """Every record of `coin` appended after `positions`, each with the position after it.
-
-    Each segment named in `positions` is read from its (latest) offset; every later-day
-    segment, and any earlier-day segment not named but newer than the oldest one named, is
-    read from its start. With no positions, the whole tape of `coin` is read. Records for a
-    day that reach its segment after midnight (late trades) are found as long as that day's
-    position is among `positions`: checkpoint the positions of yesterday and today.
-    """
-    offsets: dict[str, int] = {}
-    for position in positions:
-        if position.coin != coin:
-            raise ValueError(f"tape position of {position.coin!r} passed for {coin!r}")
-        offsets[position.day] = max(offsets.get(position.day, 0), position.offset)
-    oldest = min(offsets) if offsets else ""
-    for day in segment_days(data_dir, coin):
-        if day < oldest:
-            continue
-        for record, end in _read_segment(data_dir, coin, day, offsets.get(day, 0), log):
-            yield record, TapePosition(coin, day, end)
-
-
-def read_from(
-    data_dir: Path | str, position: TapePosition, *, log: EventLog | None = None
-) -> Iterator[tuple[Record, TapePosition]]:
-    """Resume after `position`: the rest of its segment, then every later day's segment."""
-    return read_since(data_dir, position.coin, [position], log=log)
-
-
-# --- tail scans -------------------------------------------------------------------------
-
-
-def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
-    """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
-    found: list[Trade] = []
-    for day in reversed(segment_days(data_dir, coin)):
-        path = segment_path(data_dir, coin, day)
-        with open(path, "rb") as handle:
-            fd = handle.fileno()
-            end = _whole_lines_end(fd, os.fstat(fd).st_size)
-            if end:
-                _check_header(fd, path)
-            for raw, offset in _lines_backward(fd, end):
-                if len(found) >= n:
-                    return found
-                if offset:
-                    record = _decode(raw, path, offset, coin)
-                    if isinstance(record, Trade):
-                        found.append(record)
-    return found
-
-
-def tail_keys(data_dir: Path | str, coin: str, n: int) -> set[TradeKey]:
-    """Keys (coin, ts_ms, tid) of the last `n` trades appended for `coin`."""
-    return dedupe_keys_from_tail(tail_trades(data_dir, coin, n)) if n > 0 else set()
-
-
-def newest_ts_ms(data_dir: Path | str, coin: str, *, window: int = 10_000) -> int | None:
-    """Exchange time of the newest trade of `coin` among its last `window` on the tape.
-
-    Trades are appended in admission order and a late one is older, never newer, than
-    those before it, so the newest lies near the end of the newest segment.
-    """
-    trades = tail_trades(data_dir, coin, window)
-    return max((trade.ts_ms for trade in trades), default=None)
 
 
 # --- retention --------------------------------------------------------------------------
@@ -541,69 +386,3 @@ def prune(data_dir: Path | str, keep_days: int, today: str) -> list[Path]:
                 (folder / name).unlink()
                 removed.append(folder / name)
     return removed
-
-
-def read_span(
-    data_dir: Path | str, coin: str, day: str, start: int, end: int, *, log: EventLog | None = None
-) -> Iterator[tuple[Record, TapePosition]]:
-    """The records in bytes [start, end) of one segment (what a bus message said it holds)."""
-    for record, offset in _read_segment(data_dir, coin, day, start, log):
-        if offset > end:
-            return
-        yield record, TapePosition(coin, day, offset)
-
-
-def tape_coins(data_dir: Path | str) -> list[str]:
-    """Every coin with a tape, named as its records name it, sorted."""
-    coins = set()
-    try:
-        folders = os.listdir(Path(data_dir) / TAPE_DIR)
-    except FileNotFoundError:
-        return []
-    for folder in folders:
-        days = sorted(
-            n for n in os.listdir(Path(data_dir) / TAPE_DIR / folder) if is_segment_name(n)
-        )
-        for day in days:
-            path = Path(data_dir) / TAPE_DIR / folder / day
-            with open(path, "rb") as handle:
-                handle.readline()
-                line = handle.readline()
-            if line.endswith(b"\n"):
-                coins.add(parse_record(line.decode("utf-8")).coin)
-                break
-    return sorted(coins)
-
-
-def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
-    """Time of the first record on the tape of `coin`: where its coverage begins."""
-    for day in segment_days(data_dir, coin):
-        for record, _ in _read_segment(data_dir, coin, day, 0, None):
-            return record.ts_ms if isinstance(record, Trade) else record.from_ms
-    return None
-
-
-def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:
-    """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end)."""
-    for day in reversed(segment_days(data_dir, coin)):
-        if day > segment_day(ts_ms):
-            continue
-        path = segment_path(data_dir, coin, day)
-        with open(path, "rb") as handle:
-            fd = handle.fileno()
-            end = _whole_lines_end(fd, os.fstat(fd).st_size)
-            if end:
-                _check_header(fd, path)
-            best: Trade | None = None
-            for raw, offset in _lines_backward(fd, end):
-                if not offset:
-                    break
-                record = _decode(raw, path, offset, coin)
-                if isinstance(record, Trade) and record.ts_ms < ts_ms:
-                    if best is None or record.ts_ms > best.ts_ms:
-                        best = record
-                    elif best.ts_ms - record.ts_ms > LATE_SCAN_MS:
-                        break  # far enough back: later lines cannot hold a newer trade
-            if best is not None:
-                return best
-    return None

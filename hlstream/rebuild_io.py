@@ -36,7 +36,7 @@ from hlstream.common.decimals import format_decimal
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
-from hlstream.common.tape_io import (
+from hlstream.common.tape_read_io import (
     first_ts_ms,
     last_trade_before,
     newest_ts_ms,

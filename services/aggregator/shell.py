@@ -59,7 +59,7 @@ from hlstream.common.sequence import SeqEvent, SeqTracker
 from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape import Record, segment_day, shift_day
-from hlstream.common.tape_io import first_ts_ms, last_trade_before
+from hlstream.common.tape_read_io import first_ts_ms, last_trade_before
 from hlstream.services.aggregator.checkpoint import from_checkpoint, to_checkpoint
 from hlstream.services.aggregator.core import (
     AggState,

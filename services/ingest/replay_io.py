@@ -32,7 +32,8 @@ from hlstream.common.replay import (
     trades_frame,
 )
 from hlstream.common.tape import segment_day
-from hlstream.common.tape_io import read_span, segment_days
+from hlstream.common.tape_io import segment_days
+from hlstream.common.tape_read_io import read_span
 
 MAX_TRADES = 5_000_000
 POLL_MS = 200

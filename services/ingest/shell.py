@@ -69,7 +69,8 @@ from hlstream.common.rest_io import FOREVER, call_with_retry
 from hlstream.common.status import FeedStatus, StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape import record_day, segment_day, split_by_day
-from hlstream.common.tape_io import TapeWriter, prune, tail_trades
+from hlstream.common.tape_io import TapeWriter, prune
+from hlstream.common.tape_read_io import tail_trades
 from hlstream.common.universe import check_coins, dex_prefixes, resolve_coins, wants_all
 from hlstream.services.ingest.channels import (
     BBO,

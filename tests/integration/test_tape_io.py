@@ -16,15 +16,8 @@ from hlstream.common.errors import ConfigError, IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import HEADER, TapePosition, format_record, segment_path
-from hlstream.common.tape_io import (
-    TapeWriter,
-    newest_ts_ms,
-    prune,
-    read_from,
-    read_since,
-    read_tape,
-    tail_keys,
-)
+from hlstream.common.tape_io import TapeWriter, prune
+from hlstream.common.tape_read_io import newest_ts_ms, read_from, read_since, read_tape, tail_keys
 
 DAY_MS = 86_400_000
 MIDNIGHT_MS = int(datetime(2024, 3, 2, tzinfo=UTC).timestamp()) * 1000  # 2024-03-02 00:00 UTC

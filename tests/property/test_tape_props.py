@@ -20,7 +20,8 @@ from hlstream.common.tape import (
     split_by_day,
     torn_tail,
 )
-from hlstream.common.tape_io import TapeWriter, read_since, read_tape
+from hlstream.common.tape_io import TapeWriter
+from hlstream.common.tape_read_io import read_since, read_tape
 
 COINS = ["BTC", "PURR/USDC", "@107", "xyz:TSLA", "kPEPE"]
 DAY_MS = 86_400_000

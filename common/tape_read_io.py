@@ -1,0 +1,256 @@
+"""Trade tape readers: whole segments, ranges, resume-from-position, spans, tail scans.
+
+The files, the writer and retention live in common/tape_io.py. Every reader stops at the
+last whole line: a reader racing the writer, or a crash, never yields half a record (an
+unfinished line is reported as `tape_torn_line_ignored`). A malformed whole line is
+corruption and raises IntegrityError with its path and byte offset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from hlstream.common.errors import IntegrityError
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Trade
+from hlstream.common.tape import (
+    HEADER_BYTES,
+    TAPE_DIR,
+    Record,
+    TapePosition,
+    TradeKey,
+    dedupe_keys_from_tail,
+    is_segment_name,
+    parse_record,
+    segment_day,
+    segment_path,
+)
+from hlstream.common.tape_io import (
+    LATE_SCAN_MS,
+    TORN_LOG_EVERY_S,
+    check_header,
+    decode_line,
+    lines_backward,
+    segment_days,
+    whole_lines_end,
+)
+
+# --- readers ----------------------------------------------------------------------------
+
+
+def _report_torn(log: EventLog | None, path: Path, nbytes: int) -> None:
+    if log is not None:
+        log.warning_limited(
+            f"tape_torn:{path}",
+            TORN_LOG_EVERY_S,
+            "tape_torn_line_ignored",
+            path=str(path),
+            bytes=nbytes,
+        )
+
+
+def _seek_start(handle: BinaryIO, path: Path, start: int, log: EventLog | None) -> int | None:
+    """Check the header and move to `start` (or just past the header); None if no records."""
+    first = handle.readline()
+    if not first.endswith(b"\n"):
+        if first:  # crashed, or being created, while the header was written
+            _report_torn(log, path, len(first))
+        return None
+    if first != HEADER_BYTES:
+        raise IntegrityError(f"{path} does not start with the tape header; refusing to read it")
+    if start <= len(HEADER_BYTES):
+        return len(HEADER_BYTES)
+    handle.seek(start - 1)
+    if handle.read(1) != b"\n":
+        raise IntegrityError(f"{path}: tape position {start} is not the end of a whole line")
+    return start
+
+
+def _read_segment(
+    data_dir: Path | str, coin: str, day: str, start: int, log: EventLog | None
+) -> Iterator[tuple[Record, int]]:
+    """Records of one segment from byte `start`, each with the offset just after it."""
+    path = segment_path(data_dir, coin, day)
+    with open(path, "rb") as handle:
+        offset = _seek_start(handle, path, start, log)
+        if offset is None:
+            return
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                _report_torn(log, path, len(raw))
+                return
+            record = decode_line(raw, path, offset, coin)
+            offset += len(raw)
+            yield record, offset
+
+
+def _overlaps(record: Record, from_ms: int, to_ms: int | None) -> bool:
+    if isinstance(record, Trade):
+        return from_ms <= record.ts_ms and (to_ms is None or record.ts_ms < to_ms)
+    return record.to_ms >= from_ms and (to_ms is None or record.from_ms < to_ms)
+
+
+def read_tape(
+    data_dir: Path | str,
+    coin: str,
+    from_ms: int,
+    to_ms: int | None = None,
+    *,
+    log: EventLog | None = None,
+) -> Iterator[Record]:
+    """Trades of `coin` with from_ms <= ts_ms < to_ms and the gaps overlapping that range.
+
+    Segments are read oldest day first, each in append order.
+    """
+    if to_ms is not None and to_ms <= from_ms:
+        return
+    first = segment_day(from_ms)
+    last = None if to_ms is None else segment_day(to_ms - 1)
+    for day in segment_days(data_dir, coin):
+        if day < first or (last is not None and day > last):
+            continue
+        for record, _ in _read_segment(data_dir, coin, day, 0, log):
+            if _overlaps(record, from_ms, to_ms):
+                yield record
+
+
+def read_since(
+    data_dir: Path | str,
+    coin: str,
+    positions: Iterable[TapePosition],
+    *,
+    log: EventLog | None = None,
+) -> Iterator[tuple[Record, TapePosition]]:
+    """Every record of `coin` appended after `positions`, each with the position after it.
+
+    Each segment named in `positions` is read from its (latest) offset; every later-day
+    segment, and any earlier-day segment not named but newer than the oldest one named, is
+    read from its start. With no positions, the whole tape of `coin` is read. Records for a
+    day that reach its segment after midnight (late trades) are found as long as that day's
+    position is among `positions`: checkpoint the positions of yesterday and today.
+    """
+    offsets: dict[str, int] = {}
+    for position in positions:
+        if position.coin != coin:
+            raise ValueError(f"tape position of {position.coin!r} passed for {coin!r}")
+        offsets[position.day] = max(offsets.get(position.day, 0), position.offset)
+    oldest = min(offsets) if offsets else ""
+    for day in segment_days(data_dir, coin):
+        if day < oldest:
+            continue
+        for record, end in _read_segment(data_dir, coin, day, offsets.get(day, 0), log):
+            yield record, TapePosition(coin, day, end)
+
+
+def read_from(
+    data_dir: Path | str, position: TapePosition, *, log: EventLog | None = None
+) -> Iterator[tuple[Record, TapePosition]]:
+    """Resume after `position`: the rest of its segment, then every later day's segment."""
+    return read_since(data_dir, position.coin, [position], log=log)
+
+
+# --- tail scans -------------------------------------------------------------------------
+
+
+def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
+    """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
+    found: list[Trade] = []
+    for day in reversed(segment_days(data_dir, coin)):
+        path = segment_path(data_dir, coin, day)
+        with open(path, "rb") as handle:
+            fd = handle.fileno()
+            end = whole_lines_end(fd, os.fstat(fd).st_size)
+            if end:
+                check_header(fd, path)
+            for raw, offset in lines_backward(fd, end):
+                if len(found) >= n:
+                    return found
+                if offset:
+                    record = decode_line(raw, path, offset, coin)
+                    if isinstance(record, Trade):
+                        found.append(record)
+    return found
+
+
+def tail_keys(data_dir: Path | str, coin: str, n: int) -> set[TradeKey]:
+    """Keys (coin, ts_ms, tid) of the last `n` trades appended for `coin`."""
+    return dedupe_keys_from_tail(tail_trades(data_dir, coin, n)) if n > 0 else set()
+
+
+def newest_ts_ms(data_dir: Path | str, coin: str, *, window: int = 10_000) -> int | None:
+    """Exchange time of the newest trade of `coin` among its last `window` on the tape.
+
+    Trades are appended in admission order and a late one is older, never newer, than
+    those before it, so the newest lies near the end of the newest segment.
+    """
+    trades = tail_trades(data_dir, coin, window)
+    return max((trade.ts_ms for trade in trades), default=None)
+
+
+def read_span(
+    data_dir: Path | str, coin: str, day: str, start: int, end: int, *, log: EventLog | None = None
+) -> Iterator[tuple[Record, TapePosition]]:
+    """The records in bytes [start, end) of one segment (what a bus message said it holds)."""
+    for record, offset in _read_segment(data_dir, coin, day, start, log):
+        if offset > end:
+            return
+        yield record, TapePosition(coin, day, offset)
+
+
+def tape_coins(data_dir: Path | str) -> list[str]:
+    """Every coin with a tape, named as its records name it, sorted."""
+    coins = set()
+    try:
+        folders = os.listdir(Path(data_dir) / TAPE_DIR)
+    except FileNotFoundError:
+        return []
+    for folder in folders:
+        days = sorted(
+            n for n in os.listdir(Path(data_dir) / TAPE_DIR / folder) if is_segment_name(n)
+        )
+        for day in days:
+            path = Path(data_dir) / TAPE_DIR / folder / day
+            with open(path, "rb") as handle:
+                handle.readline()
+                line = handle.readline()
+            if line.endswith(b"\n"):
+                coins.add(parse_record(line.decode("utf-8")).coin)
+                break
+    return sorted(coins)
+
+
+def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
+    """Time of the first record on the tape of `coin`: where its coverage begins."""
+    for day in segment_days(data_dir, coin):
+        for record, _ in _read_segment(data_dir, coin, day, 0, None):
+            return record.ts_ms if isinstance(record, Trade) else record.from_ms
+    return None
+
+
+def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:
+    """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end)."""
+    for day in reversed(segment_days(data_dir, coin)):
+        if day > segment_day(ts_ms):
+            continue
+        path = segment_path(data_dir, coin, day)
+        with open(path, "rb") as handle:
+            fd = handle.fileno()
+            end = whole_lines_end(fd, os.fstat(fd).st_size)
+            if end:
+                check_header(fd, path)
+            best: Trade | None = None
+            for raw, offset in lines_backward(fd, end):
+                if not offset:
+                    break
+                record = decode_line(raw, path, offset, coin)
+                if isinstance(record, Trade) and record.ts_ms < ts_ms:
+                    if best is None or record.ts_ms > best.ts_ms:
+                        best = record
+                    elif best.ts_ms - record.ts_ms > LATE_SCAN_MS:
+                        break  # far enough back: later lines cannot hold a newer trade
+            if best is not None:
+                return best
+    return None
