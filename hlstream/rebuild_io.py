@@ -104,11 +104,11 @@ def _writer_intervals(settings: Settings) -> set[str]:
     return set(settings.intervals) | {info.interval for info in files.values()}
 
 
-def _coverage_end(settings: Settings, coin: str) -> int | None:
-    """Up to when the tape of `coin` holds everything: ingest's covered_ms while it runs,
-    else the newest record (its window may be unfinished, so it is left out)."""
+def _coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
+    """Up to when the tape of `coin` holds everything: while the pipeline runs, ingest's
+    covered_ms; else the newest record (its window may be unfinished, so it is left out)."""
     newest = newest_ts_ms(settings.data_dir, coin)
-    status = read_status(settings.run_dir, "ingest")
+    status = read_status(settings.run_dir, "ingest") if running else None
     fresh = status is not None and time.time() * 1000 - status.ts_ms < STATUS_FRESH_S * 1000
     if fresh and status is not None and status.feed is not None and status.feed.covered_ms:
         return status.feed.covered_ms
@@ -156,7 +156,7 @@ def _show(row: Row | None) -> str:
 
 
 def _plan(
-    settings: Settings, request: Request, coin: str, path: Path, live: bool
+    settings: Settings, request: Request, coin: str, path: Path, running: bool, live: bool
 ) -> tuple[Merge, int]:
     """The merged rows for one file, and how many bytes of a torn tail it had."""
     interval_ms = parse_interval(request.interval)
@@ -164,7 +164,7 @@ def _plan(
     covered_from = first_ts_ms(settings.data_dir, coin)
     end, start = request.to_ms, request.from_ms
     if end is None:
-        end = _coverage_end(settings, coin)
+        end = _coverage_end(settings, coin, running)
         if live and existing and end is not None:  # rows the writer has not written yet
             end = min(end, existing[-1].start_ms + interval_ms)
     if start is None and covered_from is not None:  # the file's range, not older
@@ -192,7 +192,8 @@ def _plan(
 def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) -> int:
     """Rebuild (or check) one file per coin; print a line per file. Exit code."""
     err = sys.stderr
-    live = request.interval in _writer_intervals(settings) and _writer_running(settings.data_dir)
+    running = _writer_running(settings.data_dir)
+    live = running and request.interval in _writer_intervals(settings)
     if live and not request.check:
         raise ConfigError(
             f"the running writer appends to the {request.interval} files in "
@@ -209,7 +210,7 @@ def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) 
     for coin in progress:
         path = settings.data_dir / csv_filename(coin, request.interval)
         try:
-            merge, torn = _plan(settings, request, coin, path, live)
+            merge, torn = _plan(settings, request, coin, path, running, live)
         except (HlstreamError, OSError, ValueError) as exc:
             print(f"hlstream rebuild: error: {coin}: {exc}", file=err)
             return 1
