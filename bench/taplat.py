@@ -1,8 +1,9 @@
 """Trade -> tap latency, measured in its own process so the benchmark's other threads
 (the fake exchange) cannot delay it: `python -m bench.taplat ENDPOINT SECONDS`.
 
-Prints one JSON line: p50/p99 of (receipt at the tap - ingest's `recv_ms`) and of
-(receipt - the trade's exchange time), in ms, and the message count.
+Prints one JSON line: p50/p90/p99/max of (receipt at the tap - ingest's `recv_us`, the
+microsecond stamp taken when it read the frame) and p50/p99 of (receipt - the trade's
+exchange time), in ms, and the message count.
 """
 
 from __future__ import annotations
@@ -32,16 +33,19 @@ def main() -> None:
         message = tap.receive()
         if message is None:
             continue
-        now = time.time() * 1000
-        from_ingest.append(now - message.data["recv_ms"])
-        from_exchange.extend(now - trade["ts_ms"] for trade in message.data["trades"])
+        now_us = time.time_ns() // 1000
+        recv_us = message.data.get("recv_us") or message.data["recv_ms"] * 1000
+        from_ingest.append((now_us - recv_us) / 1000)
+        from_exchange.extend(now_us / 1000 - trade["ts_ms"] for trade in message.data["trades"])
     tap.close()
     print(
         json.dumps(
             {
                 "tap_ms_from_ingest": {
                     "p50": percentile(from_ingest, 50),
+                    "p90": percentile(from_ingest, 90),
                     "p99": percentile(from_ingest, 99),
+                    "max": percentile(from_ingest, 100),
                 },
                 "tap_ms_from_exchange_ts": {
                     "p50": percentile(from_exchange, 50),

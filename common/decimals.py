@@ -7,9 +7,18 @@ no exponent, no trailing zeros, and at least one digit after the point (`63471.0
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 ZERO = Decimal(0)
+_PLAIN = re.compile(r"[0-9]{1,32}(?:\.[0-9]{1,32})?\Z")
+
+
+def is_positive_decimal(text: object) -> bool:
+    """A plain positive decimal string as the exchange writes prices and sizes (`63471.0`,
+    `0.00155`, `12`): digits, at most one point, no sign, no exponent, not zero. The hot
+    path's check (a regex, no Decimal built)."""
+    return isinstance(text, str) and bool(_PLAIN.match(text)) and bool(text.strip("0."))
 
 
 def parse_decimal(text: object) -> Decimal | None:

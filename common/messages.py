@@ -50,7 +50,7 @@ from hlstream.common.book import (
     fills_from_wire,
     fills_to_wire,
 )
-from hlstream.common.decimals import parse_decimal
+from hlstream.common.decimals import is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.status import StageStatus, status_from_wire, status_to_wire
 from hlstream.common.wire import (
@@ -224,8 +224,7 @@ def trade_from_wire(data: Any) -> Trade:
     price = need(data, "price", str)
     size = need(data, "size", str)
     for name, text in (("price", price), ("size", size)):
-        value = parse_decimal(text)
-        if value is None or value <= 0:
+        if not is_positive_decimal(text):
             raise ProtocolError(f"trade {name} {text[:40]!r} is not a positive decimal")
     return Trade(
         coin=need(data, "coin", str),
@@ -285,6 +284,8 @@ class TradeBatch:
     recv_ms: int
     trades: tuple[Trade, ...]
     tape: TapeSpan | None = None
+    recv_us: int = 0  # when ingest read the frame, epoch microseconds (0: unknown)
+    covered_ms: int = 0  # ingest's word: everything it received before this is published
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,8 +327,11 @@ def _batch_to_wire(batch: TradeBatch) -> dict[str, Any]:
     body = {
         "coin": batch.coin,
         "recv_ms": batch.recv_ms,
+        "recv_us": batch.recv_us,
         "trades": [trade_to_wire(t) for t in batch.trades],
     }
+    if batch.covered_ms:
+        body["covered_ms"] = batch.covered_ms
     return _with_span(body, batch.tape)
 
 
@@ -337,6 +341,8 @@ def _batch_from_wire(data: dict[str, Any]) -> TradeBatch:
         need(data, "recv_ms", int),
         tuple(trades_from_payload(data)),
         _span_from_wire(data),
+        as_int(data.get("recv_us", 0), "field 'recv_us'"),
+        as_int(data.get("covered_ms", 0), "field 'covered_ms'"),
     )
 
 

@@ -50,7 +50,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from hlstream.common.decimals import parse_decimal
+from hlstream.common.decimals import is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.filenames import encode_coin
 from hlstream.common.messages import Gap, Trade
@@ -231,8 +231,7 @@ def _int(text: str, name: str) -> int:
 
 
 def _positive_decimal(text: str, name: str) -> str:
-    value = parse_decimal(text)
-    if value is None or value <= 0:
+    if not is_positive_decimal(text):
         raise ProtocolError(f"tape field {name}={text[:40]!r} is not a positive decimal")
     return text
 

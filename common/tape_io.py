@@ -172,6 +172,8 @@ class TapeWriter:
         self._open: dict[tuple[str, str], _Segment] = {}
         self._pending = 0
         self._last_commit_s: float | None = None
+        self._unsynced: set[tuple[str, str]] = set()  # written, not yet fdatasynced
+        self._unsynced_dirs: set[Path] = set()
         _make_dir(self.data_dir / TAPE_DIR, fsync)
         self._lock_fd = self._lock()
 
@@ -241,16 +243,25 @@ class TapeWriter:
         self._last_commit_s = now_monotonic
         return self.commit()
 
-    def commit(self) -> list[TapePosition]:
-        """Write and fsync every buffered line; return the new end of each segment written."""
+    def commit(self, sync: bool = True) -> list[TapePosition]:
+        """Write every buffered line (one write per segment) and, with `sync`, fdatasync them;
+        return the new end of each segment written.
+
+        Without `sync` the lines are in the page cache when this returns: every process sees
+        them and they survive the writer's crash, but not the machine's; `take_unsynced()`
+        hands the segments to a thread that syncs them off the hot path.
+        """
         if not self._buffers:
             return []
         batch = [(self._segment(key), lines) for key, lines in self._buffers.items()]
         opened_new = any(segment.new_file for segment, _ in batch)
         try:
             sizes = [self._write(segment, lines) for segment, lines in batch]
-            if self.fsync:
+            if self.fsync and sync:
                 self._sync([segment for segment, _ in batch])
+            elif self.fsync:
+                self._unsynced.update((seg.coin, seg.day) for seg, _ in batch)
+                self._unsynced_dirs.update(seg.path.parent for seg, _ in batch if seg.new_file)
         except OSError:
             self._roll_back([segment for segment, _ in batch])
             raise
@@ -265,6 +276,15 @@ class TapeWriter:
         if opened_new:
             self._close_stale()
         return sorted(positions)
+
+    def take_unsynced(self) -> tuple[list[int], list[Path]]:
+        """Duplicates of the descriptors written since the last call, and new folders: the
+        caller fdatasyncs and closes them (`sync_taken`), outside any lock it holds."""
+        fds = [os.dup(self._open[key].fd) for key in self._unsynced if key in self._open]
+        dirs = list(self._unsynced_dirs)
+        self._unsynced.clear()
+        self._unsynced_dirs.clear()
+        return fds, dirs
 
     def recover(self, coins: Iterable[str]) -> list[TapePosition]:
         """Open (and so repair) the two newest segments of each coin; return their ends."""
@@ -361,6 +381,18 @@ class TapeWriter:
         for key in [k for k in self._open if k[1] < shift_day(newest[k[0]], -1)]:
             if key not in self._buffers:
                 os.close(self._open.pop(key).fd)
+
+
+def sync_taken(fds: list[int], dirs: list[Path]) -> None:
+    """fdatasync and close what `TapeWriter.take_unsynced` handed out; fsync new folders."""
+    try:
+        for fd in fds:
+            _fdatasync(fd)
+        for folder in dirs:
+            _fsync_dir(folder)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 # --- retention --------------------------------------------------------------------------

@@ -94,11 +94,20 @@ def new_state(
     return state
 
 
+_PRICES: dict[str, Decimal] = {}  # prices repeat (a few ticks apart): parse each once
+_PRICES_MAX = 50_000
+
+
 def _price(text: str) -> Decimal:
-    return Decimal(text)
+    value = _PRICES.get(text)
+    if value is None:
+        if len(_PRICES) >= _PRICES_MAX:
+            _PRICES.clear()
+        value = _PRICES[text] = Decimal(text)
+    return value
 
 
-def _update(bar: OpenBar, trade: Trade, price: Decimal) -> None:
+def _update(bar: OpenBar, trade: Trade, price: Decimal, size: Decimal) -> None:
     if trade.ts_ms < bar.first_ts:
         bar.open, bar.first_ts = trade.price, trade.ts_ms
     if trade.ts_ms >= bar.last_ts:
@@ -107,11 +116,11 @@ def _update(bar: OpenBar, trade: Trade, price: Decimal) -> None:
         bar.high, bar.high_text = price, trade.price
     if price < bar.low:
         bar.low, bar.low_text = price, trade.price
-    bar.volume += Decimal(trade.size)
+    bar.volume += size
     bar.trades += 1
 
 
-def _open(start_ms: int, trade: Trade, price: Decimal) -> OpenBar:
+def _open(start_ms: int, trade: Trade, price: Decimal, size: Decimal) -> OpenBar:
     return OpenBar(
         start_ms=start_ms,
         open=trade.price,
@@ -122,7 +131,7 @@ def _open(start_ms: int, trade: Trade, price: Decimal) -> OpenBar:
         close=trade.price,
         first_ts=trade.ts_ms,
         last_ts=trade.ts_ms,
-        volume=Decimal(trade.size),
+        volume=size,
         trades=1,
     )
 
@@ -132,16 +141,18 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
     late: list[LateTrade] = []
     for trade in trades:
         price = _price(trade.price)
+        size = Decimal(trade.size)
+        ts_ms = trade.ts_ms
         for series in state.by_coin.get(trade.coin, ()):
-            start = bucket_start(trade.ts_ms, series.interval_ms)
+            start = ts_ms - ts_ms % series.interval_ms  # bucket_start, inlined: hot path
             if start < series.closed_through:
                 late.append(LateTrade(series.interval, start, trade))
                 continue
             bar = series.open_bars.get(start)
             if bar is None:
-                series.open_bars[start] = _open(start, trade, price)
+                series.open_bars[start] = _open(start, trade, price, size)
             else:
-                _update(bar, trade, price)
+                _update(bar, trade, price, size)
         state.applied_trades += 1
     state.late_trades += len(late)
     return late

@@ -322,6 +322,8 @@ class Aggregator:
                 self._apply_record(record)
         if span is not None:
             self.tape.mark(message.coin, span)
+        if isinstance(message, TradeBatch) and message.covered_ms:
+            self._on_covered(message.covered_ms)
 
     def _covered_from_tape_start(self, coin: str) -> None:
         """The first tape record of a coin whose tape was empty at start: the tape (the venue's
@@ -386,14 +388,18 @@ class Aggregator:
         feed = status.feed
         if feed is None:
             return
-        if feed.covered_ms > self.covered_ms:
-            if self.outage_from is not None:
-                self.log.info("feed_covered_again", after_ms=feed.covered_ms - self.outage_from)
-                self.outage_from = None
-            self.covered_ms = feed.covered_ms
+        self._on_covered(feed.covered_ms)
         for coin in feed.delisted:
             if retire_coin(self.state, coin):
                 self.log.error("coin_retired", coin=coin, reason="delisted by the venue")
+
+    def _on_covered(self, covered_ms: int) -> None:
+        """Ingest vouches that everything it received before `covered_ms` is published."""
+        if covered_ms > self.covered_ms:
+            if self.outage_from is not None:
+                self.log.info("feed_covered_again", after_ms=covered_ms - self.outage_from)
+                self.outage_from = None
+            self.covered_ms = covered_ms
 
     # ---- bars out ----------------------------------------------------------------------
 

@@ -33,7 +33,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from hlstream.common.decimals import parse_decimal
+import orjson
+
+from hlstream.common.decimals import is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.timebucket import normalize_ts_ms
@@ -80,9 +82,12 @@ def subscribe_message(coin: str, kind: str = "trades") -> str:
 def parse_frame(text: str | bytes) -> Frame:
     """Classify one websocket text frame; raise ProtocolError if it is not JSON of a known shape."""
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise ProtocolError("frame is not JSON") from None
+        obj = orjson.loads(text)  # ~4x the stdlib's speed on trades frames (bench/results)
+    except orjson.JSONDecodeError:
+        try:  # orjson refuses what the stdlib takes (integers beyond 64 bits): ask it too
+            obj = json.loads(text)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise ProtocolError("frame is not JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"frame is a JSON {type(obj).__name__}, not an object")
     channel = obj.get("channel")
@@ -123,9 +128,7 @@ def parse_trade(item: object) -> Trade | None:
         return None
     if not isinstance(tid, int) or isinstance(tid, bool) or tid < 0:
         return None
-    price = parse_decimal(px)
-    size = parse_decimal(sz)
-    if price is None or size is None or price <= _ZERO or size <= _ZERO:
+    if not is_positive_decimal(px) or not is_positive_decimal(sz):
         return None
     ts_ms = normalize_ts_ms(item.get("time"))
     if ts_ms is None:

@@ -3,9 +3,11 @@
 A link owns one websocket-client socket and a fixed shard of subscriptions. It connects,
 subscribes (paced), sends a JSON ping every `ping_seconds`, replaces a silent (zombie) feed
 after `stale_seconds`, reconnects with its own backoff (`reconnect.ReconnectPolicy`), parses
-frames with the pure core and hands them to the single publishing thread through a queue as
-`Event`s. ZeroMQ sockets are not thread-safe, so a link never touches the bus, the deduper
-or the counters: everything it learns travels as an event, in order.
+frames with the pure core and hands them, as `Event`s in order, to the shell's handler in
+its own thread: no per-frame hand-off to another thread. After each frame it reads every
+further frame already waiting on the socket (up to `DRAIN_MAX`), so under load one handler
+call (one tape write, one publish per coin) carries many frames. The handler serializes
+the links with one lock (ZeroMQ sockets, the tape, the deduper are not thread-safe).
 
 Shared between links (under `Shared.lock`): the 30-connections-a-minute window, the
 client-message budget (venue: 2000 a minute per IP) and the exchange listing cache.
@@ -19,8 +21,8 @@ emitting a `delisted` event per coin; then it reconnects with the rest.
 
 from __future__ import annotations
 
-import queue
 import random
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +57,7 @@ CONNECTIONS_PER_MINUTE = 30
 SENDS_PER_MINUTE = 1800  # venue limit is 2000 client messages a minute per IP
 EARLY_CLOSE_S = 5.0
 LISTING_MIN_INTERVAL_S = 3.0
-QUEUE_PUT_S = 0.2
+DRAIN_MAX = 512  # frames read in one go when they are already waiting on the socket
 # Reasons a session ends that the venue caused (not our stop, not a stale timer).
 SERVER_CLOSES = ("server_close", "connection_closed", "socket_error")
 
@@ -64,7 +66,7 @@ class EventKind(Enum):
     """What happened on a link (the fields of `Event` each kind fills in brackets)."""
 
     CONNECTED = "connected"  # [coins]: trade coins just subscribed; next frame is a replay
-    FRAME = "frame"  # [frame, recv_ms]
+    FRAME = "frame"  # [frame, recv_ms, recv_us]
     MALFORMED = "malformed"  # [text]
     ERROR = "error"  # [text]: the venue's error frame
     DISCONNECTED = "disconnected"  # [text]: the reason ("stop" on shutdown)
@@ -82,6 +84,7 @@ class Event:
     link: int
     frame: Frame | None = None
     recv_ms: int = 0
+    recv_us: int = 0
     coins: tuple[str, ...] = ()
     text: str = ""
 
@@ -135,6 +138,11 @@ class Listing:
         self.client.close()
 
 
+# The shell's handler: (link index, events in order, covered_ms or None). `covered_ms` says
+# that every frame this link received before it is among the events handed over so far.
+Handler = Callable[[int, list[Event], int | None], None]
+
+
 @dataclass
 class Shared:
     """State every link of one process shares."""
@@ -142,7 +150,7 @@ class Shared:
     settings: Settings
     log: EventLog
     halt: threading.Event
-    events: queue.Queue[Event]
+    handle: Handler
     listing: Listing
     lock: threading.Lock = field(default_factory=threading.Lock)
     connect_limit: WindowLimit = field(
@@ -150,6 +158,17 @@ class Shared:
     )
     send_limit: WindowLimit = field(default_factory=lambda: WindowLimit(SENDS_PER_MINUTE, 60.0))
     connect: Callable[[str], websocket.WebSocket] | None = None
+
+
+def _readable(ws: websocket.WebSocket) -> bool:
+    """A frame's bytes are already waiting (TLS buffer or kernel): reading will not block."""
+    sock = ws.sock
+    if sock is None:
+        return False
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 class _Stopped(BaseException):
@@ -275,7 +294,9 @@ class Link:
         acked = 0
         while not self.shared.halt.is_set():
             now = time.monotonic()
-            if now - last_msg >= settings.stale_seconds:
+            # Silent for too long, and nothing waiting (after a SIGSTOP, or a VM pause, the
+            # frames are in the socket: read them rather than drop them by reconnecting).
+            if now - last_msg >= settings.stale_seconds and not _readable(ws):
                 self.log.warning(
                     "ws_stale", link=self.index, silent_ms=int((now - last_msg) * 1000)
                 )
@@ -286,27 +307,44 @@ class Link:
             try:
                 opcode, payload = ws.recv_data()
             except websocket.WebSocketTimeoutException:
+                self.shared.handle(self.index, [], now_ms())  # nothing was waiting
                 continue
-            last_msg = time.monotonic()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return "server_close"
-            try:
-                frame = parse_frame(payload)
-            except ProtocolError as exc:
-                self._emit(Event(EventKind.MALFORMED, self.index, text=str(exc)))
-                continue
-            is_data = frame.kind in (FrameKind.TRADES, FrameKind.DATA)
-            if self.policy.on_frame(last_msg, is_data):
-                self._emit(Event(EventKind.HEALTHY, self.index))
-            if frame.kind is FrameKind.SUBSCRIBED:
-                acked += 1
-                if acked == len(self.subs):
-                    self.log.info("ws_subscribed", link=self.index, subscriptions=acked)
-            elif frame.kind is FrameKind.ERROR:
-                self._on_error(frame.error, last_msg)
-            elif frame.kind is not FrameKind.PONG:
-                self._emit(Event(EventKind.FRAME, self.index, frame, recv_ms=now_ms()))
+            first_ms = now_ms()
+            events: list[Event] = []
+            for _ in range(DRAIN_MAX):
+                last_msg = time.monotonic()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    self.shared.handle(self.index, events, None)
+                    return "server_close"
+                acked += self._on_payload(payload, last_msg, acked, events)
+                if not _readable(ws):
+                    break
+                opcode, payload = ws.recv_data()
+            else:
+                first_ms = 0  # more may be waiting: coverage moves on the next call
+            self.shared.handle(self.index, events, first_ms or None)
         return "stop"
+
+    def _on_payload(self, payload: bytes, recv_s: float, acked: int, out: list[Event]) -> int:
+        """Parse one frame into `out`; return 1 if it acknowledged a subscription."""
+        try:
+            frame = parse_frame(payload)
+        except ProtocolError as exc:
+            out.append(Event(EventKind.MALFORMED, self.index, text=str(exc)))
+            return 0
+        is_data = frame.kind in (FrameKind.TRADES, FrameKind.DATA)
+        if self.policy.on_frame(recv_s, is_data):
+            out.append(Event(EventKind.HEALTHY, self.index))
+        if frame.kind is FrameKind.SUBSCRIBED:
+            if acked + 1 == len(self.subs):
+                self.log.info("ws_subscribed", link=self.index, subscriptions=acked + 1)
+            return 1
+        if frame.kind is FrameKind.ERROR:
+            self._on_error(frame.error, recv_s)
+        elif frame.kind is not FrameKind.PONG:
+            stamp_us = time.time_ns() // 1000
+            out.append(Event(EventKind.FRAME, self.index, frame, stamp_us // 1000, stamp_us))
+        return 0
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -363,13 +401,7 @@ class Link:
         ws.send(text)
 
     def _emit(self, event: Event) -> None:
-        while True:
-            try:
-                self.shared.events.put(event, timeout=QUEUE_PUT_S)
-                return
-            except queue.Full:
-                if self.shared.halt.is_set():
-                    raise _Stopped() from None
+        self.shared.handle(self.index, [event], None)
 
     def _idle(self, seconds: float) -> None:
         """Sleep `seconds`; raise _Stopped as soon as the process is stopping."""

@@ -4,20 +4,25 @@ Threads: one `link_io.Link` per websocket connection (subscriptions are sharded 
 `ws_subscriptions_per_connection`, within the venue's 10 connections / 1000 subscriptions
 per IP). Each link connects, subscribes, pings, detects a stale (zombie) feed and reconnects
 with its own backoff and jitter, sharing the 30-connections-a-minute and 1800-messages-a-
-minute budgets with the other links. Links only parse frames; they hand `Event`s to this
-module's single thread through a queue. That thread alone owns the ZeroMQ publisher (ZMQ
-sockets are not thread-safe), the trade tape writer, the deduper, the replay gap check and
-the counters, and it publishes a status heartbeat once a second.
+minute budgets with the other links. A link reads a frame and every frame already waiting
+behind it, parses them and calls `_on_link` in its own thread (no hand-off per frame);
+`_on_link` dedupes, tapes and publishes under `self.lock`, which also guards the ZeroMQ
+publisher (not thread-safe), the tape writer, the deduper, the replay gap check and the
+counters. The main thread heartbeats (status every 0.5 s), fdatasyncs the tape every 50 ms
+and prunes it hourly.
 
 The trade tape (common/tape_io.py, `data_dir/tape/{coin}/{day}.csv`) is written BEFORE
-anything is published: each loop appends the admitted trades and gap markers, commits them
-(one write + fdatasync per segment), and only then publishes their batches, each stamped
-with its byte span on the tape. So every published trade is durable, a restarted aggregator
-can replay exactly what it missed, and the dedupe state is the tape's tail (read back on
-start): it can never disagree with what was published. If the venue's replay on resubscribe
-does not overlap the tape, the gap marker spans exactly the uncovered time. The heartbeat's
-`covered_ms` says up to when everything received is taped and published; it stops moving
-while a link is down or a replay is still awaited, and the aggregator holds windows on it.
+anything is published: each handler call appends the admitted trades and gap markers, writes
+them (one write per segment), and only then publishes their batches, each stamped with its
+byte span on the tape. fdatasync runs off the hot path, every `SYNC_EVERY_S`: a crashed or
+killed process loses nothing (the page cache holds the lines), a crashed machine loses at
+most that much tape. So a restarted aggregator can replay exactly what it missed, and the
+dedupe state is the tape's tail (read back on start): it can never disagree with what was
+published. If the venue's replay on resubscribe does not overlap the tape, the gap marker
+spans exactly the uncovered time. `covered_ms` (in the heartbeat, and on the last batch of
+each handler call) says up to when everything received is taped and published; it stops
+moving while a link is down or a replay is still awaited, and the aggregator holds windows
+on it.
 
 Startup: the tape is opened (a second ingest on the same data dir is refused) and its torn
 tails repaired; coins are checked against meta/spotMeta (unknown coin:
@@ -37,7 +42,6 @@ Files: the tape in `data_dir/tape`, pruned to `tape_days`; `run_dir/ingest-statu
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -69,7 +73,7 @@ from hlstream.common.rest_io import FOREVER, call_with_retry
 from hlstream.common.status import FeedStatus, StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape import record_day, segment_day, split_by_day
-from hlstream.common.tape_io import TapeWriter, prune
+from hlstream.common.tape_io import TapeWriter, prune, sync_taken
 from hlstream.common.tape_read_io import tail_trades
 from hlstream.common.universe import check_coins, dex_prefixes, resolve_coins, wants_all
 from hlstream.services.ingest.channels import (
@@ -98,9 +102,7 @@ SEED_TRADES_PER_COIN = 2_000  # dedupe keys read back from the tape's tail per c
 REPLAY_WAIT_S = 3.0  # a coin with no replay after this long never traded: stop waiting
 PRUNE_EVERY_S = 3600.0
 SUMMARY_EVERY_S = 60.0
-EVENT_WAIT_S = 0.2
-EVENTS_PER_TICK = 2_000
-QUEUE_MAX = 100_000
+SYNC_EVERY_S = 0.05  # tape fdatasync period (off the publishing path)
 JOIN_S = 1.0
 
 
@@ -150,7 +152,9 @@ class Ingest:
         self.counters = Counters()
         self.publisher: Publisher | None = None
         self.halt = threading.Event()
-        self.events: queue.Queue[Event] = queue.Queue(QUEUE_MAX)
+        self.lock = threading.Lock()  # links call _on_link concurrently
+        self._crashed: int | None = None
+        self._link_covered: dict[int, int] = {}
         self.links: list[Link] = []
         self.delisted: set[str] = set()
         self.tape: TapeWriter | None = None
@@ -199,10 +203,12 @@ class Ingest:
         finally:
             self._stop_links()
             replay.close()
-            self._flush()
-            self.tape.close()
-            self._publish_status()
-            self.publisher.close()
+            with self.lock:  # a link that did not stop in time must not publish from here on
+                self.halt.set()
+                self._flush()
+                self.tape.close()  # commits and fdatasyncs what is left
+                self._publish_status()
+                self.publisher.close()
             listing.close()
             self.log.info("stopped", signal=self.stop.signal_name, **asdict(self.counters))
 
@@ -264,7 +270,7 @@ class Ingest:
             settings.coins, settings.book_coins, settings.bbo_coins, settings.user_fills
         )
         shards = shard(subs, settings.ws_subscriptions_per_connection)
-        shared = Shared(settings, self.log, self.halt, self.events, listing)
+        shared = Shared(settings, self.log, self.halt, self._on_link, listing)
         self.links = [Link(index, subs, shared) for index, subs in enumerate(shards)]
         self.log.info("links_planned", links=len(self.links), subscriptions=len(subs))
         for link in self.links:
@@ -275,38 +281,33 @@ class Ingest:
         deadline = time.monotonic() + JOIN_S
         for link in self.links:
             link.join(max(0.0, deadline - time.monotonic()))
-        self._drain()
-        self._up.clear()
-
-    def _drain(self) -> None:
-        """Handle what the links queued before they stopped (their data is already read)."""
-        while True:
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                return
-            if event.kind in (EventKind.FRAME, EventKind.CONNECTED):
-                self._on_event(event)
+        with self.lock:
+            self._up.clear()
 
     def _pump(self) -> None:
-        """The publishing thread: handle link events in order, tick the periodic work."""
-        while not self.stop.is_set():
+        """The main thread: heartbeat, tape fdatasync and pruning while the links stream."""
+        while not self.stop.wait(SYNC_EVERY_S):
+            if self._crashed is not None:
+                raise LinkCrashError(f"link {self._crashed} crashed")
+            assert self.tape is not None
+            with self.lock:
+                self._tick(time.monotonic())
+                fds, dirs = self.tape.take_unsynced()
             try:
-                event: Event | None = self.events.get(timeout=EVENT_WAIT_S)
-            except queue.Empty:
-                event = None
-            handled = 0
-            while event is not None:
+                sync_taken(fds, dirs)
+            except OSError as exc:
+                self.log.error_limited("tape_sync", 10.0, "tape_sync_failed", error=str(exc))
+
+    def _on_link(self, link: int, events: list[Event], covered_ms: int | None) -> None:
+        """A link's frames and news, in order, in the link's thread: tape, then publish."""
+        with self.lock:
+            if self.publisher is None or self.publisher.socket.closed:
+                return  # stopped: what the link still read is replayed by the venue next time
+            for event in events:
                 self._on_event(event)
-                handled += 1
-                if handled >= EVENTS_PER_TICK:
-                    break
-                try:
-                    event = self.events.get_nowait()
-                except queue.Empty:
-                    event = None
+            if covered_ms is not None:
+                self._link_covered[link] = covered_ms
             self._flush()
-            self._tick(time.monotonic())
 
     # ---- link events -----------------------------------------------------------------
 
@@ -314,7 +315,7 @@ class Ingest:
         kind = event.kind
         if kind is EventKind.FRAME:
             assert event.frame is not None
-            self._on_frame(event.frame, event.recv_ms)
+            self._on_frame(event.frame, event.recv_ms, event.recv_us)
         elif kind is EventKind.CONNECTED:
             self._up.add(event.link)
             self._replay_since = time.monotonic()
@@ -350,9 +351,9 @@ class Ingest:
         elif kind is EventKind.HEALTHY:
             self.log.debug("ws_healthy", link=event.link)
         elif kind is EventKind.CRASHED:
-            raise LinkCrashError(f"link {event.link} crashed")
+            self._crashed = event.link  # the main thread raises LinkCrashError
 
-    def _on_frame(self, frame: Frame, recv_ms: int) -> None:
+    def _on_frame(self, frame: Frame, recv_ms: int, recv_us: int) -> None:
         self._msgs += 1
         if frame.kind is FrameKind.TRADES:
             if frame.rejected:
@@ -360,7 +361,7 @@ class Ingest:
                 self.log.warning_limited(
                     "rejected", 10.0, "trades_rejected", rejected=self.counters.rejected
                 )
-            self._on_trades(frame.trades, recv_ms)
+            self._on_trades(frame.trades, recv_ms, recv_us)
         elif frame.kind is FrameKind.DATA:
             self._on_channel(frame, recv_ms)
         elif frame.kind is FrameKind.UNKNOWN:
@@ -398,7 +399,7 @@ class Ingest:
         self.publisher.publish(topic, message)
         self.counters.channel_msgs += 1
 
-    def _on_trades(self, trades: tuple[Trade, ...], now_ms: int) -> None:
+    def _on_trades(self, trades: tuple[Trade, ...], now_ms: int, recv_us: int) -> None:
         by_coin: dict[str, list[Trade]] = {}
         for trade in trades:
             if trade.coin not in self.delisted:
@@ -410,7 +411,7 @@ class Ingest:
             if admission.gap is not None:
                 self._publish_gap(admission.gap)
             if fresh:
-                self._tape_trades(coin, fresh, now_ms)
+                self._tape_trades(coin, fresh, now_ms, recv_us)
             self.counters.trades += len(fresh)
             self.counters.duplicates += duplicates
             if too_old:
@@ -434,7 +435,7 @@ class Ingest:
 
     # ---- the tape: written before anything is published ----------------------------------
 
-    def _tape_trades(self, coin: str, fresh: list[Trade], now_ms: int) -> None:
+    def _tape_trades(self, coin: str, fresh: list[Trade], now_ms: int, recv_us: int) -> None:
         """Append one coin's admitted trades to the tape; queue their batch(es) for the bus."""
         assert self.tape is not None
         by_day: dict[str, list[Trade]] = {}
@@ -442,26 +443,31 @@ class Ingest:
             by_day.setdefault(segment_day(trade.ts_ms), []).append(trade)
         for day, trades in by_day.items():
             span = self.tape.append(trades)[(coin, day)]
-            batch = TradeBatch(coin, now_ms, tuple(trades), TapeSpan(day, *span))
+            batch = TradeBatch(coin, now_ms, tuple(trades), TapeSpan(day, *span), recv_us)
             self._outgoing.append((trade_topic(coin), batch))
 
     def _flush(self) -> None:
-        """Commit the tape (one write + fsync per segment), then publish what it holds."""
+        """Write the tape (one write per segment), then publish what it holds; the last batch
+        carries how far ingest now vouches for the feed (`covered_ms`)."""
         if not self._outgoing or self.tape is None:
             return
         self.tape_ends = self.tape.committed()  # segments opened by this batch: pre-commit
         try:
-            self.tape.commit()
-        except OSError as exc:  # disk full: nothing is published; retried on the next loop
+            self.tape.commit(sync=False)  # fdatasync: _pump, every SYNC_EVERY_S
+        except OSError as exc:  # disk full: nothing is published; retried on the next call
             self.log.error_limited(
                 "tape_write", 10.0, "tape_write_failed", error=str(exc), pending=len(self._outgoing)
             )
             return
         self.tape_ends = self.tape.committed()  # read by the replay server's thread
         assert self.publisher is not None
-        for topic, message in self._outgoing:
+        outgoing, self._outgoing = self._outgoing, []
+        topic, last = outgoing[-1]
+        if isinstance(last, TradeBatch):
+            covered = self._covered(self.clock.now_ms(), time.monotonic())
+            outgoing[-1] = (topic, replace(last, covered_ms=covered))
+        for topic, message in outgoing:
             self.publisher.publish(topic, message)
-        self._outgoing = []
 
     def _seed_from_tape(self) -> None:
         """Dedupe state is the tape's tail: what was published is exactly what is known."""
@@ -475,12 +481,15 @@ class Ingest:
         self.log.info("dedupe_seeded_from_tape", trades=seeded, coins=len(self.settings.coins))
 
     def _covered(self, now_ms: int, now_s: float) -> int:
-        """Advance the coverage mark while every link is up and its replay is in."""
-        all_up = bool(self._up) and len(self._up) == len(self.links) - len(self._retired)
+        """Advance the coverage mark while every link is up and its replay is in: to the
+        oldest of the links' own marks (each: all it received before is handled)."""
+        live = [i for i in range(len(self.links)) if i not in self._retired]
+        all_up = bool(live) and all(i in self._up for i in live)
         if all_up and self.replay.any_pending() and now_s - self._replay_since > REPLAY_WAIT_S:
             self.replay.settle()
         if all_up and not self.replay.any_pending() and not self._outgoing:
-            self._covered_ms = now_ms
+            mark = min((self._link_covered.get(i, 0) for i in live), default=0)
+            self._covered_ms = max(self._covered_ms, min(mark, now_ms))
         return self._covered_ms
 
     # ---- periodic work -------------------------------------------------------------------

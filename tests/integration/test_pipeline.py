@@ -94,14 +94,14 @@ def check_rebuild_from_tape(pipeline: Pipeline, exchange: FakeExchange) -> None:
     damaged_at = len(lines) // 2
     wrong = lines[damaged_at].rsplit(",", 1)[0] + ",999.0\n"
     btc.write_text("".join(lines[:damaged_at] + [wrong] + lines[damaged_at + 1 : -2]))
-    result = rebuild(pipeline, "--interval", "5s", "--coins", "BTC", "--check")
+    last_start = parse_window(lines[-1].split(",")[0])
+    to = str(last_start + 5_000)  # through the live file's last row (carry rows included)
+    result = rebuild(pipeline, "--interval", "5s", "--coins", "BTC", "--to", to, "--check")
     assert result.returncode == 1, result.stdout + result.stderr
     listed = [line for line in result.stdout.splitlines() if line.startswith(btc.name)]
     stamp = lines[damaged_at].split(",")[0]
     assert listed[0].startswith(f"{btc.name} {stamp} differs: file ") and "999.0" in listed[0]
     assert len(listed) == 3, listed  # the wrong row and the two cut from the end
-    last_start = parse_window(lines[-1].split(",")[0])
-    to = str(last_start + 5_000)
     result = rebuild(pipeline, "--interval", "5s", "--coins", "BTC", "--to", to)
     assert result.returncode == 0, result.stdout + result.stderr
     assert btc.read_bytes() == live, "rebuilt byte for byte"

@@ -139,6 +139,8 @@ batches = st.builds(
     coin=coins,
     recv_ms=venue_ms,
     trades=st.lists(valid_trades, max_size=8).map(tuple),
+    recv_us=st.integers(0, 2**62),
+    covered_ms=st.one_of(st.just(0), venue_ms),
 )
 envelopes = st.builds(
     Envelope,
@@ -284,7 +286,9 @@ def _batch_map(envelope: Envelope, batch: TradeBatch) -> dict[str, Any]:
         "seq": envelope.seq,
         "coin": batch.coin,
         "recv_ms": batch.recv_ms,
+        "recv_us": batch.recv_us,
         "trades": [trade_to_wire(t) for t in batch.trades],
+        **({"covered_ms": batch.covered_ms} if batch.covered_ms else {}),
     }
 
 

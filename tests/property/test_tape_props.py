@@ -30,7 +30,7 @@ T0 = 1_709_337_600_000 - DAY_MS  # 2024-03-01 00:00 UTC; times span three UTC da
 one_line_text = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=12
 )
-# At most 64 characters: parse_decimal's limit, as on the wire.
+# Plain positive decimals, at most 32 digits each side of the point (is_positive_decimal).
 decimal_text = (
     st.decimals(
         min_value=Decimal("0.00000001"),
@@ -38,8 +38,8 @@ decimal_text = (
         allow_nan=False,
         allow_infinity=False,
     )
-    .map(str)
-    .filter(lambda text: len(text) <= 64)
+    .map(lambda value: format(value, "f"))  # plain, as the exchange writes them
+    .filter(lambda text: len(text) <= 64 and len(text.partition(".")[2]) <= 32)
 )
 times = st.integers(T0, T0 + 3 * DAY_MS - 1)
 trades = st.builds(

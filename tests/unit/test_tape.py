@@ -88,9 +88,17 @@ def test_fields_with_commas_and_quotes_are_quoted_and_read_back_by_csv_module():
 
 
 def test_prices_and_sizes_are_kept_verbatim_not_normalised():
-    record = trade(price="100.50000", size="1E+2")
+    record = trade(price="100.50000", size="0.0100")
 
     assert parse_record(format_record(record)) == record
+
+
+def test_only_plain_positive_decimals_read_back():
+    good = format_record(trade(price="1.5", size="2"))
+    for bad in ("1E+2", "-1", "0.00", "NaN", "1.", " 1"):
+        line = good.replace(",1.5,", f",{bad},")
+        with pytest.raises(ProtocolError):
+            parse_record(line)
 
 
 def test_line_break_in_gap_reason_becomes_space():
