@@ -391,7 +391,9 @@ class FakeExchange:
             for coin in self.listed():
                 if coin in self._quiet:
                     continue
-                count = market.poisson(self._rng, self._coin_rates.get(coin, self._rate) * elapsed_s)
+                count = market.poisson(
+                    self._rng, self._coin_rates.get(coin, self._rate) * elapsed_s
+                )
                 low = min(last_ms + 1, now_ms)
                 times = sorted(self._rng.randint(low, now_ms) for _ in range(count))
                 batch = [market.make_trade(coin, ts, self._rng, self._states[coin]) for ts in times]
