@@ -11,9 +11,10 @@ last 30 trades, like the venue), `ping` -> `pong`, and `trades` frames of venue-
 trades (coin, side, px, sz, time, hash, tid, users). Prices and sizes are integer ticks
 rendered as decimal strings, so the 5 s bars it sends are computed exactly as it goes.
 
-Timing (`--burst-ms`): `0` spreads frames evenly (every millisecond, the trades due so far,
-`--per-frame` to a frame); `70-100` sends, at random intervals in that range, everything
-the block holds: one frame per coin with all of its trades in the block, as the venue does.
+Timing (`--burst-ms`): `0` spreads frames evenly (each coin gets a frame of exactly
+`--per-frame` trades as soon as that many are due); `70-100` sends, at random intervals in
+that range, everything the block holds: one frame per coin with all of its trades in the
+block, as the venue does.
 
 Sends start when stdin gets a line (`go`); a second line (or EOF) stops the feed, writes
 the truth (5 s rows per coin, as decimal strings) and the counts as JSON to `--truth`, and
@@ -36,7 +37,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WINDOW_MS = 5_000
 REPLAY = 30
 PX_DECIMALS = {"BTC": 1, "ETH": 2, "SOL": 3, "XRP": 4, "DOGE": 5, "HYPE": 3, "LINK": 3}
@@ -259,6 +260,7 @@ def serve(args: argparse.Namespace) -> None:
             owed += (now_s - last) * feed.rate
             last = now_s
             each = int(owed) // len(coins)
+            each -= each % feed.per_frame  # whole frames of per_frame trades
             if not each:
                 continue
             owed -= each * len(coins)
