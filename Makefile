@@ -32,6 +32,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.throughput --profile
 	$(BIN)/python -m bench.pipeline
 
 soak: $(STAMP)

@@ -148,7 +148,10 @@ def run_hlstream(
         before = {name: proc_sample(pid)[0] for name, pid in pids.items()}
         go_ms = time.time() * 1000
         feed.command()
+        spies = flame_graphs(args, pids, f"{per_frame}x{rate}") if args.profile and not tap else []
         time.sleep(args.seconds)
+        for spy in spies:
+            spy.wait(timeout=60)
         cpu = {name: proc_sample(pid)[0] - before[name] for name, pid in pids.items()}
         rss = {name: round(proc_sample(pid)[1] / 1e6, 1) for name, pid in pids.items()}
         stop_ms = time.time() * 1000
@@ -173,6 +176,34 @@ def run_hlstream(
         sum(v for k, v in result["cpu_us_per_trade"].items() if k != "feed"), 2
     )
     return result
+
+
+def flame_graphs(args: argparse.Namespace, pids: dict[str, int], label: str) -> list[Any]:
+    """py-spy (the `bench` extra) records each stage for the load window into an SVG."""
+    spy = Path(sys.executable).with_name("py-spy")
+    out = []
+    for stage in ("ingest", "aggregator", "writer"):
+        target = Path(args.out).parent / f"flame-{stage}-{label}.svg"
+        out.append(
+            subprocess.Popen(
+                [
+                    str(spy),
+                    "record",
+                    "--pid",
+                    str(pids[stage]),
+                    "--duration",
+                    str(int(args.seconds) - 1),
+                    "--rate",
+                    "250",
+                    "--nonblocking",
+                    "-o",
+                    str(target),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return out
 
 
 def run_naive(args: argparse.Namespace, rate: int, per_frame: int, base: Path) -> dict[str, Any]:
@@ -225,13 +256,16 @@ def main() -> None:
     parser.add_argument("--tap-rate", type=int, default=5000)
     parser.add_argument("--burst-ms", default="70-100")
     parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--no-tap", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy flame graphs per stage")
     parser.add_argument("--out", default="bench/results/throughput.json")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="hlthru") as tmp:
         root = Path(tmp)
-        results.append(run_hlstream(args, args.tap_rate, 0, args.burst_ms, root / "tap", True))
-        print(json.dumps(results[-1]), flush=True)
+        if not args.no_tap:
+            results.append(run_hlstream(args, args.tap_rate, 0, args.burst_ms, root / "tap", True))
+            print(json.dumps(results[-1]), flush=True)
         for per_frame in (int(x) for x in args.per_frame.split(",")):
             for rate in (int(x) for x in args.rates.split(",")):
                 base = root / f"h{per_frame}-{rate}"
