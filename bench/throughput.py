@@ -183,7 +183,8 @@ def flame_graphs(args: argparse.Namespace, pids: dict[str, int], label: str) -> 
     spy = Path(sys.executable).with_name("py-spy")
     out = []
     for stage in ("ingest", "aggregator", "writer"):
-        target = Path(args.out).parent / f"flame-{stage}-{label}.svg"
+        raw = args.profile_format == "txt"  # collapsed stacks, for reading hot spots
+        target = Path(args.out).parent / f"flame-{stage}-{label}.{args.profile_format}"
         out.append(
             subprocess.Popen(
                 [
@@ -196,6 +197,8 @@ def flame_graphs(args: argparse.Namespace, pids: dict[str, int], label: str) -> 
                     "--rate",
                     "250",
                     "--nonblocking",
+                    "--format",
+                    "raw" if raw else "flamegraph",
                     "-o",
                     str(target),
                 ],
@@ -258,8 +261,10 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--no-tap", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs per stage")
+    parser.add_argument("--profile-format", default="svg", choices=("svg", "txt"))
     parser.add_argument("--out", default="bench/results/throughput.json")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="hlthru") as tmp:
         root = Path(tmp)

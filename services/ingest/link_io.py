@@ -57,6 +57,7 @@ CONNECTIONS_PER_MINUTE = 30
 SENDS_PER_MINUTE = 1800  # venue limit is 2000 client messages a minute per IP
 EARLY_CLOSE_S = 5.0
 LISTING_MIN_INTERVAL_S = 3.0
+READ_CHUNK = 65536
 DRAIN_MAX = 512  # frames read in one go when they are already waiting on the socket
 # Reasons a session ends that the venue caused (not our stop, not a stale timer).
 SERVER_CLOSES = ("server_close", "connection_closed", "socket_error")
@@ -160,8 +161,42 @@ class Shared:
     connect: Callable[[str], websocket.WebSocket] | None = None
 
 
+class ReadBuffer:
+    """Reads the socket 64 KiB at a time and feeds websocket-client's frame parser from it.
+
+    websocket-client asks the socket for exactly what it needs next (2 header bytes, the
+    length, the payload): three `recv` calls per frame. Installed as the parser's `recv`,
+    this makes it one call per 64 KiB (py-spy: socket reads were 11 % of ingest's time).
+    """
+
+    def __init__(self, raw_recv: Callable[[int], bytes]) -> None:
+        self.raw_recv = raw_recv
+        self.data = b""
+        self.pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self.pos >= len(self.data):
+            self.data, self.pos = self.raw_recv(READ_CHUNK), 0
+        out = self.data[self.pos : self.pos + size]
+        self.pos += len(out)
+        return out
+
+    def pending(self) -> bool:
+        return self.pos < len(self.data)
+
+    @classmethod
+    def install(cls, ws: websocket.WebSocket) -> ReadBuffer:
+        reader = cls(ws.frame_buffer.recv)
+        ws.frame_buffer.recv = reader.recv
+        ws.hl_reader = reader  # type: ignore[attr-defined]
+        return reader
+
+
 def _readable(ws: websocket.WebSocket) -> bool:
-    """A frame's bytes are already waiting (TLS buffer or kernel): reading will not block."""
+    """A frame's bytes are already waiting (our buffer, TLS or kernel): reading will not block."""
+    reader = getattr(ws, "hl_reader", None)
+    if reader is not None and reader.pending():
+        return True
     sock = ws.sock
     if sock is None:
         return False
@@ -267,6 +302,8 @@ class Link:
                 )
         except (websocket.WebSocketException, OSError) as exc:
             return f"connect_failed:{type(exc).__name__}"
+        if hasattr(self.ws, "frame_buffer"):  # a real websocket-client socket
+            ReadBuffer.install(self.ws)
         self.log.info("ws_connected", link=self.index, subscriptions=len(self.subs))
         try:
             return self._session(self.ws)
