@@ -59,6 +59,8 @@ EARLY_CLOSE_S = 5.0
 LISTING_MIN_INTERVAL_S = 3.0
 READ_CHUNK = 65536
 DRAIN_MAX = 512  # frames read in one go when they are already waiting on the socket
+BIG = 32  # a frame this big is taped and published without waiting for the frames behind
+# it (the venue's block bursts: one big frame per coin, all at once)
 # Reasons a session ends that the venue caused (not our stop, not a stale timer).
 SERVER_CLOSES = ("server_close", "connection_closed", "socket_error")
 
@@ -350,10 +352,14 @@ class Link:
             events: list[Event] = []
             for _ in range(DRAIN_MAX):
                 last_msg = time.monotonic()
+                recv_us = time.time_ns() // 1000
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     self.shared.handle(self.index, events, None)
                     return "server_close"
-                acked += self._on_payload(payload, last_msg, acked, events)
+                acked += self._on_payload(payload, last_msg, acked, events, recv_us)
+                if events and len(events[-1].frame.trades if events[-1].frame else ()) >= BIG:
+                    self.shared.handle(self.index, events, None)  # a big frame goes out now
+                    events = []
                 if not _readable(ws):
                     break
                 opcode, payload = ws.recv_data()
@@ -362,7 +368,9 @@ class Link:
             self.shared.handle(self.index, events, first_ms or None)
         return "stop"
 
-    def _on_payload(self, payload: bytes, recv_s: float, acked: int, out: list[Event]) -> int:
+    def _on_payload(
+        self, payload: bytes, recv_s: float, acked: int, out: list[Event], recv_us: int
+    ) -> int:
         """Parse one frame into `out`; return 1 if it acknowledged a subscription."""
         try:
             frame = parse_frame(payload)
@@ -379,8 +387,7 @@ class Link:
         if frame.kind is FrameKind.ERROR:
             self._on_error(frame.error, recv_s)
         elif frame.kind is not FrameKind.PONG:
-            stamp_us = time.time_ns() // 1000
-            out.append(Event(EventKind.FRAME, self.index, frame, stamp_us // 1000, stamp_us))
+            out.append(Event(EventKind.FRAME, self.index, frame, recv_us // 1000, recv_us))
         return 0
 
     # ---- helpers -------------------------------------------------------------------------
