@@ -350,7 +350,7 @@ class Link:
                 continue
             first_ms = now_ms()
             events: list[Event] = []
-            for _ in range(DRAIN_MAX):
+            for read in range(1, DRAIN_MAX + 1):
                 last_msg = time.monotonic()
                 recv_us = time.time_ns() // 1000
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
@@ -361,10 +361,11 @@ class Link:
                     self.shared.handle(self.index, events, None)  # a big frame goes out now
                     events = []
                 if not _readable(ws):
+                    break  # drained: every frame that arrived before first_ms is in `events`
+                if read == DRAIN_MAX:
+                    first_ms = 0  # more is waiting: coverage moves on the next call
                     break
                 opcode, payload = ws.recv_data()
-            else:
-                first_ms = 0  # more may be waiting: coverage moves on the next call
             self.shared.handle(self.index, events, first_ms or None)
         return "stop"
 
