@@ -155,10 +155,11 @@ def read_from(
 # --- tail scans -------------------------------------------------------------------------
 
 
-def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
-    """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
-    found: list[Trade] = []
-    for day in reversed(segment_days(data_dir, coin)):
+def _trades_backward(
+    data_dir: Path | str, coin: str, days: list[str]
+) -> Iterator[tuple[str, Trade]]:
+    """(day, trade) of `coin` from the end of each of `days`' segments, in the given order."""
+    for day in days:
         path = segment_path(data_dir, coin, day)
         with open(path, "rb") as handle:
             fd = handle.fileno()
@@ -166,12 +167,21 @@ def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
             if end:
                 check_header(fd, path)
             for raw, offset in lines_backward(fd, end):
-                if len(found) >= n:
-                    return found
-                if offset:
+                if offset:  # offset 0 is the header
                     record = decode_line(raw, path, offset, coin)
                     if isinstance(record, Trade):
-                        found.append(record)
+                        yield day, record
+
+
+def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
+    """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
+    found: list[Trade] = []
+    if n <= 0:
+        return found
+    for _, trade in _trades_backward(data_dir, coin, list(reversed(segment_days(data_dir, coin)))):
+        found.append(trade)
+        if len(found) >= n:
+            break
     return found
 
 
@@ -232,25 +242,16 @@ def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
 
 def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:
     """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end)."""
-    for day in reversed(segment_days(data_dir, coin)):
-        if day > segment_day(ts_ms):
-            continue
-        path = segment_path(data_dir, coin, day)
-        with open(path, "rb") as handle:
-            fd = handle.fileno()
-            end = whole_lines_end(fd, os.fstat(fd).st_size)
-            if end:
-                check_header(fd, path)
-            best: Trade | None = None
-            for raw, offset in lines_backward(fd, end):
-                if not offset:
-                    break
-                record = decode_line(raw, path, offset, coin)
-                if isinstance(record, Trade) and record.ts_ms < ts_ms:
-                    if best is None or record.ts_ms > best.ts_ms:
-                        best = record
-                    elif best.ts_ms - record.ts_ms > LATE_SCAN_MS:
-                        break  # far enough back: later lines cannot hold a newer trade
-            if best is not None:
-                return best
-    return None
+    last_day = segment_day(ts_ms)
+    days = [day for day in reversed(segment_days(data_dir, coin)) if day <= last_day]
+    best: Trade | None = None
+    best_day = ""
+    for day, trade in _trades_backward(data_dir, coin, days):
+        if best is not None and day != best_day:
+            return best  # an older day cannot hold a newer trade
+        if trade.ts_ms < ts_ms:
+            if best is None or trade.ts_ms > best.ts_ms:
+                best, best_day = trade, day
+            elif best.ts_ms - trade.ts_ms > LATE_SCAN_MS:
+                return best  # far enough back: earlier lines cannot hold a newer trade
+    return best

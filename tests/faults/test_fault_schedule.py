@@ -28,8 +28,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -265,13 +263,7 @@ def all_running(pipeline: Pipeline) -> dict[str, str]:
 
 
 def run_verify(pipeline: Pipeline) -> tuple[int, str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "hlstream.cli", "verify"],
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = pipeline.cli("verify")
     return result.returncode, result.stdout + result.stderr
 
 

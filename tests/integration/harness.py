@@ -124,6 +124,16 @@ class Pipeline:
     def csv(self, coin: str, interval: str) -> Path:
         return self.data_dir / csv_filename(coin, interval)
 
+    def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        """`hlstream ARGS` against this pipeline's dirs and endpoints."""
+        return subprocess.run(
+            [sys.executable, "-m", "hlstream.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+
     def supervisorctl(self, *args: str) -> str:
         conf = Path(__file__).resolve().parents[2] / "supervisord.conf"
         env = dict(self.env, HLSTREAM_RUN_DIR=str(self.run_dir.resolve()))

@@ -8,7 +8,6 @@ with REST-backfilled history equal to the fake's candles.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -72,13 +71,7 @@ def test_pipeline_writes_exact_bars_with_backfill_and_carry_forward(exchange, tm
 
 
 def rebuild(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hlstream.cli", "rebuild", *args],
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return pipeline.cli("rebuild", *args)
 
 
 def check_rebuild_from_tape(pipeline: Pipeline, exchange: FakeExchange) -> None:

@@ -293,13 +293,7 @@ def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(e
         assert wrong <= set(journal), f"{coin}: wrong 5s rows missing from the journal"
         assert set(journal.values()) <= {"gap_after_close", "partial"}
         assert not inexact_io.read_journal(pipeline.csv(coin, "1m")), "1m repaired from REST"
-    verify = subprocess.run(
-        [sys.executable, "-m", "hlstream.cli", "verify"],
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    verify = pipeline.cli("verify")
     assert verify.returncode == 1
     assert "is not exact: gap_after_close" in verify.stdout
 

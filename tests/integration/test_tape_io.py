@@ -17,7 +17,15 @@ from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import HEADER, TapePosition, format_record, segment_path
 from hlstream.common.tape_io import TapeWriter, prune
-from hlstream.common.tape_read_io import newest_ts_ms, read_from, read_since, read_tape, tail_keys
+from hlstream.common.tape_read_io import (
+    last_trade_before,
+    newest_ts_ms,
+    read_from,
+    read_since,
+    read_tape,
+    tail_keys,
+    tail_trades,
+)
 
 DAY_MS = 86_400_000
 MIDNIGHT_MS = int(datetime(2024, 3, 2, tzinfo=UTC).timestamp()) * 1000  # 2024-03-02 00:00 UTC
@@ -321,3 +329,28 @@ def test_append_spans_are_exactly_the_bytes_the_records_occupy(tmp_path):
     assert lines(today, third[key]) == format_record(trade(MIDNIGHT_MS + 5, 5))
     assert lines(yesterday, second[key_before]) == format_record(trade(MIDNIGHT_MS - 1, 4))
     assert second[key_before][1] == len(yesterday)
+
+
+def test_tail_scans_find_the_last_trades_and_the_close_before_a_time(tmp_path):
+    write(
+        tmp_path,
+        [
+            trade(MIDNIGHT_MS - 5_000, 1, price="1.0"),  # yesterday
+            trade(MIDNIGHT_MS + 1_000, 2, price="2.0"),
+            Gap("BTC", MIDNIGHT_MS + 1_500, MIDNIGHT_MS + 1_600, "reconnect"),
+            trade(MIDNIGHT_MS + 3_000, 4, price="4.0"),
+            trade(MIDNIGHT_MS + 2_000, 3, price="3.0"),  # a late trade, appended after
+        ],
+    )
+    assert [t.tid for t in tail_trades(tmp_path, "BTC", 3)] == [3, 4, 2]
+    assert [t.tid for t in tail_trades(tmp_path, "BTC", 10)] == [3, 4, 2, 1]
+    assert tail_trades(tmp_path, "ETH", 5) == [] and tail_trades(tmp_path, "BTC", 0) == []
+
+    def before(ms: int) -> str | None:
+        found = last_trade_before(tmp_path, "BTC", ms)
+        return None if found is None else found.price
+
+    assert before(MIDNIGHT_MS + 10_000) == "4.0"
+    assert before(MIDNIGHT_MS + 3_000) == "3.0"  # strictly before; the late trade counts
+    assert before(MIDNIGHT_MS + 1_000) == "1.0"  # from yesterday's segment
+    assert before(MIDNIGHT_MS - 5_000) is None
