@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -60,14 +59,10 @@ def pipeline(tmp_path_factory):
     assert code == 0, output[-3000:]
 
 
-def hlstream(pipeline: Pipeline, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hlstream.cli", *args],
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def hlstream(
+    pipeline: Pipeline, *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return pipeline.cli(*args, timeout_s=timeout)
 
 
 def test_status_json_reports_a_healthy_pipeline(pipeline):

@@ -30,13 +30,7 @@ def exchange():
 
 
 def _cli(pipeline: Pipeline, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hlstream.cli", *args],
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return pipeline.cli(*args, timeout_s=timeout)
 
 
 def test_sigkill_of_hlstream_run_leaves_no_process_after_5s(exchange, tmp_path):
