@@ -192,11 +192,6 @@ class TapeWriter:
         """Records appended but not yet committed."""
         return self._pending
 
-    def committed(self) -> dict[tuple[str, str], int]:
-        """A copy of the committed end of every open segment (whole commits only: a reader
-        stopping there never splits a published message)."""
-        return {key: segment.size for key, segment in self._open.items()}
-
     def append(self, records: Iterable[Record]) -> dict[tuple[str, str], tuple[int, int]]:
         """Buffer records in their day's segment for the next commit; all or none of them.
 

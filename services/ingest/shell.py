@@ -97,7 +97,7 @@ from hlstream.services.ingest.link_io import Event, EventKind, Link, Listing, Sh
 from hlstream.services.ingest.replay_io import ReplayServer
 
 SERVICE = "ingest"
-STATUS_EVERY_S = 0.5  # also how often covered_ms advances (windows wait for it)
+STATUS_EVERY_S = 0.5  # heartbeat (it also carries covered_ms when no trades flow)
 SEED_TRADES_PER_COIN = 2_000  # dedupe keys read back from the tape's tail per coin
 REPLAY_WAIT_S = 3.0  # a coin with no replay after this long never traded: stop waiting
 PRUNE_EVERY_S = 3600.0
@@ -159,7 +159,9 @@ class Ingest:
         self.delisted: set[str] = set()
         self.tape: TapeWriter | None = None
         self._outgoing: list[tuple[str, TradeBatch | Gap]] = []
-        self.tape_ends: dict[tuple[str, str], int] = {}  # replaced whole, never mutated
+        # Committed end per (coin, day) segment, for the replay server's thread (which only
+        # looks keys up): set to a segment's pre-commit size when a batch first touches it.
+        self.tape_ends: dict[tuple[str, str], int] = {}
         self._covered_ms = 0  # every trade received before this is on the tape and published
         self._replay_since = 0.0
         self._next_prune = 0.0
@@ -428,7 +430,9 @@ class Ingest:
         assert self.tape is not None
         for piece in split_by_day(gap):
             assert isinstance(piece, Gap)
-            span = self.tape.append([piece])[(piece.coin, record_day(piece))]
+            key = (piece.coin, record_day(piece))
+            span = self.tape.append([piece])[key]
+            self.tape_ends.setdefault(key, span[0])
             self._outgoing.append(
                 (gap_topic(piece.coin), replace(piece, tape=TapeSpan(record_day(piece), *span)))
             )
@@ -443,6 +447,7 @@ class Ingest:
             by_day.setdefault(segment_day(trade.ts_ms), []).append(trade)
         for day, trades in by_day.items():
             span = self.tape.append(trades)[(coin, day)]
+            self.tape_ends.setdefault((coin, day), span[0])
             batch = TradeBatch(coin, now_ms, tuple(trades), TapeSpan(day, *span), recv_us)
             self._outgoing.append((trade_topic(coin), batch))
 
@@ -451,15 +456,15 @@ class Ingest:
         carries how far ingest now vouches for the feed (`covered_ms`)."""
         if not self._outgoing or self.tape is None:
             return
-        self.tape_ends = self.tape.committed()  # segments opened by this batch: pre-commit
         try:
-            self.tape.commit(sync=False)  # fdatasync: _pump, every SYNC_EVERY_S
+            written = self.tape.commit(sync=False)  # fdatasync: _pump, every SYNC_EVERY_S
         except OSError as exc:  # disk full: nothing is published; retried on the next call
             self.log.error_limited(
                 "tape_write", 10.0, "tape_write_failed", error=str(exc), pending=len(self._outgoing)
             )
             return
-        self.tape_ends = self.tape.committed()  # read by the replay server's thread
+        for position in written:
+            self.tape_ends[(position.coin, position.day)] = position.offset
         assert self.publisher is not None
         outgoing, self._outgoing = self._outgoing, []
         topic, last = outgoing[-1]
