@@ -12,13 +12,24 @@ from decimal import Decimal, InvalidOperation
 
 ZERO = Decimal(0)
 _PLAIN = re.compile(r"[0-9]{1,32}(?:\.[0-9]{1,32})?\Z")
+_ACCEPTED: set[str] = set()  # prices and sizes repeat: each string is checked once
+_ACCEPTED_MAX = 100_000
 
 
 def is_positive_decimal(text: object) -> bool:
     """A plain positive decimal string as the exchange writes prices and sizes (`63471.0`,
     `0.00155`, `12`): digits, at most one point, no sign, no exponent, not zero. The hot
-    path's check (a regex, no Decimal built)."""
-    return isinstance(text, str) and bool(_PLAIN.match(text)) and bool(text.strip("0."))
+    path's check: a set lookup for a string seen before, else a regex (no Decimal built)."""
+    if type(text) is not str:
+        return False
+    if text in _ACCEPTED:
+        return True
+    if not (_PLAIN.match(text) and text.strip("0.")):
+        return False
+    if len(_ACCEPTED) >= _ACCEPTED_MAX:
+        _ACCEPTED.clear()
+    _ACCEPTED.add(text)
+    return True
 
 
 def parse_decimal(text: object) -> Decimal | None:

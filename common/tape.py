@@ -182,7 +182,7 @@ def _format_trade(trade: Trade) -> str:
     _positive_decimal(trade.size, "size")
     _check_int(trade.ts_ms, "ts_ms")
     _check_int(trade.tid, "tid")
-    side = "buy" if trade.is_buy else "sell"
+    side = trade.side
     line = (
         f"T,{trade.coin},{trade.ts_ms},{trade.tid},{side},"
         f"{trade.price},{trade.size},{trade.hash},,\n"
@@ -244,7 +244,7 @@ def _parse_trade(fields: list[str]) -> Trade:
         raise ProtocolError("tape trade has gap fields set")
     return Trade(
         coin=coin,
-        is_buy=_SIDES[side],
+        side="buy" if side == "buy" else "sell",
         price=_positive_decimal(price, "price"),
         size=_positive_decimal(size, "size"),
         ts_ms=_int(ts_ms, "ts_ms"),

@@ -37,7 +37,7 @@ import orjson
 
 from hlstream.common.decimals import is_positive_decimal
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import Gap, Trade
+from hlstream.common.messages import Gap, Side, Trade
 from hlstream.common.timebucket import normalize_ts_ms
 
 PING = '{"method":"ping"}'
@@ -48,7 +48,7 @@ STATE_VERSION = 1
 REPLAY_GAP_REASON = "replay_no_overlap"
 # Channels we may subscribe to later and pass through untouched.
 DATA_CHANNELS = frozenset({"l2Book", "bbo", "userFills", "allMids", "candle", "activeAssetCtx"})
-_SIDES = {"B": True, "A": False}
+_SIDES: dict[str, Side] = {"B": "buy", "A": "sell"}
 _ZERO = Decimal(0)
 
 
@@ -136,7 +136,7 @@ def parse_trade(item: object) -> Trade | None:
     tx_hash = item.get("hash")
     return Trade(
         coin=coin,
-        is_buy=_SIDES[side],
+        side=_SIDES[side],
         price=str(px),
         size=str(sz),
         ts_ms=ts_ms,

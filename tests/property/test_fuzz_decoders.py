@@ -127,7 +127,7 @@ venue_ms = st.integers(10**12, 10**15 - 1)  # what the venue sends: epoch ms, in
 valid_trades = st.builds(
     Trade,
     coin=coins,
-    is_buy=st.booleans(),
+    side=st.sampled_from(["buy", "sell"]),
     price=decimal_texts,
     size=decimal_texts,
     ts_ms=venue_ms,
@@ -229,7 +229,7 @@ def venue_entries(draw: st.DrawFn) -> tuple[Any, Trade | None]:
     if how == "odd hash":  # hash is optional: a missing or odd one becomes ""
         odd = _with(entry, "hash", draw(st.sampled_from([MISSING, None, 1, []])))
         return odd, Trade(
-            trade.coin, trade.is_buy, trade.price, trade.size, trade.ts_ms, trade.tid, ""
+            trade.coin, trade.side, trade.price, trade.size, trade.ts_ms, trade.tid, ""
         )
     if how == "bad field":
         field = draw(st.sampled_from(sorted(VENUE_JUNK)))
@@ -288,7 +288,8 @@ def _batch_map(envelope: Envelope, batch: TradeBatch) -> dict[str, Any]:
         "recv_ms": batch.recv_ms,
         "recv_us": batch.recv_us,
         "trades": [trade_to_wire(t) for t in batch.trades],
-        **({"covered_ms": batch.covered_ms} if batch.covered_ms else {}),
+        "covered_ms": batch.covered_ms,
+        "tape": None if batch.tape is None else [batch.tape.day, batch.tape.start, batch.tape.end],
     }
 
 

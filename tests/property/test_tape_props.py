@@ -45,7 +45,7 @@ times = st.integers(T0, T0 + 3 * DAY_MS - 1)
 trades = st.builds(
     Trade,
     coin=st.sampled_from(COINS),
-    is_buy=st.booleans(),
+    side=st.sampled_from(["buy", "sell"]),
     price=decimal_text,
     size=decimal_text,
     ts_ms=times,
@@ -105,7 +105,7 @@ def test_truncation_at_any_byte_loses_only_the_cut_line(
 ) -> None:
     batch_of_one_segment = [
         [
-            Trade("BTC", t.is_buy, t.price, t.size, T0 + t.ts_ms % DAY_MS, t.tid, t.hash)
+            Trade("BTC", t.side, t.price, t.size, T0 + t.ts_ms % DAY_MS, t.tid, t.hash)
             for t in batch
         ]
         for batch in sequence
@@ -125,7 +125,7 @@ def test_truncation_at_any_byte_loses_only_the_cut_line(
         survivors = [t for t, end in zip(written, line_ends, strict=True) if end <= keep]
 
         assert list(read_tape(tmp, "BTC", 0)) == survivors
-        extra = Trade("BTC", True, "1.5", "2", T0 + 1, 1, "0xextra")
+        extra = Trade("BTC", "buy", "1.5", "2", T0 + 1, 1, "0xextra")
         with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
             writer.recover(["BTC"])
             assert path.stat().st_size == keep

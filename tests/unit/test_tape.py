@@ -32,7 +32,7 @@ HASH = "0x" + "ab" * 32
 
 def trade(coin: str = "BTC", ts_ms: int = MIDNIGHT_MS, tid: int = 7, **kw: object) -> Trade:
     fields: dict[str, object] = {
-        "is_buy": True,
+        "side": "buy",
         "price": "63471.0",
         "size": "0.00155",
         "hash": HASH,
@@ -43,7 +43,7 @@ def trade(coin: str = "BTC", ts_ms: int = MIDNIGHT_MS, tid: int = 7, **kw: objec
 
 @pytest.mark.parametrize("coin", ODD_COINS)
 def test_trade_round_trips_for_odd_coin_names(coin):
-    record = trade(coin, is_buy=False, price="0.000012345", size="1200000")
+    record = trade(coin, side="sell", price="0.000012345", size="1200000")
 
     line = format_record(record)
 
