@@ -22,7 +22,6 @@ emitting a `delisted` event per coin; then it reconnects with the rest.
 from __future__ import annotations
 
 import random
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from hlstream.services.ingest.channels import (
 )
 from hlstream.services.ingest.core import PING, Frame, FrameKind, parse_frame
 from hlstream.services.ingest.reconnect import ReconnectPolicy
+from hlstream.services.ingest.wsframes import CLOSE, PING, PONG, SocketFrames
 
 RECV_TIMEOUT_S = 0.25
 CONNECT_TIMEOUT_S = 10.0
@@ -57,7 +57,6 @@ CONNECTIONS_PER_MINUTE = 30
 SENDS_PER_MINUTE = 1800  # venue limit is 2000 client messages a minute per IP
 EARLY_CLOSE_S = 5.0
 LISTING_MIN_INTERVAL_S = 3.0
-READ_CHUNK = 65536
 DRAIN_MAX = 512  # frames read in one go when they are already waiting on the socket
 BIG = 32  # a frame this big is taped and published without waiting for the frames behind
 # it (the venue's block bursts: one big frame per coin, all at once)
@@ -163,51 +162,6 @@ class Shared:
     connect: Callable[[str], websocket.WebSocket] | None = None
 
 
-class ReadBuffer:
-    """Reads the socket 64 KiB at a time and feeds websocket-client's frame parser from it.
-
-    websocket-client asks the socket for exactly what it needs next (2 header bytes, the
-    length, the payload): three `recv` calls per frame. Installed as the parser's `recv`,
-    this makes it one call per 64 KiB (py-spy: socket reads were 11 % of ingest's time).
-    """
-
-    def __init__(self, raw_recv: Callable[[int], bytes]) -> None:
-        self.raw_recv = raw_recv
-        self.data = b""
-        self.pos = 0
-
-    def recv(self, size: int) -> bytes:
-        if self.pos >= len(self.data):
-            self.data, self.pos = self.raw_recv(READ_CHUNK), 0
-        out = self.data[self.pos : self.pos + size]
-        self.pos += len(out)
-        return out
-
-    def pending(self) -> bool:
-        return self.pos < len(self.data)
-
-    @classmethod
-    def install(cls, ws: websocket.WebSocket) -> ReadBuffer:
-        reader = cls(ws.frame_buffer.recv)
-        ws.frame_buffer.recv = reader.recv
-        ws.hl_reader = reader  # type: ignore[attr-defined]
-        return reader
-
-
-def _readable(ws: websocket.WebSocket) -> bool:
-    """A frame's bytes are already waiting (our buffer, TLS or kernel): reading will not block."""
-    reader = getattr(ws, "hl_reader", None)
-    if reader is not None and reader.pending():
-        return True
-    sock = ws.sock
-    if sock is None:
-        return False
-    pending = getattr(sock, "pending", None)
-    if pending is not None and pending():
-        return True
-    return bool(select.select([sock], [], [], 0)[0])
-
-
 class _Stopped(BaseException):
     """The process is stopping: unwind the link."""
 
@@ -231,6 +185,7 @@ class Link:
         )
         self.requests = RequestLog()
         self.ws: websocket.WebSocket | None = None
+        self.frames: SocketFrames | None = None  # the connected socket's reader
         self.thread = threading.Thread(target=self._run, name=f"ingest-link-{index}", daemon=True)
         self._last_subscribe_s: float | None = None
 
@@ -304,24 +259,27 @@ class Link:
                 )
         except (websocket.WebSocketException, OSError) as exc:
             return f"connect_failed:{type(exc).__name__}"
-        if hasattr(self.ws, "frame_buffer"):  # a real websocket-client socket
-            ReadBuffer.install(self.ws)
         self.log.info("ws_connected", link=self.index, subscriptions=len(self.subs))
         try:
             return self._session(self.ws)
-        except websocket.WebSocketConnectionClosedException:
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
             return "connection_closed"
         except websocket.WebSocketTimeoutException:
             return "send_timeout"
+        except ProtocolError as exc:
+            self.log.warning("ws_protocol_error", link=self.index, error=str(exc))
+            return "protocol_error"
         except (websocket.WebSocketException, OSError) as exc:
             return f"socket_error:{type(exc).__name__}"
         finally:
+            self.frames = None
             self._close_ws()
 
     def _session(self, ws: websocket.WebSocket) -> str:
         """Subscribe and read until the feed fails or we stop; return why it ended."""
         settings = self.shared.settings
         ws.settimeout(RECV_TIMEOUT_S)
+        frames = self.frames = SocketFrames(ws.sock)
         trade_coins = tuple(sub.key for sub in self.subs if sub.kind == TRADES)
         self._emit(Event(EventKind.CONNECTED, self.index, coins=trade_coins))
         for position, sub in enumerate(self.subs):
@@ -331,11 +289,12 @@ class Link:
             self._send(ws, sub.message())
         last_msg = last_ping = time.monotonic()
         acked = 0
+        handle = self.shared.handle
         while not self.shared.halt.is_set():
             now = time.monotonic()
             # Silent for too long, and nothing waiting (after a SIGSTOP, or a VM pause, the
             # frames are in the socket: read them rather than drop them by reconnecting).
-            if now - last_msg >= settings.stale_seconds and not _readable(ws):
+            if now - last_msg >= settings.stale_seconds and not frames.ready():
                 self.log.warning(
                     "ws_stale", link=self.index, silent_ms=int((now - last_msg) * 1000)
                 )
@@ -344,29 +303,32 @@ class Link:
                 self._send(ws, PING)
                 last_ping = now
             try:
-                opcode, payload = ws.recv_data()
-            except websocket.WebSocketTimeoutException:
-                self.shared.handle(self.index, [], now_ms())  # nothing was waiting
+                opcode, payload = frames.read()
+            except TimeoutError:
+                handle(self.index, [], now_ms())  # nothing was waiting
                 continue
             first_ms = now_ms()
             events: list[Event] = []
             for read in range(1, DRAIN_MAX + 1):
                 last_msg = time.monotonic()
-                recv_us = time.time_ns() // 1000
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    self.shared.handle(self.index, events, None)
+                if opcode == CLOSE:
+                    handle(self.index, events, None)
                     return "server_close"
-                acked += self._on_payload(payload, last_msg, acked, events, recv_us)
-                if events and len(events[-1].frame.trades if events[-1].frame else ()) >= BIG:
-                    self.shared.handle(self.index, events, None)  # a big frame goes out now
-                    events = []
-                if not _readable(ws):
+                if opcode == PING:
+                    ws.pong(payload)
+                elif opcode != PONG:
+                    acked += self._on_payload(payload, last_msg, acked, events, frames.read_us)
+                    frame = events[-1].frame if events else None
+                    if frame is not None and len(frame.trades) >= BIG:
+                        handle(self.index, events, None)  # a big frame goes out now
+                        events = []
+                if not frames.ready():
                     break  # drained: every frame that arrived before first_ms is in `events`
                 if read == DRAIN_MAX:
                     first_ms = 0  # more is waiting: coverage moves on the next call
                     break
-                opcode, payload = ws.recv_data()
-            self.shared.handle(self.index, events, first_ms or None)
+                opcode, payload = frames.read()
+            handle(self.index, events, first_ms or None)
         return "stop"
 
     def _on_payload(

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
-from collections import deque
 from typing import Any
-
-import websocket
 
 from hlstream.common.config import Settings
 from hlstream.common.log import EventLog
@@ -21,32 +19,43 @@ from hlstream.services.ingest.link_io import (
     Listing,
     Shared,
 )
+from tests.unit.test_wsframes import ws_frame
+
+
+class WaitingBytes:
+    """A socket whose bytes are all already waiting (as under load), then silence."""
+
+    def __init__(self, data: bytes, halt: threading.Event) -> None:
+        self.data = data
+        self.halt = halt
+        self.idle_r, self.idle_w = os.pipe()  # never written: select sees nothing new
+
+    def recv(self, size: int) -> bytes:
+        if not self.data:
+            self.halt.set()
+            raise TimeoutError("idle")
+        out, self.data = self.data[:size], self.data[size:]
+        return out
+
+    def pending(self) -> bool:
+        return bool(self.data)
+
+    def fileno(self) -> int:
+        return self.idle_r
 
 
 class WaitingFrames:
-    """A websocket whose frames are all already waiting (as under load), then silence."""
+    """A websocket whose frames are all already waiting on its socket."""
 
     def __init__(self, frames: list[str], halt: threading.Event) -> None:
-        self.frames = deque(frames)
-        self.halt = halt
-        self.sock = None
-        self.hl_reader = self  # `_readable` asks our buffer first
+        self.sock = WaitingBytes(b"".join(ws_frame(f.encode()) for f in frames), halt)
         self.sent: list[str] = []
-
-    def pending(self) -> bool:
-        return bool(self.frames)
 
     def settimeout(self, _timeout: float) -> None:
         pass
 
     def send(self, text: str) -> None:
         self.sent.append(text)
-
-    def recv_data(self) -> tuple[int, bytes]:
-        if not self.frames:
-            self.halt.set()
-            raise websocket.WebSocketTimeoutException("idle")
-        return websocket.ABNF.OPCODE_TEXT, self.frames.popleft().encode()
 
 
 def trades_frame(tid: int, count: int = 1) -> str:
