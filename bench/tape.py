@@ -48,7 +48,17 @@ def make_batches(rate: int, commit_ms: int, seconds: float, coins: list[str]) ->
             size = f"{rng.randint(1, 500_000) / 100_000:.5f}".rstrip("0").rstrip(".")
             ts_ms = ts_base + rng.randrange(commit_ms)
             trade_hash = f"0x{rng.getrandbits(256):064x}"
-            batch.append(Trade(coin, rng.random() < 0.5, price, size, ts_ms, tid, trade_hash))
+            batch.append(
+                Trade(
+                    coin,
+                    "buy" if rng.random() < 0.5 else "sell",
+                    price,
+                    size,
+                    ts_ms,
+                    tid,
+                    trade_hash,
+                )
+            )
         batches.append(batch)
     return batches
 

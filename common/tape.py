@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from hlstream.common.decimals import is_positive_decimal
 from hlstream.common.errors import ProtocolError
@@ -73,8 +73,7 @@ _FIELD_COUNT = len(COLUMNS)
 _SIDES = {"buy": True, "sell": False}
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class TapePosition:
+class TapePosition(NamedTuple):
     """A byte offset just after a whole line of one segment; orders by coin, day, offset."""
 
     coin: str
@@ -95,6 +94,7 @@ def segment_day(ts_ms: int) -> str:
     return _day_name(ts_ms // DAY_MS)
 
 
+@lru_cache(maxsize=64)
 def day_start_ms(day: str) -> int:
     """Epoch ms of 00:00 UTC on `day`."""
     check_day(day)
@@ -199,6 +199,34 @@ def _format_gap(gap: Gap) -> str:
     _check_int(gap.to_ms, "to_ms")
     reason = gap.reason.replace("\r", " ").replace("\n", " ")
     return f"G,{_quote(gap.coin)},{gap.from_ms},,,,,,{gap.to_ms},{_quote(reason)}\n"
+
+
+def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
+    """The tape lines of `trades`, joined, if every one is of `coin` on `day` (else None):
+    what `format_record` gives line by line, built in one pass for the plain case (the hot
+    path: one call per coin per frame). ProtocolError as `format_record` raises it."""
+    start_ms = day_start_ms(day)
+    end_ms = start_ms + DAY_MS
+    if not all(t.coin == coin and start_ms <= t.ts_ms < end_ms for t in trades):
+        return None
+    text = "".join(
+        [f"T,{t.coin},{t.ts_ms},{t.tid},{t.side},{t.price},{t.size},{t.hash},,\n" for t in trades]
+    )
+    count = len(trades)
+    plain = (
+        text.count(",") == (_FIELD_COUNT - 1) * count
+        and text.count("\n") == count
+        and '"' not in text
+        and "\r" not in text
+    )
+    if plain and all(
+        is_positive_decimal(t.price)
+        and is_positive_decimal(t.size)
+        and -_INT_LIMIT < t.tid < _INT_LIMIT
+        for t in trades
+    ):
+        return text
+    return "".join([format_record(t) for t in trades])  # quotes, or raises ProtocolError
 
 
 def format_record(record: Record) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +36,11 @@ from hlstream.common.tape import (
     check_day,
     coin_dir,
     format_record,
+    format_trades,
     is_segment_name,
     parse_record,
     record_day,
+    segment_day,
     segment_path,
     shift_day,
     split_by_day,
@@ -77,9 +79,11 @@ def _make_dir(path: Path, durable: bool) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    written = os.write(fd, data)
+    if written < len(data):  # a short write (signal, disk nearly full): finish it
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def whole_lines_end(fd: int, size: int) -> int:
@@ -200,26 +204,46 @@ class TapeWriter:
         the span on the bus so the aggregator can tell what it has already applied.
         ProtocolError (nothing buffered) if any record cannot be written as one valid line.
         """
-        formatted = [
-            ((piece.coin, record_day(piece)), format_record(piece))
-            for record in records
-            for piece in ((record,) if isinstance(record, Trade) else split_by_day(record))
+        by_key: dict[tuple[str, str], list[str]] = {}
+        for record in records:
+            for piece in (record,) if isinstance(record, Trade) else split_by_day(record):
+                key = (piece.coin, record_day(piece))
+                by_key.setdefault(key, []).append(format_record(piece))
+        return {key: self._buffer(key, "".join(lines), len(lines)) for key, lines in by_key.items()}
+
+    def append_trades(
+        self, coin: str, trades: Sequence[Trade]
+    ) -> list[tuple[str, Sequence[Trade], int, int]]:
+        """`append` for one coin's trades (the hot path): (day, its trades, start, end) per
+        segment they fill, in day order; nearly always one. All or nothing: ProtocolError
+        (nothing buffered) if a trade is not `coin`'s or cannot be written as one valid line."""
+        day = segment_day(trades[0].ts_ms)
+        text = format_trades(trades, coin, day)
+        if text is not None:
+            return [(day, trades, *self._buffer((coin, day), text, len(trades)))]
+        if any(trade.coin != coin for trade in trades):
+            raise ProtocolError(f"trades of another coin in a {coin} batch")
+        by_day: dict[str, list[Trade]] = {}
+        for trade in trades:  # the batch straddles midnight UTC
+            by_day.setdefault(segment_day(trade.ts_ms), []).append(trade)
+        texts = {day: format_trades(group, coin, day) for day, group in sorted(by_day.items())}
+        return [
+            (day, by_day[day], *self._buffer((coin, day), text or "", len(by_day[day])))
+            for day, text in texts.items()
         ]
-        spans: dict[tuple[str, str], tuple[int, int]] = {}
-        buffers = self._buffers
-        for key, line in formatted:
-            end = self._projected_end(key)
-            spans.setdefault(key, (end, end))
-            lines = buffers.get(key)
-            if lines is None:
-                buffers[key] = [line]
-                self._buffered_bytes[key] = len(line.encode("utf-8"))
-            else:
-                lines.append(line)
-                self._buffered_bytes[key] += len(line.encode("utf-8"))
-            spans[key] = (spans[key][0], self._projected_end(key))
-        self._pending += len(formatted)
-        return spans
+
+    def _buffer(self, key: tuple[str, str], text: str, count: int) -> tuple[int, int]:
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        start = self._projected_end(key)
+        chunks = self._buffers.get(key)
+        if chunks is None:
+            self._buffers[key] = [text]
+            self._buffered_bytes[key] = size
+        else:
+            chunks.append(text)
+            self._buffered_bytes[key] += size
+        self._pending += count
+        return start, start + size
 
     def _projected_end(self, key: tuple[str, str]) -> int:
         """Where the segment will end after the next commit (header included if new)."""
@@ -248,21 +272,26 @@ class TapeWriter:
         """
         if not self._buffers:
             return []
-        batch = [(self._segment(key), lines) for key, lines in self._buffers.items()]
-        opened_new = any(segment.new_file for segment, _ in batch)
+        batch = [(self._segment(key), chunks) for key, chunks in self._buffers.items()]
+        sizes = []
         try:
-            sizes = [self._write(segment, lines) for segment, lines in batch]
+            for segment, chunks in batch:
+                sizes.append(self._write(segment, chunks))
             if self.fsync and sync:
                 self._sync([segment for segment, _ in batch])
             elif self.fsync:
-                self._unsynced.update((seg.coin, seg.day) for seg, _ in batch)
-                self._unsynced_dirs.update(seg.path.parent for seg, _ in batch if seg.new_file)
+                for segment, _ in batch:
+                    self._unsynced.add((segment.coin, segment.day))
+                    if segment.new_file:
+                        self._unsynced_dirs.add(segment.path.parent)
         except OSError:
             self._roll_back([segment for segment, _ in batch])
             raise
         positions = []
+        opened_new = False
         for (segment, _), size in zip(batch, sizes, strict=True):
             segment.size = size
+            opened_new = opened_new or segment.new_file
             segment.new_file = False
             positions.append(TapePosition(segment.coin, segment.day, size))
         self._buffers = {}
@@ -270,7 +299,9 @@ class TapeWriter:
         self._pending = 0
         if opened_new:
             self._close_stale()
-        return sorted(positions)
+        if len(positions) > 1:
+            positions.sort()
+        return positions
 
     def take_unsynced(self) -> tuple[list[int], list[Path]]:
         """Duplicates of the descriptors written since the last call, and new folders: the
@@ -308,8 +339,8 @@ class TapeWriter:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _write(self, segment: _Segment, lines: list[str]) -> int:
-        data = "".join(lines).encode("utf-8")
+    def _write(self, segment: _Segment, chunks: list[str]) -> int:
+        data = (chunks[0] if len(chunks) == 1 else "".join(chunks)).encode("utf-8")
         if segment.size == 0:
             data = HEADER_BYTES + data
         _write_all(segment.fd, data)

@@ -18,4 +18,12 @@ def make_trade(
     is_buy: bool = True,
 ) -> Trade:
     """A valid Trade with overridable fields."""
-    return Trade(coin, "buy" if is_buy else "sell", price, size, ts_ms, next(_tids) if tid is None else tid, "0x0")
+    return Trade(
+        coin,
+        "buy" if is_buy else "sell",
+        price,
+        size,
+        ts_ms,
+        next(_tids) if tid is None else tid,
+        "0x0",
+    )

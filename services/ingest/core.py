@@ -245,34 +245,47 @@ class Deduper:
         """
         fresh: list[Trade] = []
         duplicates = 0
-        touched: set[str] = set()
+        touched: list[_CoinKeys] = []
+        coin: str | None = None
+        seen = _CoinKeys()  # replaced by the first trade's coin
+        keys, heap = seen.keys, seen.heap
+        horizon = self.horizon_ms
         for trade in trades:
-            seen = self._coins.get(trade.coin)
-            if seen is None:
-                seen = self._coins[trade.coin] = _CoinKeys()
-            key = (trade.ts_ms, trade.tid)
-            if key in seen.keys:
+            if trade.coin != coin:  # batches are one coin: look it up once
+                coin = trade.coin
+                seen = self._coins.get(coin)
+                if seen is None:
+                    seen = self._coins[coin] = _CoinKeys()
+                keys, heap = seen.keys, seen.heap
+            ts_ms = trade.ts_ms
+            key = (ts_ms, trade.tid)
+            if key in keys:
                 duplicates += 1
                 continue
-            if (seen.newest_ms is not None and trade.ts_ms < seen.newest_ms - self.horizon_ms) or (
-                seen.floor_ms is not None and trade.ts_ms <= seen.floor_ms
+            newest = seen.newest_ms
+            floor = seen.floor_ms
+            if (newest is not None and ts_ms < newest - horizon) or (
+                floor is not None and ts_ms <= floor
             ):
                 self.too_old += 1
                 continue
-            seen.keys.add(key)
-            heapq.heappush(seen.heap, key)
-            if seen.newest_ms is None or trade.ts_ms > seen.newest_ms:
-                seen.newest_ms = trade.ts_ms
-            touched.add(trade.coin)
+            keys.add(key)
+            heapq.heappush(heap, key)
+            if newest is None or ts_ms > newest:
+                seen.newest_ms = ts_ms
+            if not touched or touched[-1] is not seen:
+                touched.append(seen)
             fresh.append(trade)
-        for coin in touched:
-            self._evict(self._coins[coin])
+        for seen in touched:
+            self._evict(seen)
         return fresh, duplicates
 
     def _evict(self, seen: _CoinKeys) -> None:
         assert seen.newest_ms is not None
         cutoff = seen.newest_ms - self.horizon_ms
         heap = seen.heap
+        if not heap or (heap[0][0] >= cutoff and len(heap) <= self.max_keys_per_coin):
+            return  # nothing to forget (the common case)
         while heap and (heap[0][0] < cutoff or len(heap) > self.max_keys_per_coin):
             if heap[0][0] >= cutoff:
                 self.evicted_by_cap += 1

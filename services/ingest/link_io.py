@@ -48,7 +48,7 @@ from hlstream.services.ingest.channels import (
 )
 from hlstream.services.ingest.core import PING, Frame, FrameKind, parse_frame
 from hlstream.services.ingest.reconnect import ReconnectPolicy
-from hlstream.services.ingest.wsframes import CLOSE, PING, PONG, SocketFrames
+from hlstream.services.ingest.wsframes import OP_CLOSE, OP_PING, OP_PONG, SocketFrames
 
 RECV_TIMEOUT_S = 0.25
 CONNECT_TIMEOUT_S = 10.0
@@ -279,6 +279,8 @@ class Link:
         """Subscribe and read until the feed fails or we stop; return why it ended."""
         settings = self.shared.settings
         ws.settimeout(RECV_TIMEOUT_S)
+        if ws.sock is None:
+            return "connection_closed"
         frames = self.frames = SocketFrames(ws.sock)
         trade_coins = tuple(sub.key for sub in self.subs if sub.kind == TRADES)
         self._emit(Event(EventKind.CONNECTED, self.index, coins=trade_coins))
@@ -311,12 +313,12 @@ class Link:
             events: list[Event] = []
             for read in range(1, DRAIN_MAX + 1):
                 last_msg = time.monotonic()
-                if opcode == CLOSE:
+                if opcode == OP_CLOSE:
                     handle(self.index, events, None)
                     return "server_close"
-                if opcode == PING:
+                if opcode == OP_PING:
                     ws.pong(payload)
-                elif opcode != PONG:
+                elif opcode != OP_PONG:
                     acked += self._on_payload(payload, last_msg, acked, events, frames.read_us)
                     frame = events[-1].frame if events else None
                     if frame is not None and len(frame.trades) >= BIG:

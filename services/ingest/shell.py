@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 
 from hlstream.common.book import Bbo, Book, Fills
@@ -167,6 +168,7 @@ class Ingest:
         self._next_prune = 0.0
         self._up: set[int] = set()
         self._retired: set[int] = set()
+        self._live: set[int] = set()  # links not retired
         self._msgs = 0
         self._msgs_at_status = 0
         self._next_status = 0.0
@@ -274,6 +276,7 @@ class Ingest:
         shards = shard(subs, settings.ws_subscriptions_per_connection)
         shared = Shared(settings, self.log, self.halt, self._on_link, listing)
         self.links = [Link(index, subs, shared) for index, subs in enumerate(shards)]
+        self._live = set(range(len(self.links)))
         self.log.info("links_planned", links=len(self.links), subscriptions=len(subs))
         for link in self.links:
             link.start()
@@ -350,6 +353,7 @@ class Ingest:
                     )
         elif kind is EventKind.RETIRED:
             self._retired.add(event.link)
+            self._live.discard(event.link)
         elif kind is EventKind.HEALTHY:
             self.log.debug("ws_healthy", link=event.link)
         elif kind is EventKind.CRASHED:
@@ -442,13 +446,9 @@ class Ingest:
     def _tape_trades(self, coin: str, fresh: list[Trade], now_ms: int, recv_us: int) -> None:
         """Append one coin's admitted trades to the tape; queue their batch(es) for the bus."""
         assert self.tape is not None
-        by_day: dict[str, list[Trade]] = {}
-        for trade in fresh:
-            by_day.setdefault(segment_day(trade.ts_ms), []).append(trade)
-        for day, trades in by_day.items():
-            span = self.tape.append(trades)[(coin, day)]
-            self.tape_ends.setdefault((coin, day), span[0])
-            batch = TradeBatch(coin, now_ms, tuple(trades), TapeSpan(day, *span), recv_us)
+        for day, trades, start, end in self.tape.append_trades(coin, fresh):
+            self.tape_ends.setdefault((coin, day), start)
+            batch = TradeBatch(coin, now_ms, tuple(trades), TapeSpan(day, start, end), recv_us)
             self._outgoing.append((trade_topic(coin), batch))
 
     def _flush(self) -> None:
@@ -470,7 +470,7 @@ class Ingest:
         topic, last = outgoing[-1]
         if isinstance(last, TradeBatch):
             covered = self._covered(self.clock.now_ms(), time.monotonic())
-            outgoing[-1] = (topic, replace(last, covered_ms=covered))
+            outgoing[-1] = (topic, msgspec.structs.replace(last, covered_ms=covered))
         for topic, message in outgoing:
             self.publisher.publish(topic, message)
 
@@ -488,12 +488,13 @@ class Ingest:
     def _covered(self, now_ms: int, now_s: float) -> int:
         """Advance the coverage mark while every link is up and its replay is in: to the
         oldest of the links' own marks (each: all it received before is handled)."""
-        live = [i for i in range(len(self.links)) if i not in self._retired]
-        all_up = bool(live) and all(i in self._up for i in live)
+        live = self._live
+        all_up = bool(live) and live <= self._up
         if all_up and self.replay.any_pending() and now_s - self._replay_since > REPLAY_WAIT_S:
             self.replay.settle()
         if all_up and not self.replay.any_pending() and not self._outgoing:
-            mark = min((self._link_covered.get(i, 0) for i in live), default=0)
+            link_covered = self._link_covered
+            mark = min([link_covered.get(i, 0) for i in live])
             self._covered_ms = max(self._covered_ms, min(mark, now_ms))
         return self._covered_ms
 

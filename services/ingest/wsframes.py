@@ -22,7 +22,7 @@ from typing import Protocol
 
 from hlstream.common.errors import ProtocolError
 
-CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 READ_CHUNK = 65536
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a bigger message is not one the venue sends
 
@@ -86,16 +86,16 @@ class FrameParser:
                 return message
 
     def _assemble(self, opcode: int, fin: bool, payload: bytes) -> tuple[int, bytes] | None:
-        if opcode >= CLOSE:
-            if opcode not in (CLOSE, PING, PONG):
+        if opcode >= OP_CLOSE:
+            if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
                 raise ProtocolError(f"websocket frame has unknown control opcode {opcode}")
             if not fin or len(payload) > 125:
                 raise ProtocolError("websocket control frame is fragmented or too long")
             return opcode, payload
-        if opcode == CONT:
+        if opcode == OP_CONT:
             if not self._fragment_opcode:
                 raise ProtocolError("websocket continuation frame without a message")
-        elif opcode in (TEXT, BINARY):
+        elif opcode in (OP_TEXT, OP_BINARY):
             if self._fragment_opcode:
                 raise ProtocolError("websocket message starts inside another")
             if fin:
@@ -179,4 +179,3 @@ def _kernel_queue(sock: RawSocket) -> int:
     except (OSError, ValueError):
         return 0
     return int.from_bytes(raw, "little")
-

@@ -43,7 +43,9 @@ class RecordingLog(EventLog):
 
 
 def trade(ts_ms: int, tid: int, coin: str = "BTC", price: str = "100.5") -> Trade:
-    return Trade(coin, tid % 2 == 0, price, "0.25", ts_ms, tid, f"0x{tid:064x}")
+    return Trade(
+        coin, "buy" if tid % 2 == 0 else "sell", price, "0.25", ts_ms, tid, f"0x{tid:064x}"
+    )
 
 
 def write(data_dir: Path, records: list[Trade | Gap]) -> list[TapePosition]:

@@ -55,7 +55,7 @@ steps = st.builds(
 
 
 def _trade(coin: str, ts_ms: int, ticks: int, decimals: int, size: int, tid: int) -> Trade:
-    return Trade(coin, True, format_units(ticks, decimals), format_units(size, 3), ts_ms, tid, "")
+    return Trade(coin, "buy", format_units(ticks, decimals), format_units(size, 3), ts_ms, tid, "")
 
 
 def _venue(trade: Trade) -> dict[str, object]:

@@ -52,7 +52,15 @@ def _batches(script: list[Step]) -> list[tuple[int, list[Trade]]]:
             tid += 1
             price, qty = format_units(ticks, decimals), format_units(size, 3)
             batch.append(
-                Trade(COINS[coin], tid % 2 == 0, price, qty, max(T0, now - delay), tid, "")
+                Trade(
+                    COINS[coin],
+                    "buy" if tid % 2 == 0 else "sell",
+                    price,
+                    qty,
+                    max(T0, now - delay),
+                    tid,
+                    "",
+                )
             )
         out.append((now, batch))
     return out

@@ -12,7 +12,7 @@ from hlstream.services.ingest.core import Deduper
 COINS = ["BTC", "ETH", "ETHFI"]
 # Times stay inside the default 15 min horizon, so no trade is legitimately too old.
 trades = st.builds(
-    lambda coin, ts, tid, buy: Trade(coin, buy, "1.5", "0.1", ts, tid, ""),
+    lambda coin, ts, tid, buy: Trade(coin, "buy" if buy else "sell", "1.5", "0.1", ts, tid, ""),
     st.sampled_from(COINS),
     st.integers(1_700_000_000_000, 1_700_000_000_000 + 14 * 60_000),
     st.integers(0, 2**50 - 1) | st.integers(0, 5),

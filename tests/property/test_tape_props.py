@@ -104,10 +104,7 @@ def test_truncation_at_any_byte_loses_only_the_cut_line(
     sequence: list[list[Trade]], data: st.DataObject
 ) -> None:
     batch_of_one_segment = [
-        [
-            Trade("BTC", t.side, t.price, t.size, T0 + t.ts_ms % DAY_MS, t.tid, t.hash)
-            for t in batch
-        ]
+        [Trade("BTC", t.side, t.price, t.size, T0 + t.ts_ms % DAY_MS, t.tid, t.hash) for t in batch]
         for batch in sequence
     ]
     written = [t for batch in batch_of_one_segment for t in batch]

@@ -49,7 +49,7 @@ def trades_frame(*items: dict[str, Any]) -> str:
 
 
 def make_trade(ts_ms: int, tid: int, coin: str = "BTC") -> Trade:
-    return Trade(coin, True, "1.0", "2.0", ts_ms, tid, "")
+    return Trade(coin, "buy", "1.0", "2.0", ts_ms, tid, "")
 
 
 # ---- parse_frame -------------------------------------------------------------------------

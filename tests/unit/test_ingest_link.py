@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from typing import Any
 
 from hlstream.common.config import Settings
@@ -30,9 +31,14 @@ class WaitingBytes:
         self.halt = halt
         self.idle_r, self.idle_w = os.pipe()  # never written: select sees nothing new
 
+    idle_until = 0.0  # silent (read timeouts) until then, then stop the link
+
     def recv(self, size: int) -> bytes:
         if not self.data:
-            self.halt.set()
+            if time.monotonic() < self.idle_until:
+                time.sleep(0.05)
+            else:
+                self.halt.set()
             raise TimeoutError("idle")
         out, self.data = self.data[:size], self.data[size:]
         return out
@@ -74,11 +80,13 @@ def trades_frame(tid: int, count: int = 1) -> str:
     return json.dumps({"channel": "trades", "data": data})
 
 
-def run_link(frames: list[str]) -> list[tuple[list[Event], int | None]]:
+def run_link(
+    frames: list[str], settings: Settings | None = None, idle_s: float = 0.0
+) -> tuple[list[tuple[list[Event], int | None]], list[str]]:
     calls: list[tuple[list[Event], int | None]] = []
     halt = threading.Event()
     shared = Shared(
-        Settings(),
+        settings or Settings(),
         EventLog("test"),
         halt,
         lambda _link, events, covered: calls.append((list(events), covered)),
@@ -86,8 +94,9 @@ def run_link(frames: list[str]) -> list[tuple[list[Event], int | None]]:
     )
     link = Link(0, (Sub("trades", "BTC"),), shared)
     ws = WaitingFrames(frames, halt)
+    ws.sock.idle_until = time.monotonic() + idle_s
     assert link._session(ws) == "stop"  # type: ignore[arg-type]
-    return calls
+    return calls, ws.sent
 
 
 def _tids(calls: list[tuple[list[Event], Any]]) -> list[int]:
@@ -102,7 +111,7 @@ def _tids(calls: list[tuple[list[Event], Any]]) -> list[int]:
 
 def test_more_frames_waiting_than_one_read_takes_are_all_handed_over_once():
     count = 2 * DRAIN_MAX + 7
-    calls = run_link([trades_frame(i) for i in range(count)])
+    calls, _ = run_link([trades_frame(i) for i in range(count)])
     assert _tids(calls) == [i * 1000 for i in range(count)]
     # A call cut short at DRAIN_MAX frames does not vouch for coverage; a drained one does.
     covered = [c for events, c in calls if events]
@@ -110,6 +119,15 @@ def test_more_frames_waiting_than_one_read_takes_are_all_handed_over_once():
 
 
 def test_a_big_frame_is_handed_over_without_waiting_for_the_frames_behind_it():
-    calls = run_link([trades_frame(1, BIG), trades_frame(2), trades_frame(3)])
+    calls, _ = run_link([trades_frame(1, BIG), trades_frame(2), trades_frame(3)])
     batches = [[t // 1000 for t in _tids([c])] for c in calls if _tids([c])]
     assert batches[0] == [1] * BIG and batches[1] == [2, 3]
+
+
+def test_a_silent_feed_gets_the_json_ping_and_subscriptions_are_sent_as_json():
+    _, sent = run_link([], Settings(ping_seconds=1.0), idle_s=1.3)
+    assert sent[0] == json.dumps(
+        {"method": "subscribe", "subscription": {"type": "trades", "coin": "BTC"}},
+        separators=(",", ":"),
+    )
+    assert sent[1:] == ['{"method":"ping"}']

@@ -8,15 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hlstream.common.errors import ProtocolError
-from hlstream.services.ingest.wsframes import (
-    BINARY,
-    CLOSE,
-    CONT,
-    PING,
-    PONG,
-    TEXT,
-    FrameParser,
-)
+from hlstream.services.ingest.wsframes import OP_BINARY as BINARY
+from hlstream.services.ingest.wsframes import OP_CLOSE as CLOSE
+from hlstream.services.ingest.wsframes import OP_CONT as CONT
+from hlstream.services.ingest.wsframes import OP_PING as PING
+from hlstream.services.ingest.wsframes import OP_PONG as PONG
+from hlstream.services.ingest.wsframes import OP_TEXT as TEXT
+from hlstream.services.ingest.wsframes import FrameParser
 
 
 def ws_frame(payload: bytes, opcode: int = TEXT, fin: bool = True, mask: bytes = b"") -> bytes:
@@ -47,7 +45,9 @@ def parse_all(data: bytes, cuts: list[int]) -> list[tuple[int, bytes]]:
     return out
 
 
-big = st.builds(lambda unit, times: unit * times, st.binary(min_size=8, max_size=8), st.integers(100, 9000))
+big = st.builds(
+    lambda unit, times: unit * times, st.binary(min_size=8, max_size=8), st.integers(100, 9000)
+)
 payloads = st.one_of(st.binary(max_size=200), big)  # lengths in 7, 16 and 64 bits
 messages = st.lists(
     st.tuples(st.sampled_from([TEXT, BINARY]), payloads, st.integers(1, 4)), max_size=8
