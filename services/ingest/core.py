@@ -253,10 +253,10 @@ class Deduper:
         for trade in trades:
             if trade.coin != coin:  # batches are one coin: look it up once
                 coin = trade.coin
-                seen = self._coins.get(coin)
-                if seen is None:
-                    seen = self._coins[coin] = _CoinKeys()
-                keys, heap = seen.keys, seen.heap
+                known = self._coins.get(coin)
+                if known is None:
+                    known = self._coins[coin] = _CoinKeys()
+                seen, keys, heap = known, known.keys, known.heap
             ts_ms = trade.ts_ms
             key = (ts_ms, trade.tid)
             if key in keys:
