@@ -12,7 +12,9 @@ from decimal import Decimal, InvalidOperation
 
 ZERO = Decimal(0)
 _PLAIN = re.compile(r"[0-9]{1,32}(?:\.[0-9]{1,32})?\Z")
-_ACCEPTED: set[str] = set()  # prices and sizes repeat: each string is checked once
+# Prices and sizes repeat: each string is checked once. Hot loops test `text in ACCEPTED`
+# before calling is_positive_decimal (a set lookup, no call); only this module adds to it.
+ACCEPTED: set[str] = set()
 _ACCEPTED_MAX = 100_000
 
 
@@ -22,13 +24,13 @@ def is_positive_decimal(text: object) -> bool:
     path's check: a set lookup for a string seen before, else a regex (no Decimal built)."""
     if type(text) is not str:
         return False
-    if text in _ACCEPTED:
+    if text in ACCEPTED:
         return True
     if not (_PLAIN.match(text) and text.strip("0.")):
         return False
-    if len(_ACCEPTED) >= _ACCEPTED_MAX:
-        _ACCEPTED.clear()
-    _ACCEPTED.add(text)
+    if len(ACCEPTED) >= _ACCEPTED_MAX:
+        ACCEPTED.clear()
+    ACCEPTED.add(text)
     return True
 
 

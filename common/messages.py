@@ -52,7 +52,7 @@ from hlstream.common.book import (
     fills_from_wire,
     fills_to_wire,
 )
-from hlstream.common.decimals import is_positive_decimal
+from hlstream.common.decimals import ACCEPTED, is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.status import StageStatus, status_from_wire, status_to_wire
 from hlstream.common.wire import (
@@ -229,8 +229,14 @@ def trade_from_wire(data: Any) -> Trade:
 
 def check_decimals(trades: Iterable[Trade]) -> None:
     """ProtocolError unless every price and size is a plain positive decimal string."""
+    accepted = ACCEPTED
     for trade in trades:
-        for name, text in (("price", trade.price), ("size", trade.size)):
+        price, size = trade.price, trade.size
+        if (price in accepted or is_positive_decimal(price)) and (
+            size in accepted or is_positive_decimal(size)
+        ):
+            continue
+        for name, text in (("price", price), ("size", size)):
             if not is_positive_decimal(text):
                 raise ProtocolError(f"trade {name} {text[:40]!r} is not a positive decimal")
 

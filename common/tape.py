@@ -50,7 +50,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from hlstream.common.decimals import is_positive_decimal
+from hlstream.common.decimals import ACCEPTED, is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.filenames import encode_coin
 from hlstream.common.messages import Gap, Trade
@@ -219,9 +219,10 @@ def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
         and '"' not in text
         and "\r" not in text
     )
+    accepted = ACCEPTED
     if plain and all(
-        is_positive_decimal(t.price)
-        and is_positive_decimal(t.size)
+        (t.price in accepted or is_positive_decimal(t.price))
+        and (t.size in accepted or is_positive_decimal(t.size))
         and -_INT_LIMIT < t.tid < _INT_LIMIT
         for t in trades
     ):

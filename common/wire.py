@@ -11,9 +11,8 @@ Schema versions: 1 = first release; 2 = status bodies nest `counters`, `feed`, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 
@@ -40,8 +39,7 @@ class Kind(StrEnum):
     INEXACT = "inexact"
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """Publisher identity stamped on every message."""
 
     session: str

@@ -107,19 +107,6 @@ def _price(text: str) -> Decimal:
     return value
 
 
-def _update(bar: OpenBar, trade: Trade, price: Decimal, size: Decimal) -> None:
-    if trade.ts_ms < bar.first_ts:
-        bar.open, bar.first_ts = trade.price, trade.ts_ms
-    if trade.ts_ms >= bar.last_ts:
-        bar.close, bar.last_ts = trade.price, trade.ts_ms
-    if price > bar.high:
-        bar.high, bar.high_text = price, trade.price
-    if price < bar.low:
-        bar.low, bar.low_text = price, trade.price
-    bar.volume += size
-    bar.trades += 1
-
-
 def _open(start_ms: int, trade: Trade, price: Decimal, size: Decimal) -> OpenBar:
     return OpenBar(
         start_ms=start_ms,
@@ -139,11 +126,16 @@ def _open(start_ms: int, trade: Trade, price: Decimal, size: Decimal) -> OpenBar
 def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
     """Add trades to their open windows; return the ones that arrived too late."""
     late: list[LateTrade] = []
+    prices = _PRICES
+    by_coin = state.by_coin
     for trade in trades:
-        price = _price(trade.price)
+        text = trade.price
+        price = prices.get(text)
+        if price is None:
+            price = _price(text)
         size = Decimal(trade.size)
         ts_ms = trade.ts_ms
-        for series in state.by_coin.get(trade.coin, ()):
+        for series in by_coin.get(trade.coin, ()):
             start = ts_ms - ts_ms % series.interval_ms  # bucket_start, inlined: hot path
             if start < series.closed_through:
                 late.append(LateTrade(series.interval, start, trade))
@@ -151,9 +143,19 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
             bar = series.open_bars.get(start)
             if bar is None:
                 series.open_bars[start] = _open(start, trade, price, size)
-            else:
-                _update(bar, trade, price, size)
-        state.applied_trades += 1
+                continue
+            # _update, inlined (hot path): open/close by exchange time, high/low by price
+            if ts_ms < bar.first_ts:
+                bar.open, bar.first_ts = text, ts_ms
+            if ts_ms >= bar.last_ts:
+                bar.close, bar.last_ts = text, ts_ms
+            if price > bar.high:
+                bar.high, bar.high_text = price, text
+            elif price < bar.low:
+                bar.low, bar.low_text = price, text
+            bar.volume += size
+            bar.trades += 1
+    state.applied_trades += len(trades)
     state.late_trades += len(late)
     return late
 

@@ -80,6 +80,7 @@ CHECKPOINT_FILE = "aggregator-checkpoint.msgpack"
 HOLD_MAX_MS = 10_000  # hold windows this long for ingest to vouch for them, then taint
 SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joining
 REPLAY_CHUNK = 5_000
+TICK_MS = 5  # bar timing, resends, heartbeat: checked at most this often under load
 
 
 @dataclass
@@ -225,6 +226,7 @@ class Aggregator:
         poller.register(self.sub, zmq.POLLIN)
         poller.register(self.writer, zmq.POLLIN)
         next_status = 0.0
+        next_tick = 0  # bar timing and writer resends: every TICK_MS at most (not per wakeup)
         while not self.stop.is_set():
             loop_start = self.clock.now_ms()
             deadline = next_deadline(self.state)
@@ -235,6 +237,9 @@ class Aggregator:
             if self.writer in ready:
                 self._drain_acks()
             now = self.clock.now_ms()
+            if now < next_tick and (deadline is None or now < deadline):
+                continue  # under load the bus wakes us per message: time work can wait
+            next_tick = now + TICK_MS
             if deadline is not None and now >= deadline and now - loop_start > wait_ms + 250:
                 # About to close windows after a stall (SIGSTOP, VM pause, CPU starvation):
                 # the wall clock has jumped while trades that arrived in time still sit in the
@@ -347,7 +352,8 @@ class Aggregator:
         if not trades:
             return
         late = apply_trades(self.state, trades)
-        seed_closes(self.state, late)  # the venue's subscribe replay gives a coin its close
+        if late:
+            seed_closes(self.state, late)  # the venue's subscribe replay gives a coin its close
         if not publish_late:
             self.counters.replayed += len(trades)
             return

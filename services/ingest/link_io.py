@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import msgspec
 import websocket
 
 from hlstream.common.backoff import Backoff, WindowLimit
@@ -78,9 +79,8 @@ class EventKind(Enum):
     CRASHED = "crashed"  # a bug in the link thread
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """What a link tells the publishing thread."""
+class Event(msgspec.Struct, frozen=True):
+    """What a link tells the publishing thread (a Struct: one per frame on the hot path)."""
 
     kind: EventKind
     link: int

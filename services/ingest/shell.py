@@ -367,7 +367,7 @@ class Ingest:
                 self.log.warning_limited(
                     "rejected", 10.0, "trades_rejected", rejected=self.counters.rejected
                 )
-            self._on_trades(frame.trades, recv_ms, recv_us)
+            self._on_trades(frame, recv_ms, recv_us)
         elif frame.kind is FrameKind.DATA:
             self._on_channel(frame, recv_ms)
         elif frame.kind is FrameKind.UNKNOWN:
@@ -405,11 +405,15 @@ class Ingest:
         self.publisher.publish(topic, message)
         self.counters.channel_msgs += 1
 
-    def _on_trades(self, trades: tuple[Trade, ...], now_ms: int, recv_us: int) -> None:
+    def _on_trades(self, frame: Frame, now_ms: int, recv_us: int) -> None:
         by_coin: dict[str, list[Trade]] = {}
-        for trade in trades:
-            if trade.coin not in self.delisted:
-                by_coin.setdefault(trade.coin, []).append(trade)
+        if frame.coin:  # the venue's frames are one coin's (one subscription each)
+            if frame.coin not in self.delisted:
+                by_coin[frame.coin] = list(frame.trades)
+        else:
+            for trade in frame.trades:
+                if trade.coin not in self.delisted:
+                    by_coin.setdefault(trade.coin, []).append(trade)
         assert self.publisher is not None
         for coin, batch in by_coin.items():
             admission = admit_batch(self.deduper, self.replay, coin, batch)
