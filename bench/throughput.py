@@ -1,7 +1,7 @@
 """Throughput, CPU per trade and tap latency of the real pipeline on a fast fake feed.
 
     .venv/bin/python -m bench.throughput [--rates 20000,50000,100000] [--per-frame 1,5,20]
-        [--seconds 15] [--coins BTC,ETH,SOL,XRP,DOGE] [--tap-rate 5000] [--burst-ms 70-100]
+        [--seconds 20] [--coins BTC,ETH,SOL,XRP,DOGE] [--tap-rate 5000] [--burst-ms 70-100]
 
 For each trades-per-frame and rate: bench/fastfeed.py (its own process, same machine)
 sends trades evenly in frames of that size; `hlstream run` (supervisord, 3 stages, trade
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,8 @@ from hlstream.common.timebucket import parse_window
 from tests.integration.harness import Pipeline
 
 WINDOW_MS = 5_000
+GRACE_MS = 2_000  # the aggregator's default grace
+SLACK_MS = 300
 SETTLE_S = 9.0  # grace + a window + slack, for the last windows to reach the disk
 
 
@@ -80,6 +83,7 @@ class FastFeed:
 def judge(data_dir: Path, coins: list[str], truth: dict[str, Any], span: tuple[int, int]) -> dict:
     """Rows equal to truth / wrong / missing over the windows fully inside `span`."""
     exact = wrong = missing = 0
+    odd: list[str] = []  # the first rows that are not exact, for a look at the files
     for coin in coins:
         path = data_dir / f"{coin.lower()}_5s_data.csv"
         written = {}
@@ -92,16 +96,24 @@ def judge(data_dir: Path, coins: list[str], truth: dict[str, Any], span: tuple[i
                 continue
             if start not in written:
                 missing += 1
+                odd.append(f"{coin} {start} missing")
             elif written[start] == ",".join(values):
                 exact += 1
             else:
                 wrong += 1
-    return {"rows_exact": exact, "rows_wrong": wrong, "rows_missing": missing}
+                odd.append(f"{coin} {start} wrong")
+    verdict = {"rows_exact": exact, "rows_wrong": wrong, "rows_missing": missing}
+    return verdict | ({"rows_not_exact": odd[:10], "span": list(span)} if odd else {})
 
 
 def measured_span(go_ms: float, stop_ms: float) -> tuple[int, int]:
+    """Whole windows between go and stop whose grace also ended before the feed stopped: the
+    feed closes its sockets when it stops, and the aggregator closes a window only once
+    ingest vouches for its end + grace (a window ending less than the grace before the stop
+    would wait HOLD_MAX for that word and miss the settle time)."""
     first = int(go_ms) - int(go_ms) % WINDOW_MS + WINDOW_MS
-    return first, int(stop_ms) - int(stop_ms) % WINDOW_MS
+    last_end = int(stop_ms) - GRACE_MS - SLACK_MS
+    return first, last_end - last_end % WINDOW_MS
 
 
 def run_hlstream(
@@ -175,6 +187,10 @@ def run_hlstream(
     result["cpu_us_per_trade"]["pipeline"] = round(
         sum(v for k, v in result["cpu_us_per_trade"].items() if k != "feed"), 2
     )
+    if "rows_not_exact" in result and args.keep_failed:
+        kept = Path(args.keep_failed) / f"{per_frame}x{rate}-{int(go_ms)}"
+        shutil.copytree(base, kept, ignore=shutil.ignore_patterns("*.sock"))  # to see why
+        result["kept"] = str(kept)
     return result
 
 
@@ -254,11 +270,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="20000,50000,100000")
     parser.add_argument("--per-frame", default="1,5,20")
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--coins", default="BTC,ETH,SOL,XRP,DOGE")
     parser.add_argument("--tap-rate", type=int, default=5000)
     parser.add_argument("--burst-ms", default="70-100")
     parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--keep-failed", default="", help="copy a run with odd rows here")
     parser.add_argument("--no-tap", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs per stage")
     parser.add_argument("--profile-format", default="svg", choices=("svg", "txt"))
