@@ -6,10 +6,13 @@ Both carry the same map, `status_to_wire(status)`:
     service, ts_ms, pid, session     who and when
     counters                         {name: int}: the stage's dataclass counters by name
     feed                             ingest only: {connected, links, links_up, delisted,
-                                     msgs_per_s, last_trade_ms: {coin: ms}, covered_ms}; else
-                                     nil. covered_ms: every trade ingest received before this
-                                     wall-clock ms is on the tape and was published before
-                                     this heartbeat (the aggregator holds windows on it)
+                                     msgs_per_s, last_trade_ms: {coin: ms}, covered_ms,
+                                     backlog_bytes}; else nil. covered_ms: every trade ingest
+                                     received before this wall-clock ms is on the tape and was
+                                     published before this heartbeat (the aggregator holds
+                                     windows on it). backlog_bytes: bytes the venue sent that
+                                     ingest has not handled yet (socket queue + read buffer),
+                                     the most of any link: overload shows here first
     files                            writer only: {file name: {coin, interval, last_start_ms}}
     refused                          writer only: {"COIN interval": error}
 
@@ -38,6 +41,7 @@ class FeedStatus:
     msgs_per_s: float
     last_trade_ms: Mapping[str, int]
     covered_ms: int = 0  # every trade received before this wall-clock ms is taped and published
+    backlog_bytes: int = 0  # received from the venue, not yet handled: the most of any link
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,7 @@ def status_to_wire(status: StageStatus) -> dict[str, Any]:
             "msgs_per_s": feed.msgs_per_s,
             "last_trade_ms": dict(feed.last_trade_ms),
             "covered_ms": feed.covered_ms,
+            "backlog_bytes": feed.backlog_bytes,
         },
         "files": {
             name: {"coin": f.coin, "interval": f.interval, "last_start_ms": f.last_start_ms}
@@ -131,6 +136,7 @@ def _feed(data: Any) -> FeedStatus:
             for coin, ms in need_map(data, "last_trade_ms").items()
         },
         covered_ms=need(data, "covered_ms", int),
+        backlog_bytes=as_int(data.get("backlog_bytes", 0), "feed.backlog_bytes"),
     )
 
 

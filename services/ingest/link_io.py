@@ -192,6 +192,11 @@ class Link:
     def start(self) -> None:
         self.thread.start()
 
+    def backlog_bytes(self) -> int:
+        """What the venue sent that this link has not handled yet (any thread may ask)."""
+        frames = self.frames
+        return 0 if frames is None else frames.backlog_bytes()
+
     def join(self, timeout_s: float) -> None:
         self.thread.join(timeout_s)
 

@@ -105,6 +105,7 @@ PRUNE_EVERY_S = 3600.0
 SUMMARY_EVERY_S = 60.0
 SYNC_EVERY_S = 0.05  # tape fdatasync period (off the publishing path)
 JOIN_S = 1.0
+BEHIND_BYTES = 1 << 20  # unhandled bytes on one link that count as falling behind the venue
 
 
 def open_tape(data_dir: Path, log: EventLog) -> TapeWriter:
@@ -130,6 +131,7 @@ class Counters:
     gaps: int = 0
     ws_errors: int = 0
     channel_msgs: int = 0
+    behind: int = 0  # heartbeats that found a link's unhandled backlog over BEHIND_BYTES
 
 
 class Ingest:
@@ -535,11 +537,28 @@ class Ingest:
             msgs_per_s=round(rate, 2),
             last_trade_ms=self.deduper.newest_by_coin(),
             covered_ms=self._covered(self.clock.now_ms(), now),
+            backlog_bytes=self._backlog(),
         )
         session = "" if self.publisher is None else self.publisher.session
         return StageStatus(
             SERVICE, self.clock.now_ms(), os.getpid(), session, asdict(self.counters), feed=feed
         )
+
+    def _backlog(self) -> int:
+        """The largest unhandled backlog of any link; over BEHIND_BYTES it is counted and
+        logged: the venue drops a consumer that stays behind."""
+        backlog = max((link.backlog_bytes() for link in self.links), default=0)
+        if backlog > BEHIND_BYTES:
+            self.counters.behind += 1
+            self.log.warning_limited(
+                "behind",
+                10.0,
+                "ingest_behind",
+                backlog_bytes=backlog,
+                behind=self.counters.behind,
+                hint="ingest cannot keep up with the feed: fewer coins, or a faster host",
+            )
+        return backlog
 
     def _publish_status(self) -> None:
         status = self.status()

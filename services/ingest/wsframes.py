@@ -169,8 +169,11 @@ class SocketFrames:
             return True
 
     def backlog_bytes(self) -> int:
-        """Bytes received but not yet handled: ours plus the kernel's queue for the socket."""
-        return self.parser.buffered() + _kernel_queue(self.sock)
+        """Bytes received but not yet handled: ours (a parsed message counts its payload) plus
+        the kernel's queue for the socket."""
+        ready = self._ready
+        parsed = 0 if ready is None else len(ready[1])
+        return parsed + self.parser.buffered() + _kernel_queue(self.sock)
 
 
 def _kernel_queue(sock: RawSocket) -> int:

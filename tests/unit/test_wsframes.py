@@ -3,6 +3,9 @@ the bytes are fragmented and chunked; bad frames are refused."""
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +17,7 @@ from hlstream.services.ingest.wsframes import OP_CONT as CONT
 from hlstream.services.ingest.wsframes import OP_PING as PING
 from hlstream.services.ingest.wsframes import OP_PONG as PONG
 from hlstream.services.ingest.wsframes import OP_TEXT as TEXT
-from hlstream.services.ingest.wsframes import FrameParser
+from hlstream.services.ingest.wsframes import FrameParser, SocketFrames
 
 
 def ws_frame(payload: bytes, opcode: int = TEXT, fin: bool = True, mask: bytes = b"") -> bytes:
@@ -105,3 +108,27 @@ def test_bad_frames_are_refused(wire, error):
     parser.feed(wire)
     with pytest.raises(ProtocolError, match=error):
         parser.next()
+
+
+def test_socket_frames_read_messages_and_count_what_waits_unhandled():
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(0.5)
+        frames = SocketFrames(left)
+        first, second = ws_frame(b"one"), ws_frame(b"x" * 1000)
+        right.sendall(first + second + second[:10])
+        assert frames.read() == (TEXT, b"one")
+        assert frames.ready()  # the second is whole in the buffer
+        assert frames.backlog_bytes() == 1000 + 10  # its payload and a part of the next
+        assert frames.read() == (TEXT, b"x" * 1000)
+        assert not frames.ready()  # only part of a frame waits
+        right.sendall(second[10:] + second)
+        time.sleep(0.05)
+        assert frames.backlog_bytes() == 2 * len(second)  # 10 buffered + the kernel's queue
+        assert frames.read() == (TEXT, b"x" * 1000) and frames.read_us > 0
+        assert frames.read() == (TEXT, b"x" * 1000)
+        with pytest.raises(TimeoutError):
+            frames.read()
+        right.close()
+        with pytest.raises(ConnectionError):
+            frames.read()
