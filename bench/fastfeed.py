@@ -239,7 +239,10 @@ def serve(args: argparse.Namespace) -> None:
     next_block = last
     while not stopping.is_set():
         readable = [c.sock for c in feed.clients]
-        ready, _, _ = select.select([listener, *readable], [], [], 0.001)
+        # Bursts: sleep until the next block (the venue is not on this host: polling every ms
+        # would take the CPU the pipeline under test needs); even: the trades owed every ms.
+        wait_s = 0.001 if low == 0 or not started.is_set() else next_block - time.monotonic()
+        ready, _, _ = select.select([listener, *readable], [], [], max(0.0, min(wait_s, 0.05)))
         for sock in ready:
             if sock is listener:
                 conn, _ = listener.accept()

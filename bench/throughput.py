@@ -277,6 +277,7 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--keep-failed", default="", help="copy a run with odd rows here")
     parser.add_argument("--no-tap", action="store_true")
+    parser.add_argument("--tap-only", action="store_true", help="only the tap latency run")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs per stage")
     parser.add_argument("--profile-format", default="svg", choices=("svg", "txt"))
     parser.add_argument("--out", default="bench/results/throughput.json")
@@ -288,7 +289,7 @@ def main() -> None:
         if not args.no_tap:
             results.append(run_hlstream(args, args.tap_rate, 0, args.burst_ms, root / "tap", True))
             print(json.dumps(results[-1]), flush=True)
-        for per_frame in (int(x) for x in args.per_frame.split(",")):
+        for per_frame in (int(x) for x in args.per_frame.split(",") if not args.tap_only):
             for rate in (int(x) for x in args.rates.split(",")):
                 base = root / f"h{per_frame}-{rate}"
                 results.append(run_hlstream(args, rate, per_frame, "0", base, False))

@@ -198,7 +198,7 @@ class Ingest:
         )
         replay.start()
         try:
-            self._tick(time.monotonic())
+            self._write_heartbeat(self._tick(time.monotonic()))
             if self.settings.validate_coins or wants_all(self.settings.coins):
                 self._check_coins(listing)
             self._seed_from_tape()
@@ -213,8 +213,9 @@ class Ingest:
                 self.halt.set()
                 self._flush()
                 self.tape.close()  # commits and fdatasyncs what is left
-                self._publish_status()
+                heartbeat = self._publish_status()
                 self.publisher.close()
+            self._write_heartbeat(heartbeat)
             listing.close()
             self.log.info("stopped", signal=self.stop.signal_name, **asdict(self.counters))
 
@@ -225,7 +226,7 @@ class Ingest:
             now = time.monotonic()
             if now >= deadline:
                 return False
-            self._tick(now)
+            self._write_heartbeat(self._tick(now))
             self.stop.wait(min(0.2, deadline - now))
         return True
 
@@ -297,9 +298,10 @@ class Ingest:
             if self._crashed is not None:
                 raise LinkCrashError(f"link {self._crashed} crashed")
             assert self.tape is not None
-            with self.lock:
-                self._tick(time.monotonic())
+            with self.lock:  # the links wait for it: file IO goes after
+                heartbeat = self._tick(time.monotonic())
                 fds, dirs = self.tape.take_unsynced()
+            self._write_heartbeat(heartbeat)
             try:
                 sync_taken(fds, dirs)
             except OSError as exc:
@@ -506,10 +508,12 @@ class Ingest:
 
     # ---- periodic work -------------------------------------------------------------------
 
-    def _tick(self, now: float) -> None:
+    def _tick(self, now: float) -> StageStatus | None:
+        """Periodic work under the lock; returns a heartbeat for the caller to write to disk."""
+        heartbeat = None
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_S
-            self._publish_status()
+            heartbeat = self._publish_status()
         if now >= self._next_prune and self.tape is not None:
             self._next_prune = now + PRUNE_EVERY_S
             self._prune()
@@ -521,6 +525,12 @@ class Ingest:
                 keys=self.deduper.key_count(),
                 **asdict(self.counters),
             )
+        return heartbeat
+
+    def _write_heartbeat(self, heartbeat: StageStatus | None) -> None:
+        """ingest-status.json, written outside the lock the links publish under."""
+        if heartbeat is not None:
+            write_status(self.settings.run_dir, heartbeat)
 
     def status(self) -> StageStatus:
         """The heartbeat (also written to ingest-status.json)."""
@@ -560,11 +570,11 @@ class Ingest:
             )
         return backlog
 
-    def _publish_status(self) -> None:
+    def _publish_status(self) -> StageStatus:
         status = self.status()
         if self.publisher is not None:
             self.publisher.publish(status_topic(SERVICE), status)
-        write_status(self.settings.run_dir, status)
+        return status
 
     def _prune(self) -> None:
         today = segment_day(self.clock.now_ms())
