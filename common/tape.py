@@ -207,24 +207,27 @@ def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
     path: one call per coin per frame). ProtocolError as `format_record` raises it."""
     start_ms = day_start_ms(day)
     end_ms = start_ms + DAY_MS
-    if not all(t.coin == coin and start_ms <= t.ts_ms < end_ms for t in trades):
-        return None
-    text = "".join(
-        [f"T,{t.coin},{t.ts_ms},{t.tid},{t.side},{t.price},{t.size},{t.hash},,\n" for t in trades]
-    )
-    count = len(trades)
-    plain = (
-        text.count(",") == (_FIELD_COUNT - 1) * count
+    accepted = ACCEPTED
+    lines = []
+    checked = True
+    for t in trades:
+        ts_ms, price, size, tid = t.ts_ms, t.price, t.size, t.tid
+        if t.coin != coin or not start_ms <= ts_ms < end_ms:
+            return None
+        checked = checked and (
+            (price in accepted or is_positive_decimal(price))
+            and (size in accepted or is_positive_decimal(size))
+            and -_INT_LIMIT < tid < _INT_LIMIT
+        )
+        lines.append(f"T,{coin},{ts_ms},{tid},{t.side},{price},{size},{t.hash},,\n")
+    text = "".join(lines)
+    count = len(lines)
+    if (
+        checked
+        and text.count(",") == (_FIELD_COUNT - 1) * count
         and text.count("\n") == count
         and '"' not in text
         and "\r" not in text
-    )
-    accepted = ACCEPTED
-    if plain and all(
-        (t.price in accepted or is_positive_decimal(t.price))
-        and (t.size in accepted or is_positive_decimal(t.size))
-        and -_INT_LIMIT < t.tid < _INT_LIMIT
-        for t in trades
     ):
         return text
     return "".join([format_record(t) for t in trades])  # quotes, or raises ProtocolError
