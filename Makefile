@@ -33,7 +33,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
-	$(BIN)/python -m bench.throughput --profile
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.throughput --profile --no-tap --no-naive --out bench/results/throughput-profiled.json
 	$(BIN)/python -m bench.pipeline
 
 soak: $(STAMP)

@@ -63,6 +63,13 @@ def make_batches(rate: int, commit_ms: int, seconds: float, coins: list[str]) ->
     return batches
 
 
+def by_coin(batch: list[Trade]) -> dict[str, list[Trade]]:
+    out: dict[str, list[Trade]] = {}
+    for trade in batch:
+        out.setdefault(trade.coin, []).append(trade)
+    return out
+
+
 def disk_usage(root: Path) -> tuple[int, int]:
     """(sum of file sizes, allocated bytes) of the segments under `root`."""
     size = allocated = 0
@@ -91,14 +98,18 @@ def filesystem(path: Path) -> str:
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     coins = COINS[: args.coins]
-    batches = make_batches(args.rate, args.commit_ms, args.seconds, coins)
-    total = sum(len(batch) for batch in batches)
+    batches = [  # as ingest hands them over: one coin's trades at a time
+        list(by_coin(batch).items())
+        for batch in make_batches(args.rate, args.commit_ms, args.seconds, coins)
+    ]
+    total = sum(len(trades) for batch in batches for _, trades in batch)
     commit_ms: list[float] = []
     writer = TapeWriter(root, EventLog("bench"), commit_ms=args.commit_ms, fsync=args.fsync)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for batch in batches:
         started = time.perf_counter()
-        writer.append(batch)
+        for coin, trades in batch:
+            writer.append_trades(coin, trades)
         writer.commit()
         commit_ms.append((time.perf_counter() - started) * 1000)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

@@ -288,7 +288,7 @@ class TradeBatch(msgspec.Struct, frozen=True):
     recv_ms: int
     trades: tuple[Trade, ...]
     tape: TapeSpan | None = None
-    recv_us: int = 0  # when ingest read the frame, epoch microseconds (0: unknown)
+    recv_us: int = 0  # when the frame came off the socket, epoch µs (0: unknown)
     covered_ms: int = 0  # ingest's word: everything it received before this is published
 
 
