@@ -62,14 +62,25 @@ def cpu_and_rss(pids: dict[str, int], seconds: float) -> dict[str, dict[str, flo
     return out
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 class RowWatcher(threading.Thread):
     """Polls CSV files and records how long after its window's end each row appeared."""
 
     def __init__(self, paths: list[Path]) -> None:
         super().__init__(daemon=True)
         self.paths = paths
-        self.offsets = {path: 0 for path in paths}
+        # Rows already on disk were not seen arriving: measure only the ones written from now
+        # (counting them, as before, gave the p99 outlier: a window ended seconds before the
+        # watcher started, "seen" at its start).
+        self.offsets = {path: _size(path) for path in paths}
         self.delays_ms: list[float] = []
+        self.rows: list[tuple[float, str, int]] = []  # (delay, file, window start)
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -92,6 +103,7 @@ class RowWatcher(threading.Thread):
                         continue
                     start = parse_window(line.split(",", 1)[0])
                     self.delays_ms.append(seen - (start + INTERVAL_MS))
+                    self.rows.append((seen - (start + INTERVAL_MS), path.name, start))
 
 
 def compare(
@@ -195,6 +207,16 @@ def run_pipeline(rate: int, seconds: float, base: Path, with_tap: bool) -> dict[
             output, _ = tap.communicate(timeout=60)
             result.update(json.loads(output))
         live = list(watcher.delays_ms)
+        slowest = sorted(watcher.rows, reverse=True)[:5]
+        result["slowest_rows"] = [
+            {
+                "file": name,
+                "window": start,
+                "ms_after_end": round(delay),
+                "from_load_ms": start - t0,
+            }
+            for delay, name, start in slowest
+        ]
         result["row_on_disk_ms_after_window_end"] = {
             "p50": percentile(live, 50),
             "p99": percentile(live, 99),
