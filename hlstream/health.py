@@ -120,6 +120,7 @@ def _counters(statuses: Mapping[str, StageStatus | None]) -> dict[str, Any]:
         "holes_repaired": count("writer", "holes_repaired"),
         "rest_errors": count("writer", "rest_errors"),
         "write_errors": count("writer", "write_errors"),
+        "ingest_behind": count("ingest", "behind"),
         "malformed": {stage: count(stage, "malformed") for stage in STAGES},
     }
 
@@ -165,6 +166,7 @@ def build_report(
         "data_dir": str(settings.data_dir),
         "supervisord": supervisord_running,
         "connected": None if feed is None else feed.connected,
+        "backlog_bytes": None if feed is None else feed.backlog_bytes,
         "stages": stages,
         "coins": coins,
         "files": files,
@@ -204,7 +206,12 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{format_duration(stage['uptime_s']):>10}{format_duration(stage['status_age_s']):>12}"
         )
     connected = {True: "yes", False: "NO", None: "-"}[report["connected"]]
-    lines += ["", f"{'COIN':<16}{'LAST TRADE AGE':>16}    (ingest connected: {connected})"]
+    backlog = report.get("backlog_bytes")
+    unread = "" if not backlog else f", {backlog} bytes not yet handled"
+    lines += [
+        "",
+        f"{'COIN':<16}{'LAST TRADE AGE':>16}    (ingest connected: {connected}{unread})",
+    ]
     for coin, info in report["coins"].items():
         lines.append(f"{coin:<16}{format_duration(info['last_trade_age_s']):>16}")
     if report["files"]:

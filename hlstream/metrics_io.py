@@ -35,6 +35,10 @@ def families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
     supervisord.add_metric([], 1.0 if report["supervisord"] else 0.0)
     connected = _gauge("ingest_connected", "1 when ingest has a live websocket")
     connected.add_metric([], 1.0 if report["connected"] else 0.0)
+    backlog = _gauge(
+        "ingest_backlog_bytes", "bytes the venue sent that ingest has not handled yet (worst link)"
+    )
+    backlog.add_metric([], float(report.get("backlog_bytes") or 0))
     running = _gauge("stage_running", "1 when supervisord reports the stage RUNNING", ["stage"])
     uptime = _gauge("stage_uptime_seconds", "seconds since the stage started", ["stage"])
     status_age = _gauge("status_age_seconds", "age of the stage's status file", ["stage"])
@@ -74,6 +78,7 @@ def families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
         healthy,
         supervisord,
         connected,
+        backlog,
         running,
         uptime,
         status_age,

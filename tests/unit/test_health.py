@@ -41,10 +41,16 @@ def statuses(age_ms: int = 500, btc_5s_last: int | None = NOW - 10_000) -> dict[
         delisted=(),
         msgs_per_s=1.0,
         last_trade_ms={"BTC": NOW - 1_500},
+        backlog_bytes=2_500_000,
     )
     return {
         "ingest": StageStatus(
-            "ingest", ts_ms, 1, "s", {"reconnects": 2, "gaps": 1, "malformed": 3}, feed=feed
+            "ingest",
+            ts_ms,
+            1,
+            "s",
+            {"reconnects": 2, "gaps": 1, "malformed": 3, "behind": 7},
+            feed=feed,
         ),
         "aggregator": StageStatus(
             "aggregator", ts_ms, 2, "s", {"late_trades": 4, "lost_messages": 0, "malformed": 0}
@@ -118,6 +124,8 @@ def test_counters_and_trade_ages_come_from_the_status_files() -> None:
         counters["partial_bars"],
     ) == (2, 1, 4, 5)
     assert counters["malformed"] == {"ingest": 3, "aggregator": 0, "writer": 1}
+    assert counters["ingest_behind"] == 7 and report["backlog_bytes"] == 2_500_000
+    assert "2500000 bytes not yet handled" in format_report(report)
 
 
 def test_coins_come_from_the_config_before_ingest_reports_any() -> None:
