@@ -81,6 +81,7 @@ HOLD_MAX_MS = 10_000  # hold windows this long for ingest to vouch for them, the
 SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joining
 REPLAY_CHUNK = 5_000
 TICK_MS = 5  # bar timing, resends, heartbeat: checked at most this often under load
+COALESCE_S = 0.002  # after handling bus messages, wait this long for more before polling
 
 
 @dataclass
@@ -237,6 +238,10 @@ class Aggregator:
             if self.writer in ready:
                 self._drain_acks()
             now = self.clock.now_ms()
+            if self.sub in ready:
+                # Let the next messages gather: one wakeup per message costs more than the
+                # message (ZeroMQ's and the kernel's work); bars close seconds later anyway.
+                time.sleep(COALESCE_S)
             if now < next_tick and (deadline is None or now < deadline):
                 continue  # under load the bus wakes us per message: time work can wait
             next_tick = now + TICK_MS
