@@ -67,6 +67,8 @@ def test_backfill_retries_429_after_retry_after_then_equals_truth_and_is_idempot
     exchange: FakeExchange, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     writer = make_writer(tmp_path, exchange.info_url)
+    frozen_ms = writer.now_ms()  # both backfills see the same "now": a minute that ends
+    writer.now_ms = lambda: frozen_ms  # between them would rightly add a row
     exchange.fail_rest(429, 2, retry_after=0.4)
     started = time.monotonic()
     with caplog.at_level(logging.INFO, logger="hlstream"):
