@@ -327,29 +327,6 @@ class BarAck:
     start_ms: int
 
 
-def _batch_to_wire(batch: TradeBatch) -> dict[str, Any]:
-    body = {
-        "coin": batch.coin,
-        "recv_ms": batch.recv_ms,
-        "recv_us": batch.recv_us,
-        "trades": [trade_to_wire(t) for t in batch.trades],
-    }
-    if batch.covered_ms:
-        body["covered_ms"] = batch.covered_ms
-    return _with_span(body, batch.tape)
-
-
-def _batch_from_wire(data: dict[str, Any]) -> TradeBatch:
-    return TradeBatch(
-        need(data, "coin", str),
-        need(data, "recv_ms", int),
-        tuple(trades_from_payload(data)),
-        _span_from_wire(data),
-        as_int(data.get("recv_us", 0), "field 'recv_us'"),
-        as_int(data.get("covered_ms", 0), "field 'covered_ms'"),
-    )
-
-
 def _late_to_wire(late: LateTrade) -> dict[str, Any]:
     return {
         "interval": late.interval,
@@ -401,8 +378,8 @@ def inexact_from_wire(data: dict[str, Any]) -> Inexact:
 
 Message = TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills | Inexact
 
+# Trades messages have their own codec (`_encode_trades`, `_decode_trades`): one Struct.
 _ENCODERS: dict[type, tuple[Kind, Callable[[Any], dict[str, Any]]]] = {
-    TradeBatch: (Kind.TRADES, _batch_to_wire),
     Gap: (Kind.GAP, gap_to_wire),
     StageStatus: (Kind.STATUS, status_to_wire),
     Bar: (Kind.BAR, bar_to_wire),
@@ -414,7 +391,6 @@ _ENCODERS: dict[type, tuple[Kind, Callable[[Any], dict[str, Any]]]] = {
     Inexact: (Kind.INEXACT, inexact_to_wire),
 }
 _DECODERS: dict[Kind, Callable[[dict[str, Any]], Message]] = {
-    Kind.TRADES: _batch_from_wire,
     Kind.GAP: gap_from_wire,
     Kind.STATUS: status_from_wire,
     Kind.BAR: bar_from_wire,
@@ -429,7 +405,7 @@ _DECODERS: dict[Kind, Callable[[dict[str, Any]], Message]] = {
 
 def kind_of(message: Message) -> Kind:
     """The wire `type` of a message."""
-    return _ENCODERS[type(message)][0]
+    return Kind.TRADES if type(message) is TradeBatch else _ENCODERS[type(message)][0]
 
 
 class _Head(msgspec.Struct):
@@ -466,21 +442,7 @@ _READ_TRADES = msgspec.msgpack.Decoder(_TradesPayload)
 def encode_message(envelope: Envelope, message: Message) -> bytes:
     """The one encoder: any typed message -> msgpack payload with envelope."""
     if type(message) is TradeBatch:
-        tape = message.tape
-        return _PACK.encode(
-            _TradesPayload(
-                SCHEMA_VERSION,
-                Kind.TRADES.value,
-                envelope.session,
-                envelope.seq,
-                message.coin,
-                message.recv_ms,
-                list(message.trades),
-                message.recv_us,
-                message.covered_ms,
-                None if tape is None else (tape.day, tape.start, tape.end),
-            )
-        )
+        return _encode_trades(envelope, message)
     kind, to_wire = _ENCODERS[type(message)]
     return encode(kind, envelope, to_wire(message))
 
@@ -500,7 +462,27 @@ def decode_message(payload: bytes) -> tuple[Envelope, Message]:
         kind = Kind(data["type"])
     except ValueError:
         raise ProtocolError(f"unknown message type {data['type']!r}") from None
+    if kind is Kind.TRADES:
+        return _decode_trades(payload)  # says what msgspec found wrong with it
     return Envelope(data["session"], data["seq"]), _DECODERS[kind](data)
+
+
+def _encode_trades(envelope: Envelope, batch: TradeBatch) -> bytes:
+    tape = batch.tape
+    return _PACK.encode(
+        _TradesPayload(
+            SCHEMA_VERSION,
+            Kind.TRADES.value,
+            envelope.session,
+            envelope.seq,
+            batch.coin,
+            batch.recv_ms,
+            list(batch.trades),
+            batch.recv_us,
+            batch.covered_ms,
+            None if tape is None else (tape.day, tape.start, tape.end),
+        )
+    )
 
 
 def _decode_trades(payload: bytes) -> tuple[Envelope, TradeBatch]:

@@ -70,7 +70,7 @@ _DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _INT_RE = re.compile(r"-?[0-9]{1,19}\Z")
 _INT_LIMIT = 10**19
 _FIELD_COUNT = len(COLUMNS)
-_SIDES = {"buy": True, "sell": False}
+_SIDES = ("buy", "sell")
 
 
 class TapePosition(NamedTuple):

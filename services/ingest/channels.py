@@ -25,6 +25,7 @@ from hlstream.common.book import Bbo, Book, BookLevel, Fill, Fills
 from hlstream.common.config import MAX_WS_CONNECTIONS, MAX_WS_SUBSCRIPTIONS
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.timebucket import normalize_ts_ms
+from hlstream.services.ingest.core import VENUE_SIDES
 
 TRADES = "trades"
 L2BOOK = "l2Book"
@@ -33,7 +34,6 @@ USER_FILLS = "userFills"
 REQUEST_MEMORY_S = 30.0
 REQUEST_MEMORY_MAX = 2_000
 GUESS_WINDOW_S = 5.0
-_SIDES = {"B": "buy", "A": "sell"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +203,7 @@ def parse_fills(data: Any, recv_ms: int) -> Fills:
 def _fill(item: Any) -> Fill:
     if not isinstance(item, dict):
         raise ProtocolError("fill is not an object")
-    side = _SIDES.get(item.get("side"))  # type: ignore[arg-type]
+    side = VENUE_SIDES.get(item.get("side"))  # type: ignore[arg-type]
     ts_ms = normalize_ts_ms(item.get("time"))
     if side is None or ts_ms is None:
         raise ProtocolError("fill has no usable side or time")

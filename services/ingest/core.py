@@ -52,7 +52,7 @@ STATE_VERSION = 1
 REPLAY_GAP_REASON = "replay_no_overlap"
 # Channels we may subscribe to later and pass through untouched.
 DATA_CHANNELS = frozenset({"l2Book", "bbo", "userFills", "allMids", "candle", "activeAssetCtx"})
-_SIDES: dict[str, Side] = {"B": "buy", "A": "sell"}
+VENUE_SIDES: dict[str, Side] = {"B": "buy", "A": "sell"}  # the venue's side codes
 _ZERO = Decimal(0)
 
 
@@ -131,7 +131,7 @@ def parse_frame(text: str | bytes) -> Frame:
             and (sz in accepted or is_positive_decimal(sz))
         ):
             return _parse_general(text)
-        trades.append(Trade(coin, _SIDES[item.side], px, sz, ts_ms, tid, item.hash))
+        trades.append(Trade(coin, VENUE_SIDES[item.side], px, sz, ts_ms, tid, item.hash))
     return Frame(FrameKind.TRADES, "trades", tuple(trades), coin=coin)
 
 
@@ -179,7 +179,12 @@ def parse_trade(item: object) -> Trade | None:
     px = item.get("px")
     sz = item.get("sz")
     tid = item.get("tid")
-    if not isinstance(coin, str) or not coin or not isinstance(side, str) or side not in _SIDES:
+    if (
+        not isinstance(coin, str)
+        or not coin
+        or not isinstance(side, str)
+        or side not in VENUE_SIDES
+    ):
         return None
     if not isinstance(tid, int) or isinstance(tid, bool) or tid < 0:
         return None
@@ -191,7 +196,7 @@ def parse_trade(item: object) -> Trade | None:
     tx_hash = item.get("hash")
     return Trade(
         coin=coin,
-        side=_SIDES[side],
+        side=VENUE_SIDES[side],
         price=str(px),
         size=str(sz),
         ts_ms=ts_ms,

@@ -169,8 +169,7 @@ class Ingest:
         self._replay_since = 0.0
         self._next_prune = 0.0
         self._up: set[int] = set()
-        self._retired: set[int] = set()
-        self._live: set[int] = set()  # links not retired
+        self._live: set[int] = set()  # links not retired (every coin of theirs delisted)
         self._msgs = 0
         self._msgs_at_status = 0
         self._next_status = 0.0
@@ -356,7 +355,6 @@ class Ingest:
                         action="unsubscribed; nothing more is published for it",
                     )
         elif kind is EventKind.RETIRED:
-            self._retired.add(event.link)
             self._live.discard(event.link)
         elif kind is EventKind.HEALTHY:
             self.log.debug("ws_healthy", link=event.link)
@@ -540,7 +538,7 @@ class Ingest:
         self._last_status_at = now
         self._msgs_at_status = self._msgs
         feed = FeedStatus(
-            connected=bool(self._up) and len(self._up) == len(self.links) - len(self._retired),
+            connected=bool(self._up) and len(self._up) == len(self._live),
             links=len(self.links),
             links_up=len(self._up),
             delisted=tuple(sorted(self.delisted)),
