@@ -3,12 +3,14 @@
 
 Prints one JSON line: p50/p90/p99/max of (receipt at the tap - ingest's `recv_us`, the
 microsecond stamp taken when it read the frame) and p50/p99 of (receipt - the trade's
-exchange time), in ms, and the message count.
+exchange time), in ms, and the message count. With `TAPLAT_RAW=FILE` it also writes one
+line per message, `recv_us receipt_us trades topic`, to see where in a burst the slow ones are.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -29,6 +31,8 @@ def main() -> None:
     from_ingest: list[float] = []
     from_exchange: list[float] = []
     deadline = time.monotonic() + seconds
+    raw_path = os.environ.get("TAPLAT_RAW")
+    raw = open(raw_path, "w") if raw_path else None  # noqa: SIM115
     while time.monotonic() < deadline:
         message = tap.receive()
         if message is None:
@@ -36,6 +40,8 @@ def main() -> None:
         now_us = time.time_ns() // 1000
         recv_us = message.data.get("recv_us") or message.data["recv_ms"] * 1000
         from_ingest.append((now_us - recv_us) / 1000)
+        if raw is not None:
+            raw.write(f"{recv_us} {now_us} {len(message.data['trades'])} {message.topic}\n")
         from_exchange.extend(now_us / 1000 - trade["ts_ms"] for trade in message.data["trades"])
     tap.close()
     print(

@@ -87,3 +87,35 @@ def test_state_roundtrip_mid_stream_changes_nothing(
 
     assert feed(resumed, after) == expected
     assert feed(resumed, before) == []
+
+
+# Few times, many tids: every time is a bucket of many keys, and a tiny horizon and cap make
+# the deduper forget buckets all the time.
+crowded = st.builds(
+    lambda coin, ts, tid: Trade(coin, "buy", "1.5", "0.1", ts, tid, ""),
+    st.sampled_from(COINS[:2]),
+    st.integers(1_700_000_000_000, 1_700_000_000_030),
+    st.integers(0, 40),
+)
+
+
+@given(st.lists(st.lists(crowded, max_size=20), max_size=20), st.integers(1, 12))
+def test_forgotten_keys_are_never_admitted_again(sequence: list[list[Trade]], cap: int) -> None:
+    deduper = Deduper(horizon_ms=10, max_keys_per_coin=cap)
+    admitted: set[tuple[str, int, int]] = set()
+    offered = duplicates = 0
+
+    for batch in sequence + sequence:  # everything comes twice
+        fresh, dropped = deduper.admit(batch)
+        offered += len(batch)
+        duplicates += dropped
+        for trade in fresh:
+            assert key(trade) not in admitted
+            admitted.add(key(trade))
+        assert deduper.key_count() <= cap * 2  # per coin
+
+    assert len(admitted) + duplicates + deduper.too_old == offered
+    unique = {key(t) for batch in sequence for t in batch}
+    assert admitted <= unique
+    if sequence and sequence[0]:  # the very first trade always goes through
+        assert key(sequence[0][0]) in admitted
