@@ -106,6 +106,7 @@ SUMMARY_EVERY_S = 60.0
 SYNC_EVERY_S = 0.05  # tape fdatasync period (off the publishing path)
 JOIN_S = 1.0
 BEHIND_BYTES = 1 << 20  # unhandled bytes on one link that count as falling behind the venue
+MAX_BATCH_TRADES = 1024  # a coin's trades of one handler call go out together, up to this
 
 
 def open_tape(data_dir: Path, log: EventLog) -> TapeWriter:
@@ -162,6 +163,10 @@ class Ingest:
         self.delisted: set[str] = set()
         self.tape: TapeWriter | None = None
         self._outgoing: list[tuple[str, TradeBatch | Gap]] = []
+        # Admitted trades not yet taped, per coin, with the stamps of their first frame: the
+        # frames of one handler call were all read before any is published, so each coin's
+        # go out as one message (one tape append, one send, one message for the aggregator).
+        self._held: dict[str, tuple[list[Trade], int, int]] = {}
         # Committed end per (coin, day) segment, for the replay server's thread (which only
         # looks keys up): set to a segment's pre-commit size when a batch first touches it.
         self.tape_ends: dict[tuple[str, str], int] = {}
@@ -423,7 +428,7 @@ class Ingest:
             if admission.gap is not None:
                 self._publish_gap(admission.gap)
             if fresh:
-                self._tape_trades(coin, fresh, now_ms, recv_us)
+                self._hold(coin, fresh, now_ms, recv_us)
             self.counters.trades += len(fresh)
             self.counters.duplicates += duplicates
             if too_old:
@@ -438,6 +443,7 @@ class Ingest:
             "gap", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
         )
         assert self.tape is not None
+        self._tape_held(gap.coin)  # the coin's earlier trades go on the tape before the gap
         for piece in split_by_day(gap):
             assert isinstance(piece, Gap)
             key = (piece.coin, record_day(piece))
@@ -448,6 +454,23 @@ class Ingest:
             )
 
     # ---- the tape: written before anything is published ----------------------------------
+
+    def _hold(self, coin: str, fresh: list[Trade], now_ms: int, recv_us: int) -> None:
+        """Keep a frame's admitted trades with the coin's others of this handler call."""
+        held = self._held.get(coin)
+        if held is None:
+            held = self._held[coin] = (fresh, now_ms, recv_us)
+        else:
+            held[0].extend(fresh)
+        if len(held[0]) >= MAX_BATCH_TRADES:
+            self._tape_held(coin)
+
+    def _tape_held(self, coin: str | None = None) -> None:
+        """Tape the held trades of `coin` (None: of every coin) and queue their messages."""
+        for each in list(self._held) if coin is None else [coin]:
+            held = self._held.pop(each, None)
+            if held is not None:
+                self._tape_trades(each, *held)
 
     def _tape_trades(self, coin: str, fresh: list[Trade], now_ms: int, recv_us: int) -> None:
         """Append one coin's admitted trades to the tape; queue their batch(es) for the bus."""
@@ -460,7 +483,10 @@ class Ingest:
     def _flush(self) -> None:
         """Write the tape (one write per segment), then publish what it holds; the last batch
         carries how far ingest now vouches for the feed (`covered_ms`)."""
-        if not self._outgoing or self.tape is None:
+        if self.tape is None:
+            return
+        self._tape_held()
+        if not self._outgoing:
             return
         try:
             written = self.tape.commit(sync=False)  # fdatasync: _pump, every SYNC_EVERY_S
@@ -498,7 +524,7 @@ class Ingest:
         all_up = bool(live) and live <= self._up
         if all_up and self.replay.any_pending() and now_s - self._replay_since > REPLAY_WAIT_S:
             self.replay.settle()
-        if all_up and not self.replay.any_pending() and not self._outgoing:
+        if all_up and not self.replay.any_pending() and not self._outgoing and not self._held:
             link_covered = self._link_covered
             mark = min([link_covered.get(i, 0) for i in live])
             self._covered_ms = max(self._covered_ms, min(mark, now_ms))
