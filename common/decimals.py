@@ -12,26 +12,27 @@ from decimal import Decimal, InvalidOperation
 
 ZERO = Decimal(0)
 _PLAIN = re.compile(r"[0-9]{1,32}(?:\.[0-9]{1,32})?\Z")
-# Prices and sizes repeat: each string is checked once. Hot loops test `text in ACCEPTED`
-# before calling is_positive_decimal (a set lookup, no call); only this module adds to it.
-ACCEPTED: set[str] = set()
-_ACCEPTED_MAX = 100_000
+# The same shape, not zero, once per line: a whole column of prices or sizes in one C call.
+_PLAIN_LINES = re.compile(r"(?:(?=[0-9.]*[1-9])[0-9]{1,32}(?:\.[0-9]{1,32})?\n)*")
 
 
 def is_positive_decimal(text: object) -> bool:
     """A plain positive decimal string as the exchange writes prices and sizes (`63471.0`,
-    `0.00155`, `12`): digits, at most one point, no sign, no exponent, not zero. The hot
-    path's check: a set lookup for a string seen before, else a regex (no Decimal built)."""
-    if type(text) is not str:
-        return False
-    if text in ACCEPTED:
+    `0.00155`, `12`): digits, at most one point, no sign, no exponent, not zero."""
+    return type(text) is str and bool(_PLAIN.match(text) and text.strip("0."))
+
+
+def all_positive_decimals(texts: list[str]) -> bool:
+    """`is_positive_decimal` of every one of `texts`, in one regex over them joined (the hot
+    paths check a frame's or a message's prices and sizes at once: half the cost of a call
+    per string). A string holding the separator itself is caught by counting lines."""
+    if not texts:
         return True
-    if not (_PLAIN.match(text) and text.strip("0.")):
+    try:
+        joined = "\n".join(texts) + "\n"
+    except TypeError:  # not all strings
         return False
-    if len(ACCEPTED) >= _ACCEPTED_MAX:
-        ACCEPTED.clear()
-    ACCEPTED.add(text)
-    return True
+    return _PLAIN_LINES.fullmatch(joined) is not None and joined.count("\n") == len(texts)
 
 
 def parse_decimal(text: object) -> Decimal | None:

@@ -35,7 +35,7 @@ are kept apart: a *gap* is venue data ingest may have missed (`Gap`, topic `gap.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -52,7 +52,7 @@ from hlstream.common.book import (
     fills_from_wire,
     fills_to_wire,
 )
-from hlstream.common.decimals import ACCEPTED, is_positive_decimal
+from hlstream.common.decimals import all_positive_decimals, is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.status import StageStatus, status_from_wire, status_to_wire
 from hlstream.common.wire import (
@@ -227,18 +227,14 @@ def trade_from_wire(data: Any) -> Trade:
     return trade
 
 
-def check_decimals(trades: Iterable[Trade]) -> None:
+def check_decimals(trades: Sequence[Trade]) -> None:
     """ProtocolError unless every price and size is a plain positive decimal string."""
-    accepted = ACCEPTED
-    for trade in trades:
-        price, size = trade.price, trade.size
-        if (price in accepted or is_positive_decimal(price)) and (
-            size in accepted or is_positive_decimal(size)
-        ):
-            continue
-        for name, text in (("price", price), ("size", size)):
+    if all_positive_decimals([t.price for t in trades] + [t.size for t in trades]):
+        return
+    for trade in trades:  # name the first bad one
+        for name, text in (("price", trade.price), ("size", trade.size)):
             if not is_positive_decimal(text):
-                raise ProtocolError(f"trade {name} {text[:40]!r} is not a positive decimal")
+                raise ProtocolError(f"trade {name} {str(text)[:40]!r} is not a positive decimal")
 
 
 def trades_from_payload(data: dict[str, Any]) -> list[Trade]:

@@ -50,7 +50,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from hlstream.common.decimals import ACCEPTED, is_positive_decimal
+from hlstream.common.decimals import all_positive_decimals, is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.filenames import encode_coin
 from hlstream.common.messages import Gap, Trade
@@ -207,23 +207,20 @@ def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
     path: one call per coin per frame). ProtocolError as `format_record` raises it."""
     start_ms = day_start_ms(day)
     end_ms = start_ms + DAY_MS
-    accepted = ACCEPTED
     lines = []
-    checked = True
+    tid_max = 0
     for t in trades:
-        ts_ms, price, size, tid = t.ts_ms, t.price, t.size, t.tid
+        ts_ms, tid = t.ts_ms, t.tid
         if t.coin != coin or not start_ms <= ts_ms < end_ms:
             return None
-        checked = checked and (
-            (price in accepted or is_positive_decimal(price))
-            and (size in accepted or is_positive_decimal(size))
-            and -_INT_LIMIT < tid < _INT_LIMIT
-        )
-        lines.append(f"T,{coin},{ts_ms},{tid},{t.side},{price},{size},{t.hash},,\n")
+        if tid > tid_max or -tid > tid_max:
+            tid_max = abs(tid)
+        lines.append(f"T,{coin},{ts_ms},{tid},{t.side},{t.price},{t.size},{t.hash},,\n")
     text = "".join(lines)
     count = len(lines)
     if (
-        checked
+        tid_max < _INT_LIMIT
+        and all_positive_decimals([t.price for t in trades] + [t.size for t in trades])
         and text.count(",") == (_FIELD_COUNT - 1) * count
         and text.count("\n") == count
         and '"' not in text

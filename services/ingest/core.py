@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 import msgspec
 import orjson
 
-from hlstream.common.decimals import ACCEPTED, is_positive_decimal
+from hlstream.common.decimals import all_positive_decimals, is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import Gap, Side, Trade
 from hlstream.common.timebucket import normalize_ts_ms
@@ -120,21 +120,24 @@ def parse_frame(text: str | bytes) -> Frame:
         fast = _READ_TRADES.decode(text)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return _parse_general(text)
-    trades = []
-    accepted, sides = ACCEPTED, VENUE_SIDES
-    coin = fast.data[0].coin if fast.data else ""
-    if fast.data and not coin:
-        return _parse_general(text)  # rejects the entries without a coin
-    for item in fast.data:
-        px, sz = item.px, item.sz
-        if not (
-            item.coin == coin
-            and (px in accepted or is_positive_decimal(px))
-            and (sz in accepted or is_positive_decimal(sz))
-        ):
-            return _parse_general(text)
-        trades.append(Trade(coin, sides[item.side], px, sz, item.time, item.tid, item.hash))
-    return Frame(FrameKind.TRADES, "trades", tuple(trades), coin=coin)
+    data = fast.data
+    if not data:
+        return Frame(FrameKind.TRADES, "trades")
+    coin = data[0].coin
+    if (
+        not coin
+        or {item.coin for item in data} != {coin}
+        or not all_positive_decimals([item.px for item in data] + [item.sz for item in data])
+    ):
+        return _parse_general(text)  # rejects the odd entries one by one
+    sides = VENUE_SIDES
+    trades = tuple(
+        [
+            Trade(coin, sides[item.side], item.px, item.sz, item.time, item.tid, item.hash)
+            for item in data
+        ]
+    )
+    return Frame(FrameKind.TRADES, "trades", trades, coin=coin)
 
 
 def _parse_general(text: str | bytes) -> Frame:
