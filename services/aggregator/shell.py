@@ -234,14 +234,14 @@ class Aggregator:
             wait_ms = 200 if deadline is None else max(5, min(200, deadline - loop_start))
             ready = dict(poller.poll(wait_ms))
             if self.sub in ready:
+                # Let the rest of the burst land first: one wakeup per message costs more
+                # than the message, and handling the first while ingest still publishes the
+                # others would take the core the trade taps need; bars close seconds later.
+                time.sleep(COALESCE_S)
                 self._drain_bus()
             if self.writer in ready:
                 self._drain_acks()
             now = self.clock.now_ms()
-            if self.sub in ready:
-                # Let the next messages gather: one wakeup per message costs more than the
-                # message (ZeroMQ's and the kernel's work); bars close seconds later anyway.
-                time.sleep(COALESCE_S)
             if now < next_tick and (deadline is None or now < deadline):
                 continue  # under load the bus wakes us per message: time work can wait
             next_tick = now + TICK_MS
