@@ -56,6 +56,45 @@ def subscribe(endpoint: str) -> None:
     print(json.dumps({**summary, "messages": len(hop)}), flush=True)
 
 
+def _send_bursts(
+    endpoint: str, bursts: int, trades: int, gap_us: int, subscriber: subprocess.Popen[str]
+) -> str:
+    """Publish the bursts, then the end message; the subscriber's output."""
+    context = zmq.Context()
+    publisher = Publisher(context, endpoint)
+    try:
+        time.sleep(0.5)  # the subscription reaches the publisher
+        rng = random.Random(1)
+        batches = {
+            coin: tuple(
+                Trade(
+                    coin,
+                    "buy",
+                    "1000.3",
+                    f"0.{rng.randrange(1, 99999):05d}",
+                    1_764_500_000_000,
+                    tid,
+                    "0x" + "ab" * 32,
+                )
+                for tid in range(trades)
+            )
+            for coin in COINS
+        }
+        span = TapeSpan("2026-12-01", 0, 100)
+        for _ in range(bursts):
+            time.sleep(rng.uniform(0.070, 0.100))
+            for coin in COINS:
+                batch = TradeBatch(coin, 0, batches[coin], span, time.time_ns() // 1000)
+                publisher.publish(trade_topic(coin), batch)
+                time.sleep(gap_us / 1e6)
+        publisher.publish(END_TOPIC, TradeBatch("~end", 0, (), span, 0))
+        output, _ = subscriber.communicate(timeout=30)
+        return output
+    finally:
+        publisher.close()
+        context.term()
+
+
 def publish(endpoint: str, bursts: int, trades: int, gap_us: int) -> dict[str, object]:
     subscriber = subprocess.Popen(
         [sys.executable, "-m", "bench.buslat", "--subscribe", endpoint],
@@ -63,37 +102,13 @@ def publish(endpoint: str, bursts: int, trades: int, gap_us: int) -> dict[str, o
         text=True,
     )
     assert subscriber.stdout is not None
-    subscriber.stdout.readline()  # ready
-    context = zmq.Context()
-    publisher = Publisher(context, endpoint)
-    time.sleep(0.5)  # the subscription reaches the publisher
-    rng = random.Random(1)
-    batches = {
-        coin: tuple(
-            Trade(
-                coin,
-                "buy",
-                "1000.3",
-                f"0.{rng.randrange(1, 99999):05d}",
-                1_764_500_000_000,
-                t,
-                "0x" + "ab" * 32,
-            )
-            for t in range(trades)
-        )
-        for coin in COINS
-    }
-    span = TapeSpan("2026-12-01", 0, 100)
-    for _ in range(bursts):
-        time.sleep(rng.uniform(0.070, 0.100))
-        for coin in COINS:
-            batch = TradeBatch(coin, 0, batches[coin], span, time.time_ns() // 1000)
-            publisher.publish(trade_topic(coin), batch)
-            time.sleep(gap_us / 1e6)
-    publisher.publish(END_TOPIC, TradeBatch("~end", 0, (), span, 0))
-    output, _ = subscriber.communicate(timeout=30)
-    publisher.close()
-    context.term()
+    try:
+        subscriber.stdout.readline()  # ready
+        output = _send_bursts(endpoint, bursts, trades, gap_us, subscriber)
+    finally:
+        if subscriber.poll() is None:
+            subscriber.kill()
+            subscriber.wait()
     result: dict[str, object] = json.loads(output.strip().splitlines()[-1])
     return {"bursts": bursts, "trades_per_message": trades, "gap_us": gap_us, **result}
 
