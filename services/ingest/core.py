@@ -6,7 +6,9 @@ No IO, no clock, no randomness: the shell passes everything in.
 
 Invariants:
 - A trade without a usable time, price, size, side or tid is rejected and counted, never
-  stamped with a local clock (DESIGN.md, "Exchange protocol facts").
+  stamped with a local clock (DESIGN.md, "Exchange protocol facts"); so is one whose coin
+  holds a line break. A hash that is not a one-line string is dropped and the trade kept
+  (the hash is not part of its identity): no trade that passes can be refused by the tape.
 - `Deduper.admit` never returns a trade whose key (coin, ts_ms, tid) it returned before,
   including across reconnects and, through `to_state`/`from_state`, process restarts.
   Keys are kept in buckets per exchange time (a venue block stamps all its trades with one
@@ -126,8 +128,10 @@ def parse_frame(text: str | bytes) -> Frame:
     coin = data[0].coin
     if (
         not coin
+        or _has_line_break(coin)
         or {item.coin for item in data} != {coin}
         or not all_positive_decimals([item.px for item in data] + [item.sz for item in data])
+        or _has_line_break("".join([item.hash for item in data]))
     ):
         return _parse_general(text)  # rejects the odd entries one by one
     sides = VENUE_SIDES
@@ -187,6 +191,7 @@ def parse_trade(item: object) -> Trade | None:
     if (
         not isinstance(coin, str)
         or not coin
+        or _has_line_break(coin)
         or not isinstance(side, str)
         or side not in VENUE_SIDES
     ):
@@ -206,8 +211,12 @@ def parse_trade(item: object) -> Trade | None:
         size=str(sz),
         ts_ms=ts_ms,
         tid=tid,
-        hash=tx_hash if isinstance(tx_hash, str) else "",
+        hash=tx_hash if isinstance(tx_hash, str) and not _has_line_break(tx_hash) else "",
     )
+
+
+def _has_line_break(text: str) -> bool:
+    return "\n" in text or "\r" in text
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pytest
 
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.messages import Gap, Trade
+from hlstream.common.tape import format_trades, segment_day
 from hlstream.common.universe import check_coins, universe_names
 from hlstream.services.ingest.core import (
     PING,
@@ -100,6 +101,15 @@ def test_missing_hash_defaults_to_empty() -> None:
     assert frame.trades[0].hash == ""
 
 
+@pytest.mark.parametrize("bad_hash", ["0xab\ncd", "0xab\r", 7])
+def test_a_hash_the_tape_cannot_hold_is_dropped_and_the_trade_kept(bad_hash: object) -> None:
+    frame = parse_frame(trades_frame(raw_trade(tid=1), raw_trade(tid=2, hash=bad_hash)))
+
+    assert [(t.tid, t.hash) for t in frame.trades] == [(1, "0xabc"), (2, "")]
+    assert frame.rejected == 0
+    format_trades(frame.trades, "BTC", segment_day(frame.trades[0].ts_ms))  # taped: no raise
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -121,6 +131,7 @@ def test_missing_hash_defaults_to_empty() -> None:
         {"time": 10**16},
         {"coin": _MISSING},
         {"coin": ""},
+        {"coin": "BT\nC"},
     ],
 )
 def test_unusable_trade_is_rejected_and_counted(overrides: dict[str, Any]) -> None:
