@@ -227,9 +227,14 @@ def trade_from_wire(data: Any) -> Trade:
     return trade
 
 
+def has_plain_decimals(trades: Sequence[Trade]) -> bool:
+    """Every price and size is a plain positive decimal string (one regex for them all)."""
+    return all_positive_decimals([t.price for t in trades] + [t.size for t in trades])
+
+
 def check_decimals(trades: Sequence[Trade]) -> None:
     """ProtocolError unless every price and size is a plain positive decimal string."""
-    if all_positive_decimals([t.price for t in trades] + [t.size for t in trades]):
+    if has_plain_decimals(trades):
         return
     for trade in trades:  # name the first bad one
         for name, text in (("price", trade.price), ("size", trade.size)):

@@ -50,10 +50,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from hlstream.common.decimals import all_positive_decimals, is_positive_decimal
+from hlstream.common.decimals import is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.filenames import encode_coin
-from hlstream.common.messages import Gap, Trade
+from hlstream.common.messages import Gap, Trade, has_plain_decimals
 
 Record = Trade | Gap
 TradeKey = tuple[str, int, int]
@@ -208,19 +208,19 @@ def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
     start_ms = day_start_ms(day)
     end_ms = start_ms + DAY_MS
     lines = []
-    tid_max = 0
+    tids_fit = True
     for t in trades:
         ts_ms, tid = t.ts_ms, t.tid
         if t.coin != coin or not start_ms <= ts_ms < end_ms:
             return None
-        if tid > tid_max or -tid > tid_max:
-            tid_max = abs(tid)
+        if not -_INT_LIMIT < tid < _INT_LIMIT:
+            tids_fit = False
         lines.append(f"T,{coin},{ts_ms},{tid},{t.side},{t.price},{t.size},{t.hash},,\n")
     text = "".join(lines)
     count = len(lines)
     if (
-        tid_max < _INT_LIMIT
-        and all_positive_decimals([t.price for t in trades] + [t.size for t in trades])
+        tids_fit
+        and has_plain_decimals(trades)
         and text.count(",") == (_FIELD_COUNT - 1) * count
         and text.count("\n") == count
         and '"' not in text

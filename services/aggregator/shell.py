@@ -81,7 +81,7 @@ HOLD_MAX_MS = 10_000  # hold windows this long for ingest to vouch for them, the
 SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joining
 REPLAY_CHUNK = 5_000
 TICK_MS = 5  # bar timing, resends, heartbeat: checked at most this often under load
-COALESCE_S = 0.002  # after handling bus messages, wait this long for more before polling
+COALESCE_S = 0.002  # woken by the bus: wait this long for the rest of a burst, then drain
 
 
 @dataclass

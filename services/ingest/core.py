@@ -333,7 +333,8 @@ class Deduper:
         return fresh, duplicates
 
     def _evict(self, seen: _CoinKeys) -> None:
-        cutoff = (seen.newest_ms or 0) - self.horizon_ms
+        assert seen.newest_ms is not None  # callers skip a coin that never admitted a trade
+        cutoff = seen.newest_ms - self.horizon_ms
         order, cap = seen.order, self.max_keys_per_coin
         if not order or (order[0] >= cutoff and seen.count <= cap):
             return  # nothing to forget (the common case)
