@@ -226,6 +226,7 @@ class Aggregator:
         poller = zmq.Poller()
         poller.register(self.sub, zmq.POLLIN)
         poller.register(self.writer, zmq.POLLIN)
+        poller.register(self.stop.fileno(), zmq.POLLIN)  # a stop wakes the poll at once
         next_status = 0.0
         next_tick = 0  # bar timing and writer resends: every TICK_MS at most (not per wakeup)
         while not self.stop.is_set():

@@ -354,6 +354,7 @@ class Writer:
         """Receive bars until the stop flag is set."""
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
+        poller.register(self.stop.fileno(), zmq.POLLIN)  # a stop wakes the poll at once
         next_status = 0.0
         while not self.stop.is_set():
             if time.monotonic() >= next_status:
