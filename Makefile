@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.throughput --profile --no-tap --no-naive --out bench/results/throughput-profiled.json
+	@echo 'flame graphs: bench/results/flame-{ingest,aggregator,writer}-{per frame}x{rate}.svg (not in git)'
 	$(BIN)/python -m bench.ingest_burst
 	$(BIN)/python -m bench.buslat
 	$(BIN)/python -m bench.pipeline
