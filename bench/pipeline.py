@@ -29,7 +29,8 @@ from bench.taplat import percentile
 from hlstream.common.timebucket import parse_window
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
-from tests.integration.harness import Pipeline, wait_for
+from tests.support.pipeline import Pipeline
+from tests.support.wait import wait_for
 
 COINS = ["BTC", "ETH", "SOL", "XRP", "DOGE", "LINK", "HYPE", "AVAX"]
 INTERVAL_MS = 5_000

@@ -37,7 +37,8 @@ from tests.faults.test_fault_schedule import (
     judge,
     now_ms,
 )
-from tests.integration.harness import Pipeline, read_rows, wait_for
+from tests.support.pipeline import Pipeline, read_rows
+from tests.support.wait import wait_for
 
 M = 60_000
 INTERVALS = {"5s": 5_000, "1m": 60_000}

@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.pipeline import proc_sample
 from hlstream.common.timebucket import parse_window
-from tests.integration.harness import Pipeline
+from tests.support.pipeline import Pipeline
 
 WINDOW_MS = 5_000
 GRACE_MS = 2_000  # the aggregator's default grace
@@ -38,7 +38,7 @@ SETTLE_S = 9.0  # grace + a window + slack, for the last windows to reach the di
 
 @dataclass
 class FeedAddress:
-    """What harness.Pipeline needs of an exchange."""
+    """What tests.support.pipeline.Pipeline needs of an exchange."""
 
     ws_url: str
     info_url: str = "http://127.0.0.1:9/info"  # never asked: no backfill for 5s, no checks

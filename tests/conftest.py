@@ -1,29 +1,21 @@
-"""Small shared factories for tests."""
+"""Test suite configuration: the `faults` folder and the `faults` marker hold the same tests
+(`make test` leaves them out; `make test-faults` runs them)."""
 
 from __future__ import annotations
 
-import itertools
+from pathlib import Path
 
-from hlstream.common.messages import Trade
+import pytest
 
-_tids = itertools.count(1_000_000)
+FAULTS = Path(__file__).parent / "faults"
 
 
-def make_trade(
-    coin: str = "BTC",
-    price: str = "100.0",
-    size: str = "1.0",
-    ts_ms: int = 1_700_000_000_000,
-    tid: int | None = None,
-    is_buy: bool = True,
-) -> Trade:
-    """A valid Trade with overridable fields."""
-    return Trade(
-        coin,
-        "buy" if is_buy else "sell",
-        price,
-        size,
-        ts_ms,
-        next(_tids) if tid is None else tid,
-        "0x0",
-    )
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/faults as `faults`; refuse the marker anywhere else."""
+    for item in items:
+        in_faults = FAULTS in Path(item.path).parents
+        if in_faults:
+            item.add_marker(pytest.mark.faults)
+        elif item.get_closest_marker("faults") is not None:
+            raise pytest.UsageError(f"{item.nodeid} is marked faults: move it to tests/faults/")

@@ -41,7 +41,9 @@ from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
-from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
+from tests.support.exchange import exchange_fixture
+from tests.support.pipeline import Pipeline, assert_contiguous, read_rows
+from tests.support.wait import wait_for
 
 S5, M = 5_000, 60_000
 COINS = ("BTC", "ETH", "SOL", "XRP")
@@ -348,13 +350,9 @@ def faults_summary(faults: list[Fault]) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture
-def exchange():
-    fake = FakeExchange(coins=list(COINS), rate_per_coin=5.0, seed=41, history_hours=0.5)
-    fake.pause_trades(True)
-    fake.start()
-    yield fake
-    fake.stop()
+exchange = exchange_fixture(
+    coins=list(COINS), rate_per_coin=5.0, seed=41, history_hours=0.5, paused=True
+)
 
 
 @pytest.mark.faults

@@ -7,22 +7,19 @@ import subprocess
 import sys
 import time
 
-import pytest
-
-from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
-from tests.integration.harness import assert_contiguous, read_rows
+from tests.support.exchange import exchange_fixture
+from tests.support.pipeline import assert_contiguous, read_rows
 
-
-@pytest.fixture(scope="module")
-def exchange():
-    fake = FakeExchange(
-        coins=["BTC", "ETH"], rate_per_coin=2.0, seed=3, history_hours=2.0, history_gap_s=0.0
-    )
-    fake.pause_trades(True)  # history only: candles cannot change between the two runs
-    fake.start()
-    yield fake
-    fake.stop()
+exchange = exchange_fixture(
+    coins=["BTC", "ETH"],
+    rate_per_coin=2.0,
+    seed=3,
+    history_hours=2.0,
+    history_gap_s=0.0,
+    scope="module",
+    paused=True,
+)
 
 
 def backfill(exchange, tmp_path, *args):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from hlstream.common.config import load_settings
 from hlstream.supervise_io import is_running
-from tests.integration.harness import read_rows, wait_for
+from tests.support.pipeline import read_rows
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,29 +7,24 @@ test that stops the writer runs last.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import urllib.request
 
 import pytest
 
 from hlstream.sim.exchange import FakeExchange
-from tests.integration.harness import Pipeline, read_rows, wait_for
+from tests.support.net import free_port
+from tests.support.pipeline import Pipeline, read_rows
+from tests.support.wait import wait_for
 
 COINS = ("BTC", "ETH", "ETHFI")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     exchange = FakeExchange(coins=list(COINS), rate_per_coin=6.0, seed=5, history_hours=1.0)
     exchange.start()
-    port = _free_port()
+    port = free_port()
     running = Pipeline(
         exchange,
         tmp_path_factory.mktemp("cli"),

@@ -14,14 +14,7 @@ from hlstream.common.config import load_settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.messages import TradeBatch
 from hlstream.tap import Tap
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.net import free_port
 
 
 @pytest.fixture
@@ -71,7 +64,7 @@ def test_keygen_refuses_to_overwrite(secret_file):
 
 
 def test_unauthenticated_subscriber_gets_nothing_and_keyed_tap_gets_everything(secret_file):
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     settings = load_settings(environ={"HLSTREAM_CURVE_SECRET_FILE": str(secret_file)})
     keys = curve_keys(settings)
     context = zmq.Context()
@@ -102,7 +95,8 @@ def test_unauthenticated_subscriber_gets_nothing_and_keyed_tap_gets_everything(s
 
 def test_whole_pipeline_runs_over_curve(secret_file, tmp_path):
     from hlstream.sim.exchange import FakeExchange
-    from tests.integration.harness import Pipeline, read_rows, wait_for
+    from tests.support.pipeline import Pipeline, read_rows
+    from tests.support.wait import wait_for
 
     fake = FakeExchange(coins=["BTC"], spot=[], rate_per_coin=5.0, seed=3, history_hours=0.01)
     fake.start()

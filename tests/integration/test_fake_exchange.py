@@ -14,18 +14,12 @@ import websocket
 from hlstream.common.timebucket import parse_interval
 from hlstream.sim import market
 from hlstream.sim.exchange import FakeExchange
+from tests.support.exchange import exchange_fixture
 
 BTC_TRADES = {"type": "trades", "coin": "BTC"}
 
 
-@pytest.fixture
-def exchange() -> Iterator[FakeExchange]:
-    fake = FakeExchange(coins=["BTC", "ETH"], seed=42, rate_per_coin=20.0, history_hours=0.5)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+exchange = exchange_fixture(coins=["BTC", "ETH"], seed=42, rate_per_coin=20.0, history_hours=0.5)
 
 
 @pytest.fixture

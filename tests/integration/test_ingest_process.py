@@ -25,8 +25,8 @@ from websockets.sync.server import ServerConnection, serve
 from hlstream.common.status_io import read_status
 from hlstream.common.tape import HEADER_BYTES, segment_day, segment_path
 from hlstream.sim import exchange as sim
-from tests.integration.buscollect import Bus
-from tests.integration.procs import terminate
+from tests.support.bus import Bus
+from tests.support.procs import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_MS = 1_785_648_520_000

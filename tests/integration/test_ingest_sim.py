@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,16 @@ import pytest
 
 from hlstream.common.status_io import read_status
 from hlstream.sim.exchange import FakeExchange
-from tests.integration.buscollect import Bus, Key
-from tests.integration.procs import terminate
+from tests.support.bus import Bus, Key
+from tests.support.exchange import exchange_fixture
+from tests.support.procs import terminate
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = "0x" + "ab" * 20
 
 
-@pytest.fixture
-def exchange() -> Iterator[FakeExchange]:
-    fake = FakeExchange(coins=("BTC", "ETH", "SOL", "XRP", "DOGE"), seed=5, rate_per_coin=8.0)
-    fake.start()
-    yield fake
-    fake.stop()
+exchange = exchange_fixture(coins=("BTC", "ETH", "SOL", "XRP", "DOGE"), seed=5, rate_per_coin=8.0)
 
 
 def start_ingest(run_dir: Path, fake: FakeExchange, **settings: str) -> subprocess.Popen[str]:
@@ -76,14 +72,6 @@ def status(run_dir: Path) -> dict[str, Any]:
             delisted=list(heartbeat.feed.delisted),
         )
     return flat
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def fake_keys(fake: FakeExchange, coin: str) -> set[Key]:

@@ -13,20 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from hlstream.sim.exchange import FakeExchange
-from tests.integration.harness import Pipeline, pids_with_run_dir, wait_for
+from tests.support.exchange import exchange_fixture
+from tests.support.pipeline import Pipeline, pids_with_run_dir
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def exchange():
-    fake = FakeExchange(coins=["BTC", "ETH"], rate_per_coin=8.0, seed=4, history_hours=0.1)
-    fake.start()
-    yield fake
-    fake.stop()
+exchange = exchange_fixture(
+    coins=["BTC", "ETH"], rate_per_coin=8.0, seed=4, history_hours=0.1, scope="module"
+)
 
 
 def _cli(pipeline: Pipeline, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -8,28 +8,25 @@ with REST-backfilled history equal to the fake's candles.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
-import pytest
-
 from hlstream.common import inexact_io
+from hlstream.common.clock import now_ms
 from hlstream.common.timebucket import parse_window
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
-from tests.integration.harness import Pipeline, assert_contiguous, read_rows, wait_for
+from tests.support.exchange import exchange_fixture
+from tests.support.pipeline import Pipeline, assert_contiguous, read_rows
+from tests.support.wait import wait_for
 
 COINS = ("BTC", "ETH", "SOL")
 QUIET = "SOL"
+S5 = 5_000
 
 
-@pytest.fixture
-def exchange():
-    fake = FakeExchange(coins=list(COINS), rate_per_coin=6.0, seed=11, history_hours=1.0)
-    fake.pause_trades(True)
-    fake.start()
-    yield fake
-    fake.stop()
+exchange = exchange_fixture(
+    coins=list(COINS), rate_per_coin=6.0, seed=11, history_hours=1.0, paused=True
+)
 
 
 def test_pipeline_writes_exact_bars_with_backfill_and_carry_forward(exchange, tmp_path):
@@ -39,14 +36,16 @@ def test_pipeline_writes_exact_bars_with_backfill_and_carry_forward(exchange, tm
     try:
         pipeline.wait_ready()
         exchange.pause_trades(False)
-        started = time.monotonic()
         wait_for(lambda: len(read_rows(pipeline.csv("BTC", "5s"))) >= 2, 20, "first 5s rows")
+        quiet_from = now_ms()
         exchange.set_quiet(QUIET, True)
-        time.sleep(17)  # spans at least two whole 5 s windows
+        wait_for(lambda: len(carried_since(pipeline, quiet_from)) >= 2, 30, "two carry rows")
         exchange.set_quiet(QUIET, False)
-        time.sleep(max(0.0, 32 - (time.monotonic() - started)))
+        traded_again = now_ms() + S5
+        wait_for(lambda: all_rows_reach(pipeline, traded_again), 30, "rows after the quiet")
         exchange.pause_trades(True)
-        time.sleep(8)  # let the last windows close (5 s + grace) and reach the disk
+        paused_at = now_ms()
+        wait_for(lambda: all_rows_reach(pipeline, paused_at), 30, "the last windows on disk")
     finally:
         code, output = pipeline.stop()
     assert code == 0, output[-3000:]
@@ -69,6 +68,20 @@ def test_pipeline_writes_exact_bars_with_backfill_and_carry_forward(exchange, tm
         assert row[1] == row[2] == row[3] == row[4]
 
     check_rebuild_from_tape(pipeline, exchange)
+
+
+def carried_since(pipeline: Pipeline, from_ms: int) -> list[tuple[int, str, str, str, str, str]]:
+    """The quiet coin's zero-volume 5s rows of windows that start at or after `from_ms`."""
+    rows = read_rows(pipeline.csv(QUIET, "5s"))
+    return [row for row in rows if row[0] >= from_ms and row[5] == "0.0"]
+
+
+def all_rows_reach(pipeline: Pipeline, at_ms: int) -> bool:
+    """Every coin's 5s file has the row of the window holding `at_ms`."""
+    window = at_ms - at_ms % S5
+    return all(
+        any(row[0] >= window for row in read_rows(pipeline.csv(coin, "5s"))) for coin in COINS
+    )
 
 
 def rebuild(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
@@ -131,7 +144,7 @@ def test_illiquid_coin_gets_exact_rows_from_the_first_window_after_start(tmp_pat
         pipeline = Pipeline(
             fake, tmp_path, coins="BTC,DOGE", intervals="5s,1m", backfill_hours="0.25"
         ).start()
-        started_ms = int(time.time() * 1000)
+        started_ms = now_ms()
         try:
             pipeline.wait_ready()
             first_window = started_ms - started_ms % 5_000 + 5_000
@@ -153,6 +166,6 @@ def test_illiquid_coin_gets_exact_rows_from_the_first_window_after_start(tmp_pat
             truth = truth_rows(trades, interval_ms, rows[0][0], rows[-1][0] + interval_ms)
             assert truth == rows, f"DOGE {interval} differs from truth"
         minutes = [r[0] for r in read_rows(pipeline.csv("DOGE", "1m"))]
-        stopped_ms = int(time.time() * 1000)
+        stopped_ms = now_ms()
         assert minutes[-1] >= stopped_ms - stopped_ms % 60_000 - 120_000, "1m rows kept coming"
         assert read_rows(pipeline.csv("DOGE", "5s"))[0][0] <= first_window

@@ -12,9 +12,12 @@ import time
 import pytest
 
 from hlstream.common.clock import now_ms
+from hlstream.common.messages import Trade
+from hlstream.common.tape_read_io import read_tape
 from hlstream.sim.exchange import FakeExchange
 from hlstream.tap import CatchUpTap, ReplayError, TapMessage
-from tests.integration.harness import Pipeline
+from tests.support.pipeline import Pipeline
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +35,19 @@ def running(tmp_path_factory):
     assert code == 0, output[-3000:]
 
 
+def taped_since(pipeline: Pipeline, since_ms: int) -> int:
+    """How many BTC trades on the tape are at least as old as `since_ms`."""
+    records = read_tape(pipeline.data_dir, "BTC", 0, since_ms)
+    return sum(1 for record in records if isinstance(record, Trade))
+
+
 def _tids(messages: list[TapMessage]) -> list[int]:
     return [t["tid"] for m in messages if m.data.get("type") == "trades" for t in m.data["trades"]]
 
 
 def test_catch_up_seam_has_no_gap_and_no_duplicate(running):
     fake, pipeline = running
-    time.sleep(3)  # some tape to replay
+    wait_for(lambda: taped_since(pipeline, now_ms() - 6_000) >= 100, 20, "6 s of tape to replay")
     for since_s in (2, 6):  # trades keep flowing (40/s per coin) while each tap catches up
         since = now_ms() - since_s * 1000
         tap = CatchUpTap(

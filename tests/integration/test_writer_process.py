@@ -8,18 +8,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
-import pytest
 import zmq
 
 from hlstream.common.messages import Bar, Envelope, bar_to_wire, encode
 from hlstream.common.timebucket import format_window
 from hlstream.sim.exchange import FakeExchange
-from tests.integration.procs import terminate
+from tests.support.exchange import exchange_fixture
+from tests.support.procs import terminate
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).parents[2]
 M = 60_000
@@ -46,17 +46,23 @@ def stub_row(t: int) -> str:
     return f"{format_window(t)},{p}.0,{p + 1}.0,{p - 1}.0,{p}.25,1.5"
 
 
-@pytest.fixture
-def exchange() -> Iterator[FakeExchange]:
-    """The sim exchange with BTC trades in every 1m window from 10 minutes back to 10 minutes
-    ahead, each window's candle being `stub_row`; no live trades."""
-    fake = FakeExchange(coins=["BTC"], spot=[], history_hours=0)
-    fake.pause_trades(True)
+def add_stub_minutes(fake: FakeExchange) -> None:
+    """BTC trades in every 1m window from 10 minutes back to 10 minutes ahead, each window's
+    candle being `stub_row`."""
     now_ms = int(time.time() * 1000)
     first = now_ms - now_ms % M - 10 * M
     fake.add_trades("BTC", [trade for k in range(21) for trade in stub_trades(first + k * M)])
-    with fake:
-        yield fake
+
+
+exchange = exchange_fixture(
+    coins=["BTC"], spot=[], history_hours=0, paused=True, prepare=add_stub_minutes
+)
+
+
+def writer_status(tmp_path: Path) -> dict[str, Any] | None:
+    """The writer's last heartbeat file, None until it exists."""
+    path = tmp_path / "run" / "writer-status.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def omit(exchange: FakeExchange, start_ms: int) -> None:
@@ -193,8 +199,11 @@ def test_writer_backfills_writes_acks_and_stops_cleanly(
         send_bar(dealer, Bar("ETH", "1m", last, "1.0", "1.0", "1.0", "1.0", "0.0", 0, True), 7)
         assert no_ack(dealer)
         assert proc.poll() is None
-        time.sleep(1.2)
-        status = json.loads((tmp_path / "run" / "writer-status.json").read_text())
+        status = wait_for(
+            lambda: (s := writer_status(tmp_path)) and s["counters"]["malformed"] == 2 and s,
+            10,
+            "the writer's heartbeat counting both malformed frames",
+        )
     finally:
         dealer.close()
         context.term()

@@ -10,7 +10,7 @@ from hlstream.services.aggregator.core import (
     seed_closes,
     taint,
 )
-from tests.conftest import make_trade
+from tests.support.trades import make_trade
 
 T0 = 1_700_000_040_000  # aligned to 5 s and 1 m: 2023-11-14 22:14:00 UTC
 S5 = 5_000

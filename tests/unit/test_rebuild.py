@@ -5,7 +5,7 @@ from __future__ import annotations
 from hlstream.common.csvrow import Row
 from hlstream.common.messages import Gap
 from hlstream.rebuild import Change, Window, holes, merge_rows, tape_bars
-from tests.conftest import make_trade
+from tests.support.trades import make_trade
 
 T0 = 1_700_000_040_000  # aligned to 15 s and 1 m
 W15 = Window("15s", 15_000, T0, T0 + 60_000)

@@ -23,21 +23,22 @@ from hlstream.services.writer import core
 from hlstream.services.writer.shell import Writer
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
-from tests.integration.harness import assert_contiguous, read_rows
+from tests.support.exchange import exchange_fixture
+from tests.support.pipeline import assert_contiguous, read_rows
 
 M = 60_000
 
 
-@pytest.fixture
-def exchange():
-    # One trade every ~90 s on average: many 1m windows are empty and omitted by REST.
-    fake = FakeExchange(
-        coins=["BTC"], spot=[], seed=5, history_hours=2.0, history_gap_s=0, history_every_s=90.0
-    )
-    fake.pause_trades(True)
-    fake.start()
-    yield fake
-    fake.stop()
+# One trade every ~90 s on average: many 1m windows are empty and omitted by REST.
+exchange = exchange_fixture(
+    coins=["BTC"],
+    spot=[],
+    seed=5,
+    history_hours=2.0,
+    history_gap_s=0,
+    history_every_s=90.0,
+    paused=True,
+)
 
 
 def make_writer(tmp_path: Path, info_url: str, hours: float = 1.5) -> Writer:

@@ -9,30 +9,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status import StageStatus
 from hlstream.common.status_io import read_status
 from hlstream.common.timebucket import parse_window
 from hlstream.sim.exchange import FakeExchange
+from tests.support.wait import wait_for
 
 HEADER = "Datetime,Open,High,Low,Close,Volume"
 Row = tuple[int, str, str, str, str, str]
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll `predicate` every 0.1 s until truthy; fail the test with `what` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def read_rows(path: Path) -> list[Row]:

@@ -1,10 +1,7 @@
-"""Signal storms: any number of SIGINT/SIGTERM, in any order, ends in a clean stop (issue 10).
-
-Each trial starts a real process in its own process group (as a shell job), waits until it is
-serving, then sends the whole group one of two storms: two SIGTERMs 1 ms apart, or two
-SIGINTs 50 ms apart (Ctrl-C twice). The trial passes only if the process exits 0 within 5 s
-and leaves no process of its run dir behind. Trials run a few at a time to keep the suite fast.
-"""
+"""Signal storms: start a real process in its own process group (as a shell job), wait until
+it is serving, then send the whole group two SIGTERMs 1 ms apart, or two SIGINTs 50 ms apart
+(Ctrl-C twice). A trial passes only if the process exits 0 within 5 s and leaves no process
+of its run dir behind."""
 
 from __future__ import annotations
 
@@ -14,29 +11,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 from hlstream.sim.exchange import FakeExchange
-from tests.integration.harness import Pipeline, pids_with_run_dir, wait_for
+from tests.support.pipeline import Pipeline, pids_with_run_dir
+from tests.support.wait import wait_for
 
-TRIALS = int(os.environ.get("STORM_TRIALS", "20"))
 PARALLEL = 4
 STOP_WITHIN_S = 5.0
 STORMS = {
     "sigterm_x2_1ms": (signal.SIGTERM, signal.SIGTERM, 0.001),
     "sigint_x2_50ms": (signal.SIGINT, signal.SIGINT, 0.050),
 }
-
-
-@pytest.fixture(scope="module")
-def exchange():
-    fake = FakeExchange(coins=["BTC", "ETH"], rate_per_coin=8.0, seed=3, history_hours=0.1)
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 def _storm(pgid: int, storm: str) -> None:
@@ -69,7 +57,7 @@ def _stopped(proc: subprocess.Popen[bytes], run_dir: Path, log: Path, storm: str
     return f"{storm}: processes {left} outlived the stop" if left else None
 
 
-def _pipeline_trial(exchange: FakeExchange, base: Path, storm: str) -> str | None:
+def pipeline_trial(exchange: FakeExchange, base: Path, storm: str) -> str | None:
     pipeline = Pipeline(exchange, base, coins="BTC,ETH", intervals="5s", backfill_hours="0")
     pipeline.start(new_session=True)
     assert pipeline.proc is not None
@@ -82,7 +70,7 @@ def _pipeline_trial(exchange: FakeExchange, base: Path, storm: str) -> str | Non
     return _stopped(pipeline.proc, pipeline.run_dir, pipeline.output_path, storm)
 
 
-def _stage_trial(exchange: FakeExchange, base: Path, stage: str, storm: str) -> str | None:
+def stage_trial(exchange: FakeExchange, base: Path, stage: str, storm: str) -> str | None:
     base.mkdir(parents=True)
     run_dir, log = base / "run", base / f"{stage}.log"
     env = dict(
@@ -114,8 +102,9 @@ def _stage_trial(exchange: FakeExchange, base: Path, stage: str, storm: str) -> 
     return _stopped(proc, run_dir, log, storm)
 
 
-def _run_trials(trial, tmp_path: Path) -> None:
-    jobs = [(index, storm) for index in range(TRIALS) for storm in STORMS]
+def run_trials(trial: Callable[[Path, str], str | None], tmp_path: Path, trials: int) -> None:
+    """`trials` runs of `trial` per storm, PARALLEL at a time; fail naming every failure."""
+    jobs = [(index, storm) for index in range(trials) for storm in STORMS]
     with ThreadPoolExecutor(PARALLEL) as pool:
         failures = [
             failure
@@ -125,12 +114,3 @@ def _run_trials(trial, tmp_path: Path) -> None:
             if failure
         ]
     assert not failures, f"{len(failures)} of {len(jobs)} trials failed:\n" + "\n".join(failures)
-
-
-def test_hlstream_run_survives_signal_storms(exchange, tmp_path):
-    _run_trials(lambda base, storm: _pipeline_trial(exchange, base, storm), tmp_path)
-
-
-@pytest.mark.parametrize("stage", ["ingest", "aggregator", "writer"])
-def test_each_stage_alone_survives_signal_storms(exchange, tmp_path, stage):
-    _run_trials(lambda base, storm: _stage_trial(exchange, base, stage, storm), tmp_path)

@@ -1,0 +1,2 @@
+"""Small factories the tests share: the fake exchange fixture, the pipeline runner, waiting on
+conditions, free ports, trades. Scenarios live in the tests themselves."""
