@@ -290,7 +290,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     files = list(args.files) or default_files(settings.data_dir)
     if not files:
         print(f"hlstream verify: no *_data.csv files in {settings.data_dir}", file=sys.stderr)
-        return 0
+        return 1
     return run_verify(files, args.interval)
 
 

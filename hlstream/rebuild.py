@@ -1,28 +1,35 @@
-"""`hlstream rebuild`, the pure part: bars of any interval from the trade tape, merged into
-the rows of an existing CSV file.
+"""`hlstream rebuild`, the pure part: bars of any interval from the trade tape, compared line
+by line with an existing CSV file, and the rows the file gets.
 
 The bars come from the aggregator's own core (services/aggregator/core.py), so a rebuilt
 row is byte-identical to the row the live pipeline wrote for the same trades. A window is
 *exact* when the tape covers it whole: from the tape's first trade on, and no gap marker
 overlaps it. Windows that are not exact keep the row already in the file (the writer may
 have repaired a 1m row from the exchange's candle); with no row there, the tape's bar is
-used and reported.
+used and reported. Rows outside the tape's range are kept as they are.
+
+Every defect `verify` reports that the tape settles is a finding here, and a rebuild
+repairs it: a duplicate, a hole, rows out of order, a torn last line, a row that differs
+from the tape, a missing row, an extra row inside the tape's range.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from hlstream.common.csvrow import Row
+from hlstream.common.csvrow import Row, parse_row
+from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar, Gap, Trade
 from hlstream.common.tape import Record
-from hlstream.common.timebucket import bucket_start
+from hlstream.common.timebucket import bucket_start, format_window
 from hlstream.services.aggregator.core import advance, apply_trades, new_state, taint
-from hlstream.services.writer.core import row_of
+from hlstream.verify import Finding, plural
 
 CHUNK = 5_000
+FIRST_ROW_LINE = 2  # line 1 is the header
 LATE_SLACK_MS = 60_000  # tape lines are near time order; windows close this far behind
 
 
@@ -89,6 +96,22 @@ def tape_bars(
     return out
 
 
+def metered(
+    records: Iterable[tuple[Record, int]], size: int, step: Callable[[int], None]
+) -> Iterator[Record]:
+    """The records of one tape segment of `size` bytes, each given with the offset just after
+    it. `step(n)` reports n more bytes read before the record is yielded, so a progress bar
+    moves as the tape is read; the steps of a segment add up to `size`."""
+    done = 0
+    for record, offset in records:
+        if offset > done:
+            step(offset - done)
+            done = offset
+        yield record
+    if size > done:
+        step(size - done)
+
+
 class Change(StrEnum):
     """How a rebuilt row relates to the file's row for the same window."""
 
@@ -106,41 +129,251 @@ class RowChange:
     new: Row | None
 
 
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    """A row of the file as read, with its 1-based line number."""
+
+    line: int
+    row: Row
+    canonical: bool  # the line is byte for byte what a rebuild writes for the row
+
+
 @dataclass(slots=True)
-class Merge:
-    """The file's rows after the rebuild, and what changed."""
+class FileLines:
+    """A CSV file's body as read: its rows in file order, and the lines that are not rows."""
+
+    rows: list[FileRow] = field(default_factory=list)
+    torn: Finding | None = None  # the last line has no newline: an interrupted append
+    unparsed: list[Finding] = field(default_factory=list)  # whole lines that are not rows
+    end_line: int = FIRST_ROW_LINE  # the line a row appended after the last one would get
+
+
+def parse_lines(lines: Iterable[bytes]) -> FileLines:
+    """The body lines of a CSV file (after the header), each with its `\\n` but a torn last."""
+    out = FileLines()
+    line = FIRST_ROW_LINE - 1
+    for line, raw in enumerate(lines, start=FIRST_ROW_LINE):
+        if not raw.endswith(b"\n"):
+            message = f"last line has no newline ({plural(len(raw), 'byte')}): an interrupted write"
+            out.torn = Finding(line, "torn", message)
+            break
+        try:
+            text = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+            row = parse_row(text)
+        except (UnicodeDecodeError, IntegrityError) as exc:
+            reason = "line is not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            out.unparsed.append(Finding(line, "parse", reason))
+            continue
+        out.rows.append(FileRow(line, row, raw == row_line(row).encode()))
+    out.end_line = line if out.torn else line + 1
+    return out
+
+
+@dataclass(slots=True)
+class Comparison:
+    """The file's rows after a rebuild, and every defect of the file as read.
+
+    `findings` are what a rebuild repairs (the file is rewritten when there is any);
+    `unsettled` are defects the tape cannot settle, left as they are; `unparsed` lines
+    stop a rebuild, since nothing tells what they held.
+    """
 
     rows: list[Row]
     changes: list[RowChange]
-    inexact: set[int] = field(default_factory=set)  # windows the tape cannot vouch for
+    inexact: set[int]
+    findings: list[Finding]
+    unsettled: list[Finding]
+    unparsed: list[Finding]
 
     def count(self, change: Change) -> int:
         return sum(1 for item in self.changes if item.change is change)
 
-    def differing(self) -> list[RowChange]:
-        return [c for c in self.changes if c.change in (Change.DIFFERS, Change.MISSING)]
+
+def row_line(row: Row) -> str:
+    """The CSV line (with its newline) of a row."""
+    fields = (format_window(row.start_ms), row.open, row.high, row.low, row.close, row.volume)
+    return ",".join(fields) + "\n"
 
 
-def merge_rows(existing: list[Row], rebuilt: TapeBars, window: Window) -> Merge:
-    """Rows outside the window stay as they are; inside it, exact tape bars replace rows."""
-    inexact = rebuilt.inexact()
-    by_start = {row.start_ms: row for row in existing}
-    fresh = {bar.start_ms: row_of(bar) for bar in rebuilt.bars}
-    changes: list[RowChange] = []
-    merged = dict(by_start)
-    for start, new in fresh.items():
-        old = by_start.get(start)
-        if start in inexact and old is not None:
-            kind = Change.SAME if old == new else Change.KEPT
-        elif old is None:
-            kind, merged[start] = Change.MISSING, new
+def _show(row: Row) -> str:
+    return ",".join((row.open, row.high, row.low, row.close, row.volume))
+
+
+def _distinct(copies: list[FileRow]) -> list[FileRow]:
+    """The first copy of each different row among the file's rows of one window."""
+    seen: list[Row] = []
+    out = []
+    for item in copies:
+        if item.row not in seen:
+            seen.append(item.row)
+            out.append(item)
+    return out
+
+
+def _duplicates(copies: list[FileRow], settled: bool) -> Iterator[Finding]:
+    first = copies[0]
+    stamp = format_window(first.row.start_ms)
+    for item in copies[1:]:
+        if item.row == first.row:
+            note = ""
+        elif settled:
+            note = f", differing from line {first.line}"
         else:
-            kind, merged[start] = (Change.SAME if old == new else Change.DIFFERS), new
+            note = f", differing from line {first.line}; the tape cannot tell which is right"
+        yield Finding(item.line, "duplicate", f"{stamp} appears twice (line {first.line}{note})")
+
+
+def _order(rows: list[FileRow]) -> Iterator[Finding]:
+    """A row whose window comes before an earlier line's (a duplicate is reported as such)."""
+    newest: int | None = None
+    seen: set[int] = set()
+    for item in rows:
+        start = item.row.start_ms
+        if newest is not None and start < newest and start not in seen:
+            message = f"{format_window(start)} comes after {format_window(newest)}: not increasing"
+            yield Finding(item.line, "order", message)
+        seen.add(start)
+        newest = start if newest is None else max(newest, start)
+
+
+class _Places:
+    """Where a window's row goes in the file as read: the line of the next row after it."""
+
+    def __init__(self, file: FileLines) -> None:
+        ordered = sorted((item.row.start_ms, item.line) for item in file.rows)
+        self._starts = [start for start, _ in ordered]
+        self._lines = [line for _, line in ordered]
+        self._end_line = file.end_line
+
+    def before(self, start: int) -> int | None:
+        """The start of the file's last row before `start`, None if it has none."""
+        index = bisect_left(self._starts, start)
+        return self._starts[index - 1] if index else None
+
+    def after(self, start: int) -> tuple[int, int] | None:
+        """(start, line) of the file's first row after `start`, None if it has none."""
+        index = bisect_right(self._starts, start)
+        if index == len(self._starts):
+            return None
+        return self._starts[index], self._lines[index]
+
+    def line_of(self, start: int) -> int:
+        nxt = self.after(start)
+        return self._end_line if nxt is None else nxt[1]
+
+
+def _missing(runs: list[list[int]], places: _Places) -> Iterator[Finding]:
+    """One finding per run of windows the file lacks: a hole between rows, else missing."""
+    for run in runs:
+        first, last = run[0], run[-1]
+        before, after = places.before(first), places.after(last)
+        if before is not None and after is not None:
+            count = plural(len(run), "missing window")
+            between = f"between {format_window(before)} and {format_window(after[0])}"
+            yield Finding(after[1], "hole", f"{count} {between}")
+        elif len(run) == 1:
+            yield Finding(
+                places.line_of(last), "missing", f"{format_window(first)} is not in the file"
+            )
+        else:
+            span = f"{format_window(first)} to {format_window(last)}"
+            message = f"{plural(len(run), 'window')} from {span} are not in the file"
+            yield Finding(places.line_of(last), "missing", message)
+
+
+def _runs(starts: list[int], interval_ms: int) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for start in starts:
+        if runs and start - runs[-1][-1] == interval_ms:
+            runs[-1].append(start)
+        else:
+            runs.append([start])
+    return runs
+
+
+def _unsettled_holes(rows: list[tuple[int, int, Row]], interval_ms: int) -> Iterator[Finding]:
+    """Holes left after the rebuild: between rows the tape does not reach."""
+    for (before, _, _), (after, line, _) in zip(rows, rows[1:], strict=False):
+        if after - before > interval_ms:
+            count = plural(max((after - before) // interval_ms - 1, 1), "missing window")
+            message = (
+                f"{count} between {format_window(before)} and {format_window(after)}: "
+                f"the tape does not reach there"
+            )
+            yield Finding(line, "hole", message)
+
+
+def compare(file: FileLines, rebuilt: list[Row], inexact: set[int], interval_ms: int) -> Comparison:
+    """Every defect of `file` against the tape's `rebuilt` rows (consecutive windows, of
+    which `inexact` the tape cannot vouch for), and the rows a rebuild writes.
+
+    Inside the tape's range a window gets the tape's row; an inexact one keeps the file's
+    row(s) when it has any. Outside it, rows are kept as they are (identical copies of one
+    window become one). A torn last line is cut; rows are put in window order.
+    """
+    by_start: dict[int, list[FileRow]] = {}
+    for item in file.rows:
+        by_start.setdefault(item.row.start_ms, []).append(item)
+    fresh = {row.start_ms: row for row in rebuilt}
+    low = rebuilt[0].start_ms if rebuilt else 0
+    high = rebuilt[-1].start_ms + interval_ms if rebuilt else 0
+    places = _Places(file)
+    findings = list(_order(file.rows))
+    unsettled: list[Finding] = []
+    out: list[tuple[int, int, Row]] = []  # (start, line, row): window order, then file order
+    for start, copies in by_start.items():
+        if start in fresh:
+            continue
+        if low <= start < high:  # inside the tape's range, yet not one of its windows
+            for item in copies:
+                message = f"{format_window(start)} is not the start of a window"
+                findings.append(Finding(item.line, "extra", message))
+            continue
+        kept = _distinct(copies)
+        (findings if len(kept) == 1 else unsettled).extend(_duplicates(copies, len(kept) == 1))
+        out.extend((start, item.line, item.row) for item in kept)
+    changes: list[RowChange] = []
+    absent: list[int] = []
+    for start, new in fresh.items():
+        copies = by_start.get(start, [])
+        kept = _distinct(copies)
+        old = kept[0].row if kept else None
+        if not copies:
+            kind = Change.MISSING
+            absent.append(start)
+            out.append((start, places.line_of(start), new))
+        elif start in inexact:
+            kind = Change.SAME if [item.row for item in kept] == [new] else Change.KEPT
+            target = findings if len(kept) == 1 else unsettled
+            target.extend(_duplicates(copies, len(kept) == 1))
+            out.extend((start, item.line, item.row) for item in kept)
+        else:
+            wrong = [item for item in copies if item.row != new or not item.canonical]
+            kind = Change.DIFFERS if wrong else Change.SAME
+            findings.extend(_duplicates(copies, settled=True))
+            findings.extend(_differs(item, new) for item in wrong)
+            out.append((start, copies[0].line, new))
         changes.append(RowChange(start, kind, old, new))
-    return Merge([merged[start] for start in sorted(merged)], changes, inexact)
+    findings.extend(_missing(_runs(absent, interval_ms), places))
+    if file.torn is not None:
+        findings.append(file.torn)
+    out.sort(key=lambda entry: (entry[0], entry[1]))
+    unsettled.extend(_unsettled_holes(out, interval_ms))
+    findings.sort(key=lambda finding: finding.line)
+    unsettled.sort(key=lambda finding: finding.line)
+    return Comparison(
+        [row for _, _, row in out], changes, inexact, findings, unsettled, file.unparsed
+    )
 
 
-def journal_after(merge: Merge, journal: dict[int, str]) -> dict[int, str]:
+def _differs(item: FileRow, new: Row) -> Finding:
+    stamp = format_window(new.start_ms)
+    if item.row == new:
+        return Finding(item.line, "differs", f"{stamp}: not written as the writer writes it")
+    return Finding(item.line, "differs", f"{stamp}: file {_show(item.row)} tape {_show(new)}")
+
+
+def journal_after(merge: Comparison, journal: dict[int, str]) -> dict[int, str]:
     """The inexact-row journal once the merge is written: rows now taken from a tape that
     covers them whole are exact; tape bars written where the tape has a gap are not."""
     out = dict(journal)
@@ -153,13 +386,6 @@ def journal_after(merge: Merge, journal: dict[int, str]) -> dict[int, str]:
         else:
             out.pop(item.start_ms, None)
     return out
-
-
-def holes(rows: list[Row], interval_ms: int) -> Iterator[tuple[int, int]]:
-    """(previous start, next start) for every place the rows are not one window apart."""
-    for before, after in zip(rows, rows[1:], strict=False):
-        if after.start_ms - before.start_ms != interval_ms:
-            yield before.start_ms, after.start_ms
 
 
 def aligned_range(interval_ms: int, from_ms: int, to_ms: int) -> tuple[int, int]:

@@ -6,11 +6,13 @@ CSV files from the trade tape (the pure part is hlstream/rebuild.py).
   row, if later) to the start of the window holding the newest record (ingest's `covered_ms`
   while it runs; for a file the writer is appending to, its last row), so a window the tape
   may not have whole yet is never rewritten. `--from` reaches further back.
+- Coins: the configured ones that have a tape (`coins = "all"`: every coin on the tape).
 - Atomic: the new file is written beside the old one, fsynced and renamed over it, under the
-  old file's `flock(LOCK_EX)`. A file whose rows would not change is not touched, so a second
-  run is a no-op (idempotent).
-- `--check` changes nothing: it lists every row that differs from the tape, or is missing,
-  and exits 1 if there is any.
+  old file's `flock(LOCK_EX)`, whenever the file has any defect the tape settles
+  (hlstream/rebuild.py). A file without one is not touched, so a second run is a no-op.
+- `--check` changes nothing: it lists each such defect as `path:line: kind: message` and
+  exits 1 if there is any.
+- The progress bar counts the tape's bytes as they are read.
 - A file the running writer appends to is never replaced under it (its open descriptor would
   keep writing to the old file): stop the pipeline first, or use `--check`.
 """
@@ -21,9 +23,11 @@ import fcntl
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import accumulate
 from pathlib import Path
 from typing import TextIO
 
@@ -31,32 +35,42 @@ from tqdm import tqdm
 
 from hlstream.common import inexact_io
 from hlstream.common.config import ALL_COINS, Settings
-from hlstream.common.csvrow import HEADER_LINE, Row, parse_row
+from hlstream.common.csvrow import HEADER_LINE, Row
 from hlstream.common.decimals import format_decimal
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
+from hlstream.common.tape import Record, segment_day, segment_path
+from hlstream.common.tape_io import segment_days
 from hlstream.common.tape_read_io import (
     first_ts_ms,
     last_trade_before,
     newest_ts_ms,
-    read_tape,
+    read_span,
     tape_coins,
 )
-from hlstream.common.timebucket import format_window, parse_interval
+from hlstream.common.timebucket import parse_interval
 from hlstream.rebuild import (
     Change,
-    Merge,
+    Comparison,
+    FileLines,
     Window,
     aligned_range,
-    holes,
+    compare,
     journal_after,
-    merge_rows,
+    metered,
+    parse_lines,
+    row_line,
     tape_bars,
 )
+from hlstream.services.writer.core import row_of
 from hlstream.services.writer.dirlock import DATA_LOCK_FILE
+from hlstream.verify import Finding, plural
+from hlstream.verify_io import read_lines, snapshot_size
 
 STATUS_FRESH_S = 10.0
+
+Seg = tuple[str, int]  # a tape segment's day and size in bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +129,19 @@ def _coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
     return newest
 
 
-def _read_rows(path: Path) -> tuple[list[Row], int]:
-    """Rows of an existing CSV (a torn last line is left out); refuses a foreign file."""
-    data = path.read_bytes()
-    if not data.startswith(HEADER_LINE.encode()):
-        raise IntegrityError(f"{path} does not start with {HEADER_LINE.strip()!r}; not touching it")
-    body = data[len(HEADER_LINE) :]
-    torn = 0 if body.endswith(b"\n") or not body else len(body) - (body.rfind(b"\n") + 1)
-    lines = body[: len(body) - torn].decode("utf-8").splitlines()
-    return [parse_row(line) for line in lines], torn
+def _read_body(path: Path) -> FileLines:
+    """The rows of an existing CSV as read (up to its size under a brief `LOCK_SH`, as
+    `verify` reads); refuses a foreign file."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        lines = read_lines(fd, snapshot_size(fd))
+        if next(lines, b"") != HEADER_LINE.encode():
+            raise IntegrityError(
+                f"{path} does not start with {HEADER_LINE.strip()!r}; not touching it"
+            )
+        return parse_lines(lines)
+    finally:
+        os.close(fd)
 
 
 def _replace(path: Path, rows: list[Row]) -> None:
@@ -131,7 +149,7 @@ def _replace(path: Path, rows: list[Row]) -> None:
     temp = path.with_name(f".{path.name}.rebuild.tmp")
     with open(temp, "wb") as handle:
         handle.write(HEADER_LINE.encode())
-        handle.write("".join(_line(row) for row in rows).encode())
+        handle.write("".join(row_line(row) for row in rows).encode())
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
@@ -142,51 +160,116 @@ def _replace(path: Path, rows: list[Row]) -> None:
         os.close(fd)
 
 
-def _line(row: Row) -> str:
-    fields = (format_window(row.start_ms), row.open, row.high, row.low, row.close, row.volume)
-    return ",".join(fields) + "\n"
-
-
 def _inexact_note(journal: dict[int, str]) -> str:
-    return f"; {len(journal)} rows not exact (hlstream verify lists them)" if journal else ""
+    if not journal:
+        return ""
+    return f"; {plural(len(journal), 'row')} not exact (hlstream verify lists them)"
 
 
-def _show(row: Row | None) -> str:
-    return "-" if row is None else ",".join((row.open, row.high, row.low, row.close, row.volume))
+def _segments(data_dir: Path, coin: str, from_ms: int | None, to_ms: int | None) -> list[Seg]:
+    """(day, size) of every tape segment of `coin` holding [from_ms, to_ms)."""
+    first = None if from_ms is None else segment_day(from_ms)
+    last = None if to_ms is None else segment_day(to_ms - 1)
+    out = []
+    for day in segment_days(data_dir, coin):
+        if (first is None or day >= first) and (last is None or day <= last):
+            out.append((day, segment_path(data_dir, coin, day).stat().st_size))
+    return out
+
+
+def _tape_records(
+    data_dir: Path, coin: str, from_ms: int, to_ms: int, step: Callable[[int], None]
+) -> Iterator[Record]:
+    """The tape records of `coin` for [from_ms, to_ms), reporting each byte read to `step`."""
+    for day, size in _segments(data_dir, coin, from_ms, to_ms):
+        spans = ((record, at.offset) for record, at in read_span(data_dir, coin, day, 0, size))
+        yield from metered(spans, size, step)
 
 
 def _plan(
-    settings: Settings, request: Request, coin: str, path: Path, running: bool, live: bool
-) -> tuple[Merge, int]:
-    """The merged rows for one file, and how many bytes of a torn tail it had."""
+    settings: Settings,
+    request: Request,
+    coin: str,
+    path: Path,
+    running: bool,
+    live: bool,
+    step: Callable[[int], None],
+) -> Comparison:
+    """The file of `coin` compared with the tape, and the rows a rebuild gives it."""
     interval_ms = parse_interval(request.interval)
-    existing, torn = _read_rows(path) if path.exists() else ([], 0)
+    file = _read_body(path) if path.exists() else parse_lines([])
+    starts = [item.row.start_ms for item in file.rows]
     covered_from = first_ts_ms(settings.data_dir, coin)
     end, start = request.to_ms, request.from_ms
     if end is None:
         end = _coverage_end(settings, coin, running)
-        if live and existing and end is not None:  # rows the writer has not written yet
-            end = min(end, existing[-1].start_ms + interval_ms)
+        if live and starts and end is not None:  # rows the writer has not written yet
+            end = min(end, max(starts) + interval_ms)
     if start is None and covered_from is not None:  # the file's range, not older
-        start = max(covered_from, existing[0].start_ms) if existing else covered_from
+        start = max(covered_from, min(starts)) if starts else covered_from
     if start is None or end is None:
-        return Merge(existing, []), torn
+        return compare(file, [], set(), interval_ms)
     from_ms, to_ms = aligned_range(interval_ms, start, end)
-    window = Window(request.interval, interval_ms, from_ms, to_ms)
     if to_ms <= from_ms:
-        return Merge(existing, []), torn
+        return compare(file, [], set(), interval_ms)
+    window = Window(request.interval, interval_ms, from_ms, to_ms)
     before = last_trade_before(settings.data_dir, coin, from_ms)
     seed = None if before is None else format_decimal(Decimal(before.price))
     if seed is None:
-        earlier = [row for row in existing if row.start_ms < from_ms]
-        seed = earlier[-1].close if earlier else None
-    records = read_tape(settings.data_dir, coin, from_ms, to_ms)
+        earlier = [item.row for item in file.rows if item.row.start_ms < from_ms]
+        seed = max(earlier, key=lambda row: row.start_ms).close if earlier else None
+    records = _tape_records(settings.data_dir, coin, from_ms, to_ms, step)
     rebuilt = tape_bars(coin, window, records, covered_from, seed)
     if rebuilt.late:
         raise IntegrityError(
-            f"tape of {coin} has {rebuilt.late} trades more than a minute out of order"
+            f"tape of {coin} has {plural(rebuilt.late, 'trade')} more than a minute out of order"
         )
-    return merge_rows(existing, rebuilt, window), torn
+    return compare(file, [row_of(bar) for bar in rebuilt.bars], rebuilt.inexact(), interval_ms)
+
+
+def _coins(settings: Settings, request: Request, err: TextIO) -> list[str]:
+    """The requested coins that have a tape (`all`: every coin on the tape)."""
+    taped = tape_coins(settings.data_dir)
+    if request.coins == (ALL_COINS,):
+        return taped
+    without = [coin for coin in request.coins if coin not in taped]
+    if without and len(without) < len(request.coins):
+        print(f"hlstream rebuild: no trade tape for {', '.join(without)}; skipped", file=err)
+    return [coin for coin in request.coins if coin in taped]
+
+
+def _print(path: Path, findings: list[Finding], out: TextIO) -> None:
+    for finding in findings:
+        print(f"{path}:{finding.line}: {finding.kind}: {finding.message}", file=out)
+
+
+def _summary(coin: str, request: Request, result: Comparison) -> str:
+    windows = plural(len(result.changes), "window")
+    defects = plural(len(result.findings) + len(result.unparsed), "defect")
+    return (
+        f"{coin} {request.interval}: {windows} from the tape, "
+        f"{result.count(Change.SAME)} same, {result.count(Change.DIFFERS)} differ, "
+        f"{result.count(Change.MISSING)} missing, {result.count(Change.KEPT)} kept "
+        f"(tape not whole there); {defects}"
+    )
+
+
+def _write(path: Path, result: Comparison) -> dict[int, str]:
+    """Replace the file with the comparison's rows (and its journal); the journal after."""
+    journal = inexact_io.read_journal(path)
+    exact_now = journal_after(result, journal)
+    if not result.findings and path.exists():
+        if exact_now != journal:
+            inexact_io.rewrite(path, exact_now)
+        return exact_now
+    with open(path, "ab") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if exact_now != journal:
+            inexact_io.rewrite(path, {**journal, **exact_now})  # entries first, as the writer
+        _replace(path, result.rows)
+        if exact_now != journal:
+            inexact_io.rewrite(path, exact_now)
+    return exact_now
 
 
 def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) -> int:
@@ -199,61 +282,67 @@ def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) 
             f"the running writer appends to the {request.interval} files in "
             f"{settings.data_dir}; stop the pipeline first (hlstream stop) or use --check"
         )
-    coins = request.coins
-    if coins == (ALL_COINS,):
-        coins = tuple(tape_coins(settings.data_dir))
+    coins = _coins(settings, request, err)
     if not coins:
-        print(f"hlstream rebuild: no trade tape in {settings.data_dir}", file=err)
+        wanted = "" if request.coins == (ALL_COINS,) else f" of {', '.join(request.coins)}"
+        print(f"hlstream rebuild: no trade tape{wanted} in {settings.data_dir}", file=err)
         return 1
-    differing = 0
-    progress = tqdm(coins, desc="rebuild", unit="coin", file=err, ascii=" #", leave=False)
-    for coin in progress:
-        path = settings.data_dir / csv_filename(coin, request.interval)
-        try:
-            merge, torn = _plan(settings, request, coin, path, running, live)
-        except (HlstreamError, OSError, ValueError) as exc:
-            print(f"hlstream rebuild: error: {coin}: {exc}", file=err)
-            return 1
-        differ = merge.differing()
-        differing += len(differ)
-        summary = (
-            f"{coin} {request.interval}: {len(merge.changes)} windows from the tape, "
-            f"{merge.count(Change.SAME)} same, {merge.count(Change.DIFFERS)} differ, "
-            f"{merge.count(Change.MISSING)} missing, {merge.count(Change.KEPT)} kept "
-            f"(tape not whole there)"
-        )
-        if request.check:
-            for item in differ:
-                print(
-                    f"{path.name} {format_window(item.start_ms)} {item.change}: "
-                    f"file {_show(item.old)} tape {_show(item.new)}",
-                    file=out,
-                )
-            print(summary, file=out)
-            continue
-        for before, after in holes(merge.rows, parse_interval(request.interval)):
-            print(
-                f"hlstream rebuild: {path.name}: no row between {format_window(before)} and "
-                f"{format_window(after)} (the tape does not reach there)",
-                file=err,
+    allotted = list(
+        accumulate(
+            sum(
+                size
+                for _, size in _segments(settings.data_dir, coin, request.from_ms, request.to_ms)
             )
-        if not merge.rows:
-            print(f"{summary}; nothing to write", file=out)
-            continue
-        journal = inexact_io.read_journal(path)
-        exact_now = journal_after(merge, journal)
-        if not differ and not torn and path.exists():
-            if exact_now != journal:
-                inexact_io.rewrite(path, exact_now)
-            print(f"{summary}; unchanged{_inexact_note(exact_now)}", file=out)
-            continue
-        with open(path, "ab") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            if exact_now != journal:
-                inexact_io.rewrite(path, {**journal, **exact_now})  # entries first, as the writer
-            _replace(path, merge.rows)
-            if exact_now != journal:
-                inexact_io.rewrite(path, exact_now)
-        print(f"{summary}; written {path}{_inexact_note(exact_now)}", file=out)
-    progress.close()
-    return 1 if request.check and differing else 0
+            for coin in coins
+        )
+    )
+    progress = tqdm(
+        total=allotted[-1], desc="rebuild", unit="B", unit_scale=True, file=err, leave=False
+    )
+    defects = 0
+    try:
+        for coin, through in zip(coins, allotted, strict=True):
+            path = settings.data_dir / csv_filename(coin, request.interval)
+            try:
+                result = _plan(settings, request, coin, path, running, live, progress.update)
+            except (HlstreamError, OSError, ValueError) as exc:
+                print(f"hlstream rebuild: error: {coin}: {exc}", file=err)
+                return 1
+            progress.update(max(through - progress.n, 0))  # segments outside the file's range
+            if request.check:
+                defects += _report(path, result, _summary(coin, request, result), out)
+            elif not _rebuild_file(path, result, _summary(coin, request, result), out):
+                return 1
+    finally:
+        progress.close()
+    return 1 if defects else 0
+
+
+def _report(path: Path, result: Comparison, summary: str, out: TextIO) -> int:
+    """`--check`: print every defect of one file, and its summary; how many defects."""
+    _print(path, result.unsettled, sys.stderr)
+    _print(path, sorted(result.findings + result.unparsed, key=lambda f: f.line), out)
+    print(summary, file=out)
+    return len(result.findings) + len(result.unparsed)
+
+
+def _rebuild_file(path: Path, result: Comparison, summary: str, out: TextIO) -> bool:
+    """Write one file when it has a defect the tape settles; False if it cannot be."""
+    err = sys.stderr
+    _print(path, result.unsettled, err)
+    if result.unparsed:
+        _print(path, result.unparsed, err)
+        unparsed = plural(len(result.unparsed), "line")
+        print(
+            f"hlstream rebuild: error: {path}: {unparsed} cannot be parsed; not touching it",
+            file=err,
+        )
+        return False
+    if not result.rows:
+        print(f"{summary}; nothing to write", file=out)
+        return True
+    changed = bool(result.findings) or not path.exists()
+    journal = _write(path, result)
+    done = f"written {path}" if changed else "unchanged"
+    print(f"{summary}; {done}{_inexact_note(journal)}", file=out)
+    return True

@@ -9,7 +9,7 @@ carry-forward row (volume 0) has O=H=L=C=the previous row's close. Each defect b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from hlstream.common.csvrow import HEADER, Row, parse_row
@@ -27,6 +27,11 @@ class Finding:
     line: int
     kind: str
     message: str
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 row`, `2 rows`, `1 missing window`, `0 defects`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def interval_from_filename(name: str) -> tuple[str, int] | None:
@@ -80,8 +85,13 @@ def _check_values(row: Row, line_no: int) -> Iterator[Finding]:
 class Checker:
     """Feed lines one at a time (`feed`), then call `finish`; findings accumulate in order."""
 
-    def __init__(self, interval_ms: int | None) -> None:
+    def __init__(
+        self, interval_ms: int | None, inexact: Mapping[int, str] | None = None, journal: str = ""
+    ) -> None:
         self.interval_ms = interval_ms
+        self.inexact = inexact or {}
+        self.journal = journal
+        self._inexact_lines: dict[int, int] = {}  # window start -> line, for inexact rows
         self.findings: list[Finding] = []
         self.rows = 0
         self.lines = 0
@@ -113,6 +123,11 @@ class Checker:
                 )
             else:
                 self._check_line(line_no, raw)
+        for start, reason in sorted(self.inexact.items()):
+            line = self._inexact_lines.get(start, 0)
+            where = "" if line else "; the file has no such row"
+            message = f"row {format_window(start)} is not exact: {reason} ({self.journal}){where}"
+            self.findings.append(Finding(line, "inexact", message))
         return self.findings
 
     def _check_line(self, line_no: int, raw: bytes) -> None:
@@ -140,6 +155,8 @@ class Checker:
             self.findings.append(Finding(line_no, "parse", str(exc)))
             return
         self.rows += 1
+        if row.start_ms in self.inexact:
+            self._inexact_lines.setdefault(row.start_ms, line_no)
         stamp = text.split(",", 1)[0]
         if format_window(row.start_ms) != stamp:
             self.findings.append(
@@ -177,7 +194,7 @@ class Checker:
                 Finding(
                     line_no,
                     "hole",
-                    f"{max(missing, 1)} missing window(s) between {before} and {stamp}",
+                    f"{plural(max(missing, 1), 'missing window')} between {before} and {stamp}",
                 )
             )
         if _is_carry(row) and not row.open == row.high == row.low == row.close == prev.close:
@@ -191,9 +208,18 @@ class Checker:
             )
 
 
-def check_lines(lines: Iterable[bytes], interval_ms: int | None) -> tuple[list[Finding], int]:
-    """All findings for a file given as lines of bytes, and how many rows parsed."""
-    checker = Checker(interval_ms)
+def check_lines(
+    lines: Iterable[bytes],
+    interval_ms: int | None,
+    inexact: Mapping[int, str] | None = None,
+    journal: str = "",
+) -> tuple[list[Finding], int]:
+    """All findings for a file given as lines of bytes, and how many rows parsed.
+
+    `inexact`: the rows the writer recorded as not exact (window start -> reason) in the
+    file `journal`; each is a finding at its row's line.
+    """
+    checker = Checker(interval_ms, inexact, journal)
     for raw in lines:
         checker.feed(raw)
     return checker.finish(), checker.rows

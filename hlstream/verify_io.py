@@ -19,13 +19,13 @@ from typing import TextIO
 
 from hlstream.common import inexact_io
 from hlstream.common.inexact_io import SUFFIX
-from hlstream.common.timebucket import format_window, parse_interval
-from hlstream.verify import FILE_SUFFIX, Finding, check_lines, interval_from_filename
+from hlstream.common.timebucket import parse_interval
+from hlstream.verify import FILE_SUFFIX, Finding, check_lines, interval_from_filename, plural
 
 _CHUNK = 1 << 20
 
 
-def _snapshot_size(fd: int) -> int:
+def snapshot_size(fd: int) -> int:
     fcntl.flock(fd, fcntl.LOCK_SH)
     try:
         return os.fstat(fd).st_size
@@ -33,7 +33,7 @@ def _snapshot_size(fd: int) -> int:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def _lines(fd: int, size: int) -> Iterator[bytes]:
+def read_lines(fd: int, size: int) -> Iterator[bytes]:
     """The file's lines (with `\\n`) up to `size` bytes, read in chunks."""
     offset = 0
     tail = b""
@@ -68,19 +68,18 @@ def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding],
                     f"{FILE_SUFFIX}); hole checks skipped",
                 )
             )
+    journal = inexact_io.read_journal(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         return [Finding(0, "io", f"cannot open: {exc.strerror}")], 0
     try:
-        found, rows = check_lines(_lines(fd, _snapshot_size(fd)), interval_ms)
+        lines = read_lines(fd, snapshot_size(fd))
+        found, rows = check_lines(lines, interval_ms, journal, path.name + SUFFIX)
     except OSError as exc:
         return [Finding(0, "io", f"cannot read: {exc.strerror}")], 0
     finally:
         os.close(fd)
-    for start, reason in sorted(inexact_io.read_journal(path).items()):
-        message = f"row {format_window(start)} is not exact: {reason} ({path.name}{SUFFIX})"
-        found.append(Finding(0, "inexact", message))
     return findings + found, rows
 
 
@@ -102,8 +101,9 @@ def run_verify(
             defects += finding.kind != "name"
             out.write(f"{path}:{finding.line}: {finding.kind}: {finding.message}\n")
     out.flush()
-    verdict = "ok" if not defects else f"{defects} defect(s)"
-    err.write(f"hlstream verify: {len(paths)} file(s), {total_rows} row(s): {verdict}\n")
+    verdict = "ok" if not defects else plural(defects, "defect")
+    counted = f"{plural(len(paths), 'file')}, {plural(total_rows, 'row')}"
+    err.write(f"hlstream verify: {counted}: {verdict}\n")
     return 1 if defects else 0
 
 

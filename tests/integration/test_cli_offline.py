@@ -44,7 +44,13 @@ def test_verify_passes_clean_files_and_flags_each_corrupt_one(tmp_path):
     lines = result.stdout.splitlines()
     assert [line.split(": ")[1] for line in lines] == ["hole", "torn", "duplicate"]
     assert lines[0].startswith(f"{data / 'eth_1m_data.csv'}:3: hole:")
-    assert "4 file(s)" in result.stderr and "3 defect(s)" in result.stderr
+    assert "4 files" in result.stderr and "3 defects" in result.stderr
+
+
+def test_verify_with_nothing_to_verify_fails_in_one_line(tmp_path):
+    result = hlstream(tmp_path, "verify")
+    assert result.returncode == 1
+    assert result.stderr == f"hlstream verify: no *_data.csv files in {tmp_path / 'data'}\n"
 
 
 def test_status_without_supervisord_exits_1(tmp_path):

@@ -143,7 +143,7 @@ def test_backfill_while_running_is_harmless_and_files_verify_clean(pipeline):
     assert "backfill [" in result.stderr and "skipping 5s" in result.stderr
     verify = hlstream(pipeline, "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "6 file(s)" in verify.stderr
+    assert "6 files" in verify.stderr
 
 
 def test_rebuild_while_running_checks_live_files_and_never_replaces_them(pipeline):

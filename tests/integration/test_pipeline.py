@@ -105,10 +105,12 @@ def check_rebuild_from_tape(pipeline: Pipeline, exchange: FakeExchange) -> None:
     to = str(last_start + 5_000)  # through the live file's last row (carry rows included)
     result = rebuild(pipeline, "--interval", "5s", "--coins", "BTC", "--to", to, "--check")
     assert result.returncode == 1, result.stdout + result.stderr
-    listed = [line for line in result.stdout.splitlines() if line.startswith(btc.name)]
+    listed = [line for line in result.stdout.splitlines() if f"{btc.name}:" in line]
     stamp = lines[damaged_at].split(",")[0]
-    assert listed[0].startswith(f"{btc.name} {stamp} differs: file ") and "999.0" in listed[0]
-    assert len(listed) == 3, listed  # the wrong row and the two cut from the end
+    assert f"{btc.name}:{damaged_at + 1}: differs: {stamp}: file " in listed[0], listed
+    assert "999.0" in listed[0]
+    assert len(listed) == 2, listed  # the wrong row, and the two cut from the end
+    assert ": missing: 2 windows from " in listed[1], listed
     result = rebuild(pipeline, "--interval", "5s", "--coins", "BTC", "--to", to)
     assert result.returncode == 0, result.stdout + result.stderr
     assert btc.read_bytes() == live, "rebuilt byte for byte"

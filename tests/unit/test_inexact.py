@@ -43,8 +43,10 @@ def test_verify_lists_every_inexact_row_and_fails(tmp_path):
     inexact_io.record(csv, [(T0, Reason.GAP_AFTER_CLOSE)])
     out, err = io.StringIO(), io.StringIO()
     assert run_verify([csv], out=out, err=err) == 1
-    assert "inexact: row 2023-11-14 22:14:00 is not exact: gap_after_close" in out.getvalue()
-    assert "1 defect(s)" in err.getvalue()
+    assert f"{csv}:2: inexact: row 2023-11-14 22:14:00 is not exact: gap_after_close" in (
+        out.getvalue()
+    )
+    assert "1 file, " in err.getvalue() and ": 1 defect\n" in err.getvalue()
 
 
 def test_status_counts_inexact_rows_without_calling_the_pipeline_unhealthy():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hlstream.verify import check_lines, interval_from_filename
+from hlstream.verify import check_lines, interval_from_filename, plural
 
 HEADER = b"Datetime,Open,High,Low,Close,Volume\n"
 GOOD = [
@@ -61,7 +61,25 @@ def test_out_of_order_row_is_reported() -> None:
 def test_hole_reports_how_many_windows_are_missing() -> None:
     findings, _ = check_lines([HEADER, GOOD[0], GOOD[3]], MINUTE_MS)
     assert [(f.line, f.kind) for f in findings] == [(3, "hole")]
-    assert "2 missing window(s)" in findings[0].message
+    assert "2 missing windows between" in findings[0].message
+
+
+def test_one_missing_window_is_said_in_the_singular() -> None:
+    findings, _ = check_lines([HEADER, GOOD[0], GOOD[2]], MINUTE_MS)
+    assert findings[0].message.startswith("1 missing window between")
+
+
+def test_an_inexact_row_is_reported_at_its_line() -> None:
+    start = 1_704_067_260_000  # 2024-01-01 00:01:00, the second row
+    findings, _ = check_lines([HEADER, *GOOD], MINUTE_MS, {start: "partial"}, "x.csv.inexact")
+    assert [(f.line, f.kind) for f in findings] == [(3, "inexact")]
+    assert findings[0].message == "row 2024-01-01 00:01:00 is not exact: partial (x.csv.inexact)"
+
+
+def test_an_inexact_entry_without_its_row_is_reported_for_the_file() -> None:
+    findings, _ = check_lines([HEADER, GOOD[0]], MINUTE_MS, {1_704_067_260_000: "partial"})
+    assert [(f.line, f.kind) for f in findings] == [(0, "inexact")]
+    assert findings[0].message.endswith("the file has no such row")
 
 
 def test_no_hole_check_without_an_interval() -> None:
@@ -129,3 +147,8 @@ def test_every_defect_is_reported_not_just_the_first() -> None:
 )
 def test_interval_from_filename(name: str, expected: tuple[str, int] | None) -> None:
     assert interval_from_filename(name) == expected
+
+
+@pytest.mark.parametrize(("count", "text"), [(0, "0 defects"), (1, "1 defect"), (2, "2 defects")])
+def test_plural(count: int, text: str) -> None:
+    assert plural(count, "defect") == text
