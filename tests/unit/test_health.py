@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from hlstream.common.status import (
     TradeActivity,
 )
 from hlstream.health import build_report, format_duration, format_report
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "status.md"
 
 NOW = 1_700_000_000_000  # aligned to 5 s and 1 m
 SETTINGS = validate(
@@ -331,6 +334,59 @@ def test_every_cause_gets_its_own_line_in_the_table() -> None:
 def test_health_thresholds_are_validated(name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         validate(dataclasses.replace(SETTINGS, **{name: 0.0}))
+
+
+# ---- every field of `hlstream status --json` is documented -------------------------------
+
+# Maps keyed by a stage, coin or file name: their keys are one placeholder in docs/status.md.
+_NAMED_KEYS = {"stages": "STAGE", "coins": "COIN", "files": "FILE", "rest": "STAGE"}
+
+
+def _field_paths(value: Any, prefix: str = "") -> set[str]:
+    paths: set[str] = set()
+    if isinstance(value, dict):
+        placeholder = _NAMED_KEYS.get(prefix) or (
+            "STAGE" if prefix == "counters.malformed" else None
+        )
+        for key, item in value.items():
+            path = f"{prefix}.{placeholder or key}".lstrip(".")
+            paths.add(path)
+            paths |= _field_paths(item, path)
+    elif isinstance(value, list):
+        for item in value:
+            paths |= _field_paths(item, prefix + "[]")
+    return paths
+
+
+def _documented_fields() -> set[str]:
+    """The first column of the field table: every row after the heading that opens it."""
+    table = DOCS.read_text().split("## Every field of `hlstream status --json`", 1)[1]
+    return set(re.findall(r"^\| `([^`]+)` \|", table, flags=re.MULTILINE))
+
+
+def test_every_status_json_field_is_documented_and_every_documented_one_exists() -> None:
+    rest = RestStatus(failing_since_ms=NOW - 70_000, failures=7, last_error="down")
+    report = build_report(
+        SETTINGS,
+        True,
+        processes(),
+        statuses(rest=rest, activity={"BTC": LIQUID}),
+        NOW,
+        inexact={"btc_5s_data.csv": 1},
+    )
+    report_offline = build_report(SETTINGS, False, {}, offline(), NOW)
+    fields = _field_paths(report) | _field_paths(report_offline)
+
+    documented = _documented_fields()
+    assert sorted(fields - documented) == [], "fields missing from docs/status.md"
+    assert sorted(documented - fields) == [], "docs/status.md documents fields that do not exist"
+
+
+def test_every_cause_code_is_documented() -> None:
+    source = (Path(__file__).resolve().parents[2] / "hlstream" / "health.py").read_text()
+    codes = set(re.findall(r'Problem\(\s*"(\w+)"', source))
+    table = DOCS.read_text().split("| code | when |", 1)[1].split("\n\n", 1)[0]
+    assert codes == set(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE))
 
 
 def test_the_exporter_names_each_cause() -> None:
