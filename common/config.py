@@ -71,6 +71,10 @@ class Settings:
     curve_secret_file: str = ""  # Z85 CURVE server secret: encrypts/authenticates every bus socket
     tape_days: int = 7  # trade tape retention in UTC days (data_dir/tape); today is never pruned
     checkpoint_seconds: float = 5.0  # aggregator: save bar state + tape positions this often
+    # `hlstream status` / the exporter: unhealthy past these (hlstream/health.py, docs/status.md)
+    health_disconnected_seconds: float = 60.0  # ingest not connected
+    health_no_trade_seconds: float = 120.0  # no trade on a coin that trades, while connected
+    health_rest_failing_seconds: float = 60.0  # REST failing with no success since
 
     @property
     def interval_ms(self) -> dict[str, int]:
@@ -239,6 +243,9 @@ def validate(settings: Settings) -> Settings:
         ("ping_seconds", 1.0, 55.0),
         ("backoff_base_seconds", 0.01, 60.0),
         ("backoff_cap_seconds", 0.1, 600.0),
+        ("health_disconnected_seconds", 1.0, 86_400.0),
+        ("health_no_trade_seconds", 1.0, 86_400.0),
+        ("health_rest_failing_seconds", 1.0, 86_400.0),
     ):
         value = getattr(settings, name)
         if not low <= value <= high:

@@ -1,5 +1,8 @@
 """Prometheus exporter: serves the `hlstream status` figures as gauges on 127.0.0.1:PORT.
 
+`hlstream_healthy` is the verdict and `hlstream_unhealthy_cause{cause}` counts each cause's
+problems by code (docs/status.md), so an alert can name why.
+
 Off by default (`metrics_port = 0`). `hlstream run` starts it in its own process when the
 port is set; `hlstream metrics` runs it alone (e.g. next to `hlstream start`). Every scrape
 re-reads supervisord's process table and the status files, so the exporter holds no state
@@ -31,6 +34,25 @@ def families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
     """The metric families of one health report."""
     healthy = _gauge("healthy", "1 when `hlstream status` would exit 0")
     healthy.add_metric([], 1.0 if report["healthy"] else 0.0)
+    causes = _gauge(
+        "unhealthy_cause", "problems of each cause (docs/status.md); absent: none", ["cause"]
+    )
+    by_code: dict[str, int] = {}
+    for cause in report["causes"]:
+        by_code[cause["code"]] = by_code.get(cause["code"], 0) + 1
+    for code, count in sorted(by_code.items()):
+        causes.add_metric([code], float(count))
+    disconnected = _gauge(
+        "ingest_disconnected_seconds", "seconds not every ingest link has been up; 0 when connected"
+    )
+    disconnected.add_metric([], float(report["disconnected_s"] or 0))
+    rest_failing = _gauge(
+        "rest_failing_seconds",
+        "seconds the stage's REST requests have failed with no success; 0 when not failing",
+        ["stage"],
+    )
+    for stage, rest in report["rest"].items():
+        rest_failing.add_metric([stage], float(rest["failing_s"] or 0))
     supervisord = _gauge("supervisord_up", "1 when supervisord answers on the run dir socket")
     supervisord.add_metric([], 1.0 if report["supervisord"] else 0.0)
     connected = _gauge("ingest_connected", "1 when ingest has a live websocket")
@@ -76,6 +98,9 @@ def families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
             last_bar.add_metric(labels, info["last_start_ms"] / 1000)
     out = [
         healthy,
+        causes,
+        disconnected,
+        rest_failing,
         supervisord,
         connected,
         backlog,

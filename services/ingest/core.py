@@ -267,6 +267,15 @@ class Deduper:
         """Newest admitted exchange time per coin."""
         return {c: s.newest_ms for c, s in self._coins.items() if s.newest_ms is not None}
 
+    def activity_by_coin(self) -> dict[str, tuple[int, int]]:
+        """Per coin: distinct trade times held (up to the horizon before its newest) and the
+        span in ms from the first of them opened to the newest (O(1) per coin)."""
+        return {
+            c: (len(s.order), max(0, s.newest_ms - s.order[0]))
+            for c, s in self._coins.items()
+            if s.newest_ms is not None and s.order
+        }
+
     def key_count(self) -> int:
         return sum(seen.count for seen in self._coins.values())
 

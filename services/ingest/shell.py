@@ -71,7 +71,7 @@ from hlstream.common.messages import (
     trade_topic,
 )
 from hlstream.common.rest_io import FOREVER, call_with_retry
-from hlstream.common.status import FeedStatus, StageStatus
+from hlstream.common.status import FeedStatus, RestTracker, StageStatus, TradeActivity
 from hlstream.common.status_io import write_status
 from hlstream.common.tape import record_day, segment_day, split_by_day
 from hlstream.common.tape_io import TapeWriter, prune, sync_taken
@@ -180,6 +180,9 @@ class Ingest:
         self._next_status = 0.0
         self._next_summary = time.monotonic() + SUMMARY_EVERY_S
         self._last_status_at = time.monotonic()
+        self._connected = False
+        self._connected_changed_ms = self.clock.now_ms()  # when `_connected` last changed
+        self.rest = RestTracker()  # the meta/spotMeta listing requests
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -239,9 +242,15 @@ class Ingest:
 
         def fetch() -> tuple[Any, set[str]]:
             try:
-                return call_until_stopped(self.stop, listing.fetch)
+                answer = call_until_stopped(self.stop, listing.fetch)
             except ProtocolError as exc:  # a garbled answer: as good as no answer, retry
+                self.rest.failed(self.clock.now_ms(), f"malformed listing: {exc}")
                 raise TransientError(f"malformed listing: {exc}") from exc
+            except TransientError as exc:
+                self.rest.failed(self.clock.now_ms(), str(exc))
+                raise
+            self.rest.succeeded(self.clock.now_ms())
+            return answer
 
         def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
             self.log.warning(
@@ -563,19 +572,35 @@ class Ingest:
         rate = (self._msgs - self._msgs_at_status) / elapsed
         self._last_status_at = now
         self._msgs_at_status = self._msgs
+        now_ms = self.clock.now_ms()
+        connected = bool(self._up) and len(self._up) == len(self._live)
+        if connected != self._connected:
+            self._connected, self._connected_changed_ms = connected, now_ms
         feed = FeedStatus(
-            connected=bool(self._up) and len(self._up) == len(self._live),
+            connected=connected,
             links=len(self.links),
             links_up=len(self._up),
             delisted=tuple(sorted(self.delisted)),
             msgs_per_s=round(rate, 2),
             last_trade_ms=self.deduper.newest_by_coin(),
-            covered_ms=self._covered(self.clock.now_ms(), now),
+            covered_ms=self._covered(now_ms, now),
             backlog_bytes=self._backlog(),
+            connected_since_ms=self._connected_changed_ms if connected else None,
+            disconnected_since_ms=None if connected else self._connected_changed_ms,
+            activity={
+                coin: TradeActivity(times, span_ms)
+                for coin, (times, span_ms) in self.deduper.activity_by_coin().items()
+            },
         )
         session = "" if self.publisher is None else self.publisher.session
         return StageStatus(
-            SERVICE, self.clock.now_ms(), os.getpid(), session, asdict(self.counters), feed=feed
+            SERVICE,
+            now_ms,
+            os.getpid(),
+            session,
+            asdict(self.counters),
+            feed=feed,
+            rest=self.rest.status(),
         )
 
     def _backlog(self) -> int:

@@ -27,6 +27,7 @@ from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.common.rest_io import call_with_retry
+from hlstream.common.status import RestTracker
 from hlstream.common.timebucket import format_window, has_rest_candles
 from hlstream.services.writer import core
 
@@ -67,6 +68,7 @@ class CandleSource:
         self.rng = rng
         self.budget = WeightBudget(REST_WEIGHT_PER_MINUTE)
         self.errors = 0
+        self.health = RestTracker()  # every attempt's outcome, for the heartbeat
 
     def candles(
         self, coin: str, interval: str, start_ms: int, end_ms: int, attempts: int
@@ -97,6 +99,7 @@ class CandleSource:
             return self.info.post(body)
 
         def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
+            self.health.failed(self.now_ms(), str(exc))
             self.log.warning(
                 "rest_retry",
                 coin=coin,
@@ -121,6 +124,7 @@ class CandleSource:
             bars = core.candles_to_bars(answer, coin, interval, interval_ms)
         except (TransientError, ProtocolError) as exc:
             self.errors += 1
+            self.health.failed(self.now_ms(), str(exc))
             self.log.error(
                 "rest_failed",
                 coin=coin,
@@ -130,6 +134,7 @@ class CandleSource:
                 to_ms=end_ms,
             )
             raise
+        self.health.succeeded(self.now_ms())
         return [bar for bar in bars if start_ms <= bar.start_ms < end_ms]
 
     def _spend(self, weight: float) -> None:

@@ -347,6 +347,7 @@ class Writer:
             asdict(self.counters),
             files=files,
             refused={f"{c} {i}": err for (c, i), err in self.refused.items()},
+            rest=self.rest.health.status(),
         )
         write_status(self.settings.run_dir, status)
 

@@ -1,26 +1,22 @@
 """The docs name only what the code has: log events, status fields, files to link to.
 
 Events are written `event=NAME` (or "logs `NAME`") in README.md and docs/*.md; each must be
-a string literal somewhere in hlstream/, common/ or services/. The `hlstream status --json`
-fields are the first column of the table in docs/operations.md "## Status"; they must be
-exactly the report's fields. The bus's status fields (docs/bus.md) must be fields of the
-status map. Every relative link must reach an existing file (and heading), and the README
-stays short enough to read: at most 250 lines.
+a string literal somewhere in hlstream/, common/ or services/. The bus's status fields
+(docs/bus.md) must be fields of the status map; the `hlstream status --json` fields are held
+to docs/status.md by tests/unit/test_health.py. Every relative link must reach an existing
+file (and heading), and the README stays short enough to read: at most 250 lines.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hlstream.common.config import Settings, validate
-from hlstream.common.status import FeedStatus, FileStatus, StageStatus, status_to_wire
-from hlstream.health import build_report
+from hlstream.common.status import FeedStatus, StageStatus, status_to_wire
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -82,47 +78,6 @@ def first_cells(table_text: str) -> Iterator[str]:
             yield line.split(" | ")[0]
 
 
-def documented_status_fields() -> set[str]:
-    text = section((ROOT / "docs/operations.md").read_text(encoding="utf-8"), "Status")
-    return {path for cell in first_cells(text) for path in re.findall(r"`([^`]+)`", cell)}
-
-
-def report_fields(report: Mapping[str, Any], prefix: str = "") -> set[str]:
-    """Dotted field paths of a report, with a name-keyed map's keys as its placeholder."""
-    out = set()
-    for key, value in report.items():
-        path = f"{prefix}{key}"
-        keyed = REPORT_KEYED.get(path)
-        if keyed is not None:
-            for child in value.values():
-                named = f"{path}.{keyed}"
-                out |= report_fields(child, f"{named}.") if isinstance(child, dict) else {named}
-        elif isinstance(value, dict):
-            out |= report_fields(value, f"{path}.")
-        else:
-            out.add(path)
-    return out
-
-
-def sample_report() -> dict[str, Any]:
-    """A report with every part present: a feed, a file, all stages."""
-    now = 1_700_000_000_000
-    settings = validate(Settings(coins=("BTC",), intervals=("5s",)))
-    feed = FeedStatus(True, 1, 1, (), 10.0, {"BTC": now - 100})
-    statuses = {
-        "ingest": StageStatus("ingest", now, 1, "s", {"reconnects": 0}, feed=feed),
-        "aggregator": StageStatus("aggregator", now, 2, "s", {"late_trades": 0}),
-        "writer": StageStatus(
-            "writer", now, 3, "s", {}, files={"btc_5s_data.csv": FileStatus("BTC", "5s", now)}
-        ),
-    }
-    processes = {
-        name: {"statename": "RUNNING", "pid": 1, "start": 1, "now": 2}
-        for name in ("ingest", "aggregator", "writer")
-    }
-    return build_report(settings, True, processes, statuses, now, {"btc_5s_data.csv": 0})
-
-
 @pytest.mark.parametrize("doc", DOCS, ids=rel)
 def test_every_event_the_docs_name_is_logged_by_the_code(doc: Path) -> None:
     named = events_named(doc.read_text(encoding="utf-8"))
@@ -136,33 +91,6 @@ def test_the_docs_name_events_at_all() -> None:
     named = set().union(*(events_named(doc.read_text(encoding="utf-8")) for doc in DOCS))
 
     assert {"csv_write_failed", "gap_after_close", "ingest_behind"} <= named
-
-
-def test_status_json_fields_in_the_docs_are_the_reports_fields() -> None:
-    documented = documented_status_fields()
-    actual = report_fields(sample_report())
-
-    assert not documented - actual, (
-        f"docs/operations.md documents status --json fields the report does not have: "
-        f"{', '.join(sorted(documented - actual))}"
-    )
-    assert not actual - documented, (
-        f"docs/operations.md does not document status --json fields: "
-        f"{', '.join(sorted(actual - documented))}"
-    )
-
-
-def test_status_json_field_names_exist_in_the_code() -> None:
-    names = {
-        part
-        for path in documented_status_fields()
-        for part in path.split(".")
-        if not PLACEHOLDER.match(part)
-    }
-
-    missing = sorted(name for name in names if not in_code_as_string(name))
-
-    assert not missing, f"docs/operations.md names status fields not in the code: {missing}"
 
 
 def test_bus_status_fields_are_fields_of_the_status_map() -> None:
