@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-
 from tests.integration.harness import Pipeline, wait_for
 
 
