@@ -1,4 +1,5 @@
-"""The README's pandas and polars tape snippets, run verbatim on a tape written by TapeWriter.
+"""The README as a user follows it: the quick start says how to run what `make` installed,
+and the pandas and polars tape snippets run verbatim on a tape written by TapeWriter.
 
 The snippets are taken from README.md itself, so the documentation cannot drift from what
 is tested. The tape holds more trades than polars' 100-row schema inference sees before its
@@ -26,6 +27,16 @@ DAY = "2026-11-30"
 TRADES_BEFORE_GAP = 150
 BIG_TID = 2**50 - 1  # the venue's tids are 50-bit hashes: above 2**53 float64 loses digits
 PRICE = "91234.00000001"  # more digits than float64 keeps next to a 5-digit integer part
+
+
+def test_quick_start_says_how_to_run_hlstream_and_the_offline_demo():
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    makefile = (ROOT / "Makefile").read_text()
+
+    assert "make demo" in quick_start and "\ndemo: " in makefile
+    assert ".venv/bin/hlstream" in quick_start
+    assert "source .venv/bin/activate" in quick_start
 
 
 def _snippet(library: str) -> str:
