@@ -16,6 +16,12 @@ Topics end with "|", so "trade.ETH|" never matches "trade.ETHFI|"; a prefix such
 receipt. Malformed frames are counted in `Tap.malformed` and skipped. When the bus runs
 CURVE (`curve_secret_file`), pass the server's Z85 public key as `server_key`.
 
+A tap on which nothing can arrive fails at once with `TapError` and a one-line reason, the
+same text `hlstream tap` prints: an ipc path with no run dir, no socket or a stale socket;
+a malformed bar interval (`bar.7x.`); a coin or interval the running instance does not
+stream (read from its writer's status file in the run dir; a wrong case gets `did you
+mean kPEPE?`).
+
 A late joiner can first catch up from ingest's trade tape, then go on live with no gap and
 no duplicate at the seam (request and response: README "Catching up from the tape"):
 
@@ -28,17 +34,203 @@ no duplicate at the seam (request and response: README "Catching up from the tap
 
 from __future__ import annotations
 
+import difflib
+import json
+import re
+import socket
+import stat
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import zmq
 
+try:  # installed with hlstream, tap errors share its root; vendored alone, this file stands alone
+    from hlstream.common.errors import HlstreamError as _ErrorRoot
+except ImportError:  # test_packaging loads a copy of this file with hlstream blocked
+    _ErrorRoot = Exception  # type: ignore[assignment,misc]
+
 SCHEMA_VERSION = 2
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+TOPIC_END = "|"  # the bus's topic terminator (common/messages.py), never inside a coin name
+STATUS_FRESH_MS = 10_000  # the writer rewrites its status every second; older is not trusted
+SHOWN_NAMES = 12  # longer coin lists are cut in error messages
+
+
+class TapError(_ErrorRoot):
+    """Nothing can arrive on this tap; the message says why in one line."""
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why nothing can arrive on an ipc endpoint (missing, unreadable, stale), else None."""
+    if not endpoint.startswith("ipc://"):
+        return None
+    path = Path(endpoint[len("ipc://") :])
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            return f"run dir {path.parent} does not exist"
+        return f"no socket {path.name} in {path.parent}: nothing is publishing there"
+    except PermissionError:
+        return f"permission denied on {path.parent} (run dirs are mode 0700: run as their owner)"
+    if not stat.S_ISSOCK(mode):
+        return f"{path} is not a socket"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except PermissionError:
+        return f"permission denied on {path}"
+    except OSError:
+        return f"{path} is a stale socket: no publisher is listening on it"
+    finally:
+        probe.close()
+    return None
+
+
+# Mirrors hlstream.common.timebucket.parse_interval (this file imports nothing from hlstream);
+# tests/unit/test_tap_request.py holds both to one table of labels.
+_INTERVAL_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DAY_MS = 86_400_000
+_MAX_INTERVAL_MS = 7 * _DAY_MS
+
+
+def interval_problem(label: str) -> str | None:
+    """hlstream's parse error for a bar interval label, or None when it is well formed."""
+    match = _INTERVAL_RE.match(label.strip())
+    if match is None:
+        return (
+            f"unknown interval {label!r}: use N followed by s, m, h or d (e.g. 5s, 1m, 30m, 1h, 1d)"
+        )
+    interval_ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
+    if interval_ms > _MAX_INTERVAL_MS:
+        return f"interval {label!r} is longer than 7 days"
+    if _DAY_MS % interval_ms != 0 and interval_ms % _DAY_MS != 0:
+        return (
+            f"interval {label!r} does not divide a day evenly, so windows would drift against UTC"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """The coins and bar intervals an hlstream instance publishes (None: not known).
+
+    `run_dir` names the running instance they were read from; None means a configuration.
+    """
+
+    coins: frozenset[str] | None
+    intervals: frozenset[str] | None
+    run_dir: str | None = None
+
+
+UNKNOWN = Streamed(None, None)
+
+
+def read_streamed(run_dir: str | Path, now_ms: int) -> Streamed | None:
+    """What the instance in `run_dir` streams, from its writer's status file.
+
+    None when there is no fresh, well-formed one (not running, or the writer is still in its
+    startup backfill): a stale file may describe an earlier configuration.
+    """
+    try:
+        data = json.loads((Path(run_dir) / "writer-status.json").read_text())
+        ts_ms, files, refused = data["ts_ms"], data["files"], data["refused"]
+        pairs = [(info["coin"], info["interval"]) for info in files.values()]
+        pairs += [(key.rpartition(" ")[0], key.rpartition(" ")[2]) for key in refused]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if type(ts_ms) is not int or abs(now_ms - ts_ms) > STATUS_FRESH_MS or not pairs:
+        return None
+    if not all(isinstance(name, str) and name for pair in pairs for name in pair):
+        return None
+    coins = frozenset(coin for coin, _ in pairs)
+    return Streamed(coins, frozenset(interval for _, interval in pairs), str(run_dir))
+
+
+def request_problem(
+    coins: Iterable[str], intervals: Iterable[str], streamed: Streamed
+) -> str | None:
+    """Why no message can arrive for these coins and bar intervals, else None (pure)."""
+    for label in intervals:
+        problem = interval_problem(label)
+        if problem:
+            return f"nothing can arrive: {problem}"
+        if streamed.intervals is not None and label not in streamed.intervals:
+            labels = sorted(streamed.intervals, key=_interval_order)
+            return (
+                f"nothing can arrive for interval {label!r}: {_has(streamed, 'intervals', labels)}"
+            )
+    if streamed.coins is None:
+        return None
+    known = streamed.coins
+    for coin in coins:
+        if coin in known:
+            continue
+        same_case = sorted(name for name in known if name.lower() == coin.lower())
+        if same_case:
+            return (
+                f"nothing can arrive for coin {coin!r}: did you mean {same_case[0]}? "
+                "(coin names are case-sensitive)"
+            )
+        close = difflib.get_close_matches(coin, sorted(known), n=1, cutoff=0.6)
+        has = _has(streamed, "coins", sorted(known))
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"nothing can arrive for coin {coin!r}: {has}{hint}"
+    return None
+
+
+def requested(prefixes: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The coins and bar intervals named by topic prefixes (a partial prefix names none)."""
+    coins: list[str] = []
+    intervals: list[str] = []
+    for prefix in prefixes:
+        kind, _, rest = prefix.partition(".")
+        if kind == "bar":
+            label, dot, rest = rest.partition(".")
+            if not dot:
+                continue
+            intervals.append(label)
+        elif kind not in ("trade", "gap", "late"):
+            continue  # book, bbo and fills follow settings a tap cannot see; status is not a coin
+        if len(rest) > len(TOPIC_END) and rest.endswith(TOPIC_END):
+            coins.append(rest[: -len(TOPIC_END)])
+    return coins, intervals
+
+
+def _has(streamed: Streamed, what: str, names: Collection[str]) -> str:
+    shown = ", ".join(list(names)[:SHOWN_NAMES])
+    if len(names) > SHOWN_NAMES:
+        shown += f", ... ({len(names)} in all)"
+    if streamed.run_dir is None:
+        return f"setting {what} is {shown}"
+    return f"the instance running in {streamed.run_dir} has {what} {shown}"
+
+
+def _interval_order(label: str) -> tuple[int, str]:
+    match = _INTERVAL_RE.match(label)
+    return (int(match.group(1)) * _UNIT_MS[match.group(2)] if match else 0, label)
+
+
+def tap_problem(endpoint: str, prefixes: Iterable[str]) -> str | None:
+    """Why nothing can arrive on a tap of `prefixes` at `endpoint`, else None.
+
+    For an ipc endpoint the run dir is the socket's folder, where the writer's status says
+    what the running instance streams.
+    """
+    problem = endpoint_problem(endpoint)
+    if problem:
+        return f"cannot tap {endpoint}: {problem}"
+    streamed = None
+    if endpoint.startswith("ipc://"):
+        run_dir = Path(endpoint[len("ipc://") :]).parent
+        streamed = read_streamed(run_dir, int(time.time() * 1000))
+    return request_problem(*requested(prefixes), streamed or UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -75,6 +267,9 @@ class Tap(_Messages):
         timeout_ms: int | None = None,
         server_key: bytes | None = None,
     ):
+        problem = tap_problem(endpoint, prefixes)
+        if problem:
+            raise TapError(problem)
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.socket = self.context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -143,7 +338,7 @@ class Tap(_Messages):
         self.socket.close()
 
 
-class ReplayError(Exception):
+class ReplayError(TapError):
     """The tape replay could not be had (ingest not running, bad request, too much asked)."""
 
 

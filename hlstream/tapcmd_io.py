@@ -10,25 +10,38 @@ minutes from ingest's tape, then goes on live with no gap and no duplicate at th
 Coins are matched exactly: the subscription `trade.ETH|` never receives `trade.ETHFI|`, and
 every received topic is compared again against the wanted set. Human lines by default,
 one JSON object per message with `--json` (`topic`, `event`, `lost` + the payload map).
+A tap on which nothing can arrive says why in one line, at once: a missing or stale socket
+exits 1 (hlstream.tap.endpoint_problem; only while supervisord runs is a starting stage given
+ENDPOINT_WAIT_S to bind); a coin or bar interval the instance does not stream exits 2
+(hlstream.tap.request_problem, against the writer's status, else these settings).
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import stat
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 from hlstream.common.bus_io import curve_keys
-from hlstream.common.config import Settings
+from hlstream.common.clock import now_ms
+from hlstream.common.config import ALL_COINS, Settings
+from hlstream.common.errors import EXIT_USAGE
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.messages import TOPIC_END
 from hlstream.common.timebucket import format_window
-from hlstream.tap import CatchUpTap, ReplayError, Tap, TapMessage
+from hlstream.tap import (
+    CatchUpTap,
+    ReplayError,
+    Streamed,
+    Tap,
+    TapError,
+    TapMessage,
+    endpoint_problem,
+    read_streamed,
+    request_problem,
+)
 
 KINDS = ("trades", "bars", "book", "bbo", "fills", "gaps", "status", "late")
 _TOPIC_NAME = {
@@ -145,44 +158,39 @@ def json_line(message: TapMessage) -> str:
     return json.dumps(body, separators=(",", ":"), default=str)
 
 
-ENDPOINT_WAIT_S = 3.0
+ENDPOINT_WAIT_S = 3.0  # while supervisord runs, a missing socket may be a stage (re)starting
 
 
-def endpoint_problem(endpoint: str) -> str | None:
-    """Why nothing can arrive on an ipc endpoint (missing, unreadable, stale), else None."""
-    if not endpoint.startswith("ipc://"):
-        return None
-    path = Path(endpoint[len("ipc://") :])
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        if not path.parent.is_dir():
-            return f"run dir {path.parent} does not exist"
-        return f"no socket {path.name} in {path.parent}: nothing is publishing there"
-    except PermissionError:
-        return f"permission denied on {path.parent} (run dirs are mode 0700: run as their owner)"
-    if not stat.S_ISSOCK(mode):
-        return f"{path} is not a socket"
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except PermissionError:
-        return f"permission denied on {path}"
-    except OSError:
-        return f"{path} is a stale socket: no publisher is listening on it"
-    finally:
-        probe.close()
-    return None
+def streamed_by(settings: Settings, at_ms: int) -> Streamed:
+    """What the tapped instance streams: its writer's status, else the tap's own settings."""
+    running = read_streamed(settings.run_dir, at_ms)
+    if running is not None:
+        return running
+    coins = None if settings.coins == (ALL_COINS,) else frozenset(settings.coins)
+    return Streamed(coins, frozenset(settings.intervals))
 
 
-def _wait_for_endpoint(endpoint: str, run_dir: Path, stop: StopFlag) -> str | None:
-    """Give a starting pipeline a few seconds; return the problem if it persists."""
-    deadline = time.monotonic() + ENDPOINT_WAIT_S
+def request_args(kind: str, coins: list[str], interval: str | None) -> tuple[list[str], list[str]]:
+    """The coins and bar intervals of a tap that the running instance's lists decide."""
+    if kind not in ("trades", "gaps", "bars", "late"):
+        return [], []  # book, bbo, fills: their own settings (noted); status: service names
+    return coins, [interval] if kind == "bars" and interval else []
+
+
+def _wait_for_endpoint(endpoint: str, settings: Settings, stop: StopFlag) -> str | None:
+    """The endpoint's problem, at once unless supervisord runs: then give the stage a moment."""
+    from hlstream.supervise_io import is_running
+
     problem = endpoint_problem(endpoint)
-    while problem and time.monotonic() < deadline and not stop.wait(0.2):
-        problem = endpoint_problem(endpoint)
+    if problem and is_running(settings):
+        deadline = time.monotonic() + ENDPOINT_WAIT_S
+        while problem and time.monotonic() < deadline and not stop.wait(0.2):
+            problem = endpoint_problem(endpoint)
     if problem:
-        return f"{problem}; is hlstream running with --run-dir {run_dir}? (`hlstream status`)"
+        return (
+            f"cannot tap {endpoint}: {problem}; is hlstream running with "
+            f"--run-dir {settings.run_dir}? (`hlstream status`)"
+        )
     return None
 
 
@@ -216,25 +224,33 @@ def run_tap(
                 file=sys.stderr,
             )
     stop = StopFlag().install()
-    problem = _wait_for_endpoint(endpoint, settings.run_dir, stop)
+    problem = _wait_for_endpoint(endpoint, settings, stop)
     if problem:
-        print(f"hlstream tap: cannot tap {endpoint}: {problem}", file=sys.stderr)
+        print(f"hlstream tap: {problem}", file=sys.stderr)
         return 1
+    problem = request_problem(*request_args(kind, coins, interval), streamed_by(settings, now_ms()))
+    if problem:
+        print(f"hlstream tap: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     matches = topic_matcher(kind, coins, interval)
     keys = curve_keys(settings)
     server_key = None if keys is None else keys.public
     tap: Tap | CatchUpTap
-    if since_ms is not None:  # tape history first, then live (kind trades, coins given)
-        tap = CatchUpTap(
-            endpoint,
-            settings.replay_endpoint,
-            coins,
-            since_ms,
-            timeout_ms=250,
-            server_key=server_key,
-        )
-    else:
-        tap = Tap(endpoint, subscriptions(kind, coins, interval), 250, server_key)
+    try:
+        if since_ms is not None:  # tape history first, then live (kind trades, coins given)
+            tap = CatchUpTap(
+                endpoint,
+                settings.replay_endpoint,
+                coins,
+                since_ms,
+                timeout_ms=250,
+                server_key=server_key,
+            )
+        else:
+            tap = Tap(endpoint, subscriptions(kind, coins, interval), 250, server_key)
+    except TapError as exc:  # the instance went away or changed since the checks above
+        print(f"hlstream tap: {exc}", file=sys.stderr)
+        return 1
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     printed = 0
     quiet_since, warned = time.monotonic(), False

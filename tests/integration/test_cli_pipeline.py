@@ -124,8 +124,14 @@ def test_tap_book_prints_best_bid_and_ask(pipeline):
 
 
 def test_tap_times_out_with_exit_1_when_nothing_arrives(pipeline):
-    result = hlstream(pipeline, "tap", "trades", "NOPE", "--count", "1", "--timeout", "1")
+    result = hlstream(pipeline, "tap", "gaps", "BTC", "--count", "1", "--timeout", "1")
     assert result.returncode == 1 and result.stdout == ""
+
+
+def test_tap_of_a_coin_not_streamed_says_so_with_exit_2(pipeline):
+    result = hlstream(pipeline, "tap", "trades", "btc", "--count", "1", "--timeout", "15")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "did you mean BTC?" in result.stderr
 
 
 def test_metrics_exporter_serves_the_status_figures(pipeline):

@@ -105,8 +105,24 @@ def test_installed_package_runs_from_another_directory(installed: Path, tmp_path
     assert cli.returncode == 0 and "hlstream" in cli.stdout
 
 
-def test_tap_needs_only_pyzmq_and_msgpack() -> None:
+def test_tap_needs_only_pyzmq_and_msgpack(tmp_path: Path) -> None:
     source = (ROOT / "hlstream" / "tap.py").read_text()
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert imports
     assert not [line for line in imports if "hlstream" in line], imports
+    vendored = tmp_path / "vendored_tap.py"
+    vendored.write_text(source)
+    check = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "sys.modules['hlstream'] = None  # as in a project that copied tap.py alone\n"
+        "import vendored_tap\n"
+        "try:\n"
+        "    vendored_tap.Tap('ipc:///nonexistent/trades.sock', ['trade.BTC|'])\n"
+        "except vendored_tap.TapError as exc:\n"
+        "    print(type(exc).__mro__[1].__name__, exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.startswith("Exception cannot tap"), result.stderr

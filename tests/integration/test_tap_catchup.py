@@ -15,7 +15,7 @@ from hlstream.common.clock import now_ms
 from hlstream.common.messages import Trade
 from hlstream.common.tape_read_io import read_tape
 from hlstream.sim.exchange import FakeExchange
-from hlstream.tap import CatchUpTap, ReplayError, TapMessage
+from hlstream.tap import CatchUpTap, ReplayError, TapError, TapMessage
 from tests.support.pipeline import Pipeline
 from tests.support.wait import wait_for
 
@@ -124,15 +124,22 @@ def test_catch_up_errors_are_one_line(running):
         timeout=30,
     )
     assert bad.returncode == 78 and "only `hlstream tap trades`" in bad.stderr
+    with pytest.raises(TapError, match="nothing can arrive for coin 'DOGE'"):
+        CatchUpTap(
+            f"ipc://{pipeline.run_dir / 'trades.sock'}",
+            f"ipc://{pipeline.run_dir / 'replay.sock'}",
+            ["DOGE"],  # not streamed here: refused before any request
+            now_ms() - 60_000,
+        )
     tap = CatchUpTap(
         f"ipc://{pipeline.run_dir / 'trades.sock'}",
         f"ipc://{pipeline.run_dir / 'replay.sock'}",
-        ["DOGE"],  # not streamed here
-        now_ms() - 60_000,
+        ["BTC"],
+        now_ms() + 3_600_000,  # the replay server refuses a start in the future
         timeout_ms=200,
     )
     try:
-        with pytest.raises(ReplayError, match="not streamed here"):
+        with pytest.raises(ReplayError, match="is not between 0 and now"):
             tap.receive()
     finally:
         tap.close()

@@ -1,0 +1,136 @@
+"""The docs as a user follows them: the README's quick start says how to run what `make`
+installed, and the pandas and polars tape snippets of docs/data.md run verbatim on a tape
+written by TapeWriter.
+
+The snippets are taken from docs/data.md itself, so the documentation cannot drift from what
+is tested. The tape holds more trades than polars' 100-row schema inference sees before its
+first gap marker: inferred types would read `to_ms` as text there, and pandas would read
+`tid` and `to_ms` as float64 (the empty cells of the other kind of row).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import polars as pl
+import pytest
+
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Gap, Trade
+from hlstream.common.tape import day_start_ms
+from hlstream.common.tape_io import TapeWriter
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = "2026-11-30"
+TRADES_BEFORE_GAP = 150
+BIG_TID = 2**50 - 1  # the venue's tids are 50-bit hashes: above 2**53 float64 loses digits
+PRICE = "91234.00000001"  # more digits than float64 keeps next to a 5-digit integer part
+
+
+def test_quick_start_says_how_to_run_hlstream_and_the_offline_demo():
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    makefile = (ROOT / "Makefile").read_text()
+
+    assert "make demo" in quick_start and "\ndemo: " in makefile
+    assert ".venv/bin/hlstream" in quick_start
+    assert "source .venv/bin/activate" in quick_start
+
+
+def _snippet(library: str) -> str:
+    readme = (ROOT / "docs" / "data.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    found = [
+        block
+        for block in blocks
+        if f"import {library} as " in block and f"data/tape/btc/{DAY}.csv" in block
+    ]
+    assert len(found) == 1, f"docs/data.md should hold exactly one {library} tape snippet"
+    return found[0]
+
+
+def _write_tape(data_dir: Path) -> tuple[list[Trade], Gap]:
+    start = day_start_ms(DAY)
+    trades = [
+        Trade("BTC", "buy" if i % 2 else "sell", PRICE, "0.00155", start + i, BIG_TID - i, "0xab")
+        for i in range(TRADES_BEFORE_GAP)
+    ]
+    gap = Gap("BTC", start + 10_000, start + 19_000, "replay_short")
+    after = Trade("BTC", "sell", "91235.5", "0.10", start + 20_000, 42, "0xcd")
+    with TapeWriter(data_dir, EventLog("test"), fsync=False) as writer:
+        writer.append([*trades, gap, after])
+        writer.commit()
+    return [*trades, after], gap
+
+
+def _run(snippet: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.chdir(cwd)
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "docs/data.md", "exec"), namespace)
+    return namespace["tape"]
+
+
+def test_pandas_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypatch):
+    trades, gap = _write_tape(tmp_path / "data")
+
+    tape = _run(_snippet("pandas"), tmp_path, monkeypatch)
+
+    string = pd.StringDtype()
+    assert dict(tape.dtypes) == {
+        "kind": string,
+        "coin": string,
+        "ts_ms": "int64",
+        "tid": pd.Int64Dtype(),
+        "side": string,
+        "price": string,
+        "size": string,
+        "hash": string,
+        "to_ms": pd.Int64Dtype(),
+        "reason": string,
+    }
+    rows = tape[tape["kind"] == "T"]
+    assert list(rows["tid"]) == [t.tid for t in trades]
+    assert list(rows["price"]) == [t.price for t in trades]
+    assert list(rows["size"]) == [t.size for t in trades]
+    assert rows["to_ms"].isna().all()
+    marker = tape[tape["kind"] == "G"].iloc[0]
+    assert (marker["ts_ms"], marker["to_ms"], marker["reason"]) == (
+        gap.from_ms,
+        gap.to_ms,
+        gap.reason,
+    )
+    assert marker["tid"] is pd.NA and marker["price"] is pd.NA
+
+
+def test_polars_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypatch):
+    trades, gap = _write_tape(tmp_path / "data")
+
+    tape = _run(_snippet("polars"), tmp_path, monkeypatch)
+
+    assert dict(tape.schema) == {
+        "kind": pl.String,
+        "coin": pl.String,
+        "ts_ms": pl.Int64,
+        "tid": pl.Int64,
+        "side": pl.String,
+        "price": pl.String,
+        "size": pl.String,
+        "hash": pl.String,
+        "to_ms": pl.Int64,
+        "reason": pl.String,
+    }
+    rows = tape.filter(pl.col("kind") == "T")
+    assert rows["tid"].to_list() == [t.tid for t in trades]
+    assert rows["price"].to_list() == [t.price for t in trades]
+    assert rows["size"].to_list() == [t.size for t in trades]
+    assert rows["to_ms"].null_count() == len(trades)
+    marker = tape.filter(pl.col("kind") == "G").row(0, named=True)
+    assert (marker["ts_ms"], marker["to_ms"], marker["reason"]) == (
+        gap.from_ms,
+        gap.to_ms,
+        gap.reason,
+    )
+    assert marker["tid"] is None and marker["price"] is None
