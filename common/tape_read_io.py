@@ -22,6 +22,7 @@ from hlstream.common.tape import (
     Record,
     TapePosition,
     TradeKey,
+    coverage_start,
     dedupe_keys_from_tail,
     is_segment_name,
     parse_record,
@@ -37,6 +38,8 @@ from hlstream.common.tape_io import (
     segment_days,
     whole_lines_end,
 )
+
+FIRST_BATCH_RECORDS = 1_024  # at least a subscribe replay (the venue sends ~30 trades)
 
 # --- readers ----------------------------------------------------------------------------
 
@@ -232,12 +235,18 @@ def tape_coins(data_dir: Path | str) -> list[str]:
     return sorted(coins)
 
 
-def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
-    """Time of the first record on the tape of `coin`: where its coverage begins."""
+def coverage_start_ms(data_dir: Path | str, coin: str) -> int | None:
+    """From when the tape of `coin` holds every trade (see `coverage_start`): just after the
+    oldest time among its first `FIRST_BATCH_RECORDS` records; None if it has none."""
+    first: list[Record] = []
     for day in segment_days(data_dir, coin):
         for record, _ in _read_segment(data_dir, coin, day, 0, None):
-            return record.ts_ms if isinstance(record, Trade) else record.from_ms
-    return None
+            first.append(record)
+            if len(first) >= FIRST_BATCH_RECORDS:
+                return coverage_start(first)
+        if first:
+            break  # later days hold later records only
+    return coverage_start(first)
 
 
 def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:

@@ -37,7 +37,7 @@ from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
 from hlstream.common.tape_read_io import (
-    first_ts_ms,
+    coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
     read_tape,
@@ -161,7 +161,7 @@ def _plan(
     """The merged rows for one file, and how many bytes of a torn tail it had."""
     interval_ms = parse_interval(request.interval)
     existing, torn = _read_rows(path) if path.exists() else ([], 0)
-    covered_from = first_ts_ms(settings.data_dir, coin)
+    covered_from = coverage_start_ms(settings.data_dir, coin)
     end, start = request.to_ms, request.from_ms
     if end is None:
         end = _coverage_end(settings, coin, running)

@@ -18,6 +18,7 @@ from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import HEADER, TapePosition, format_record, segment_path
 from hlstream.common.tape_io import TapeWriter, prune
 from hlstream.common.tape_read_io import (
+    coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
     read_from,
@@ -356,3 +357,12 @@ def test_tail_scans_find_the_last_trades_and_the_close_before_a_time(tmp_path):
     assert before(MIDNIGHT_MS + 3_000) == "3.0"  # strictly before; the late trade counts
     assert before(MIDNIGHT_MS + 1_000) == "1.0"  # from yesterday's segment
     assert before(MIDNIGHT_MS - 5_000) is None
+
+
+def test_coverage_starts_just_after_the_oldest_trade_of_the_first_batch(tmp_path):
+    assert coverage_start_ms(tmp_path, "BTC") is None
+    oldest = MIDNIGHT_MS + 5_000  # a window start: the replay may have cut its block
+    write(tmp_path, [trade(oldest + 900, 3), trade(oldest, 1), trade(oldest, 2)])
+    write(tmp_path, [trade(oldest + 2_000, 4)])
+
+    assert coverage_start_ms(tmp_path, "BTC") == oldest + 1
