@@ -40,6 +40,7 @@ from hlstream.common.tape_io import (
 )
 
 FIRST_BATCH_RECORDS = 1_024  # at least a subscribe replay (the venue sends ~30 trades)
+LATE_SCAN_LINES = 256  # lines to read past a hit: more than any venue frame holds out of order
 
 # --- readers ----------------------------------------------------------------------------
 
@@ -250,17 +251,26 @@ def coverage_start_ms(data_dir: Path | str, coin: str) -> int | None:
 
 
 def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:
-    """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end)."""
+    """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end);
+    of several at that time, the last appended (the feed's order).
+
+    Tape lines are in time order but for the frames the venue sends out of order (its
+    subscribe replay may span minutes in any order), so the scan stops only once it has read
+    `LATE_SCAN_LINES` lines past the best trade so far and is `LATE_SCAN_MS` behind it.
+    """
     last_day = segment_day(ts_ms)
     days = [day for day in reversed(segment_days(data_dir, coin)) if day <= last_day]
     best: Trade | None = None
     best_day = ""
+    since_best = 0
     for day, trade in _trades_backward(data_dir, coin, days):
         if best is not None and day != best_day:
             return best  # an older day cannot hold a newer trade
         if trade.ts_ms < ts_ms:
             if best is None or trade.ts_ms > best.ts_ms:
-                best, best_day = trade, day
-            elif best.ts_ms - trade.ts_ms > LATE_SCAN_MS:
+                best, best_day, since_best = trade, day, 0
+                continue
+            since_best += 1
+            if since_best >= LATE_SCAN_LINES and best.ts_ms - trade.ts_ms > LATE_SCAN_MS:
                 return best  # far enough back: earlier lines cannot hold a newer trade
     return best

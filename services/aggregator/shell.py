@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
-from decimal import Decimal
 from typing import Any
 
 import msgpack
@@ -35,7 +34,6 @@ from hlstream.common.atomic_io import write_atomic
 from hlstream.common.bus_io import Publisher, curve_keys, secure_client, subscribe_socket
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings
-from hlstream.common.decimals import format_decimal
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
@@ -70,6 +68,7 @@ from hlstream.services.aggregator.core import (
     next_deadline,
     retire_coin,
     seed_closes,
+    seed_trades,
     taint,
 )
 from hlstream.services.aggregator.outbox import Outbox
@@ -190,7 +189,9 @@ class Aggregator:
                         self._apply_trades(batch, publish_late=False)
                         batch = []
                         self._on_gap(record)
-                    elif not first_sight or record.ts_ms >= from_ms:
+                    elif first_sight and record.ts_ms < from_ms:
+                        seed_trades(self.state, [record])  # taped since _seed_coin read
+                    else:
                         batch.append(record)
                         if len(batch) >= REPLAY_CHUNK:
                             self._apply_trades(batch, publish_late=False)
@@ -213,12 +214,8 @@ class Aggregator:
         if start is None:  # the tape will cover it from its first trade (the venue's replay)
             self.untaped.add(coin)
         last = last_trade_before(self.settings.data_dir, coin, from_ms)
-        if last is None:
-            return
-        close = format_decimal(Decimal(last.price))
-        for series in self.state.by_coin[coin]:
-            if series.last_close is None:
-                series.last_close, series.next_start = close, series.closed_through
+        if last is not None:
+            seed_trades(self.state, [last])
 
     # ---- loop ------------------------------------------------------------------------
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from hlstream.common.tape import coverage_start
+from hlstream.services.aggregator.checkpoint import from_checkpoint, to_checkpoint
 from hlstream.services.aggregator.core import (
     advance,
     apply_trades,
     new_state,
     next_deadline,
     seed_closes,
+    seed_trades,
     taint,
 )
 from tests.conftest import make_trade
@@ -258,3 +260,29 @@ def test_coverage_starts_strictly_after_the_oldest_replayed_time():
     replay = [make_trade(ts_ms=T0 + 7), make_trade(ts_ms=T0), make_trade(ts_ms=T0 + 3)]
     assert coverage_start(replay) == T0 + 1
     assert coverage_start([]) is None
+
+
+def test_a_newer_late_trade_replaces_a_seeded_close_until_the_first_bar():
+    state = new_state(("BTC",), {"5s": S5, "1m": 60_000}, 2_000, T0 + 37_500)
+    seed_trades(state, [make_trade(price="24.841", ts_ms=T0 - 5_000)])  # before the 1m window
+    later = make_trade(price="24.837", ts_ms=T0 + 20_863)  # in it, before the first 5s one
+    seed_closes(state, apply_trades(state, [later]))
+
+    bars = advance(state, T0 + 45_000 + 2_000)
+
+    five = [b for b in bars if b.interval == "5s"]
+    assert [(b.start_ms, b.close) for b in five] == [
+        (T0 + 35_000, "24.837"),
+        (T0 + 40_000, "24.837"),
+    ]
+
+
+def test_a_seeded_close_stays_replaceable_across_a_checkpoint():
+    state = new_state(("BTC",), {"5s": S5, "1m": 60_000}, 2_000, T0 + 37_500)
+    seed_trades(state, [make_trade(price="24.841", ts_ms=T0 - 5_000)])
+    restored = from_checkpoint(to_checkpoint(state, {}, [], T0)).state
+    seed_closes(restored, apply_trades(restored, [make_trade(price="24.837", ts_ms=T0 + 20_863)]))
+
+    bars = advance(restored, T0 + 40_000 + 2_000)
+
+    assert [(b.interval, b.close) for b in bars] == [("5s", "24.837")]
