@@ -320,3 +320,16 @@ def trade_key(trade: Trade) -> TradeKey:
 def dedupe_keys_from_tail(records: Iterable[Record]) -> set[TradeKey]:
     """The identities of the trades among `records` (gap markers carry none)."""
     return {trade_key(r) for r in records if isinstance(r, Trade)}
+
+
+def coverage_start(first_records: Iterable[Record]) -> int | None:
+    """The first exchange time from which a tape holds every trade of its coin, given its
+    first records (at least its first batch: the venue's subscribe replay); None if none.
+
+    Coverage begins strictly after the oldest replayed time: the venue stamps every trade of
+    a block with one time, and a replay of its last N trades may begin inside a block, so
+    trades of that millisecond may be missing. Later records are all newer than the replay's
+    oldest, so reading more than the first batch changes nothing.
+    """
+    times = [r.ts_ms if isinstance(r, Trade) else r.from_ms for r in first_records]
+    return min(times) + 1 if times else None

@@ -22,6 +22,7 @@ from hlstream.common.tape import (
     Record,
     TapePosition,
     TradeKey,
+    coverage_start,
     dedupe_keys_from_tail,
     is_segment_name,
     parse_record,
@@ -37,6 +38,9 @@ from hlstream.common.tape_io import (
     segment_days,
     whole_lines_end,
 )
+
+FIRST_BATCH_RECORDS = 1_024  # at least a subscribe replay (the venue sends ~30 trades)
+LATE_SCAN_LINES = 256  # lines to read past a hit: more than any venue frame holds out of order
 
 # --- readers ----------------------------------------------------------------------------
 
@@ -232,26 +236,41 @@ def tape_coins(data_dir: Path | str) -> list[str]:
     return sorted(coins)
 
 
-def first_ts_ms(data_dir: Path | str, coin: str) -> int | None:
-    """Time of the first record on the tape of `coin`: where its coverage begins."""
+def coverage_start_ms(data_dir: Path | str, coin: str) -> int | None:
+    """From when the tape of `coin` holds every trade (see `coverage_start`): just after the
+    oldest time among its first `FIRST_BATCH_RECORDS` records; None if it has none."""
+    first: list[Record] = []
     for day in segment_days(data_dir, coin):
         for record, _ in _read_segment(data_dir, coin, day, 0, None):
-            return record.ts_ms if isinstance(record, Trade) else record.from_ms
-    return None
+            first.append(record)
+            if len(first) >= FIRST_BATCH_RECORDS:
+                return coverage_start(first)
+        if first:
+            break  # later days hold later records only
+    return coverage_start(first)
 
 
 def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:
-    """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end)."""
+    """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end);
+    of several at that time, the last appended (the feed's order).
+
+    Tape lines are in time order but for the frames the venue sends out of order (its
+    subscribe replay may span minutes in any order), so the scan stops only once it has read
+    `LATE_SCAN_LINES` lines past the best trade so far and is `LATE_SCAN_MS` behind it.
+    """
     last_day = segment_day(ts_ms)
     days = [day for day in reversed(segment_days(data_dir, coin)) if day <= last_day]
     best: Trade | None = None
     best_day = ""
+    since_best = 0
     for day, trade in _trades_backward(data_dir, coin, days):
         if best is not None and day != best_day:
             return best  # an older day cannot hold a newer trade
         if trade.ts_ms < ts_ms:
             if best is None or trade.ts_ms > best.ts_ms:
-                best, best_day = trade, day
-            elif best.ts_ms - trade.ts_ms > LATE_SCAN_MS:
+                best, best_day, since_best = trade, day, 0
+                continue
+            since_best += 1
+            if since_best >= LATE_SCAN_LINES and best.ts_ms - trade.ts_ms > LATE_SCAN_MS:
                 return best  # far enough back: earlier lines cannot hold a newer trade
     return best

@@ -63,7 +63,7 @@ def tape_bars(
 ) -> TapeBars:
     """Bars of `coin` for every window in `window` from the tape's `records`.
 
-    `covered_from`: when the tape starts covering the coin (its first record), None if empty.
+    `covered_from`: when the tape starts covering the coin (`coverage_start`), None if empty.
     `seed_close`: the close before `window.from_ms`, so the first windows can be carried
     forward; without it the bars start at the window of the first trade.
     """

@@ -43,7 +43,7 @@ from hlstream.common.status_io import read_status
 from hlstream.common.tape import Record, segment_day, segment_path
 from hlstream.common.tape_io import segment_days
 from hlstream.common.tape_read_io import (
-    first_ts_ms,
+    coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
     read_span,
@@ -199,7 +199,7 @@ def _plan(
     interval_ms = parse_interval(request.interval)
     file = _read_body(path) if path.exists() else parse_lines([])
     starts = [item.row.start_ms for item in file.rows]
-    covered_from = first_ts_ms(settings.data_dir, coin)
+    covered_from = coverage_start_ms(settings.data_dir, coin)
     end, start = request.to_ms, request.from_ms
     if end is None:
         end = _coverage_end(settings, coin, running)

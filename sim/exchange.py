@@ -122,6 +122,8 @@ class FakeExchange:
         self._states = {coin: market.new_state(coin) for coin in self._perps + self._spot}
         self._logs: dict[str, list[dict[str, Any]]] = {coin: [] for coin in self._states}
         self._quiet: set[str] = set()
+        self._blocks: set[str] = set()  # coins whose live trades come in one-time blocks
+        self._shuffled_replay: set[str] = set()  # coins whose subscribe replay is shuffled
         self._blackhole: set[str | None] = set()
         self._paused = False
         self._zombie = False
@@ -209,6 +211,17 @@ class FakeExchange:
         """Stop (or resume) live trades for one coin."""
         with self._lock:
             (self._quiet.add if quiet else self._quiet.discard)(coin)
+
+    def set_blocks(self, coin: str, on: bool) -> None:
+        """While on, the live trades of `coin` generated in one tick share one time, as the
+        venue stamps every trade of a block with the block's time."""
+        with self._lock:
+            (self._blocks.add if on else self._blocks.discard)(coin)
+
+    def set_shuffled_replay(self, coin: str, on: bool) -> None:
+        """While on, the subscribe replay of `coin` comes in a random order, not time order."""
+        with self._lock:
+            (self._shuffled_replay.add if on else self._shuffled_replay.discard)(coin)
 
     def delist(self, coin: str) -> None:
         """Remove `coin` from meta; close every connection subscribed to it, without a frame."""
@@ -395,7 +408,10 @@ class FakeExchange:
                     self._rng, self._coin_rates.get(coin, self._rate) * elapsed_s
                 )
                 low = min(last_ms + 1, now_ms)
-                times = sorted(self._rng.randint(low, now_ms) for _ in range(count))
+                if coin in self._blocks:
+                    times = [now_ms] * count
+                else:
+                    times = sorted(self._rng.randint(low, now_ms) for _ in range(count))
                 batch = [market.make_trade(coin, ts, self._rng, self._states[coin]) for ts in times]
                 self._logs[coin].extend(batch)
                 if coin in self._blackhole or None in self._blackhole:
@@ -521,6 +537,8 @@ class FakeExchange:
         coin = str(sub["coin"])
         if sub["type"] == "trades":
             replay = self._logs[coin][-REPLAY_TRADES:]
+            if coin in self._shuffled_replay:
+                self._rng.shuffle(replay)
             client.outbox.put(_dumps({"channel": "trades", "data": replay}))
         else:
             self._queue_book(client, coin, int(time.time() * 1000), only=str(sub["type"]))

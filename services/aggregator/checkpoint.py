@@ -73,6 +73,7 @@ def _series_to_map(series: Series) -> dict[str, Any]:
         "interval_ms": series.interval_ms,
         "next_start": series.next_start,
         "last_close": series.last_close,
+        "seed_ts": series.seed_ts,
         "closed_through": series.closed_through,
         "open": [
             [
@@ -135,6 +136,8 @@ def _series_from_map(data: Any) -> Series:
     next_start, last_close = data.get("next_start"), data.get("last_close")
     series.next_start = None if next_start is None else as_int(next_start, "next_start")
     series.last_close = None if last_close is None else str(last_close)
+    seed_ts = data.get("seed_ts")  # absent from checkpoints of older releases
+    series.seed_ts = None if seed_ts is None else as_int(seed_ts, "seed_ts")
     series.closed_through = need(data, "closed_through", int)
     try:
         for start, open_, high, low, close, first_ts, last_ts, volume, trades in need(

@@ -12,6 +12,10 @@ Invariants kept here:
 - A bar is `complete` only if its whole window was watched: the trade tape (or the live
   feed) covers it from its start (`joined_by_coin`, else `joined_ms`) and no taint (a gap
   marker, or a feed outage longer than the aggregator holds windows for) overlaps it.
+- A series' first close, before it has emitted anything, is the price of the newest trade
+  offered before its first window, by exchange time and then by the order offered (the
+  order of the feed, as within a bar): the venue's subscribe replay may come in any order,
+  in several batches, and partly from the tape, and every way gives the same rows.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class Series:
     next_start: int | None = None  # first window not yet emitted, once a close is known
     last_close: str | None = None
     closed_through: int = -1  # windows starting before this are closed (trades are late)
+    seed_ts: int | None = None  # last_close is a seed from a trade at this time: a newer one
+    # replaces it until the series emits its first bar
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,19 +167,31 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
 
 
 def seed_closes(state: AggState, late: list[LateTrade]) -> None:
-    """A series with no close yet takes the newest late trade's price as its last close, so
+    """Offer late trades as the first close of series that have not emitted a bar yet, so
     an illiquid coin gets carry-forward rows from the first window after start (the venue's
-    subscribe replay arrives as one batch of trades older than that window)."""
-    newest: dict[tuple[str, str], Trade] = {}
+    subscribe replay is mostly older than that window)."""
     for item in late:
-        key = (item.trade.coin, item.interval)
-        if key not in newest or item.trade.ts_ms >= newest[key].ts_ms:
-            newest[key] = item.trade
-    for key, trade in newest.items():
-        series = state.series.get(key)
-        if series is not None and series.last_close is None:
-            series.last_close = format_decimal(_price(trade.price))
-            series.next_start = series.closed_through
+        series = state.series.get((item.trade.coin, item.interval))
+        if series is not None:
+            _offer_seed(series, item.trade)
+
+
+def seed_trades(state: AggState, trades: list[Trade]) -> None:
+    """Offer trades (e.g. read from the tape) as first closes to every series of their coin
+    whose window for them is already closed."""
+    for trade in trades:
+        for series in state.by_coin.get(trade.coin, ()):
+            if bucket_start(trade.ts_ms, series.interval_ms) < series.closed_through:
+                _offer_seed(series, trade)
+
+
+def _offer_seed(series: Series, trade: Trade) -> None:
+    if series.last_close is None:
+        series.next_start = series.closed_through
+    elif series.seed_ts is None or trade.ts_ms < series.seed_ts:
+        return  # a close from a bar, or a newer seed, stands
+    series.last_close = format_decimal(_price(trade.price))
+    series.seed_ts = trade.ts_ms
 
 
 def retire_coin(state: AggState, coin: str) -> bool:
@@ -268,7 +286,7 @@ def _advance_series(state: AggState, series: Series, now_ms: int, out: list[Bar]
         _carry_until(state, series, start, out)
         closed = _bar_from_open(state, series, bar)
         out.append(closed)
-        series.last_close = closed.close
+        series.last_close, series.seed_ts = closed.close, None
         series.next_start = start + series.interval_ms
     latest_closed = bucket_start(horizon, series.interval_ms)
     _carry_until(state, series, latest_closed, out)
@@ -282,6 +300,7 @@ def _carry_until(state: AggState, series: Series, stop_ms: int, out: list[Bar]) 
     while series.next_start < stop_ms:
         out.append(_carry_bar(state, series, series.next_start, series.last_close))
         series.next_start += series.interval_ms
+        series.seed_ts = None
 
 
 def advance(state: AggState, now_ms: int) -> list[Bar]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
-from decimal import Decimal
 from typing import Any
 
 import msgpack
@@ -35,7 +34,6 @@ from hlstream.common.atomic_io import write_atomic
 from hlstream.common.bus_io import Publisher, curve_keys, secure_client, subscribe_socket
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings
-from hlstream.common.decimals import format_decimal
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
@@ -59,7 +57,7 @@ from hlstream.common.sequence import SeqEvent, SeqTracker
 from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape import Record, segment_day, shift_day
-from hlstream.common.tape_read_io import first_ts_ms, last_trade_before
+from hlstream.common.tape_read_io import coverage_start_ms, last_trade_before
 from hlstream.services.aggregator.checkpoint import from_checkpoint, to_checkpoint
 from hlstream.services.aggregator.core import (
     AggState,
@@ -70,6 +68,7 @@ from hlstream.services.aggregator.core import (
     next_deadline,
     retire_coin,
     seed_closes,
+    seed_trades,
     taint,
 )
 from hlstream.services.aggregator.outbox import Outbox
@@ -190,7 +189,9 @@ class Aggregator:
                         self._apply_trades(batch, publish_late=False)
                         batch = []
                         self._on_gap(record)
-                    elif not first_sight or record.ts_ms >= from_ms:
+                    elif first_sight and record.ts_ms < from_ms:
+                        seed_trades(self.state, [record])  # taped since _seed_coin read
+                    else:
                         batch.append(record)
                         if len(batch) >= REPLAY_CHUNK:
                             self._apply_trades(batch, publish_late=False)
@@ -208,17 +209,13 @@ class Aggregator:
 
     def _seed_coin(self, coin: str, from_ms: int, now: int) -> None:
         """A coin seen for the first time: coverage and last close from the tape."""
-        first = first_ts_ms(self.settings.data_dir, coin)
-        self.state.joined_by_coin[coin] = now if first is None else first
-        if first is None:  # the tape will cover it from its first trade (the venue's replay)
+        start = coverage_start_ms(self.settings.data_dir, coin)
+        self.state.joined_by_coin[coin] = now if start is None else start
+        if start is None:  # the tape will cover it from its first trade (the venue's replay)
             self.untaped.add(coin)
         last = last_trade_before(self.settings.data_dir, coin, from_ms)
-        if last is None:
-            return
-        close = format_decimal(Decimal(last.price))
-        for series in self.state.by_coin[coin]:
-            if series.last_close is None:
-                series.last_close, series.next_start = close, series.closed_through
+        if last is not None:
+            seed_trades(self.state, [last])
 
     # ---- loop ------------------------------------------------------------------------
 
@@ -338,13 +335,13 @@ class Aggregator:
 
     def _covered_from_tape_start(self, coin: str) -> None:
         """The first tape record of a coin whose tape was empty at start: the tape (the venue's
-        subscribe replay first) covers the coin from its first trade, so windows from there on
-        were watched whole."""
+        subscribe replay first) covers the coin from just after its oldest replayed trade, so
+        windows from there on were watched whole."""
         self.untaped.discard(coin)
-        first = first_ts_ms(self.settings.data_dir, coin)
-        if first is not None and first < self.state.joined_by_coin.get(coin, first):
-            self.state.joined_by_coin[coin] = first
-            self.log.info("covered_from_tape", coin=coin, from_ms=first)
+        start = coverage_start_ms(self.settings.data_dir, coin)
+        if start is not None and start < self.state.joined_by_coin.get(coin, start):
+            self.state.joined_by_coin[coin] = start
+            self.log.info("covered_from_tape", coin=coin, from_ms=start)
 
     def _apply_record(self, record: TradeBatch | Record) -> None:
         if isinstance(record, TradeBatch):

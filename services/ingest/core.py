@@ -22,7 +22,9 @@ Invariants:
   so the bounds cost nothing in practice and keep memory flat at any trade rate. Snapshots
   keep only the newest `PERSIST_KEYS_PER_COIN` keys (and the floor) for the same reason.
 - `ReplayCheck` reports a `Gap` only when it can prove trades may be missing: the coin had
-  trades before, the subscribe replay shares none of them, and the replay starts after them.
+  trades before, the subscribe replay shares none of them, and the replay starts no earlier
+  than the newest of them (at the same millisecond, the venue's block may have been cut on
+  both sides: trades of it between ours and the replay's are unknown).
 
 Subscription planning, sharding and the optional channels live in `channels.py`; the
 reconnect policy in `reconnect.py`.
@@ -429,7 +431,7 @@ def replay_gap(
     if last_ts_ms is None or not replay or known > 0:
         return None
     oldest_ms = min(trade.ts_ms for trade in replay)
-    if oldest_ms <= last_ts_ms:
+    if oldest_ms < last_ts_ms:
         return None
     return Gap(coin=coin, from_ms=last_ts_ms, to_ms=oldest_ms, reason=REPLAY_GAP_REASON)
 

@@ -518,7 +518,11 @@ class Ingest:
     def _seed_from_tape(self) -> None:
         """Dedupe state is the tape's tail: what was published is exactly what is known."""
         assert self.tape is not None
-        self.tape.recover(self.settings.coins)
+        # The replay server reads a segment only up to its entry here: an existing segment
+        # without one would be read whole while a batch is being appended to it, and a tap
+        # catching up would get that batch's first lines both from the replay and live.
+        for position in self.tape.recover(self.settings.coins):
+            self.tape_ends[(position.coin, position.day)] = position.offset
         seeded = 0
         for coin in self.settings.coins:
             tail = tail_trades(self.settings.data_dir, coin, SEED_TRADES_PER_COIN)

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-from tests.integration.harness import Pipeline, wait_for
+
+from tests.support.pipeline import Pipeline
+from tests.support.wait import wait_for
 
 
 @pytest.fixture

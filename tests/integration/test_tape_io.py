@@ -18,6 +18,7 @@ from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import HEADER, TapePosition, format_record, segment_path
 from hlstream.common.tape_io import TapeWriter, prune
 from hlstream.common.tape_read_io import (
+    coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
     read_from,
@@ -356,3 +357,33 @@ def test_tail_scans_find_the_last_trades_and_the_close_before_a_time(tmp_path):
     assert before(MIDNIGHT_MS + 3_000) == "3.0"  # strictly before; the late trade counts
     assert before(MIDNIGHT_MS + 1_000) == "1.0"  # from yesterday's segment
     assert before(MIDNIGHT_MS - 5_000) is None
+
+
+def test_an_illiquid_coins_shuffled_replay_gives_the_newest_trade_as_the_close(tmp_path):
+    # The venue's replay of an illiquid coin spans minutes in any order; the newest trade
+    # before the time asked for is neither the last line nor within a minute of it.
+    minutes = [7, 1, 9, 3, 0, 5, 2, 8, 4, 6]
+    replay = [trade(MIDNIGHT_MS + 60_000 * m, m, price=f"{m}.5") for m in minutes]
+    write(tmp_path, [*replay, trade(MIDNIGHT_MS + 600_000, 99, price="10.5")])
+
+    found = last_trade_before(tmp_path, "BTC", MIDNIGHT_MS + 600_000)
+
+    assert found is not None and found.price == "9.5"
+
+
+def test_of_trades_at_one_time_the_close_before_is_the_last_appended(tmp_path):
+    block = [trade(MIDNIGHT_MS + 1_000, tid, price=f"{tid}.0") for tid in (5, 3, 4)]
+    write(tmp_path, block)
+
+    found = last_trade_before(tmp_path, "BTC", MIDNIGHT_MS + 1_001)
+
+    assert found is not None and found.price == "4.0"
+
+
+def test_coverage_starts_just_after_the_oldest_trade_of_the_first_batch(tmp_path):
+    assert coverage_start_ms(tmp_path, "BTC") is None
+    oldest = MIDNIGHT_MS + 5_000  # a window start: the replay may have cut its block
+    write(tmp_path, [trade(oldest + 900, 3), trade(oldest, 1), trade(oldest, 2)])
+    write(tmp_path, [trade(oldest + 2_000, 4)])
+
+    assert coverage_start_ms(tmp_path, "BTC") == oldest + 1

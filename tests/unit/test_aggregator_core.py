@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from hlstream.common.tape import coverage_start
+from hlstream.services.aggregator.checkpoint import from_checkpoint, to_checkpoint
 from hlstream.services.aggregator.core import (
     advance,
     apply_trades,
     new_state,
     next_deadline,
     seed_closes,
+    seed_trades,
     taint,
 )
 from tests.support.trades import make_trade
@@ -216,3 +219,70 @@ def test_a_late_trade_never_replaces_a_close_the_series_already_has():
     seed_closes(state, late)
     (carry,) = advance(state, T0 + 2 * S5 + 2_000)
     assert carry.close == "100.0"
+
+
+def test_a_gap_marker_covers_the_windows_of_both_boundary_milliseconds() -> None:
+    state = new_state(("BTC",), {"5s": S5}, 0, T0 - 1)
+    apply_trades(state, [make_trade(ts_ms=T0 + 4_999, tid=1), make_trade(ts_ms=T0 + 10_000, tid=2)])
+    taint(state, "BTC", T0 + 4_999, T0 + 10_000)  # [from_ms, to_ms], inclusive
+    apply_trades(state, [make_trade(ts_ms=T0 + 15_000, tid=3)])
+
+    bars = advance(state, T0 + 20_000)
+
+    assert [(b.start_ms - T0, b.complete) for b in bars] == [
+        (0, False),
+        (5_000, False),
+        (10_000, False),
+        (15_000, True),
+    ]
+
+
+def test_a_window_starting_at_the_oldest_replayed_time_is_not_complete():
+    # The venue stamps a block with one time; a 30-trade replay starting exactly at a window
+    # start may have cut that block, so the window is short and must not be claimed whole.
+    joined = T0 + S5 + 500
+    state = new_state(("BTC",), {"5s": S5}, 2_000, joined)
+    replay = [  # newest first, as the venue sends it
+        make_trade(price="101", ts_ms=T0 + S5 + 400),
+        make_trade(price="100", ts_ms=T0 + 1),
+        make_trade(price="99", ts_ms=T0),
+        make_trade(price="98", ts_ms=T0),
+    ]
+    state.joined_by_coin["BTC"] = coverage_start(replay)
+    assert apply_trades(state, replay) == []
+
+    bars = advance(state, T0 + 2 * S5 + 2_000)
+
+    assert [(b.start_ms, b.complete) for b in bars] == [(T0, False), (T0 + S5, True)]
+
+
+def test_coverage_starts_strictly_after_the_oldest_replayed_time():
+    replay = [make_trade(ts_ms=T0 + 7), make_trade(ts_ms=T0), make_trade(ts_ms=T0 + 3)]
+    assert coverage_start(replay) == T0 + 1
+    assert coverage_start([]) is None
+
+
+def test_a_newer_late_trade_replaces_a_seeded_close_until_the_first_bar():
+    state = new_state(("BTC",), {"5s": S5, "1m": 60_000}, 2_000, T0 + 37_500)
+    seed_trades(state, [make_trade(price="24.841", ts_ms=T0 - 5_000)])  # before the 1m window
+    later = make_trade(price="24.837", ts_ms=T0 + 20_863)  # in it, before the first 5s one
+    seed_closes(state, apply_trades(state, [later]))
+
+    bars = advance(state, T0 + 45_000 + 2_000)
+
+    five = [b for b in bars if b.interval == "5s"]
+    assert [(b.start_ms, b.close) for b in five] == [
+        (T0 + 35_000, "24.837"),
+        (T0 + 40_000, "24.837"),
+    ]
+
+
+def test_a_seeded_close_stays_replaceable_across_a_checkpoint():
+    state = new_state(("BTC",), {"5s": S5, "1m": 60_000}, 2_000, T0 + 37_500)
+    seed_trades(state, [make_trade(price="24.841", ts_ms=T0 - 5_000)])
+    restored = from_checkpoint(to_checkpoint(state, {}, [], T0)).state
+    seed_closes(restored, apply_trades(restored, [make_trade(price="24.837", ts_ms=T0 + 20_863)]))
+
+    bars = advance(restored, T0 + 40_000 + 2_000)
+
+    assert [(b.interval, b.close) for b in bars] == [("5s", "24.837")]

@@ -16,7 +16,7 @@ from hlstream.common.bus_io import Publisher, subscribe_socket
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Gap, TradeBatch, decode_message
+from hlstream.common.messages import Gap, Trade, TradeBatch, decode_message
 from hlstream.common.tape import parse_record, segment_path
 from hlstream.services.ingest import shell
 from hlstream.services.ingest.core import parse_frame
@@ -137,3 +137,19 @@ def test_a_coin_past_the_cap_goes_out_in_several_messages(
     assert [len(message.trades) for _, message in messages] == [4, 2]
     first, second = (message.tape for _, message in messages)
     assert first.end == second.start
+
+
+def test_a_restarted_ingest_bounds_the_replay_of_its_existing_segments(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", run_dir=tmp_path / "run", coins=("BTC",))
+    with open_tape(settings.data_dir, EventLog("test")) as tape:
+        tape.append([Trade("BTC", "buy", "10.5", "1", T0, tid, "") for tid in (1, 2)])
+        (written,) = tape.commit()
+    context = zmq.Context()
+    ingest = Ingest(settings, StopFlag(), EventLog("test"), context)
+    ingest.tape = open_tape(settings.data_dir, ingest.log)
+    try:
+        ingest._seed_from_tape()
+        assert ingest.tape_ends == {("BTC", written.day): written.offset}
+    finally:
+        ingest.tape.close()
+        context.term()

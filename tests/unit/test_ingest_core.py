@@ -329,6 +329,16 @@ def test_replay_not_newer_than_last_seen_reports_no_gap() -> None:
     assert replay_gap("BTC", [make_trade(4000, 4)], known=0, last_ts_ms=5000) is None
 
 
+def test_replay_starting_in_the_block_of_the_last_seen_trade_reports_that_millisecond() -> None:
+    # We had part of the block stamped 5000; the replay, none of whose trades we know, starts
+    # inside the same block: trades of it between ours and the replay's may be missing.
+    replay = [make_trade(5000, 8), make_trade(5000, 9), make_trade(6000, 10)]
+
+    gap = replay_gap("BTC", replay, known=0, last_ts_ms=5000)
+
+    assert gap == Gap("BTC", 5000, 5000, "replay_no_overlap")
+
+
 def test_replay_check_only_judges_first_frame_per_coin_after_connect() -> None:
     check = ReplayCheck()
     check.on_connect(["BTC", "ETH"])
