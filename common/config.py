@@ -361,6 +361,8 @@ def prepare_dirs(settings: Settings) -> None:
         ("data_dir", settings.data_dir, 0o755),
         ("run_dir", settings.run_dir, 0o700),
     ):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"setting {name}: {path} is not a directory")
         try:
             path.mkdir(parents=True, exist_ok=True, mode=mode)
             if name == "run_dir":
