@@ -249,7 +249,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"hlstream: not running (run dir {settings.run_dir})", file=sys.stderr)
         return 0 if args.command == "stop" else 1
     if args.command == "stop":
-        return supervise_io.supervisorctl(settings, env, "shutdown")
+        return supervise_io.stop_daemon(settings)
     return supervise_io.supervisorctl(settings, env, "restart", args.stage)
 
 

@@ -24,6 +24,10 @@ from hlstream.common.config import Settings
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
 
+START_TIMEOUT_S = 15.0  # supervisord daemonizes, then opens its socket
+STOP_TIMEOUT_S = 45.0  # the stages' stopwaitsecs in supervisord.conf add up to 40 s
+POLL_S = 0.1
+
 
 def config_path() -> Path:
     """The supervisord.conf shipped in the package (override: HLSTREAM_SUPERVISORD_CONF).
@@ -107,10 +111,7 @@ def _is_supervisord(pid: int) -> bool:
 def refuse_if_running(settings: Settings) -> None:
     """Raise ConfigError naming a live instance; clean up a dead one's pid file and socket."""
     pid_file = pid_path(settings)
-    try:
-        pid = int(pid_file.read_text().strip() or 0)
-    except (OSError, ValueError):
-        pid = 0
+    pid = _read_pid(settings)
     if is_running(settings):
         owner = f" (supervisord pid {pid})" if pid else ""
         raise ConfigError(
@@ -129,10 +130,79 @@ def refuse_if_running(settings: Settings) -> None:
 
 
 def start_daemon(settings: Settings, env: dict[str, str]) -> None:
-    """Start supervisord in the background; raise ConfigError if already running."""
+    """Start supervisord in the background and say what runs where once it answers.
+
+    Raises ConfigError if already running, or if supervisord does not answer on its socket
+    within START_TIMEOUT_S.
+    """
     refuse_if_running(settings)
-    _prepare_logs(settings)
+    logs = _prepare_logs(settings)
     subprocess.run(_supervisord_cmd(foreground=False), env=env, check=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (is_running(settings) and _read_pid(settings)):
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"supervisord did not answer on {socket_path(settings)} within "
+                f"{START_TIMEOUT_S:.0f} s (see {logs / 'supervisord.log'})"
+            )
+        time.sleep(POLL_S)
+    pid = _read_pid(settings)
+    _say(
+        f"hlstream: started {', '.join(STAGES)} under supervisord (pid {pid}); "
+        f"data in {settings.data_dir}, logs in {logs}"
+    )
+    _say(
+        f"hlstream: `hlstream status --run-dir {settings.run_dir}` checks them, "
+        f"`hlstream stop --run-dir {settings.run_dir}` stops them"
+    )
+
+
+def stop_daemon(settings: Settings) -> int:
+    """Shut supervisord down and return only once it and every stage have exited (0), else 1.
+
+    supervisord answers the shutdown request at once and stops the stages in order after it,
+    so waiting for the processes is what lets `hlstream stop && hlstream start` work.
+    """
+    pids = {_read_pid(settings)}
+    with contextlib.suppress(OSError, xmlrpc.client.Error):
+        pids |= {int(info["pid"]) for info in process_states(settings).values()}
+    pids.discard(0)
+    try:
+        rpc(settings).supervisor.shutdown()
+    except (OSError, xmlrpc.client.Error) as exc:
+        if is_running(settings):
+            _say(f"hlstream: stop: supervisord refused the shutdown ({exc})", err=True)
+            return 1
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while True:
+        alive = sorted(pid for pid in pids if _is_alive(pid))
+        if not alive and not is_running(settings):
+            _say(f"hlstream: stopped (run dir {settings.run_dir})")
+            return 0
+        if time.monotonic() > deadline:
+            _say(
+                f"hlstream: stop: still running after {STOP_TIMEOUT_S:.0f} s: "
+                f"pid {', '.join(map(str, alive)) or '?'}",
+                err=True,
+            )
+            return 1
+        time.sleep(POLL_S)
+
+
+def _read_pid(settings: Settings) -> int:
+    try:
+        return int(pid_path(settings).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _is_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie waiting for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _tail_logs(logs: Path, stop: threading.Event) -> None:

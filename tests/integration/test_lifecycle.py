@@ -165,3 +165,23 @@ def test_tap_reports_a_stale_socket(tmp_path):
     )
     assert result.returncode == 1
     assert "stale socket" in result.stderr
+
+
+def test_stop_returns_once_everything_is_gone_so_start_works_at_once(exchange, tmp_path):
+    pipeline = Pipeline(exchange, tmp_path, coins="BTC", intervals="5s", backfill_hours="0")
+    started = _cli(pipeline, "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "started ingest, aggregator, writer under supervisord (pid " in started.stdout
+        assert f"data in {pipeline.data_dir}" in started.stdout
+        pipeline.wait_ready()
+
+        stopped = _cli(pipeline, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert not pids_with_run_dir(pipeline.run_dir), "stop returned before every process ended"
+        again = _cli(pipeline, "start")
+        assert again.returncode == 0, again.stderr
+    finally:
+        final = _cli(pipeline, "stop")
+    assert final.returncode == 0 and "stopped" in final.stdout, final.stderr
+    assert not pids_with_run_dir(pipeline.run_dir)
