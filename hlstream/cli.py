@@ -198,7 +198,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return _backfill(args)
     settings = load_settings(args)
-    if args.command in ("verify", "tap", "status", "rebuild"):
+    if args.command in ("verify", "tap", "status", "rebuild", "stop", "restart"):
         settings = _running_instance(args, settings)
     if args.command == "verify":
         return _verify(args, settings)
