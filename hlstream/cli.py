@@ -238,10 +238,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return serve_forever(settings)
     env = supervise_io.stage_env(settings, _flag_env(args))
     if args.command == "run":
+        supervise_io.refuse_if_running(settings)
+        _precheck_coins(settings)
         prepare_dirs(settings)
         _maybe_metrics(settings)
         return supervise_io.run_foreground(settings, env)
     if args.command == "start":
+        supervise_io.refuse_if_running(settings)
+        _precheck_coins(settings)
         prepare_dirs(settings)
         supervise_io.start_daemon(settings, env)
         return 0
@@ -277,6 +281,24 @@ def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
         file=sys.stderr,
     )
     return demo
+
+
+def _precheck_coins(settings: Settings) -> None:
+    """Refuse an unknown coin before any stage starts (and creates its files)."""
+    from hlstream.common.rest_io import InfoClient
+    from hlstream.common.universe_io import PRECHECK_TIMEOUT_S, precheck_coins
+
+    client = InfoClient(settings.info_url, timeout_s=PRECHECK_TIMEOUT_S)
+    try:
+        reason = precheck_coins(settings, client)
+    finally:
+        client.close()
+    if reason is not None:
+        print(
+            f"hlstream: coins not validated yet ({reason}); ingest checks them once the "
+            "exchange answers",
+            file=sys.stderr,
+        )
 
 
 def _maybe_metrics(settings: Settings) -> None:

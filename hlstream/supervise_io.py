@@ -23,10 +23,12 @@ from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
+from hlstream.logview import config_error
 
 START_TIMEOUT_S = 15.0  # supervisord daemonizes, then opens its socket
 STOP_TIMEOUT_S = 45.0  # the stages' stopwaitsecs in supervisord.conf add up to 40 s
 POLL_S = 0.1
+ERROR_TAIL_BYTES = 64 * 1024  # where a stage's last lines are, in its log
 
 
 def config_path() -> Path:
@@ -267,15 +269,15 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
     tail = threading.Thread(target=_tail_logs, args=(logs, tail_done), daemon=True)
     tail.start()
     _say(f"hlstream: running; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops")
-    exit_code, forwarded, noted = 0, False, 1
+    exit_code, forwarded, noted, failed = 0, False, 1, None
     while proc.poll() is None:
         if not stop.is_set():
             stop.wait(1.0)
             failed = None if stop.is_set() else _config_failure(settings)
             if failed:
                 _say(
-                    f"hlstream: stage {failed} stopped on a configuration error "
-                    f"(see {logs / (failed + '.log')}); shutting down",
+                    f"hlstream: stage {failed} stopped on a configuration error; "
+                    "stopping the pipeline",
                     err=True,
                 )
                 exit_code = EXIT_CONFIG
@@ -296,8 +298,22 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
     time.sleep(0.3)  # let the tail thread echo the stages' last lines
     tail_done.set()
     tail.join(timeout=2)
+    if failed:  # the stage's own words, as the last line on the terminal
+        log = logs / f"{failed}.log"
+        _say(f"hlstream: error: {failed}: {_stage_error(log)} (log: {log})", err=True)
     code = proc.returncode or 0
     return exit_code or (0 if code in (0, -signal.SIGTERM) else code)
+
+
+def _stage_error(log: Path) -> str:
+    """The last configuration error a stage logged, read from the end of its log."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - ERROR_TAIL_BYTES))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return f"its log cannot be read ({exc.strerror})"
+    return config_error(text.splitlines()) or "it could not start; its last lines are above"
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
