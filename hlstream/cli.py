@@ -239,14 +239,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     env = supervise_io.stage_env(settings, _flag_env(args))
     if args.command == "run":
         supervise_io.refuse_if_running(settings)
-        _precheck_coins(settings)
         prepare_dirs(settings)
+        _precheck_coins(settings)
         _maybe_metrics(settings)
         return supervise_io.run_foreground(settings, env)
     if args.command == "start":
         supervise_io.refuse_if_running(settings)
-        _precheck_coins(settings)
         prepare_dirs(settings)
+        _precheck_coins(settings)
         supervise_io.start_daemon(settings, env)
         return 0
     if not supervise_io.is_running(settings):
