@@ -23,7 +23,7 @@ from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
-from hlstream.logview import config_error
+from hlstream.logview import Echo, config_error
 
 START_TIMEOUT_S = 15.0  # supervisord daemonizes, then opens its socket
 STOP_TIMEOUT_S = 45.0  # the stages' stopwaitsecs in supervisord.conf add up to 40 s
@@ -88,8 +88,9 @@ def process_states(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def _supervisord_cmd(foreground: bool) -> list[str]:
+    """supervisord's command; in the foreground it logs only to run/logs/supervisord.log."""
     cmd = [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())]
-    return cmd + (["-n"] if foreground else [])
+    return cmd + (["-n", "--silent"] if foreground else [])
 
 
 def _prepare_logs(settings: Settings) -> Path:
@@ -207,7 +208,7 @@ def _is_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _tail_logs(logs: Path, stop: threading.Event) -> None:
+def _tail_logs(logs: Path, stop: threading.Event, echo: Echo) -> None:
     """Echo new lines of each stage's log to stdout, prefixed with the stage name."""
     offsets: dict[str, int] = {}
     for stage in STAGES:
@@ -229,8 +230,11 @@ def _tail_logs(logs: Path, stop: threading.Event) -> None:
                 continue
             cut = chunk.rfind(b"\n") + 1
             offsets[stage] += cut
+            now_s = time.monotonic()
             lines = chunk[:cut].decode("utf-8", "replace").splitlines()
-            _say("\n".join(f"{stage:<10} | {line}" for line in lines))
+            shown = [out for line in lines for out in echo.feed(stage, line, now_s)]
+            if shown:
+                _say("\n".join(shown))
 
 
 def _config_failure(settings: Settings) -> str | None:
@@ -266,9 +270,12 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
         preexec_fn=pdeathsig_preexec(),
     )
     tail_done = threading.Event()
-    tail = threading.Thread(target=_tail_logs, args=(logs, tail_done), daemon=True)
+    tail = threading.Thread(target=_tail_logs, args=(logs, tail_done, Echo(str(logs))), daemon=True)
     tail.start()
-    _say(f"hlstream: running; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops")
+    _say(
+        f"hlstream: running {','.join(settings.coins)} x {','.join(settings.intervals)} from "
+        f"{settings.ws_url}; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops"
+    )
     exit_code, forwarded, noted, failed = 0, False, 1, None
     while proc.poll() is None:
         if not stop.is_set():

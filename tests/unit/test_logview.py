@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hlstream.logview import config_error, parse_line
+from hlstream.logview import Echo, config_error, parse_line
 
 TEXT = (
     "2026-12-04T20:19:44.561Z ERROR event=config_error service=ingest "
@@ -34,3 +34,47 @@ def test_config_error_is_the_last_one_logged():
     older = TEXT.replace("BTCC", "ETHH").replace("BTC?", "ETH?")
     assert config_error([older, "noise", TEXT]) == "unknown coin 'BTCC': did you mean BTC?"
     assert config_error(["noise"]) is None
+
+
+def _line(level: str, event: str, **fields: str) -> str:
+    pairs = " ".join(f'{key}="{value}"' for key, value in fields.items())
+    return f"2026-12-04T20:00:00.000Z {level} event={event} service=x {pairs}"
+
+
+REFUSED = "http://127.0.0.1:1/info unreachable: ConnectionError"
+
+
+def test_echo_leaves_the_config_line_to_the_logs():
+    assert Echo("run/logs").feed("ingest", _line("INFO", "config", settings="a=b"), 0.0) == []
+
+
+def test_echo_says_offline_once_with_the_demo_hint_then_hides_retries():
+    echo = Echo("run/logs")
+    first = echo.feed("ingest", _line("WARNING", "meta_unavailable", error=REFUSED), 0.0)
+    assert len(first) == 1 and REFUSED in first[0] and "`make demo`" in first[0]
+    for event in ("rest_retry", "rest_failed", "backfill_failed"):
+        assert echo.feed("writer", _line("ERROR", event, error=REFUSED), 5.0) == []
+    assert echo.feed("ingest", _line("WARNING", "ws_reconnect", reason="connect_failed:X"), 6) == []
+    assert echo.feed("aggregator", _line("WARNING", "feed_not_covered"), 7.0) == []
+
+
+def test_echo_repeats_the_offline_note_only_every_ten_minutes():
+    echo = Echo("run/logs")
+    echo.feed("ingest", _line("WARNING", "meta_unavailable", error=REFUSED), 0.0)
+    assert echo.feed("ingest", _line("WARNING", "meta_unavailable", error=REFUSED), 599.0) == []
+    again = echo.feed("ingest", _line("WARNING", "meta_unavailable", error=REFUSED), 600.0)
+    assert len(again) == 1 and "still cannot reach the exchange after 10 min" in again[0]
+
+
+def test_echo_shows_everything_again_once_the_exchange_answers():
+    echo = Echo("run/logs")
+    echo.feed("ingest", _line("WARNING", "meta_unavailable", error=REFUSED), 0.0)
+    back = echo.feed("ingest", _line("INFO", "coins_validated"), 9.0)
+    assert back[0] == "hlstream: the exchange answers; streaming" and "coins_validated" in back[1]
+    failed = _line("WARNING", "rest_retry", error=REFUSED)
+    assert len(echo.feed("writer", failed, 10.0)) == 1, "a new outage is said again"
+
+
+def test_echo_shows_retries_of_an_exchange_that_answers_badly():
+    line = _line("WARNING", "rest_retry", error="server error HTTP 500")
+    assert Echo("run/logs").feed("writer", line, 0.0) == [f"writer     | {line}"]
