@@ -368,11 +368,16 @@ def _demo(args: argparse.Namespace) -> int:
 
     demo_io.apply_demo_defaults(args, "ws://127.0.0.1:1", "http://127.0.0.1:1")
     settings = load_settings(args)  # validate before starting anything
+    supervise_io.refuse_if_running(settings)
+    demo_io.reset_demo_dirs(settings)
+    print(
+        f"hlstream demo: starting from empty {settings.data_dir} and {settings.run_dir} "
+        "(the fake exchange makes up a new price history on every run)"
+    )
     sim, ws_url, info_url = demo_io.start_sim(",".join(settings.coins), rate=4.0)
     try:
         demo_io.apply_demo_defaults(args, ws_url, info_url)
         settings = load_settings(args)
-        prepare_dirs(settings)
         print(
             f"hlstream demo: fake exchange at {ws_url}; bars in {settings.data_dir}; "
             f"try `hlstream tap bars --run-dir {settings.run_dir}` in another terminal"
