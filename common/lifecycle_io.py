@@ -19,7 +19,9 @@ import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
@@ -29,6 +31,11 @@ from hlstream.common.log import EventLog, setup_logging
 _T = TypeVar("_T")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_PDEATHSIG = 1
+# supervisord.conf's `startsecs`: a process that exits sooner counts as a failed start and is
+# started again whatever its exit code, so a stage leaving on a configuration error (78, in
+# `exitcodes`) first lives this long, plus a margin for supervisord's reaping tick.
+SUPERVISOR_STARTSECS = 1.0
+CONFIG_EXIT_MARGIN_S = 0.3
 
 
 class StopFlag:
@@ -138,6 +145,8 @@ def run_main(log: EventLog, body: Callable[[], None]) -> None:
     except ConfigError as exc:
         log.error("config_error", error=str(exc))
         code = EXIT_CONFIG
+        if os.environ.get("SUPERVISOR_ENABLED"):
+            _outlive_startsecs()
     except KeyboardInterrupt:
         code = EXIT_OK
     except Exception:  # top-level run loop: log and let supervisord restart us
@@ -145,6 +154,24 @@ def run_main(log: EventLog, body: Callable[[], None]) -> None:
         code = EXIT_CRASH
     ignore_stop_signals()
     sys.exit(code)
+
+
+def process_age_s() -> float:
+    """Seconds since this process was forked (Linux /proc; 0.0 elsewhere)."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return 0.0
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
+    return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _outlive_startsecs() -> None:
+    """Sleep until supervisord sees an exit after `startsecs`: an expected one, not restarted."""
+    left_s = SUPERVISOR_STARTSECS + CONFIG_EXIT_MARGIN_S - process_age_s()
+    if left_s > 0:
+        time.sleep(left_s)
 
 
 class StopRequestedError(Exception):

@@ -1,20 +1,59 @@
-"""Expand `coins = "all"` at startup: one `meta` request, retried with backoff while the
-network is down (DESIGN.md: startup must survive an outage), then `common.universe`.
+"""The venue's coin lists over REST, read through `common.universe`.
 
-Call it right after `load_settings` in each stage's `__main__`; it returns the settings
-unchanged, without any request, when the coin list is concrete.
+`resolve_settings_coins` expands `coins = "all"` at startup: one `meta` request, retried with
+backoff while the network is down (DESIGN.md: startup must survive an outage). Call it right
+after `load_settings` in each stage's `__main__`; it returns the settings unchanged, without
+any request, when the coin list is concrete.
+
+`precheck_coins` is the front door's one quick look before it starts anything: an unknown
+coin stops `hlstream run` before a stage creates a file for it; when the exchange does not
+answer, the stages start and ingest checks the coins once it does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from hlstream.common.config import Settings, validate
-from hlstream.common.errors import TransientError
+from hlstream.common.errors import ProtocolError, TransientError
 from hlstream.common.log import EventLog
 from hlstream.common.rest_io import FOREVER, InfoClient, call_with_retry
-from hlstream.common.universe import resolve_coins, wants_all
+from hlstream.common.universe import (
+    check_coins,
+    dex_prefixes,
+    resolve_coins,
+    universe_names,
+    wants_all,
+)
+
+PRECHECK_TIMEOUT_S = 5.0
+
+
+def fetch_listing(client: InfoClient, dexes: list[str]) -> tuple[Any, set[str]]:
+    """(meta answer, every listed name); raises TransientError or ProtocolError."""
+    meta = client.post({"type": "meta"})
+    spot = client.post({"type": "spotMeta"})
+    dex_metas = {dex: client.post({"type": "meta", "dex": dex}) for dex in dexes}
+    return meta, universe_names(meta, spot, dex_metas)
+
+
+def precheck_coins(settings: Settings, client: InfoClient) -> str | None:
+    """Check the configured coins against the listing once, without retrying.
+
+    Raises ConfigError naming an unknown coin. Returns None when the coins were checked (or
+    need no check), else why they could not be checked yet.
+    """
+    if not settings.validate_coins or wants_all(settings.coins):
+        return None
+    watched = settings.coins + settings.book_coins + settings.bbo_coins
+    try:
+        _meta, names = fetch_listing(client, dex_prefixes(watched))
+    except (TransientError, ProtocolError) as exc:
+        return str(exc)
+    check_coins(watched, names)
+    return None
 
 
 def resolve_settings_coins(

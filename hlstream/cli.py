@@ -8,6 +8,7 @@
     rebuild --interval I [--check]          re-derive CSV files of any interval from the tape
     demo                                    fake exchange + pipeline, no internet needed
     metrics                                 Prometheus exporter alone (needs metrics_port)
+    help settings                           every setting, its flag, variable and default
 
 Every command takes `--config FILE` and one `--kebab-name VALUE` flag per setting.
 Exit codes: 0 ok, 1 failure/unhealthy, 2 usage error, 78 configuration error.
@@ -29,6 +30,7 @@ from hlstream.common.config import (
     add_config_flags,
     load_settings,
     prepare_dirs,
+    settings_help,
 )
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import ignore_stop_signals
@@ -36,6 +38,10 @@ from hlstream.common.log import setup_logging
 from hlstream.tapcmd_io import KINDS
 
 _STAGE_CHOICES = [*STAGES, "all"]
+_SETTINGS_EPILOG = (
+    "settings: --config FILE, and any setting as --kebab-name VALUE (e.g. --run-dir DIR); "
+    "`hlstream help settings` lists them"
+)
 
 
 def _flag_env(args: argparse.Namespace) -> dict[str, str]:
@@ -68,28 +74,35 @@ def _duration_ms(text: str) -> int:
     )
 
 
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows its own options; the settings are one line at the end."""
+    return commands.add_parser(name, help=help_text, description=help_text, epilog=_SETTINGS_EPILOG)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hlstream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in (
         ("run", "run all stages in the foreground under supervisord (Ctrl-C stops)"),
         ("start", "start all stages in the background"),
-        ("stop", "stop all stages and supervisord"),
+        ("stop", "stop all stages and supervisord; returns once every process is gone"),
         ("demo", "run the fake exchange + pipeline (5s,1m bars in ./demo-data); Ctrl-C stops"),
         ("metrics", "serve Prometheus metrics on 127.0.0.1:metrics_port until Ctrl-C"),
     ):
-        add_config_flags(commands.add_parser(name, help=help_text))
-    restart = commands.add_parser("restart", help="restart one stage (or all)")
+        add_config_flags(_command(commands, name, help_text), listed=False)
+    restart = _command(commands, "restart", "restart one stage (or all)")
     restart.add_argument("stage", choices=_STAGE_CHOICES)
-    add_config_flags(restart)
+    add_config_flags(restart, listed=False)
 
-    status = commands.add_parser("status", help="stage states and pipeline health (exit 1 if bad)")
+    status = _command(commands, "status", "stage states and pipeline health (exit 1 if bad)")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
-    add_config_flags(status)
+    add_config_flags(status, listed=False)
 
-    tap = commands.add_parser("tap", help="print live bus messages, one line each")
+    tap = _command(commands, "tap", "print live bus messages, one line each")
     tap.add_argument("kind", choices=KINDS)
     tap.add_argument(
         "coin_list",
@@ -106,21 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=_duration_ms,
         help="trades only: first the last N s/m/h/d from the tape (e.g. 5m), then live",
     )
-    add_config_flags(tap)
+    add_config_flags(tap, listed=False)
 
-    backfill = commands.add_parser(
-        "backfill", help="one-shot REST backfill of --coins x --intervals (safe while running)"
+    backfill = _command(
+        commands, "backfill", "one-shot REST backfill of --coins x --intervals (safe while running)"
     )
     backfill.add_argument("--hours", type=float, help="how far back (default backfill_hours)")
-    add_config_flags(backfill)
+    add_config_flags(backfill, listed=False)
 
-    verify = commands.add_parser("verify", help="check CSV files; exit 1 on any defect")
+    verify = _command(commands, "verify", "check CSV files; exit 1 on any defect")
     verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
     verify.add_argument("--interval", help="interval of the files (default: from each name)")
-    add_config_flags(verify)
-    rebuild = commands.add_parser(
+    add_config_flags(verify, listed=False)
+    rebuild = _command(
+        commands,
         "rebuild",
-        help="re-derive the CSV files of any interval from the trade tape (atomic, idempotent)",
+        "re-derive the CSV files of any interval from the trade tape (atomic, idempotent)",
     )
     rebuild.add_argument("--interval", required=True, help="e.g. 5s, 15s, 1m, 4h (any)")
     rebuild.add_argument(
@@ -130,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument(
         "--check", action="store_true", help="change nothing; list rows that differ (exit 1)"
     )
-    add_config_flags(rebuild)
+    add_config_flags(rebuild, listed=False)
     keygen = commands.add_parser("curve-keygen", help="write a CURVE server secret key file")
     keygen.add_argument("path", type=Path, help="file to create (mode 0600)")
+    helper = commands.add_parser("help", help="`hlstream help settings`: every setting explained")
+    helper.add_argument("topic", nargs="?", choices=["settings"], help="what to explain")
     return parser
 
 
@@ -152,7 +168,14 @@ def _curve_keygen(path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None or (args.command == "help" and args.topic is None):
+        parser.print_help()
+        return 0
+    if args.command == "help":
+        print(settings_help())
+        return 0
     setup_logging("WARNING")
     try:
         return _dispatch(args)
@@ -175,7 +198,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return _backfill(args)
     settings = load_settings(args)
-    if args.command in ("verify", "tap", "status", "rebuild"):
+    if args.command in ("verify", "tap", "status", "rebuild", "stop", "restart"):
         settings = _running_instance(args, settings)
     if args.command == "verify":
         return _verify(args, settings)
@@ -215,18 +238,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         return serve_forever(settings)
     env = supervise_io.stage_env(settings, _flag_env(args))
     if args.command == "run":
+        supervise_io.refuse_if_running(settings)
         prepare_dirs(settings)
+        _precheck_coins(settings)
         _maybe_metrics(settings)
         return supervise_io.run_foreground(settings, env)
     if args.command == "start":
+        supervise_io.refuse_if_running(settings)
         prepare_dirs(settings)
+        _precheck_coins(settings)
         supervise_io.start_daemon(settings, env)
         return 0
     if not supervise_io.is_running(settings):
         print(f"hlstream: not running (run dir {settings.run_dir})", file=sys.stderr)
         return 0 if args.command == "stop" else 1
     if args.command == "stop":
-        return supervise_io.supervisorctl(settings, env, "shutdown")
+        return supervise_io.stop_daemon(settings)
     return supervise_io.supervisorctl(settings, env, "restart", args.stage)
 
 
@@ -254,6 +281,24 @@ def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
         file=sys.stderr,
     )
     return demo
+
+
+def _precheck_coins(settings: Settings) -> None:
+    """Refuse an unknown coin before any stage starts (and creates its files)."""
+    from hlstream.common.rest_io import InfoClient
+    from hlstream.common.universe_io import PRECHECK_TIMEOUT_S, precheck_coins
+
+    client = InfoClient(settings.info_url, timeout_s=PRECHECK_TIMEOUT_S)
+    try:
+        reason = precheck_coins(settings, client)
+    finally:
+        client.close()
+    if reason is not None:
+        print(
+            f"hlstream: coins not validated yet ({reason}); ingest checks them once the "
+            "exchange answers",
+            file=sys.stderr,
+        )
 
 
 def _maybe_metrics(settings: Settings) -> None:
@@ -323,11 +368,16 @@ def _demo(args: argparse.Namespace) -> int:
 
     demo_io.apply_demo_defaults(args, "ws://127.0.0.1:1", "http://127.0.0.1:1")
     settings = load_settings(args)  # validate before starting anything
+    supervise_io.refuse_if_running(settings)
+    demo_io.reset_demo_dirs(settings)
+    print(
+        f"hlstream demo: starting from empty {settings.data_dir} and {settings.run_dir} "
+        "(the fake exchange makes up a new price history on every run)"
+    )
     sim, ws_url, info_url = demo_io.start_sim(",".join(settings.coins), rate=4.0)
     try:
         demo_io.apply_demo_defaults(args, ws_url, info_url)
         settings = load_settings(args)
-        prepare_dirs(settings)
         print(
             f"hlstream demo: fake exchange at {ws_url}; bars in {settings.data_dir}; "
             f"try `hlstream tap bars --run-dir {settings.run_dir}` in another terminal"

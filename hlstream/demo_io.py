@@ -4,17 +4,25 @@ Starts the simulator as a child in its own session (so Ctrl-C reaches only us), 
 `ws_url=... info_url=...` line it prints once it listens, then runs the pipeline exactly as
 `hlstream run` does with 5s and 1m bars into ./demo-data (run dir ./demo-run). Ctrl-C or
 SIGTERM stops the pipeline first, then the simulator.
+
+Every run starts from empty demo dirs: the simulator makes up a new price history each time,
+and a tape, checkpoint or CSV file of an earlier run would mix two histories (late trades,
+rows the tape contradicts). Only a dir the demo made (it holds DEMO_MARKER) or the default
+one is emptied; any other dir that holds files is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from hlstream.common.config import Settings, prepare_dirs
 from hlstream.common.errors import ConfigError
 from hlstream.common.lifecycle_io import pdeathsig_preexec
 
@@ -26,6 +34,7 @@ DEMO_DEFAULTS = {
     "backfill_hours": "1",
 }
 SIM_START_TIMEOUT_S = 15.0
+DEMO_MARKER = ".hlstream-demo"  # in a dir the demo made, so a later run may empty it
 
 
 def apply_demo_defaults(args: argparse.Namespace, ws_url: str, info_url: str) -> None:
@@ -35,6 +44,26 @@ def apply_demo_defaults(args: argparse.Namespace, ws_url: str, info_url: str) ->
     for name, value in DEMO_DEFAULTS.items():
         if getattr(args, f"cfg_{name}", None) is None:
             setattr(args, f"cfg_{name}", value)
+
+
+def reset_demo_dirs(settings: Settings) -> None:
+    """Empty the demo's data and run dirs (see the module docstring) and mark them as the demo's.
+
+    The caller has made sure no pipeline runs on them.
+    """
+    defaults = {Path(DEMO_DEFAULTS[name]).resolve() for name in ("data_dir", "run_dir")}
+    for name, path in (("data_dir", settings.data_dir), ("run_dir", settings.run_dir)):
+        if not path.is_dir():
+            continue
+        if path not in defaults and not (path / DEMO_MARKER).exists() and any(path.iterdir()):
+            raise ConfigError(
+                f"setting {name}: {path} holds files the demo did not write; the demo starts "
+                "from an empty dir, so give it a new one"
+            )
+        shutil.rmtree(path)
+    prepare_dirs(settings)
+    for path in (settings.data_dir, settings.run_dir):
+        (path / DEMO_MARKER).write_text("made by `hlstream demo`, which empties it on every run\n")
 
 
 def parse_sim_banner(line: str) -> tuple[str, str]:

@@ -23,6 +23,12 @@ from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
+from hlstream.logview import Echo, config_error
+
+START_TIMEOUT_S = 15.0  # supervisord daemonizes, then opens its socket
+STOP_TIMEOUT_S = 45.0  # the stages' stopwaitsecs in supervisord.conf add up to 40 s
+POLL_S = 0.1
+ERROR_TAIL_BYTES = 64 * 1024  # where a stage's last lines are, in its log
 
 
 def config_path() -> Path:
@@ -82,8 +88,9 @@ def process_states(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def _supervisord_cmd(foreground: bool) -> list[str]:
+    """supervisord's command; in the foreground it logs only to run/logs/supervisord.log."""
     cmd = [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path())]
-    return cmd + (["-n"] if foreground else [])
+    return cmd + (["-n", "--silent"] if foreground else [])
 
 
 def _prepare_logs(settings: Settings) -> Path:
@@ -107,10 +114,7 @@ def _is_supervisord(pid: int) -> bool:
 def refuse_if_running(settings: Settings) -> None:
     """Raise ConfigError naming a live instance; clean up a dead one's pid file and socket."""
     pid_file = pid_path(settings)
-    try:
-        pid = int(pid_file.read_text().strip() or 0)
-    except (OSError, ValueError):
-        pid = 0
+    pid = _read_pid(settings)
     if is_running(settings):
         owner = f" (supervisord pid {pid})" if pid else ""
         raise ConfigError(
@@ -129,13 +133,82 @@ def refuse_if_running(settings: Settings) -> None:
 
 
 def start_daemon(settings: Settings, env: dict[str, str]) -> None:
-    """Start supervisord in the background; raise ConfigError if already running."""
+    """Start supervisord in the background and say what runs where once it answers.
+
+    Raises ConfigError if already running, or if supervisord does not answer on its socket
+    within START_TIMEOUT_S.
+    """
     refuse_if_running(settings)
-    _prepare_logs(settings)
+    logs = _prepare_logs(settings)
     subprocess.run(_supervisord_cmd(foreground=False), env=env, check=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (is_running(settings) and _read_pid(settings)):
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"supervisord did not answer on {socket_path(settings)} within "
+                f"{START_TIMEOUT_S:.0f} s (see {logs / 'supervisord.log'})"
+            )
+        time.sleep(POLL_S)
+    pid = _read_pid(settings)
+    _say(
+        f"hlstream: started {', '.join(STAGES)} under supervisord (pid {pid}); "
+        f"data in {settings.data_dir}, logs in {logs}"
+    )
+    _say(
+        f"hlstream: `hlstream status --run-dir {settings.run_dir}` checks them, "
+        f"`hlstream stop --run-dir {settings.run_dir}` stops them"
+    )
 
 
-def _tail_logs(logs: Path, stop: threading.Event) -> None:
+def stop_daemon(settings: Settings) -> int:
+    """Shut supervisord down and return only once it and every stage have exited (0), else 1.
+
+    supervisord answers the shutdown request at once and stops the stages in order after it,
+    so waiting for the processes is what lets `hlstream stop && hlstream start` work.
+    """
+    pids = {_read_pid(settings)}
+    with contextlib.suppress(OSError, xmlrpc.client.Error):
+        pids |= {int(info["pid"]) for info in process_states(settings).values()}
+    pids.discard(0)
+    try:
+        rpc(settings).supervisor.shutdown()
+    except (OSError, xmlrpc.client.Error) as exc:
+        if is_running(settings):
+            _say(f"hlstream: stop: supervisord refused the shutdown ({exc})", err=True)
+            return 1
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while True:
+        alive = sorted(pid for pid in pids if _is_alive(pid))
+        if not alive and not is_running(settings):
+            _say(f"hlstream: stopped (run dir {settings.run_dir})")
+            return 0
+        if time.monotonic() > deadline:
+            _say(
+                f"hlstream: stop: still running after {STOP_TIMEOUT_S:.0f} s: "
+                f"pid {', '.join(map(str, alive)) or '?'}",
+                err=True,
+            )
+            return 1
+        time.sleep(POLL_S)
+
+
+def _read_pid(settings: Settings) -> int:
+    try:
+        return int(pid_path(settings).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _is_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie waiting for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _tail_logs(logs: Path, stop: threading.Event, echo: Echo) -> None:
     """Echo new lines of each stage's log to stdout, prefixed with the stage name."""
     offsets: dict[str, int] = {}
     for stage in STAGES:
@@ -157,8 +230,11 @@ def _tail_logs(logs: Path, stop: threading.Event) -> None:
                 continue
             cut = chunk.rfind(b"\n") + 1
             offsets[stage] += cut
+            now_s = time.monotonic()
             lines = chunk[:cut].decode("utf-8", "replace").splitlines()
-            _say("\n".join(f"{stage:<10} | {line}" for line in lines))
+            shown = [out for line in lines for out in echo.feed(stage, line, now_s)]
+            if shown:
+                _say("\n".join(shown))
 
 
 def _config_failure(settings: Settings) -> str | None:
@@ -194,18 +270,21 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
         preexec_fn=pdeathsig_preexec(),
     )
     tail_done = threading.Event()
-    tail = threading.Thread(target=_tail_logs, args=(logs, tail_done), daemon=True)
+    tail = threading.Thread(target=_tail_logs, args=(logs, tail_done, Echo(str(logs))), daemon=True)
     tail.start()
-    _say(f"hlstream: running; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops")
-    exit_code, forwarded, noted = 0, False, 1
+    _say(
+        f"hlstream: running {','.join(settings.coins)} x {','.join(settings.intervals)} from "
+        f"{settings.ws_url}; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops"
+    )
+    exit_code, forwarded, noted, failed = 0, False, 1, None
     while proc.poll() is None:
         if not stop.is_set():
             stop.wait(1.0)
             failed = None if stop.is_set() else _config_failure(settings)
             if failed:
                 _say(
-                    f"hlstream: stage {failed} stopped on a configuration error "
-                    f"(see {logs / (failed + '.log')}); shutting down",
+                    f"hlstream: stage {failed} stopped on a configuration error; "
+                    "stopping the pipeline",
                     err=True,
                 )
                 exit_code = EXIT_CONFIG
@@ -226,8 +305,22 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
     time.sleep(0.3)  # let the tail thread echo the stages' last lines
     tail_done.set()
     tail.join(timeout=2)
+    if failed:  # the stage's own words, as the last line on the terminal
+        log = logs / f"{failed}.log"
+        _say(f"hlstream: error: {failed}: {_stage_error(log)} (log: {log})", err=True)
     code = proc.returncode or 0
     return exit_code or (0 if code in (0, -signal.SIGTERM) else code)
+
+
+def _stage_error(log: Path) -> str:
+    """The last configuration error a stage logged, read from the end of its log."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - ERROR_TAIL_BYTES))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return f"its log cannot be read ({exc.strerror})"
+    return config_error(text.splitlines()) or "it could not start; its last lines are above"
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from hlstream.sim.exchange import FakeExchange
+
 
 def _run(tmp_path, **env_overrides):
     env = dict(
@@ -52,3 +54,23 @@ def test_unwritable_data_dir_exits_78(tmp_path):
     result = _run(tmp_path, HLSTREAM_DATA_DIR=str(tmp_path / "blocker" / "data"))
     assert result.returncode == 78
     assert "data_dir" in result.stderr and "not writable" in result.stderr
+
+
+def test_unknown_coin_stops_run_before_any_stage_or_file(tmp_path):
+    exchange = FakeExchange(coins=["BTC", "ETH"], rate_per_coin=1.0, seed=3, history_hours=0.1)
+    exchange.start()
+    try:
+        result = _run(
+            tmp_path,
+            HLSTREAM_WS_URL=exchange.ws_url,
+            HLSTREAM_INFO_URL=exchange.info_url,
+            HLSTREAM_COINS="BTCC",
+            HLSTREAM_INTERVALS="5s",
+        )
+    finally:
+        exchange.stop()
+    assert result.returncode == 78, result.stdout + result.stderr
+    last = (result.stdout + result.stderr).strip().splitlines()[-1]
+    assert last == "hlstream: error: unknown coin 'BTCC': did you mean BTC?"
+    assert not list(tmp_path.rglob("*.csv")), "a refused coin left a file"
+    assert not (tmp_path / "run" / "logs").exists(), "supervisord was started"

@@ -1,11 +1,15 @@
-"""`hlstream verify` and `hlstream status` without a running pipeline (subprocess, fast)."""
+"""`hlstream verify` and `status` without a running pipeline, and `hlstream run` offline."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+
+from tests.integration.harness import wait_for
 
 HEADER = "Datetime,Open,High,Low,Close,Volume\n"
 ROWS = [
@@ -64,3 +68,60 @@ def test_status_without_supervisord_exits_1(tmp_path):
 def test_bad_metrics_port_is_a_config_error(tmp_path):
     result = hlstream(tmp_path, "status", "--metrics-port", "70000")
     assert result.returncode == 78 and "metrics_port" in result.stderr
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (connections are refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_run_offline_says_so_once_and_retries_quietly(tmp_path):
+    port = _closed_port()
+    env = dict(
+        os.environ,
+        HLSTREAM_DATA_DIR=str(tmp_path / "data"),
+        HLSTREAM_RUN_DIR=str(tmp_path / "run"),
+        HLSTREAM_WS_URL=f"ws://127.0.0.1:{port}/ws",
+        HLSTREAM_INFO_URL=f"http://127.0.0.1:{port}/info",
+        HLSTREAM_COINS="BTC,ETH",
+        HLSTREAM_INTERVALS="1m",
+        PYTHONUNBUFFERED="1",
+    )
+    out_path = tmp_path / "run.out"
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hlstream.cli", "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    logs = tmp_path / "run" / "logs"
+
+    def count(stage: str, event: str) -> int:
+        path = logs / f"{stage}.log"
+        return path.read_text().count(f"event={event} ") if path.exists() else 0
+
+    try:
+        # Both stages have retried and given up on something more than once by now.
+        wait_for(
+            lambda: (
+                count("writer", "backfill_failed") >= 2 and count("ingest", "meta_unavailable") >= 3
+            ),
+            25,
+            "the stages retrying against the closed port",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    output = out_path.read_text(errors="replace")
+    assert code == 0, output[-3000:]
+    noisy = [line for line in output.splitlines() if " WARNING " in line or " ERROR " in line]
+    assert len(noisy) <= 1, "\n".join(noisy)
+    assert output.count("event=config ") == 0 and output.count("hlstream: running ") == 1
+    assert output.count("cannot reach the exchange") == 1
+    note = next(line for line in output.splitlines() if "cannot reach the exchange" in line)
+    assert "`make demo`" in note
+    assert "CRIT" not in output, "supervisord's own lines belong in its log"
+    assert len(output.splitlines()) <= 25, output

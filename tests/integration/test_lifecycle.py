@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from hlstream.common.lifecycle_io import SUPERVISOR_STARTSECS
 from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, pids_with_run_dir
 from tests.support.wait import wait_for
@@ -161,3 +164,72 @@ def test_tap_reports_a_stale_socket(tmp_path):
     )
     assert result.returncode == 1
     assert "stale socket" in result.stderr
+
+
+def test_stop_returns_once_everything_is_gone_so_start_works_at_once(exchange, tmp_path):
+    pipeline = Pipeline(exchange, tmp_path, coins="BTC", intervals="5s", backfill_hours="0")
+    started = _cli(pipeline, "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "started ingest, aggregator, writer under supervisord (pid " in started.stdout
+        assert f"data in {pipeline.data_dir}" in started.stdout
+        pipeline.wait_ready()
+
+        stopped = _cli(pipeline, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert not pids_with_run_dir(pipeline.run_dir), "stop returned before every process ended"
+        again = _cli(pipeline, "start")
+        assert again.returncode == 0, again.stderr
+    finally:
+        final = _cli(pipeline, "stop")
+    assert final.returncode == 0 and "stopped" in final.stdout, final.stderr
+    assert not pids_with_run_dir(pipeline.run_dir)
+
+
+def test_supervisord_startsecs_is_the_one_stages_outlive_on_a_config_error():
+    conf = (ROOT / "supervisord.conf").read_text()
+    values = {
+        float(line.split("=", 1)[1]) for line in conf.splitlines() if line.startswith("startsecs=")
+    }
+    assert values == {SUPERVISOR_STARTSECS}
+
+
+def test_a_supervised_stage_with_a_config_error_exits_78_after_startsecs():
+    body = (
+        "from hlstream.common.errors import ConfigError\n"
+        "from hlstream.common.lifecycle_io import run_main\n"
+        "from hlstream.common.log import event_log\n"
+        "def fail():\n"
+        "    raise ConfigError('bad setting')\n"
+        "run_main(event_log('writer'), fail)\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", body],
+        env=dict(os.environ, SUPERVISOR_ENABLED="1"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 78 and "bad setting" in result.stderr
+    assert time.monotonic() - started > SUPERVISOR_STARTSECS, "supervisord would restart it"
+
+
+def test_a_stage_config_error_is_the_last_line_of_run_and_is_not_retried(exchange, tmp_path):
+    first = Pipeline(exchange, tmp_path / "a", coins="BTC", intervals="5s", backfill_hours="0")
+    first.start()
+    try:
+        first.wait_ready()
+        wait_for(lambda: first.status("writer"), 20, "first writer serving")
+        second = Pipeline(exchange, tmp_path / "b", coins="BTC", intervals="5s", backfill_hours="0")
+        second.env["HLSTREAM_DATA_DIR"] = str(first.data_dir)  # one data dir, two run dirs
+        result = second.cli("run", timeout_s=60)
+    finally:
+        code, output = first.stop()
+    assert code == 0, output[-2000:]
+    assert result.returncode == 78, result.stdout + result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("hlstream: error: ") and "another" in last, result.stderr
+    spawned = (second.run_dir / "logs" / "supervisord.log").read_text()
+    for stage in ("ingest", "writer"):
+        assert spawned.count(f"spawned: '{stage}'") == 1, spawned

@@ -111,6 +111,19 @@ def test_unwritable_data_dir_is_a_config_error(tmp_path):
         prepare_dirs(settings)
 
 
+@pytest.mark.parametrize("name", ["data_dir", "run_dir"])
+def test_a_file_given_as_a_dir_is_named_as_not_a_directory(tmp_path, name):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0::/root:/bin/sh\n")
+    dirs = {"data_dir": str(tmp_path / "d"), "run_dir": str(tmp_path / "r"), name: str(passwd)}
+    settings = load_settings(
+        environ={f"HLSTREAM_{key.upper()}": value for key, value in dirs.items()}
+    )
+    with pytest.raises(ConfigError) as raised:
+        prepare_dirs(settings)
+    assert str(raised.value) == f"setting {name}: {passwd} is not a directory"
+
+
 def test_run_dir_is_private(tmp_path):
     settings = load_settings(
         environ={"HLSTREAM_DATA_DIR": str(tmp_path / "d"), "HLSTREAM_RUN_DIR": str(tmp_path / "r")}

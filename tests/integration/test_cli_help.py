@@ -1,0 +1,45 @@
+"""`hlstream` help: a bare command lists the commands, each --help shows its own options, and
+the settings are explained once, in `hlstream help settings`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields
+
+from hlstream.common.config import Settings
+
+
+def _hlstream(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hlstream.cli", *args], capture_output=True, text=True, timeout=30
+    )
+
+
+def test_bare_hlstream_prints_the_command_list():
+    result = _hlstream()
+    assert result.returncode == 0, result.stderr
+    for command in ("run", "start", "stop", "restart", "status", "tap", "demo", "help"):
+        assert f"\n    {command} " in result.stdout, command
+
+
+def test_subcommand_help_shows_its_own_options_not_every_setting():
+    result = _hlstream("status", "--help")
+    assert result.returncode == 0
+    assert "--json" in result.stdout and "--config FILE" in result.stdout
+    assert "--backoff-cap-seconds" not in result.stdout and "--coins VALUE" not in result.stdout
+    assert "hlstream help settings" in result.stdout
+
+
+def test_setting_flags_are_still_accepted_by_every_command():
+    result = _hlstream("verify", "--data-dir", "/nonexistent-hlstream-dir", "--interval", "1m")
+    assert result.returncode == 0 and "no *_data.csv files" in result.stderr
+
+
+def test_help_settings_explains_every_setting_once():
+    result = _hlstream("help", "settings")
+    assert result.returncode == 0, result.stderr
+    for item in fields(Settings):
+        flag = "--" + item.name.replace("_", "-")
+        assert result.stdout.count(f"  {flag}  HLSTREAM_{item.name.upper()}\n") == 1, flag
+    assert "(default: 30m)" in result.stdout
