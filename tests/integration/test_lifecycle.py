@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from hlstream.common.lifecycle_io import SUPERVISOR_STARTSECS
 from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, pids_with_run_dir
