@@ -1,7 +1,7 @@
 """Stage heartbeats as typed values: `StageStatus`, published once a second on
 `status.{service}|` and written to `run_dir/{service}-status.json` (common/status_io.py).
 
-Both carry the same map, `status_to_wire(status)`:
+Both carry the same map, the Structs below (the file as JSON, the bus with the envelope):
 
     service, ts_ms, pid, session     who and when
     counters                         {name: int}: the stage's dataclass counters by name
@@ -16,134 +16,54 @@ Both carry the same map, `status_to_wire(status)`:
     files                            writer only: {file name: {coin, interval, last_start_ms}}
     refused                          writer only: {"COIN interval": error}
 
-`status_from_wire` is strict (ProtocolError on any wrong type), so the aggregator and
-`hlstream status` read fields, never string keys of an untyped map.
+Reading is strict (ProtocolError on any wrong type), so the aggregator and `hlstream status`
+read fields, never string keys of an untyped map. A field with a default may be missing
+when read, so a new optional field is one line here and older writers stay readable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
-from hlstream.common.errors import ProtocolError
-from hlstream.common.wire import as_int, need, need_map
+import msgspec
+
+from hlstream.common.wire import Count, Kind, Ms
 
 
-@dataclass(frozen=True, slots=True)
-class FeedStatus:
+class FeedStatus(msgspec.Struct, frozen=True, gc=False):
     """Ingest's websocket feed: `connected` only when every link is up."""
 
     connected: bool
-    links: int
-    links_up: int
+    links: Count
+    links_up: Count
     delisted: tuple[str, ...]
     msgs_per_s: float
-    last_trade_ms: Mapping[str, int]
-    covered_ms: int = 0  # every trade received before this wall-clock ms is taped and published
-    backlog_bytes: int = 0  # received from the venue, not yet handled: the most of any link
+    last_trade_ms: dict[str, int]
+    covered_ms: Ms  # every trade received before this wall-clock ms is taped and published
+    backlog_bytes: Count = 0  # received from the venue, not yet handled: the most of any link
 
 
-@dataclass(frozen=True, slots=True)
-class FileStatus:
+class FileStatus(msgspec.Struct, frozen=True, gc=False):
     """One CSV file the writer owns and the window start of its last row."""
 
     coin: str
     interval: str
-    last_start_ms: int | None
+    last_start_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StageStatus:
+class StageStatus(msgspec.Struct, frozen=True):
     """One stage's heartbeat."""
 
+    kind: ClassVar[Kind] = Kind.STATUS
     service: str
-    ts_ms: int
-    pid: int
+    ts_ms: Ms
+    pid: Count
     session: str
-    counters: Mapping[str, int]
+    counters: dict[str, int]
     feed: FeedStatus | None = None
-    files: Mapping[str, FileStatus] = field(default_factory=dict)
-    refused: Mapping[str, str] = field(default_factory=dict)
+    files: dict[str, FileStatus] = msgspec.field(default_factory=dict)
+    refused: dict[str, str] = msgspec.field(default_factory=dict)
 
     def counter(self, name: str) -> int | None:
         """A counter by name, None when this stage does not count it."""
         return self.counters.get(name)
-
-
-def status_to_wire(status: StageStatus) -> dict[str, Any]:
-    feed = status.feed
-    return {
-        "service": status.service,
-        "ts_ms": status.ts_ms,
-        "pid": status.pid,
-        "session": status.session,
-        "counters": dict(status.counters),
-        "feed": None
-        if feed is None
-        else {
-            "connected": feed.connected,
-            "links": feed.links,
-            "links_up": feed.links_up,
-            "delisted": list(feed.delisted),
-            "msgs_per_s": feed.msgs_per_s,
-            "last_trade_ms": dict(feed.last_trade_ms),
-            "covered_ms": feed.covered_ms,
-            "backlog_bytes": feed.backlog_bytes,
-        },
-        "files": {
-            name: {"coin": f.coin, "interval": f.interval, "last_start_ms": f.last_start_ms}
-            for name, f in status.files.items()
-        },
-        "refused": dict(status.refused),
-    }
-
-
-def status_from_wire(data: Any) -> StageStatus:
-    """Read a status map (bus body or status file); raise ProtocolError if malformed."""
-    counters = {
-        name: as_int(value, f"counter {name!r}")
-        for name, value in need_map(data, "counters").items()
-    }
-    raw_feed = data.get("feed")
-    return StageStatus(
-        service=need(data, "service", str),
-        ts_ms=need(data, "ts_ms", int),
-        pid=need(data, "pid", int),
-        session=need(data, "session", str),
-        counters=counters,
-        feed=None if raw_feed is None else _feed(raw_feed),
-        files={name: _file(info) for name, info in need_map(data, "files").items()},
-        refused={key: str(error) for key, error in need_map(data, "refused").items()},
-    )
-
-
-def _feed(data: Any) -> FeedStatus:
-    delisted = need(data, "delisted", list)
-    if not all(isinstance(coin, str) for coin in delisted):
-        raise ProtocolError("feed.delisted holds a non-string")
-    rate = data.get("msgs_per_s")
-    if not isinstance(rate, int | float) or isinstance(rate, bool):
-        raise ProtocolError("feed.msgs_per_s is not a number")
-    return FeedStatus(
-        connected=need(data, "connected", bool),
-        links=need(data, "links", int),
-        links_up=need(data, "links_up", int),
-        delisted=tuple(delisted),
-        msgs_per_s=float(rate),
-        last_trade_ms={
-            coin: as_int(ms, f"last_trade_ms[{coin!r}]")
-            for coin, ms in need_map(data, "last_trade_ms").items()
-        },
-        covered_ms=need(data, "covered_ms", int),
-        backlog_bytes=as_int(data.get("backlog_bytes", 0), "feed.backlog_bytes"),
-    )
-
-
-def _file(data: Any) -> FileStatus:
-    last = data.get("last_start_ms") if isinstance(data, dict) else None
-    return FileStatus(
-        coin=need(data, "coin", str),
-        interval=need(data, "interval", str),
-        last_start_ms=None if last is None else as_int(last, "last_start_ms"),
-    )

@@ -41,6 +41,7 @@ def statuses(age_ms: int = 500, btc_5s_last: int | None = NOW - 10_000) -> dict[
         delisted=(),
         msgs_per_s=1.0,
         last_trade_ms={"BTC": NOW - 1_500},
+        covered_ms=NOW - 1_000,
         backlog_bytes=2_500_000,
     )
     return {

@@ -11,7 +11,9 @@ from typing import Any
 import msgpack
 import pytest
 
+from hlstream.common import replay
 from hlstream.common.book import Bbo, Book, BookLevel, Fill, Fills
+from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import (
     Bar,
     BarAck,
@@ -26,6 +28,7 @@ from hlstream.common.messages import (
     decode_message,
     encode_message,
 )
+from hlstream.common.replay import Frame
 from hlstream.common.status import FeedStatus, FileStatus, StageStatus
 from hlstream.common.status_io import read_status, status_path, write_status
 
@@ -393,3 +396,53 @@ def test_status_files_keep_their_recorded_text(name: str, tmp_path: Path) -> Non
 
     assert status_path(tmp_path, status.service).read_text() == STATUS_FILES[name]
     assert read_status(tmp_path, status.service) == status
+
+
+REPLAY_FRAMES: list[tuple[Frame, dict[str, Any]]] = [
+    (
+        replay.request("BTC", 1_700_000_000_000),
+        {"v": 2, "type": "replay", "coin": "BTC", "since_ms": 1700000000000},
+    ),
+    (
+        replay.trades_frame("BTC", [T2]),
+        {"v": 2, "type": "replay_trades", "coin": "BTC", "trades": [GOLDEN["trades"]["trades"][1]]},
+    ),
+    (
+        replay.gap_frame(Gap("BTC", 1, 2, "gap")),
+        {
+            "v": 2,
+            "type": "replay_gap",
+            "coin": "BTC",
+            "from_ms": 1,
+            "to_ms": 2,
+            "reason": "replay_gap",
+        },
+    ),
+    (
+        replay.end_frame("BTC", 3, {"2023-11-14": 250}),
+        {"v": 2, "type": "replay_end", "coin": "BTC", "trades": 3, "tape": {"2023-11-14": 250}},
+    ),
+    (replay.error_frame("no"), {"v": 2, "type": "replay_error", "error": "no"}),
+]
+
+
+@pytest.mark.parametrize(("frame", "golden"), REPLAY_FRAMES)
+def test_replay_frames_keep_their_recorded_maps(frame: Frame, golden: dict[str, Any]) -> None:
+    assert typed(msgpack.unpackb(replay.encode_frame(frame), raw=False)) == typed(golden)
+
+
+def test_a_replay_request_is_read_and_anything_else_refused() -> None:
+    golden = REPLAY_FRAMES[0][1]
+    now_ms = 1_700_000_000_001
+
+    assert replay.parse_request(msgpack.packb(golden), ("BTC",), now_ms) == REPLAY_FRAMES[0][0]
+    for bad in (
+        {**golden, "v": 1},
+        {key: value for key, value in golden.items() if key != "type"},
+        {**golden, "since_ms": -1},
+        {**golden, "since_ms": now_ms + 1},
+        {**golden, "coin": "ETH"},
+        REPLAY_FRAMES[4][1],
+    ):
+        with pytest.raises(ProtocolError):
+            replay.parse_request(msgpack.packb(bad), ("BTC",), now_ms)
