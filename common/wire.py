@@ -151,6 +151,10 @@ def encode_payload(envelope: Envelope, message: Wired) -> bytes:
     return _PACK.encode(_shape(type(message)).wrap(envelope, message))
 
 
+class _Untyped(msgspec.Struct, tag="", tag_field="type"):
+    """Never written, and refused when read (`Decoder.decode`)."""
+
+
 class Decoder(Generic[M]):
     """Reads payloads of the given message types (one per socket): (envelope, message), or
     ProtocolError for anything else, another type included."""
@@ -158,7 +162,8 @@ class Decoder(Generic[M]):
     def __init__(self, types: Sequence[type[M]]) -> None:
         shapes = [_shape(message) for message in types]
         self._shapes = {shape.incoming: shape for shape in shapes}
-        union = functools.reduce(operator.or_, (shape.incoming for shape in shapes))
+        # _Untyped keeps one type a tagged union too, where a payload without `type` is refused.
+        union = functools.reduce(operator.or_, (shape.incoming for shape in shapes), _Untyped)
         self._decoder = msgspec.msgpack.Decoder(union)
 
     def decode(self, payload: bytes) -> tuple[Envelope, M]:
@@ -168,5 +173,8 @@ class Decoder(Generic[M]):
             wire = self._decoder.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ProtocolError(f"bad payload: {exc}") from None
-        envelope, message = self._shapes[type(wire)].unwrap(wire)
+        shape = self._shapes.get(type(wire))
+        if shape is None:
+            raise ProtocolError("bad payload: empty `type`")
+        envelope, message = shape.unwrap(wire)
         return envelope, message

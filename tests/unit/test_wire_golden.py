@@ -17,6 +17,7 @@ from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import (
     Bar,
     BarAck,
+    Decoder,
     Envelope,
     Gap,
     Inexact,
@@ -415,7 +416,7 @@ REPLAY_FRAMES: list[tuple[Frame, dict[str, Any]]] = [
             "coin": "BTC",
             "from_ms": 1,
             "to_ms": 2,
-            "reason": "replay_gap",
+            "reason": "gap",
         },
     ),
     (
@@ -446,3 +447,15 @@ def test_a_replay_request_is_read_and_anything_else_refused() -> None:
     ):
         with pytest.raises(ProtocolError):
             replay.parse_request(msgpack.packb(bad), ("BTC",), now_ms)
+
+
+def test_a_decoder_of_one_type_still_needs_the_type() -> None:
+    acks = Decoder((BarAck,))
+    golden = GOLDEN["ack"]
+
+    assert acks.decode(msgpack.packb(golden)) == (ENVELOPE, MESSAGES["ack"])
+    for bad in ({**golden, "type": ""}, {**golden, "type": "bar"}, {**golden, "type": None}):
+        with pytest.raises(ProtocolError):
+            acks.decode(msgpack.packb(bad))
+    with pytest.raises(ProtocolError):
+        acks.decode(msgpack.packb({key: value for key, value in golden.items() if key != "type"}))
