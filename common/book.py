@@ -12,45 +12,43 @@ Prices, sizes, fees and pnl are decimal strings as the venue quotes them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import ClassVar
 
-from hlstream.common.errors import ProtocolError
-from hlstream.common.wire import need, need_list
+import msgspec
+
+from hlstream.common.wire import Kind, Ms
 
 
-@dataclass(frozen=True, slots=True)
-class BookLevel:
+class BookLevel(msgspec.Struct, frozen=True, gc=False):
     price: str
     size: str
-    orders: int
+    orders: int  # as the venue sends them: checked for type only
 
 
-@dataclass(frozen=True, slots=True)
-class Book:
+class Book(msgspec.Struct, frozen=True, gc=False):
+    kind: ClassVar[Kind] = Kind.BOOK
     coin: str
-    ts_ms: int
-    recv_ms: int
+    ts_ms: Ms
+    recv_ms: Ms
     bids: tuple[BookLevel, ...]
     asks: tuple[BookLevel, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Bbo:
+class Bbo(msgspec.Struct, frozen=True, gc=False):
+    kind: ClassVar[Kind] = Kind.BBO
     coin: str
-    ts_ms: int
-    recv_ms: int
+    ts_ms: Ms
+    recv_ms: Ms
     bid: BookLevel | None
     ask: BookLevel | None
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(msgspec.Struct, frozen=True, gc=False):
     coin: str
     side: str
     price: str
     size: str
-    ts_ms: int
+    ts_ms: Ms
     tid: int
     oid: int
     hash: str
@@ -62,98 +60,9 @@ class Fill:
     start_position: str
 
 
-@dataclass(frozen=True, slots=True)
-class Fills:
+class Fills(msgspec.Struct, frozen=True, gc=False):
+    kind: ClassVar[Kind] = Kind.FILLS
     user: str
     is_snapshot: bool
-    recv_ms: int
+    recv_ms: Ms
     fills: tuple[Fill, ...]
-
-
-def level_to_wire(level: BookLevel | None) -> dict[str, Any] | None:
-    return None if level is None else asdict(level)
-
-
-def level_from_wire(data: Any) -> BookLevel:
-    return BookLevel(need(data, "price", str), need(data, "size", str), need(data, "orders", int))
-
-
-def book_to_wire(book: Book) -> dict[str, Any]:
-    return {
-        "coin": book.coin,
-        "ts_ms": book.ts_ms,
-        "recv_ms": book.recv_ms,
-        "bids": [asdict(level) for level in book.bids],
-        "asks": [asdict(level) for level in book.asks],
-    }
-
-
-def book_from_wire(data: Any) -> Book:
-    return Book(
-        coin=need(data, "coin", str),
-        ts_ms=need(data, "ts_ms", int),
-        recv_ms=need(data, "recv_ms", int),
-        bids=tuple(level_from_wire(level) for level in need_list(data, "bids")),
-        asks=tuple(level_from_wire(level) for level in need_list(data, "asks")),
-    )
-
-
-def bbo_to_wire(bbo: Bbo) -> dict[str, Any]:
-    return {
-        "coin": bbo.coin,
-        "ts_ms": bbo.ts_ms,
-        "recv_ms": bbo.recv_ms,
-        "bid": level_to_wire(bbo.bid),
-        "ask": level_to_wire(bbo.ask),
-    }
-
-
-def bbo_from_wire(data: Any) -> Bbo:
-    bid, ask = data.get("bid"), data.get("ask")
-    return Bbo(
-        coin=need(data, "coin", str),
-        ts_ms=need(data, "ts_ms", int),
-        recv_ms=need(data, "recv_ms", int),
-        bid=None if bid is None else level_from_wire(bid),
-        ask=None if ask is None else level_from_wire(ask),
-    )
-
-
-def fills_to_wire(fills: Fills) -> dict[str, Any]:
-    return {
-        "user": fills.user,
-        "is_snapshot": fills.is_snapshot,
-        "recv_ms": fills.recv_ms,
-        "fills": [asdict(fill) for fill in fills.fills],
-    }
-
-
-def fills_from_wire(data: Any) -> Fills:
-    items = need_list(data, "fills")
-    if not all(isinstance(item, dict) for item in items):
-        raise ProtocolError("fills holds a non-map")
-    return Fills(
-        user=need(data, "user", str),
-        is_snapshot=need(data, "is_snapshot", bool),
-        recv_ms=need(data, "recv_ms", int),
-        fills=tuple(_fill_from_wire(item) for item in items),
-    )
-
-
-def _fill_from_wire(data: dict[str, Any]) -> Fill:
-    return Fill(
-        coin=need(data, "coin", str),
-        side=need(data, "side", str),
-        price=need(data, "price", str),
-        size=need(data, "size", str),
-        ts_ms=need(data, "ts_ms", int),
-        tid=need(data, "tid", int),
-        oid=need(data, "oid", int),
-        hash=need(data, "hash", str),
-        fee=need(data, "fee", str),
-        fee_token=need(data, "fee_token", str),
-        closed_pnl=need(data, "closed_pnl", str),
-        dir=need(data, "dir", str),
-        crossed=need(data, "crossed", bool),
-        start_position=need(data, "start_position", str),
-    )

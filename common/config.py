@@ -113,6 +113,9 @@ SETTING_HELP: dict[str, str] = {
     "curve_secret_file": "CURVE server secret (hlstream curve-keygen): encrypts every bus socket",
     "tape_days": "trade tape retention in UTC days (2..36500)",
     "checkpoint_seconds": "how often the aggregator checkpoints",
+    "health_disconnected_seconds": "status is unhealthy when ingest is not connected this long",
+    "health_no_trade_seconds": "status is unhealthy when a coin that trades has none this long",
+    "health_rest_failing_seconds": "status is unhealthy when REST fails with no success this long",
 }
 
 

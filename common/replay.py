@@ -5,7 +5,8 @@ Ingest serves the trade tape on `replay_endpoint` (a ROUTER; default
 
     {"v": 2, "type": "replay", "coin": "BTC", "since_ms": 1764500000000}
 
-The answer is a run of frames, each a msgpack map, in tape order:
+The answer is a run of frames, each a msgpack map, in tape order (the `Frame` Structs below,
+tagged by `type`; a request is one of them, so the server reads its socket with one Decoder):
 
     {"v": 2, "type": "replay_trades", "coin": ..., "trades": [trade, ...]}   (<= 2000 each;
                                       trade maps exactly as in bus `trades` messages)
@@ -26,74 +27,96 @@ the replay. Result: no gap and no duplicate at the seam.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
 
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import Gap, Trade, TradeBatch, trade_to_wire
-from hlstream.common.wire import SCHEMA_VERSION, as_int, need
+from hlstream.common.messages import Gap, Trade, TradeBatch
+from hlstream.common.wire import SCHEMA_VERSION, Count, Ms
 
 CHUNK_TRADES = 2_000
 MAX_SINCE_DAYS = 36_500
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayRequest:
+class _Frame(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
+    v: Annotated[int, Meta(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]
+
+
+class ReplayRequest(_Frame, frozen=True, tag="replay"):
     coin: str
-    since_ms: int
+    since_ms: Ms
 
 
-def parse_request(data: object, coins: tuple[str, ...], now_ms: int) -> ReplayRequest:
-    """Validate a request map; ProtocolError with a one-line reason."""
-    if not isinstance(data, dict):
-        raise ProtocolError("request is not a map")
-    if data.get("v") != SCHEMA_VERSION or data.get("type") != "replay":
-        raise ProtocolError(f"expected {{'v': {SCHEMA_VERSION}, 'type': 'replay', ...}}")
-    coin = need(data, "coin", str)
-    if coin not in coins:
-        raise ProtocolError(f"coin {coin!r} is not streamed here")
-    since_ms = as_int(data.get("since_ms"), "field 'since_ms'")
-    if not 0 <= since_ms <= now_ms:
-        raise ProtocolError(f"since_ms {since_ms} is not between 0 and now")
-    return ReplayRequest(coin, since_ms)
+class ReplayTrades(_Frame, frozen=True, tag="replay_trades"):
+    coin: str
+    trades: list[Trade]
 
 
-def request(coin: str, since_ms: int) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "type": "replay", "coin": coin, "since_ms": since_ms}
+class ReplayGap(_Frame, frozen=True, tag="replay_gap"):
+    coin: str
+    from_ms: Ms
+    to_ms: Ms
+    reason: str
 
 
-def trades_frame(coin: str, trades: list[Trade]) -> dict[str, Any]:
-    return {
-        "v": SCHEMA_VERSION,
-        "type": "replay_trades",
-        "coin": coin,
-        "trades": [trade_to_wire(t) for t in trades],
-    }
+class ReplayEnd(_Frame, frozen=True, tag="replay_end"):
+    coin: str
+    trades: Count
+    tape: dict[str, int]  # {day: offset}: how far each day's segment was replayed
 
 
-def gap_frame(gap: Gap) -> dict[str, Any]:
-    return {
-        "v": SCHEMA_VERSION,
-        "type": "replay_gap",
-        "coin": gap.coin,
-        "from_ms": gap.from_ms,
-        "to_ms": gap.to_ms,
-        "reason": gap.reason,
-    }
+class ReplayError(_Frame, frozen=True, tag="replay_error"):
+    error: str
 
 
-def end_frame(coin: str, trades: int, tape: Mapping[str, int]) -> dict[str, Any]:
-    return {
-        "v": SCHEMA_VERSION,
-        "type": "replay_end",
-        "coin": coin,
-        "trades": trades,
-        "tape": dict(tape),
-    }
+Frame = ReplayRequest | ReplayTrades | ReplayGap | ReplayEnd | ReplayError
+_PACK = msgspec.msgpack.Encoder()
+_READ = msgspec.msgpack.Decoder(Frame)
 
 
-def error_frame(message: str) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "type": "replay_error", "error": message}
+def encode_frame(frame: Frame) -> bytes:
+    return _PACK.encode(frame)
+
+
+def parse_request(payload: bytes, coins: tuple[str, ...], now_ms: int) -> ReplayRequest:
+    """Decode and validate a request; ProtocolError with a one-line reason."""
+    try:
+        frame = _READ.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(
+            f"{exc} (expected {{'v': {SCHEMA_VERSION}, 'type': 'replay', ...}})"
+        ) from None
+    if not isinstance(frame, ReplayRequest):
+        raise ProtocolError(f"expected a replay request, got {type(frame).__name__}")
+    if frame.coin not in coins:
+        raise ProtocolError(f"coin {frame.coin!r} is not streamed here")
+    if frame.since_ms > now_ms:
+        raise ProtocolError(f"since_ms {frame.since_ms} is not between 0 and now")
+    return frame
+
+
+def request(coin: str, since_ms: int) -> ReplayRequest:
+    return ReplayRequest(v=SCHEMA_VERSION, coin=coin, since_ms=since_ms)
+
+
+def trades_frame(coin: str, trades: list[Trade]) -> ReplayTrades:
+    return ReplayTrades(v=SCHEMA_VERSION, coin=coin, trades=trades)
+
+
+def gap_frame(gap: Gap) -> ReplayGap:
+    return ReplayGap(
+        v=SCHEMA_VERSION, coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
+    )
+
+
+def end_frame(coin: str, trades: int, tape: Mapping[str, int]) -> ReplayEnd:
+    return ReplayEnd(v=SCHEMA_VERSION, coin=coin, trades=trades, tape=dict(tape))
+
+
+def error_frame(message: str) -> ReplayError:
+    return ReplayError(v=SCHEMA_VERSION, error=message)
 
 
 def in_replay(message: TradeBatch | Gap, replayed: Mapping[str, int]) -> bool:

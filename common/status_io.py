@@ -1,7 +1,8 @@
 """Each stage's health snapshot as `run_dir/{service}-status.json`, replaced atomically.
 
 `hlstream status` and monitoring probes read these files; they never see a half-written
-one because each write goes to a temp file that is then renamed over the old one.
+one because each write goes to a temp file that is then renamed over the old one. The text
+is the StageStatus map as JSON with sorted keys (tests/unit/test_wire_golden.py).
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
+
 from hlstream.common.atomic_io import write_atomic
-from hlstream.common.errors import ProtocolError
-from hlstream.common.status import StageStatus, status_from_wire, status_to_wire
+from hlstream.common.status import StageStatus
+
+_READ = msgspec.json.Decoder(StageStatus)
 
 
 def status_path(run_dir: Path, service: str) -> Path:
@@ -21,7 +25,7 @@ def status_path(run_dir: Path, service: str) -> Path:
 def write_status(run_dir: Path, status: StageStatus) -> None:
     """Atomically replace the stage's status file (best effort: errors are ignored)."""
     try:
-        payload = json.dumps(status_to_wire(status), sort_keys=True).encode()
+        payload = json.dumps(msgspec.to_builtins(status), sort_keys=True).encode()
         write_atomic(status_path(run_dir, status.service), payload, durable=False)
     except OSError:
         pass
@@ -30,6 +34,6 @@ def write_status(run_dir: Path, status: StageStatus) -> None:
 def read_status(run_dir: Path, service: str) -> StageStatus | None:
     """The last status of `service`, or None when missing, unreadable or malformed."""
     try:
-        return status_from_wire(json.loads(status_path(run_dir, service).read_text()))
-    except (OSError, ValueError, ProtocolError):
+        return _READ.decode(status_path(run_dir, service).read_bytes())
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
         return None

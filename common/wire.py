@@ -1,9 +1,13 @@
-"""The msgpack envelope every bus payload shares, and strict field readers for the codecs.
+"""The bus's envelope and its one codec: msgpack maps written and read by msgspec in C.
 
-A payload is a msgpack map: `v` (schema version), `type` (a `Kind`), `session` (random hex
-id, new on every process start), `seq` (per topic, +1 per message) and the type's fields.
-`unpack` checks the envelope and size and raises ProtocolError on anything else; the typed
-codecs (common/messages.py, common/status.py, common/book.py) read fields with `need`.
+A payload is a msgspec Struct made of the `Envelope` and one message Struct: a msgpack map
+with `type` (the message's `kind`), `v` (schema version), `session` (random hex id, new on
+every process start), `seq` (per topic, +1 per message) and the message's fields. A field
+the message shares with the envelope (a status's `session`) is one key, the message's value.
+Field rules live on the message Structs: `Annotated[..., Meta(...)]`, `__post_init__` for
+what Meta cannot say, `check_wire` for what holds on decode only. The Structs are the
+documented wire and nothing else reads or writes a payload. Every violation, from undecodable
+bytes to a rule, is one ProtocolError saying what and where.
 
 Schema versions: 1 = first release; 2 = status bodies nest `counters`, `feed`, `files`
 (common/status.py). A subscriber refuses other versions.
@@ -11,17 +15,23 @@ Schema versions: 1 = first release; 2 = status bodies nest `counters`, `feed`, `
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, NamedTuple, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
-import msgpack
+import msgspec
+from msgspec import Meta
 
 from hlstream.common.errors import ProtocolError
 
 SCHEMA_VERSION = 2
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 MAX_TRADES_PER_BATCH = 10_000
-_T = TypeVar("_T")
+
+Ms = Annotated[int, Meta(ge=0)]  # epoch milliseconds (UTC)
+Count = Annotated[int, Meta(ge=0)]
 
 
 class Kind(StrEnum):
@@ -39,75 +49,132 @@ class Kind(StrEnum):
     INEXACT = "inexact"
 
 
-class Envelope(NamedTuple):
+class Envelope(msgspec.Struct, frozen=True, gc=False):
     """Publisher identity stamped on every message."""
 
     session: str
-    seq: int
+    seq: Count
 
 
-_packer = msgpack.Packer(use_bin_type=True)
+class Wired(Protocol):
+    """A message Struct: its `kind` is its payload's `type`."""
+
+    kind: ClassVar[Kind]
+    __struct_fields__: ClassVar[tuple[str, ...]]
 
 
-def encode(kind: str, envelope: Envelope, body: dict[str, Any]) -> bytes:
-    """Pack one payload: envelope + type + body."""
-    payload = {
-        "v": SCHEMA_VERSION,
-        "type": str(kind),
-        "session": envelope.session,
-        "seq": envelope.seq,
-    }
-    payload.update(body)
-    packed: bytes = _packer.pack(payload)
-    return packed
+M = TypeVar("M", bound=Wired)
+_ENVELOPE: list[tuple[str, Any]] = [
+    ("v", Annotated[int, Meta(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]),
+    ("session", str),
+    ("seq", Count),
+]
+_ENVELOPE_NAMES = tuple(name for name, _ in _ENVELOPE)
 
 
-def decode(payload: bytes) -> dict[str, Any]:
-    """Unpack and check the envelope of one payload; raise ProtocolError if malformed."""
-    if len(payload) > MAX_FRAME_BYTES:
-        raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
-    try:
-        data = msgpack.unpackb(
-            payload,
-            raw=False,
-            strict_map_key=True,
-            max_array_len=MAX_TRADES_PER_BATCH,
-            max_map_len=4096,
-        )
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise ProtocolError(f"undecodable msgpack: {type(exc).__name__}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("payload is not a map")
-    version = data.get("v")
-    if type(version) is not int or version != SCHEMA_VERSION:
-        raise ProtocolError(f"unsupported schema version {version!r}")
-    need(data, "type", str)
-    need(data, "session", str)
-    need(data, "seq", int)
-    return data
+class _Shape:
+    """A message type and its payload Structs: envelope fields first, then the message's.
+    Two of them, alike on the wire: `incoming` runs the message's rules inside msgspec's
+    decode, `outgoing` is built from a message that already holds them."""
+
+    def __init__(self, message: type[Wired]) -> None:
+        self.message = message
+        self.names = message.__struct_fields__
+        self.shares = "session" in self.names
+        checks = [
+            getattr(message, name)
+            for name in ("__post_init__", "check_wire")
+            if hasattr(message, name)
+        ]
+        self.outgoing = _payload_type(message, {})
+        self.incoming = _payload_type(message, {"__post_init__": _run(checks)} if checks else {})
+
+    def wrap(self, envelope: Envelope, message: Wired) -> msgspec.Struct:
+        values = msgspec.structs.astuple(message)  # type: ignore[arg-type]
+        if not self.shares:
+            return self.outgoing(SCHEMA_VERSION, envelope.session, envelope.seq, *values)
+        fields = dict(zip(self.names, values, strict=True))
+        return self.outgoing(SCHEMA_VERSION, fields.pop("session"), envelope.seq, **fields)
+
+    def unwrap(self, payload: Any) -> tuple[Envelope, Any]:
+        envelope = Envelope(payload.session, payload.seq)
+        if not self.shares:
+            return envelope, self.message(*msgspec.structs.astuple(payload)[3:])
+        return envelope, self.message(**{name: getattr(payload, name) for name in self.names})
 
 
-def need(data: Any, key: str, kind: type[_T]) -> _T:
-    """`data[key]` if it is a `kind` (bool never counts as int); else ProtocolError."""
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(f"field {key!r} missing or not {kind.__name__}")
-    return value
+def _payload_type(message: type[Wired], namespace: dict[str, Any]) -> type[msgspec.Struct]:
+    own = [f for f in msgspec.structs.fields(message) if f.name not in _ENVELOPE_NAMES]  # type: ignore[arg-type]
+    return msgspec.defstruct(
+        f"{message.__name__}Payload",
+        [*_ENVELOPE, *((f.name, f.type, _default(f)) for f in own)],
+        tag=message.kind.value,
+        tag_field="type",
+        omit_defaults=message.__struct_config__.omit_defaults,  # type: ignore[attr-defined]
+        namespace=namespace,
+        frozen=True,
+        gc=False,
+    )
 
 
-def need_map(data: Any, key: str) -> dict[str, Any]:
-    """`data[key]` if it is a map with string keys; else ProtocolError."""
-    value = need(data, key, dict)
-    if not all(isinstance(name, str) for name in value):
-        raise ProtocolError(f"field {key!r} has a non-string key")
-    return value
+def _run(checks: list[Callable[[Any], None]]) -> Callable[[Any], None]:
+    """A payload's `__post_init__`: the message's rules (its own `__post_init__`, and
+    `check_wire` for what holds on decode only) run inside msgspec's decode."""
+
+    def check(payload: Any) -> None:
+        for one in checks:
+            one(payload)
+
+    return check
 
 
-def need_list(data: Any, key: str) -> list[Any]:
-    return need(data, key, list)
+def _default(field: msgspec.structs.FieldInfo) -> Any:
+    """The field's default as `defstruct` takes it (NODEFAULT in both: required)."""
+    return msgspec.field(**{"default": field.default, "default_factory": field.default_factory})
 
 
-def as_int(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ProtocolError(f"{what} is not an integer")
-    return value
+_SHAPES: dict[type, _Shape] = {}
+
+
+def _shape(message: type[Wired]) -> _Shape:
+    shape = _SHAPES.get(message)
+    if shape is None:
+        shape = _SHAPES[message] = _Shape(message)
+    return shape
+
+
+_PACK = msgspec.msgpack.Encoder()
+
+
+def encode_payload(envelope: Envelope, message: Wired) -> bytes:
+    """The one encoder: a message Struct and its envelope -> msgpack payload."""
+    return _PACK.encode(_shape(type(message)).wrap(envelope, message))
+
+
+class _Untyped(msgspec.Struct, tag="", tag_field="type"):
+    """Never written, and refused when read (`Decoder.decode`)."""
+
+
+class Decoder(Generic[M]):
+    """Reads payloads of the given message types (one per socket): (envelope, message), or
+    ProtocolError for anything else, another type included."""
+
+    def __init__(self, types: Sequence[type[M]]) -> None:
+        shapes = [_shape(message) for message in types]
+        self._shapes = {shape.incoming: shape for shape in shapes}
+        # _Untyped keeps one type a tagged union too, where a payload without `type` is refused.
+        union = functools.reduce(operator.or_, (shape.incoming for shape in shapes), _Untyped)
+        self._decoder = msgspec.msgpack.Decoder(union)
+
+    def decode(self, payload: bytes) -> tuple[Envelope, M]:
+        if len(payload) > MAX_FRAME_BYTES:
+            raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
+        try:
+            wire = self._decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ProtocolError(f"bad payload: {exc}") from None
+        shape = self._shapes.get(type(wire))
+        if shape is None:
+            raise ProtocolError("bad payload: empty `type`")
+        envelope, message = shape.unwrap(wire)
+        return envelope, message

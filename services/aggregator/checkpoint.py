@@ -1,15 +1,16 @@
 """The aggregator's checkpoint: all bar state plus the tape positions it reflects. Pure.
 
-`to_checkpoint(state, consumed, pending, covered_ms)` -> a msgpack-ready map;
-`from_checkpoint(data)` -> `Checkpoint` or ProtocolError. The shell writes it atomically every
-`checkpoint_seconds` and on a clean stop (run_dir/aggregator-checkpoint.msgpack), and after
-any restart loads it and replays the tape from `consumed`, so no window of any interval
-depends on process memory:
+`encode_checkpoint(state, consumed, pending, covered_ms)` -> msgpack bytes;
+`decode_checkpoint(raw)` -> `Checkpoint` or ProtocolError. The shell writes it atomically
+every `checkpoint_seconds` and on a clean stop (run_dir/aggregator-checkpoint.msgpack), and
+after any restart loads it and replays the tape from `consumed`, so no window of any interval
+depends on process memory. The file is the `CheckpointFile` Struct (version 1):
 
     state     every series (open windows with exact Decimal sums as strings, next window to
               emit, last close, closed-through mark), taints, joined times, counters
-    consumed  {(coin, day): byte offset}: how far each tape segment has been applied
-    pending   bars (and inexact-row notices) not yet acknowledged by the writer (re-sent)
+    consumed  [[coin, day, byte offset]]: how far each tape segment has been applied
+    pending   bars (and inexact-row notices, as {"notice": ...}) not yet acknowledged by the
+              writer (re-sent), each the message's own map
 
 Invariant (tests/property/test_checkpoint_props.py): for any trades and any kill point,
 checkpoint -> restore -> replay the rest gives exactly the bars of an uninterrupted run.
@@ -17,28 +18,22 @@ checkpoint -> restore -> replay the rest gives exactly the bars of an uninterrup
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
 
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import (
-    Bar,
-    Inexact,
-    bar_from_wire,
-    bar_to_wire,
-    inexact_from_wire,
-    inexact_to_wire,
-)
-from hlstream.common.wire import as_int, need
+from hlstream.common.messages import Bar, Inexact
+from hlstream.common.wire import Count, Ms
 from hlstream.services.aggregator.core import AggState, OpenBar, Series
 
 CHECKPOINT_VERSION = 1
 Consumed = dict[tuple[str, str], int]
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
+class Checkpoint(msgspec.Struct, frozen=True):
     """What a restarted aggregator resumes from."""
 
     state: AggState
@@ -47,115 +42,156 @@ class Checkpoint:
     covered_ms: int  # how far ingest had vouched for the feed (windows after it are held)
 
 
-def to_checkpoint(
+class _Window(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """An open window: prices as first written, the volume an exact decimal string."""
+
+    start_ms: Ms
+    open: str
+    high: str
+    low: str
+    close: str
+    first_ts: Ms
+    last_ts: Ms
+    volume: Decimal
+    trades: Count
+
+
+class _Series(msgspec.Struct, frozen=True):
+    coin: str
+    interval: str
+    interval_ms: Annotated[int, Meta(gt=0)]
+    next_start: int | None
+    last_close: str | None
+    closed_through: int
+    open: list[_Window]
+    seed_ts: int | None = None  # absent from checkpoints of older releases
+
+
+class _Notice(msgspec.Struct, frozen=True):
+    notice: Inexact
+
+
+class CheckpointFile(msgspec.Struct, frozen=True):
+    """The checkpoint on disk."""
+
+    v: Annotated[int, Meta(ge=CHECKPOINT_VERSION, le=CHECKPOINT_VERSION)]
+    covered_ms: int
+    grace_ms: Count
+    joined_ms: int
+    joined_by_coin: dict[str, int]
+    late_trades: Count
+    applied_trades: Count
+    taints: dict[str, list[tuple[int, int]]]
+    series: list[_Series]
+    consumed: list[tuple[str, str, Count]]
+    pending: list[msgspec.Raw]  # a bar's map, or {"notice": notice map}
+
+
+_PACK = msgspec.msgpack.Encoder()
+_READ = msgspec.msgpack.Decoder(CheckpointFile)
+_READ_NOTICE = msgspec.msgpack.Decoder(_Notice)
+_READ_BAR = msgspec.msgpack.Decoder(Bar)
+
+
+def encode_checkpoint(
     state: AggState, consumed: Consumed, pending: list[Bar | Inexact], covered_ms: int
-) -> dict[str, Any]:
+) -> bytes:
     """Everything needed to resume exactly."""
-    return {
-        "v": CHECKPOINT_VERSION,
-        "covered_ms": covered_ms,
-        "grace_ms": state.grace_ms,
-        "joined_ms": state.joined_ms,
-        "joined_by_coin": dict(state.joined_by_coin),
-        "late_trades": state.late_trades,
-        "applied_trades": state.applied_trades,
-        "taints": {coin: [list(r) for r in ranges] for coin, ranges in state.taints.items()},
-        "series": [_series_to_map(series) for series in state.series.values()],
-        "consumed": [[coin, day, offset] for (coin, day), offset in sorted(consumed.items())],
-        "pending": [_pending_to_wire(item) for item in pending],
-    }
+    return _PACK.encode(
+        CheckpointFile(
+            v=CHECKPOINT_VERSION,
+            covered_ms=covered_ms,
+            grace_ms=state.grace_ms,
+            joined_ms=state.joined_ms,
+            joined_by_coin=dict(state.joined_by_coin),
+            late_trades=state.late_trades,
+            applied_trades=state.applied_trades,
+            taints={coin: list(ranges) for coin, ranges in state.taints.items()},
+            series=[_series_file(series) for series in state.series.values()],
+            consumed=[(coin, day, offset) for (coin, day), offset in sorted(consumed.items())],
+            pending=[
+                msgspec.Raw(_PACK.encode(_Notice(item) if isinstance(item, Inexact) else item))
+                for item in pending
+            ],
+        )
+    )
 
 
-def _series_to_map(series: Series) -> dict[str, Any]:
-    return {
-        "coin": series.coin,
-        "interval": series.interval,
-        "interval_ms": series.interval_ms,
-        "next_start": series.next_start,
-        "last_close": series.last_close,
-        "seed_ts": series.seed_ts,
-        "closed_through": series.closed_through,
-        "open": [
-            [
-                bar.start_ms,
-                bar.open,
-                bar.high_text,
-                bar.low_text,
-                bar.close,
-                bar.first_ts,
-                bar.last_ts,
-                str(bar.volume),
-                bar.trades,
-            ]
-            for bar in series.open_bars.values()
-        ],
-    }
+def _series_file(series: Series) -> _Series:
+    windows = [
+        _Window(
+            bar.start_ms,
+            bar.open,
+            bar.high_text,
+            bar.low_text,
+            bar.close,
+            bar.first_ts,
+            bar.last_ts,
+            bar.volume,
+            bar.trades,
+        )
+        for bar in series.open_bars.values()
+    ]
+    return _Series(
+        series.coin,
+        series.interval,
+        series.interval_ms,
+        series.next_start,
+        series.last_close,
+        series.closed_through,
+        windows,
+        series.seed_ts,
+    )
 
 
-def from_checkpoint(data: Any) -> Checkpoint:
-    """Rebuild what `to_checkpoint` saved; ProtocolError if anything is off."""
-    if not isinstance(data, dict) or data.get("v") != CHECKPOINT_VERSION:
-        raise ProtocolError("not a version-1 aggregator checkpoint")
-    state = AggState(grace_ms=need(data, "grace_ms", int), joined_ms=need(data, "joined_ms", int))
-    state.joined_by_coin = {
-        str(coin): as_int(ms, "joined_by_coin")
-        for coin, ms in need(data, "joined_by_coin", dict).items()
-    }
-    state.late_trades = need(data, "late_trades", int)
-    state.applied_trades = need(data, "applied_trades", int)
-    for coin, ranges in need(data, "taints", dict).items():
-        state.taints[str(coin)] = [(as_int(lo, "taint"), as_int(hi, "taint")) for lo, hi in ranges]
-    for item in need(data, "series", list):
-        series = _series_from_map(item)
+def decode_checkpoint(raw: bytes) -> Checkpoint:
+    """Rebuild what `encode_checkpoint` saved; ProtocolError if anything is off."""
+    try:
+        saved = _READ.decode(raw)
+        pending = [_pending(item) for item in saved.pending]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"checkpoint: {exc}") from None
+    state = AggState(grace_ms=saved.grace_ms, joined_ms=saved.joined_ms)
+    state.joined_by_coin = dict(saved.joined_by_coin)
+    state.late_trades = saved.late_trades
+    state.applied_trades = saved.applied_trades
+    state.taints = {coin: list(ranges) for coin, ranges in saved.taints.items()}
+    for item in saved.series:
+        series = _series(item)
         state.series[(series.coin, series.interval)] = series
         state.by_coin.setdefault(series.coin, []).append(series)
-    consumed: Consumed = {}
-    for entry in need(data, "consumed", list):
-        coin, day, offset = entry
-        consumed[(str(coin), str(day))] = as_int(offset, "consumed offset")
-    pending = [_pending_from_wire(item) for item in need(data, "pending", list)]
-    return Checkpoint(state, consumed, pending, need(data, "covered_ms", int))
+    consumed = {(coin, day): offset for coin, day, offset in saved.consumed}
+    return Checkpoint(state, consumed, pending, saved.covered_ms)
 
 
-def _pending_to_wire(item: Bar | Inexact) -> dict[str, Any]:
-    if isinstance(item, Bar):
-        return bar_to_wire(item)
-    return {"notice": inexact_to_wire(item)}
-
-
-def _pending_from_wire(data: Any) -> Bar | Inexact:
-    if isinstance(data, dict) and "notice" in data:
-        return inexact_from_wire(need(data, "notice", dict))
-    return bar_from_wire(data)
-
-
-def _series_from_map(data: Any) -> Series:
-    series = Series(
-        need(data, "coin", str), need(data, "interval", str), need(data, "interval_ms", int)
-    )
-    next_start, last_close = data.get("next_start"), data.get("last_close")
-    series.next_start = None if next_start is None else as_int(next_start, "next_start")
-    series.last_close = None if last_close is None else str(last_close)
-    seed_ts = data.get("seed_ts")  # absent from checkpoints of older releases
-    series.seed_ts = None if seed_ts is None else as_int(seed_ts, "seed_ts")
-    series.closed_through = need(data, "closed_through", int)
+def _pending(raw: msgspec.Raw) -> Bar | Inexact:
     try:
-        for start, open_, high, low, close, first_ts, last_ts, volume, trades in need(
-            data, "open", list
-        ):
-            series.open_bars[as_int(start, "open start")] = OpenBar(
-                start_ms=start,
-                open=open_,
-                high=Decimal(high),
-                high_text=high,
-                low=Decimal(low),
-                low_text=low,
-                close=close,
-                first_ts=first_ts,
-                last_ts=last_ts,
-                volume=Decimal(volume),
-                trades=trades,
+        return _READ_NOTICE.decode(raw).notice
+    except msgspec.ValidationError:
+        return _READ_BAR.decode(raw)
+
+
+def _series(saved: _Series) -> Series:
+    series = Series(saved.coin, saved.interval, saved.interval_ms)
+    series.next_start = saved.next_start
+    series.last_close = saved.last_close
+    series.seed_ts = saved.seed_ts
+    series.closed_through = saved.closed_through
+    try:
+        for window in saved.open:
+            series.open_bars[window.start_ms] = OpenBar(
+                start_ms=window.start_ms,
+                open=window.open,
+                high=Decimal(window.high),
+                high_text=window.high,
+                low=Decimal(window.low),
+                low_text=window.low,
+                close=window.close,
+                first_ts=window.first_ts,
+                last_ts=window.last_ts,
+                volume=window.volume,
+                trades=window.trades,
             )
-    except (ValueError, TypeError, InvalidOperation) as exc:
+    except InvalidOperation as exc:
         raise ProtocolError(f"checkpoint open window is malformed: {exc}") from None
     return series

@@ -260,6 +260,7 @@ def _bar_from_open(state: AggState, series: Series, bar: OpenBar) -> Bar:
         volume=format_decimal(bar.volume),
         trades=bar.trades,
         complete=_is_complete(state, series.coin, bar.start_ms, end),
+        source="ws",
     )
 
 
@@ -275,6 +276,7 @@ def _carry_bar(state: AggState, series: Series, start_ms: int, close: str) -> Ba
         volume=ZERO_VOLUME,
         trades=0,
         complete=_is_complete(state, series.coin, start_ms, start_ms + series.interval_ms),
+        source="ws",
     )
 
 

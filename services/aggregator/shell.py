@@ -27,7 +27,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import msgpack
 import zmq
 
 from hlstream.common.atomic_io import write_atomic
@@ -41,15 +40,14 @@ from hlstream.common.messages import (
     NOTICE_SERIES,
     Bar,
     BarAck,
+    Decoder,
     Gap,
     Inexact,
     LateTrade,
     Trade,
     TradeBatch,
     bar_topic,
-    decode_message,
     encode_message,
-    kind_of,
     late_topic,
     status_topic,
 )
@@ -58,7 +56,7 @@ from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape import Record, segment_day, shift_day
 from hlstream.common.tape_read_io import coverage_start_ms, last_trade_before
-from hlstream.services.aggregator.checkpoint import from_checkpoint, to_checkpoint
+from hlstream.services.aggregator.checkpoint import decode_checkpoint, encode_checkpoint
 from hlstream.services.aggregator.core import (
     AggState,
     advance,
@@ -81,6 +79,10 @@ SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joi
 REPLAY_CHUNK = 5_000
 TICK_MS = 5  # bar timing, resends, heartbeat: checked at most this often under load
 COALESCE_S = 0.002  # woken by the bus: wait this long for the rest of a burst, then drain
+# One Decoder per socket, of the message types that socket carries (any other is refused).
+_READ_BUS: Decoder[TradeBatch | Gap | StageStatus] = Decoder((TradeBatch, Gap, StageStatus))
+_READ_ACK: Decoder[BarAck] = Decoder((BarAck,))
+_READ_OUTBOX: Decoder[Bar | Inexact] = Decoder((Bar, Inexact))
 
 
 @dataclass
@@ -156,8 +158,8 @@ class Aggregator:
             self.log.info("checkpoint_absent", path=str(self.checkpoint_path))
             return fresh, TapeFeed(self.settings.data_dir, self.log)
         try:
-            checkpoint = from_checkpoint(msgpack.unpackb(raw, raw=False))
-        except (ProtocolError, ValueError, msgpack.UnpackException) as exc:
+            checkpoint = decode_checkpoint(raw)
+        except ProtocolError as exc:
             self.log.error("checkpoint_unreadable", path=str(self.checkpoint_path), error=str(exc))
             return fresh, TapeFeed(self.settings.data_dir, self.log)
         state = checkpoint.state
@@ -297,17 +299,15 @@ class Aggregator:
         if len(frames) != 2:
             raise ProtocolError(f"expected 2 frames, got {len(frames)}")
         topic = frames[0].decode("ascii")
-        envelope, message = decode_message(frames[1])
+        envelope, message = _READ_BUS.decode(frames[1])
         event, skipped = self.seq.observe(topic, envelope.session, envelope.seq)
         if event is SeqEvent.LOSS:  # repaired from the tape by the span check below
             self.counters.lost_messages += skipped
             self.log.warning_limited("loss:" + topic, 5, "bus_loss", topic=topic, skipped=skipped)
         if isinstance(message, StageStatus):
             self._on_ingest_status(message)
-        elif isinstance(message, TradeBatch | Gap):
-            self._on_tape_message(message)
         else:
-            raise ProtocolError(f"unexpected message {kind_of(message)} on {topic}")
+            self._on_tape_message(message)
 
     def _on_tape_message(self, message: TradeBatch | Gap) -> None:
         if message.coin in self.untaped:
@@ -421,9 +421,7 @@ class Aggregator:
             try:
                 if len(frames) != 2 or frames[0] != b"ack":
                     raise ProtocolError("ack must be [b'ack', payload]")
-                _, ack = decode_message(frames[1])
-                if not isinstance(ack, BarAck):
-                    raise ProtocolError(f"expected an ack, got {kind_of(ack)}")
+                _, ack = _READ_ACK.decode(frames[1])
                 key = (ack.coin, ack.interval, ack.start_ms)
             except ProtocolError as exc:
                 self.counters.malformed += 1
@@ -456,17 +454,15 @@ class Aggregator:
     def _pending(self) -> list[Bar | Inexact]:
         items: list[Bar | Inexact] = []
         for payload in self.outbox.payloads():
-            _, item = decode_message(payload)
-            assert isinstance(item, Bar | Inexact)
-            items.append(item)
+            items.append(_READ_OUTBOX.decode(payload)[1])
         return items
 
     def save_checkpoint(self, now: int) -> None:
         """Bar state + tape positions + un-acked bars, replaced atomically."""
         self.tape.prune(shift_day(segment_day(now), -1))
-        data = to_checkpoint(self.state, self.tape.consumed, self._pending(), self.covered_ms)
+        data = encode_checkpoint(self.state, self.tape.consumed, self._pending(), self.covered_ms)
         try:
-            write_atomic(self.checkpoint_path, msgpack.packb(data, use_bin_type=True))
+            write_atomic(self.checkpoint_path, data)
         except OSError as exc:
             self.log.error_limited("checkpoint", 30, "checkpoint_failed", error=str(exc))
 

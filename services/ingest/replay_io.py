@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import zmq
 
 from hlstream.common.bus_io import CurveKeys, secure_server
@@ -24,7 +23,9 @@ from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.replay import (
     CHUNK_TRADES,
+    Frame,
     ReplayRequest,
+    encode_frame,
     end_frame,
     error_frame,
     gap_frame,
@@ -99,24 +100,21 @@ class ReplayServer:
     def _serve(self, socket: zmq.Socket[Any], frames: list[bytes]) -> None:
         identity = frames[0]
 
-        def send(frame: dict[str, Any]) -> None:
-            socket.send_multipart([identity, msgpack.packb(frame, use_bin_type=True)])
+        def send(frame: Frame) -> None:
+            socket.send_multipart([identity, encode_frame(frame)])
 
         try:
             send(self._answer(frames, send))
         except zmq.ZMQError as exc:  # the tap went away or stopped reading
             self.log.warning("replay_abandoned", error=str(exc))
 
-    def _answer(
-        self, frames: list[bytes], send: Callable[[dict[str, Any]], None]
-    ) -> dict[str, Any]:
+    def _answer(self, frames: list[bytes], send: Callable[[Frame], None]) -> Frame:
         """Stream the replay through `send`; return the closing frame (end or error)."""
         try:
             if len(frames) != 2:
                 raise ProtocolError(f"expected one request frame, got {len(frames) - 1}")
-            data = msgpack.unpackb(frames[1], raw=False)
-            request = parse_request(data, self.coins, now_ms())
-        except (ProtocolError, ValueError, msgpack.UnpackException) as exc:
+            request = parse_request(frames[1], self.coins, now_ms())
+        except ProtocolError as exc:
             return error_frame(f"bad request: {exc}")
         try:
             total, tape = self._stream(request, send)
@@ -128,7 +126,7 @@ class ReplayServer:
         return end_frame(request.coin, total, tape)
 
     def _stream(
-        self, request: ReplayRequest, send: Callable[[dict[str, Any]], None]
+        self, request: ReplayRequest, send: Callable[[Frame], None]
     ) -> tuple[int, dict[str, int]]:
         ends = self.ends()
         first_day = segment_day(request.since_ms)

@@ -459,7 +459,10 @@ class Ingest:
             span = self.tape.append([piece])[key]
             self.tape_ends.setdefault(key, span[0])
             self._outgoing.append(
-                (gap_topic(piece.coin), replace(piece, tape=TapeSpan(record_day(piece), *span)))
+                (
+                    gap_topic(piece.coin),
+                    msgspec.structs.replace(piece, tape=TapeSpan(record_day(piece), *span)),
+                )
             )
 
     # ---- the tape: written before anything is published ----------------------------------

@@ -26,9 +26,8 @@ from hlstream.common.messages import (
     NOTICE_SERIES,
     Bar,
     BarAck,
+    Decoder,
     Inexact,
-    decode_message,
-    kind_of,
 )
 from hlstream.common.timebucket import bucket_start
 
@@ -262,17 +261,16 @@ def ack_of(item: Bar | Inexact) -> BarAck:
     return BarAck(item.coin, item.interval, item.start_ms)
 
 
-_FRAME_TYPES: dict[bytes, type] = {b"bar": Bar, b"inexact": Inexact}
+_READ: Decoder[Bar | Inexact] = Decoder((Bar, Inexact))  # the writer's one socket
 
 
 def decode_writer_frame(frame: bytes, payload: bytes) -> Bar | Inexact:
     """Strictly decode a `bar` or `inexact` payload; raise ProtocolError if malformed."""
-    expected = _FRAME_TYPES.get(frame)
-    if expected is None:
+    if frame not in (b"bar", b"inexact"):
         raise ProtocolError(f"unknown frame {frame[:20]!r}: expected b'bar' or b'inexact'")
-    _, message = decode_message(payload)
-    if not isinstance(message, expected) or not isinstance(message, Bar | Inexact):
-        raise ProtocolError(f"message type {kind_of(message)!r} under {frame!r} frame")
+    _, message = _READ.decode(payload)
+    if message.kind != frame.decode():
+        raise ProtocolError(f"message type {message.kind!r} under {frame!r} frame")
     return message
 
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).parents[2]
 
 
 def bar(k: int, close: str = "10.5") -> Bar:
-    return Bar("BTC", "1m", T0 + k * M, "10.0", "11.0", "9.5", close, "1.25", 3, True)
+    return Bar("BTC", "1m", T0 + k * M, "10.0", "11.0", "9.5", close, "1.25", 3, True, "ws")
 
 
 def open_csv(path: Path) -> CsvFile:
@@ -204,7 +204,7 @@ path = Path(sys.argv[1])
 handle = CsvFile(path, event_log("writer"), 60000).open()
 size = path.stat().st_size
 resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, size + 100))
-bars = [Bar("BTC", "1m", {t0} + k * 60000, "1.0", "1.0", "1.0", "1.0", "0.0", 0, True)
+bars = [Bar("BTC", "1m", {t0} + k * 60000, "1.0", "1.0", "1.0", "1.0", "0.0", 0, True, "ws")
         for k in range(1, 10)]
 try:
     handle.append(bars)

@@ -50,7 +50,7 @@ def test_disk_full_keeps_bar_unacked_without_half_line_and_resumes(tmp_path: Pat
         before = path.read_bytes()
         limit = len(before) + 20  # less than one row: the append cannot fit
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-        bar = Bar("BTC", "5s", T0 + 60 * S5, "50.0", "60.0", "40.0", "45.5", "2.5", 7, True)
+        bar = Bar("BTC", "5s", T0 + 60 * S5, "50.0", "60.0", "40.0", "45.5", "2.5", 7, True, "ws")
         for attempt in range(3):  # the aggregator resends an un-acked bar
             send_bar(dealer, bar, attempt + 1)
             assert no_ack(dealer, 700), "a bar that is not on disk must not be acked"

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from hlstream.common.messages import Bar, Envelope, bar_to_wire, encode
+from hlstream.common.messages import Bar, Envelope, encode_message
 from hlstream.common.timebucket import format_window
 from hlstream.sim.exchange import FakeExchange
 from tests.support.exchange import exchange_fixture
@@ -117,7 +117,7 @@ def csv_rows(path: Path) -> list[str]:
 
 
 def send_bar(dealer: zmq.Socket[Any], bar: Bar, seq: int) -> None:
-    dealer.send_multipart([b"bar", encode("bar", Envelope("test", seq), bar_to_wire(bar))])
+    dealer.send_multipart([b"bar", encode_message(Envelope("test", seq), bar)])
 
 
 def recv_ack(dealer: zmq.Socket[Any], timeout_ms: int = 10_000) -> dict[str, Any]:
@@ -134,7 +134,7 @@ def no_ack(dealer: zmq.Socket[Any], timeout_ms: int = 500) -> bool:
 
 
 def make_bar(interval: str, start_ms: int, close: str, complete: bool = True) -> Bar:
-    return Bar("BTC", interval, start_ms, "50.0", "60.0", "40.0", close, "2.5", 7, complete)
+    return Bar("BTC", interval, start_ms, "50.0", "60.0", "40.0", close, "2.5", 7, complete, "ws")
 
 
 def test_writer_backfills_writes_acks_and_stops_cleanly(
@@ -185,7 +185,17 @@ def test_writer_backfills_writes_acks_and_stops_cleanly(
         # (the partial bar saw a subset of the window's trades, so the candle covers it)
         p4 = stub_price(last + 4 * M)
         seen = Bar(
-            "BTC", "1m", last + 4 * M, f"{p4}.0", f"{p4}.0", f"{p4}.0", f"{p4}.0", "0.5", 1, False
+            "BTC",
+            "1m",
+            last + 4 * M,
+            f"{p4}.0",
+            f"{p4}.0",
+            f"{p4}.0",
+            f"{p4}.0",
+            "0.5",
+            1,
+            False,
+            "ws",
         )
         send_bar(dealer, seen, 5)
         assert recv_ack(dealer)["start_ms"] == last + 4 * M
@@ -196,7 +206,9 @@ def test_writer_backfills_writes_acks_and_stops_cleanly(
 
         # Malformed frames: counted, dropped, never acked, never fatal.
         dealer.send_multipart([b"bar", b"\xc1garbage"])
-        send_bar(dealer, Bar("ETH", "1m", last, "1.0", "1.0", "1.0", "1.0", "0.0", 0, True), 7)
+        send_bar(
+            dealer, Bar("ETH", "1m", last, "1.0", "1.0", "1.0", "1.0", "0.0", 0, True, "ws"), 7
+        )
         assert no_ack(dealer)
         assert proc.poll() is None
         status = wait_for(

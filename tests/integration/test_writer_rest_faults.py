@@ -120,7 +120,7 @@ def test_backfill_beyond_candle_reach_is_logged_and_carried_forward(
     data.mkdir()
     (data / "btc_1m_data.csv").write_text(
         core.HEADER_LINE
-        + core.format_row(Bar("BTC", "1m", old, "5.0", "5.0", "5.0", "5.0", "1.0", 1, True))
+        + core.format_row(Bar("BTC", "1m", old, "5.0", "5.0", "5.0", "5.0", "1.0", 1, True, "ws"))
     )
     writer = make_writer(tmp_path, exchange.info_url, hours=1.0)
     with caplog.at_level(logging.INFO, logger="hlstream"):
@@ -189,7 +189,7 @@ def test_partial_bar_waits_for_a_candle_that_covers_it(tmp_path: Path) -> None:
     start = now - now % M - 2 * M
     info = SlowCandle(start)
     writer = _writer_with(tmp_path, info)
-    seen = Bar("BTC", "1m", start, "10.0", "12.0", "10.0", "12.0", "3.0", 3, False)
+    seen = Bar("BTC", "1m", start, "10.0", "12.0", "10.0", "12.0", "3.0", 3, False, "ws")
     assert writer.handle_bar(seen) is True
     assert info.calls == 2, "the first candle (2 trades < 3 seen) was too early"
     (row,) = read_rows(writer.files[("BTC", "1m")].path)
@@ -203,7 +203,7 @@ def test_partial_bar_is_written_and_logged_when_rest_fails(
     now = int(time.time() * 1000)
     start = now - now % M - 2 * M
     writer = _writer_with(tmp_path, DownInfo())
-    seen = Bar("BTC", "1m", start, "10.0", "12.0", "10.0", "12.0", "3.0", 3, False)
+    seen = Bar("BTC", "1m", start, "10.0", "12.0", "10.0", "12.0", "3.0", 3, False, "ws")
     with caplog.at_level(logging.INFO, logger="hlstream"):
         assert writer.handle_bar(seen) is True
     (row,) = read_rows(writer.files[("BTC", "1m")].path)

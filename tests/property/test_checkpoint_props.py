@@ -13,12 +13,11 @@ which is what the tape gives a restarted aggregator.
 
 from __future__ import annotations
 
-import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hlstream.common.messages import Bar, Trade
-from hlstream.services.aggregator.checkpoint import from_checkpoint, to_checkpoint
+from hlstream.services.aggregator.checkpoint import decode_checkpoint, encode_checkpoint
 from hlstream.services.aggregator.core import AggState, advance, apply_trades, new_state
 from hlstream.sim.market import format_units
 
@@ -76,8 +75,7 @@ def _fresh() -> AggState:
 
 def _round_trip(state: AggState, pending: list[Bar]) -> tuple[AggState, list[Bar]]:
     consumed = {("BTC", "2023-11-14"): 123}
-    raw = msgpack.packb(to_checkpoint(state, consumed, pending, T0), use_bin_type=True)
-    checkpoint = from_checkpoint(msgpack.unpackb(raw, raw=False))
+    checkpoint = decode_checkpoint(encode_checkpoint(state, consumed, pending, T0))
     assert checkpoint.consumed == consumed
     return checkpoint.state, checkpoint.pending
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hlstream.common.tape import coverage_start
-from hlstream.services.aggregator.checkpoint import from_checkpoint, to_checkpoint
+from hlstream.services.aggregator.checkpoint import decode_checkpoint, encode_checkpoint
 from hlstream.services.aggregator.core import (
     advance,
     apply_trades,
@@ -280,7 +280,7 @@ def test_a_newer_late_trade_replaces_a_seeded_close_until_the_first_bar():
 def test_a_seeded_close_stays_replaceable_across_a_checkpoint():
     state = new_state(("BTC",), {"5s": S5, "1m": 60_000}, 2_000, T0 + 37_500)
     seed_trades(state, [make_trade(price="24.841", ts_ms=T0 - 5_000)])
-    restored = from_checkpoint(to_checkpoint(state, {}, [], T0)).state
+    restored = decode_checkpoint(encode_checkpoint(state, {}, [], T0)).state
     seed_closes(restored, apply_trades(restored, [make_trade(price="24.837", ts_ms=T0 + 20_863)]))
 
     bars = advance(restored, T0 + 40_000 + 2_000)

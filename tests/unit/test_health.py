@@ -61,6 +61,7 @@ def statuses(
             "delisted": (),
             "msgs_per_s": 1.0,
             "last_trade_ms": {"BTC": NOW - 1_500},
+            "covered_ms": NOW - 1_000,
             "backlog_bytes": 2_500_000,
             "connected_since_ms": NOW - 600_000,
             **feed_fields,

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
-from hlstream.common.book import bbo_to_wire, book_to_wire, fills_to_wire
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.services.ingest.channels import (
     BBO,
@@ -146,13 +147,18 @@ def test_already_subscribed_is_recognised_as_harmless() -> None:
     assert not is_already_subscribed("Invalid subscription")
 
 
+def as_map(message: object) -> Any:
+    """The message's map as a subscriber unpacks it."""
+    return msgspec.msgpack.decode(msgspec.msgpack.encode(message))
+
+
 # ---- optional channels ---------------------------------------------------------------------
 
 
 def test_book_fixture_is_normalised_to_price_size_orders_levels() -> None:
     data = json.loads((FIXTURES / "quantick" / "ws_l2_book.json").read_text())["data"]
 
-    body = book_to_wire(parse_book(data, recv_ms=5))
+    body = as_map(parse_book(data, recv_ms=5))
 
     assert body["coin"] == "BTC" and body["ts_ms"] == 1785648733832
     assert body["bids"][0] == {"price": "63451.0", "size": "19.98344", "orders": 35}
@@ -163,7 +169,7 @@ def test_book_fixture_is_normalised_to_price_size_orders_levels() -> None:
 def test_bbo_with_an_empty_side_keeps_it_as_none() -> None:
     data = {"coin": "ETH", "time": 1700000000000, "bbo": [None, {"px": "1.5", "sz": "2", "n": 1}]}
 
-    assert bbo_to_wire(parse_bbo(data, recv_ms=5)) == {
+    assert as_map(parse_bbo(data, recv_ms=5)) == {
         "coin": "ETH",
         "ts_ms": 1700000000000,
         "recv_ms": 5,
@@ -191,7 +197,7 @@ def test_user_fills_are_normalised_with_lowercase_user() -> None:
     }
     data = {"isSnapshot": True, "user": ADDRESS.upper().replace("X", "x"), "fills": [fill]}
 
-    body = fills_to_wire(parse_fills(data, recv_ms=5))
+    body = as_map(parse_fills(data, recv_ms=5))
 
     assert body["user"] == ADDRESS and body["is_snapshot"] is True
     assert body["fills"] == [

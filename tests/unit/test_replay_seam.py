@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hlstream.common.messages import TapeSpan, Trade, TradeBatch, trade_to_wire
+import msgspec
+import zmq
+
+from hlstream.common.messages import TapeSpan, Trade, TradeBatch
 from hlstream.common.replay import in_replay
 from hlstream.tap import CatchUpTap, TapMessage
 
@@ -25,6 +28,10 @@ def test_a_block_cut_by_the_replay_is_completed_live_without_repeats(tmp_path: P
     assert in_replay(in_tape, replayed)
     assert not in_replay(after, replayed)
 
+    context = zmq.Context()
+    publisher, replayer = context.socket(zmq.PUB), context.socket(zmq.ROUTER)
+    publisher.bind(f"ipc://{tmp_path}/t.sock")  # a tap refuses a path nothing serves
+    replayer.bind(f"ipc://{tmp_path}/r.sock")
     tap = CatchUpTap(f"ipc://{tmp_path}/t.sock", f"ipc://{tmp_path}/r.sock", ["BTC"], T)
     try:
         tap.replayed = {"BTC": replayed}
@@ -32,9 +39,12 @@ def test_a_block_cut_by_the_replay_is_completed_live_without_repeats(tmp_path: P
             assert batch.tape is not None
             data = {
                 "coin": "BTC",
-                "trades": [trade_to_wire(t) for t in batch.trades],
+                "trades": [msgspec.structs.asdict(t) for t in batch.trades],
                 "tape": [batch.tape.day, batch.tape.start, batch.tape.end],
             }
             assert tap._is_new(TapMessage("trade.BTC|", data, "ok", 0)) is new
     finally:
         tap.close()
+        publisher.close(linger=0)
+        replayer.close(linger=0)
+        context.term()

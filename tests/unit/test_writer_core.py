@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from hlstream.common.errors import IntegrityError, ProtocolError
@@ -14,8 +15,6 @@ from hlstream.common.messages import (
     BarAck,
     Envelope,
     Inexact,
-    bar_to_wire,
-    encode,
     encode_message,
 )
 from hlstream.services.writer import core
@@ -31,7 +30,7 @@ FIXTURE = (
 
 
 def make_bar(start_ms: int, close: str = "10.5") -> Bar:
-    return Bar("BTC", "1m", start_ms, "10.0", "11.0", "9.5", close, "1.25", 3, True)
+    return Bar("BTC", "1m", start_ms, "10.0", "11.0", "9.5", close, "1.25", 3, True, "ws")
 
 
 def candle(t: int, c: str = "10.5", **extra: object) -> dict[str, object]:
@@ -201,7 +200,7 @@ def test_validate_bar_rejects_unaligned_and_csv_breaking_values() -> None:
 
 def test_writer_frames_roundtrip_and_reject_garbage() -> None:
     bar = make_bar(T0)
-    payload = encode("bar", Envelope("s", 1), bar_to_wire(bar))
+    payload = encode_message(Envelope("s", 1), bar)
     assert core.decode_writer_frame(b"bar", payload) == bar
     notice = Inexact("BTC", "1m", T0, T0 + 2 * M, "gap_after_close")
     notice_payload = encode_message(Envelope("s", 2), notice)
@@ -210,7 +209,7 @@ def test_writer_frames_roundtrip_and_reject_garbage() -> None:
     assert core.ack_of(notice) == BarAck("BTC", "1m!", T0 + 2 * M)
     for frame, bad in (
         (b"bar", b"\xc1"),
-        (b"bar", encode("trade", Envelope("s", 1), bar_to_wire(bar))),
+        (b"bar", msgpack.packb({**msgpack.unpackb(payload), "type": "trade"})),
         (b"bar", b"\x01"),
         (b"bar", notice_payload),  # a notice under the bar frame
         (b"inexact", payload),
