@@ -31,6 +31,7 @@ from hlstream.common.config import Settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.status import FeedStatus, StageStatus, TradeActivity
 from hlstream.common.timebucket import format_window, parse_interval
+from hlstream.verify import plural
 
 STATUS_STALE_MS = 5_000
 LAG_INTERVALS = 2
@@ -320,7 +321,11 @@ def _show(value: object) -> str:
 
 def format_report(report: Mapping[str, Any]) -> str:
     """The human table printed by `hlstream status`."""
-    verdict = "HEALTHY" if report["healthy"] else f"UNHEALTHY ({len(report['problems'])} problems)"
+    verdict = (
+        "HEALTHY"
+        if report["healthy"]
+        else f"UNHEALTHY ({plural(len(report['problems']), 'problem')})"
+    )
     lines = [f"hlstream {verdict}  run dir {report['run_dir']}  data dir {report['data_dir']}"]
     lines += [f"UNHEALTHY: {problem}" for problem in report["problems"]]
     lines.append("")

@@ -328,6 +328,12 @@ def test_every_cause_gets_its_own_line_in_the_table() -> None:
     assert lines[2].startswith("UNHEALTHY: writer REST failing for 70 s (limit 60 s; 7 failed")
 
 
+def test_one_problem_is_counted_in_the_singular() -> None:
+    report = build_report(SETTINGS, True, processes(), offline(), NOW)
+
+    assert format_report(report).startswith("hlstream UNHEALTHY (1 problem)  ")
+
+
 @pytest.mark.parametrize(
     "name",
     ["health_disconnected_seconds", "health_no_trade_seconds", "health_rest_failing_seconds"],
