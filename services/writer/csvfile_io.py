@@ -53,7 +53,14 @@ class CsvFile:
         self.last: Row | None = None  # last row seen by this process (cache for status)
 
     def open(self) -> CsvFile:
-        """Open or create the file; write the header, check it, cut a torn tail."""
+        """Open the file if it exists: check the header, cut a torn tail. A file that does not
+        exist yet is created by the first append, so a coin that never gets a row (ingest
+        refused it) leaves no file behind."""
+        if self.path.exists():
+            self._open_fd()
+        return self
+
+    def _open_fd(self) -> None:
         created = not self.path.exists()
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
@@ -66,7 +73,6 @@ class CsvFile:
             raise
         if created:
             _fsync_dir(self.path.parent)
-        return self
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -137,7 +143,9 @@ class CsvFile:
         return parse_row(line.decode("utf-8", errors="replace"))
 
     def last_row(self) -> Row | None:
-        """The file's last row, read from its tail under LOCK_SH."""
+        """The file's last row, read from its tail under LOCK_SH; None before the file exists."""
+        if self.fd < 0:
+            return None
         with self._locked(fcntl.LOCK_SH):
             self.last = self._read_last_row()
         return self.last
@@ -148,6 +156,8 @@ class CsvFile:
         Raises TransientError on a write/fsync failure (file restored to its previous size) and
         IntegrityError if the bars would leave a hole or go backwards.
         """
+        if self.fd < 0 and bars:
+            self._open_fd()
         with self._locked(fcntl.LOCK_EX):
             self._cut_torn_tail()
             last = self._read_last_row()

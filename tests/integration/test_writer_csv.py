@@ -37,11 +37,16 @@ def open_csv(path: Path) -> CsvFile:
     return CsvFile(path, event_log("writer"), M).open()
 
 
-def test_open_creates_file_with_exact_header(tmp_path: Path) -> None:
+def test_the_file_is_created_with_the_exact_header_by_its_first_append(tmp_path: Path) -> None:
     path = tmp_path / "btc_1m_data.csv"
     handle = open_csv(path)
-    assert path.read_text() == HEADER
+    assert not path.exists(), "a file with no row yet is not created"
     assert handle.last_row() is None
+
+    handle.append([bar(0)])
+
+    assert path.read_text().startswith(HEADER)
+    assert path.read_text().count("\n") == 2
     handle.close()
 
 
@@ -126,6 +131,7 @@ def test_second_handle_sees_rows_of_first(tmp_path: Path) -> None:
 def test_shared_lock_reader_sees_only_whole_lines(tmp_path: Path) -> None:
     path = tmp_path / "btc_1m_data.csv"
     handle = open_csv(path)
+    handle.append([bar(0)])
     done = threading.Event()
     torn: list[int] = []
 
@@ -141,12 +147,12 @@ def test_shared_lock_reader_sees_only_whole_lines(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=reader)
     thread.start()
-    for k in range(0, 3000, 30):
+    for k in range(1, 3001, 30):
         handle.append([bar(k + j) for j in range(30)])
     done.set()
     thread.join()
     assert torn == []
-    assert len(path.read_text().splitlines()) == 3001
+    assert len(path.read_text().splitlines()) == 3002
     handle.close()
 
 
@@ -175,6 +181,7 @@ def test_failed_write_leaves_file_exactly_as_before(
 def test_failed_fsync_truncates_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "btc_1m_data.csv"
     handle = open_csv(path)
+    handle.append([bar(0)])
     before = path.read_bytes()
     calls = {"n": 0}
     real_fsync = os.fsync
@@ -187,7 +194,7 @@ def test_failed_fsync_truncates_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(os, "fsync", fail_once)
     with pytest.raises(WriteFailedError):
-        handle.append([bar(0)])
+        handle.append([bar(1)])
     assert path.read_bytes() == before
     handle.close()
 
