@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 _LOGGER_ROOT = "hlstream"
@@ -57,13 +58,19 @@ def setup_logging(level: str = "INFO", as_json: bool = False) -> None:
     root.propagate = False
 
 
+REPEAT_EVERY_S = 60.0  # a failure that repeats while the network is down is logged...
+REPEAT_BURST = 3  # ...this many times per window (one failed request's retries), then counted
+
+
 class EventLog:
     """Structured event logger bound to one service name."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
+        self.clock = clock  # monotonic seconds, for the rate limits
         self._logger = logging.getLogger(f"{_LOGGER_ROOT}.{service}")
-        self._last_emit: dict[str, float] = {}
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window start, lines in it)
+        self._suppressed: dict[str, int] = {}
 
     def _emit(self, level: int, event: str, fields: dict[str, Any], exc: bool = False) -> None:
         if not self._logger.isEnabledFor(level):
@@ -86,25 +93,41 @@ class EventLog:
     def exception(self, event: str, **fields: Any) -> None:
         self._emit(logging.ERROR, event, fields, exc=True)
 
-    def warning_limited(self, key: str, every_s: float, event: str, **fields: Any) -> bool:
-        """Log a WARNING at most once per `every_s` seconds for `key`; True if logged."""
-        if not self._due(key, every_s):
-            return False
-        self.warning(event, **fields)
-        return True
+    def warning_limited(
+        self, key: str, every_s: float, event: str, *, burst: int = 1, **fields: Any
+    ) -> bool:
+        """Log a WARNING at most `burst` times per `every_s` seconds for `key`; True if logged.
+        The first line after suppressed ones says how many with `suppressed=N`."""
+        return self._limited(logging.WARNING, key, every_s, burst, event, fields)
 
-    def error_limited(self, key: str, every_s: float, event: str, **fields: Any) -> bool:
-        """Log an ERROR at most once per `every_s` seconds for `key`; True if logged."""
-        if not self._due(key, every_s):
-            return False
-        self.error(event, **fields)
-        return True
+    def error_limited(
+        self, key: str, every_s: float, event: str, *, burst: int = 1, **fields: Any
+    ) -> bool:
+        """Log an ERROR at most `burst` times per `every_s` seconds for `key`; True if logged."""
+        return self._limited(logging.ERROR, key, every_s, burst, event, fields)
 
-    def _due(self, key: str, every_s: float) -> bool:
-        now = time.monotonic()
-        if now - self._last_emit.get(key, -1e18) < every_s:
+    def repeated(self, level: int, event: str, error: str, **fields: Any) -> bool:
+        """A failure that may repeat for as long as the network is down: each distinct error
+        is logged `REPEAT_BURST` times per `REPEAT_EVERY_S`, the rest counted."""
+        key = f"{event}|{error[:80]}"
+        return self._limited(
+            level, key, REPEAT_EVERY_S, REPEAT_BURST, event, {**fields, "error": error}
+        )
+
+    def _limited(
+        self, level: int, key: str, every_s: float, burst: int, event: str, fields: dict[str, Any]
+    ) -> bool:
+        now = self.clock()
+        start, count = self._windows.get(key, (-1e18, 0))
+        if now - start >= every_s:
+            start, count = now, 0
+        if count >= burst:
+            self._windows[key] = (start, count)
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return False
-        self._last_emit[key] = now
+        self._windows[key] = (start, count + 1)
+        suppressed = self._suppressed.pop(key, 0)
+        self._emit(level, event, {**fields, "suppressed": suppressed} if suppressed else fields)
         return True
 
 

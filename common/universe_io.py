@@ -12,6 +12,7 @@ answer, the stages start and ingest checks the coins once it does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -74,8 +75,12 @@ def resolve_settings_coins(
 
     def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
         if log is not None:
-            log.warning(
-                "meta_unavailable", attempt=attempt, delay_ms=int(delay_s * 1000), error=str(exc)
+            log.repeated(
+                logging.WARNING,
+                "meta_unavailable",
+                str(exc),
+                attempt=attempt,
+                delay_ms=int(delay_s * 1000),
             )
 
     meta = call_with_retry(

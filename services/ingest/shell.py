@@ -41,6 +41,7 @@ Files: the tape in `data_dir/tape`, pruned to `tape_days`; `run_dir/ingest-statu
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -253,8 +254,12 @@ class Ingest:
             return answer
 
         def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
-            self.log.warning(
-                "meta_unavailable", attempt=attempt, delay_ms=int(delay_s * 1000), error=str(exc)
+            self.log.repeated(
+                logging.WARNING,
+                "meta_unavailable",
+                str(exc),
+                attempt=attempt,
+                delay_ms=int(delay_s * 1000),
             )
 
         try:

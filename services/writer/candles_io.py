@@ -15,6 +15,7 @@ Invariants kept:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -100,14 +101,15 @@ class CandleSource:
 
         def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
             self.health.failed(self.now_ms(), str(exc))
-            self.log.warning(
+            self.log.repeated(
+                logging.WARNING,
                 "rest_retry",
+                str(exc),
                 coin=coin,
                 interval=interval,
                 attempt=attempt,
                 delay_ms=int(delay_s * 1000),
                 retry_after_s=exc.retry_after_s,
-                error=str(exc),
             )
 
         try:
@@ -125,11 +127,12 @@ class CandleSource:
         except (TransientError, ProtocolError) as exc:
             self.errors += 1
             self.health.failed(self.now_ms(), str(exc))
-            self.log.error(
+            self.log.repeated(
+                logging.ERROR,
                 "rest_failed",
+                str(exc),
                 coin=coin,
                 interval=interval,
-                error=str(exc),
                 from_ms=start_ms,
                 to_ms=end_ms,
             )

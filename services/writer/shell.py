@@ -10,6 +10,7 @@ replaced atomically with the last row per file and the counters.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
 import signal
@@ -152,11 +153,12 @@ class Writer:
             try:
                 written = self._fill(handle, coin, interval, span[0], span[1], BACKFILL_ATTEMPTS)
             except (TransientError, ProtocolError) as exc:
-                self.log.error(
+                self.log.repeated(
+                    logging.ERROR,
                     "backfill_failed",
+                    str(exc),
                     coin=coin,
                     interval=interval,
-                    error=str(exc),
                     note="will retry on the next bar's hole repair",
                 )
                 continue

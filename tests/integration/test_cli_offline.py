@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 
-from tests.integration.harness import wait_for
+from hlstream.common.log import REPEAT_BURST
+from hlstream.common.status_io import read_status
+from tests.support.wait import wait_for
 
 HEADER = "Datetime,Open,High,Low,Close,Volume\n"
 ROWS = [
@@ -97,19 +99,17 @@ def test_run_offline_says_so_once_and_retries_quietly(tmp_path):
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    logs = tmp_path / "run" / "logs"
+    run_dir = tmp_path / "run"
 
-    def count(stage: str, event: str) -> int:
-        path = logs / f"{stage}.log"
-        return path.read_text().count(f"event={event} ") if path.exists() else 0
+    def failures(stage: str) -> int:
+        status = read_status(run_dir, stage)
+        return status.rest.failures if status is not None and status.rest is not None else 0
 
     try:
-        # Both stages have retried and given up on something more than once by now.
+        # Both stages have failed more requests than they log in a window by now.
         wait_for(
-            lambda: (
-                count("writer", "backfill_failed") >= 2 and count("ingest", "meta_unavailable") >= 3
-            ),
-            25,
+            lambda: failures("writer") > 2 * REPEAT_BURST and failures("ingest") > REPEAT_BURST,
+            40,
             "the stages retrying against the closed port",
         )
     finally:
@@ -125,3 +125,7 @@ def test_run_offline_says_so_once_and_retries_quietly(tmp_path):
     assert "`make demo`" in note
     assert "CRIT" not in output, "supervisord's own lines belong in its log"
     assert len(output.splitlines()) <= 25, output
+    for stage in ("ingest", "writer"):  # the stage logs back off quietly too
+        log = (run_dir / "logs" / f"{stage}.log").read_text()
+        loud = [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line]
+        assert len(loud) <= 3 * REPEAT_BURST, f"{stage}.log:\n" + "\n".join(loud)
