@@ -8,10 +8,10 @@ The one import name. The design's top-level folders are its subpackages:
     hlstream.cli ...     the operator's front door (cli, supervision, health, verify, tap
                          command, metrics, demo); `hlstream.tap` is the public, standalone tap
 
-In a checkout, `hlstream/common`, `hlstream/services` and `hlstream/sim` are symlinks to the
-top-level folders, so `python -m hlstream.services.writer` and every tool (mypy, pytest)
-work with or without an install; a wheel holds real copies. Nothing named `common`,
-`services` or `sim` is installed at the top level of site-packages.
+The code lives here, one name per file: the checkout's top-level `common/`, `services/`,
+`sim/` and `supervisord.conf` are links into this package, so the tree shows the design's
+layout while git, tracebacks, coverage and import linters see `hlstream/...` only. Nothing
+named `common`, `services` or `sim` is installed at the top level of site-packages.
 """
 
 STAGES = ("ingest", "aggregator", "writer")  # also supervisord's stop order

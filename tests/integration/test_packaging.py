@@ -63,6 +63,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def test_the_code_lives_in_the_package_and_the_design_folders_link_into_it() -> None:
+    for name in ("common", "services", "sim", "supervisord.conf"):
+        link, real = ROOT / name, ROOT / "hlstream" / name
+        assert link.is_symlink() and link.resolve() == real.resolve(), name
+        assert not real.is_symlink() and real.exists(), name
+
+
 def test_only_hlstream_lands_at_the_top_level(installed: Path) -> None:
     top = {p.name for p in installed.iterdir() if not p.name.endswith((".dist-info", "bin"))}
     assert top == {"hlstream"}, top

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 LINKED = [*DOCS, ROOT / "CHANGELOG.md"]  # the changelog may name old events, not dead links
-CODE_DIRS = ("hlstream", "common", "services")
+CODE_DIRS = ("hlstream",)
 README_MAX_LINES = 250
 
 EVENT = re.compile(r"\bevent=([a-z][a-z0-9_]*)")
