@@ -61,7 +61,12 @@ def test_rebuild_repairs_a_duplicate_row_that_check_and_verify_flag(tmp_path):
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert f"written {path}" in fixed.stdout
     assert path.read_text() == good
-    assert hlstream(tmp_path, "verify", str(path)).returncode == 0
+    # The tape begins at the first window's start, so it cannot vouch for that window whole
+    # (the venue's replay may have cut its block): that row is journaled, and nothing else.
+    verified = hlstream(tmp_path, "verify", str(path)).stdout.splitlines()
+    assert verified == [
+        f"{path}:2: inexact: row 2023-11-14 22:14:00 is not exact: partial ({path.name}.inexact)"
+    ], verified
     again = hlstream(tmp_path, "rebuild", "--interval", "5s", "--check")
     assert again.returncode == 0 and "; 0 defects" in again.stdout
 

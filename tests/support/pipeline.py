@@ -23,7 +23,10 @@ Row = tuple[int, str, str, str, str, str]
 
 
 def read_rows(path: Path) -> list[Row]:
-    """All data rows of a CSV file; asserts the exact header and whole lines."""
+    """All data rows of a CSV file; asserts the exact header and whole lines. A file the writer
+    has not created yet (it does so with the first row) has no rows."""
+    if not path.exists():
+        return []
     text = path.read_text()
     assert text.endswith("\n"), f"{path.name} has a torn last line"
     lines = text.splitlines()
