@@ -21,7 +21,7 @@ from hlstream.common.log import event_log
 from hlstream.common.messages import Bar
 from hlstream.services.writer import core
 from hlstream.services.writer.csvfile_io import CsvFile, WriteFailedError
-from hlstream.services.writer.shell import Writer
+from hlstream.services.writer.store import Store
 
 M = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % M
@@ -236,7 +236,7 @@ def test_file_size_limit_leaves_no_half_line(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-# ---- Writer (shell) in-process against a fake InfoClient --------------------------------
+# ---- Store in-process against a fake InfoClient --------------------------------------------
 
 
 class FakeInfo:
@@ -270,7 +270,7 @@ class FakeInfo:
         ]
 
 
-def make_writer(tmp_path: Path, info: FakeInfo, now_ms: int) -> Writer:
+def make_writer(tmp_path: Path, info: FakeInfo, now_ms: int) -> Store:
     settings = validate(
         Settings(
             coins=("BTC",),
@@ -282,7 +282,7 @@ def make_writer(tmp_path: Path, info: FakeInfo, now_ms: int) -> Writer:
         )
     )
     prepare_dirs(settings)
-    writer = Writer(
+    writer = Store(
         settings,
         StopFlag(),
         event_log("writer"),
