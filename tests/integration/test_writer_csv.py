@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from hlstream.common.config import Settings, prepare_dirs, validate
+from hlstream.common.csvrow import format_row
 from hlstream.common.errors import IntegrityError, TransientError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import event_log
@@ -60,7 +61,7 @@ def test_foreign_header_is_refused_and_left_untouched(tmp_path: Path) -> None:
 
 def test_torn_tail_is_cut_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "btc_1m_data.csv"
-    good = HEADER + core.format_row(bar(0))
+    good = HEADER + format_row(bar(0))
     path.write_text(good + "2023-11-14 22:14:00,10.0,1")
     with caplog.at_level(logging.WARNING, logger="hlstream"):
         handle = open_csv(path)
@@ -82,7 +83,7 @@ def test_last_row_reads_only_the_tail_of_a_big_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "btc_1m_data.csv"
-    rows = "".join(core.format_row(bar(k)) for k in range(50_000))
+    rows = "".join(format_row(bar(k)) for k in range(50_000))
     path.write_text(HEADER + rows)
     handle = open_csv(path)
     read_bytes = 0
@@ -106,7 +107,7 @@ def test_append_drops_rows_at_or_before_last_row(tmp_path: Path) -> None:
     assert handle.append([bar(0), bar(1), bar(2)]) == [bar(2)]
     assert handle.append([bar(1)]) == []
     lines = path.read_text().splitlines()
-    assert lines[1:] == [core.format_row(bar(k)).strip() for k in range(3)]
+    assert lines[1:] == [format_row(bar(k)).strip() for k in range(3)]
     handle.close()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from hlstream.common.config import Settings, prepare_dirs, validate
+from hlstream.common.csvrow import HEADER_LINE, format_row
 from hlstream.common.errors import TransientError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import event_log
@@ -119,8 +120,8 @@ def test_backfill_beyond_candle_reach_is_logged_and_carried_forward(
     data = tmp_path / "data"
     data.mkdir()
     (data / "btc_1m_data.csv").write_text(
-        core.HEADER_LINE
-        + core.format_row(Bar("BTC", "1m", old, "5.0", "5.0", "5.0", "5.0", "1.0", 1, True, "ws"))
+        HEADER_LINE
+        + format_row(Bar("BTC", "1m", old, "5.0", "5.0", "5.0", "5.0", "1.0", 1, True, "ws"))
     )
     writer = make_writer(tmp_path, exchange.info_url, hours=1.0)
     with caplog.at_level(logging.INFO, logger="hlstream"):

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import zmq
@@ -133,8 +134,6 @@ class Aggregator:
         self._loop()
         self.close()
 
-    # ---- start -------------------------------------------------------------------------
-
     def _connect(self) -> None:
         curve = curve_keys(self.settings)
         self.sub = subscribe_socket(
@@ -154,21 +153,12 @@ class Aggregator:
         self.state, self.tape, self.covered_ms = restored.state, restored.tape, restored.covered_ms
         for item in restored.pending:
             self.link.queue(item)
-        replay_trades = self._replay_trades
+        replayed = partial(self._apply_trades, publish_late=False)
         self.untaped = recovery.replay(
-            restored, self.settings, self.log, now, replay_trades, self._on_gap
+            restored, self.settings, self.log, now, replayed, self._on_gap
         )
-        self.log.info(
-            "tape_replayed",
-            trades=self.counters.replayed,
-            joined_ms=now,
-            series=len(self.state.series),
-        )
-
-    def _replay_trades(self, trades: list[Trade]) -> None:
-        self._apply_trades(trades, publish_late=False)
-
-    # ---- loop --------------------------------------------------------------------------
+        series = len(self.state.series)
+        self.log.info("tape_replayed", trades=self.counters.replayed, joined_ms=now, series=series)
 
     def _loop(self) -> None:
         poller = zmq.Poller()
@@ -197,15 +187,12 @@ class Aggregator:
             if now < next_tick and (deadline is None or now < deadline):
                 continue  # under load the bus wakes us per message: time work can wait
             next_tick = now + TICK_MS
-            if (
-                deadline is not None
-                and now >= deadline
-                and now - loop_start > wait_ms + STALL_SLACK_MS
-            ):
+            stalled_ms = now - loop_start - wait_ms
+            if deadline is not None and now >= deadline and stalled_ms > STALL_SLACK_MS:
                 # About to close windows after a stall (SIGSTOP, VM pause, CPU starvation):
                 # the wall clock has jumped while trades that arrived in time still sit in the
                 # socket buffers. Take them first, or they would count as late.
-                self.log.warning("stall_detected", stalled_ms=now - loop_start - wait_ms)
+                self.log.warning("stall_detected", stalled_ms=stalled_ms)
                 self._settle_bus()
                 now = self.clock.now_ms()
             for bar in advance(self.state, self._horizon(now)):
@@ -289,9 +276,7 @@ class Aggregator:
             self._on_covered(message.covered_ms)
 
     def _covered_from_tape_start(self, coin: str) -> None:
-        """The first tape record of a coin whose tape was empty at start: the tape (the venue's
-        subscribe replay first) covers the coin from just after its oldest replayed trade, so
-        windows from there on were watched whole."""
+        """A coin's tape, empty at start, covers it from its first record (the venue's replay)."""
         self.untaped.discard(coin)
         start = coverage_start_ms(self.settings.data_dir, coin)
         if start is not None and start < self.state.joined_by_coin.get(coin, start):
@@ -330,16 +315,14 @@ class Aggregator:
             "gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
         )
         emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
-        for item in emitted:  # the writer records those rows as not exact
-            self.link.queue(
-                Inexact(gap.coin, item.interval, item.first_ms, item.last_ms, "gap_after_close")
-            )
+        for e in emitted:  # the writer records those rows as not exact
+            self.link.queue(Inexact(gap.coin, e.interval, e.first_ms, e.last_ms, "gap_after_close"))
         if emitted:
             self.counters.gaps_after_close += 1
             self.log.error(
                 "gap_after_close",
                 coin=gap.coin,
-                windows=sum(item.windows for item in emitted),
+                windows=sum(e.windows for e in emitted),
                 from_ms=gap.from_ms,
                 to_ms=gap.to_ms,
                 note="bars already emitted for these windows may miss trades",
@@ -362,20 +345,12 @@ class Aggregator:
                 self.outage_from = None
             self.covered_ms = covered_ms
 
-    # ---- bars out ----------------------------------------------------------------------
-
     def _emit(self, bar: Bar) -> None:
         self.taps.publish(bar_topic(bar.interval, bar.coin), bar)
         self.link.queue(bar)
         self.counters.bars += 1
-        self.log.debug(
-            "bar",
-            coin=bar.coin,
-            interval=bar.interval,
-            start_ms=bar.start_ms,
-            trades=bar.trades,
-            complete=bar.complete,
-        )
+        fields = {"coin": bar.coin, "interval": bar.interval, "start_ms": bar.start_ms}
+        self.log.debug("bar", **fields, trades=bar.trades, complete=bar.complete)
 
     def save_checkpoint(self, now: int) -> None:
         """Bar state + tape positions + un-acked bars, replaced atomically."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms as wall_now_ms
 from hlstream.common.config import Settings
+from hlstream.common.csvrow import Row
 from hlstream.common.errors import IntegrityError, ProtocolError, TransientError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.lifecycle_io import StopFlag
@@ -202,7 +203,7 @@ class Store:
         self.counters.rows_written += len(written)
         return True
 
-    def _replace_partial(self, bar: Bar, last: core.Row | None) -> Bar:
+    def _replace_partial(self, bar: Bar, last: Row | None) -> Bar:
         """A partial bar becomes the exchange's candle once the exchange has closed it."""
         if bar.complete:
             return bar
