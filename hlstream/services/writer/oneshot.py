@@ -1,12 +1,9 @@
 """`hlstream backfill`: one-shot REST backfill with a progress bar (tqdm) on stderr.
 
-Runs the writer's own startup backfill (`Store.open_files` + `Store.backfill`) once per
-coin x interval file, so the planning, REST retries, rate limiting and carry-forward are
-exactly the running writer's. Safe while the pipeline runs: it never takes the writer's
-run-dir lock, and every append re-reads the file's last row under `flock(LOCK_EX)` and drops
-rows already there, so whichever process writes a window first wins and the other skips it.
-Idempotent: a file is only ever extended from its last row, up to the last window the
-exchange has closed. Seconds intervals have no REST candles and are skipped.
+Runs the writer's own startup backfill (`Store.backfill`) once per coin x interval file.
+Safe while the pipeline runs: it never takes the writer's run-dir lock, and every append
+re-reads the last row under `flock(LOCK_EX)` and drops rows already there. Idempotent: a file
+is only extended from its last row. Seconds intervals have no REST candles and are skipped.
 
 Exit codes: 0 every file done, 1 a file failed (REST error, refused file), 78 config error.
 """
