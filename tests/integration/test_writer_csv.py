@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 
 from hlstream.common.config import Settings, prepare_dirs, validate
+from hlstream.common.csvrow import format_row
 from hlstream.common.errors import IntegrityError, TransientError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import event_log
 from hlstream.common.messages import Bar
 from hlstream.services.writer import core
 from hlstream.services.writer.csvfile_io import CsvFile, WriteFailedError
-from hlstream.services.writer.shell import Writer
+from hlstream.services.writer.store import Store
 
 M = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % M
@@ -60,7 +61,7 @@ def test_foreign_header_is_refused_and_left_untouched(tmp_path: Path) -> None:
 
 def test_torn_tail_is_cut_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "btc_1m_data.csv"
-    good = HEADER + core.format_row(bar(0))
+    good = HEADER + format_row(bar(0))
     path.write_text(good + "2023-11-14 22:14:00,10.0,1")
     with caplog.at_level(logging.WARNING, logger="hlstream"):
         handle = open_csv(path)
@@ -82,7 +83,7 @@ def test_last_row_reads_only_the_tail_of_a_big_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "btc_1m_data.csv"
-    rows = "".join(core.format_row(bar(k)) for k in range(50_000))
+    rows = "".join(format_row(bar(k)) for k in range(50_000))
     path.write_text(HEADER + rows)
     handle = open_csv(path)
     read_bytes = 0
@@ -106,7 +107,7 @@ def test_append_drops_rows_at_or_before_last_row(tmp_path: Path) -> None:
     assert handle.append([bar(0), bar(1), bar(2)]) == [bar(2)]
     assert handle.append([bar(1)]) == []
     lines = path.read_text().splitlines()
-    assert lines[1:] == [core.format_row(bar(k)).strip() for k in range(3)]
+    assert lines[1:] == [format_row(bar(k)).strip() for k in range(3)]
     handle.close()
 
 
@@ -236,7 +237,7 @@ def test_file_size_limit_leaves_no_half_line(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-# ---- Writer (shell) in-process against a fake InfoClient --------------------------------
+# ---- Store in-process against a fake InfoClient --------------------------------------------
 
 
 class FakeInfo:
@@ -270,7 +271,7 @@ class FakeInfo:
         ]
 
 
-def make_writer(tmp_path: Path, info: FakeInfo, now_ms: int) -> Writer:
+def make_writer(tmp_path: Path, info: FakeInfo, now_ms: int) -> Store:
     settings = validate(
         Settings(
             coins=("BTC",),
@@ -282,7 +283,7 @@ def make_writer(tmp_path: Path, info: FakeInfo, now_ms: int) -> Writer:
         )
     )
     prepare_dirs(settings)
-    writer = Writer(
+    writer = Store(
         settings,
         StopFlag(),
         event_log("writer"),

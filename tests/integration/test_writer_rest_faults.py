@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from hlstream.common.config import Settings, prepare_dirs, validate
+from hlstream.common.csvrow import HEADER_LINE, format_row
 from hlstream.common.errors import TransientError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import event_log
 from hlstream.common.messages import Bar
 from hlstream.services.writer import core
-from hlstream.services.writer.shell import Writer
+from hlstream.services.writer.store import Store
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
 from tests.support.exchange import exchange_fixture
@@ -41,7 +42,7 @@ exchange = exchange_fixture(
 )
 
 
-def make_writer(tmp_path: Path, info_url: str, hours: float = 1.5) -> Writer:
+def make_writer(tmp_path: Path, info_url: str, hours: float = 1.5) -> Store:
     settings = validate(
         Settings(
             coins=("BTC",),
@@ -55,7 +56,7 @@ def make_writer(tmp_path: Path, info_url: str, hours: float = 1.5) -> Writer:
         )
     )
     prepare_dirs(settings)
-    writer = Writer(settings, StopFlag(), event_log("writer"))
+    writer = Store(settings, StopFlag(), event_log("writer"))
     writer.open_files()
     return writer
 
@@ -80,7 +81,7 @@ def test_backfill_retries_429_after_retry_after_then_equals_truth_and_is_idempot
     assert all(r["delay_ms"] >= 400 and r["retry_after_s"] == 0.4 for r in retries)
     assert len(exchange.rest_requests()) == 3
     # Each attempt spent weight (20 + rows/60) from the one shared budget, retries included.
-    assert writer.budget.tokens < 1200 - 2 * core.candle_weight(90)
+    assert writer.rest.budget.tokens < 1200 - 2 * core.candle_weight(90)
 
     path = writer.files[("BTC", "1m")].path
     rows = read_rows(path)
@@ -119,8 +120,8 @@ def test_backfill_beyond_candle_reach_is_logged_and_carried_forward(
     data = tmp_path / "data"
     data.mkdir()
     (data / "btc_1m_data.csv").write_text(
-        core.HEADER_LINE
-        + core.format_row(Bar("BTC", "1m", old, "5.0", "5.0", "5.0", "5.0", "1.0", 1, True, "ws"))
+        HEADER_LINE
+        + format_row(Bar("BTC", "1m", old, "5.0", "5.0", "5.0", "5.0", "1.0", 1, True, "ws"))
     )
     writer = make_writer(tmp_path, exchange.info_url, hours=1.0)
     with caplog.at_level(logging.INFO, logger="hlstream"):
@@ -166,7 +167,7 @@ class DownInfo:
         raise TransientError("connection refused")
 
 
-def _writer_with(tmp_path: Path, info: Any) -> Writer:
+def _writer_with(tmp_path: Path, info: Any) -> Store:
     settings = validate(
         Settings(
             coins=("BTC",),
@@ -179,7 +180,7 @@ def _writer_with(tmp_path: Path, info: Any) -> Writer:
         )
     )
     prepare_dirs(settings)
-    writer = Writer(settings, StopFlag(), event_log("writer"), info=info)
+    writer = Store(settings, StopFlag(), event_log("writer"), info=info)
     writer.open_files()
     return writer
 

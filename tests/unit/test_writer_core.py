@@ -9,6 +9,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from hlstream.common.csvrow import Row, format_row, parse_row
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.messages import (
     Bar,
@@ -18,7 +19,7 @@ from hlstream.common.messages import (
     encode_message,
 )
 from hlstream.services.writer import core
-from hlstream.services.writer.core import Placement, Row
+from hlstream.services.writer.core import Placement
 
 M = 60_000
 H = 3_600_000
@@ -60,13 +61,13 @@ def fixture_candles() -> list[dict[str, object]]:
 
 
 def test_format_row_writes_utc_window_start_and_strings_verbatim() -> None:
-    line = core.format_row(make_bar(T0))
+    line = format_row(make_bar(T0))
     assert line == "2023-11-14 22:00:00,10.0,11.0,9.5,10.5,1.25\n"
 
 
 def test_parse_row_roundtrips_format_row() -> None:
     bar = make_bar(T0 + 5 * M, close="10.75")
-    assert core.parse_row(core.format_row(bar)) == core.row_of(bar)
+    assert parse_row(format_row(bar)) == core.row_of(bar)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +80,7 @@ def test_parse_row_roundtrips_format_row() -> None:
 )
 def test_parse_row_rejects_bad_lines(line: str) -> None:
     with pytest.raises(IntegrityError):
-        core.parse_row(line)
+        parse_row(line)
 
 
 def test_classify_places_bars_against_last_row() -> None:

@@ -1,10 +1,8 @@
 """The aggregator's checkpoint: all bar state plus the tape positions it reflects. Pure.
 
-`encode_checkpoint(state, consumed, pending, covered_ms)` -> msgpack bytes;
-`decode_checkpoint(raw)` -> `Checkpoint` or ProtocolError. The shell writes it atomically
-every `checkpoint_seconds` and on a clean stop (run_dir/aggregator-checkpoint.msgpack), and
-after any restart loads it and replays the tape from `consumed`, so no window of any interval
-depends on process memory. The file is the `CheckpointFile` Struct (version 1):
+Written atomically every `checkpoint_seconds` and on a clean stop; a restart loads it and
+replays the tape from `consumed`, so no window depends on process memory. The file is the
+`CheckpointFile` Struct (version 1):
 
     state     every series (open windows with exact Decimal sums as strings, next window to
               emit, last close, closed-through mark), taints, joined times, counters

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from hlstream.common.decimals import ZERO, format_decimal
 from hlstream.common.messages import Bar, Trade
 from hlstream.common.timebucket import bucket_start
 
 ZERO_VOLUME = format_decimal(ZERO)
+PRICES_MAX = 50_000  # distinct prices kept parsed in AggState.prices before it starts over
 
 
 @dataclass(slots=True)
@@ -58,8 +60,7 @@ class Series:
     next_start: int | None = None  # first window not yet emitted, once a close is known
     last_close: str | None = None
     closed_through: int = -1  # windows starting before this are closed (trades are late)
-    seed_ts: int | None = None  # last_close is a seed from a trade at this time: a newer one
-    # replaces it until the series emits its first bar
+    seed_ts: int | None = None  # last_close seeded from a trade at this time (until a bar)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ class AggState:
     taints: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     late_trades: int = 0
     applied_trades: int = 0
+    # A cache, not state (prices repeat, a few ticks apart): parsed once, never compared.
+    prices: dict[str, Decimal] = field(default_factory=dict, compare=False, repr=False)
 
 
 def new_state(
@@ -98,19 +101,6 @@ def new_state(
             state.series[(coin, label)] = series
             state.by_coin.setdefault(coin, []).append(series)
     return state
-
-
-_PRICES: dict[str, Decimal] = {}  # prices repeat (a few ticks apart): parse each once
-_PRICES_MAX = 50_000
-
-
-def _price(text: str) -> Decimal:
-    value = _PRICES.get(text)
-    if value is None:
-        if len(_PRICES) >= _PRICES_MAX:
-            _PRICES.clear()
-        value = _PRICES[text] = Decimal(text)
-    return value
 
 
 def _open(start_ms: int, trade: Trade, price: Decimal, size: Decimal) -> OpenBar:
@@ -131,18 +121,22 @@ def _open(start_ms: int, trade: Trade, price: Decimal, size: Decimal) -> OpenBar
 
 def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
     """Add trades to their open windows; return the ones that arrived too late."""
+    # Hot path: bucket_start and the OHLCV update are inlined; the bars stay equal to a
+    # reference built from the trades (tests/property/test_bars_props.py).
     late: list[LateTrade] = []
-    prices = _PRICES
+    prices = state.prices
     by_coin = state.by_coin
     for trade in trades:
         text = trade.price
         price = prices.get(text)
         if price is None:
-            price = _price(text)
+            if len(prices) >= PRICES_MAX:
+                prices.clear()
+            price = prices[text] = Decimal(text)
         size = Decimal(trade.size)
         ts_ms = trade.ts_ms
         for series in by_coin.get(trade.coin, ()):
-            start = ts_ms - ts_ms % series.interval_ms  # bucket_start, inlined: hot path
+            start = ts_ms - ts_ms % series.interval_ms
             if start < series.closed_through:
                 late.append(LateTrade(series.interval, start, trade))
                 continue
@@ -150,7 +144,7 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
             if bar is None:
                 series.open_bars[start] = _open(start, trade, price, size)
                 continue
-            # _update, inlined (hot path): open/close by exchange time, high/low by price
+            # open/close by exchange time, high/low by price
             if ts_ms < bar.first_ts:
                 bar.open, bar.first_ts = text, ts_ms
             if ts_ms >= bar.last_ts:
@@ -167,9 +161,8 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
 
 
 def seed_closes(state: AggState, late: list[LateTrade]) -> None:
-    """Offer late trades as the first close of series that have not emitted a bar yet, so
-    an illiquid coin gets carry-forward rows from the first window after start (the venue's
-    subscribe replay is mostly older than that window)."""
+    """Offer late trades (the venue's subscribe replay) as first closes, so an illiquid coin
+    gets carry-forward rows from the first window after start."""
     for item in late:
         series = state.series.get((item.trade.coin, item.interval))
         if series is not None:
@@ -177,8 +170,7 @@ def seed_closes(state: AggState, late: list[LateTrade]) -> None:
 
 
 def seed_trades(state: AggState, trades: list[Trade]) -> None:
-    """Offer trades (e.g. read from the tape) as first closes to every series of their coin
-    whose window for them is already closed."""
+    """Offer trades (read from the tape) as first closes to the series that closed their window."""
     for trade in trades:
         for series in state.by_coin.get(trade.coin, ()):
             if bucket_start(trade.ts_ms, series.interval_ms) < series.closed_through:
@@ -190,15 +182,12 @@ def _offer_seed(series: Series, trade: Trade) -> None:
         series.next_start = series.closed_through
     elif series.seed_ts is None or trade.ts_ms < series.seed_ts:
         return  # a close from a bar, or a newer seed, stands
-    series.last_close = format_decimal(_price(trade.price))
+    series.last_close = format_decimal(Decimal(trade.price))
     series.seed_ts = trade.ts_ms
 
 
 def retire_coin(state: AggState, coin: str) -> bool:
-    """Stop every series of a coin the venue delisted (no more carry-forward bars for it).
-
-    Returns False when the coin was not (or no longer) aggregated.
-    """
+    """Stop every series of a delisted coin; False when it was not aggregated."""
     series = state.by_coin.pop(coin, None)
     if series is None:
         return False
@@ -208,37 +197,34 @@ def retire_coin(state: AggState, coin: str) -> bool:
     return True
 
 
-def emitted_windows(
-    state: AggState, coin: str, from_ms: int, to_ms: int
-) -> list[tuple[str, int, int]]:
-    """(interval, first start, last start) of the windows overlapping [from_ms, to_ms] that
-    `coin` has already emitted, per interval (empty ranges left out)."""
-    out = []
-    for series in state.by_coin.get(coin, ()):
-        if series.next_start is None:
-            continue
-        step = series.interval_ms
-        first = bucket_start(from_ms, step)
-        last = min(bucket_start(to_ms, step), series.next_start - step)
-        if last >= first:
-            out.append((series.interval, first, last))
-    return out
+class Emitted(NamedTuple):
+    """Windows of one series, first_ms..last_ms (starts), already handed on as bars."""
+
+    coin: str
+    interval: str
+    first_ms: int
+    last_ms: int
+    windows: int
 
 
-def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> int:
+def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> list[Emitted]:
     """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin).
 
-    Returns how many windows in the range were already emitted (as complete or not): a taint
-    that arrives after its windows closed (e.g. a replay gap found only on reconnect) cannot
-    change bars already handed on, so the caller must report it (`emitted_windows`).
+    Returns the windows in the range already emitted: their bars are with the writer and
+    cannot change, so the caller must report them (a replay gap found only on reconnect).
     """
-    coins = set(state.by_coin) if coin is None else {coin}
-    emitted = 0
-    for name in coins:
+    out: list[Emitted] = []
+    for name in set(state.by_coin) if coin is None else {coin}:
         state.taints.setdefault(name, []).append((from_ms, to_ms))
-        for interval, first, last in emitted_windows(state, name, from_ms, to_ms):
-            emitted += (last - first) // state.series[(name, interval)].interval_ms + 1
-    return emitted
+        for series in state.by_coin.get(name, ()):
+            if series.next_start is None:
+                continue
+            step = series.interval_ms
+            first = bucket_start(from_ms, step)
+            last = min(bucket_start(to_ms, step), series.next_start - step)
+            if last >= first:
+                out.append(Emitted(name, series.interval, first, last, (last - first) // step + 1))
+    return out
 
 
 def _is_complete(state: AggState, coin: str, start_ms: int, end_ms: int) -> bool:
@@ -253,10 +239,10 @@ def _bar_from_open(state: AggState, series: Series, bar: OpenBar) -> Bar:
         coin=series.coin,
         interval=series.interval,
         start_ms=bar.start_ms,
-        open=format_decimal(_price(bar.open)),
+        open=format_decimal(Decimal(bar.open)),
         high=format_decimal(bar.high),
         low=format_decimal(bar.low),
-        close=format_decimal(_price(bar.close)),
+        close=format_decimal(Decimal(bar.close)),
         volume=format_decimal(bar.volume),
         trades=bar.trades,
         complete=_is_complete(state, series.coin, bar.start_ms, end),

@@ -1,13 +1,10 @@
 """Bars handed to the writer but not yet acknowledged. Pure: the shell passes `now_ms`.
 
-The writer acks a bar only once it is fsynced (or already on disk), so a bar leaves the
-outbox only when durable. Delivery is in order per series (coin, interval): only the
-oldest un-acked bar of a series is in flight, so a writer restart can never see a later
-bar before an earlier one that was lost in a dead connection (which it would otherwise
-take for a hole). Bars are rare (one per interval per coin), so stop-and-wait costs one
-local round trip per bar. An in-flight bar is resent every `resend_ms`; the writer's
-append is idempotent, so resends are harmless. The outbox is bounded: past `max_bars`
-the oldest bar is dropped and counted (the writer repairs such a hole from REST).
+A bar leaves the outbox only when the writer acks it (fsynced or already on disk). Only the
+oldest un-acked bar of a series (coin, interval) is in flight, so a writer restart never sees
+a later bar before an earlier one lost in a dead connection (it would take that for a hole).
+The head is resent every `resend_ms` (the writer's append is idempotent). Past `max_bars` the
+oldest bar is dropped and counted (the writer repairs such a hole from REST).
 """
 
 from __future__ import annotations

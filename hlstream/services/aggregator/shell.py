@@ -1,18 +1,12 @@
-"""Aggregator IO shell: replay the trade tape, follow ingest on the bus, drive the bar core
-with the wall clock, publish bars for taps (PUB) and hand them to the writer (DEALER, acked
-after fsync).
+"""Aggregator IO shell: follow ingest on the bus, drive the bar core with the wall clock,
+publish bars for taps (PUB) and hand them to the writer (services/aggregator/link.py).
 
-Start: load the checkpoint (bar state + tape positions, services/aggregator/checkpoint.py),
-then replay the tape from those positions, so the window the last process died in and every
-window that closed while it was down are rebuilt exactly. Without a checkpoint (first start,
-new coin) the tape is replayed from the earliest open window, the last close is seeded from
-the tape (an illiquid coin gets carry-forward rows from the first window), and a window
-counts as complete when the tape covers it from its start.
+Start: restore the checkpoint and replay the tape after it (services/aggregator/recovery.py).
 
 Loop: poll sockets until the next window deadline -> apply trades / gaps / status (a bus
 message whose tape span was already applied is skipped; one that follows lost messages is
-read from the tape instead) -> `advance(horizon)` -> publish closed bars, queue them in the
-outbox -> send due outbox heads -> checkpoint every `checkpoint_seconds`.
+read from the tape instead) -> `advance(horizon)` -> publish closed bars, queue them for the
+writer -> send due bars -> checkpoint every `checkpoint_seconds`.
 
 Windows are held while ingest cannot vouch for them: the horizon is ingest's `covered_ms`
 (everything received before it is taped and published), so an ingest restart whose replay
@@ -24,22 +18,22 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import zmq
 
 from hlstream.common.atomic_io import write_atomic
-from hlstream.common.bus_io import Publisher, curve_keys, secure_client, subscribe_socket
+from hlstream.common.bus_io import Publisher, curve_keys, subscribe_socket
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import (
-    NOTICE_SERIES,
     Bar,
-    BarAck,
     Decoder,
     Gap,
     Inexact,
@@ -47,7 +41,6 @@ from hlstream.common.messages import (
     Trade,
     TradeBatch,
     bar_topic,
-    encode_message,
     late_topic,
     status_topic,
 )
@@ -55,34 +48,37 @@ from hlstream.common.sequence import SeqEvent, SeqTracker
 from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape import Record, segment_day, shift_day
-from hlstream.common.tape_read_io import coverage_start_ms, last_trade_before
-from hlstream.services.aggregator.checkpoint import decode_checkpoint, encode_checkpoint
+from hlstream.common.tape_read_io import coverage_start_ms
+from hlstream.services.aggregator import recovery
+from hlstream.services.aggregator.checkpoint import encode_checkpoint
 from hlstream.services.aggregator.core import (
     AggState,
     advance,
     apply_trades,
-    emitted_windows,
-    new_state,
     next_deadline,
     retire_coin,
     seed_closes,
-    seed_trades,
     taint,
 )
-from hlstream.services.aggregator.outbox import Outbox
+from hlstream.services.aggregator.link import WriterLink, connect_writer
 from hlstream.services.aggregator.tape_feed import SpanAction, TapeFeed
 
 SERVICE = "aggregator"
-CHECKPOINT_FILE = "aggregator-checkpoint.msgpack"
 HOLD_MAX_MS = 10_000  # hold windows this long for ingest to vouch for them, then taint
 SUBSCRIBE_SETTLE_S = 0.3  # let SUB subscriptions reach the publisher before joining
-REPLAY_CHUNK = 5_000
+IDLE_POLL_MS = 200  # longest poll when no window is due
+MIN_POLL_MS = 5
 TICK_MS = 5  # bar timing, resends, heartbeat: checked at most this often under load
 COALESCE_S = 0.002  # woken by the bus: wait this long for the rest of a burst, then drain
-# One Decoder per socket, of the message types that socket carries (any other is refused).
+STALL_SLACK_MS = 250  # a poll that overran its wait by more than this was a stall
+SETTLE_QUIET_MS = 20  # after a stall, drain the bus until it is quiet this long
+SETTLE_MAX_MS = 500  # ... or this long in all
+DRAIN_LIMIT = 2_000  # bus messages handled per drain, so timers still run under a flood
+STATUS_EVERY_S = 1.0
+CLOSE_WAIT_S = 1.0  # on stop, wait this long for the writer's acks of bars in flight
+ACK_POLL_MS = 100
+LOG_EVERY_S = 5.0  # a repeated warning is logged at most this often
 _READ_BUS: Decoder[TradeBatch | Gap | StageStatus] = Decoder((TradeBatch, Gap, StageStatus))
-_READ_ACK: Decoder[BarAck] = Decoder((BarAck,))
-_READ_OUTBOX: Decoder[Bar | Inexact] = Decoder((Bar, Inexact))
 
 
 @dataclass
@@ -94,18 +90,19 @@ class Counters:
     lost_messages: int = 0
     tape_reads: int = 0
     replayed: int = 0
-    acks: int = 0
     gaps: int = 0
     gaps_after_close: int = 0
     held_ms: int = 0
 
 
-def _frame_of(key: tuple[str, str, int]) -> bytes:
-    return b"inexact" if key[1].endswith(NOTICE_SERIES) else b"bar"
-
-
 class Aggregator:
     """Owns the sockets, the clock and the tape positions around the pure bar state."""
+
+    sub: zmq.Socket[Any]
+    taps: Publisher
+    link: WriterLink
+    state: AggState
+    tape: TapeFeed
 
     def __init__(
         self,
@@ -114,158 +111,99 @@ class Aggregator:
         log: EventLog,
         context: zmq.Context[Any],
         clock: Clock,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.stop = stop
         self.log = log
-        self.clock = clock
         self.context = context
-        curve = curve_keys(settings)
+        self.clock = clock
+        self.sleep = sleep
+        self.seq = SeqTracker()
+        self.counters = Counters()
+        self.checkpoint_path = settings.run_dir / recovery.CHECKPOINT_FILE
+        self.started_ms = 0
+        self.covered_ms = 0  # ingest vouched that everything before this is published
+        self.outage_from: int | None = None
+        self.untaped: set[str] = set()  # coins whose tape was empty when we started
+
+    def run(self) -> None:
+        """Connect, recover, then follow the bus until stopped."""
+        self._connect()
+        self._recover()
+        self._loop()
+        self.close()
+
+    def _connect(self) -> None:
+        curve = curve_keys(self.settings)
         self.sub = subscribe_socket(
             self.context,
-            settings.trades_endpoint,
+            self.settings.trades_endpoint,
             ["trade.", "gap.", status_topic("ingest")],
             curve=curve,
         )
-        self.taps = Publisher(self.context, settings.bars_endpoint, curve=curve)
-        self.writer = self.context.socket(zmq.DEALER)
-        self.writer.setsockopt(zmq.LINGER, 0)
-        self.writer.setsockopt(zmq.SNDHWM, 100_000)
-        secure_client(self.writer, curve)
-        self.writer.connect(settings.writer_endpoint)
-        self.outbox = Outbox()
-        self.seq = SeqTracker()
-        self.counters = Counters()
-        self.checkpoint_path = settings.run_dir / CHECKPOINT_FILE
-        time.sleep(SUBSCRIBE_SETTLE_S)  # bus messages queue up from here while we replay
-        now = self.clock.now_ms()
-        self.covered_ms = now  # first start: nothing open ends before now (new_state)
-        self.started_ms = now
-        self.outage_from: int | None = None
-        self.untaped: set[str] = set()  # coins whose tape was empty when we started
-        self.state, self.tape = self._restore(now)
-        self._replay_tape(now)
-        self.next_checkpoint = self.clock.monotonic() + settings.checkpoint_seconds
+        self.taps = Publisher(self.context, self.settings.bars_endpoint, curve=curve)
+        writer = connect_writer(self.context, self.settings.writer_endpoint, curve)
+        self.link = WriterLink(writer, lambda: self.taps.next_envelope("writer"), self.log)
+        self.sleep(SUBSCRIBE_SETTLE_S)  # bus messages queue up from here while we replay
 
-    # ---- start: checkpoint + tape ------------------------------------------------------
-
-    def _restore(self, now: int) -> tuple[AggState, TapeFeed]:
-        grace_ms = int(self.settings.grace_seconds * 1000)
-        fresh = new_state(self.settings.coins, self.settings.interval_ms, grace_ms, now)
-        try:
-            raw = self.checkpoint_path.read_bytes()
-        except FileNotFoundError:
-            self.log.info("checkpoint_absent", path=str(self.checkpoint_path))
-            return fresh, TapeFeed(self.settings.data_dir, self.log)
-        try:
-            checkpoint = decode_checkpoint(raw)
-        except ProtocolError as exc:
-            self.log.error("checkpoint_unreadable", path=str(self.checkpoint_path), error=str(exc))
-            return fresh, TapeFeed(self.settings.data_dir, self.log)
-        state = checkpoint.state
-        if set(state.series) != set(fresh.series) or state.grace_ms != grace_ms:
-            self.log.warning("checkpoint_ignored", reason="coins, intervals or grace changed")
-            return fresh, TapeFeed(self.settings.data_dir, self.log)
-        for item in checkpoint.pending:
-            self._queue_for_writer(item)
-        # Windows after what ingest had vouched for wait until it vouches again (or HOLD_MAX).
-        self.covered_ms = min(now, checkpoint.covered_ms)
-        self.log.info(
-            "checkpoint_loaded",
-            series=len(state.series),
-            pending_bars=len(checkpoint.pending),
-            covered_ms=checkpoint.covered_ms,
+    def _recover(self) -> None:
+        now = self.started_ms = self.clock.now_ms()
+        restored = recovery.restore(self.settings, self.log, now)
+        self.state, self.tape, self.covered_ms = restored.state, restored.tape, restored.covered_ms
+        for item in restored.pending:
+            self.link.queue(item)
+        replayed = partial(self._apply_trades, publish_late=False)
+        self.untaped = recovery.replay(
+            restored, self.settings, self.log, now, replayed, self._on_gap
         )
-        return state, TapeFeed(self.settings.data_dir, self.log, checkpoint.consumed)
+        series = len(self.state.series)
+        self.log.info("tape_replayed", trades=self.counters.replayed, joined_ms=now, series=series)
 
-    def _replay_tape(self, now: int) -> None:
-        for coin, series in list(self.state.by_coin.items()):
-            from_ms = min(item.closed_through for item in series)
-            first_sight = not self.tape.positions(coin)
-            if first_sight:
-                self._seed_coin(coin, from_ms, now)
-            batch: list[Trade] = []
-            try:
-                for record in self.tape.replay(coin, from_ms):
-                    if isinstance(record, Gap):
-                        self._apply_trades(batch, publish_late=False)
-                        batch = []
-                        self._on_gap(record)
-                    elif first_sight and record.ts_ms < from_ms:
-                        seed_trades(self.state, [record])  # taped since _seed_coin read
-                    else:
-                        batch.append(record)
-                        if len(batch) >= REPLAY_CHUNK:
-                            self._apply_trades(batch, publish_late=False)
-                            batch = []
-            except (IntegrityError, OSError) as exc:
-                self.log.error("tape_replay_failed", coin=coin, error=str(exc))
-                taint(self.state, coin, from_ms, now)
-            self._apply_trades(batch, publish_late=False)
-        self.log.info(
-            "tape_replayed",
-            trades=self.counters.replayed,
-            joined_ms=now,
-            series=len(self.state.series),
-        )
-
-    def _seed_coin(self, coin: str, from_ms: int, now: int) -> None:
-        """A coin seen for the first time: coverage and last close from the tape."""
-        start = coverage_start_ms(self.settings.data_dir, coin)
-        self.state.joined_by_coin[coin] = now if start is None else start
-        if start is None:  # the tape will cover it from its first trade (the venue's replay)
-            self.untaped.add(coin)
-        last = last_trade_before(self.settings.data_dir, coin, from_ms)
-        if last is not None:
-            seed_trades(self.state, [last])
-
-    # ---- loop ------------------------------------------------------------------------
-
-    def run(self) -> None:
+    def _loop(self) -> None:
         poller = zmq.Poller()
         poller.register(self.sub, zmq.POLLIN)
-        poller.register(self.writer, zmq.POLLIN)
+        poller.register(self.link.socket, zmq.POLLIN)
         poller.register(self.stop.fileno(), zmq.POLLIN)  # a stop wakes the poll at once
         next_status = 0.0
+        next_checkpoint = self.clock.monotonic() + self.settings.checkpoint_seconds
         next_tick = 0  # bar timing and writer resends: every TICK_MS at most (not per wakeup)
         while not self.stop.is_set():
             loop_start = self.clock.now_ms()
             deadline = next_deadline(self.state)
-            wait_ms = 200 if deadline is None else max(5, min(200, deadline - loop_start))
+            wait_ms = IDLE_POLL_MS
+            if deadline is not None:
+                wait_ms = max(MIN_POLL_MS, min(IDLE_POLL_MS, deadline - loop_start))
             ready = dict(poller.poll(wait_ms))
             if self.sub in ready:
                 # Let the rest of the burst land first: one wakeup per message costs more
                 # than the message, and handling the first while ingest still publishes the
                 # others would take the core the trade taps need; bars close seconds later.
-                time.sleep(COALESCE_S)
+                self.sleep(COALESCE_S)
                 self._drain_bus()
-            if self.writer in ready:
-                self._drain_acks()
+            if self.link.socket in ready:
+                self.link.drain_acks()
             now = self.clock.now_ms()
             if now < next_tick and (deadline is None or now < deadline):
                 continue  # under load the bus wakes us per message: time work can wait
             next_tick = now + TICK_MS
-            if deadline is not None and now >= deadline and now - loop_start > wait_ms + 250:
+            stalled_ms = now - loop_start - wait_ms
+            if deadline is not None and now >= deadline and stalled_ms > STALL_SLACK_MS:
                 # About to close windows after a stall (SIGSTOP, VM pause, CPU starvation):
                 # the wall clock has jumped while trades that arrived in time still sit in the
                 # socket buffers. Take them first, or they would count as late.
-                self.log.warning("stall_detected", stalled_ms=now - loop_start - wait_ms)
+                self.log.warning("stall_detected", stalled_ms=stalled_ms)
                 self._settle_bus()
                 now = self.clock.now_ms()
             for bar in advance(self.state, self._horizon(now)):
                 self._emit(bar)
-            for key, payload in self.outbox.due(now):
-                try:
-                    self.writer.send_multipart([_frame_of(key), payload], flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    self.log.warning_limited("writer_full", 5, "writer_queue_full", bar=key)
+            self.link.send_due(now)
             if self.clock.monotonic() >= next_status:
-                next_status = self.clock.monotonic() + 1.0
+                next_status = self.clock.monotonic() + STATUS_EVERY_S
                 self._heartbeat(now)
-            if self.clock.monotonic() >= self.next_checkpoint:
-                self.next_checkpoint = self.clock.monotonic() + self.settings.checkpoint_seconds
+            if self.clock.monotonic() >= next_checkpoint:
+                next_checkpoint = self.clock.monotonic() + self.settings.checkpoint_seconds
                 self.save_checkpoint(now)
-        self.close()
 
     def _horizon(self, now: int) -> int:
         """Close windows only up to what ingest vouches for, unless it has been gone too long."""
@@ -277,14 +215,14 @@ class Aggregator:
         taint(self.state, None, self.outage_from, now)
         return now
 
-    def _settle_bus(self, quiet_ms: int = 20, max_ms: int = 500) -> None:
-        """Drain the bus until it has been quiet for `quiet_ms` (at most `max_ms`)."""
-        give_up = self.clock.monotonic() + max_ms / 1000
-        while self.clock.monotonic() < give_up and self.sub.poll(quiet_ms, zmq.POLLIN):
+    def _settle_bus(self) -> None:
+        """Drain the bus until it has been quiet for SETTLE_QUIET_MS (at most SETTLE_MAX_MS)."""
+        give_up = self.clock.monotonic() + SETTLE_MAX_MS / 1000
+        while self.clock.monotonic() < give_up and self.sub.poll(SETTLE_QUIET_MS, zmq.POLLIN):
             self._drain_bus()
 
-    def _drain_bus(self, limit: int = 2_000) -> None:
-        for _ in range(limit):
+    def _drain_bus(self) -> None:
+        for _ in range(DRAIN_LIMIT):
             try:
                 frames = self.sub.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
@@ -293,7 +231,9 @@ class Aggregator:
                 self._handle(frames)
             except (ProtocolError, UnicodeDecodeError) as exc:
                 self.counters.malformed += 1
-                self.log.warning_limited("malformed", 5, "malformed_frame", error=str(exc)[:200])
+                self.log.warning_limited(
+                    "malformed", LOG_EVERY_S, "malformed_frame", error=str(exc)[:200]
+                )
 
     def _handle(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
@@ -303,7 +243,9 @@ class Aggregator:
         event, skipped = self.seq.observe(topic, envelope.session, envelope.seq)
         if event is SeqEvent.LOSS:  # repaired from the tape by the span check below
             self.counters.lost_messages += skipped
-            self.log.warning_limited("loss:" + topic, 5, "bus_loss", topic=topic, skipped=skipped)
+            self.log.warning_limited(
+                "loss:" + topic, LOG_EVERY_S, "bus_loss", topic=topic, skipped=skipped
+            )
         if isinstance(message, StageStatus):
             self._on_ingest_status(message)
         else:
@@ -334,9 +276,7 @@ class Aggregator:
             self._on_covered(message.covered_ms)
 
     def _covered_from_tape_start(self, coin: str) -> None:
-        """The first tape record of a coin whose tape was empty at start: the tape (the venue's
-        subscribe replay first) covers the coin from just after its oldest replayed trade, so
-        windows from there on were watched whole."""
+        """A coin's tape, empty at start, covers it from its first record (the venue's replay)."""
         self.untaped.discard(coin)
         start = coverage_start_ms(self.settings.data_dir, coin)
         if start is not None and start < self.state.joined_by_coin.get(coin, start):
@@ -365,29 +305,24 @@ class Aggregator:
                 late_topic(item.trade.coin), LateTrade(item.interval, item.window_ms, item.trade)
             )
         if late:
-            self.log.warning_limited("late", 5, "late_trades", total=self.state.late_trades)
+            self.log.warning_limited(
+                "late", LOG_EVERY_S, "late_trades", total=self.state.late_trades
+            )
 
     def _on_gap(self, gap: Gap) -> None:
         self.counters.gaps += 1
         self.log.warning(
             "gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
         )
-        notices = [
-            Inexact(gap.coin, interval, first, last, "gap_after_close")
-            for interval, first, last in emitted_windows(
-                self.state, gap.coin, gap.from_ms, gap.to_ms
-            )
-        ]
         emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
-        for notice in notices:  # the writer records those rows as not exact
-            self._queue_for_writer(notice)
+        for e in emitted:  # the writer records those rows as not exact
+            self.link.queue(Inexact(gap.coin, e.interval, e.first_ms, e.last_ms, "gap_after_close"))
         if emitted:
-            # Those bars are already with the writer; they may miss trades of the gap.
             self.counters.gaps_after_close += 1
             self.log.error(
                 "gap_after_close",
                 coin=gap.coin,
-                windows=emitted,
+                windows=sum(e.windows for e in emitted),
                 from_ms=gap.from_ms,
                 to_ms=gap.to_ms,
                 note="bars already emitted for these windows may miss trades",
@@ -410,57 +345,19 @@ class Aggregator:
                 self.outage_from = None
             self.covered_ms = covered_ms
 
-    # ---- bars out ----------------------------------------------------------------------
-
-    def _drain_acks(self) -> None:
-        while True:
-            try:
-                frames = self.writer.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                if len(frames) != 2 or frames[0] != b"ack":
-                    raise ProtocolError("ack must be [b'ack', payload]")
-                _, ack = _READ_ACK.decode(frames[1])
-                key = (ack.coin, ack.interval, ack.start_ms)
-            except ProtocolError as exc:
-                self.counters.malformed += 1
-                self.log.warning_limited("bad_ack", 5, "malformed_ack", error=str(exc)[:200])
-                continue
-            if self.outbox.ack(key):
-                self.counters.acks += 1
-
     def _emit(self, bar: Bar) -> None:
         self.taps.publish(bar_topic(bar.interval, bar.coin), bar)
-        self._queue_for_writer(bar)
+        self.link.queue(bar)
         self.counters.bars += 1
-        self.log.debug(
-            "bar",
-            coin=bar.coin,
-            interval=bar.interval,
-            start_ms=bar.start_ms,
-            trades=bar.trades,
-            complete=bar.complete,
-        )
-
-    def _queue_for_writer(self, item: Bar | Inexact) -> None:
-        envelope = self.taps.next_envelope("writer")
-        if isinstance(item, Bar):
-            key = (item.coin, item.interval, item.start_ms)
-        else:  # notices have a series of their own, so they never interleave with bars
-            key = (item.coin, item.interval + NOTICE_SERIES, item.last_ms)
-        self.outbox.add(key, encode_message(envelope, item))
-
-    def _pending(self) -> list[Bar | Inexact]:
-        items: list[Bar | Inexact] = []
-        for payload in self.outbox.payloads():
-            items.append(_READ_OUTBOX.decode(payload)[1])
-        return items
+        fields = {"coin": bar.coin, "interval": bar.interval, "start_ms": bar.start_ms}
+        self.log.debug("bar", **fields, trades=bar.trades, complete=bar.complete)
 
     def save_checkpoint(self, now: int) -> None:
         """Bar state + tape positions + un-acked bars, replaced atomically."""
         self.tape.prune(shift_day(segment_day(now), -1))
-        data = encode_checkpoint(self.state, self.tape.consumed, self._pending(), self.covered_ms)
+        data = encode_checkpoint(
+            self.state, self.tape.consumed, self.link.pending(), self.covered_ms
+        )
         try:
             write_atomic(self.checkpoint_path, data)
         except OSError as exc:
@@ -472,11 +369,10 @@ class Aggregator:
         counters = {
             "trades": self.state.applied_trades,
             "late_trades": self.state.late_trades,
-            "pending_bars": self.outbox.size,
-            "dropped_bars": self.outbox.dropped,
-            "resent_bars": self.outbox.resent,
+            **self.link.counters(),
             **asdict(self.counters),
         }
+        counters["malformed"] += self.link.malformed
         status = StageStatus(SERVICE, now, os.getpid(), self.taps.session, counters)
         self.taps.publish(status_topic(SERVICE), status)
         write_status(self.settings.run_dir, status)
@@ -484,14 +380,13 @@ class Aggregator:
     def close(self) -> None:
         """Checkpoint, give in-flight bars a moment to reach the writer, then close sockets."""
         self.save_checkpoint(self.clock.now_ms())
-        deadline = self.clock.monotonic() + 1.0
-        while self.outbox.size and self.clock.monotonic() < deadline:
-            if self.writer.poll(100, zmq.POLLIN):
-                self._drain_acks()
-        if self.outbox.size:
-            self.log.warning("unacked_at_exit", bars=self.outbox.size, note="in the checkpoint")
+        self.link.flush(CLOSE_WAIT_S, self.clock.monotonic, ACK_POLL_MS)
+        if self.link.outbox.size:
+            self.log.warning(
+                "unacked_at_exit", bars=self.link.outbox.size, note="in the checkpoint"
+            )
         self.save_checkpoint(self.clock.now_ms())
         self.log.info("stopped", bars=self.counters.bars, trades=self.state.applied_trades)
         self.sub.close()
-        self.writer.close()
+        self.link.socket.close()
         self.taps.close()

@@ -1,8 +1,5 @@
-"""Pure writer logic: CSV row format, candle validation, repair and backfill planning.
-
-No IO and no clock here: the shell passes `now_ms` and file contents in. Invariants kept:
-- a row is `Datetime,Open,High,Low,Close,Volume` with `Datetime` the UTC window start and
-  prices/volume as exact decimal strings (never float, never an exponent);
+"""Pure writer logic: bar and candle validation, repair and backfill planning (the row format
+is common/csvrow.py). The shell passes `now_ms` and file contents in. Invariants kept:
 - a fill plan is strictly increasing, one bar per window, nothing at or before the last row,
   and a window the exchange omits is carried forward from the previous close with volume
   `0.0` (only once a previous close is known: nothing is invented before the first candle).
@@ -14,21 +11,10 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-# The row format lives in common/csvrow.py (shared with `hlstream verify`); re-exported here.
-from hlstream.common.csvrow import HEADER as HEADER
-from hlstream.common.csvrow import HEADER_LINE as HEADER_LINE
-from hlstream.common.csvrow import Row as Row
-from hlstream.common.csvrow import format_row as format_row
-from hlstream.common.csvrow import parse_row as parse_row
+from hlstream.common.csvrow import Row
 from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import (
-    NOTICE_SERIES,
-    Bar,
-    BarAck,
-    Decoder,
-    Inexact,
-)
+from hlstream.common.messages import NOTICE_SERIES, Bar, BarAck, Decoder, Inexact
 from hlstream.common.timebucket import bucket_start
 
 EMPTY_VOLUME = "0.0"
@@ -110,12 +96,8 @@ def candle_to_bar(candle: object, coin: str, interval: str, interval_ms: int) ->
         raise ProtocolError(f"candle interval {candle['i']!r} is not {interval!r}")
     values = {key: _check_decimal(f"candle {key}", candle.get(key)) for key in "ohlc"}
     volume = _check_decimal("candle v", candle.get("v"), negative_ok=False)
-    if (
-        not values["l"]
-        <= min(values["o"], values["c"])
-        <= max(values["o"], values["c"])
-        <= (values["h"])
-    ):
+    open_, high, low, close = (values[key] for key in "ohlc")
+    if not low <= min(open_, close) <= max(open_, close) <= high:
         raise ProtocolError(f"candle t={start_ms} has open/close outside low..high")
     trades = candle.get("n", 0)
     if not isinstance(trades, int) or isinstance(trades, bool) or trades < 0:
@@ -124,10 +106,10 @@ def candle_to_bar(candle: object, coin: str, interval: str, interval_ms: int) ->
         coin=coin,
         interval=interval,
         start_ms=start_ms,
-        open=format_decimal(values["o"]),
-        high=format_decimal(values["h"]),
-        low=format_decimal(values["l"]),
-        close=format_decimal(values["c"]),
+        open=format_decimal(open_),
+        high=format_decimal(high),
+        low=format_decimal(low),
+        close=format_decimal(close),
         volume=format_decimal(volume),
         trades=trades,
         complete=True,
@@ -136,11 +118,8 @@ def candle_to_bar(candle: object, coin: str, interval: str, interval_ms: int) ->
 
 
 def candles_to_bars(candles: object, coin: str, interval: str, interval_ms: int) -> list[Bar]:
-    """Validate a candleSnapshot answer; return its bars ascending, one per window.
-
-    Any bad candle rejects the whole answer (ProtocolError): a skipped candle would later be
-    carried forward, which is a guess, and the writer never writes guesses.
-    """
+    """Validate a candleSnapshot answer; return its bars ascending, one per window. Any bad
+    candle rejects the whole answer: a skipped one would be carried forward, a guess."""
     if not isinstance(candles, list):
         raise ProtocolError(f"candleSnapshot answer is {type(candles).__name__}, expected a list")
     by_start: dict[int, Bar] = {}
@@ -165,11 +144,8 @@ def plan_fill(
     coin: str,
     interval: str,
 ) -> list[Bar]:
-    """Bars for every window in [from_ms, to_ms_exclusive) after the last row.
-
-    Windows with a candle take it; windows without one carry the previous close forward; windows
-    before the first known close (empty file, no candle yet) are skipped.
-    """
+    """Bars for every window in [from_ms, to_ms_exclusive) after the last row: the candle, else
+    the previous close carried forward, else nothing (no close known yet)."""
     start = bucket_start(from_ms, interval_ms)
     if start < from_ms:
         start += interval_ms
@@ -198,11 +174,9 @@ def backfill_range(
 ) -> tuple[int, int] | None:
     """The windows [start_ms, end_ms) startup backfill should fill, or None.
 
-    `end_ms` is the start of the window containing `now_ms - settle_ms`: the current window has
-    not ended, and one that ended less than `settle_ms` ago may still lack its last trades on
-    the exchange's side (the aggregator delivers it). The reach is `backfill_hours` back from
-    now; a file whose last row is older than that is still repaired from its last row on,
-    because leaving a hole behind it would break the contract.
+    It stops before the window of `now_ms - settle_ms` (one that ended less than `settle_ms` ago
+    may lack trades on the exchange's side; the aggregator delivers it). It reaches back
+    `backfill_hours`, but a file is always extended from its last row: no hole behind it.
     """
     if backfill_hours <= 0:
         return None
@@ -221,12 +195,8 @@ def rest_reach_start(now_ms: int, interval_ms: int) -> int:
 
 
 def candle_covers(candle: Bar, seen: Bar) -> bool:
-    """True when an exchange candle can be the whole window a partial bar saw part of.
-
-    The partial bar's trades are a subset of the window's, so the exchange's candle must have at
-    least as many trades and as much volume, and a range at least as wide. A candle that does not
-    is one the exchange has not finished yet (fetched too early): it must not be written.
-    """
+    """True when an exchange candle can be the whole window a partial bar saw part of: at least
+    as many trades, as much volume and as wide a range (else the exchange is not done yet)."""
     return (
         candle.start_ms == seen.start_ms
         and candle.trades >= seen.trades

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hlstream.common.csvrow import HEADER_LINE, Row, format_row, parse_row
 from hlstream.common.errors import IntegrityError, TransientError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
-from hlstream.services.writer.core import HEADER_LINE, Row, format_row, parse_row, row_of
+from hlstream.services.writer.core import row_of
 
 TAIL_BLOCK = 4096
 

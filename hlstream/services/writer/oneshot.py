@@ -1,12 +1,9 @@
 """`hlstream backfill`: one-shot REST backfill with a progress bar (tqdm) on stderr.
 
-Runs the writer's own startup backfill (`Writer.open_files` + `Writer.backfill`) once per
-coin x interval file, so the planning, REST retries, rate limiting and carry-forward are
-exactly the running writer's. Safe while the pipeline runs: it never takes the writer's
-run-dir lock, and every append re-reads the file's last row under `flock(LOCK_EX)` and drops
-rows already there, so whichever process writes a window first wins and the other skips it.
-Idempotent: a file is only ever extended from its last row, up to the last window the
-exchange has closed. Seconds intervals have no REST candles and are skipped.
+Runs the writer's own startup backfill (`Store.backfill`) once per coin x interval file.
+Safe while the pipeline runs: it never takes the writer's run-dir lock, and every append
+re-reads the last row under `flock(LOCK_EX)` and drops rows already there. Idempotent: a file
+is only extended from its last row. Seconds intervals have no REST candles and are skipped.
 
 Exit codes: 0 every file done, 1 a file failed (REST error, refused file), 78 config error.
 """
@@ -27,7 +24,8 @@ from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import event_log, setup_logging
 from hlstream.common.rest_io import InfoClient
 from hlstream.common.timebucket import has_rest_candles
-from hlstream.services.writer.shell import REST_WEIGHT_PER_MINUTE, Writer
+from hlstream.services.writer.candles_io import REST_WEIGHT_PER_MINUTE
+from hlstream.services.writer.store import Store
 
 
 def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list[str]]:
@@ -64,19 +62,18 @@ def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list
             name = csv_filename(coin, interval)
             progress.set_postfix_str(f"{name} ...")
             one = replace(settings, coins=(coin,), intervals=(interval,))
-            writer = Writer(one, stop, log, info=info)
-            writer.budget = budget
+            store = Store(one, stop, log, info=info)
+            store.rest.budget = budget
             try:
-                writer.open_files()
-                writer.backfill()
+                store.open_files()
+                store.backfill()
             except HlstreamError as exc:
                 failures.append(f"{name}: {exc}")
             finally:
-                for handle in writer.files.values():
-                    handle.close()
-            counters = writer.counters
-            if writer.refused:
-                failures.extend(f"{name}: {error}" for error in writer.refused.values())
+                store.close()
+            counters = store.counters
+            if store.refused:
+                failures.extend(f"{name}: {error}" for error in store.refused.values())
             elif counters.rest_errors and not stop.is_set():
                 failures.append(f"{name}: REST failed (see log above)")
             rows += counters.rows_written
