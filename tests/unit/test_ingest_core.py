@@ -12,6 +12,7 @@ from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import format_trades, segment_day
 from hlstream.common.universe import check_coins, universe_names
+from hlstream.services.ingest.core.coverage import REPLAY_WAIT_S, Coverage
 from hlstream.services.ingest.core.dedupe import Deduper, ReplayCheck, admit_batch
 from hlstream.services.ingest.core.parse import PING, FrameKind, parse_frame
 
@@ -420,3 +421,31 @@ def test_key_cap_bounds_memory_and_a_forgotten_key_is_never_published_again() ->
     assert deduper.key_count() == 100
     again, duplicates = deduper.admit(trades[:10] + trades[-10:])
     assert again == [] and duplicates == 10 and deduper.too_old == 10
+
+
+# ---- coverage ------------------------------------------------------------------------------
+
+
+def test_coverage_moves_only_while_every_live_link_is_up_idle_and_replayed() -> None:
+    replay = ReplayCheck()
+    coverage = Coverage(replay, now_ms=0)
+    coverage.live = {0, 1}
+    coverage.on_connected(0, now_s=10.0)
+    coverage.on_mark(0, 5_000)
+    coverage.on_mark(1, 4_000)
+    assert coverage.advance(9_000, 10.0, idle=True) == 0  # link 1 is down
+
+    coverage.on_connected(1, now_s=10.0)
+    replay.on_connect(["BTC"])
+    assert coverage.advance(9_000, 10.0, idle=True) == 0  # BTC's replay is awaited
+    assert coverage.advance(9_000, 10.0 + REPLAY_WAIT_S + 0.1, idle=False) == 0  # not taped
+    assert coverage.advance(9_000, 10.0 + REPLAY_WAIT_S + 0.1, idle=True) == 4_000
+    assert coverage.advance(3_000, 20.0, idle=True) == 4_000  # never past now, never back
+
+
+def test_connected_notes_when_it_last_changed() -> None:
+    coverage = Coverage(ReplayCheck(), now_ms=1)
+    coverage.live = {0}
+    assert not coverage.is_connected(5) and coverage.changed_ms == 1
+    coverage.on_connected(0, now_s=0.0)
+    assert coverage.is_connected(7) and coverage.changed_ms == 7

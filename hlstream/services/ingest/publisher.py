@@ -27,7 +27,7 @@ from hlstream.common.errors import ConfigError, IntegrityError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, TapeSpan, Trade, TradeBatch, gap_topic, trade_topic
 from hlstream.common.tape import record_day, split_by_day
-from hlstream.common.tape_io import TapeWriter
+from hlstream.common.tape_io import TapeWriter, prune
 
 MAX_BATCH_TRADES = 1024  # a coin's trades of one handler call go out together, up to this
 TAPE_WRITE_LOG_EVERY_S = 10.0
@@ -118,6 +118,16 @@ class TapeFirst:
             outgoing[-1] = (topic, msgspec.structs.replace(last, covered_ms=covered_ms()))
         for topic, message in outgoing:
             self.bus.publish(topic, message)
+
+    def prune(self, keep_days: int, today: str) -> None:
+        """Remove the tape's segments older than `keep_days` before `today`."""
+        try:
+            removed = prune(self.tape.data_dir, keep_days, today)
+        except OSError as exc:
+            self.log.warning("tape_prune_failed", error=str(exc))
+            return
+        if removed:
+            self.log.info("tape_pruned", segments=len(removed), keep_days=keep_days)
 
     def _tape_held(self, coin: str | None = None) -> None:
         """Append the held trades of `coin` (None: of every coin); queue their batches."""

@@ -1,26 +1,17 @@
 """IO shell of ingest: websocket links in; trades, gaps, channels and status out on the bus.
 
-Threads: one `link_io.Link` per websocket connection (subscriptions are sharded at
-`ws_subscriptions_per_connection`). A link hands the frames it read, in order, to `_on_link`
-in its own thread, which dedupes them and hands them to the tape-first publisher
-(publisher.py) under `self.lock`: it guards the ZeroMQ socket (not thread-safe), the tape,
-the deduper, the replay check and the counters. The main thread heartbeats, fdatasyncs the
-tape every `SYNC_EVERY_S` and prunes it to `tape_days`.
+One `link_io.Link` thread per websocket connection hands the frames it read, in order, to
+`_on_link`, which dedupes them (core/) and tapes then publishes them (publisher.py) under
+`self.lock`: it guards the ZeroMQ socket (not thread-safe), the tape, the deduper, the replay
+check, the coverage and the counters. The main thread heartbeats (`run_dir/ingest-status.json`
+and `status.ingest|`), fdatasyncs the tape every `SYNC_EVERY_S` and prunes it to `tape_days`.
 
 Invariants:
 - The dedupe state is the tape's tail, read back on start: it cannot disagree with what was
-  published. A venue replay on resubscribe that does not overlap it yields a gap marker
-  spanning exactly the uncovered time.
-- `covered_ms` (in the heartbeat, and on the last batch of each handler call) says up to when
-  everything received is taped and published; it stops moving while a link is down or a
-  replay is awaited, and the aggregator holds windows on it.
-- Coins are checked against meta/spotMeta on start (unknown coin: ConfigError with a hint,
-  exit 78) and `coins = "all"` is expanded (common/universe.py). A coin a link finds delisted
-  is logged once at ERROR (`coin_delisted`) and nothing more is published for it.
-
-Bus output (common/messages.py): `trade.{coin}|` (deduped on (coin, ts_ms, tid)),
-`gap.{coin}|`, `status.ingest|`, and when configured `book.{coin}|`, `bbo.{coin}|`,
-`fills.{address}|` (not deduped). The heartbeat also goes to `run_dir/ingest-status.json`.
+  published. A replay on resubscribe that does not overlap it yields a gap marker spanning
+  exactly the uncovered time; the aggregator holds windows on `covered_ms` (core/coverage.py).
+- Coins are checked against the listing on start (listing_io.py; unknown coin: ConfigError,
+  exit 78). Nothing more is published for a coin a link finds delisted (`coin_delisted`).
 """
 
 from __future__ import annotations
@@ -42,10 +33,11 @@ from hlstream.common.messages import Trade, status_topic
 from hlstream.common.status import FeedStatus, RestTracker, StageStatus, TradeActivity
 from hlstream.common.status_io import write_status
 from hlstream.common.tape import segment_day
-from hlstream.common.tape_io import prune, sync_taken
+from hlstream.common.tape_io import sync_taken
 from hlstream.common.tape_read_io import tail_trades
 from hlstream.common.universe import dex_prefixes, wants_all
 from hlstream.services.ingest.channels import channel_message, plan_subscriptions, shard
+from hlstream.services.ingest.core.coverage import Coverage
 from hlstream.services.ingest.core.dedupe import Deduper, ReplayCheck, admit_batch
 from hlstream.services.ingest.core.parse import Frame, FrameKind
 from hlstream.services.ingest.link_io import Event, EventKind, Link, Shared
@@ -56,7 +48,6 @@ from hlstream.services.ingest.replay_io import ReplayServer
 SERVICE = "ingest"
 STATUS_EVERY_S = 0.5  # heartbeat (it also carries covered_ms when no trades flow)
 SEED_TRADES_PER_COIN = 2_000  # dedupe keys read back from the tape's tail per coin
-REPLAY_WAIT_S = 3.0  # a coin with no replay after this long never traded: stop waiting
 PRUNE_EVERY_S = 3600.0
 SUMMARY_EVERY_S = 60.0
 SYNC_EVERY_S = 0.05  # tape fdatasync period (off the publishing path)
@@ -110,21 +101,13 @@ class Ingest:
         self.lock = threading.Lock()  # links call _on_link concurrently
         self.links: list[Link] = []
         self.delisted: set[str] = set()
+        self.coverage = Coverage(self.replay, self.clock.now_ms())
         self._crashed: int | None = None
-        self._link_covered: dict[int, int] = {}
-        self._covered_ms = 0  # every trade received before this is on the tape and published
-        self._replay_since = 0.0
-        self._up: set[int] = set()
-        self._live: set[int] = set()  # links not retired (every coin of theirs delisted)
         self._msgs = self._msgs_at_status = 0
         now = self.clock.monotonic()
         self._next_status = self._next_prune = 0.0
         self._next_summary = now + SUMMARY_EVERY_S
         self._last_status_at = now
-        self._connected = False
-        self._connected_changed_ms = self.clock.now_ms()  # when `_connected` last changed
-
-    # ---- lifecycle -------------------------------------------------------------------
 
     def run(self) -> None:
         """Open the tape, check coins, stream until stopped; always commit on the way out."""
@@ -197,7 +180,7 @@ class Ingest:
         shards = shard(subs, settings.ws_subscriptions_per_connection)
         shared = Shared(settings, self.log, self.halt, self._on_link, listing)
         self.links = [Link(index, subs, shared) for index, subs in enumerate(shards)]
-        self._live = set(range(len(self.links)))
+        self.coverage.live = set(range(len(self.links)))
         self.log.info("links_planned", links=len(self.links), subscriptions=len(subs))
         for link in self.links:
             link.start()
@@ -208,7 +191,7 @@ class Ingest:
         for link in self.links:
             link.join(max(0.0, deadline - self.clock.monotonic()))
         with self.lock:
-            self._up.clear()
+            self.coverage.up.clear()
 
     def _pump(self, out: TapeFirst) -> None:
         """The main thread: heartbeat, tape fdatasync and pruning while the links stream."""
@@ -224,8 +207,6 @@ class Ingest:
             except OSError as exc:
                 self.log.error_limited("tape_sync", LOG_EVERY_S, "tape_sync_failed", error=str(exc))
 
-    # ---- link events: in the link's thread, under the lock ------------------------------
-
     def _on_link(self, link: int, events: list[Event], covered_ms: int | None) -> None:
         """A link's frames and news, in order: dedupe, tape, then publish."""
         with self.lock:
@@ -235,7 +216,7 @@ class Ingest:
             for event in events:
                 self._on_event(event, out)
             if covered_ms is not None:
-                self._link_covered[link] = covered_ms
+                self.coverage.on_mark(link, covered_ms)
             out.flush(self._covered_now)
 
     def _on_event(self, event: Event, out: TapeFirst) -> None:
@@ -244,11 +225,10 @@ class Ingest:
             assert event.frame is not None
             self._on_frame(event.frame, event.recv_ms, event.recv_us, out)
         elif kind is EventKind.CONNECTED:
-            self._up.add(event.link)
-            self._replay_since = self.clock.monotonic()
+            self.coverage.on_connected(event.link, self.clock.monotonic())
             self.replay.on_connect(c for c in event.coins if c not in self.delisted)
         elif kind is EventKind.DISCONNECTED:
-            self._up.discard(event.link)
+            self.coverage.up.discard(event.link)
             if event.text != "stop":
                 self.counters.reconnects += 1
         elif kind is EventKind.MALFORMED:
@@ -264,17 +244,12 @@ class Ingest:
         elif kind is EventKind.ERROR:
             self.counters.ws_errors += 1
         elif kind is EventKind.DELISTED:
-            for coin in event.coins:
-                if coin not in self.delisted:
-                    self.delisted.add(coin)
-                    self.log.error(
-                        "coin_delisted",
-                        coin=coin,
-                        link=event.link,
-                        action="unsubscribed; nothing more is published for it",
-                    )
+            for coin in [c for c in event.coins if c not in self.delisted]:
+                self.delisted.add(coin)
+                action = "unsubscribed; nothing more is published for it"
+                self.log.error("coin_delisted", coin=coin, link=event.link, action=action)
         elif kind is EventKind.RETIRED:
-            self._live.discard(event.link)
+            self.coverage.live.discard(event.link)
         elif kind is EventKind.CRASHED:
             self._crashed = event.link  # the main thread raises LinkCrashError
 
@@ -303,12 +278,9 @@ class Ingest:
             parsed = channel_message(frame.channel, frame.data, recv_ms)
         except ProtocolError as exc:
             self.counters.malformed += 1
+            error, channel = str(exc), frame.channel
             self.log.warning_limited(
-                "channel_malformed",
-                LOG_EVERY_S,
-                "ws_malformed",
-                channel=frame.channel,
-                error=str(exc),
+                "channel_malformed", LOG_EVERY_S, "ws_malformed", channel=channel, error=error
             )
             return
         if parsed is None:
@@ -350,22 +322,8 @@ class Ingest:
                 )
 
     def _covered_now(self) -> int:
-        return self._covered(self.clock.now_ms(), self.clock.monotonic())
-
-    def _covered(self, now_ms: int, now_s: float) -> int:
-        """Advance the coverage mark while every link is up and its replay is in: to the
-        oldest of the links' own marks (each: all it received before is handled)."""
-        live = self._live
-        all_up = bool(live) and live <= self._up
-        if all_up and self.replay.any_pending() and now_s - self._replay_since > REPLAY_WAIT_S:
-            self.replay.settle()
         idle = self.out is None or self.out.idle()
-        if all_up and idle and not self.replay.any_pending():
-            mark = min([self._link_covered.get(i, 0) for i in live])
-            self._covered_ms = max(self._covered_ms, min(mark, now_ms))
-        return self._covered_ms
-
-    # ---- periodic work -------------------------------------------------------------------
+        return self.coverage.advance(self.clock.now_ms(), self.clock.monotonic(), idle)
 
     def _tick(self, now: float) -> StageStatus | None:
         """Periodic work under the lock; returns a heartbeat for the caller to write to disk."""
@@ -375,12 +333,12 @@ class Ingest:
             heartbeat = self._publish_status()
         if now >= self._next_prune and self.out is not None:
             self._next_prune = now + PRUNE_EVERY_S
-            self._prune()
+            self.out.prune(self.settings.tape_days, segment_day(self.clock.now_ms()))
         if now >= self._next_summary:
             self._next_summary = now + SUMMARY_EVERY_S
             keys = self.deduper.key_count()
             counters = asdict(self.counters)
-            self.log.info("ingest_summary", links_up=len(self._up), keys=keys, **counters)
+            self.log.info("ingest_summary", links_up=len(self.coverage.up), keys=keys, **counters)
         return heartbeat
 
     def _write_heartbeat(self, heartbeat: StageStatus | None) -> None:
@@ -400,20 +358,19 @@ class Ingest:
         rate = (self._msgs - self._msgs_at_status) / max(now - self._last_status_at, 1e-3)
         self._last_status_at, self._msgs_at_status = now, self._msgs
         now_ms = self.clock.now_ms()
-        connected = bool(self._up) and len(self._up) == len(self._live)
-        if connected != self._connected:
-            self._connected, self._connected_changed_ms = connected, now_ms
+        connected = self.coverage.is_connected(now_ms)
+        since_ms = self.coverage.changed_ms
         feed = FeedStatus(
             connected=connected,
             links=len(self.links),
-            links_up=len(self._up),
+            links_up=len(self.coverage.up),
             delisted=tuple(sorted(self.delisted)),
             msgs_per_s=round(rate, 2),
             last_trade_ms=self.deduper.newest_by_coin(),
-            covered_ms=self._covered(now_ms, now),
+            covered_ms=self._covered_now(),
             backlog_bytes=self._backlog(),
-            connected_since_ms=self._connected_changed_ms if connected else None,
-            disconnected_since_ms=None if connected else self._connected_changed_ms,
+            connected_since_ms=since_ms if connected else None,
+            disconnected_since_ms=None if connected else since_ms,
             activity={
                 coin: TradeActivity(times, span_ms)
                 for coin, (times, span_ms) in self.deduper.activity_by_coin().items()
@@ -440,13 +397,3 @@ class Ingest:
                 hint="ingest cannot keep up with the feed: fewer coins, or a faster host",
             )
         return backlog
-
-    def _prune(self) -> None:
-        today = segment_day(self.clock.now_ms())
-        try:
-            removed = prune(self.settings.data_dir, self.settings.tape_days, today)
-        except OSError as exc:
-            self.log.warning("tape_prune_failed", error=str(exc))
-            return
-        if removed:
-            self.log.info("tape_pruned", segments=len(removed), keep_days=self.settings.tape_days)
