@@ -1,16 +1,14 @@
-"""Pure subscription planning for ingest: which channels, on which connection, and what the
-optional channels (l2Book, bbo, userFills) look like on the bus.
+"""Pure subscription planning for ingest, and the optional channels as bus messages.
 
-No IO, no clock: callers pass times in. Invariants:
+Invariants:
 - `plan_subscriptions` lists every subscription once: trades per coin, then l2Book, bbo and
   userFills, in configuration order.
 - `shard` never puts more than `per_connection` subscriptions on one connection and refuses
-  (ConfigError) a plan beyond the venue's per-IP limits (10 connections, 1000 subscriptions).
+  (ConfigError) a plan beyond the venue's per-IP limits.
 - `RequestLog.cause_of` names the recently sent request an error frame refers to, preferring
   an exact match on the subscription the venue echoes back over a guess by recency.
-- `channel_message` and the `parse_*` normalisers map venue fields (`px`, `sz`, `n`, `time`,
-  ...) to the documented typed bus messages (common/book.py); a payload of the wrong shape
-  raises ProtocolError.
+- `channel_message` maps venue fields (`px`, `sz`, `n`, `time`, ...) to the typed messages of
+  common/book.py; a payload of the wrong shape raises ProtocolError.
 """
 
 from __future__ import annotations
@@ -166,6 +164,8 @@ def is_already_subscribed(error: str) -> bool:
 
 
 class ChannelMessage(NamedTuple):
+    """An optional channel's payload ready for the bus."""
+
     topic: str
     coin: str | None  # None: a per-user channel
     message: Book | Bbo | Fills
