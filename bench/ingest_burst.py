@@ -24,8 +24,10 @@ from hlstream.common.bus_io import Publisher
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
-from hlstream.services.ingest.core import admit_batch, parse_frame
-from hlstream.services.ingest.shell import Ingest, open_tape
+from hlstream.services.ingest.core.dedupe import admit_batch
+from hlstream.services.ingest.core.parse import parse_frame
+from hlstream.services.ingest.publisher import TapeFirst, open_tape
+from hlstream.services.ingest.shell import Ingest
 from hlstream.services.ingest.wsframes import FrameParser
 
 COINS = ["BTC", "ETH", "SOL", "XRP", "DOGE"]
@@ -38,8 +40,11 @@ def measure(blocks: int, trades: int, idle_s: float, data_dir: Path) -> dict[str
     settings = Settings(data_dir=data_dir / "data", run_dir=data_dir / "run", coins=tuple(COINS))
     context = zmq.Context()
     ingest = Ingest(settings, StopFlag(), EventLog("bench"), context)
-    ingest.tape = open_tape(settings.data_dir, ingest.log)
-    ingest.publisher = Publisher(context, f"ipc://{data_dir / 'bus.sock'}")
+    out = ingest.out = TapeFirst(
+        open_tape(settings.data_dir, ingest.log),
+        Publisher(context, f"ipc://{data_dir / 'bus.sock'}"),
+        ingest.log,
+    )
     feed = Feed(COINS, 5000, trades, seed=1)
     start_ms = int(time.time() * 1000)
     wire = [
@@ -58,14 +63,15 @@ def measure(blocks: int, trades: int, idle_s: float, data_dir: Path) -> dict[str
             t1 = clock()
             admission = admit_batch(ingest.deduper, ingest.replay, frame.coin, list(frame.trades))
             t2 = clock()
-            ingest._tape_trades(frame.coin, admission.fresh, start_ms, start_ms * 1000)
+            out.hold(frame.coin, admission.fresh, start_ms, start_ms * 1000)
+            out._tape_held()
             t3 = clock()
-            ingest._flush()
+            out.flush(ingest._covered_now)
             t4 = clock()
             for step, seconds in zip(STEPS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 totals[step] += seconds
-    ingest.publisher.close()
-    ingest.tape.close()
+    out.bus.close()
+    out.tape.close()
     context.term()
     result = {step: round(total / blocks * 1e6, 1) for step, total in totals.items()}
     result["block_us"] = round(sum(result[step] for step in STEPS), 1)

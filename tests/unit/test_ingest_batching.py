@@ -18,10 +18,11 @@ from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade, TradeBatch, decode_message
 from hlstream.common.tape import parse_record, segment_path
-from hlstream.services.ingest import shell
-from hlstream.services.ingest.core import parse_frame
+from hlstream.services.ingest import publisher
+from hlstream.services.ingest.core.parse import parse_frame
 from hlstream.services.ingest.link_io import Event, EventKind
-from hlstream.services.ingest.shell import Ingest, open_tape
+from hlstream.services.ingest.publisher import TapeFirst, open_tape
+from hlstream.services.ingest.shell import Ingest
 
 T0 = 1_785_648_521_306
 
@@ -40,19 +41,20 @@ def rig(tmp_path: Path) -> Iterator[tuple[Ingest, zmq.Socket[Any]]]:
     settings = Settings(data_dir=tmp_path / "data", run_dir=tmp_path / "run", coins=("BTC", "ETH"))
     context = zmq.Context()
     ingest = Ingest(settings, StopFlag(), EventLog("test"), context)
-    ingest.tape = open_tape(settings.data_dir, ingest.log)
     endpoint = f"ipc://{tmp_path / 'bus.sock'}"
-    ingest.publisher = Publisher(context, endpoint)
+    out = ingest.out = TapeFirst(
+        open_tape(settings.data_dir, ingest.log), Publisher(context, endpoint), ingest.log
+    )
     sub = subscribe_socket(context, endpoint, [""])
-    ingest.publisher.publish("warmup", Gap("BTC", 0, 0, "x"))  # until the SUB is connected
+    out.bus.publish("warmup", Gap("BTC", 0, 0, "x"))  # until the SUB is connected
     while not sub.poll(20):
-        ingest.publisher.publish("warmup", Gap("BTC", 0, 0, "x"))
+        out.bus.publish("warmup", Gap("BTC", 0, 0, "x"))
     while sub.poll(100):
         sub.recv_multipart()
     yield ingest, sub
     sub.close()
-    ingest.publisher.close()
-    ingest.tape.close()
+    out.bus.close()
+    out.tape.close()
     context.term()
 
 
@@ -110,11 +112,13 @@ def test_a_gap_between_frames_splits_the_message_and_keeps_the_tape_order(
     ingest, sub = rig
     gap = Gap("BTC", T0, T0 + 1, "replay_no_overlap")
 
+    out = ingest.out
+    assert out is not None
     with ingest.lock:
-        ingest._on_event(frame_event("BTC", T0, 1))
-        ingest._publish_gap(gap)
-        ingest._on_event(frame_event("BTC", T0 + 1, 2))
-        ingest._flush()
+        ingest._on_event(frame_event("BTC", T0, 1), out)
+        out.gap(gap)
+        ingest._on_event(frame_event("BTC", T0 + 1, 2), out)
+        out.flush(ingest._covered_now)
     messages = received(sub)
 
     kinds = [(topic, type(message).__name__) for topic, message in messages]
@@ -129,7 +133,7 @@ def test_a_coin_past_the_cap_goes_out_in_several_messages(
     rig: tuple[Ingest, zmq.Socket[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ingest, sub = rig
-    monkeypatch.setattr(shell, "MAX_BATCH_TRADES", 4)
+    monkeypatch.setattr(publisher, "MAX_BATCH_TRADES", 4)
 
     ingest._on_link(0, [frame_event("BTC", T0 + i, 2 * i, 2 * i + 1) for i in range(3)], None)
     messages = received(sub)
@@ -146,10 +150,13 @@ def test_a_restarted_ingest_bounds_the_replay_of_its_existing_segments(tmp_path:
         (written,) = tape.commit()
     context = zmq.Context()
     ingest = Ingest(settings, StopFlag(), EventLog("test"), context)
-    ingest.tape = open_tape(settings.data_dir, ingest.log)
+    out = TapeFirst(
+        open_tape(settings.data_dir, ingest.log), Publisher(context, "inproc://b"), ingest.log
+    )
     try:
-        ingest._seed_from_tape()
-        assert ingest.tape_ends == {("BTC", written.day): written.offset}
+        ingest._seed_from_tape(out)
+        assert out.ends == {("BTC", written.day): written.offset}
     finally:
-        ingest.tape.close()
+        out.bus.close()
+        out.tape.close()
         context.term()

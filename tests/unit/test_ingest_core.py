@@ -1,4 +1,4 @@
-"""Unit tests for services/ingest/core.py: frame parsing, dedupe, replay gap detection."""
+"""Unit tests for ingest's pure core: frame parsing, dedupe, replay gap detection."""
 
 from __future__ import annotations
 
@@ -6,23 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import format_trades, segment_day
 from hlstream.common.universe import check_coins, universe_names
-from hlstream.services.ingest.core import (
-    PING,
-    Deduper,
-    FrameKind,
-    ReplayCheck,
-    admit_batch,
-    parse_frame,
-    replay_gap,
-    subscribe_message,
-)
+from hlstream.services.ingest.core.coverage import REPLAY_WAIT_S, Coverage
+from hlstream.services.ingest.core.dedupe import Deduper, ReplayCheck, admit_batch
+from hlstream.services.ingest.core.parse import PING, FrameKind, parse_frame
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hyperliquid"
 MIN_MS = 60_000
@@ -123,6 +115,7 @@ def test_a_hash_the_tape_cannot_hold_is_dropped_and_the_trade_kept(bad_hash: obj
         {"tid": "957915869971548"},
         {"tid": _MISSING},
         {"tid": -1},
+        {"tid": 2**64},  # no bigger int fits on the bus
         {"side": "X"},
         {"side": "b"},
         {"time": _MISSING},
@@ -202,12 +195,8 @@ def test_unknown_channel_is_classified_not_raised() -> None:
     assert frame.channel == "somethingNew"
 
 
-def test_subscribe_message_and_ping_are_compact_json() -> None:
-    assert json.loads(subscribe_message("kPEPE")) == {
-        "method": "subscribe",
-        "subscription": {"type": "trades", "coin": "kPEPE"},
-    }
-    assert json.loads(PING) == {"method": "ping"}
+def test_ping_is_compact_json() -> None:
+    assert json.dumps({"method": "ping"}, separators=(",", ":")) == PING
 
 
 # ---- Deduper ------------------------------------------------------------------------------
@@ -273,37 +262,14 @@ def test_unknown_trade_older_than_horizon_is_dropped_as_too_old() -> None:
     assert deduper.too_old == 2
 
 
-def test_state_roundtrip_through_msgpack_keeps_every_key() -> None:
-    deduper = Deduper()
-    batch = [make_trade(1000, 2**50 - 1), make_trade(900, 4, coin="@107")]
-    deduper.admit(batch)
-
-    packed = msgpack.packb(deduper.to_state(), use_bin_type=True)
-    restored = Deduper.from_state(msgpack.unpackb(packed, raw=False))
-
-    assert restored.admit(batch) == ([], 2)
-    assert restored.newest_by_coin() == {"BTC": 1000, "@107": 900}
-
-
-@pytest.mark.parametrize(
-    "state",
-    [
-        None,
-        [],
-        {"v": 99, "coins": {}},
-        {"v": 1},
-        {"v": 1, "coins": {"BTC": {"newest_ms": 1, "keys": [1]}}},
-        {"v": 1, "coins": {"BTC": {"newest_ms": 1, "keys": [1, "x"]}}},
-        {"v": 1, "coins": {"BTC": {"newest_ms": "1", "keys": []}}},
-        {"v": 1, "coins": {"BTC": {"newest_ms": None, "keys": [1, 2]}}},
-    ],
-)
-def test_malformed_state_raises_protocol_error(state: object) -> None:
-    with pytest.raises(ProtocolError):
-        Deduper.from_state(state)
-
-
 # ---- replay gap detection -----------------------------------------------------------------
+
+
+def replay_gap(coin: str, replay: list[Trade], known: int, last_ts_ms: int | None) -> Gap | None:
+    """What ReplayCheck says of `replay` as the first frame of `coin` after a connect."""
+    check = ReplayCheck()
+    check.on_connect([coin])
+    return check.check(coin, replay, known, last_ts_ms)
 
 
 def test_replay_overlapping_known_trades_reports_no_gap() -> None:
@@ -457,14 +423,29 @@ def test_key_cap_bounds_memory_and_a_forgotten_key_is_never_published_again() ->
     assert again == [] and duplicates == 10 and deduper.too_old == 10
 
 
-def test_snapshot_keeps_only_recent_keys_and_the_floor_protects_the_rest() -> None:
-    deduper = Deduper()
-    trades = [make_trade(1_000 + i, 70_000 + i) for i in range(3_000)]
-    deduper.admit(trades)
-    state = deduper.to_state()
-    assert len(state["coins"]["BTC"]["keys"]) == 2 * 2_000
-    restored = Deduper.from_state(msgpack.unpackb(msgpack.packb(state), raw=False))
-    fresh, _ = restored.admit(trades)
-    assert fresh == []
-    newer, _ = restored.admit([make_trade(9_999, 1)])
-    assert len(newer) == 1
+# ---- coverage ------------------------------------------------------------------------------
+
+
+def test_coverage_moves_only_while_every_live_link_is_up_idle_and_replayed() -> None:
+    replay = ReplayCheck()
+    coverage = Coverage(replay, now_ms=0)
+    coverage.live = {0, 1}
+    coverage.on_connected(0, now_s=10.0)
+    coverage.on_mark(0, 5_000)
+    coverage.on_mark(1, 4_000)
+    assert coverage.advance(9_000, 10.0, idle=True) == 0  # link 1 is down
+
+    coverage.on_connected(1, now_s=10.0)
+    replay.on_connect(["BTC"])
+    assert coverage.advance(9_000, 10.0, idle=True) == 0  # BTC's replay is awaited
+    assert coverage.advance(9_000, 10.0 + REPLAY_WAIT_S + 0.1, idle=False) == 0  # not taped
+    assert coverage.advance(9_000, 10.0 + REPLAY_WAIT_S + 0.1, idle=True) == 4_000
+    assert coverage.advance(3_000, 20.0, idle=True) == 4_000  # never past now, never back
+
+
+def test_connected_notes_when_it_last_changed() -> None:
+    coverage = Coverage(ReplayCheck(), now_ms=1)
+    coverage.live = {0}
+    assert not coverage.is_connected(5) and coverage.changed_ms == 1
+    coverage.on_connected(0, now_s=0.0)
+    assert coverage.is_connected(7) and coverage.changed_ms == 7

@@ -12,14 +12,14 @@ from hlstream.common.config import Settings
 from hlstream.common.log import EventLog
 from hlstream.services.ingest.channels import Sub
 from hlstream.services.ingest.link_io import (
-    BIG,
+    BIG_FRAME_TRADES,
     DRAIN_MAX,
     Event,
     EventKind,
     Link,
-    Listing,
     Shared,
 )
+from hlstream.services.ingest.listing_io import Listing
 from tests.unit.test_wsframes import ws_frame
 
 
@@ -119,9 +119,9 @@ def test_more_frames_waiting_than_one_read_takes_are_all_handed_over_once():
 
 
 def test_a_big_frame_is_handed_over_without_waiting_for_the_frames_behind_it():
-    calls, _ = run_link([trades_frame(1, BIG), trades_frame(2), trades_frame(3)])
+    calls, _ = run_link([trades_frame(1, BIG_FRAME_TRADES), trades_frame(2), trades_frame(3)])
     batches = [[t // 1000 for t in _tids([c])] for c in calls if _tids([c])]
-    assert batches[0] == [1] * BIG and batches[1] == [2, 3]
+    assert batches[0] == [1] * BIG_FRAME_TRADES and batches[1] == [2, 3]
 
 
 def test_a_silent_feed_gets_the_json_ping_and_subscriptions_are_sent_as_json():

@@ -1,15 +1,14 @@
-"""Pure subscription planning for ingest: which channels, on which connection, and what the
-optional channels (l2Book, bbo, userFills) look like on the bus.
+"""Pure subscription planning for ingest, and the optional channels as bus messages.
 
-No IO, no clock: callers pass times in. Invariants:
+Invariants:
 - `plan_subscriptions` lists every subscription once: trades per coin, then l2Book, bbo and
   userFills, in configuration order.
 - `shard` never puts more than `per_connection` subscriptions on one connection and refuses
-  (ConfigError) a plan beyond the venue's per-IP limits (10 connections, 1000 subscriptions).
+  (ConfigError) a plan beyond the venue's per-IP limits.
 - `RequestLog.cause_of` names the recently sent request an error frame refers to, preferring
   an exact match on the subscription the venue echoes back over a guess by recency.
-- The `parse_*` normalisers map venue fields (`px`, `sz`, `n`, `time`, ...) to the documented
-  typed bus messages (common/book.py); a payload of the wrong shape raises ProtocolError.
+- `channel_message` maps venue fields (`px`, `sz`, `n`, `time`, ...) to the typed messages of
+  common/book.py; a payload of the wrong shape raises ProtocolError.
 """
 
 from __future__ import annotations
@@ -19,13 +18,14 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hlstream.common.book import Bbo, Book, BookLevel, Fill, Fills
 from hlstream.common.config import MAX_WS_CONNECTIONS, MAX_WS_SUBSCRIPTIONS
 from hlstream.common.errors import ConfigError, ProtocolError
+from hlstream.common.messages import bbo_topic, book_topic, fills_topic
 from hlstream.common.timebucket import normalize_ts_ms
-from hlstream.services.ingest.core import VENUE_SIDES
+from hlstream.services.ingest.core.parse import VENUE_SIDES
 
 TRADES = "trades"
 L2BOOK = "l2Book"
@@ -161,6 +161,29 @@ def is_already_subscribed(error: str) -> bool:
 
 
 # ---- optional channels -------------------------------------------------------------------
+
+
+class ChannelMessage(NamedTuple):
+    """An optional channel's payload ready for the bus."""
+
+    topic: str
+    coin: str | None  # None: a per-user channel
+    message: Book | Bbo | Fills
+
+
+def channel_message(channel: str, data: Any, recv_ms: int) -> ChannelMessage | None:
+    """An optional channel's payload as its bus message; None for a channel ingest does not
+    publish. ProtocolError if the payload has the wrong shape."""
+    if channel == L2BOOK:
+        book = parse_book(data, recv_ms)
+        return ChannelMessage(book_topic(book.coin), book.coin, book)
+    if channel == BBO:
+        bbo = parse_bbo(data, recv_ms)
+        return ChannelMessage(bbo_topic(bbo.coin), bbo.coin, bbo)
+    if channel == USER_FILLS:
+        fills = parse_fills(data, recv_ms)
+        return ChannelMessage(fills_topic(fills.user), None, fills)
+    return None
 
 
 def parse_book(data: Any, recv_ms: int) -> Book:

@@ -2,21 +2,20 @@
 
 A link owns one websocket-client socket and a fixed shard of subscriptions. It connects,
 subscribes (paced), sends a JSON ping every `ping_seconds`, replaces a silent (zombie) feed
-after `stale_seconds`, reconnects with its own backoff (`reconnect.ReconnectPolicy`), parses
-frames with the pure core and hands them, as `Event`s in order, to the shell's handler in
-its own thread: no per-frame hand-off to another thread. After each frame it reads every
-further frame already waiting on the socket (up to `DRAIN_MAX`), so under load one handler
-call (one tape write, one publish per coin) carries many frames. The handler serializes
-the links with one lock (ZeroMQ sockets, the tape, the deduper are not thread-safe).
+after `stale_seconds` and reconnects with its own backoff (`reconnect.ReconnectPolicy`).
 
-Shared between links (under `Shared.lock`): the 30-connections-a-minute window, the
-client-message budget (venue: 2000 a minute per IP) and the exchange listing cache.
-
-Delisted coins: the venue closes the socket without an error frame when a subscription names
-a coin it no longer lists, which would take every other subscription of the link down with
-it, forever. When a link closes within EARLY_CLOSE_S of its last subscribe, it re-reads
-meta/spotMeta (one fetch shared by links closing together) and drops the coins that are gone,
-emitting a `delisted` event per coin; then it reconnects with the rest.
+Invariants:
+- Every frame read is handed, parsed, to the shell's handler exactly once and in order, in
+  the link's own thread. A handler call carries a frame and every frame already waiting
+  behind it (up to `DRAIN_MAX`), and vouches for coverage (`covered_ms`) only when it left
+  nothing waiting; a frame of `BIG_FRAME_TRADES` or more goes out without waiting for the
+  frames behind it.
+- The links of a process share (under `Shared.lock`) the new-connections window and the
+  client-message budget, both below the venue's per-IP limits.
+- The venue closes the whole socket, with no error frame, when a subscription names a coin it
+  no longer lists. A link closed within `EARLY_CLOSE_S` of its last subscribe re-reads the
+  listing (listing_io.py), drops the coins that are gone (a `DELISTED` event) and reconnects
+  with the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import NamedTuple
 
 import msgspec
 import websocket
@@ -37,8 +36,6 @@ from hlstream.common.clock import now_ms
 from hlstream.common.config import Settings
 from hlstream.common.errors import ProtocolError, TransientError
 from hlstream.common.log import EventLog
-from hlstream.common.rest_io import InfoClient
-from hlstream.common.universe import universe_names
 from hlstream.services.ingest.channels import (
     TRADES,
     RequestLog,
@@ -47,20 +44,23 @@ from hlstream.services.ingest.channels import (
     is_early_close,
     unlisted_coins,
 )
-from hlstream.services.ingest.core import PING, Frame, FrameKind, parse_frame
+from hlstream.services.ingest.core.parse import PING, Frame, FrameKind, parse_frame
+from hlstream.services.ingest.listing_io import Listing
 from hlstream.services.ingest.reconnect import ReconnectPolicy
 from hlstream.services.ingest.wsframes import OP_CLOSE, OP_PING, OP_PONG, SocketFrames
 
 RECV_TIMEOUT_S = 0.25
 CONNECT_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 0.2
 SUBSCRIBE_PACE_S = 0.02  # at most 50 subscribe messages a second per link
-CONNECTIONS_PER_MINUTE = 30
-SENDS_PER_MINUTE = 1800  # venue limit is 2000 client messages a minute per IP
+LIMIT_WINDOW_S = 60.0
+CONNECTIONS_PER_MINUTE = 30  # the venue's limit per IP
+SENDS_PER_MINUTE = 1800  # the venue's limit is 2000 client messages a minute per IP
 EARLY_CLOSE_S = 5.0
-LISTING_MIN_INTERVAL_S = 3.0
+WS_ERROR_LOG_EVERY_S = 1.0
+EARLY_CLOSE_LOG_EVERY_S = 30.0
 DRAIN_MAX = 512  # frames read in one go when they are already waiting on the socket
-BIG = 32  # a frame this big is taped and published without waiting for the frames behind
-# it (the venue's block bursts: one big frame per coin, all at once)
+BIG_FRAME_TRADES = 32  # the venue's block bursts: one big frame per coin, all at once
 # Reasons a session ends that the venue caused (not our stop, not a stale timer).
 SERVER_CLOSES = ("server_close", "connection_closed", "socket_error")
 
@@ -74,13 +74,12 @@ class EventKind(Enum):
     ERROR = "error"  # [text]: the venue's error frame
     DISCONNECTED = "disconnected"  # [text]: the reason ("stop" on shutdown)
     DELISTED = "delisted"  # [coins]
-    HEALTHY = "healthy"  # the connection delivered data for a while: backoff resets
     RETIRED = "retired"  # no subscription left on this link
     CRASHED = "crashed"  # a bug in the link thread
 
 
 class Event(msgspec.Struct, frozen=True):
-    """What a link tells the publishing thread (a Struct: one per frame on the hot path)."""
+    """What a link tells the shell's handler (one per frame: a Struct)."""
 
     kind: EventKind
     link: int
@@ -91,53 +90,12 @@ class Event(msgspec.Struct, frozen=True):
     text: str = ""
 
 
-class Listing:
-    """The exchange's coin names (meta, spotMeta, builder-dex metas), shared by every link.
+class Drained(NamedTuple):
+    """The events of the frames one read found waiting, and what they vouch for."""
 
-        A link asks for a listing no older than the close it is explaining; links closing together
-        share one fetch, and such re-fetches are at least `min_interval_s` apart (REST weight ~20
-    per request), so a server that keeps closing us for another reason cannot burn the budget.
-    """
-
-    def __init__(
-        self, info_url: str, dexes: list[str], min_interval_s: float = LISTING_MIN_INTERVAL_S
-    ) -> None:
-        self.client = InfoClient(info_url, timeout_s=CONNECT_TIMEOUT_S)
-        self.dexes = dexes
-        self.min_interval_s = min_interval_s
-        self._lock = threading.Lock()
-        self._names: set[str] | None = None
-        self._fetched_s = float("-inf")
-        self._refetched_s = float("-inf")  # last fetch asked for by a link
-
-    def fetch(self) -> tuple[Any, set[str]]:
-        """(meta answer, every listed name); raises TransientError or ProtocolError."""
-        with self._lock:
-            return self._fetch()
-
-    def _fetch(self) -> tuple[Any, set[str]]:
-        meta = self.client.post({"type": "meta"})
-        spot = self.client.post({"type": "spotMeta"})
-        dex_metas = {dex: self.client.post({"type": "meta", "dex": dex}) for dex in self.dexes}
-        names = universe_names(meta, spot, dex_metas)
-        self._names, self._fetched_s = names, time.monotonic()
-        return meta, names
-
-    def since(self, since_s: float) -> set[str] | None:
-        """Listed names fetched at or after `since_s`; None while rate-limited.
-
-        Raises TransientError or ProtocolError when the fetch fails.
-        """
-        with self._lock:
-            if self._names is not None and self._fetched_s >= since_s:
-                return self._names
-            if time.monotonic() - self._refetched_s < self.min_interval_s:
-                return None
-            self._refetched_s = time.monotonic()
-            return self._fetch()[1]
-
-    def close(self) -> None:
-        self.client.close()
+    events: list[Event]
+    covered_ms: int | None  # every frame received before it is in `events` (None: unknown)
+    closed: bool  # the server sent a close frame
 
 
 # The shell's handler: (link index, events in order, covered_ms or None). `covered_ms` says
@@ -156,10 +114,11 @@ class Shared:
     listing: Listing
     lock: threading.Lock = field(default_factory=threading.Lock)
     connect_limit: WindowLimit = field(
-        default_factory=lambda: WindowLimit(CONNECTIONS_PER_MINUTE, 60.0)
+        default_factory=lambda: WindowLimit(CONNECTIONS_PER_MINUTE, LIMIT_WINDOW_S)
     )
-    send_limit: WindowLimit = field(default_factory=lambda: WindowLimit(SENDS_PER_MINUTE, 60.0))
-    connect: Callable[[str], websocket.WebSocket] | None = None
+    send_limit: WindowLimit = field(
+        default_factory=lambda: WindowLimit(SENDS_PER_MINUTE, LIMIT_WINDOW_S)
+    )
 
 
 class _Stopped(BaseException):
@@ -188,6 +147,7 @@ class Link:
         self.frames: SocketFrames | None = None  # the connected socket's reader
         self.thread = threading.Thread(target=self._run, name=f"ingest-link-{index}", daemon=True)
         self._last_subscribe_s: float | None = None
+        self._acked = 0  # subscriptions acknowledged on the current connection
 
     def start(self) -> None:
         self.thread.start()
@@ -253,15 +213,12 @@ class Link:
         settings = self.shared.settings
         self._last_subscribe_s = None
         try:
-            if self.shared.connect is not None:
-                self.ws = self.shared.connect(settings.ws_url)
-            else:
-                self.ws = websocket.create_connection(
-                    settings.ws_url,
-                    timeout=CONNECT_TIMEOUT_S,
-                    skip_utf8_validation=True,
-                    enable_multithread=False,
-                )
+            self.ws = websocket.create_connection(
+                settings.ws_url,
+                timeout=CONNECT_TIMEOUT_S,
+                skip_utf8_validation=True,
+                enable_multithread=False,
+            )
         except (websocket.WebSocketException, OSError) as exc:
             return f"connect_failed:{type(exc).__name__}"
         self.log.info("ws_connected", link=self.index, subscriptions=len(self.subs))
@@ -294,17 +251,16 @@ class Link:
                 self._idle(SUBSCRIBE_PACE_S)
             self._last_subscribe_s = time.monotonic()
             self._send(ws, sub.message())
+        self._acked = 0
         last_msg = last_ping = time.monotonic()
-        acked = 0
         handle = self.shared.handle
         while not self.shared.halt.is_set():
             now = time.monotonic()
             # Silent for too long, and nothing waiting (after a SIGSTOP, or a VM pause, the
             # frames are in the socket: read them rather than drop them by reconnecting).
             if now - last_msg >= settings.stale_seconds and not frames.ready():
-                self.log.warning(
-                    "ws_stale", link=self.index, silent_ms=int((now - last_msg) * 1000)
-                )
+                silent_ms = int((now - last_msg) * 1000)
+                self.log.warning("ws_stale", link=self.index, silent_ms=silent_ms)
                 return "stale"
             if now - last_ping >= settings.ping_seconds:
                 self._send(ws, PING)
@@ -314,51 +270,56 @@ class Link:
             except TimeoutError:
                 handle(self.index, [], now_ms())  # nothing was waiting
                 continue
-            first_ms = now_ms()
-            events: list[Event] = []
-            for read in range(1, DRAIN_MAX + 1):
-                last_msg = time.monotonic()
-                if opcode == OP_CLOSE:
-                    handle(self.index, events, None)
-                    return "server_close"
-                if opcode == OP_PING:
-                    ws.pong(payload)
-                elif opcode != OP_PONG:
-                    acked += self._on_payload(payload, last_msg, acked, events, frames.read_us)
-                    frame = events[-1].frame if events else None
-                    if frame is not None and len(frame.trades) >= BIG:
-                        handle(self.index, events, None)  # a big frame goes out now
-                        events = []
-                if not frames.ready():
-                    break  # drained: every frame that arrived before first_ms is in `events`
-                if read == DRAIN_MAX:
-                    first_ms = 0  # more is waiting: coverage moves on the next call
-                    break
-                opcode, payload = frames.read()
-            handle(self.index, events, first_ms or None)
+            drained = self._drain(ws, frames, opcode, payload)
+            last_msg = time.monotonic()
+            handle(self.index, drained.events, drained.covered_ms)
+            if drained.closed:
+                return "server_close"
         return "stop"
 
-    def _on_payload(
-        self, payload: bytes, recv_s: float, acked: int, out: list[Event], recv_us: int
-    ) -> int:
-        """Parse one frame into `out`; return 1 if it acknowledged a subscription."""
+    def _drain(
+        self, ws: websocket.WebSocket, frames: SocketFrames, opcode: int, payload: bytes
+    ) -> Drained:
+        """This frame's event and those of every frame already waiting behind it."""
+        first_ms = now_ms()
+        events: list[Event] = []
+        for read in range(1, DRAIN_MAX + 1):
+            if opcode == OP_CLOSE:
+                return Drained(events, None, closed=True)
+            if opcode == OP_PING:
+                ws.pong(payload)
+            elif opcode != OP_PONG:
+                event = self._event_of(payload, time.monotonic(), frames.read_us)
+                if event is not None:
+                    events.append(event)
+                    if event.frame is not None and len(event.frame.trades) >= BIG_FRAME_TRADES:
+                        self.shared.handle(self.index, events, None)
+                        events = []
+            if not frames.ready():
+                return Drained(events, first_ms, closed=False)
+            if read < DRAIN_MAX:
+                opcode, payload = frames.read()
+        return Drained(events, None, closed=False)  # more is waiting: covered on a later call
+
+    def _event_of(self, payload: bytes, recv_s: float, recv_us: int) -> Event | None:
+        """The event one frame makes for the handler; None for a subscription ack, a pong or
+        an error frame (handed over on its own by `_on_error`)."""
         try:
             frame = parse_frame(payload)
         except ProtocolError as exc:
-            out.append(Event(EventKind.MALFORMED, self.index, text=str(exc)))
-            return 0
-        is_data = frame.kind in (FrameKind.TRADES, FrameKind.DATA)
-        if self.policy.on_frame(recv_s, is_data):
-            out.append(Event(EventKind.HEALTHY, self.index))
-        if frame.kind is FrameKind.SUBSCRIBED:
-            if acked + 1 == len(self.subs):
-                self.log.info("ws_subscribed", link=self.index, subscriptions=acked + 1)
-            return 1
-        if frame.kind is FrameKind.ERROR:
+            return Event(EventKind.MALFORMED, self.index, text=str(exc))
+        kind = frame.kind
+        if self.policy.on_frame(recv_s, kind is FrameKind.TRADES or kind is FrameKind.DATA):
+            self.log.debug("ws_healthy", link=self.index)
+        if kind is FrameKind.SUBSCRIBED:
+            self._acked += 1
+            if self._acked == len(self.subs):
+                self.log.info("ws_subscribed", link=self.index, subscriptions=self._acked)
+        elif kind is FrameKind.ERROR:
             self._on_error(frame.error, recv_s)
-        elif frame.kind is not FrameKind.PONG:
-            out.append(Event(EventKind.FRAME, self.index, frame, recv_us // 1000, recv_us))
-        return 0
+        elif kind is not FrameKind.PONG:
+            return Event(EventKind.FRAME, self.index, frame, recv_us // 1000, recv_us)
+        return None
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -371,7 +332,7 @@ class Link:
             return
         self.log.warning_limited(
             "ws_error:" + error[:60],
-            1.0,
+            WS_ERROR_LOG_EVERY_S,
             "ws_error",
             link=self.index,
             text=error[:500],
@@ -392,7 +353,7 @@ class Link:
         if not gone:
             self.log.warning_limited(
                 f"early_close:{self.index}",
-                30.0,
+                EARLY_CLOSE_LOG_EVERY_S,
                 "ws_closed_after_subscribe",
                 link=self.index,
                 reason=reason,
@@ -428,7 +389,7 @@ class Link:
         ws, self.ws = self.ws, None
         if ws is not None:
             try:
-                ws.settimeout(0.2)
-                ws.close(timeout=0.2)
+                ws.settimeout(CLOSE_TIMEOUT_S)
+                ws.close(timeout=CLOSE_TIMEOUT_S)
             except (websocket.WebSocketException, OSError):
                 pass

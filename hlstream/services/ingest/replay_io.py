@@ -1,10 +1,8 @@
 """Ingest's tape replay server for late-joining taps (protocol: common/replay.py).
 
-A thread of its own with its own ROUTER socket, so a tap asking for an hour of BTC never
-delays the trades ingest reads and publishes. It reads the tape files directly, each day of
-the coin up to the committed end that ingest's loop last published (`ends()`), and streams
-the records in chunks. One request at a time; a request over `MAX_TRADES` is answered with
-an error instead of flooding the tap.
+A thread with its own ROUTER socket, so a long replay never delays live trades. It reads
+each day of the coin's tape up to the committed end ingest last published (`ends()`), streams
+the records in chunks, one request at a time, and refuses a request over `MAX_TRADES`.
 """
 
 from __future__ import annotations
@@ -39,11 +37,13 @@ from hlstream.common.tape_read_io import read_span
 MAX_TRADES = 5_000_000
 POLL_MS = 200
 WHOLE_FILE = 1 << 62
-SEND_TIMEOUT_MS = 10_000
+SEND_TIMEOUT_MS = 10_000  # a tap that stops reading is dropped after this
+SEND_HWM = 1_000
+START_TIMEOUT_S = JOIN_S = 5.0
 
 
 class ReplayServer:
-    """Serves `replay` requests until `stop` is set; call `start()` then `join()`."""
+    """Serves `replay` requests from `start()` until `close()`."""
 
     def __init__(
         self,
@@ -63,24 +63,23 @@ class ReplayServer:
         self.log = log
         self.curve = curve
         self.halt = threading.Event()
-        self.served = 0
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, name="replay-server", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
-        self.ready.wait(5)
+        self.ready.wait(START_TIMEOUT_S)
 
     def close(self) -> None:
         self.halt.set()
-        self.thread.join(5)
+        self.thread.join(JOIN_S)
 
     def _run(self) -> None:
         socket = self.context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.SNDHWM, 1_000)
+        socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # block at the HWM instead of dropping
-        socket.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)  # ... but not for a tap that left
+        socket.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         secure_server(socket, self.curve)
         try:
             socket.bind(self.endpoint)
@@ -121,7 +120,6 @@ class ReplayServer:
         except (IntegrityError, OSError, TooManyError) as exc:
             self.log.error("replay_failed", coin=request.coin, error=str(exc))
             return error_frame(str(exc))
-        self.served += 1
         self.log.info("replay_served", coin=request.coin, since_ms=request.since_ms, trades=total)
         return end_frame(request.coin, total, tape)
 

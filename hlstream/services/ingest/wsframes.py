@@ -1,15 +1,12 @@
 """Reading websocket frames (RFC 6455) from the venue: a pure parser and its socket shell.
 
-websocket-client does the handshake and every send; reading is ours. Its reader asks the
-socket for each frame's header, length and payload in turn and builds an ABNF object per
-frame: ~10 us a frame, the largest single cost of ingest at 5 trades per frame (py-spy,
-bench/results). `FrameParser` takes whatever bytes a 64 KiB read returned and splits every
-complete frame out of them in one pass (~1 us a frame).
+websocket-client does the handshake and every send; reading is ours: `FrameParser` splits
+every complete frame out of whatever bytes one 64 KiB read returned, in one pass.
 
-What the server may send: unmasked frames; text/binary messages, possibly fragmented
-(continuation frames until FIN); ping, pong and close control frames (payload <= 125 bytes,
-never fragmented, possibly between the fragments of a message). Anything else is a protocol
-error: the link drops the connection and reconnects.
+Invariant: a server frame is unmasked (a masked one is tolerated); a message is text or
+binary, possibly fragmented (continuation frames until FIN); ping, pong and close control
+frames (payload <= 125 bytes, never fragmented) may come between fragments. Anything else is
+a ProtocolError: the link drops the connection and reconnects.
 """
 
 from __future__ import annotations
