@@ -318,15 +318,14 @@ def _maybe_metrics(settings: Settings) -> None:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from hlstream.health import format_report
+    import msgspec
+
     from hlstream.health_io import gather
+    from hlstream.health_text import format_report
 
     report = gather(settings)
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=False))
-    else:
-        print(format_report(report))
-    return 0 if report["healthy"] else 1
+    print(json.dumps(msgspec.to_builtins(report), indent=2) if args.json else format_report(report))
+    return 0 if report.healthy else 1
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
