@@ -20,6 +20,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from hlstream.common.log import setup_logging
 from hlstream.tapcmd_io import KINDS
 
 _STAGE_CHOICES = [*STAGES, "all"]
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _SETTINGS_EPILOG = (
     "settings: --config FILE, and any setting as --kebab-name VALUE (e.g. --run-dir DIR); "
     "`hlstream help settings` lists them"
@@ -46,10 +48,12 @@ _SETTINGS_EPILOG = (
 
 def _flag_env(args: argparse.Namespace) -> dict[str, str]:
     """Flags given on the command line, as HLSTREAM_* variables for the stages."""
-    env = {}
-    for key, value in vars(args).items():
-        if key.startswith("cfg_") and value is not None:
-            env["HLSTREAM_" + key[4:].upper()] = str(value)
+    flags = vars(args).items()
+    env = {
+        f"HLSTREAM_{key[4:].upper()}": str(v)
+        for key, v in flags
+        if key[:4] == "cfg_" and v is not None
+    }
     if getattr(args, "config", None):
         env["HLSTREAM_CONFIG"] = str(Path(args.config).resolve())
     return env
@@ -63,15 +67,10 @@ def _positive_int(text: str) -> int:
 
 
 def _duration_ms(text: str) -> int:
-    import re
-
     match = re.fullmatch(r"(\d+)([smhd])", text.strip())
     if match is None or int(match.group(1)) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 5m, 2h or 1d")
-    return (
-        int(match.group(1))
-        * {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[match.group(2)]
-    )
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 def _command(
@@ -104,12 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tap = _command(commands, "tap", "print live bus messages, one line each")
     tap.add_argument("kind", choices=KINDS)
-    tap.add_argument(
-        "coin_list",
-        nargs="*",
-        metavar="COIN",
-        help="exact coin names (fills: addresses); default all",
-    )
+    coin_help = "exact coin names (fills: addresses); default all"
+    tap.add_argument("coin_list", nargs="*", metavar="COIN", help=coin_help)
     tap.add_argument("--interval", help="bars only: one interval, e.g. 5s")
     tap.add_argument("--json", action="store_true", help="one JSON object per message")
     tap.add_argument("--count", type=_positive_int, help="exit 0 after N lines (1 on timeout)")
@@ -207,17 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
-        since_ms = None
-        if args.since is not None:
-            if args.kind != "trades":
-                raise ConfigError("--since: only `hlstream tap trades` can catch up from the tape")
-            args.coin_list = args.coin_list or list(settings.coins)
-            unknown = [coin for coin in args.coin_list if coin not in settings.coins]
-            if unknown and settings.coins != (ALL_COINS,):
-                raise ConfigError(f"--since: {', '.join(unknown)} not in setting coins")
-            from hlstream.common.clock import now_ms
-
-            since_ms = now_ms() - args.since
+        since_ms = None if args.since is None else _since_ms(args, settings)
         return run_tap(
             settings,
             args.kind,
@@ -255,6 +240,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "stop":
         return supervise_io.stop_daemon(settings)
     return supervise_io.supervisorctl(settings, env, "restart", args.stage)
+
+
+def _since_ms(args: argparse.Namespace, settings: Settings) -> int:
+    """`tap trades --since`: when the catch-up starts; the coins default to the configured."""
+    from hlstream.common.clock import now_ms
+
+    if args.kind != "trades":
+        raise ConfigError("--since: only `hlstream tap trades` can catch up from the tape")
+    args.coin_list = args.coin_list or list(settings.coins)
+    unknown = [coin for coin in args.coin_list if coin not in settings.coins]
+    if unknown and settings.coins != (ALL_COINS,):
+        raise ConfigError(f"--since: {', '.join(unknown)} not in setting coins")
+    return int(now_ms() - args.since)
 
 
 def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
