@@ -222,18 +222,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return serve_forever(settings)
     env = supervise_io.stage_env(settings, _flag_env(args))
-    if args.command == "run":
+    if args.command in ("run", "start"):
         supervise_io.refuse_if_running(settings)
         prepare_dirs(settings)
         _precheck_coins(settings)
+        if args.command == "start":
+            supervise_io.start_daemon(settings, env)
+            return 0
         _maybe_metrics(settings)
         return supervise_io.run_foreground(settings, env)
-    if args.command == "start":
-        supervise_io.refuse_if_running(settings)
-        prepare_dirs(settings)
-        _precheck_coins(settings)
-        supervise_io.start_daemon(settings, env)
-        return 0
     if not supervise_io.is_running(settings):
         print(f"hlstream: not running (run dir {settings.run_dir})", file=sys.stderr)
         return 0 if args.command == "stop" else 1

@@ -249,11 +249,9 @@ def _config_failure(settings: Settings) -> str | None:
 def run_foreground(settings: Settings, env: dict[str, str]) -> int:
     """Run supervisord in the foreground until Ctrl-C/SIGTERM; return the exit code.
 
-    The signal handler only sets a flag (common/lifecycle_io); this loop forwards one SIGTERM
-    to supervisord, which stops ingest, then the aggregator, then the writer. Further signals
-    change nothing but a note: the stages are already stopping and the last bars still reach
-    the disk. supervisord gets PR_SET_PDEATHSIG, so it stops the stages even if this process
-    is SIGKILLed.
+    One SIGTERM goes to supervisord, which stops ingest, the aggregator, then the writer; a
+    further signal only gets a note, so the last bars still reach the disk. supervisord has
+    PR_SET_PDEATHSIG: it stops the stages even if this process is SIGKILLed.
     """
     refuse_if_running(settings)
     logs = _prepare_logs(settings)

@@ -1,19 +1,12 @@
 """`hlstream tap KIND [COIN...]`: print live bus messages, one line each (via hlstream/tap.py).
 
-Kinds and where they are published:
-    trades, gaps, status                on trades_endpoint (ingest)
-    book, bbo, fills                    on trades_endpoint, only for the coins/addresses
-                                        in settings book_coins, bbo_coins, user_fills
-    bars, late                          on bars_endpoint (aggregator)
-With `--since 5m` (trades only), the tap first prints the coins' trades of the last five
-minutes from ingest's tape, then goes on live with no gap and no duplicate at the seam.
-Coins are matched exactly: the subscription `trade.ETH|` never receives `trade.ETHFI|`, and
-every received topic is compared again against the wanted set. Human lines by default,
-one JSON object per message with `--json` (`topic`, `event`, `lost` + the payload map).
-A tap on which nothing can arrive says why in one line, at once: a missing or stale socket
-exits 1 (only while supervisord runs is a starting stage given ENDPOINT_WAIT_S to bind); a
-coin or bar interval the instance does not stream exits 2 (checked against the writer's
-status, else these settings).
+trades, gaps, status, book, bbo and fills are on trades_endpoint (book, bbo and fills only
+for their settings' coins or addresses); bars and late on bars_endpoint. `--since 5m`
+(trades) first prints the last five minutes from ingest's tape, then goes on live. Coins
+match exactly (`trade.ETH|` never gets `trade.ETHFI|`). Human lines, or one JSON object per
+message with `--json`. A tap on which nothing can arrive says why at once: a missing or stale
+socket exits 1 (while supervisord runs, a starting stage gets ENDPOINT_WAIT_S to bind); a
+coin or interval the instance does not stream exits 2.
 """
 
 from __future__ import annotations
