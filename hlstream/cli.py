@@ -20,6 +20,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from hlstream.common.log import setup_logging
 from hlstream.tapcmd_io import KINDS
 
 _STAGE_CHOICES = [*STAGES, "all"]
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _SETTINGS_EPILOG = (
     "settings: --config FILE, and any setting as --kebab-name VALUE (e.g. --run-dir DIR); "
     "`hlstream help settings` lists them"
@@ -46,10 +48,12 @@ _SETTINGS_EPILOG = (
 
 def _flag_env(args: argparse.Namespace) -> dict[str, str]:
     """Flags given on the command line, as HLSTREAM_* variables for the stages."""
-    env = {}
-    for key, value in vars(args).items():
-        if key.startswith("cfg_") and value is not None:
-            env["HLSTREAM_" + key[4:].upper()] = str(value)
+    flags = vars(args).items()
+    env = {
+        f"HLSTREAM_{key[4:].upper()}": str(v)
+        for key, v in flags
+        if key[:4] == "cfg_" and v is not None
+    }
     if getattr(args, "config", None):
         env["HLSTREAM_CONFIG"] = str(Path(args.config).resolve())
     return env
@@ -63,15 +67,10 @@ def _positive_int(text: str) -> int:
 
 
 def _duration_ms(text: str) -> int:
-    import re
-
     match = re.fullmatch(r"(\d+)([smhd])", text.strip())
     if match is None or int(match.group(1)) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 5m, 2h or 1d")
-    return (
-        int(match.group(1))
-        * {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[match.group(2)]
-    )
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 def _command(
@@ -104,12 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tap = _command(commands, "tap", "print live bus messages, one line each")
     tap.add_argument("kind", choices=KINDS)
-    tap.add_argument(
-        "coin_list",
-        nargs="*",
-        metavar="COIN",
-        help="exact coin names (fills: addresses); default all",
-    )
+    coin_help = "exact coin names (fills: addresses); default all"
+    tap.add_argument("coin_list", nargs="*", metavar="COIN", help=coin_help)
     tap.add_argument("--interval", help="bars only: one interval, e.g. 5s")
     tap.add_argument("--json", action="store_true", help="one JSON object per message")
     tap.add_argument("--count", type=_positive_int, help="exit 0 after N lines (1 on timeout)")
@@ -207,17 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
-        since_ms = None
-        if args.since is not None:
-            if args.kind != "trades":
-                raise ConfigError("--since: only `hlstream tap trades` can catch up from the tape")
-            args.coin_list = args.coin_list or list(settings.coins)
-            unknown = [coin for coin in args.coin_list if coin not in settings.coins]
-            if unknown and settings.coins != (ALL_COINS,):
-                raise ConfigError(f"--since: {', '.join(unknown)} not in setting coins")
-            from hlstream.common.clock import now_ms
-
-            since_ms = now_ms() - args.since
+        since_ms = None if args.since is None else _since_ms(args, settings)
         return run_tap(
             settings,
             args.kind,
@@ -237,24 +222,34 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return serve_forever(settings)
     env = supervise_io.stage_env(settings, _flag_env(args))
-    if args.command == "run":
+    if args.command in ("run", "start"):
         supervise_io.refuse_if_running(settings)
         prepare_dirs(settings)
         _precheck_coins(settings)
+        if args.command == "start":
+            supervise_io.start_daemon(settings, env)
+            return 0
         _maybe_metrics(settings)
         return supervise_io.run_foreground(settings, env)
-    if args.command == "start":
-        supervise_io.refuse_if_running(settings)
-        prepare_dirs(settings)
-        _precheck_coins(settings)
-        supervise_io.start_daemon(settings, env)
-        return 0
     if not supervise_io.is_running(settings):
         print(f"hlstream: not running (run dir {settings.run_dir})", file=sys.stderr)
         return 0 if args.command == "stop" else 1
     if args.command == "stop":
         return supervise_io.stop_daemon(settings)
     return supervise_io.supervisorctl(settings, env, "restart", args.stage)
+
+
+def _since_ms(args: argparse.Namespace, settings: Settings) -> int:
+    """`tap trades --since`: when the catch-up starts; the coins default to the configured."""
+    from hlstream.common.clock import now_ms
+
+    if args.kind != "trades":
+        raise ConfigError("--since: only `hlstream tap trades` can catch up from the tape")
+    args.coin_list = args.coin_list or list(settings.coins)
+    unknown = [coin for coin in args.coin_list if coin not in settings.coins]
+    if unknown and settings.coins != (ALL_COINS,):
+        raise ConfigError(f"--since: {', '.join(unknown)} not in setting coins")
+    return int(now_ms() - args.since)
 
 
 def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -318,15 +313,14 @@ def _maybe_metrics(settings: Settings) -> None:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from hlstream.health import format_report
+    import msgspec
+
     from hlstream.health_io import gather
+    from hlstream.health_text import format_report
 
     report = gather(settings)
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=False))
-    else:
-        print(format_report(report))
-    return 0 if report["healthy"] else 1
+    print(json.dumps(msgspec.to_builtins(report), indent=2) if args.json else format_report(report))
+    return 0 if report.healthy else 1
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:

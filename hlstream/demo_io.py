@@ -34,6 +34,8 @@ DEMO_DEFAULTS = {
     "backfill_hours": "1",
 }
 SIM_START_TIMEOUT_S = 15.0
+SIM_POLL_S = 0.2
+SIM_STOP_TIMEOUT_S = 10.0  # then SIGKILL
 DEMO_MARKER = ".hlstream-demo"  # in a dir the demo made, so a later run may empty it
 
 
@@ -86,12 +88,10 @@ def start_sim(coins: str, rate: float) -> tuple[subprocess.Popen[str], str, str]
     assert proc.stdout is not None
     deadline = time.monotonic() + SIM_START_TIMEOUT_S
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            if line:
-                ws_url, info_url = parse_sim_banner(line)
-                return proc, ws_url, info_url
+        ready, _, _ = select.select([proc.stdout], [], [], SIM_POLL_S)
+        line = proc.stdout.readline() if ready else ""
+        if line:
+            return (proc, *parse_sim_banner(line))
         if proc.poll() is not None:
             break
     stop_sim(proc)
@@ -99,11 +99,11 @@ def start_sim(coins: str, rate: float) -> tuple[subprocess.Popen[str], str, str]
 
 
 def stop_sim(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM the simulator and wait (SIGKILL after 10 s)."""
+    """SIGTERM the simulator and wait (SIGKILL after SIM_STOP_TIMEOUT_S)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=SIM_STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

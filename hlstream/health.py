@@ -1,54 +1,147 @@
-"""Pipeline health from supervisord's process table and the stages' status files (pure).
+"""Pipeline health (pure): one typed `Report` from supervisord's process table, the stages'
+status files, the settings and `now_ms`. `hlstream status`, `status --json` and the
+Prometheus exporter all read it; every field and cause is in docs/status.md.
 
-`build_report` turns plain values (process infos, decoded `*-status.json` maps, settings,
-`now_ms`) into one JSON-ready report; `hlstream status`, `hlstream status --json` and the
-Prometheus exporter all read that same report (fields: docs/status.md). The pipeline is
-unhealthy when any cause below holds; each is one `Problem` with a stable code:
-- `supervisord_down`; `stage_not_running`: a stage is not RUNNING;
-- `status_missing` / `status_stale`: a stage's status file is missing or older than
-  `STATUS_STALE_MS`;
-- `file_lagging`: a CSV file's last row ended more than 2 intervals + grace before now (or,
-  with no row yet, the writer has been up that long); `file_refused`: the writer refused one;
-- `ingest_disconnected`: not every ingest link has been up for `health_disconnected_seconds`;
-- `no_trade`: while connected, a coin that trades has had no trade for its limit: the larger
-  of `health_no_trade_seconds` and `TRADE_GAP_FACTOR` times its mean gap between distinct
-  trade times over the (up to) 15 minutes before its last trade; a coin with fewer than
-  `MIN_TRADE_TIMES` such times trades too rarely to judge and is never flagged. Silence is
-  counted from the later of its last trade and the connection's start;
-- `rest_failing`: a stage's REST requests have failed with no success for
-  `health_rest_failing_seconds` (it clears at the next successful request).
-Counters come from the status files, so they count since that stage last started.
+The pipeline is unhealthy when any cause holds; each is one `Problem` with a stable code:
+`supervisord_down`, `stage_not_running`, `status_missing`, `status_stale` (older than
+`STATUS_STALE_MS`), `file_lagging` (last row ended more than `LAG_INTERVALS` intervals +
+grace ago; with no row, the writer has been up that long), `file_refused`,
+`ingest_disconnected`, `no_trade` (judged only while connected) and `rest_failing`.
+A coin is judged for `no_trade` only with at least `MIN_TRADE_TIMES` distinct trade times
+in the window ingest holds, and flagged after `TRADE_GAP_FACTOR` of its mean gaps (at least
+`health_no_trade_seconds`) without a trade: a Poisson coin stays silent that long with
+probability e^-20, while bursty, thin coins stay below the minimum. Silence counts from the
+later of its last trade and the connection's start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+
+import msgspec
 
 from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.status import FeedStatus, StageStatus, TradeActivity
 from hlstream.common.timebucket import format_window, parse_interval
-from hlstream.verify import plural
 
 STATUS_STALE_MS = 5_000
 LAG_INTERVALS = 2
-# A coin is judged only with at least this many distinct trade times in the window ingest
-# holds, and flagged only after this many of its mean gaps without a trade: a Poisson coin
-# stays silent that long with probability e^-20; bursty, thin coins stay below the minimum.
 MIN_TRADE_TIMES = 20
 TRADE_GAP_FACTOR = 20
 ERROR_CHARS = 160  # of a REST error quoted in a problem
+# Report counter -> (stage, that stage's counter); the order is the report's.
+COUNTER_SOURCES = {
+    "reconnects": ("ingest", "reconnects"),
+    "gaps": ("ingest", "gaps"),
+    "duplicate_trades": ("ingest", "duplicates"),
+    "lost_messages": ("aggregator", "lost_messages"),
+    "late_trades": ("aggregator", "late_trades"),
+    "pending_bars": ("aggregator", "pending_bars"),
+    "partial_bars": ("writer", "partial_written"),
+    "holes_repaired": ("writer", "holes_repaired"),
+    "rest_errors": ("writer", "rest_errors"),
+    "write_errors": ("writer", "write_errors"),
+    "ingest_behind": ("ingest", "behind"),
+}
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class ProcessInfo(msgspec.Struct, frozen=True):
+    """A stage as supervisord's `getAllProcessInfo` reports it (the fields read here)."""
+
+    name: str
+    statename: str = "UNKNOWN"
+    pid: int = 0
+    start: int = 0  # epoch seconds
+    now: int = 0
+    exitstatus: int = 0
+
+
+class Problem(msgspec.Struct, frozen=True):
     """One cause of `unhealthy`: a stable `code` (a metric label) and a one-line message."""
 
     code: str
     message: str
+
+
+class StageHealth(msgspec.Struct, frozen=True):
+    state: str
+    pid: int | None
+    uptime_s: int | None
+    status_age_s: float | None
+    ok: bool
+
+
+class CoinHealth(msgspec.Struct, frozen=True):
+    last_trade_ms: int | None
+    last_trade_age_s: float | None
+    no_trade_limit_s: float | None
+
+
+class FileHealth(msgspec.Struct, frozen=True):
+    coin: str
+    interval: str
+    last_start_ms: int | None
+    last_datetime: str | None
+    behind_s: float | None
+    limit_s: float
+    lagging: bool
+    inexact_rows: int
+
+
+class RestHealth(msgspec.Struct, frozen=True):
+    failing_s: float | None
+    failures: int
+    last_error: str | None
+    last_ok_ms: int | None
+
+
+class Limits(msgspec.Struct, frozen=True):
+    disconnected_s: float
+    no_trade_s: float
+    rest_failing_s: float
+
+
+class Counters(msgspec.Struct, frozen=True):
+    """Counts since each reporting stage started (None: no status file); see COUNTER_SOURCES."""
+
+    reconnects: int | None
+    gaps: int | None
+    duplicate_trades: int | None
+    lost_messages: int | None
+    late_trades: int | None
+    pending_bars: int | None
+    partial_bars: int | None
+    holes_repaired: int | None
+    rest_errors: int | None
+    write_errors: int | None
+    ingest_behind: int | None
+    malformed: dict[str, int | None]
+
+
+class Report(msgspec.Struct, frozen=True):
+    """The health report; `msgspec.to_builtins` of it is `hlstream status --json`."""
+
+    healthy: bool
+    problems: list[str]
+    causes: list[Problem]
+    now_ms: int
+    run_dir: str
+    data_dir: str
+    supervisord: bool
+    connected: bool | None
+    connected_since_ms: int | None
+    disconnected_since_ms: int | None
+    disconnected_s: float | None
+    backlog_bytes: int | None
+    limits: Limits
+    stages: dict[str, StageHealth]
+    coins: dict[str, CoinHealth]
+    files: dict[str, FileHealth]
+    rest: dict[str, RestHealth]
+    counters: Counters
+    inexact_rows: int
 
 
 def _secs(ms: float) -> str:
@@ -57,58 +150,49 @@ def _secs(ms: float) -> str:
     return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
 
-def _age_s(now_ms: int, ts_ms: object) -> float | None:
-    if not isinstance(ts_ms, int) or isinstance(ts_ms, bool):
-        return None
-    return round(max(0, now_ms - ts_ms) / 1000, 3)
+def _age_s(now_ms: int, ts_ms: int | None) -> float | None:
+    return None if ts_ms is None else round(max(0, now_ms - ts_ms) / 1000, 3)
 
 
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _stage(
+def _stage_health(
     name: str,
     supervisord_running: bool,
-    info: Mapping[str, Any] | None,
+    info: ProcessInfo | None,
     status: StageStatus | None,
     now_ms: int,
-) -> tuple[dict[str, Any], list[Problem]]:
-    problems = []
-    state = str(info.get("statename", "UNKNOWN")) if info else "UNKNOWN"
-    if not supervisord_running:
-        state = "DOWN"  # reported once as "supervisord is not running"
+    problems: list[Problem],
+) -> StageHealth:
+    found = len(problems)
+    # Without supervisord every stage is DOWN, reported once as `supervisord_down`.
+    state = (info.statename if info else "UNKNOWN") if supervisord_running else "DOWN"
+    running = info is not None and state == "RUNNING"
     uptime_s = None
-    if info and state == "RUNNING" and _int(info.get("start")) and _int(info.get("now")):
-        uptime_s = max(0, int(info["now"]) - int(info["start"]))
+    if info is not None and running and info.start and info.now:
+        uptime_s = max(0, info.now - info.start)
     if state not in ("RUNNING", "DOWN"):
         problems.append(Problem("stage_not_running", f"stage {name} is {state}"))
-    status_age_s = None if status is None else _age_s(now_ms, status.ts_ms)
-    if status_age_s is None:
+    age_s = None if status is None else _age_s(now_ms, status.ts_ms)
+    if age_s is None:
         problems.append(Problem("status_missing", f"stage {name} has no status file"))
-    elif status_age_s * 1000 > STATUS_STALE_MS:
-        problems.append(Problem("status_stale", f"stage {name} status is {status_age_s:.1f}s old"))
-    entry = {
-        "state": state,
-        "pid": (info or {}).get("pid") or None,
-        "uptime_s": uptime_s,
-        "status_age_s": status_age_s,
-        "ok": not problems and state == "RUNNING",
-    }
-    return entry, problems
+    elif age_s * 1000 > STATUS_STALE_MS:
+        problems.append(Problem("status_stale", f"stage {name} status is {age_s:.1f}s old"))
+    pid = (info.pid if info else 0) or None
+    return StageHealth(state, pid, uptime_s, age_s, len(problems) == found and running)
 
 
 def _files(
-    writer: StageStatus | None, settings: Settings, now_ms: int, writer_uptime_s: int | None
-) -> tuple[dict[str, Any], list[Problem]]:
-    out: dict[str, Any] = {}
-    problems = []
+    writer: StageStatus | None,
+    settings: Settings,
+    now_ms: int,
+    writer_uptime_s: int | None,
+    inexact: Mapping[str, int],
+    problems: list[Problem],
+) -> dict[str, FileHealth]:
+    out = {}
     grace_ms = int(settings.grace_seconds * 1000)
-    files = {} if writer is None else writer.files
-    for name, info in sorted(files.items()):
-        interval = info.interval
+    for name, info in sorted(({} if writer is None else writer.files).items()):
         try:
-            interval_ms = parse_interval(interval)
+            interval_ms = parse_interval(info.interval)
         except ConfigError:
             continue
         limit_ms = LAG_INTERVALS * interval_ms + grace_ms
@@ -121,42 +205,31 @@ def _files(
             lagging = behind_ms > limit_ms
         if lagging:
             what = "has no rows" if behind_ms is None else f"is {behind_ms / 1000:.0f}s behind"
-            problems.append(
-                Problem("file_lagging", f"file {name} {what} (limit {limit_ms / 1000:.0f}s)")
-            )
-        out[name] = {
-            "coin": info.coin,
-            "interval": interval,
-            "last_start_ms": last,
-            "last_datetime": None if last is None else format_window(last),
-            "behind_s": None if behind_ms is None else round(behind_ms / 1000, 3),
-            "limit_s": limit_ms / 1000,
-            "lagging": lagging,
-        }
+            message = f"file {name} {what} (limit {limit_ms / 1000:.0f}s)"
+            problems.append(Problem("file_lagging", message))
+        out[name] = FileHealth(
+            coin=info.coin,
+            interval=info.interval,
+            last_start_ms=last,
+            last_datetime=None if last is None else format_window(last),
+            behind_s=None if behind_ms is None else round(behind_ms / 1000, 3),
+            limit_s=limit_ms / 1000,
+            lagging=lagging,
+            inexact_rows=inexact.get(name, 0),
+        )
     for key, error in ({} if writer is None else writer.refused).items():
         problems.append(Problem("file_refused", f"writer refused {key}: {error}"))
-    return out, problems
+    return out
 
 
-def _counters(statuses: Mapping[str, StageStatus | None]) -> dict[str, Any]:
+def _counters(statuses: Mapping[str, StageStatus | None]) -> Counters:
     def count(stage: str, name: str) -> int | None:
         status = statuses.get(stage)
         return None if status is None else status.counter(name)
 
-    return {
-        "reconnects": count("ingest", "reconnects"),
-        "gaps": count("ingest", "gaps"),
-        "duplicate_trades": count("ingest", "duplicates"),
-        "lost_messages": count("aggregator", "lost_messages"),
-        "late_trades": count("aggregator", "late_trades"),
-        "pending_bars": count("aggregator", "pending_bars"),
-        "partial_bars": count("writer", "partial_written"),
-        "holes_repaired": count("writer", "holes_repaired"),
-        "rest_errors": count("writer", "rest_errors"),
-        "write_errors": count("writer", "write_errors"),
-        "ingest_behind": count("ingest", "behind"),
-        "malformed": {stage: count(stage, "malformed") for stage in STAGES},
-    }
+    malformed = {stage: count(stage, "malformed") for stage in STAGES}
+    sources = COUNTER_SOURCES.items()
+    return Counters(**{key: count(*source) for key, source in sources}, malformed=malformed)
 
 
 def no_trade_limit_ms(activity: TradeActivity | None, threshold_ms: int) -> int | None:
@@ -194,11 +267,13 @@ def _feed_problems(feed: FeedStatus, settings: Settings, now_ms: int) -> list[Pr
 
 
 def _rest(
-    statuses: Mapping[str, StageStatus | None], settings: Settings, now_ms: int
-) -> tuple[dict[str, Any], list[Problem]]:
+    statuses: Mapping[str, StageStatus | None],
+    settings: Settings,
+    now_ms: int,
+    problems: list[Problem],
+) -> dict[str, RestHealth]:
     """Each REST-calling stage's failure run, and `rest_failing` past the limit."""
-    out: dict[str, Any] = {}
-    problems = []
+    out = {}
     limit_ms = int(settings.health_rest_failing_seconds * 1000)
     for name in STAGES:
         status = statuses.get(name)
@@ -206,179 +281,83 @@ def _rest(
         if rest is None:
             continue
         since = rest.failing_since_ms
-        out[name] = {
-            "failing_s": None if since is None else _age_s(now_ms, since),
-            "failures": rest.failures,
-            "last_error": rest.last_error or None,
-            "last_ok_ms": rest.last_ok_ms,
-        }
+        failing_s = None if since is None else _age_s(now_ms, since)
+        out[name] = RestHealth(failing_s, rest.failures, rest.last_error or None, rest.last_ok_ms)
         if since is not None and now_ms - since > limit_ms:
-            error = rest.last_error[:ERROR_CHARS]
-            problems.append(
-                Problem(
-                    "rest_failing",
-                    f"{name} REST failing for {_secs(now_ms - since)} (limit {_secs(limit_ms)}; "
-                    f"{rest.failures} failed requests, none succeeded since; last: {error})",
-                )
+            message = (
+                f"{name} REST failing for {_secs(now_ms - since)} (limit {_secs(limit_ms)}; "
+                f"{rest.failures} failed requests, none succeeded since; "
+                f"last: {rest.last_error[:ERROR_CHARS]})"
             )
-    return out, problems
+            problems.append(Problem("rest_failing", message))
+    return out
 
 
-def build_report(
-    settings: Settings,
-    supervisord_running: bool,
-    processes: Mapping[str, Mapping[str, Any]],
-    statuses: Mapping[str, StageStatus | None],
-    now_ms: int,
-    inexact: Mapping[str, int] | None = None,
-) -> dict[str, Any]:
-    """The health report (JSON-ready) for one run dir; `inexact`: rows not exact per file."""
-    problems: list[Problem] = []
-    if not supervisord_running:
-        problems.append(
-            Problem("supervisord_down", f"supervisord is not running (run dir {settings.run_dir})")
-        )
-    stages: dict[str, Any] = {}
-    for name in STAGES:
-        entry, found = _stage(
-            name, supervisord_running, processes.get(name), statuses.get(name), now_ms
-        )
-        stages[name] = entry
-        problems.extend(found)
-    ingest = statuses.get("ingest")
-    feed = None if ingest is None else ingest.feed
-    if feed is not None:
-        problems.extend(_feed_problems(feed, settings, now_ms))
+def _coins(feed: FeedStatus | None, settings: Settings, now_ms: int) -> dict[str, CoinHealth]:
+    """The coins ingest reports (the running config), else this command's configured coins."""
     last_trades = {} if feed is None else feed.last_trade_ms
     threshold_ms = int(settings.health_no_trade_seconds * 1000)
-    coins: dict[str, Any] = {}
-    # The coins ingest reports (the running config), else this command's configured coins.
+    out = {}
     for coin in list(last_trades) or list(settings.coins):
         ts_ms = last_trades.get(coin)
         limit_ms = (
             None if feed is None else no_trade_limit_ms(feed.activity.get(coin), threshold_ms)
         )
-        coins[coin] = {
-            "last_trade_ms": ts_ms,
-            "last_trade_age_s": _age_s(now_ms, ts_ms),
-            "no_trade_limit_s": None if limit_ms is None else limit_ms / 1000,
-        }
-    files, file_problems = _files(
-        statuses.get("writer"), settings, now_ms, stages["writer"]["uptime_s"]
-    )
-    problems.extend(file_problems)
-    rest, rest_problems = _rest(statuses, settings, now_ms)
-    problems.extend(rest_problems)
-    for name, info in files.items():
-        info["inexact_rows"] = (inexact or {}).get(name, 0)
-    disconnected_since = None if feed is None else feed.disconnected_since_ms
-    return {
-        "healthy": not problems,
-        "problems": [problem.message for problem in problems],
-        "causes": [{"code": p.code, "message": p.message} for p in problems],
-        "now_ms": now_ms,
-        "run_dir": str(settings.run_dir),
-        "data_dir": str(settings.data_dir),
-        "supervisord": supervisord_running,
-        "connected": None if feed is None else feed.connected,
-        "connected_since_ms": None if feed is None else feed.connected_since_ms,
-        "disconnected_since_ms": disconnected_since,
-        "disconnected_s": _age_s(now_ms, disconnected_since),
-        "backlog_bytes": None if feed is None else feed.backlog_bytes,
-        "limits": {
-            "disconnected_s": settings.health_disconnected_seconds,
-            "no_trade_s": settings.health_no_trade_seconds,
-            "rest_failing_s": settings.health_rest_failing_seconds,
-        },
-        "stages": stages,
-        "coins": coins,
-        "files": files,
-        "rest": rest,
-        "counters": _counters(statuses),
-        "inexact_rows": sum((inexact or {}).values()),
+        limit_s = None if limit_ms is None else limit_ms / 1000
+        out[coin] = CoinHealth(ts_ms, _age_s(now_ms, ts_ms), limit_s)
+    return out
+
+
+def build_report(
+    settings: Settings,
+    supervisord_running: bool,
+    processes: Mapping[str, ProcessInfo],
+    statuses: Mapping[str, StageStatus | None],
+    now_ms: int,
+    inexact: Mapping[str, int] | None = None,
+) -> Report:
+    """The health report for one run dir; `inexact`: rows not exact per file."""
+    problems: list[Problem] = []
+    if not supervisord_running:
+        message = f"supervisord is not running (run dir {settings.run_dir})"
+        problems.append(Problem("supervisord_down", message))
+    stages = {
+        name: _stage_health(
+            name, supervisord_running, processes.get(name), statuses.get(name), now_ms, problems
+        )
+        for name in STAGES
     }
-
-
-def format_duration(seconds: float | None) -> str:
-    """`0.4s`, `12s`, `5m02s`, `3h07m`, `2d04h`; `-` for None."""
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
-
-
-def _show(value: object) -> str:
-    return "-" if value is None else str(value)
-
-
-def format_report(report: Mapping[str, Any]) -> str:
-    """The human table printed by `hlstream status`."""
-    verdict = (
-        "HEALTHY"
-        if report["healthy"]
-        else f"UNHEALTHY ({plural(len(report['problems']), 'problem')})"
+    ingest = statuses.get("ingest")
+    feed = None if ingest is None else ingest.feed
+    if feed is not None:
+        problems.extend(_feed_problems(feed, settings, now_ms))
+    inexact = inexact or {}
+    writer_uptime_s = stages["writer"].uptime_s
+    files = _files(statuses.get("writer"), settings, now_ms, writer_uptime_s, inexact, problems)
+    rest = _rest(statuses, settings, now_ms, problems)
+    disconnected_since = None if feed is None else feed.disconnected_since_ms
+    return Report(
+        healthy=not problems,
+        problems=[problem.message for problem in problems],
+        causes=problems,
+        now_ms=now_ms,
+        run_dir=str(settings.run_dir),
+        data_dir=str(settings.data_dir),
+        supervisord=supervisord_running,
+        connected=None if feed is None else feed.connected,
+        connected_since_ms=None if feed is None else feed.connected_since_ms,
+        disconnected_since_ms=disconnected_since,
+        disconnected_s=_age_s(now_ms, disconnected_since),
+        backlog_bytes=None if feed is None else feed.backlog_bytes,
+        limits=Limits(
+            settings.health_disconnected_seconds,
+            settings.health_no_trade_seconds,
+            settings.health_rest_failing_seconds,
+        ),
+        stages=stages,
+        coins=_coins(feed, settings, now_ms),
+        files=files,
+        rest=rest,
+        counters=_counters(statuses),
+        inexact_rows=sum(inexact.values()),
     )
-    lines = [f"hlstream {verdict}  run dir {report['run_dir']}  data dir {report['data_dir']}"]
-    lines += [f"UNHEALTHY: {problem}" for problem in report["problems"]]
-    lines.append("")
-    lines.append(f"{'STAGE':<12}{'STATE':<10}{'PID':>8}{'UPTIME':>10}{'STATUS AGE':>12}")
-    for name, stage in report["stages"].items():
-        lines.append(
-            f"{name:<12}{stage['state']:<10}{_show(stage['pid']):>8}"
-            f"{format_duration(stage['uptime_s']):>10}{format_duration(stage['status_age_s']):>12}"
-        )
-    connected = {True: "yes", False: "NO", None: "-"}[report["connected"]]
-    if report["disconnected_s"] is not None:
-        connected += f" for {format_duration(report['disconnected_s'])}"
-    backlog = report.get("backlog_bytes")
-    unread = "" if not backlog else f", {backlog} bytes not yet handled"
-    lines += [
-        "",
-        f"{'COIN':<16}{'LAST TRADE AGE':>16}{'LIMIT':>8}    "
-        f"(ingest connected: {connected}{unread})",
-    ]
-    for coin, info in report["coins"].items():
-        lines.append(
-            f"{coin:<16}{format_duration(info['last_trade_age_s']):>16}"
-            f"{format_duration(info['no_trade_limit_s']):>8}"
-        )
-    if report["files"]:
-        width = max(24, *(len(name) + 2 for name in report["files"]))
-        lines += ["", f"{'FILE':<{width}}{'LAST BAR (UTC)':<22}{'BEHIND':>10}{'LIMIT':>8}"]
-        for name, info in report["files"].items():
-            flag = "  LAGGING" if info["lagging"] else ""
-            if info.get("inexact_rows"):
-                flag += f"  {info['inexact_rows']} NOT EXACT"
-            lines.append(
-                f"{name:<{width}}{_show(info['last_datetime']):<22}"
-                f"{format_duration(info['behind_s']):>10}{format_duration(info['limit_s']):>8}{flag}"
-            )
-    counters = dict(report["counters"])
-    malformed = counters.pop("malformed")
-    pairs = [f"{key}={_show(value)}" for key, value in counters.items()]
-    pairs.append("malformed=" + "/".join(_show(malformed[name]) for name in STAGES))
-    lines += ["", "counters (since each stage started): " + " ".join(pairs)]
-    if report.get("inexact_rows"):
-        lines += [
-            "",
-            f"{report['inexact_rows']} rows are not exact (partial or carried blind); "
-            "`hlstream verify` lists them, `hlstream rebuild` repairs what the tape covers",
-        ]
-    for stage, rest in report["rest"].items():  # failing, not yet for long enough to count
-        if (
-            rest["failing_s"] is not None
-            and rest["failing_s"] <= report["limits"]["rest_failing_s"]
-        ):
-            lines.append(
-                f"{stage} REST failing for {format_duration(rest['failing_s'])}: "
-                f"{rest['failures']} failed requests, last: {rest['last_error']}"
-            )
-    return "\n".join(lines)

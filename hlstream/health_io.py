@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import xmlrpc.client
-from typing import Any
 
 from hlstream import STAGES, supervise_io
 from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms
 from hlstream.common.config import Settings
 from hlstream.common.status_io import read_status
-from hlstream.health import build_report
+from hlstream.health import ProcessInfo, Report, build_report
 
 
-def gather(settings: Settings) -> dict[str, Any]:
-    """The health report (see common/health.py) as of now."""
+def gather(settings: Settings) -> Report:
+    """The health report (hlstream/health.py) as of now."""
     running = supervise_io.is_running(settings)
-    processes: dict[str, dict[str, Any]] = {}
+    processes: dict[str, ProcessInfo] = {}
     if running:
         try:
             processes = supervise_io.process_states(settings)

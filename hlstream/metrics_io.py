@@ -12,120 +12,101 @@ their stage restarts, so they are exported as gauges.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
+from hlstream.health import COUNTER_SOURCES, Report
 from hlstream.health_io import gather
 
 METRICS_HOST = "127.0.0.1"
+IDLE_WAIT_S = 3600.0  # `hlstream metrics` only waits for a stop signal
 _PREFIX = "hlstream_"
-
-
-def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
-    return GaugeMetricFamily(_PREFIX + name, doc, labels=labels or [])
-
-
-def families(report: dict[str, Any]) -> list[GaugeMetricFamily]:
-    """The metric families of one health report."""
-    healthy = _gauge("healthy", "1 when `hlstream status` would exit 0")
-    healthy.add_metric([], 1.0 if report["healthy"] else 0.0)
-    causes = _gauge(
-        "unhealthy_cause", "problems of each cause (docs/status.md); absent: none", ["cause"]
-    )
-    by_code: dict[str, int] = {}
-    for cause in report["causes"]:
-        by_code[cause["code"]] = by_code.get(cause["code"], 0) + 1
-    for code, count in sorted(by_code.items()):
-        causes.add_metric([code], float(count))
-    disconnected = _gauge(
-        "ingest_disconnected_seconds", "seconds not every ingest link has been up; 0 when connected"
-    )
-    disconnected.add_metric([], float(report["disconnected_s"] or 0))
-    rest_failing = _gauge(
-        "rest_failing_seconds",
+_FILE = ("file", "coin", "interval")
+# name -> (help, label names); `families` adds the counters of COUNTER_SOURCES after these.
+_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "healthy": ("1 when `hlstream status` would exit 0", ()),
+    "unhealthy_cause": ("problems of each cause (docs/status.md); absent: none", ("cause",)),
+    "ingest_disconnected_seconds": (
+        "seconds not every ingest link has been up; 0 when connected",
+        (),
+    ),
+    "rest_failing_seconds": (
         "seconds the stage's REST requests have failed with no success; 0 when not failing",
-        ["stage"],
-    )
-    for stage, rest in report["rest"].items():
-        rest_failing.add_metric([stage], float(rest["failing_s"] or 0))
-    supervisord = _gauge("supervisord_up", "1 when supervisord answers on the run dir socket")
-    supervisord.add_metric([], 1.0 if report["supervisord"] else 0.0)
-    connected = _gauge("ingest_connected", "1 when ingest has a live websocket")
-    connected.add_metric([], 1.0 if report["connected"] else 0.0)
-    backlog = _gauge(
-        "ingest_backlog_bytes", "bytes the venue sent that ingest has not handled yet (worst link)"
-    )
-    backlog.add_metric([], float(report.get("backlog_bytes") or 0))
-    running = _gauge("stage_running", "1 when supervisord reports the stage RUNNING", ["stage"])
-    uptime = _gauge("stage_uptime_seconds", "seconds since the stage started", ["stage"])
-    status_age = _gauge("status_age_seconds", "age of the stage's status file", ["stage"])
-    for name, stage in report["stages"].items():
-        running.add_metric([name], 1.0 if stage["state"] == "RUNNING" else 0.0)
-        if stage["uptime_s"] is not None:
-            uptime.add_metric([name], float(stage["uptime_s"]))
-        if stage["status_age_s"] is not None:
-            status_age.add_metric([name], float(stage["status_age_s"]))
-    trade_age = _gauge("last_trade_age_seconds", "seconds since the coin's last trade", ["coin"])
-    for coin, info in report["coins"].items():
-        if info["last_trade_age_s"] is not None:
-            trade_age.add_metric([coin], float(info["last_trade_age_s"]))
-    behind = _gauge(
-        "file_behind_seconds",
-        "seconds between the end of the file's last row and now",
-        ["file", "coin", "interval"],
-    )
-    last_bar = _gauge(
-        "file_last_bar_timestamp_seconds",
-        "window start of the file's last row",
-        ["file", "coin", "interval"],
-    )
-    lagging = _gauge(
-        "file_lagging",
-        "1 when the file is more than 2 intervals + grace behind",
-        ["file", "coin", "interval"],
-    )
-    for name, info in report["files"].items():
-        labels = [name, str(info["coin"]), str(info["interval"])]
-        lagging.add_metric(labels, 1.0 if info["lagging"] else 0.0)
-        if info["behind_s"] is not None:
-            behind.add_metric(labels, float(info["behind_s"]))
-        if info["last_start_ms"] is not None:
-            last_bar.add_metric(labels, info["last_start_ms"] / 1000)
-    out = [
-        healthy,
-        causes,
-        disconnected,
-        rest_failing,
-        supervisord,
-        connected,
-        backlog,
-        running,
-        uptime,
-        status_age,
-        trade_age,
-        behind,
-        last_bar,
-        lagging,
-    ]
-    counters = dict(report["counters"])
-    malformed = counters.pop("malformed")
-    for key, value in counters.items():
-        gauge = _gauge(key, f"{key.replace('_', ' ')} since the reporting stage started")
-        if value is not None:
-            gauge.add_metric([], float(value))
-        out.append(gauge)
-    frames = _gauge(
-        "malformed_frames", "malformed frames dropped since the stage started", ["stage"]
-    )
-    for stage, value in malformed.items():
-        if value is not None:
-            frames.add_metric([stage], float(value))
-    out.append(frames)
+        ("stage",),
+    ),
+    "supervisord_up": ("1 when supervisord answers on the run dir socket", ()),
+    "ingest_connected": ("1 when ingest has a live websocket", ()),
+    "ingest_backlog_bytes": (
+        "bytes the venue sent that ingest has not handled yet (worst link)",
+        (),
+    ),
+    "stage_running": ("1 when supervisord reports the stage RUNNING", ("stage",)),
+    "stage_uptime_seconds": ("seconds since the stage started", ("stage",)),
+    "status_age_seconds": ("age of the stage's status file", ("stage",)),
+    "last_trade_age_seconds": ("seconds since the coin's last trade", ("coin",)),
+    "file_behind_seconds": ("seconds between the end of the file's last row and now", _FILE),
+    "file_last_bar_timestamp_seconds": ("window start of the file's last row", _FILE),
+    "file_lagging": ("1 when the file is more than 2 intervals + grace behind", _FILE),
+    **{
+        key: (f"{key.replace('_', ' ')} since the reporting stage started", ())
+        for key in COUNTER_SOURCES
+    },
+    "malformed_frames": ("malformed frames dropped since the stage started", ("stage",)),
+}
+
+Samples = Iterable[tuple[tuple[str, ...], float | None]]  # label values, value (None: none)
+
+
+def _samples(report: Report) -> dict[str, Samples]:
+    """Each gauge's samples, by name (booleans count as 1 and 0)."""
+    stages, files, counters = report.stages.items(), report.files.items(), report.counters
+    by_code = sorted(Counter(cause.code for cause in report.causes).items())
+    return {
+        "healthy": [((), report.healthy)],
+        "unhealthy_cause": [((code,), count) for code, count in by_code],
+        "ingest_disconnected_seconds": [((), report.disconnected_s or 0)],
+        "rest_failing_seconds": [
+            ((name,), rest.failing_s or 0) for name, rest in report.rest.items()
+        ],
+        "supervisord_up": [((), report.supervisord)],
+        "ingest_connected": [((), bool(report.connected))],
+        "ingest_backlog_bytes": [((), report.backlog_bytes or 0)],
+        "stage_running": [((name,), stage.state == "RUNNING") for name, stage in stages],
+        "stage_uptime_seconds": [((name,), stage.uptime_s) for name, stage in stages],
+        "status_age_seconds": [((name,), stage.status_age_s) for name, stage in stages],
+        "last_trade_age_seconds": [
+            ((coin,), info.last_trade_age_s) for coin, info in report.coins.items()
+        ],
+        "file_behind_seconds": [((name, f.coin, f.interval), f.behind_s) for name, f in files],
+        "file_last_bar_timestamp_seconds": [
+            (
+                (name, f.coin, f.interval),
+                None if f.last_start_ms is None else f.last_start_ms / 1000,
+            )
+            for name, f in files
+        ],
+        "file_lagging": [((name, f.coin, f.interval), f.lagging) for name, f in files],
+        **{key: [((), getattr(counters, key))] for key in COUNTER_SOURCES},
+        "malformed_frames": [((stage,), value) for stage, value in counters.malformed.items()],
+    }
+
+
+def families(report: Report) -> list[GaugeMetricFamily]:
+    """The metric families of one health report."""
+    samples = _samples(report)
+    out = []
+    for name, (doc, labels) in _GAUGES.items():
+        family = GaugeMetricFamily(_PREFIX + name, doc, labels=list(labels))
+        for values, value in samples[name]:
+            if value is not None:
+                family.add_metric(list(values), float(value))
+        out.append(family)
     return out
 
 
@@ -139,7 +120,7 @@ class HealthCollector(Collector):
         yield from families(gather(self.settings))
 
 
-def start_exporter(settings: Settings) -> Any:
+def start_exporter(settings: Settings) -> WSGIServer:
     """Serve /metrics on 127.0.0.1:metrics_port in a daemon thread; return the server."""
     from prometheus_client import start_http_server
 
@@ -154,7 +135,7 @@ def serve_forever(settings: Settings) -> int:
     done = StopFlag().install()
     server = start_exporter(settings)
     print(f"hlstream: metrics on http://{METRICS_HOST}:{settings.metrics_port}/metrics", flush=True)
-    while not done.wait(3600):
+    while not done.wait(IDLE_WAIT_S):
         pass
     server.shutdown()
     return 0

@@ -1,20 +1,16 @@
 """`hlstream rebuild`, the pure part: bars of any interval from the trade tape, compared line
 by line with an existing CSV file, and the rows the file gets.
 
-The bars come from the aggregator's own core (services/aggregator/core.py), so a rebuilt
-row is byte-identical to the row the live pipeline wrote for the same trades. A window is
-*exact* when the tape covers it whole: from the tape's first trade on, and no gap marker
-overlaps it. Windows that are not exact keep the row already in the file (the writer may
-have repaired a 1m row from the exchange's candle); with no row there, the tape's bar is
-used and reported. Rows outside the tape's range are kept as they are.
-
-Every defect `verify` reports that the tape settles is a finding here, and a rebuild
-repairs it: a duplicate, a hole, rows out of order, a torn last line, a row that differs
-from the tape, a missing row, an extra row inside the tape's range.
+The bars come from the aggregator's own core, so a rebuilt row is byte-identical to the live
+one. A window is *exact* when the tape covers it whole (from its first trade on, no gap
+marker over it); an inexact window keeps the file's row (the writer may have repaired it from
+the exchange's candle), else gets the tape's bar, reported. Rows outside the tape's range are
+kept. Every `verify` defect the tape settles is a finding here, and a rebuild repairs it.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -99,9 +95,8 @@ def tape_bars(
 def metered(
     records: Iterable[tuple[Record, int]], size: int, step: Callable[[int], None]
 ) -> Iterator[Record]:
-    """The records of one tape segment of `size` bytes, each given with the offset just after
-    it. `step(n)` reports n more bytes read before the record is yielded, so a progress bar
-    moves as the tape is read; the steps of a segment add up to `size`."""
+    """The records of a tape segment of `size` bytes, given with the offset after each;
+    `step(n)` reports the bytes read before each is yielded, `size` in all."""
     done = 0
     for record, offset in records:
         if offset > done:
@@ -119,14 +114,6 @@ class Change(StrEnum):
     DIFFERS = "differs"  # the file's row is wrong: the tape covers the window whole
     MISSING = "missing"  # the file has no row for the window
     KEPT = "kept"  # the tape cannot vouch for the window (gap, before coverage): row kept
-
-
-@dataclass(frozen=True, slots=True)
-class RowChange:
-    start_ms: int
-    change: Change
-    old: Row | None
-    new: Row | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,22 +158,18 @@ def parse_lines(lines: Iterable[bytes]) -> FileLines:
 
 @dataclass(slots=True)
 class Comparison:
-    """The file's rows after a rebuild, and every defect of the file as read.
-
-    `findings` are what a rebuild repairs (the file is rewritten when there is any);
-    `unsettled` are defects the tape cannot settle, left as they are; `unparsed` lines
-    stop a rebuild, since nothing tells what they held.
-    """
+    """The file's rows after a rebuild, and its defects as read: `findings` a rebuild repairs
+    (by rewriting the file), `unsettled` the tape cannot settle, `unparsed` lines stop it."""
 
     rows: list[Row]
-    changes: list[RowChange]
+    changes: dict[int, Change]  # window start -> how the rebuilt row relates to the file's
     inexact: set[int]
     findings: list[Finding]
     unsettled: list[Finding]
     unparsed: list[Finding]
 
     def count(self, change: Change) -> int:
-        return sum(1 for item in self.changes if item.change is change)
+        return sum(1 for item in self.changes.values() if item is change)
 
 
 def row_line(row: Row) -> str:
@@ -240,22 +223,18 @@ class _Places:
     """Where a window's row goes in the file as read: the line of the next row after it."""
 
     def __init__(self, file: FileLines) -> None:
-        ordered = sorted((item.row.start_ms, item.line) for item in file.rows)
-        self._starts = [start for start, _ in ordered]
-        self._lines = [line for _, line in ordered]
+        self._rows = sorted((item.row.start_ms, item.line) for item in file.rows)
         self._end_line = file.end_line
 
     def before(self, start: int) -> int | None:
         """The start of the file's last row before `start`, None if it has none."""
-        index = bisect_left(self._starts, start)
-        return self._starts[index - 1] if index else None
+        index = bisect_left(self._rows, (start,))
+        return self._rows[index - 1][0] if index else None
 
     def after(self, start: int) -> tuple[int, int] | None:
         """(start, line) of the file's first row after `start`, None if it has none."""
-        index = bisect_right(self._starts, start)
-        if index == len(self._starts):
-            return None
-        return self._starts[index], self._lines[index]
+        index = bisect_right(self._rows, (start, math.inf))
+        return self._rows[index] if index < len(self._rows) else None
 
     def line_of(self, start: int) -> int:
         nxt = self.after(start)
@@ -304,13 +283,10 @@ def _unsettled_holes(rows: list[tuple[int, int, Row]], interval_ms: int) -> Iter
 
 
 def compare(file: FileLines, rebuilt: list[Row], inexact: set[int], interval_ms: int) -> Comparison:
-    """Every defect of `file` against the tape's `rebuilt` rows (consecutive windows, of
-    which `inexact` the tape cannot vouch for), and the rows a rebuild writes.
-
-    Inside the tape's range a window gets the tape's row; an inexact one keeps the file's
-    row(s) when it has any. Outside it, rows are kept as they are (identical copies of one
-    window become one). A torn last line is cut; rows are put in window order.
-    """
+    """Every defect of `file` against the tape's `rebuilt` rows (consecutive windows, of which
+    `inexact` the tape cannot vouch for), and the rows a rebuild writes: the tape's inside its
+    range unless inexact where the file has rows; outside, the file's (identical copies of a
+    window become one). A torn last line is cut; rows are put in window order."""
     by_start: dict[int, list[FileRow]] = {}
     for item in file.rows:
         by_start.setdefault(item.row.start_ms, []).append(item)
@@ -332,12 +308,11 @@ def compare(file: FileLines, rebuilt: list[Row], inexact: set[int], interval_ms:
         kept = _distinct(copies)
         (findings if len(kept) == 1 else unsettled).extend(_duplicates(copies, len(kept) == 1))
         out.extend((start, item.line, item.row) for item in kept)
-    changes: list[RowChange] = []
+    changes: dict[int, Change] = {}
     absent: list[int] = []
     for start, new in fresh.items():
         copies = by_start.get(start, [])
         kept = _distinct(copies)
-        old = kept[0].row if kept else None
         if not copies:
             kind = Change.MISSING
             absent.append(start)
@@ -353,7 +328,7 @@ def compare(file: FileLines, rebuilt: list[Row], inexact: set[int], interval_ms:
             findings.extend(_duplicates(copies, settled=True))
             findings.extend(_differs(item, new) for item in wrong)
             out.append((start, copies[0].line, new))
-        changes.append(RowChange(start, kind, old, new))
+        changes[start] = kind
     findings.extend(_missing(_runs(absent, interval_ms), places))
     if file.torn is not None:
         findings.append(file.torn)
@@ -377,14 +352,11 @@ def journal_after(merge: Comparison, journal: dict[int, str]) -> dict[int, str]:
     """The inexact-row journal once the merge is written: rows now taken from a tape that
     covers them whole are exact; tape bars written where the tape has a gap are not."""
     out = dict(journal)
-    for item in merge.changes:
-        if item.change is Change.KEPT:
-            continue
-        if item.start_ms in merge.inexact:
-            if item.change is Change.MISSING:
-                out[item.start_ms] = "partial"
-        else:
-            out.pop(item.start_ms, None)
+    for start, change in merge.changes.items():
+        if start not in merge.inexact:
+            out.pop(start, None)
+        elif change is Change.MISSING:
+            out[start] = "partial"
     return out
 
 

@@ -1,18 +1,13 @@
 """`hlstream rebuild --interval I [--coins ...] [--from T] [--to T] [--check]`: re-derive bar
-CSV files from the trade tape (the pure part is hlstream/rebuild.py).
+CSV files of any interval (`15s`, `4h`) from the trade tape (pure part: hlstream/rebuild.py).
 
-- Any interval, configured or not (`15s`, `4h`); the file is the one the writer would use.
 - The range defaults to what the tape covers: from its first record (or the file's first
-  row, if later) to the start of the window holding the newest record (ingest's `covered_ms`
-  while it runs; for a file the writer is appending to, its last row), so a window the tape
-  may not have whole yet is never rewritten. `--from` reaches further back.
-- Coins: the configured ones that have a tape (`coins = "all"`: every coin on the tape).
-- Atomic: the new file is written beside the old one, fsynced and renamed over it, under the
-  old file's `flock(LOCK_EX)`, whenever the file has any defect the tape settles
-  (hlstream/rebuild.py). A file without one is not touched, so a second run is a no-op.
-- `--check` changes nothing: it lists each such defect as `path:line: kind: message` and
-  exits 1 if there is any.
-- The progress bar counts the tape's bytes as they are read.
+  row, if later) to the window holding the newest record (ingest's `covered_ms` while it
+  runs; for a file the writer appends to, its last row), so a window the tape may not have
+  whole yet is never rewritten. Coins: the configured ones with a tape (`all`: every one).
+- A file with a defect the tape settles is rewritten beside itself, fsynced and renamed over
+  it under its `flock(LOCK_EX)`; any other is not touched, so a second run is a no-op.
+- `--check` changes nothing: it lists each such defect as `path:line: kind: message`, exit 1.
 - A file the running writer appends to is never replaced under it (its open descriptor would
   keep writing to the old file): stop the pipeline first, or use `--check`.
 """
@@ -22,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +28,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from hlstream.common import inexact_io
+from hlstream.common.clock import now_ms
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.csvrow import HEADER_LINE, Row
 from hlstream.common.decimals import format_decimal
@@ -68,7 +63,7 @@ from hlstream.services.writer.dirlock import DATA_LOCK_FILE
 from hlstream.verify import Finding, plural
 from hlstream.verify_io import read_lines, snapshot_size
 
-STATUS_FRESH_S = 10.0
+STATUS_FRESH_MS = 10_000  # ingest writes its status every second; older is not trusted
 
 Seg = tuple[str, int]  # a tape segment's day and size in bytes
 
@@ -121,12 +116,12 @@ def _writer_intervals(settings: Settings) -> set[str]:
 def _coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
     """Up to when the tape of `coin` holds everything: while the pipeline runs, ingest's
     covered_ms; else the newest record (its window may be unfinished, so it is left out)."""
-    newest = newest_ts_ms(settings.data_dir, coin)
     status = read_status(settings.run_dir, "ingest") if running else None
-    fresh = status is not None and time.time() * 1000 - status.ts_ms < STATUS_FRESH_S * 1000
-    if fresh and status is not None and status.feed is not None and status.feed.covered_ms:
-        return status.feed.covered_ms
-    return newest
+    fresh = status is not None and now_ms() - status.ts_ms < STATUS_FRESH_MS
+    feed = status.feed if fresh and status is not None else None
+    if feed is not None and feed.covered_ms:
+        return feed.covered_ms
+    return newest_ts_ms(settings.data_dir, coin)
 
 
 def _read_body(path: Path) -> FileLines:
@@ -287,15 +282,8 @@ def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) 
         wanted = "" if request.coins == (ALL_COINS,) else f" of {', '.join(request.coins)}"
         print(f"hlstream rebuild: no trade tape{wanted} in {settings.data_dir}", file=err)
         return 1
-    allotted = list(
-        accumulate(
-            sum(
-                size
-                for _, size in _segments(settings.data_dir, coin, request.from_ms, request.to_ms)
-            )
-            for coin in coins
-        )
-    )
+    sizes = [_segments(settings.data_dir, coin, request.from_ms, request.to_ms) for coin in coins]
+    allotted = list(accumulate(sum(size for _, size in segments) for segments in sizes))
     progress = tqdm(
         total=allotted[-1], desc="rebuild", unit="B", unit_scale=True, file=err, leave=False
     )

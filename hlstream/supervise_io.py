@@ -1,8 +1,8 @@
 """Start, stop and watch the three stages under supervisord (the `hlstream` front door).
 
-`run_foreground` starts supervisord in the foreground, echoes the stage logs to the
-terminal, forwards Ctrl-C/SIGTERM, and stops everything with exit 78 if a stage reports a
-configuration error (exit code 78) instead of leaving a half-running pipeline.
+`run_foreground` runs supervisord in the foreground, echoes the stage logs to the terminal,
+forwards Ctrl-C/SIGTERM, and stops everything with exit 78 when a stage stops on a
+configuration error instead of leaving a half-running pipeline.
 """
 
 from __future__ import annotations
@@ -19,31 +19,35 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
+from hlstream.health import ProcessInfo
 from hlstream.logview import Echo, config_error
 
 START_TIMEOUT_S = 15.0  # supervisord daemonizes, then opens its socket
 STOP_TIMEOUT_S = 45.0  # the stages' stopwaitsecs in supervisord.conf add up to 40 s
 POLL_S = 0.1
+PROBE_TIMEOUT_S = 1.0  # connecting to supervisord's control socket
+TAIL_EVERY_S = 0.25  # the foreground run echoes new log lines this often
+WATCH_EVERY_S = 1.0  # ... and checks for a stage stopped on a configuration error
+LAST_LINES_S = 0.3  # after supervisord exits: time for the echo to show the last lines
+TAIL_JOIN_S = 2.0
 ERROR_TAIL_BYTES = 64 * 1024  # where a stage's last lines are, in its log
 
 
 def config_path() -> Path:
-    """The supervisord.conf shipped in the package (override: HLSTREAM_SUPERVISORD_CONF).
-
-    In a checkout it is the project root's file (hlstream/supervisord.conf links to it).
-    """
+    """The supervisord.conf shipped in the package (override: HLSTREAM_SUPERVISORD_CONF)."""
     shipped = Path(__file__).resolve().parent / "supervisord.conf"
     return Path(os.environ.get("HLSTREAM_SUPERVISORD_CONF", shipped))
 
 
 def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
     """Environment for supervisord and its children: flags become HLSTREAM_* variables."""
-    env = dict(os.environ)
-    env.update(overrides)
+    env = {**os.environ, **overrides}
     if env.get("HLSTREAM_CONFIG"):  # the stages run in the project dir, not the caller's
         env["HLSTREAM_CONFIG"] = str(Path(env["HLSTREAM_CONFIG"]).resolve())
     env["HLSTREAM_RUN_DIR"] = str(settings.run_dir)
@@ -54,37 +58,40 @@ def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def socket_path(settings: Settings) -> Path:
+def _socket_path(settings: Settings) -> Path:
     return settings.run_dir / "supervisor.sock"
+
+
+def _pid_path(settings: Settings) -> Path:
+    return settings.run_dir / "supervisord.pid"
 
 
 def is_running(settings: Settings) -> bool:
     """True when a supervisord answers on this run dir's control socket."""
-    path = socket_path(settings)
+    path = _socket_path(settings)
     if not path.exists():
         return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(PROBE_TIMEOUT_S)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
-def rpc(settings: Settings) -> Any:
-    """An XML-RPC proxy to this run dir's supervisord."""
+def _rpc(settings: Settings) -> Any:
+    """An XML-RPC proxy to this run dir's supervisord (its methods are dynamic)."""
     from supervisor.xmlrpc import SupervisorTransport
 
-    transport = SupervisorTransport(None, None, f"unix://{socket_path(settings)}")
+    transport = SupervisorTransport(None, None, f"unix://{_socket_path(settings)}")
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
-def process_states(settings: Settings) -> dict[str, dict[str, Any]]:
-    """supervisord's view of each stage: statename, pid, exitstatus, description."""
-    return {info["name"]: info for info in rpc(settings).supervisor.getAllProcessInfo()}
+def process_states(settings: Settings) -> dict[str, ProcessInfo]:
+    """supervisord's view of each stage, by name."""
+    infos = msgspec.convert(_rpc(settings).supervisor.getAllProcessInfo(), list[ProcessInfo])
+    return {info.name: info for info in infos}
 
 
 def _supervisord_cmd(foreground: bool) -> list[str]:
@@ -99,10 +106,6 @@ def _prepare_logs(settings: Settings) -> Path:
     return logs
 
 
-def pid_path(settings: Settings) -> Path:
-    return settings.run_dir / "supervisord.pid"
-
-
 def _is_supervisord(pid: int) -> bool:
     """True when `pid` is a live supervisord (not a recycled pid of another program)."""
     try:
@@ -113,23 +116,23 @@ def _is_supervisord(pid: int) -> bool:
 
 def refuse_if_running(settings: Settings) -> None:
     """Raise ConfigError naming a live instance; clean up a dead one's pid file and socket."""
-    pid_file = pid_path(settings)
     pid = _read_pid(settings)
+    run_dir = settings.run_dir
     if is_running(settings):
         owner = f" (supervisord pid {pid})" if pid else ""
         raise ConfigError(
-            f"hlstream is already running with run dir {settings.run_dir}{owner}; "
-            f"stop it with `hlstream stop --run-dir {settings.run_dir}`"
+            f"hlstream is already running with run dir {run_dir}{owner}; "
+            f"stop it with `hlstream stop --run-dir {run_dir}`"
         )
     if pid and _is_supervisord(pid):
         raise ConfigError(
-            f"hlstream's supervisord (pid {pid}) for run dir {settings.run_dir} is alive but "
+            f"hlstream's supervisord (pid {pid}) for run dir {run_dir} is alive but "
             f"not answering on its socket; stop it with `kill {pid}`"
         )
-    for path in (path for path in (socket_path(settings), pid_file) if path.exists()):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        _say(f"hlstream: removed stale {path.name} left by a stopped instance", err=True)
+    for path in (_socket_path(settings), _pid_path(settings)):
+        if path.exists():
+            path.unlink(missing_ok=True)
+            _say(f"hlstream: removed stale {path.name} left by a stopped instance", err=True)
 
 
 def start_daemon(settings: Settings, env: dict[str, str]) -> None:
@@ -145,18 +148,16 @@ def start_daemon(settings: Settings, env: dict[str, str]) -> None:
     while not (is_running(settings) and _read_pid(settings)):
         if time.monotonic() > deadline:
             raise ConfigError(
-                f"supervisord did not answer on {socket_path(settings)} within "
+                f"supervisord did not answer on {_socket_path(settings)} within "
                 f"{START_TIMEOUT_S:.0f} s (see {logs / 'supervisord.log'})"
             )
         time.sleep(POLL_S)
-    pid = _read_pid(settings)
+    run_dir = settings.run_dir
     _say(
-        f"hlstream: started {', '.join(STAGES)} under supervisord (pid {pid}); "
-        f"data in {settings.data_dir}, logs in {logs}"
-    )
-    _say(
-        f"hlstream: `hlstream status --run-dir {settings.run_dir}` checks them, "
-        f"`hlstream stop --run-dir {settings.run_dir}` stops them"
+        f"hlstream: started {', '.join(STAGES)} under supervisord (pid {_read_pid(settings)}); "
+        f"data in {settings.data_dir}, logs in {logs}\n"
+        f"hlstream: `hlstream status --run-dir {run_dir}` checks them, "
+        f"`hlstream stop --run-dir {run_dir}` stops them"
     )
 
 
@@ -168,10 +169,10 @@ def stop_daemon(settings: Settings) -> int:
     """
     pids = {_read_pid(settings)}
     with contextlib.suppress(OSError, xmlrpc.client.Error):
-        pids |= {int(info["pid"]) for info in process_states(settings).values()}
+        pids |= {info.pid for info in process_states(settings).values()}
     pids.discard(0)
     try:
-        rpc(settings).supervisor.shutdown()
+        _rpc(settings).supervisor.shutdown()
     except (OSError, xmlrpc.client.Error) as exc:
         if is_running(settings):
             _say(f"hlstream: stop: supervisord refused the shutdown ({exc})", err=True)
@@ -183,10 +184,9 @@ def stop_daemon(settings: Settings) -> int:
             _say(f"hlstream: stopped (run dir {settings.run_dir})")
             return 0
         if time.monotonic() > deadline:
+            left = ", ".join(map(str, alive)) or "?"
             _say(
-                f"hlstream: stop: still running after {STOP_TIMEOUT_S:.0f} s: "
-                f"pid {', '.join(map(str, alive)) or '?'}",
-                err=True,
+                f"hlstream: stop: still running after {STOP_TIMEOUT_S:.0f} s: pid {left}", err=True
             )
             return 1
         time.sleep(POLL_S)
@@ -194,7 +194,7 @@ def stop_daemon(settings: Settings) -> int:
 
 def _read_pid(settings: Settings) -> int:
     try:
-        return int(pid_path(settings).read_text().strip() or 0)
+        return int(_pid_path(settings).read_text().strip() or 0)
     except (OSError, ValueError):
         return 0
 
@@ -209,44 +209,39 @@ def _is_alive(pid: int) -> bool:
 
 
 def _tail_logs(logs: Path, stop: threading.Event, echo: Echo) -> None:
-    """Echo new lines of each stage's log to stdout, prefixed with the stage name."""
-    offsets: dict[str, int] = {}
-    for stage in STAGES:
-        path = logs / f"{stage}.log"
-        offsets[stage] = path.stat().st_size if path.exists() else 0
-    while not stop.wait(0.25):
-        for stage in STAGES:
-            path = logs / f"{stage}.log"
+    """Echo new whole lines of each stage's log to stdout, prefixed with the stage name."""
+    paths = {stage: logs / f"{stage}.log" for stage in STAGES}
+    offsets = {stage: path.stat().st_size if path.exists() else 0 for stage, path in paths.items()}
+    while not stop.wait(TAIL_EVERY_S):
+        for stage, path in paths.items():
             try:
                 size = path.stat().st_size
-                if size < offsets[stage]:
-                    offsets[stage] = 0  # rotated
-                if size == offsets[stage]:
+                start = 0 if size < offsets[stage] else offsets[stage]  # rotated: from the top
+                if size == start:
                     continue
                 with path.open("rb") as handle:
-                    handle.seek(offsets[stage])
-                    chunk = handle.read(size - offsets[stage])
+                    handle.seek(start)
+                    chunk = handle.read(size - start)
             except OSError:
                 continue
             cut = chunk.rfind(b"\n") + 1
-            offsets[stage] += cut
-            now_s = time.monotonic()
+            offsets[stage] = start + cut
             lines = chunk[:cut].decode("utf-8", "replace").splitlines()
-            shown = [out for line in lines for out in echo.feed(stage, line, now_s)]
+            shown = [out for line in lines for out in echo.feed(stage, line, time.monotonic())]
             if shown:
                 _say("\n".join(shown))
 
 
 def _config_failure(settings: Settings) -> str | None:
-    """Name of a stage that exited with the configuration-error code, if any."""
+    """Name of a stage that exited with the configuration-error code (or is FATAL), if any."""
     try:
         states = process_states(settings)
     except (OSError, xmlrpc.client.Error):
         return None
     for name, info in states.items():
-        if info.get("statename") == "EXITED" and info.get("exitstatus") == EXIT_CONFIG:
-            return name
-        if info.get("statename") == "FATAL":
+        if info.statename == "FATAL" or (
+            info.statename == "EXITED" and info.exitstatus == EXIT_CONFIG
+        ):
             return name
     return None
 
@@ -254,11 +249,9 @@ def _config_failure(settings: Settings) -> str | None:
 def run_foreground(settings: Settings, env: dict[str, str]) -> int:
     """Run supervisord in the foreground until Ctrl-C/SIGTERM; return the exit code.
 
-    The signal handler only sets a flag (common/lifecycle_io); this loop forwards one SIGTERM
-    to supervisord, which stops ingest, then the aggregator, then the writer. Further signals
-    change nothing but a note: the stages are already stopping and the last bars still reach
-    the disk. supervisord gets PR_SET_PDEATHSIG, so it stops the stages even if this process
-    is SIGKILLed.
+    One SIGTERM goes to supervisord, which stops ingest, the aggregator, then the writer; a
+    further signal only gets a note, so the last bars still reach the disk. supervisord has
+    PR_SET_PDEATHSIG: it stops the stages even if this process is SIGKILLed.
     """
     refuse_if_running(settings)
     logs = _prepare_logs(settings)
@@ -276,22 +269,19 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
         f"hlstream: running {','.join(settings.coins)} x {','.join(settings.intervals)} from "
         f"{settings.ws_url}; data in {settings.data_dir}, logs in {logs}; Ctrl-C stops"
     )
-    exit_code, forwarded, noted, failed = 0, False, 1, None
+    failed, forwarded, noted = None, False, 1
     while proc.poll() is None:
         if not stop.is_set():
-            stop.wait(1.0)
+            stop.wait(WATCH_EVERY_S)
             failed = None if stop.is_set() else _config_failure(settings)
             if failed:
-                _say(
-                    f"hlstream: stage {failed} stopped on a configuration error; "
-                    "stopping the pipeline",
-                    err=True,
-                )
-                exit_code = EXIT_CONFIG
+                message = f"stage {failed} stopped on a configuration error; stopping the pipeline"
+                _say(f"hlstream: {message}", err=True)
                 stop.set()
             continue
         if not forwarded:
-            _terminate(proc)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
             forwarded = True
         if stop.signals > noted:
             noted = stop.signals
@@ -301,15 +291,15 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
                 err=True,
             )
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.1)
-    time.sleep(0.3)  # let the tail thread echo the stages' last lines
+            proc.wait(timeout=POLL_S)
+    time.sleep(LAST_LINES_S)
     tail_done.set()
-    tail.join(timeout=2)
+    tail.join(timeout=TAIL_JOIN_S)
     if failed:  # the stage's own words, as the last line on the terminal
         log = logs / f"{failed}.log"
         _say(f"hlstream: error: {failed}: {_stage_error(log)} (log: {log})", err=True)
-    code = proc.returncode or 0
-    return exit_code or (0 if code in (0, -signal.SIGTERM) else code)
+        return EXIT_CONFIG
+    return 0 if proc.returncode in (0, -signal.SIGTERM) else proc.returncode
 
 
 def _stage_error(log: Path) -> str:
@@ -321,11 +311,6 @@ def _stage_error(log: Path) -> str:
     except OSError as exc:
         return f"its log cannot be read ({exc.strerror})"
     return config_error(text.splitlines()) or "it could not start; its last lines are above"
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
 
 
 def _say(text: str, err: bool = False) -> None:

@@ -1,35 +1,15 @@
-"""Tap the hlstream bus from any Python process: needs only pyzmq and msgpack.
-
-This file is self-contained on purpose (it imports nothing from hlstream), so a strategy
-can copy or vendor it. Three lines:
+"""Tap the hlstream bus from any Python process: needs only pyzmq and msgpack, and imports
+nothing from hlstream, so a strategy can copy it:
 
     from hlstream.tap import Tap
     for msg in Tap("ipc:///path/to/run/trades.sock", ["trade.BTC|"]):
         print(msg.topic, msg.data)
 
-Each message is a `TapMessage(topic, data, event, lost)`: `data` is the decoded msgpack
-map (see the README's wire format); `event` is "first", "ok", "restart" (the publisher
-restarted: new session id), "loss" (`lost` messages were dropped, e.g. a full queue) or
-"stale" (a repeated or older sequence number: nothing was lost).
-Topics end with "|", so "trade.ETH|" never matches "trade.ETHFI|"; a prefix such as
-"trade." or "bar.5s." subscribes to a whole family. Topics are also compared exactly on
-receipt. Malformed frames are counted in `Tap.malformed` and skipped. When the bus runs
-CURVE (`curve_secret_file`), pass the server's Z85 public key as `server_key`.
-
-A tap on which nothing can arrive fails at once with `TapError` and a one-line reason, the
-same text `hlstream tap` prints: an ipc path with no run dir, no socket or a stale socket;
-a malformed bar interval (`bar.7x.`); a coin or interval the running instance does not
-stream (read from its writer's status file in the run dir; a wrong case gets `did you
-mean kPEPE?`).
-
-A late joiner can first catch up from ingest's trade tape, then go on live with no gap and
-no duplicate at the seam (request and response: README "Catching up from the tape"):
-
-    from hlstream.tap import CatchUpTap
-    tap = CatchUpTap("ipc:///path/run/trades.sock", "ipc:///path/run/replay.sock",
-                     ["BTC"], since_ms=now_ms - 5 * 60_000)
-    for msg in tap:  # msg.event == "replay" for tape history, then the live events
-        ...
+`msg.data` is the decoded payload (docs/bus.md); `msg.event` is "first", "ok", "restart"
+(new publisher session), "loss" (`msg.lost` were dropped) or "stale" (a repeat). Topics end
+with "|", so "trade.ETH|" never matches "trade.ETHFI|"; "trade." subscribes to a family.
+A tap on which nothing can arrive raises `TapError` at once, in one line. `CatchUpTap`
+replays trades from ingest's tape, then goes on live with no gap and no duplicate.
 """
 
 from __future__ import annotations
@@ -59,10 +39,20 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024
 TOPIC_END = "|"  # the bus's topic terminator (common/messages.py), never inside a coin name
 STATUS_FRESH_MS = 10_000  # the writer rewrites its status every second; older is not trusted
 SHOWN_NAMES = 12  # longer coin lists are cut in error messages
+RECEIVE_QUEUE = 100_000  # messages held for a slow reader before ZeroMQ drops (then: "loss")
+HEARTBEAT_WAIT_S = 5.0  # CatchUpTap: ingest heartbeats every second
+REPLAY_ANSWER_MS = 30_000  # CatchUpTap: the longest wait for each frame of a replay
+_GAP_FIELDS = ("coin", "from_ms", "to_ms", "reason")
+
+WireMap = dict[str, Any]  # a decoded payload: the message's fields plus v, type, session, seq
 
 
 class TapError(_ErrorRoot):
     """Nothing can arrive on this tap; the message says why in one line."""
+
+
+class ReplayError(TapError):
+    """The tape replay could not be had (ingest not running, bad request, too much asked)."""
 
 
 def endpoint_problem(endpoint: str) -> str | None:
@@ -80,35 +70,36 @@ def endpoint_problem(endpoint: str) -> str | None:
         return f"permission denied on {path.parent} (run dirs are mode 0700: run as their owner)"
     if not stat.S_ISSOCK(mode):
         return f"{path} is not a socket"
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except PermissionError:
-        return f"permission denied on {path}"
-    except OSError:
-        return f"{path} is a stale socket: no publisher is listening on it"
-    finally:
-        probe.close()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except PermissionError:
+            return f"permission denied on {path}"
+        except OSError:
+            return f"{path} is a stale socket: no publisher is listening on it"
     return None
 
 
-# Mirrors hlstream.common.timebucket.parse_interval (this file imports nothing from hlstream);
-# tests/unit/test_tap_request.py holds both to one table of labels.
+# A copy of hlstream.common.timebucket.parse_interval, since this file imports nothing from
+# hlstream; tests/unit/test_tap_request.py holds both to one table of labels.
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DAY_MS = 86_400_000
-_MAX_INTERVAL_MS = 7 * _DAY_MS
+
+
+def _interval_ms(label: str) -> int | None:
+    match = _INTERVAL_RE.match(label.strip())
+    return None if match is None else int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 def interval_problem(label: str) -> str | None:
     """hlstream's parse error for a bar interval label, or None when it is well formed."""
-    match = _INTERVAL_RE.match(label.strip())
-    if match is None:
+    interval_ms = _interval_ms(label)
+    if interval_ms is None:
         return (
             f"unknown interval {label!r}: use N followed by s, m, h or d (e.g. 5s, 1m, 30m, 1h, 1d)"
         )
-    interval_ms = int(match.group(1)) * _UNIT_MS[match.group(2)]
-    if interval_ms > _MAX_INTERVAL_MS:
+    if interval_ms > 7 * _DAY_MS:
         return f"interval {label!r} is longer than 7 days"
     if _DAY_MS % interval_ms != 0 and interval_ms % _DAY_MS != 0:
         return (
@@ -119,10 +110,8 @@ def interval_problem(label: str) -> str | None:
 
 @dataclass(frozen=True)
 class Streamed:
-    """The coins and bar intervals an hlstream instance publishes (None: not known).
-
-    `run_dir` names the running instance they were read from; None means a configuration.
-    """
+    """The coins and bar intervals an instance publishes (None: not known), and the run dir
+    they were read from (None: they come from a configuration)."""
 
     coins: frozenset[str] | None
     intervals: frozenset[str] | None
@@ -133,11 +122,8 @@ UNKNOWN = Streamed(None, None)
 
 
 def read_streamed(run_dir: str | Path, now_ms: int) -> Streamed | None:
-    """What the instance in `run_dir` streams, from its writer's status file.
-
-    None when there is no fresh, well-formed one (not running, or the writer is still in its
-    startup backfill): a stale file may describe an earlier configuration.
-    """
+    """What the instance in `run_dir` streams, from its writer's status file; None when there
+    is no fresh, well-formed one (a stale file may describe an earlier configuration)."""
     try:
         data = json.loads((Path(run_dir) / "writer-status.json").read_text())
         ts_ms, files, refused = data["ts_ms"], data["files"], data["refused"]
@@ -145,9 +131,8 @@ def read_streamed(run_dir: str | Path, now_ms: int) -> Streamed | None:
         pairs += [(key.rpartition(" ")[0], key.rpartition(" ")[2]) for key in refused]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if type(ts_ms) is not int or abs(now_ms - ts_ms) > STATUS_FRESH_MS or not pairs:
-        return None
-    if not all(isinstance(name, str) and name for pair in pairs for name in pair):
+    named = pairs and all(isinstance(name, str) and name for pair in pairs for name in pair)
+    if type(ts_ms) is not int or abs(now_ms - ts_ms) > STATUS_FRESH_MS or not named:
         return None
     coins = frozenset(coin for coin, _ in pairs)
     return Streamed(coins, frozenset(interval for _, interval in pairs), str(run_dir))
@@ -162,10 +147,9 @@ def request_problem(
         if problem:
             return f"nothing can arrive: {problem}"
         if streamed.intervals is not None and label not in streamed.intervals:
-            labels = sorted(streamed.intervals, key=_interval_order)
-            return (
-                f"nothing can arrive for interval {label!r}: {_has(streamed, 'intervals', labels)}"
-            )
+            labels = sorted(streamed.intervals, key=lambda name: (_interval_ms(name) or 0, name))
+            has = _has(streamed, "intervals", labels)
+            return f"nothing can arrive for interval {label!r}: {has}"
     if streamed.coins is None:
         return None
     known = streamed.coins
@@ -179,9 +163,10 @@ def request_problem(
                 "(coin names are case-sensitive)"
             )
         close = difflib.get_close_matches(coin, sorted(known), n=1, cutoff=0.6)
-        has = _has(streamed, "coins", sorted(known))
         hint = f"; did you mean {close[0]}?" if close else ""
-        return f"nothing can arrive for coin {coin!r}: {has}{hint}"
+        return (
+            f"nothing can arrive for coin {coin!r}: {_has(streamed, 'coins', sorted(known))}{hint}"
+        )
     return None
 
 
@@ -212,52 +197,26 @@ def _has(streamed: Streamed, what: str, names: Collection[str]) -> str:
     return f"the instance running in {streamed.run_dir} has {what} {shown}"
 
 
-def _interval_order(label: str) -> tuple[int, str]:
-    match = _INTERVAL_RE.match(label)
-    return (int(match.group(1)) * _UNIT_MS[match.group(2)] if match else 0, label)
-
-
-def tap_problem(endpoint: str, prefixes: Iterable[str]) -> str | None:
-    """Why nothing can arrive on a tap of `prefixes` at `endpoint`, else None.
-
-    For an ipc endpoint the run dir is the socket's folder, where the writer's status says
-    what the running instance streams.
-    """
-    problem = endpoint_problem(endpoint)
-    if problem:
-        return f"cannot tap {endpoint}: {problem}"
-    streamed = None
-    if endpoint.startswith("ipc://"):
-        run_dir = Path(endpoint[len("ipc://") :]).parent
-        streamed = read_streamed(run_dir, int(time.time() * 1000))
-    return request_problem(*requested(prefixes), streamed or UNKNOWN)
-
-
 @dataclass(frozen=True)
 class TapMessage:
     """One decoded bus message and what its sequence number says."""
 
     topic: str
-    data: dict[str, Any]
+    data: WireMap
     event: str
     lost: int
 
 
-class _Messages:
-    """Iterating yields `receive()` until it returns None (a timeout)."""
-
-    def receive(self) -> TapMessage | None:
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[TapMessage]:
-        while True:
-            message = self.receive()
-            if message is None:
-                return
-            yield message
+def _connect(sock: zmq.Socket[bytes], endpoint: str, server_key: bytes | None) -> None:
+    """Connect `sock`; with `server_key` (the bus runs CURVE), as an authenticated client."""
+    sock.setsockopt(zmq.LINGER, 0)
+    if server_key is not None:
+        sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+        sock.curve_serverkey = server_key
+    sock.connect(endpoint)
 
 
-class Tap(_Messages):
+class Tap:
     """A SUB socket on one hlstream endpoint, yielding decoded messages."""
 
     def __init__(
@@ -267,20 +226,22 @@ class Tap(_Messages):
         timeout_ms: int | None = None,
         server_key: bytes | None = None,
     ):
-        problem = tap_problem(endpoint, prefixes)
+        problem = endpoint_problem(endpoint)
+        if problem:
+            raise TapError(f"cannot tap {endpoint}: {problem}")
+        streamed = None  # an ipc socket's folder is a run dir; its writer says what streams
+        if endpoint.startswith("ipc://"):
+            run_dir = Path(endpoint[len("ipc://") :]).parent
+            streamed = read_streamed(run_dir, time.time_ns() // 1_000_000)
+        problem = request_problem(*requested(prefixes), streamed or UNKNOWN)
         if problem:
             raise TapError(problem)
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.socket = self.context.socket(zmq.SUB)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.RCVHWM, 100_000)
+        self.socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
         for prefix in prefixes or [""]:
             self.socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
-        if server_key is not None:  # the bus runs CURVE: authenticate as a client
-            public, secret = zmq.curve_keypair()
-            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
-            self.socket.curve_serverkey = server_key
-        self.socket.connect(endpoint)
+        _connect(self.socket, endpoint, server_key)
         self.prefixes = prefixes
         self.timeout_ms = timeout_ms
         self.malformed = 0
@@ -292,8 +253,7 @@ class Tap(_Messages):
         while True:
             if self.timeout_ms is not None and not self.socket.poll(self.timeout_ms):
                 return None
-            frames = self.socket.recv_multipart()
-            message = self._decode(frames)
+            message = self._decode(self.socket.recv_multipart())
             if message is not None:
                 return message
 
@@ -314,19 +274,15 @@ class Tap(_Messages):
         except (ValueError, KeyError, UnicodeDecodeError, msgpack.UnpackException):
             self.malformed += 1
             return None
-        event, lost = self._sequence(topic, session, seq)
-        return TapMessage(topic, data, event, lost)
+        return TapMessage(topic, data, *self._sequence(topic, session, seq))
 
     def _sequence(self, topic: str, session: str, seq: int) -> tuple[str, int]:
-        # Mirrors hlstream.common.sequence.SeqTracker (this file imports nothing from
-        # hlstream); tests/unit/test_sequence_table.py holds both to one table.
+        # A copy of hlstream.common.sequence.SeqTracker, since this file imports nothing from
+        # hlstream; tests/unit/test_sequence_table.py holds both to one table.
         previous = self._last.get(topic)
-        if previous is None:
+        if previous is None or previous[0] != session:
             self._last[topic] = (session, seq)
-            return "first", 0
-        if previous[0] != session:
-            self._last[topic] = (session, seq)
-            return "restart", 0
+            return ("first", 0) if previous is None else ("restart", 0)
         if seq <= previous[1]:
             return "stale", 0  # a repeat or an older message: nothing was lost
         self._last[topic] = (session, seq)
@@ -337,18 +293,16 @@ class Tap(_Messages):
     def close(self) -> None:
         self.socket.close()
 
+    def __iter__(self) -> Iterator[TapMessage]:
+        """The messages until `receive` times out."""
+        return iter(self.receive, None)
 
-class ReplayError(TapError):
-    """The tape replay could not be had (ingest not running, bad request, too much asked)."""
 
-
-class CatchUpTap(_Messages):
+class CatchUpTap:
     """Trades and gap markers of `coins` since `since_ms` from ingest's tape, then live.
-
-    Seam rule: subscribe first; request the replay only once the subscription is live (the
-    first `status.ingest|` heartbeat arrived); then drop every live message whose tape span
-    ends at or before where the replay stopped in that day's segment.
-    """
+    Subscribe first; ask for the replay once the subscription is live (an ingest heartbeat
+    came); then drop each live message whose tape span ends where the replay had reached
+    (`_is_new`, a copy of common.replay.in_replay: tests/unit/test_replay_seam.py)."""
 
     def __init__(
         self,
@@ -358,7 +312,6 @@ class CatchUpTap(_Messages):
         since_ms: int,
         timeout_ms: int | None = None,
         server_key: bytes | None = None,
-        wait_s: float = 5.0,
     ):
         topics = [f"{kind}.{coin}|" for coin in coins for kind in ("trade", "gap")]
         self.live = Tap(trades_endpoint, [*topics, "status.ingest|"], server_key=server_key)
@@ -367,7 +320,6 @@ class CatchUpTap(_Messages):
         self.coins = list(coins)
         self.since_ms = since_ms
         self.timeout_ms = timeout_ms
-        self.wait_s = wait_s
         self.replayed: dict[str, dict[str, int]] = {}  # coin -> {day: tape offset}
         self.pending: deque[TapMessage] = deque()
         self.started = False
@@ -377,15 +329,14 @@ class CatchUpTap(_Messages):
         if not self.started:
             self.started = True
             self._catch_up()
-        while True:
-            if self.pending:
-                return self.pending.popleft()
+        while not self.pending:
             self.live.timeout_ms = self.timeout_ms
             message = self.live.receive()
             if message is None:
                 return None
             if self._is_new(message):
                 return message
+        return self.pending.popleft()
 
     def _is_new(self, message: TapMessage) -> bool:
         if message.topic.startswith("status."):
@@ -398,25 +349,20 @@ class CatchUpTap(_Messages):
         return upto is None or end > upto
 
     def _catch_up(self) -> None:
-        deadline = time.monotonic() + self.wait_s
+        deadline = time.monotonic() + HEARTBEAT_WAIT_S
         buffered: list[TapMessage] = []
         while True:  # until the subscription is live
             self.live.timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
             message = self.live.receive()
             if message is None:
                 raise ReplayError(
-                    f"no heartbeat from ingest within {self.wait_s:.0f}s; is hlstream running?"
+                    f"no heartbeat from ingest within {HEARTBEAT_WAIT_S:.0f}s; is hlstream running?"
                 )
             if message.topic.startswith("status."):
                 break
             buffered.append(message)
         dealer = self.live.context.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        if self.server_key is not None:
-            public, secret = zmq.curve_keypair()
-            dealer.curve_publickey, dealer.curve_secretkey = public, secret
-            dealer.curve_serverkey = self.server_key
-        dealer.connect(self.replay_endpoint)
+        _connect(dealer, self.replay_endpoint, self.server_key)
         try:
             for coin in self.coins:
                 self._replay_coin(dealer, coin)
@@ -428,25 +374,25 @@ class CatchUpTap(_Messages):
         request = {"v": SCHEMA_VERSION, "type": "replay", "coin": coin, "since_ms": self.since_ms}
         dealer.send(msgpack.packb(request, use_bin_type=True))
         while True:
-            if not dealer.poll(int(self.wait_s * 1000) + 25_000):
+            if not dealer.poll(REPLAY_ANSWER_MS):
                 raise ReplayError(f"no answer from the replay server at {self.replay_endpoint}")
             frame = msgpack.unpackb(dealer.recv(), raw=False)
-            kind = frame.get("type") if isinstance(frame, dict) else None
+            kind = frame.get("type", "") if isinstance(frame, dict) else None
             if kind == "replay_trades":
                 data = {"type": "trades", "coin": coin, "trades": frame["trades"]}
                 self.pending.append(TapMessage(f"trade.{coin}|", data, "replay", 0))
             elif kind == "replay_gap":
-                data = {key: frame[key] for key in ("coin", "from_ms", "to_ms", "reason")}
-                self.pending.append(
-                    TapMessage(f"gap.{coin}|", {"type": "gap", **data}, "replay", 0)
-                )
+                data = {"type": "gap", **{key: frame[key] for key in _GAP_FIELDS}}
+                self.pending.append(TapMessage(f"gap.{coin}|", data, "replay", 0))
             elif kind == "replay_end":
                 self.replayed[coin] = dict(frame["tape"])
                 return
             else:
-                raise ReplayError(
-                    str(frame.get("error", frame) if isinstance(frame, dict) else frame)
-                )
+                raise ReplayError(str(frame.get("error", frame) if kind is not None else frame))
 
     def close(self) -> None:
         self.live.close()
+
+    def __iter__(self) -> Iterator[TapMessage]:
+        """The messages until `receive` times out."""
+        return iter(self.receive, None)

@@ -1,28 +1,21 @@
-"""`hlstream tap KIND [COIN...]`: print live bus messages, one line each (via common/tap.py).
+"""`hlstream tap KIND [COIN...]`: print live bus messages, one line each (via hlstream/tap.py).
 
-Kinds and where they are published:
-    trades, gaps, status                on trades_endpoint (ingest)
-    book, bbo, fills                    on trades_endpoint, only for the coins/addresses
-                                        in settings book_coins, bbo_coins, user_fills
-    bars, late                          on bars_endpoint (aggregator)
-With `--since 5m` (trades only), the tap first prints the coins' trades of the last five
-minutes from ingest's tape, then goes on live with no gap and no duplicate at the seam.
-Coins are matched exactly: the subscription `trade.ETH|` never receives `trade.ETHFI|`, and
-every received topic is compared again against the wanted set. Human lines by default,
-one JSON object per message with `--json` (`topic`, `event`, `lost` + the payload map).
-A tap on which nothing can arrive says why in one line, at once: a missing or stale socket
-exits 1 (hlstream.tap.endpoint_problem; only while supervisord runs is a starting stage given
-ENDPOINT_WAIT_S to bind); a coin or bar interval the instance does not stream exits 2
-(hlstream.tap.request_problem, against the writer's status, else these settings).
+trades, gaps, status, book, bbo and fills are on trades_endpoint (book, bbo and fills only
+for their settings' coins or addresses); bars and late on bars_endpoint. `--since 5m`
+(trades) first prints the last five minutes from ingest's tape, then goes on live. Coins
+match exactly (`trade.ETH|` never gets `trade.ETHFI|`). Human lines, or one JSON object per
+message with `--json`. A tap on which nothing can arrive says why at once: a missing or stale
+socket exits 1 (while supervisord runs, a starting stage gets ENDPOINT_WAIT_S to bind); a
+coin or interval the instance does not stream exits 2.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
 
 from hlstream.common.bus_io import curve_keys
 from hlstream.common.clock import now_ms
@@ -44,48 +37,38 @@ from hlstream.tap import (
 )
 
 KINDS = ("trades", "bars", "book", "bbo", "fills", "gaps", "status", "late")
-_TOPIC_NAME = {
-    "trades": "trade",
-    "bars": "bar",
-    "book": "book",
-    "bbo": "bbo",
-    "fills": "fills",
-    "gaps": "gap",
-    "status": "status",
-    "late": "late",
-}
+ENDPOINT_WAIT_S = 3.0  # while supervisord runs, a missing socket may be a stage (re)starting
+ENDPOINT_POLL_S = 0.2
+RECEIVE_MS = 250  # the longest the tap blocks, so Ctrl-C, --count and --timeout are prompt
+_TOPIC_NAME = {"trades": "trade", "bars": "bar", "gaps": "gap"}  # else the kind itself
+_SETTING = {"book": "book_coins", "bbo": "bbo_coins", "fills": "user_fills"}
+_ENVELOPE = {"v", "type", "session", "seq"}
 
 
 def subscriptions(kind: str, coins: list[str], interval: str | None) -> list[str]:
     """The exact ZeroMQ prefixes for a tap (a family prefix when no coin is given)."""
-    name = _TOPIC_NAME[kind]
+    name = _TOPIC_NAME.get(kind, kind)
     if kind == "bars":
         family = f"bar.{interval}." if interval else "bar."
-        if not coins:
-            return [family]
-        if interval:
-            return [f"{family}{coin}{TOPIC_END}" for coin in coins]
-        return [family]  # any interval: filter the coin on receipt
-    if not coins:
-        return [f"{name}."]
-    return [f"{name}.{coin}{TOPIC_END}" for coin in coins]
+        # Bars of any interval: the coin is filtered on receipt.
+        return [f"{family}{coin}{TOPIC_END}" for coin in coins] if coins and interval else [family]
+    return [f"{name}.{coin}{TOPIC_END}" for coin in coins] if coins else [f"{name}."]
 
 
 def topic_matcher(kind: str, coins: list[str], interval: str | None) -> Callable[[str], bool]:
     """Exact check of a received topic against the tap's kind, coins and interval."""
-    name = _TOPIC_NAME[kind]
+    name = _TOPIC_NAME.get(kind, kind)
     wanted = set(coins)
 
     def matches(topic: str) -> bool:
         if not topic.endswith(TOPIC_END) or not topic.startswith(name + "."):
             return False
-        rest = topic[len(name) + 1 : -len(TOPIC_END)]
+        coin = topic[len(name) + 1 : -len(TOPIC_END)]
         if kind == "bars":
-            label, _, coin = rest.partition(".")
+            label, _, coin = coin.partition(".")
             if interval and label != interval:
                 return False
-            return not wanted or coin in wanted
-        return not wanted or rest in wanted
+        return not wanted or coin in wanted
 
     return matches
 
@@ -96,69 +79,53 @@ def _stamp(ts_ms: object) -> str:
     return "-"
 
 
-_ENVELOPE = {"v", "type", "session", "seq"}
-
-
 def _level(level: object) -> str:
-    if isinstance(level, dict):
-        return f"{level.get('size')}@{level.get('price')}"
-    return "-"
+    return f"{level.get('size')}@{level.get('price')}" if isinstance(level, dict) else "-"
+
+
+def _body_lines(topic: str, data: dict[str, object]) -> list[str]:
+    kind, get = data.get("type"), data.get
+    trades, bids, asks = get("trades"), get("bids"), get("asks")
+    if kind == "trades" and isinstance(trades, list):
+        return [
+            f"{_stamp(t.get('ts_ms'))} {t.get('coin')} {t.get('side'):<4} "
+            f"{t.get('size')} @ {t.get('price')} tid={t.get('tid')}"
+            for t in trades
+            if isinstance(t, dict)
+        ]
+    if kind == "bar":
+        state = "complete" if get("complete") else "PARTIAL"
+        return [
+            f"{_stamp(get('start_ms'))} {get('coin')} {get('interval')} O={get('open')} "
+            f"H={get('high')} L={get('low')} C={get('close')} V={get('volume')} "
+            f"n={get('trades')} {state} src={get('source')}"
+        ]
+    if kind == "book" and isinstance(bids, list) and isinstance(asks, list):
+        best = f"bid {_level(bids[0] if bids else None)} ask {_level(asks[0] if asks else None)}"
+        return [
+            f"{_stamp(get('ts_ms'))} {get('coin')} book {best} ({len(bids)}x{len(asks)} levels)"
+        ]
+    if kind == "bbo":
+        best = f"bid {_level(get('bid'))} ask {_level(get('ask'))}"
+        return [f"{_stamp(get('ts_ms'))} {get('coin')} bbo {best}"]
+    body = " ".join(f"{k}={json.dumps(v)}" for k, v in data.items() if k not in _ENVELOPE)
+    return [f"{topic} {body}"]
 
 
 def human_lines(message: TapMessage) -> list[str]:
     """One or more display lines for a message (a trade batch gives one line per trade)."""
-    data = message.data
-    kind = data.get("type")
-    lines: list[str] = []
-    if kind == "trades" and isinstance(data.get("trades"), list):
-        for trade in data["trades"]:
-            if not isinstance(trade, dict):
-                continue
-            lines.append(
-                f"{_stamp(trade.get('ts_ms'))} {trade.get('coin')} {trade.get('side'):<4} "
-                f"{trade.get('size')} @ {trade.get('price')} tid={trade.get('tid')}"
-            )
-    elif kind == "bar":
-        state = "complete" if data.get("complete") else "PARTIAL"
-        lines.append(
-            f"{_stamp(data.get('start_ms'))} {data.get('coin')} {data.get('interval')} "
-            f"O={data.get('open')} H={data.get('high')} L={data.get('low')} "
-            f"C={data.get('close')} V={data.get('volume')} n={data.get('trades')} "
-            f"{state} src={data.get('source')}"
-        )
-    elif (
-        kind == "book" and isinstance(data.get("bids"), list) and isinstance(data.get("asks"), list)
-    ):
-        bids, asks = data["bids"], data["asks"]
-        lines.append(
-            f"{_stamp(data.get('ts_ms'))} {data.get('coin')} book "
-            f"bid {_level(bids[0] if bids else None)} ask {_level(asks[0] if asks else None)} "
-            f"({len(bids)}x{len(asks)} levels)"
-        )
-    elif kind == "bbo":
-        lines.append(
-            f"{_stamp(data.get('ts_ms'))} {data.get('coin')} bbo "
-            f"bid {_level(data.get('bid'))} ask {_level(data.get('ask'))}"
-        )
-    else:
-        body = " ".join(f"{k}={json.dumps(v)}" for k, v in data.items() if k not in _ENVELOPE)
-        lines.append(f"{message.topic} {body}")
-    if message.event in ("loss", "restart"):
-        note = "publisher restarted"
-        if message.event == "loss":
-            note = f"lost {message.lost} message(s)"
-        lines.insert(0, f"# {message.topic} {note}")
+    lines = _body_lines(message.topic, message.data)
+    if message.event == "loss":
+        return [f"# {message.topic} lost {message.lost} message(s)", *lines]
+    if message.event == "restart":
+        return [f"# {message.topic} publisher restarted", *lines]
     return lines
 
 
 def json_line(message: TapMessage) -> str:
     """One JSON object per message: topic, event, lost and the decoded payload."""
-    body: dict[str, Any] = {"topic": message.topic, "event": message.event, "lost": message.lost}
-    body.update(message.data)
-    return json.dumps(body, separators=(",", ":"), default=str)
-
-
-ENDPOINT_WAIT_S = 3.0  # while supervisord runs, a missing socket may be a stage (re)starting
+    head = {"topic": message.topic, "event": message.event, "lost": message.lost}
+    return json.dumps({**head, **message.data}, separators=(",", ":"), default=str)
 
 
 def streamed_by(settings: Settings, at_ms: int) -> Streamed:
@@ -184,7 +151,7 @@ def _wait_for_endpoint(endpoint: str, settings: Settings, stop: StopFlag) -> str
     problem = endpoint_problem(endpoint)
     if problem and is_running(settings):
         deadline = time.monotonic() + ENDPOINT_WAIT_S
-        while problem and time.monotonic() < deadline and not stop.wait(0.2):
+        while problem and time.monotonic() < deadline and not stop.wait(ENDPOINT_POLL_S):
             problem = endpoint_problem(endpoint)
     if problem:
         return (
@@ -192,6 +159,22 @@ def _wait_for_endpoint(endpoint: str, settings: Settings, stop: StopFlag) -> str
             f"--run-dir {settings.run_dir}? (`hlstream status`)"
         )
     return None
+
+
+def _note_setting(settings: Settings, kind: str, coins: list[str]) -> None:
+    """Book, bbo and fills are published only for the coins (addresses) of their setting."""
+    lists = {"book": settings.book_coins, "bbo": settings.bbo_coins, "fills": settings.user_fills}
+    configured = lists.get(kind)
+    if configured is None:
+        return
+    setting = _SETTING[kind]
+    missing = [c for c in coins if c not in configured and c.lower() not in configured]
+    if missing or not configured:
+        print(
+            f"hlstream tap: note: {setting} is {','.join(configured) or 'empty'}; ingest "
+            f"publishes {kind} only for those",
+            file=sys.stderr,
+        )
 
 
 def run_tap(
@@ -204,25 +187,11 @@ def run_tap(
     count: int | None = None,
     timeout_s: float | None = None,
     since_ms: int | None = None,
-    out: TextIO | None = None,
 ) -> int:
     """Print messages until Ctrl-C, `count` lines, or `timeout_s`; exit 1 if count not reached."""
-    out = out or sys.stdout
+    out = sys.stdout
     endpoint = settings.bars_endpoint if kind in ("bars", "late") else settings.trades_endpoint
-    configured = {
-        "book": settings.book_coins,
-        "bbo": settings.bbo_coins,
-        "fills": settings.user_fills,
-    }.get(kind)
-    if configured is not None:
-        missing = [c for c in coins if c not in configured and c.lower() not in configured]
-        if missing or not configured:
-            setting = {"book": "book_coins", "bbo": "bbo_coins", "fills": "user_fills"}[kind]
-            print(
-                f"hlstream tap: note: {setting} is {','.join(configured) or 'empty'}; ingest "
-                f"publishes {kind} only for those",
-                file=sys.stderr,
-            )
+    _note_setting(settings, kind, coins)
     stop = StopFlag().install()
     problem = _wait_for_endpoint(endpoint, settings, stop)
     if problem:
@@ -238,16 +207,10 @@ def run_tap(
     tap: Tap | CatchUpTap
     try:
         if since_ms is not None:  # tape history first, then live (kind trades, coins given)
-            tap = CatchUpTap(
-                endpoint,
-                settings.replay_endpoint,
-                coins,
-                since_ms,
-                timeout_ms=250,
-                server_key=server_key,
-            )
+            replay = settings.replay_endpoint
+            tap = CatchUpTap(endpoint, replay, coins, since_ms, RECEIVE_MS, server_key)
         else:
-            tap = Tap(endpoint, subscriptions(kind, coins, interval), 250, server_key)
+            tap = Tap(endpoint, subscriptions(kind, coins, interval), RECEIVE_MS, server_key)
     except TapError as exc:  # the instance went away or changed since the checks above
         print(f"hlstream tap: {exc}", file=sys.stderr)
         return 1
@@ -260,7 +223,7 @@ def run_tap(
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                tap.timeout_ms = max(1, min(250, int(remaining * 1000)))
+                tap.timeout_ms = max(1, min(RECEIVE_MS, int(remaining * 1000)))
             message = tap.receive()
             if message is None or not matches(message.topic):
                 if not warned and time.monotonic() - quiet_since > ENDPOINT_WAIT_S:
@@ -271,13 +234,11 @@ def run_tap(
                         file=sys.stderr,
                     )
                 continue
-            lines = [json_line(message)] if as_json else human_lines(message)
-            for line in lines:
+            for line in [json_line(message)] if as_json else human_lines(message):
                 if count is not None and printed >= count:
                     break
                 out.write(line + "\n")
-                if not line.startswith("#"):
-                    printed += 1
+                printed += not line.startswith("#")
             out.flush()
     except KeyboardInterrupt:
         return 0
@@ -285,8 +246,6 @@ def run_tap(
         print(f"hlstream tap: cannot catch up from the tape: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `hlstream tap ... | head`: stop quietly
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         return 0
     finally:

@@ -26,6 +26,7 @@ _CHUNK = 1 << 20
 
 
 def snapshot_size(fd: int) -> int:
+    """The file's size under a brief `LOCK_SH`: no append is half-written at that size."""
     fcntl.flock(fd, fcntl.LOCK_SH)
     try:
         return os.fstat(fd).st_size
@@ -52,22 +53,14 @@ def read_lines(fd: int, size: int) -> Iterator[bytes]:
 
 def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding], int]:
     """Findings and parsed row count for one file (an unreadable file is one finding)."""
-    interval_ms: int | None
     findings: list[Finding] = []
-    if interval:
-        interval_ms = parse_interval(interval)
-    else:
-        parsed = interval_from_filename(path.name)
-        interval_ms = None if parsed is None else parsed[1]
-        if parsed is None:
-            findings.append(
-                Finding(
-                    0,
-                    "name",
-                    f"no interval in the name (expected *_{{interval}}"
-                    f"{FILE_SUFFIX}); hole checks skipped",
-                )
-            )
+    parsed = interval_from_filename(path.name)
+    interval_ms = parse_interval(interval) if interval else parsed[1] if parsed else None
+    if not interval and parsed is None:
+        message = (
+            f"no interval in the name (expected *_{{interval}}{FILE_SUFFIX}); hole checks skipped"
+        )
+        findings.append(Finding(0, "name", message))
     journal = inexact_io.read_journal(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -90,10 +83,8 @@ def run_verify(
     err: TextIO | None = None,
 ) -> int:
     """Print one line per finding (`path:line: kind: message`); 1 if any defect, else 0."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    defects = 0
-    total_rows = 0
+    out, err = out or sys.stdout, err or sys.stderr
+    defects = total_rows = 0
     for path in paths:
         findings, rows = verify_file(path, interval)
         total_rows += rows

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from hlstream.common.config import Settings, validate
@@ -18,7 +19,8 @@ from hlstream.common.status import (
     StageStatus,
     TradeActivity,
 )
-from hlstream.health import build_report, format_duration, format_report
+from hlstream.health import CoinHealth, ProcessInfo, Report, build_report
+from hlstream.health_text import format_duration, format_report
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "status.md"
 
@@ -33,17 +35,11 @@ SETTINGS = validate(
 )
 
 
-def processes(**states: str) -> dict[str, dict[str, object]]:
-    out = {}
-    for name in ("ingest", "aggregator", "writer"):
-        out[name] = {
-            "name": name,
-            "statename": states.get(name, "RUNNING"),
-            "pid": 42,
-            "start": NOW // 1000 - 600,
-            "now": NOW // 1000,
-        }
-    return out
+def processes(**states: str) -> dict[str, ProcessInfo]:
+    return {
+        name: ProcessInfo(name, states.get(name, "RUNNING"), 42, NOW // 1000 - 600, NOW // 1000)
+        for name in ("ingest", "aggregator", "writer")
+    }
 
 
 def statuses(
@@ -96,69 +92,63 @@ def statuses(
 
 def test_all_running_and_fresh_is_healthy() -> None:
     report = build_report(SETTINGS, True, processes(), statuses(), NOW)
-    assert report["healthy"], report["problems"]
+    assert report.healthy, report.problems
 
 
 def test_supervisord_down_is_unhealthy() -> None:
     report = build_report(SETTINGS, False, {}, statuses(), NOW)
-    assert not report["healthy"]
-    assert any("supervisord" in problem for problem in report["problems"])
-    assert report["stages"]["writer"]["state"] == "DOWN"
+    assert not report.healthy
+    assert any("supervisord" in problem for problem in report.problems)
+    assert report.stages["writer"].state == "DOWN"
 
 
 def test_stopped_stage_is_unhealthy() -> None:
     report = build_report(SETTINGS, True, processes(writer="STOPPED"), statuses(), NOW)
-    assert not report["healthy"]
-    assert report["stages"]["writer"] == {
-        **report["stages"]["writer"],
-        "state": "STOPPED",
-        "ok": False,
-    }
-    assert report["problems"] == ["stage writer is STOPPED"]
+    assert not report.healthy
+    assert (report.stages["writer"].state, report.stages["writer"].ok) == ("STOPPED", False)
+    assert report.problems == ["stage writer is STOPPED"]
 
 
 def test_stale_status_file_is_unhealthy() -> None:
     report = build_report(SETTINGS, True, processes(), statuses(age_ms=6_000), NOW)
-    assert not report["healthy"]
-    assert len(report["problems"]) == 3
+    assert not report.healthy
+    assert len(report.problems) == 3
 
 
 def test_file_behind_two_intervals_plus_grace_is_lagging() -> None:
     # 5s file: last row started 20 s ago -> ended 15 s ago > 2*5 s + 2 s grace.
     report = build_report(SETTINGS, True, processes(), statuses(btc_5s_last=NOW - 20_000), NOW)
-    assert report["files"]["btc_5s_data.csv"]["lagging"]
-    assert report["files"]["btc_5s_data.csv"]["behind_s"] == 15.0
-    assert not report["files"]["btc_1m_data.csv"]["lagging"]
-    assert not report["healthy"]
+    assert report.files["btc_5s_data.csv"].lagging
+    assert report.files["btc_5s_data.csv"].behind_s == 15.0
+    assert not report.files["btc_1m_data.csv"].lagging
+    assert not report.healthy
 
 
 def test_file_without_rows_lags_once_the_writer_has_been_up_long_enough() -> None:
     report = build_report(SETTINGS, True, processes(), statuses(btc_5s_last=None), NOW)
-    assert report["files"]["btc_5s_data.csv"]["lagging"]  # writer up 600 s, limit 12 s
+    assert report.files["btc_5s_data.csv"].lagging  # writer up 600 s, limit 12 s
 
 
 def test_counters_and_trade_ages_come_from_the_status_files() -> None:
     report = build_report(SETTINGS, True, processes(), statuses(), NOW)
-    assert report["coins"]["BTC"]["last_trade_age_s"] == 1.5
-    assert list(report["coins"]) == ["BTC"]  # the coins ingest reports, not this config's
-    counters = report["counters"]
+    assert report.coins["BTC"].last_trade_age_s == 1.5
+    assert list(report.coins) == ["BTC"]  # the coins ingest reports, not this config's
+    counters = report.counters
     assert (
-        counters["reconnects"],
-        counters["gaps"],
-        counters["late_trades"],
-        counters["partial_bars"],
+        counters.reconnects,
+        counters.gaps,
+        counters.late_trades,
+        counters.partial_bars,
     ) == (2, 1, 4, 5)
-    assert counters["malformed"] == {"ingest": 3, "aggregator": 0, "writer": 1}
-    assert counters["ingest_behind"] == 7 and report["backlog_bytes"] == 2_500_000
+    assert counters.malformed == {"ingest": 3, "aggregator": 0, "writer": 1}
+    assert counters.ingest_behind == 7 and report.backlog_bytes == 2_500_000
     assert "2500000 bytes not yet handled" in format_report(report)
 
 
 def test_coins_come_from_the_config_before_ingest_reports_any() -> None:
     report = build_report(SETTINGS, True, processes(), {}, NOW)
-    assert report["coins"] == {
-        "BTC": {"last_trade_ms": None, "last_trade_age_s": None, "no_trade_limit_s": None},
-        "ETH": {"last_trade_ms": None, "last_trade_age_s": None, "no_trade_limit_s": None},
-    }
+    unknown = CoinHealth(last_trade_ms=None, last_trade_age_s=None, no_trade_limit_s=None)
+    assert report.coins == {"BTC": unknown, "ETH": unknown}
 
 
 def test_human_table_names_every_stage_file_and_problem() -> None:
@@ -193,8 +183,8 @@ THIN = TradeActivity(times=21, span_ms=20 * 60_000)  # one a minute: limit 20 mi
 RARE = TradeActivity(times=5, span_ms=900_000)  # too few to judge
 
 
-def causes(report: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(cause["code"], cause["message"]) for cause in report["causes"]]
+def causes(report: Report) -> list[tuple[str, str]]:
+    return [(cause.code, cause.message) for cause in report.causes]
 
 
 def offline(**fields: Any) -> dict[str, StageStatus]:
@@ -205,9 +195,9 @@ def offline(**fields: Any) -> dict[str, StageStatus]:
 def test_ingest_not_connected_past_the_limit_is_unhealthy_and_named() -> None:
     report = build_report(SETTINGS, True, processes(), offline(), NOW)
 
-    assert not report["healthy"]
+    assert not report.healthy
     assert causes(report) == [("ingest_disconnected", "ingest not connected for 95 s (limit 60 s)")]
-    assert report["disconnected_s"] == 95.0
+    assert report.disconnected_s == 95.0
     text = format_report(report)
     assert "UNHEALTHY: ingest not connected for 95 s (limit 60 s)" in text.splitlines()
     assert "ingest connected: NO for 1m35s" in text
@@ -216,7 +206,7 @@ def test_ingest_not_connected_past_the_limit_is_unhealthy_and_named() -> None:
 def test_ingest_not_connected_within_the_limit_is_still_healthy() -> None:
     feed = offline(disconnected_since_ms=NOW - 59_000)
     report = build_report(SETTINGS, True, processes(), feed, NOW)
-    assert report["healthy"], report["problems"]
+    assert report.healthy, report.problems
 
 
 def test_the_disconnected_limit_is_the_setting() -> None:
@@ -233,20 +223,20 @@ def test_no_trade_on_a_coin_that_trades_past_the_limit_is_unhealthy_and_named() 
     report = build_report(SETTINGS, True, processes(), feed, NOW)
 
     assert causes(report) == [("no_trade", "no trade on BTC for 130 s (limit 120 s)")]
-    assert report["coins"]["BTC"]["no_trade_limit_s"] == 120.0
+    assert report.coins["BTC"].no_trade_limit_s == 120.0
     assert "UNHEALTHY: no trade on BTC for 130 s (limit 120 s)" in format_report(report)
 
 
 def test_a_coin_that_trades_within_the_limit_is_healthy() -> None:
     feed = statuses(last_trade_ms={"BTC": NOW - 110_000}, activity={"BTC": LIQUID})
-    assert build_report(SETTINGS, True, processes(), feed, NOW)["healthy"]
+    assert build_report(SETTINGS, True, processes(), feed, NOW).healthy
 
 
 def test_a_coin_that_trades_too_rarely_to_judge_is_never_flagged() -> None:
     feed = statuses(last_trade_ms={"BTC": NOW - 6 * 3_600_000}, activity={"BTC": RARE})
     report = build_report(SETTINGS, True, processes(), feed, NOW)
-    assert report["healthy"], report["problems"]
-    assert report["coins"]["BTC"]["no_trade_limit_s"] is None
+    assert report.healthy, report.problems
+    assert report.coins["BTC"].no_trade_limit_s is None
 
 
 def test_a_thin_coin_gets_twenty_of_its_own_mean_gaps() -> None:
@@ -258,7 +248,7 @@ def test_a_thin_coin_gets_twenty_of_its_own_mean_gaps() -> None:
         last_trade_ms={"BTC": NOW - 21 * 60_000}, activity={"BTC": THIN}, connected_since_ms=since
     )
 
-    assert build_report(SETTINGS, True, processes(), quiet, NOW)["healthy"]
+    assert build_report(SETTINGS, True, processes(), quiet, NOW).healthy
     assert causes(build_report(SETTINGS, True, processes(), silent, NOW)) == [
         ("no_trade", "no trade on BTC for 1260 s (limit 1200 s, 20x its mean gap)")
     ]
@@ -273,7 +263,7 @@ def test_silence_counts_from_the_connection_start_after_an_outage() -> None:
         last_trade_ms=old_trade, activity={"BTC": LIQUID}, connected_since_ms=NOW - 130_000
     )
 
-    assert build_report(SETTINGS, True, processes(), fresh, NOW)["healthy"]
+    assert build_report(SETTINGS, True, processes(), fresh, NOW).healthy
     assert causes(build_report(SETTINGS, True, processes(), stuck, NOW)) == [
         ("no_trade", "no trade on BTC for 130 s (limit 120 s)")
     ]
@@ -287,7 +277,7 @@ def test_no_trade_is_not_judged_while_disconnected_or_for_a_delisted_coin() -> N
     assert [code for code, _ in causes(build_report(SETTINGS, True, processes(), down, NOW))] == [
         "ingest_disconnected"
     ]
-    assert build_report(SETTINGS, True, processes(), delisted, NOW)["healthy"]
+    assert build_report(SETTINGS, True, processes(), delisted, NOW).healthy
 
 
 def test_rest_failing_past_the_limit_is_unhealthy_and_named() -> None:
@@ -306,7 +296,7 @@ def test_rest_failing_past_the_limit_is_unhealthy_and_named() -> None:
             "since; last: http://x/info unreachable: ConnectionError)",
         )
     ]
-    assert report["rest"]["writer"]["failing_s"] == 70.0
+    assert report.rest["writer"].failing_s == 70.0
 
 
 def test_rest_failing_within_the_limit_or_recovered_is_healthy() -> None:
@@ -314,7 +304,7 @@ def test_rest_failing_within_the_limit_or_recovered_is_healthy() -> None:
     recovered = RestStatus(last_ok_ms=NOW - 1_000)
     for rest in (recent, recovered):
         report = build_report(SETTINGS, True, processes(), statuses(rest=rest), NOW)
-        assert report["healthy"], report["problems"]
+        assert report.healthy, report.problems
     shown = format_report(build_report(SETTINGS, True, processes(), statuses(rest=recent), NOW))
     assert "writer REST failing for 50s: 2 failed requests, last: HTTP 500" in shown
 
@@ -382,7 +372,9 @@ def test_every_status_json_field_is_documented_and_every_documented_one_exists()
         inexact={"btc_5s_data.csv": 1},
     )
     report_offline = build_report(SETTINGS, False, {}, offline(), NOW)
-    fields = _field_paths(report) | _field_paths(report_offline)
+    fields = _field_paths(msgspec.to_builtins(report)) | _field_paths(
+        msgspec.to_builtins(report_offline)
+    )
 
     documented = _documented_fields()
     assert sorted(fields - documented) == [], "fields missing from docs/status.md"

@@ -7,7 +7,8 @@ import io
 from hlstream.common import inexact_io
 from hlstream.common.config import Settings
 from hlstream.common.inexact_io import Reason
-from hlstream.health import build_report, format_report
+from hlstream.health import build_report
+from hlstream.health_text import format_report
 from hlstream.verify_io import run_verify
 
 T0 = 1_700_000_040_000
@@ -51,5 +52,5 @@ def test_verify_lists_every_inexact_row_and_fails(tmp_path):
 
 def test_status_counts_inexact_rows_without_calling_the_pipeline_unhealthy():
     report = build_report(Settings(), False, {}, {}, T0, {"BTC_5s_data.csv": 3})
-    assert report["inexact_rows"] == 3
+    assert report.inexact_rows == 3
     assert "3 rows are not exact" in format_report(report)

@@ -1,0 +1,73 @@
+"""The human table of `hlstream status` (pure): one `health.Report` in, text out."""
+
+from __future__ import annotations
+
+from hlstream import STAGES
+from hlstream.health import COUNTER_SOURCES, Report
+from hlstream.verify import plural
+
+
+def format_duration(seconds: float | None) -> str:
+    """`0.4s`, `12s`, `5m02s`, `3h07m`, `2d04h`; `-` for None."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    for unit_s, big, small_s, small in ((86400, "d", 3600, "h"), (3600, "h", 60, "m")):
+        if whole >= unit_s:
+            return f"{whole // unit_s}{big}{whole % unit_s // small_s:02d}{small}"
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+
+
+def _show(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def format_report(report: Report) -> str:
+    """The human table printed by `hlstream status`."""
+    verdict = (
+        "HEALTHY" if report.healthy else f"UNHEALTHY ({plural(len(report.problems), 'problem')})"
+    )
+    lines = [f"hlstream {verdict}  run dir {report.run_dir}  data dir {report.data_dir}"]
+    lines += [f"UNHEALTHY: {problem}" for problem in report.problems]
+    lines += ["", f"{'STAGE':<12}{'STATE':<10}{'PID':>8}{'UPTIME':>10}{'STATUS AGE':>12}"]
+    for name, stage in report.stages.items():
+        uptime, age = format_duration(stage.uptime_s), format_duration(stage.status_age_s)
+        lines.append(f"{name:<12}{stage.state:<10}{_show(stage.pid):>8}{uptime:>10}{age:>12}")
+    connected = {True: "yes", False: "NO", None: "-"}[report.connected]
+    if report.disconnected_s is not None:
+        connected += f" for {format_duration(report.disconnected_s)}"
+    unread = f", {report.backlog_bytes} bytes not yet handled" if report.backlog_bytes else ""
+    header = f"{'COIN':<16}{'LAST TRADE AGE':>16}{'LIMIT':>8}"
+    lines += ["", f"{header}    (ingest connected: {connected}{unread})"]
+    for coin, info in report.coins.items():
+        age, limit = format_duration(info.last_trade_age_s), format_duration(info.no_trade_limit_s)
+        lines.append(f"{coin:<16}{age:>16}{limit:>8}")
+    if report.files:
+        width = max(24, *(len(name) + 2 for name in report.files))
+        lines += ["", f"{'FILE':<{width}}{'LAST BAR (UTC)':<22}{'BEHIND':>10}{'LIMIT':>8}"]
+        for name, file in report.files.items():
+            flag = "  LAGGING" if file.lagging else ""
+            flag += f"  {file.inexact_rows} NOT EXACT" if file.inexact_rows else ""
+            behind, limit = format_duration(file.behind_s), format_duration(file.limit_s)
+            lines.append(
+                f"{name:<{width}}{_show(file.last_datetime):<22}{behind:>10}{limit:>8}{flag}"
+            )
+    counters = report.counters
+    pairs = [f"{key}={_show(getattr(counters, key))}" for key in COUNTER_SOURCES]
+    pairs.append("malformed=" + "/".join(_show(counters.malformed[name]) for name in STAGES))
+    lines += ["", "counters (since each stage started): " + " ".join(pairs)]
+    if report.inexact_rows:
+        lines += [
+            "",
+            f"{report.inexact_rows} rows are not exact (partial or carried blind); "
+            "`hlstream verify` lists them, `hlstream rebuild` repairs what the tape covers",
+        ]
+    for name, rest in report.rest.items():  # failing, not yet for long enough to count
+        if rest.failing_s is not None and rest.failing_s <= report.limits.rest_failing_s:
+            lines.append(
+                f"{name} REST failing for {format_duration(rest.failing_s)}: "
+                f"{rest.failures} failed requests, last: {rest.last_error}"
+            )
+    return "\n".join(lines)
