@@ -120,7 +120,7 @@ class FakeExchange:
         self._tick_s = tick_s  # trades are generated and sent in bursts this far apart
         self._lock = threading.RLock()
         self._states = {coin: market.new_state(coin) for coin in self._perps + self._spot}
-        self._logs: dict[str, list[dict[str, Any]]] = {coin: [] for coin in self._states}
+        self._logs: dict[str, list[market.VenueTrade]] = {coin: [] for coin in self._states}
         self._quiet: set[str] = set()
         self._blocks: set[str] = set()  # coins whose live trades come in one-time blocks
         self._shuffled_replay: set[str] = set()  # coins whose subscribe replay is shuffled
@@ -305,19 +305,9 @@ class FakeExchange:
         """
         with self._lock:
             log = self._logs[coin]
-            for ts_ms, px, sz in trades:
-                log.append(
-                    {
-                        "coin": coin,
-                        "side": "B" if self._rng.random() < 0.5 else "A",
-                        "px": px,
-                        "sz": sz,
-                        "time": ts_ms,
-                        "hash": market.random_hash(self._rng),
-                        "tid": self._rng.getrandbits(50),
-                        "users": [market.random_address(self._rng) for _ in range(2)],
-                    }
-                )
+            log.extend(
+                market.venue_trade(coin, ts_ms, px, sz, self._rng) for ts_ms, px, sz in trades
+            )
             log.sort(key=lambda trade: int(trade["time"]))  # stable: equal times keep order
 
     def drop_trades(self, coin: str, from_ms: int, to_ms: int) -> int:
@@ -335,12 +325,12 @@ class FakeExchange:
 
     # ----- accessors -------------------------------------------------------------------
 
-    def trades(self, coin: str) -> list[dict[str, Any]]:
+    def trades(self, coin: str) -> list[market.VenueTrade]:
         """A copy of every trade of `coin` (history and live), in generation order."""
         with self._lock:
-            return [dict(trade) for trade in self._logs.get(coin, [])]
+            return [trade.copy() for trade in self._logs.get(coin, [])]
 
-    def trim_log(self, before_ms: int) -> dict[str, list[dict[str, Any]]]:
+    def trim_log(self, before_ms: int) -> dict[str, list[market.VenueTrade]]:
         """Remove and return every logged trade older than `before_ms`, per coin.
 
         For long runs (bench/soak.py) that fold old trades into reference bars: afterwards
@@ -420,7 +410,7 @@ class FakeExchange:
                     if coin in client.coins("trades"):
                         self._queue_trades(client, batch)
 
-    def _queue_trades(self, client: _Client, batch: list[dict[str, Any]]) -> None:
+    def _queue_trades(self, client: _Client, batch: list[market.VenueTrade]) -> None:
         for i in range(0, len(batch), self._batch_max):
             frame = batch[i : i + self._batch_max]
             distinct = len({trade["time"] for trade in frame}) == len(frame)
