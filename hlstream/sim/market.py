@@ -11,9 +11,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
+
+import msgspec
 
 from hlstream.common.decimals import format_decimal
+from hlstream.common.timebucket import parse_interval
 
 TruthRow = tuple[int, str, str, str, str, str]
 ZERO_HASH = "0x" + "0" * 64
@@ -23,27 +26,21 @@ BOOK_DEPTH = 10  # levels per side
 POISSON_NORMAL_ABOVE = 30  # mean above which `poisson` draws from the normal approximation
 
 
-class TradePrint(TypedDict):
-    """What a bar needs of a trade."""
-
+class TradePrint(TypedDict):  # what a bar needs of a trade
     coin: str
     px: str
     sz: str
     time: int
 
 
-class VenueTrade(TradePrint):
-    """A trade as the venue sends it (`trades` channel, recentTrades); side is "B" or "A"."""
-
-    side: str
+class VenueTrade(TradePrint):  # as the `trades` channel sends it
+    side: str  # "B" or "A"
     hash: str
     tid: int
     users: list[str]
 
 
-class Candle(TypedDict):
-    """One candleSnapshot row, keys in the venue's order."""
-
+class Candle(TypedDict):  # a candleSnapshot row, keys in the venue's order
     t: int
     T: int
     s: str
@@ -56,28 +53,34 @@ class Candle(TypedDict):
     n: int
 
 
-class Level(TypedDict):
-    """One book level: price, size and number of orders."""
-
+class Level(TypedDict):  # a book level: price, size, number of orders
     px: str
     sz: str
     n: int
 
 
-class Book(TypedDict):
-    """An l2Book snapshot: levels are [bids, asks], best first."""
-
+class Book(TypedDict):  # an l2Book snapshot; levels are [bids, asks], best first
     coin: str
     time: int
     levels: list[list[Level]]
 
 
-class Bbo(TypedDict):
-    """A bbo payload: [best bid, best ask]."""
-
+class Bbo(TypedDict):  # the bbo channel: [best bid, best ask]
     coin: str
     time: int
     bbo: list[Level]
+
+
+class Listing(NamedTuple):
+    """The coins an exchange was created with, and those delisted since."""
+
+    perps: list[str]
+    spot: list[str]
+    delisted: set[str]
+
+    def coins(self) -> list[str]:
+        """The coins listed now, perps then spot."""
+        return [coin for coin in self.perps + self.spot if coin not in self.delisted]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,7 @@ COIN_SPECS: dict[str, CoinSpec] = {
     "PURR/USDC": CoinSpec("0.18123", 5, 0, 2000, 1),
     "@107": CoinSpec("25.125", 3, 2, 1000, 1),
 }
-DEFAULT_SPEC = CoinSpec("12.345", 3, 1, 200, 5)
+DEFAULT_SPEC = CoinSpec("12.345", 3, 1, 200, 5)  # any other coin
 
 
 @dataclass(slots=True)
@@ -114,14 +117,14 @@ class CoinState:
     step_ticks: int
 
 
-def coin_spec(coin: str) -> CoinSpec:
-    """The spec for `coin`; unknown coins get a plausible default."""
-    return COIN_SPECS.get(coin, DEFAULT_SPEC)
+def dumps(payload: object) -> str:
+    """Compact JSON with raw UTF-8, as the venue writes it."""
+    return msgspec.json.encode(payload).decode()
 
 
 def new_state(coin: str) -> CoinState:
     """Fresh price state for `coin` at its start price."""
-    spec = coin_spec(coin)
+    spec = COIN_SPECS.get(coin, DEFAULT_SPEC)
     ticks = int(Decimal(spec.start_px).scaleb(spec.px_decimals))
     return CoinState(spec, ticks, max(1, ticks // STEPS_PER_PRICE))
 
@@ -143,9 +146,8 @@ def make_trade(coin: str, ts_ms: int, rng: random.Random, state: CoinState) -> V
     """A random trade at `ts_ms`; advances the price walk in `state`."""
     state.ticks = max(1, state.ticks + rng.randint(-2, 2) * state.step_ticks)
     px = format_units(state.ticks, state.spec.px_decimals)
-    return venue_trade(
-        coin, ts_ms, px, format_units(_size_units(state, rng), state.spec.sz_decimals), rng
-    )
+    sz = format_units(_size_units(state, rng), state.spec.sz_decimals)
+    return venue_trade(coin, ts_ms, px, sz, rng)
 
 
 def venue_trade(coin: str, ts_ms: int, px: str, sz: str, rng: random.Random) -> VenueTrade:
@@ -224,7 +226,6 @@ def candles(
     trades: Sequence[TradePrint],
     coin: str,
     interval: str,
-    interval_ms: int,
     start_ms: int,
     end_ms: int,
     limit: int = 5000,
@@ -233,6 +234,7 @@ def candles(
     holding end_ms (unfinished included), empty ones omitted, the newest `limit` only."""
     if end_ms < start_ms or limit <= 0:
         return []
+    interval_ms = parse_interval(interval)
     first, last = start_ms - start_ms % interval_ms, end_ms - end_ms % interval_ms
     windows = _windows([trade for trade in trades if trade["coin"] == coin], interval_ms)
     starts = sorted(w for w in windows if first <= w <= last)[-limit:]
