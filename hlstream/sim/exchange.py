@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from http.server import ThreadingHTTPServer
-from types import TracebackType
 from typing import TypeVar
 
 from hlstream.sim import market, rest
@@ -105,12 +104,7 @@ class FakeExchange:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property

@@ -26,9 +26,11 @@ class Faults:
     paused: bool = False  # no live trades at all
     zombie: bool = False  # connections stay open; nothing is read or sent
     quiet: set[str] = field(default_factory=set)  # coins without live trades
-    blocks: set[str] = field(default_factory=set)  # coins whose trades of a tick share one time
-    shuffled_replay: set[str] = field(default_factory=set)  # replays out of time order
-    blackhole: set[str | None] = field(default_factory=set)  # logged, never sent (None: all)
+    # Coins whose live trades of one tick share one time, as the venue stamps a block's trades.
+    blocks: set[str] = field(default_factory=set)
+    shuffled_replay: set[str] = field(default_factory=set)  # replays in random order
+    # Coins (None: all) whose live trades are logged, so /info and replays have them, not sent.
+    blackhole: set[str | None] = field(default_factory=set)
     rest_now: RestFault = field(default_factory=lambda: RestFault(0, 0))  # before the queue
     rest_queue: deque[RestFault] = field(default_factory=deque)
 
