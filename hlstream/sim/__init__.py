@@ -1,6 +1,6 @@
-"""A local fake Hyperliquid exchange for integration tests and the offline demo.
+"""A local fake Hyperliquid exchange for integration tests, bench and the offline demo.
 
-`sim.market` holds the pure market model (prices, trades, candles, reference bars);
-`sim.exchange` serves it over the real wire protocol (websocket + POST /info) on 127.0.0.1;
+`market` is the pure model (prices, trades, candles, reference bars); `exchange.FakeExchange`
+serves it on 127.0.0.1 (`ws` the websocket feed, `rest` POST /info, `faults` the switches);
 `python -m hlstream.sim` runs one from the command line.
 """

@@ -11,21 +11,18 @@ import sys
 from hlstream.common.lifecycle_io import StopFlag, ignore_stop_signals
 from hlstream.sim.exchange import DEFAULT_COINS, FakeExchange
 
+STOP_POLL_S = 0.5  # the flag's pipe wakes the wait at once; this only bounds it
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options."""
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake exchange until a signal arrives."""
     parser = argparse.ArgumentParser(prog="python -m hlstream.sim", description=__doc__)
     parser.add_argument("--coins", default=",".join(DEFAULT_COINS), help="comma list of perps")
     parser.add_argument("--rate", type=float, default=4.0, help="trades per second per coin")
     parser.add_argument("--ws-port", type=int, default=0, help="websocket port (0: ephemeral)")
     parser.add_argument("--http-port", type=int, default=0, help="/info port (0: ephemeral)")
     parser.add_argument("--seed", type=int, default=None, help="random seed")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the fake exchange until a signal arrives."""
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     coins = [coin.strip() for coin in args.coins.split(",") if coin.strip()]
     done = StopFlag().install()
     exchange = FakeExchange(
@@ -38,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     exchange.start()
     try:
         print(f"ws_url={exchange.ws_url} info_url={exchange.info_url}", flush=True)
-        while not done.wait(0.5):
+        while not done.wait(STOP_POLL_S):
             pass
     finally:
         exchange.stop()

@@ -1,32 +1,91 @@
-"""Pure market model for the fake exchange: prices, trades, books, candles, reference bars.
+"""Pure market model of the fake exchange: prices, trades, books, candles, reference bars.
 
-No sockets, threads or clocks: callers pass the time (`ts_ms`) and a seeded `random.Random`.
-Trades are venue-shaped dicts exactly like fixtures/hyperliquid/quantick/ws_trades.json:
-`{"coin","side","px","sz","time","hash","tid","users"}` with decimal strings for px/sz.
-
-`candles` answers `candleSnapshot` the way the exchange does (empty windows omitted, the
-window containing startTime and the unfinished current window included, most recent
-`limit` only). `truth_rows` is the independent reference the CSV output is compared with:
-one row per window, empty windows carried forward at the previous close with volume 0.
+No sockets, threads or clocks: callers pass the time and a seeded `random.Random`. Payloads have
+the venue's JSON shapes (tests/fixtures/hyperliquid), prices and sizes as decimal strings.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import NamedTuple, TypedDict
+
+import msgspec
 
 from hlstream.common.decimals import format_decimal
+from hlstream.common.timebucket import parse_interval
 
-ZERO_HASH = "0x" + "0" * 64
 TruthRow = tuple[int, str, str, str, str, str]
+ZERO_HASH = "0x" + "0" * 64
+ZERO_HASH_SHARE = 0.2  # of trades whose hash is all zeros, as seen on mainnet
+STEPS_PER_PRICE = 20_000  # one random-walk step is this fraction of the start price
+BOOK_DEPTH = 10  # levels per side
+POISSON_NORMAL_ABOVE = 30  # mean above which `poisson` draws from the normal approximation
+
+
+class TradePrint(TypedDict):  # what a bar needs of a trade
+    coin: str
+    px: str
+    sz: str
+    time: int
+
+
+class VenueTrade(TradePrint):  # as the `trades` channel sends it
+    side: str  # "B" or "A"
+    hash: str
+    tid: int
+    users: list[str]
+
+
+class Candle(TypedDict):  # a candleSnapshot row, keys in the venue's order
+    t: int
+    T: int
+    s: str
+    i: str
+    o: str
+    c: str
+    h: str
+    l: str  # noqa: E741 - the venue's key
+    v: str
+    n: int
+
+
+class Level(TypedDict):  # a book level: price, size, number of orders
+    px: str
+    sz: str
+    n: int
+
+
+class Book(TypedDict):  # an l2Book snapshot; levels are [bids, asks], best first
+    coin: str
+    time: int
+    levels: list[list[Level]]
+
+
+class Bbo(TypedDict):  # the bbo channel: [best bid, best ask]
+    coin: str
+    time: int
+    bbo: list[Level]
+
+
+class Listing(NamedTuple):
+    """The coins an exchange was created with, and those delisted since."""
+
+    perps: list[str]
+    spot: list[str]
+    delisted: set[str]
+
+    def coins(self) -> list[str]:
+        """The coins listed now, perps then spot."""
+        return [coin for coin in self.perps + self.spot if coin not in self.delisted]
 
 
 @dataclass(frozen=True, slots=True)
 class CoinSpec:
-    """Static description of a coin: start price, precision, typical size and leverage."""
+    """Start price, precision, typical size (in units of 10**-sz_decimals) and leverage."""
 
     start_px: str
     px_decimals: int
@@ -46,87 +105,70 @@ COIN_SPECS: dict[str, CoinSpec] = {
     "PURR/USDC": CoinSpec("0.18123", 5, 0, 2000, 1),
     "@107": CoinSpec("25.125", 3, 2, 1000, 1),
 }
-DEFAULT_SPEC = CoinSpec("12.345", 3, 1, 200, 5)
+DEFAULT_SPEC = CoinSpec("12.345", 3, 1, 200, 5)  # any other coin
 
 
 @dataclass(slots=True)
 class CoinState:
-    """Mutable per-coin price state: the last price in integer ticks plus precision."""
+    """A coin's price random walk, in integer ticks of 10**-px_decimals."""
 
+    spec: CoinSpec
     ticks: int
-    px_decimals: int
-    sz_decimals: int
-    mean_sz_units: int
     step_ticks: int
 
 
-def coin_spec(coin: str) -> CoinSpec:
-    """The spec for `coin`; unknown coins get a plausible default."""
-    return COIN_SPECS.get(coin, DEFAULT_SPEC)
+def dumps(payload: object) -> str:
+    """Compact JSON with raw UTF-8, as the venue writes it."""
+    return msgspec.json.encode(payload).decode()
 
 
 def new_state(coin: str) -> CoinState:
     """Fresh price state for `coin` at its start price."""
-    spec = coin_spec(coin)
+    spec = COIN_SPECS.get(coin, DEFAULT_SPEC)
     ticks = int(Decimal(spec.start_px).scaleb(spec.px_decimals))
-    return CoinState(
-        ticks=ticks,
-        px_decimals=spec.px_decimals,
-        sz_decimals=spec.sz_decimals,
-        mean_sz_units=spec.mean_sz_units,
-        step_ticks=max(1, ticks // 20_000),
-    )
+    return CoinState(spec, ticks, max(1, ticks // STEPS_PER_PRICE))
 
 
 def format_units(units: int, decimals: int) -> str:
-    """`units * 10**-decimals` as an exchange decimal string (`63471` ticks, 0 -> "63471.0")."""
+    """`units * 10**-decimals` as an exchange decimal string (63471 ticks, 0 -> "63471.0")."""
     return format_decimal(Decimal(units).scaleb(-decimals))
 
 
-def step_price(state: CoinState, rng: random.Random) -> int:
-    """Random-walk the price by a few ticks (never below one tick); returns the new ticks."""
-    state.ticks = max(1, state.ticks + rng.randint(-2, 2) * state.step_ticks)
-    return state.ticks
+def _size_units(state: CoinState, rng: random.Random) -> int:
+    return max(1, int(rng.expovariate(1.0) * state.spec.mean_sz_units))
 
 
-def draw_size_units(state: CoinState, rng: random.Random) -> int:
-    """A positive trade size in units of 10**-szDecimals, roughly exponential."""
-    return max(1, int(rng.expovariate(1.0) * state.mean_sz_units))
-
-
-def random_hash(rng: random.Random) -> str:
-    """A 0x-prefixed 64-hex hash; about one in five is all zeros, as seen on mainnet."""
-    if rng.random() < 0.2:
-        return ZERO_HASH
-    return f"0x{rng.getrandbits(256):064x}"
-
-
-def random_address(rng: random.Random) -> str:
-    """A 0x-prefixed 40-hex address."""
+def _address(rng: random.Random) -> str:
     return f"0x{rng.getrandbits(160):040x}"
 
 
-def make_trade(coin: str, ts_ms: int, rng: random.Random, state: CoinState) -> dict[str, Any]:
-    """One venue-shaped trade at `ts_ms`; advances `state` (the price random walk)."""
-    ticks = step_price(state, rng)
-    units = draw_size_units(state, rng)
+def make_trade(coin: str, ts_ms: int, rng: random.Random, state: CoinState) -> VenueTrade:
+    """A random trade at `ts_ms`; advances the price walk in `state`."""
+    state.ticks = max(1, state.ticks + rng.randint(-2, 2) * state.step_ticks)
+    px = format_units(state.ticks, state.spec.px_decimals)
+    sz = format_units(_size_units(state, rng), state.spec.sz_decimals)
+    return venue_trade(coin, ts_ms, px, sz, rng)
+
+
+def venue_trade(coin: str, ts_ms: int, px: str, sz: str, rng: random.Random) -> VenueTrade:
+    """A trade of `sz` at `px`; side, hash, tid and users are drawn from `rng`."""
     return {
         "coin": coin,
         "side": "B" if rng.random() < 0.5 else "A",
-        "px": format_units(ticks, state.px_decimals),
-        "sz": format_units(units, state.sz_decimals),
+        "px": px,
+        "sz": sz,
         "time": ts_ms,
-        "hash": random_hash(rng),
+        "hash": ZERO_HASH if rng.random() < ZERO_HASH_SHARE else f"0x{rng.getrandbits(256):064x}",
         "tid": rng.getrandbits(50),
-        "users": [random_address(rng), random_address(rng)],
+        "users": [_address(rng), _address(rng)],
     }
 
 
 def poisson(rng: random.Random, lam: float) -> int:
-    """A Poisson-distributed count with mean `lam` (normal approximation above 30)."""
+    """A Poisson-distributed count with mean `lam`."""
     if lam <= 0:
         return 0
-    if lam > 30:
+    if lam > POISSON_NORMAL_ABOVE:
         return max(0, round(rng.gauss(lam, math.sqrt(lam))))
     limit = math.exp(-lam)
     count, product = 0, rng.random()
@@ -136,108 +178,79 @@ def poisson(rng: random.Random, lam: float) -> int:
     return count
 
 
-def make_book(
-    coin: str, ts_ms: int, rng: random.Random, state: CoinState, depth: int = 10
-) -> dict[str, Any]:
-    """An l2Book snapshot `{"coin","time","levels":[bids, asks]}` around the last price."""
-    bids: list[dict[str, Any]] = []
-    asks: list[dict[str, Any]] = []
-    for level in range(depth):
-        bid_ticks = max(1, state.ticks - (level + 1) * state.step_ticks)
-        ask_ticks = state.ticks + (level + 1) * state.step_ticks
-        for side, ticks in ((bids, bid_ticks), (asks, ask_ticks)):
-            side.append(
-                {
-                    "px": format_units(ticks, state.px_decimals),
-                    "sz": format_units(draw_size_units(state, rng) * 3, state.sz_decimals),
-                    "n": rng.randint(1, 40),
-                }
-            )
+def make_book(coin: str, ts_ms: int, rng: random.Random, state: CoinState) -> Book:
+    """An l2Book snapshot of BOOK_DEPTH levels a side around the last price."""
+
+    def level(ticks: int) -> Level:
+        px = format_units(ticks, state.spec.px_decimals)
+        sz = format_units(_size_units(state, rng) * 3, state.spec.sz_decimals)
+        return {"px": px, "sz": sz, "n": rng.randint(1, 40)}
+
+    offsets = [(depth + 1) * state.step_ticks for depth in range(BOOK_DEPTH)]
+    bids = [level(max(1, state.ticks - offset)) for offset in offsets]
+    asks = [level(state.ticks + offset) for offset in offsets]
     return {"coin": coin, "time": ts_ms, "levels": [bids, asks]}
 
 
-def book_to_bbo(book: dict[str, Any]) -> dict[str, Any]:
-    """The `bbo` channel payload `{"coin","time","bbo":[best bid, best ask]}` of a book."""
+def book_to_bbo(book: Book) -> Bbo:
+    """The `bbo` channel payload of a book."""
     bids, asks = book["levels"]
     return {"coin": book["coin"], "time": book["time"], "bbo": [bids[0], asks[0]]}
 
 
-def _in_time_order(trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Trades sorted by time; equal times keep their arrival (list) order."""
-    return sorted(trades, key=lambda trade: int(trade["time"]))
-
-
-def _group_by_window(
-    trades: list[dict[str, Any]], interval_ms: int
-) -> dict[int, list[dict[str, Any]]]:
-    """Trades in time order, grouped by window start."""
-    windows: dict[int, list[dict[str, Any]]] = {}
-    for trade in _in_time_order(trades):
-        ts_ms = int(trade["time"])
-        windows.setdefault(ts_ms - ts_ms % interval_ms, []).append(trade)
+def _windows(trades: Sequence[TradePrint], interval_ms: int) -> dict[int, list[TradePrint]]:
+    """Trades by window start, each window in time order (equal times keep list order)."""
+    windows: dict[int, list[TradePrint]] = {}
+    for trade in sorted(trades, key=lambda trade: trade["time"]):
+        windows.setdefault(trade["time"] - trade["time"] % interval_ms, []).append(trade)
     return windows
 
 
-def _ohlcv(window_trades: list[dict[str, Any]]) -> tuple[str, str, str, str, str]:
-    """(o, h, l, c, v) of trades already in time order; prices keep the venue's strings."""
-    prices = [trade["px"] for trade in window_trades]
-    high = max(prices, key=Decimal)
-    low = min(prices, key=Decimal)
-    volume = sum((Decimal(trade["sz"]) for trade in window_trades), Decimal(0))
-    return prices[0], high, low, prices[-1], format_decimal(volume)
+def _ohlcv(trades: list[TradePrint]) -> tuple[str, str, str, str, str]:
+    """(o, h, l, c, v) of trades in time order; prices keep the venue's strings."""
+    prices = [trade["px"] for trade in trades]
+    high, low = max(prices, key=Decimal), min(prices, key=Decimal)
+    volume = format_decimal(sum((Decimal(trade["sz"]) for trade in trades), Decimal(0)))
+    return prices[0], high, low, prices[-1], volume
+
+
+def _candle(
+    coin: str, interval: str, start: int, interval_ms: int, trades: list[TradePrint]
+) -> Candle:
+    o, h, low, c, v = _ohlcv(trades)
+    end, n = start + interval_ms - 1, len(trades)
+    return Candle(t=start, T=end, s=coin, i=interval, o=o, c=c, h=h, l=low, v=v, n=n)
 
 
 def candles(
-    trades: list[dict[str, Any]],
+    trades: Sequence[TradePrint],
     coin: str,
     interval: str,
-    interval_ms: int,
     start_ms: int,
     end_ms: int,
     limit: int = 5000,
-) -> list[dict[str, Any]]:
-    """candleSnapshot answer: windows containing start_ms..end_ms, empty ones omitted."""
-    if end_ms < start_ms:
+) -> list[Candle]:
+    """candleSnapshot's answer: the windows of `coin` from the one holding start_ms to the one
+    holding end_ms (unfinished included), empty ones omitted, the newest `limit` only."""
+    if end_ms < start_ms or limit <= 0:
         return []
-    first = start_ms - start_ms % interval_ms
-    last = end_ms - end_ms % interval_ms
-    mine = [trade for trade in trades if trade["coin"] == coin]
-    windows = _group_by_window(mine, interval_ms)
-    out: list[dict[str, Any]] = []
-    for start in sorted(w for w in windows if first <= w <= last):
-        window_trades = windows[start]
-        o, h, low, c, v = _ohlcv(window_trades)
-        out.append(
-            {
-                "t": start,
-                "T": start + interval_ms - 1,
-                "s": coin,
-                "i": interval,
-                "o": o,
-                "c": c,
-                "h": h,
-                "l": low,
-                "v": v,
-                "n": len(window_trades),
-            }
-        )
-    return out[-limit:] if limit > 0 else []
+    interval_ms = parse_interval(interval)
+    first, last = start_ms - start_ms % interval_ms, end_ms - end_ms % interval_ms
+    windows = _windows([trade for trade in trades if trade["coin"] == coin], interval_ms)
+    starts = sorted(w for w in windows if first <= w <= last)[-limit:]
+    return [_candle(coin, interval, start, interval_ms, windows[start]) for start in starts]
 
 
 def truth_rows(
-    trades: list[dict[str, Any]], interval_ms: int, from_ms: int, to_ms: int
+    trades: Sequence[TradePrint], interval_ms: int, from_ms: int, to_ms: int
 ) -> list[TruthRow]:
-    """Reference bars (start, o, h, l, c, v) for windows starting in [from_ms, to_ms).
-
-    Empty windows repeat the previous close with volume "0.0"; windows before the
-    first trade are omitted. `trades` must all be of one coin.
-    """
-    windows = _group_by_window(trades, interval_ms)
-    if not windows:
-        return []
+    """Reference bars (start, o, h, l, c, v) of one coin's trades for windows starting in
+    [from_ms, to_ms): an empty window repeats the previous close with volume "0.0"; windows
+    before the first trade are omitted."""
+    windows = _windows(trades, interval_ms)
     rows: list[TruthRow] = []
     close = ""
-    start = min(windows)
+    start = min(windows, default=to_ms)
     while start < to_ms:
         if start in windows:
             o, h, low, close, v = _ohlcv(windows[start])

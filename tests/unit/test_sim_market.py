@@ -60,14 +60,14 @@ def test_btc_prices_look_like_mainnet() -> None:
 
 def test_candles_omit_empty_windows_and_include_window_of_start() -> None:
     trades = [trade(10 * MIN_MS + 5, "10.0", "1.0"), trade(12 * MIN_MS + 1, "11.0", "2.0")]
-    rows = market.candles(trades, "BTC", "1m", MIN_MS, 10 * MIN_MS + 30_000, 13 * MIN_MS)
+    rows = market.candles(trades, "BTC", "1m", 10 * MIN_MS + 30_000, 13 * MIN_MS)
     assert [row["t"] for row in rows] == [10 * MIN_MS, 12 * MIN_MS]
     assert rows[0]["T"] == 11 * MIN_MS - 1
 
 
 def test_candles_include_window_containing_end_and_respect_limit() -> None:
     trades = [trade(i * MIN_MS + 1, "1.0", "1.0") for i in range(10)]
-    rows = market.candles(trades, "BTC", "1m", MIN_MS, 0, 9 * MIN_MS + 5, limit=3)
+    rows = market.candles(trades, "BTC", "1m", 0, 9 * MIN_MS + 5, limit=3)
     assert [row["t"] for row in rows] == [7 * MIN_MS, 8 * MIN_MS, 9 * MIN_MS]
 
 
@@ -79,7 +79,7 @@ def test_candle_fields_keys_order_and_ohlc() -> None:
         trade(4, "1.0", "0.4"),
         trade(1, "9.0", "1.0", coin="ETH"),
     ]
-    [row] = market.candles(trades, "BTC", "1h", HOUR_MS, 0, 10)
+    [row] = market.candles(trades, "BTC", "1h", 0, 10)
     assert list(row) == ["t", "T", "s", "i", "o", "c", "h", "l", "v", "n"]
     assert (row["o"], row["h"], row["l"], row["c"]) == ("1.5", "3.0", "1.0", "3.0")
     assert row["v"] == "1.0" and row["n"] == 4 and row["s"] == "BTC" and row["i"] == "1h"
@@ -87,23 +87,23 @@ def test_candle_fields_keys_order_and_ohlc() -> None:
 
 def test_volume_is_decimal_exact() -> None:
     trades = [trade(1, "1.0", "0.1"), trade(2, "1.0", "0.2")]
-    [row] = market.candles(trades, "BTC", "1m", MIN_MS, 0, 1)
+    [row] = market.candles(trades, "BTC", "1m", 0, 1)
     assert row["v"] == "0.3"
 
 
 def test_volume_formatting_matches_candle_fixture_style() -> None:
     trades = [trade(1, "0.001601", "520665000", "kPEPE"), trade(2, "0.001604", "683", "kPEPE")]
-    [row] = market.candles(trades, "kPEPE", "1h", HOUR_MS, 0, 1)
+    [row] = market.candles(trades, "kPEPE", "1h", 0, 1)
     assert row["v"] == "520665683.0" and "E" not in row["v"]
 
 
 def test_candles_only_count_the_requested_coin() -> None:
     trades = [trade(1, "1.0", "1.0", "ETH")]
-    assert market.candles(trades, "BTC", "1m", MIN_MS, 0, 1) == []
+    assert market.candles(trades, "BTC", "1m", 0, 1) == []
 
 
 def test_candles_empty_when_end_before_start() -> None:
-    assert market.candles([trade(1, "1.0", "1.0")], "BTC", "1m", MIN_MS, 10, 5) == []
+    assert market.candles([trade(1, "1.0", "1.0")], "BTC", "1m", 10, 5) == []
 
 
 def test_truth_rows_carry_forward_empty_windows() -> None:
@@ -134,7 +134,7 @@ def test_truth_rows_agree_with_candles_on_non_empty_windows() -> None:
     rng, state = random.Random(11), market.new_state("ETH")
     trades = [market.make_trade("ETH", rng.randint(0, 30 * MIN_MS), rng, state) for _ in range(300)]
     truth = {row[0]: row[1:] for row in market.truth_rows(trades, MIN_MS, 0, 30 * MIN_MS)}
-    candles = market.candles(trades, "ETH", "1m", MIN_MS, 0, 30 * MIN_MS)
+    candles = market.candles(trades, "ETH", "1m", 0, 30 * MIN_MS)
     assert candles, "no candles: the comparison below would be vacuous"
     for row in candles:
         assert truth[row["t"]] == (row["o"], row["h"], row["l"], row["c"], row["v"])
