@@ -40,15 +40,15 @@ from hlstream.common.decimals import format_decimal
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
-from hlstream.common.tape import Record, segment_day, segment_path
-from hlstream.common.tape_io import segment_days
-from hlstream.common.tape_read_io import (
+from hlstream.common.tape.format import Record, segment_day, segment_path
+from hlstream.common.tape.readers_io import (
     coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
     read_span,
     tape_coins,
 )
+from hlstream.common.tape.writer_io import segment_days
 from hlstream.common.timebucket import parse_interval
 from hlstream.rebuild import (
     Change,

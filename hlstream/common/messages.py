@@ -111,7 +111,7 @@ class Bar(msgspec.Struct, frozen=True, gc=False):
 
 class TapeSpan(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """Where a message's records lie on the trade tape: bytes [start, end) of the coin's
-    segment of UTC `day` (common/tape.py), on the wire `[day, start, end]`. The aggregator
+    segment of UTC `day` (common/tape/format.py), on the wire `[day, start, end]`. The aggregator
     uses it to skip what it already applied from the tape and to read from the tape what
     the bus lost."""
 

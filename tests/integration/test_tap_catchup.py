@@ -13,7 +13,7 @@ import pytest
 
 from hlstream.common.clock import now_ms
 from hlstream.common.messages import Trade
-from hlstream.common.tape_read_io import read_tape
+from hlstream.common.tape.readers_io import read_tape
 from hlstream.sim.exchange import FakeExchange
 from hlstream.tap import CatchUpTap, ReplayError, TapError, TapMessage
 from tests.support.pipeline import Pipeline

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 
-from hlstream.common import tape_io
 from hlstream.common.errors import ConfigError, IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import HEADER, TapePosition, format_record, segment_path
-from hlstream.common.tape_io import TapeWriter, prune
-from hlstream.common.tape_read_io import (
+from hlstream.common.tape import writer_io
+from hlstream.common.tape.format import HEADER, TapePosition, format_record, segment_path
+from hlstream.common.tape.readers_io import (
     coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
@@ -27,6 +26,7 @@ from hlstream.common.tape_read_io import (
     tail_keys,
     tail_trades,
 )
+from hlstream.common.tape.writer_io import TapeWriter, prune
 
 DAY_MS = 86_400_000
 MIDNIGHT_MS = int(datetime(2024, 3, 2, tzinfo=UTC).timestamp()) * 1000  # 2024-03-02 00:00 UTC
@@ -231,7 +231,7 @@ def test_tail_keys_take_the_newest_trades_across_segments(tmp_path):
 
 
 def test_tail_keys_read_lines_longer_than_a_read_chunk(tmp_path, monkeypatch):
-    monkeypatch.setattr(tape_io, "_CHUNK", 16)
+    monkeypatch.setattr(writer_io, "_CHUNK", 16)
     write(tmp_path, [trade(MIDNIGHT_MS + i, i) for i in range(50)])
 
     assert tail_keys(tmp_path, "BTC", 3) == {("BTC", MIDNIGHT_MS + i, i) for i in (47, 48, 49)}
@@ -290,7 +290,7 @@ def test_failed_commit_rolls_back_and_a_retry_writes_once(tmp_path, monkeypatch)
     write(tmp_path, [trade(MIDNIGHT_MS, 1)])
     path = segment_path(tmp_path, "BTC", "2024-03-02")
     size = path.stat().st_size
-    real_write_all = tape_io._write_all
+    real_write_all = writer_io._write_all
 
     def half_then_enospc(fd: int, data: bytes) -> None:
         real_write_all(fd, data[: len(data) // 2])
@@ -298,11 +298,11 @@ def test_failed_commit_rolls_back_and_a_retry_writes_once(tmp_path, monkeypatch)
 
     with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
         writer.append([trade(MIDNIGHT_MS, 2), trade(MIDNIGHT_MS, 3)])
-        monkeypatch.setattr(tape_io, "_write_all", half_then_enospc)
+        monkeypatch.setattr(writer_io, "_write_all", half_then_enospc)
         with pytest.raises(OSError):
             writer.commit()
         assert path.stat().st_size == size
-        monkeypatch.setattr(tape_io, "_write_all", real_write_all)
+        monkeypatch.setattr(writer_io, "_write_all", real_write_all)
         writer.commit()
 
     assert [r.tid for r in read_tape(tmp_path, "BTC", 0) if isinstance(r, Trade)] == [1, 2, 3]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import (
+from hlstream.common.tape.format import (
     HEADER_BYTES,
     format_record,
     parse_record,
@@ -20,8 +20,8 @@ from hlstream.common.tape import (
     split_by_day,
     torn_tail,
 )
-from hlstream.common.tape_io import TapeWriter
-from hlstream.common.tape_read_io import read_since, read_tape
+from hlstream.common.tape.readers_io import read_since, read_tape
+from hlstream.common.tape.writer_io import TapeWriter
 
 COINS = ["BTC", "PURR/USDC", "@107", "xyz:TSLA", "kPEPE"]
 DAY_MS = 86_400_000

@@ -11,7 +11,7 @@ import pytest
 
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import format_trades, segment_day
+from hlstream.common.tape.format import format_trades, segment_day
 from hlstream.common.universe import check_coins, universe_names
 from hlstream.services.ingest.core import (
     PING,

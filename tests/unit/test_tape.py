@@ -11,7 +11,7 @@ import pytest
 
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import (
+from hlstream.common.tape.format import (
     COLUMNS,
     HEADER,
     TapePosition,

@@ -54,8 +54,8 @@ from hlstream.common.messages import (
 from hlstream.common.sequence import SeqEvent, SeqTracker
 from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
-from hlstream.common.tape import Record, segment_day, shift_day
-from hlstream.common.tape_read_io import coverage_start_ms, last_trade_before
+from hlstream.common.tape.format import Record, segment_day, shift_day
+from hlstream.common.tape.readers_io import coverage_start_ms, last_trade_before
 from hlstream.services.aggregator.checkpoint import decode_checkpoint, encode_checkpoint
 from hlstream.services.aggregator.core import (
     AggState,

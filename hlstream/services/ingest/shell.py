@@ -11,7 +11,7 @@ publisher (not thread-safe), the tape writer, the deduper, the replay gap check 
 counters. The main thread heartbeats (status every 0.5 s), fdatasyncs the tape every 50 ms
 and prunes it hourly.
 
-The trade tape (common/tape_io.py, `data_dir/tape/{coin}/{day}.csv`) is written BEFORE
+The trade tape (common/tape/writer_io.py, `data_dir/tape/{coin}/{day}.csv`) is written BEFORE
 anything is published: each handler call appends the admitted trades and gap markers, writes
 them (one write per segment), and only then publishes their batches, each stamped with its
 byte span on the tape. fdatasync runs off the hot path, every `SYNC_EVERY_S`: a crashed or
@@ -74,9 +74,9 @@ from hlstream.common.messages import (
 from hlstream.common.rest_io import FOREVER, call_with_retry
 from hlstream.common.status import FeedStatus, RestTracker, StageStatus, TradeActivity
 from hlstream.common.status_io import write_status
-from hlstream.common.tape import record_day, segment_day, split_by_day
-from hlstream.common.tape_io import TapeWriter, prune, sync_taken
-from hlstream.common.tape_read_io import tail_trades
+from hlstream.common.tape.format import record_day, segment_day, split_by_day
+from hlstream.common.tape.readers_io import tail_trades
+from hlstream.common.tape.writer_io import TapeWriter, prune, sync_taken
 from hlstream.common.universe import check_coins, dex_prefixes, resolve_coins, wants_all
 from hlstream.services.ingest.channels import (
     BBO,

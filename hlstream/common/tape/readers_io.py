@@ -1,6 +1,6 @@
 """Trade tape readers: whole segments, ranges, resume-from-position, spans, tail scans.
 
-The files, the writer and retention live in common/tape_io.py. Every reader stops at the
+The files, the writer and retention live in common/tape/writer_io.py. Every reader stops at the
 last whole line: a reader racing the writer, or a crash, never yields half a record (an
 unfinished line is reported as `tape_torn_line_ignored`). A malformed whole line is
 corruption and raises IntegrityError with its path and byte offset.
@@ -16,7 +16,7 @@ from typing import BinaryIO
 from hlstream.common.errors import IntegrityError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
-from hlstream.common.tape import (
+from hlstream.common.tape.format import (
     HEADER_BYTES,
     TAPE_DIR,
     Record,
@@ -29,7 +29,7 @@ from hlstream.common.tape import (
     segment_day,
     segment_path,
 )
-from hlstream.common.tape_io import (
+from hlstream.common.tape.writer_io import (
     LATE_SCAN_MS,
     TORN_LOG_EVERY_S,
     check_header,

@@ -1,6 +1,6 @@
 """The trade tape on disk: a group-committing writer, readers, tail scans and pruning.
 
-Format and routing live in common/tape.py; this module owns the files. Invariants:
+Format and routing live in common/tape/format.py; this module owns the files. Invariants:
 - One writer per data_dir: `TapeWriter` holds an exclusive flock on `{data_dir}/tape.lock`
   (released by the kernel if the process dies, so a stale lock never blocks a restart).
 - Segments are opened O_APPEND; `commit()` does one write of whole lines per segment, then
@@ -10,7 +10,7 @@ Format and routing live in common/tape.py; this module owns the files. Invariant
   `tape_torn_tail_cut`) before anything is appended after it.
 - A failed commit truncates every segment it touched back to its last committed size and
   keeps the batch buffered, so a retry writes it exactly once.
-- Readers (common/tape_read_io.py) stop at the last whole line: a reader racing the
+- Readers (common/tape/readers_io.py) stop at the last whole line: a reader racing the
   writer, or a crash, never yields half a record (an unfinished line is reported as
   `tape_torn_line_ignored`). A malformed whole line is corruption and raises IntegrityError
   with its path and byte offset.
@@ -28,7 +28,7 @@ from pathlib import Path
 from hlstream.common.errors import ConfigError, IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
-from hlstream.common.tape import (
+from hlstream.common.tape.format import (
     HEADER_BYTES,
     TAPE_DIR,
     Record,
