@@ -37,6 +37,7 @@ from hlstream.common import inexact_io
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.csvrow import HEADER_LINE, Row
 from hlstream.common.decimals import format_decimal
+from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
@@ -145,19 +146,8 @@ def _read_body(path: Path) -> FileLines:
 
 
 def _replace(path: Path, rows: list[Row]) -> None:
-    """Write header + rows to a temp file, fsync, rename over `path`, fsync the dir."""
-    temp = path.with_name(f".{path.name}.rebuild.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(HEADER_LINE.encode())
-        handle.write("".join(row_line(row) for row in rows).encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Replace `path` with header + rows, atomically and durably."""
+    write_atomic(path, (HEADER_LINE + "".join(row_line(row) for row in rows)).encode())
 
 
 def _inexact_note(journal: dict[int, str]) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 
+from hlstream.common.durable import write_atomic
 from hlstream.common.timebucket import format_window, parse_window
 
 SUFFIX = ".inexact"
@@ -87,9 +88,4 @@ def rewrite(csv_path: Path, entries: dict[int, str]) -> None:
     if not entries:
         path.unlink(missing_ok=True)
         return
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(HEADER + _lines(sorted(entries.items())))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    write_atomic(path, HEADER + _lines(sorted(entries.items())))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from hlstream.common.atomic_io import write_atomic
+from hlstream.common.durable import write_atomic
 from hlstream.common.status import StageStatus
 
 _READ = msgspec.json.Decoder(StageStatus)

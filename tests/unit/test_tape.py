@@ -22,7 +22,6 @@ from hlstream.common.tape.format import (
     segment_day,
     segment_path,
     split_by_day,
-    torn_tail,
 )
 
 ODD_COINS = ["BTC", "PURR/USDC", "@107", "xyz:TSLA", "kPEPE"]
@@ -156,20 +155,6 @@ def test_parse_accepts_a_line_without_its_newline():
     line = format_record(trade())
 
     assert parse_record(line.rstrip("\n")) == trade()
-
-
-@pytest.mark.parametrize(
-    ("data", "keep"),
-    [
-        (b"", 0),
-        (b"partial", 0),
-        (b"a\n", 2),
-        (b"a\nb\nhalf-a-li", 4),
-        (b"a\nb\n", 4),
-    ],
-)
-def test_torn_tail_keeps_through_last_newline(data, keep):
-    assert torn_tail(data) == keep
 
 
 def test_last_millisecond_of_a_day_belongs_to_that_day():

@@ -37,7 +37,6 @@ Invariants kept here:
 - Every record lies in the segment of its own UTC day: a trade at 23:59:59.999 belongs to that
   day even when it is committed after midnight, and `split_by_day` cuts a gap that spans
   midnight into one piece per day, so a segment never holds a time outside its day.
-- `torn_tail` keeps only whole lines: a crash mid-write costs at most the unfinished line.
 """
 
 from __future__ import annotations
@@ -305,11 +304,6 @@ def parse_record(line: str) -> Record:
 
 
 # --- recovery helpers -------------------------------------------------------------------
-
-
-def torn_tail(data: bytes) -> int:
-    """How many leading bytes of `data` to keep: everything up to and including the last `\\n`."""
-    return data.rfind(b"\n") + 1
 
 
 def trade_key(trade: Trade) -> TradeKey:

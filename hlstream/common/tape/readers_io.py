@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from hlstream.common.durable import last_line_end
 from hlstream.common.errors import IntegrityError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
@@ -36,7 +37,6 @@ from hlstream.common.tape.writer_io import (
     decode_line,
     lines_backward,
     segment_days,
-    whole_lines_end,
 )
 
 FIRST_BATCH_RECORDS = 1_024  # at least a subscribe replay (the venue sends ~30 trades)
@@ -167,7 +167,7 @@ def _trades_backward(
         path = segment_path(data_dir, coin, day)
         with open(path, "rb") as handle:
             fd = handle.fileno()
-            end = whole_lines_end(fd, os.fstat(fd).st_size)
+            end = last_line_end(fd, os.fstat(fd).st_size)
             if end:
                 check_header(fd, path)
             for raw, offset in lines_backward(fd, end):

@@ -19,12 +19,12 @@ Format and routing live in common/tape/format.py; this module owns the files. In
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hlstream.common.durable import fsync_dir, hold_lock, last_line_end
 from hlstream.common.errors import ConfigError, IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
@@ -44,7 +44,6 @@ from hlstream.common.tape.format import (
     segment_path,
     shift_day,
     split_by_day,
-    torn_tail,
 )
 
 LOCK_NAME = "tape.lock"
@@ -57,14 +56,6 @@ _fdatasync = getattr(os, "fdatasync", os.fsync)
 # --- small file helpers -----------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_dir(path: Path, durable: bool) -> None:
     """mkdir -p, fsyncing the parent of every directory it creates."""
     if path.is_dir():
@@ -75,7 +66,7 @@ def _make_dir(path: Path, durable: bool) -> None:
     except FileExistsError:
         return
     if durable:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -84,18 +75,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = memoryview(data)[written:]
         while view:
             view = view[os.write(fd, view) :]
-
-
-def whole_lines_end(fd: int, size: int) -> int:
-    """Offset just after the last `\\n` in the first `size` bytes of `fd` (0 if none)."""
-    pos = size
-    while pos > 0:
-        start = max(0, pos - _CHUNK)
-        keep = torn_tail(os.pread(fd, pos - start, start))
-        if keep:
-            return start + keep
-        pos = start
-    return 0
 
 
 def lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
@@ -179,17 +158,8 @@ class TapeWriter:
         self._unsynced: set[tuple[str, str]] = set()  # written, not yet fdatasynced
         self._unsynced_dirs: set[Path] = set()
         _make_dir(self.data_dir / TAPE_DIR, fsync)
-        self._lock_fd = self._lock()
-
-    def _lock(self) -> int:
-        fd = os.open(self.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            message = f"another process is writing the tape in {self.data_dir}"
-            raise IntegrityError(message) from None
-        return fd
+        refusal = f"another process is writing the tape in {self.data_dir}"
+        self._lock_fd = hold_lock(self.data_dir / LOCK_NAME, f"pid {os.getpid()}", refusal)
 
     @property
     def pending(self) -> int:
@@ -350,7 +320,7 @@ class TapeWriter:
         for segment in segments:
             _fdatasync(segment.fd)
         for folder in {segment.path.parent for segment in segments if segment.new_file}:
-            _fsync_dir(folder)
+            fsync_dir(folder)
 
     def _roll_back(self, segments: list[_Segment]) -> None:
         for segment in segments:
@@ -386,7 +356,7 @@ class TapeWriter:
     def _repair(self, fd: int, path: Path, coin: str) -> int:
         """Cut a torn tail, check the header and last line; return the whole-line length."""
         size = os.fstat(fd).st_size
-        keep = whole_lines_end(fd, size)
+        keep = last_line_end(fd, size)
         if keep < size:
             os.ftruncate(fd, keep)
             if self.fsync:
@@ -415,7 +385,7 @@ def sync_taken(fds: list[int], dirs: list[Path]) -> None:
         for fd in fds:
             _fdatasync(fd)
         for folder in dirs:
-            _fsync_dir(folder)
+            fsync_dir(folder)
     finally:
         for fd in fds:
             os.close(fd)

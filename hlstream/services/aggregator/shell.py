@@ -29,10 +29,10 @@ from typing import Any
 
 import zmq
 
-from hlstream.common.atomic_io import write_atomic
 from hlstream.common.bus_io import Publisher, curve_keys, secure_client, subscribe_socket
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings
+from hlstream.common.durable import write_atomic
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog

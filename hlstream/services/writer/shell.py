@@ -9,7 +9,6 @@ replaced atomically with the last row per file and the counters.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import random
@@ -26,6 +25,7 @@ from hlstream.common.backoff import WeightBudget
 from hlstream.common.bus_io import curve_keys, new_session_id, secure_server
 from hlstream.common.clock import now_ms as wall_now_ms
 from hlstream.common.config import Settings
+from hlstream.common.durable import hold_lock
 from hlstream.common.errors import IntegrityError, ProtocolError, TransientError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.lifecycle_io import StopFlag
@@ -112,11 +112,7 @@ class Writer:
     def acquire_lock(self) -> None:
         """Refuse to run twice on one run dir (two ROUTERs would steal each other's bars)."""
         path = self.settings.run_dir / LOCK_FILE
-        self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IntegrityError(f"another writer holds {path}") from None
+        self._lock_fd = hold_lock(path, f"pid {os.getpid()}", f"another writer holds {path}")
         self._data_lock_fd = hold_dir_lock(self.settings.data_dir, self.settings.run_dir)
 
     def open_files(self) -> None:
