@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     ]
     total = sum(len(trades) for batch in batches for _, trades in batch)
     commit_ms: list[float] = []
-    writer = TapeWriter(root, EventLog("bench"), commit_ms=args.commit_ms, fsync=args.fsync)
+    writer = TapeWriter(root, EventLog("bench"), fsync=args.fsync)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for batch in batches:
         started = time.perf_counter()

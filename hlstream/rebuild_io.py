@@ -47,9 +47,9 @@ from hlstream.common.tape.readers_io import (
     last_trade_before,
     newest_ts_ms,
     read_span,
+    segment_days,
     tape_coins,
 )
-from hlstream.common.tape.writer_io import segment_days
 from hlstream.common.timebucket import parse_interval
 from hlstream.rebuild import (
     Change,

@@ -1,4 +1,4 @@
-"""Tape record format and pure helpers: round trips, quoting, torn tails, day routing."""
+"""Tape record format and pure helpers: round trips, quoting, day routing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from hlstream.common.tape.format import (
     COLUMNS,
     HEADER,
     TapePosition,
-    dedupe_keys_from_tail,
     format_record,
     parse_record,
     record_day,
@@ -197,12 +196,6 @@ def test_segment_path_uses_the_csv_coin_encoding():
 def test_segment_path_refuses_a_bad_day(day):
     with pytest.raises(ValueError):
         segment_path("/data", "BTC", day)
-
-
-def test_dedupe_keys_come_from_trades_only():
-    records: list[Trade | Gap] = [trade("ETH", 5, 1), Gap("ETH", 1, 9, "r"), trade("ETH", 6, 2)]
-
-    assert dedupe_keys_from_tail(records) == {("ETH", 5, 1), ("ETH", 6, 2)}
 
 
 def test_positions_order_by_coin_then_day_then_offset():

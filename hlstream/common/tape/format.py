@@ -1,42 +1,21 @@
-"""The trade tape's record format and pure logic: one CSV line per admitted trade or gap.
+"""The trade tape's record format, days and paths: one CSV line per admitted trade or gap. Pure.
 
-The tape is the pipeline's own record (DESIGN "Trade tape and checkpoints"). It is split
-into one *segment* per coin per UTC day, `{data_dir}/tape/{encode_coin(coin)}/{YYYY-MM-DD}.csv`
-(`encode_coin` is the same lowercase percent-encoding the bar CSVs use: `PURR/USDC` ->
-`purr%2fusdc`). Because that encoding folds case, the exact coin is kept in every row.
-
-Segment format (RFC 4180 CSV, UTF-8, `\\n` line ends, header first):
+One *segment* per coin per UTC day, `{data_dir}/tape/{encode_coin(coin)}/{YYYY-MM-DD}.csv`;
+the columns, the quoting and how to read a segment with pandas or polars are in docs/data.md:
 
     kind,coin,ts_ms,tid,side,price,size,hash,to_ms,reason
     T,BTC,1700000000000,123456,buy,63471.0,0.00155,0xab12...,,
     G,BTC,1700000000500,,,,,,1700000003000,reconnect
 
-- `kind` `T` is a trade: `side` is `buy` (the taker bought, venue `B`) or `sell` (venue `A`),
-  the same words as the bus; `price` and `size` are the exchange's decimal strings verbatim;
-  `to_ms` and `reason` are empty.
-- `kind` `G` is a gap marker: trades of `coin` in `[ts_ms, to_ms]` (inclusive, like `Gap`)
-  may be missing; `reason` is free text; the trade columns are empty.
-- A field holding `,` or `"` is quoted and its quotes doubled; CR/LF never occur inside a
-  record, so one record is always exactly one line. CR/LF in a gap `reason` become spaces
-  (the one normalisation); in any other field they are refused.
-- The header is the schema version: a segment with any other first line is refused.
-
-Read a segment with pandas without losing a digit (only empty cells become NaN):
-
-    pd.read_csv(path, dtype={"coin": str, "price": str, "size": str, "hash": str,
-                "reason": str, "tid": "Int64", "to_ms": "Int64"},
-                keep_default_na=False, na_values=[""])
-
-or polars: `pl.read_csv(path, schema_overrides={"price": pl.Utf8, "size": pl.Utf8,
-"hash": pl.Utf8, "tid": pl.Int64, "to_ms": pl.Int64})` (both checked with pandas 3.1, polars 2.1).
-
 Invariants kept here:
-- `parse_record(format_record(r)) == r` for every record (bar CR/LF in a gap reason), and
-  `format_record` refuses whatever `parse_record` would refuse, so a committed line always
-  reads back.
+- `parse_record(format_record(r)) == r` for every record (bar CR/LF in a gap reason, which
+  become spaces), and `format_record` refuses whatever `parse_record` would refuse, so a
+  committed line always reads back. One record is always exactly one line.
+- The header is the schema version: a segment with any other first line is refused.
 - Every record lies in the segment of its own UTC day: a trade at 23:59:59.999 belongs to that
   day even when it is committed after midnight, and `split_by_day` cuts a gap that spans
-  midnight into one piece per day, so a segment never holds a time outside its day.
+  midnight into one piece per day.
+- The encoding of the coin folds case, so every row keeps the exact coin.
 """
 
 from __future__ import annotations
@@ -45,7 +24,6 @@ import csv
 import re
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,7 +33,6 @@ from hlstream.common.filenames import encode_coin
 from hlstream.common.messages import Gap, Trade, has_plain_decimals
 
 Record = Trade | Gap
-TradeKey = tuple[str, int, int]
 
 COLUMNS = ("kind", "coin", "ts_ms", "tid", "side", "price", "size", "hash", "to_ms", "reason")
 HEADER = ",".join(COLUMNS) + "\n"
@@ -64,12 +41,11 @@ TAPE_DIR = "tape"
 SEGMENT_SUFFIX = ".csv"
 DAY_MS = 86_400_000
 
-_EPOCH = date(1970, 1, 1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _INT_RE = re.compile(r"-?[0-9]{1,19}\Z")
 _INT_LIMIT = 10**19
-_FIELD_COUNT = len(COLUMNS)
-_SIDES = ("buy", "sell")
+_COMMAS = len(COLUMNS) - 1
 
 
 class TapePosition(NamedTuple):
@@ -80,37 +56,26 @@ class TapePosition(NamedTuple):
     offset: int
 
 
-# --- days and paths ---------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4096)
-def _day_name(day_index: int) -> str:
-    return (_EPOCH + timedelta(days=day_index)).isoformat()
-
-
 def segment_day(ts_ms: int) -> str:
     """The UTC day `YYYY-MM-DD` that contains `ts_ms` (integer math, no float)."""
-    return _day_name(ts_ms // DAY_MS)
+    return date.fromordinal(_EPOCH_ORDINAL + ts_ms // DAY_MS).isoformat()
 
 
-@lru_cache(maxsize=64)
+def check_day(day: str) -> date:
+    """`day` as a date; ValueError unless it is a real `YYYY-MM-DD` (it becomes a filename)."""
+    if not _DAY_RE.match(day):
+        raise ValueError(f"tape day {day!r} is not YYYY-MM-DD")
+    return date.fromisoformat(day)
+
+
 def day_start_ms(day: str) -> int:
     """Epoch ms of 00:00 UTC on `day`."""
-    check_day(day)
-    return (date.fromisoformat(day) - _EPOCH).days * DAY_MS
+    return (check_day(day).toordinal() - _EPOCH_ORDINAL) * DAY_MS
 
 
 def shift_day(day: str, days: int) -> str:
     """`day` moved by `days` (negative = earlier)."""
-    check_day(day)
-    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
-
-
-def check_day(day: str) -> None:
-    """Raise ValueError unless `day` is a real `YYYY-MM-DD` date (it becomes a filename)."""
-    if not _DAY_RE.match(day):
-        raise ValueError(f"tape day {day!r} is not YYYY-MM-DD")
-    date.fromisoformat(day)
+    return (check_day(day) + timedelta(days=days)).isoformat()
 
 
 def is_segment_name(name: str) -> bool:
@@ -140,16 +105,13 @@ def split_by_day(record: Record) -> list[Record]:
         return [record]
     pieces: list[Record] = []
     start = record.from_ms
-    while True:
-        day_end = start - start % DAY_MS + DAY_MS - 1
-        if record.to_ms <= day_end:
-            pieces.append(Gap(record.coin, start, record.to_ms, record.reason))
-            return pieces
+    while (day_end := start - start % DAY_MS + DAY_MS - 1) < record.to_ms:
         pieces.append(Gap(record.coin, start, day_end, record.reason))
         start = day_end + 1
+    return [*pieces, Gap(record.coin, start, record.to_ms, record.reason)]
 
 
-# --- formatting -------------------------------------------------------------------------
+# --- formatting: a plain path per record and a fast one per batch --------------------------
 
 
 def _quote(field: str) -> str:
@@ -160,50 +122,42 @@ def _quote(field: str) -> str:
     return field
 
 
-def _is_plain(line: str) -> bool:
-    """True when a line built by plain joining has exactly its 10 fields and one newline."""
-    return (
-        line.count(",") == _FIELD_COUNT - 1
-        and '"' not in line
-        and line.find("\n") == len(line) - 1
-        and "\r" not in line
-    )
-
-
-def _check_int(value: int, name: str) -> None:
+def _check_int(value: int, name: str) -> str:
     if not -_INT_LIMIT < value < _INT_LIMIT:
         raise ProtocolError(f"tape field {name}={value} is out of range")
+    return str(value)
 
 
-def _format_trade(trade: Trade) -> str:
-    # Refuse here whatever parse_record would refuse, so a committed line always reads back.
-    _positive_decimal(trade.price, "price")
-    _positive_decimal(trade.size, "size")
-    _check_int(trade.ts_ms, "ts_ms")
-    _check_int(trade.tid, "tid")
-    side = trade.side
-    line = (
-        f"T,{trade.coin},{trade.ts_ms},{trade.tid},{side},"
-        f"{trade.price},{trade.size},{trade.hash},,\n"
+def _positive_decimal(text: str, name: str) -> str:
+    if not is_positive_decimal(text):
+        raise ProtocolError(f"tape field {name}={text[:40]!r} is not a positive decimal")
+    return text
+
+
+def format_record(record: Record) -> str:
+    """One tape line, ending in `\\n`; ProtocolError for anything parse_record would refuse."""
+    if isinstance(record, Gap):
+        reason = record.reason.replace("\r", " ").replace("\n", " ")
+        start, end = _check_int(record.from_ms, "from_ms"), _check_int(record.to_ms, "to_ms")
+        return f"G,{_quote(record.coin)},{start},,,,,,{end},{_quote(reason)}\n"
+    fields = (
+        record.coin,
+        _check_int(record.ts_ms, "ts_ms"),
+        _check_int(record.tid, "tid"),
+        record.side,
+        _positive_decimal(record.price, "price"),
+        _positive_decimal(record.size, "size"),
+        record.hash,
     )
-    if _is_plain(line):
-        return line
-    fields = (trade.coin, str(trade.ts_ms), str(trade.tid), side, trade.price, trade.size)
-    quoted = ",".join(_quote(field) for field in (*fields, trade.hash))
-    return f"T,{quoted},,\n"
+    return "T," + ",".join(_quote(field) for field in fields) + ",,\n"
 
 
-def _format_gap(gap: Gap) -> str:
-    _check_int(gap.from_ms, "from_ms")
-    _check_int(gap.to_ms, "to_ms")
-    reason = gap.reason.replace("\r", " ").replace("\n", " ")
-    return f"G,{_quote(gap.coin)},{gap.from_ms},,,,,,{gap.to_ms},{_quote(reason)}\n"
-
-
+# Fast path of `format_record` for one coin's trades (one call per coin per frame): joined
+# without per-field checks, then the whole text checked at once. tests/property/
+# test_tape_props.py `test_format_trades_equals_format_record_of_each` holds the two equal.
 def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
-    """The tape lines of `trades`, joined, if every one is of `coin` on `day` (else None):
-    what `format_record` gives line by line, built in one pass for the plain case (the hot
-    path: one call per coin per frame). ProtocolError as `format_record` raises it."""
+    """`format_record` of each of `trades`, joined, if every one is of `coin` on `day` (else
+    None); ProtocolError as `format_record` raises it."""
     start_ms = day_start_ms(day)
     end_ms = start_ms + DAY_MS
     lines = []
@@ -220,7 +174,7 @@ def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
     if (
         tids_fit
         and has_plain_decimals(trades)
-        and text.count(",") == (_FIELD_COUNT - 1) * count
+        and text.count(",") == _COMMAS * count
         and text.count("\n") == count
         and '"' not in text
         and "\r" not in text
@@ -229,19 +183,11 @@ def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
     return "".join([format_record(t) for t in trades])  # quotes, or raises ProtocolError
 
 
-def format_record(record: Record) -> str:
-    """One tape line, ending in `\\n`; ProtocolError for anything parse_record would refuse."""
-    if isinstance(record, Trade):
-        return _format_trade(record)
-    return _format_gap(record)
-
-
-# --- parsing ----------------------------------------------------------------------------
+# --- parsing ------------------------------------------------------------------------------
 
 
 def _split(line: str) -> list[str]:
-    if line.endswith("\n"):
-        line = line[:-1]
+    line = line.removesuffix("\n")
     if "\n" in line or "\r" in line:
         raise ProtocolError("tape record spans more than one line")
     if '"' not in line:
@@ -258,15 +204,21 @@ def _int(text: str, name: str) -> int:
     return int(text)
 
 
-def _positive_decimal(text: str, name: str) -> str:
-    if not is_positive_decimal(text):
-        raise ProtocolError(f"tape field {name}={text[:40]!r} is not a positive decimal")
-    return text
-
-
-def _parse_trade(fields: list[str]) -> Trade:
-    _, coin, ts_ms, tid, side, price, size, hash_, to_ms, reason = fields
-    if side not in _SIDES:
+def parse_record(line: str) -> Record:
+    """Inverse of `format_record` (trailing `\\n` optional); ProtocolError if malformed."""
+    fields = _split(line)
+    if len(fields) != len(COLUMNS):
+        raise ProtocolError(f"tape record has {len(fields)} fields, not {len(COLUMNS)}")
+    kind, coin, ts_ms, tid, side, price, size, hash_, to_ms, reason = fields
+    if not coin:
+        raise ProtocolError("tape record has no coin")
+    if kind == "G":
+        if tid or side or price or size or hash_:
+            raise ProtocolError("tape gap has trade fields set")
+        return Gap(coin, _int(ts_ms, "ts_ms"), _int(to_ms, "to_ms"), reason)
+    if kind != "T":
+        raise ProtocolError(f"tape record kind {kind[:10]!r} is not T or G")
+    if side not in ("buy", "sell"):
         raise ProtocolError(f"tape trade side {side[:40]!r} is not buy or sell")
     if to_ms or reason:
         raise ProtocolError("tape trade has gap fields set")
@@ -279,41 +231,6 @@ def _parse_trade(fields: list[str]) -> Trade:
         tid=_int(tid, "tid"),
         hash=hash_,
     )
-
-
-def _parse_gap(fields: list[str]) -> Gap:
-    _, coin, ts_ms, tid, side, price, size, hash_, to_ms, reason = fields
-    if tid or side or price or size or hash_:
-        raise ProtocolError("tape gap has trade fields set")
-    return Gap(coin, _int(ts_ms, "ts_ms"), _int(to_ms, "to_ms"), reason)
-
-
-def parse_record(line: str) -> Record:
-    """Inverse of `format_record` (trailing `\\n` optional); ProtocolError if malformed."""
-    fields = _split(line)
-    if len(fields) != _FIELD_COUNT:
-        raise ProtocolError(f"tape record has {len(fields)} fields, not {_FIELD_COUNT}")
-    if not fields[1]:
-        raise ProtocolError("tape record has no coin")
-    kind = fields[0]
-    if kind == "T":
-        return _parse_trade(fields)
-    if kind == "G":
-        return _parse_gap(fields)
-    raise ProtocolError(f"tape record kind {kind[:10]!r} is not T or G")
-
-
-# --- recovery helpers -------------------------------------------------------------------
-
-
-def trade_key(trade: Trade) -> TradeKey:
-    """A trade's identity: (coin, ts_ms, tid)."""
-    return trade.coin, trade.ts_ms, trade.tid
-
-
-def dedupe_keys_from_tail(records: Iterable[Record]) -> set[TradeKey]:
-    """The identities of the trades among `records` (gap markers carry none)."""
-    return {trade_key(r) for r in records if isinstance(r, Trade)}
 
 
 def coverage_start(first_records: Iterable[Record]) -> int | None:

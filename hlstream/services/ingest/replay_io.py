@@ -33,8 +33,7 @@ from hlstream.common.replay import (
     trades_frame,
 )
 from hlstream.common.tape.format import segment_day
-from hlstream.common.tape.readers_io import read_span
-from hlstream.common.tape.writer_io import segment_days
+from hlstream.common.tape.readers_io import read_span, segment_days
 
 MAX_TRADES = 5_000_000
 POLL_MS = 200
