@@ -80,7 +80,7 @@ def test_parses_recorded_trades_fixture() -> None:
 def test_side_b_is_buy_and_a_is_sell() -> None:
     frame = parse_frame(trades_frame(raw_trade(side="B"), raw_trade(side="A", tid=2)))
 
-    assert [trade.is_buy for trade in frame.trades] == [True, False]
+    assert [trade.side == "buy" for trade in frame.trades] == [True, False]
 
 
 def test_time_in_seconds_becomes_milliseconds() -> None:
