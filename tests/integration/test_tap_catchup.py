@@ -1,5 +1,5 @@
 """A late-joining tap catches up from ingest's trade tape, then goes on live: across the seam
-no trade is missing and none is repeated (common/replay.py, hlstream/tap.py CatchUpTap,
+no trade is missing and none is repeated (services/ingest/replay.py, hlstream/tap.py CatchUpTap,
 `hlstream tap trades --since`)."""
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from typing import Any
 import msgpack
 import pytest
 
-from hlstream.common import replay
 from hlstream.common.book import Bbo, Book, BookLevel, Fill, Fills
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import (
@@ -28,9 +27,10 @@ from hlstream.common.messages import (
     TradeBatch,
     encode_message,
 )
-from hlstream.common.replay import Frame
 from hlstream.common.status import FeedStatus, FileStatus, StageStatus
 from hlstream.common.status_io import read_status, status_path, write_status
+from hlstream.services.ingest import replay
+from hlstream.services.ingest.replay import Frame
 from tests.support.wire import decode_message
 
 T = Trade("BTC", "buy", "63471.0", "0.00155", 1_700_000_000_123, 2**50 + 7, "0xabc")

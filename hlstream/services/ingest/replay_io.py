@@ -1,4 +1,4 @@
-"""Ingest's tape replay server for late-joining taps (protocol: common/replay.py).
+"""Ingest's tape replay server for late-joining taps (protocol: replay.py).
 
 A thread of its own with its own ROUTER socket, so a tap asking for an hour of BTC never
 delays the trades ingest reads and publishes. It reads the tape files directly, each day of
@@ -21,7 +21,9 @@ from hlstream.common.clock import now_ms
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.replay import (
+from hlstream.common.tape.format import segment_day
+from hlstream.common.tape.readers_io import read_span, segment_days
+from hlstream.services.ingest.replay import (
     CHUNK_TRADES,
     Frame,
     ReplayRequest,
@@ -32,8 +34,6 @@ from hlstream.common.replay import (
     parse_request,
     trades_frame,
 )
-from hlstream.common.tape.format import segment_day
-from hlstream.common.tape.readers_io import read_span, segment_days
 
 MAX_TRADES = 5_000_000
 POLL_MS = 200
