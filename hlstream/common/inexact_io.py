@@ -12,9 +12,8 @@
                         over it became known (the venue's replay on reconnect fell short)
 
 The writer appends (and fsyncs) an entry before the row itself, so a crash can leave an entry
-for a row never written, never a row without its entry. `hlstream verify` lists the entries
-and fails; `hlstream status` counts them; `hlstream rebuild` drops the entries of rows it
-rewrote exactly from the tape. A file with no inexact rows has no journal.
+for a row never written, never a row without its entry. A file with no inexact rows has no
+journal.
 """
 
 from __future__ import annotations

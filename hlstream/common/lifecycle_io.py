@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -113,11 +114,8 @@ def guard_supervised_stage() -> None:
 
 
 def ignore_stop_signals() -> None:
-    """On the way out: later SIGINT/SIGTERM are ignored, so they cannot change the exit code.
-
-    Python puts a handler it installed back to SIG_DFL while it finalizes, so a second
-    Ctrl-C landing then would kill the process by signal; SIG_IGN is left alone.
-    """
+    """On the way out: later SIGINT/SIGTERM are ignored, so they cannot change the exit code
+    (Python resets its own handlers to SIG_DFL while it finalizes; SIG_IGN is left alone)."""
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
@@ -171,23 +169,16 @@ def call_until_stopped(stop: StopFlag, call: Callable[[], _T]) -> _T:
     This is how a signal aborts a slow request without raising from inside a handler: the
     handler only sets the flag, and the abandoned daemon thread dies with the process.
     """
-    box: list[tuple[bool, object]] = []
-    done = threading.Event()
+    future: Future[_T] = Future()
 
     def worker() -> None:
         try:
-            box.append((True, call()))
-        except BaseException as exc:  # handed back to the caller's thread below
-            box.append((False, exc))
-        finally:
-            done.set()
+            future.set_result(call())
+        except BaseException as exc:  # handed back to the caller's thread by `result()`
+            future.set_exception(exc)
 
     threading.Thread(target=worker, name="blocking-call", daemon=True).start()
-    while not done.wait(STOP_POLL_S):
+    while not wait([future], STOP_POLL_S).done:
         if stop.is_set():
             raise StopRequestedError()
-    ok, value = box[0]
-    if not ok:
-        assert isinstance(value, BaseException)
-        raise value
-    return value  # type: ignore[return-value]
+    return future.result()

@@ -129,14 +129,7 @@ def _default(field: msgspec.structs.FieldInfo) -> Any:
     return msgspec.field(**{"default": field.default, "default_factory": field.default_factory})
 
 
-_SHAPES: dict[type, _Shape] = {}
-
-
-def _shape(message: type[Wired]) -> _Shape:
-    shape = _SHAPES.get(message)
-    if shape is None:
-        shape = _SHAPES[message] = _Shape(message)
-    return shape
+_shape = functools.cache(_Shape)  # one per message type: its payload types are built once
 
 
 _PACK = msgspec.msgpack.Encoder()

@@ -111,9 +111,6 @@ def split_by_day(record: Record) -> list[Record]:
     return [*pieces, Gap(record.coin, start, record.to_ms, record.reason)]
 
 
-# --- formatting: a plain path per record and a fast one per batch --------------------------
-
-
 def _quote(field: str) -> str:
     if "\n" in field or "\r" in field:
         raise ProtocolError(f"tape field {field[:40]!r} holds a line break")
@@ -183,9 +180,6 @@ def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
     return "".join([format_record(t) for t in trades])  # quotes, or raises ProtocolError
 
 
-# --- parsing ------------------------------------------------------------------------------
-
-
 def _split(line: str) -> list[str]:
     line = line.removesuffix("\n")
     if "\n" in line or "\r" in line:
@@ -234,13 +228,9 @@ def parse_record(line: str) -> Record:
 
 
 def coverage_start(first_records: Iterable[Record]) -> int | None:
-    """The first exchange time from which a tape holds every trade of its coin, given its
-    first records (at least its first batch: the venue's subscribe replay); None if none.
-
-    Coverage begins strictly after the oldest replayed time: the venue stamps every trade of
-    a block with one time, and a replay of its last N trades may begin inside a block, so
-    trades of that millisecond may be missing. Later records are all newer than the replay's
-    oldest, so reading more than the first batch changes nothing.
-    """
+    """The first exchange time from which a tape holds every trade of its coin, given at least
+    its first batch (the venue's subscribe replay); None if none. Strictly after the oldest
+    replayed time: the venue stamps a block's trades with one time and a replay of its last N
+    trades may begin inside a block. Later records are all newer than the replay's oldest."""
     times = [r.ts_ms if isinstance(r, Trade) else r.from_ms for r in first_records]
     return min(times) + 1 if times else None

@@ -41,9 +41,6 @@ LATE_SCAN_LINES = 256
 LATE_SCAN_MS = 60_000
 
 
-# --- segments and lines -------------------------------------------------------------------
-
-
 def segment_days(data_dir: Path | str, coin: str) -> list[str]:
     """Days that have a segment for `coin`, oldest first."""
     try:
@@ -88,13 +85,8 @@ def decode_line(raw: bytes, path: Path, offset: int, coin: str) -> Record:
 
 def _report_torn(log: EventLog | None, path: Path, nbytes: int) -> None:
     if log is not None:
-        log.warning_limited(
-            f"tape_torn:{path}",
-            TORN_LOG_EVERY_S,
-            "tape_torn_line_ignored",
-            path=str(path),
-            bytes=nbytes,
-        )
+        key, event = f"tape_torn:{path}", "tape_torn_line_ignored"
+        log.warning_limited(key, TORN_LOG_EVERY_S, event, path=str(path), bytes=nbytes)
 
 
 def _seek_start(handle: BinaryIO, path: Path, start: int, log: EventLog | None) -> int | None:
@@ -130,9 +122,6 @@ def _read_segment(
             record = decode_line(raw, path, offset, coin)
             offset += len(raw)
             yield record, offset
-
-
-# --- forward reads ------------------------------------------------------------------------
 
 
 def _overlaps(record: Record, from_ms: int, to_ms: int | None) -> bool:
@@ -171,11 +160,9 @@ def read_since(
 ) -> Iterator[tuple[Record, TapePosition]]:
     """Every record of `coin` appended after `positions`, each with the position after it.
 
-    Each segment named in `positions` is read from its (latest) offset; every later-day
-    segment, and any earlier-day segment not named but newer than the oldest one named, is
-    read from its start. With no positions, the whole tape of `coin` is read. Records for a
-    day that reach its segment after midnight (late trades) are found as long as that day's
-    position is among `positions`: checkpoint the positions of yesterday and today.
+    A segment named is read from its latest offset; any other segment from its start, if
+    newer than the oldest named (all of them when none is). Late trades of a day are found
+    while its position is among `positions`: checkpoint the positions of yesterday and today.
     """
     offsets: dict[str, int] = {}
     for position in positions:
@@ -232,9 +219,6 @@ def coverage_start_ms(data_dir: Path | str, coin: str) -> int | None:
     return coverage_start(first)
 
 
-# --- tail scans ---------------------------------------------------------------------------
-
-
 def _trades_backward(
     data_dir: Path | str, coin: str, days: list[str]
 ) -> Iterator[tuple[str, Trade]]:
@@ -265,11 +249,8 @@ def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
 
 
 def newest_ts_ms(data_dir: Path | str, coin: str) -> int | None:
-    """Exchange time of the newest trade of `coin` among its last `NEWEST_WINDOW_TRADES`.
-
-    Trades are appended in admission order and a late one is older, never newer, than
-    those before it, so the newest lies near the end of the newest segment.
-    """
+    """Exchange time of the newest trade of `coin` among its last `NEWEST_WINDOW_TRADES`: a
+    late trade is older, never newer, than those before it, so the newest lies near the end."""
     trades = tail_trades(data_dir, coin, NEWEST_WINDOW_TRADES)
     return max((trade.ts_ms for trade in trades), default=None)
 

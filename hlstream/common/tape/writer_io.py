@@ -46,7 +46,7 @@ SegmentKey = tuple[str, str]  # (coin, day)
 
 
 class Taped(NamedTuple):
-    """Trades of one day's segment and the bytes [start, end) they will occupy once committed."""
+    """Trades of one day's segment and the bytes [start, end) they occupy once committed."""
 
     day: str
     trades: Sequence[Trade]
@@ -89,10 +89,7 @@ class _Segment:
 
 class TapeWriter:
     """Appends records to their day's segment; `commit()` makes everything appended durable.
-
-    Not thread-safe: the ingest shell owns it, appends from its loop and publishes a batch
-    only after the commit that holds it has returned.
-    """
+    Not thread-safe: ingest publishes a batch only after the commit that holds it returned."""
 
     def __init__(self, data_dir: Path | str, log: EventLog, *, fsync: bool = True) -> None:
         self.data_dir = Path(data_dir)
@@ -108,13 +105,9 @@ class TapeWriter:
         self._lock_fd = hold_lock(self.data_dir / LOCK_NAME, f"pid {os.getpid()}", refusal)
 
     def append(self, records: Iterable[Record]) -> dict[SegmentKey, tuple[int, int]]:
-        """Buffer records in their day's segment for the next commit; all or none of them.
-
-        Returns, per segment touched, the byte span `(start, end)` these records will occupy
-        once committed (the segment is opened, and so repaired, now). Ingest puts the span on
-        the bus so the aggregator can tell what it has already applied. ProtocolError (nothing
-        buffered) if any record cannot be written as one valid line.
-        """
+        """Buffer records in their day's segment for the next commit, all or none (ProtocolError
+        if one cannot be a valid line); per segment, the bytes they will occupy once committed
+        (the bus carries them, so the aggregator can tell what it has already applied)."""
         by_key: dict[SegmentKey, list[str]] = {}
         for record in records:
             for piece in split_by_day(record):
@@ -151,12 +144,8 @@ class TapeWriter:
 
     def commit(self, sync: bool = True) -> list[TapePosition]:
         """Write every buffered line (one write per segment) and, with `sync`, fdatasync them;
-        return the new end of each segment written, sorted.
-
-        Without `sync` the lines are in the page cache when this returns: every process sees
-        them and they survive the writer's crash, but not the machine's; `take_unsynced()`
-        hands the segments to a thread that syncs them off the hot path.
-        """
+        return the new end of each segment written, sorted. Without `sync` the lines survive
+        the writer's crash but not the machine's until `take_unsynced()`'s are synced."""
         if not self._buffers:
             return []
         batch = [(self._segment(key), chunks) for key, chunks in self._buffers.items()]
@@ -298,11 +287,8 @@ def sync_taken(fds: list[int], dirs: list[Path]) -> None:
 
 
 def prune(data_dir: Path | str, keep_days: int, today: str) -> list[Path]:
-    """Delete segments of every coin older than the last `keep_days` days (today included).
-
-    `keep_days` must be at least 2: yesterday's segment still takes late trades after
-    midnight, and today's is never touched. Returns the deleted paths.
-    """
+    """Delete (and return) segments older than the last `keep_days` days, today included; at
+    least 2, since yesterday's segment still takes late trades after midnight."""
     if keep_days < 2:
         raise ConfigError(f"tape keep_days={keep_days} must be at least 2")
     oldest_kept = shift_day(today, 1 - keep_days)
