@@ -35,27 +35,21 @@ class RestStatus(msgspec.Struct, frozen=True, gc=False):
 class RestTracker:
     """Records each REST request's outcome; `status()` is what the heartbeat carries."""
 
-    failing_since_ms: int | None = None
-    failures: int = 0
-    last_error: str = ""
-    last_ok_ms: int | None = None
+    _status: RestStatus = RestStatus()
 
     def failed(self, now_ms: int, error: str) -> None:
         """One request failed (each attempt counts, retries included)."""
-        if self.failing_since_ms is None:
-            self.failing_since_ms = now_ms
-        self.failures += 1
-        self.last_error = error
+        since, failures, _, last_ok_ms = msgspec.structs.astuple(self._status)
+        self._status = RestStatus(
+            now_ms if since is None else since, failures + 1, error, last_ok_ms
+        )
 
     def succeeded(self, now_ms: int) -> None:
         """One request succeeded: the run of failures, if any, is over."""
-        self.failing_since_ms = None
-        self.failures = 0
-        self.last_error = ""
-        self.last_ok_ms = now_ms
+        self._status = RestStatus(last_ok_ms=now_ms)
 
     def status(self) -> RestStatus:
-        return RestStatus(self.failing_since_ms, self.failures, self.last_error, self.last_ok_ms)
+        return self._status
 
 
 class FeedStatus(msgspec.Struct, frozen=True, gc=False):
