@@ -69,8 +69,8 @@ def check_day(day: str) -> date:
 
 
 def day_start_ms(day: str) -> int:
-    """Epoch ms of 00:00 UTC on `day`."""
-    return (check_day(day).toordinal() - _EPOCH_ORDINAL) * DAY_MS
+    """Epoch ms of 00:00 UTC on `day` (a `YYYY-MM-DD`, as `segment_day` names them)."""
+    return (date.fromisoformat(day).toordinal() - _EPOCH_ORDINAL) * DAY_MS
 
 
 def shift_day(day: str, days: int) -> str:

@@ -17,13 +17,13 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from hlstream.common.durable import fsync_dir, hold_lock, last_line_end
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
 from hlstream.common.tape.format import (
+    DAY_MS,
     HEADER_BYTES,
     SEGMENT_SUFFIX,
     TAPE_DIR,
@@ -45,13 +45,9 @@ _fdatasync = getattr(os, "fdatasync", os.fsync)
 SegmentKey = tuple[str, str]  # (coin, day)
 
 
-class Taped(NamedTuple):
-    """Trades of one day's segment and the bytes [start, end) they occupy once committed."""
-
-    day: str
-    trades: Sequence[Trade]
-    start: int
-    end: int
+# (day, its trades, start, end): the bytes [start, end) of the day's segment they occupy
+# once committed; a plain tuple, built once per coin per frame.
+Taped = tuple[str, Sequence[Trade], int, int]
 
 
 def _make_dir(path: Path, durable: bool) -> None:
@@ -100,6 +96,7 @@ class TapeWriter:
         self._open: dict[SegmentKey, _Segment] = {}
         self._unsynced: set[SegmentKey] = set()  # written, not yet fdatasynced
         self._unsynced_dirs: set[Path] = set()
+        self._day = (-1, "")  # (ts_ms // DAY_MS, its segment day) of the last batch
         _make_dir(self.data_dir / TAPE_DIR, fsync)
         refusal = f"another process is writing the tape in {self.data_dir}"
         self._lock_fd = hold_lock(self.data_dir / LOCK_NAME, f"pid {os.getpid()}", refusal)
@@ -118,10 +115,13 @@ class TapeWriter:
         """`append` for one coin's trades (the hot path), per day's segment they fill, in day
         order; nearly always one. All or nothing: ProtocolError (nothing buffered) if a trade
         is not `coin`'s or cannot be written as one valid line."""
-        day = segment_day(trades[0].ts_ms)
+        day_index = trades[0].ts_ms // DAY_MS
+        if day_index != self._day[0]:  # the day's name, worked out once a day
+            self._day = (day_index, segment_day(trades[0].ts_ms))
+        day = self._day[1]
         text = format_trades(trades, coin, day)
         if text is not None:
-            return [Taped(day, trades, *self._buffer((coin, day), text))]
+            return [(day, trades, *self._buffer((coin, day), text))]
         if any(trade.coin != coin for trade in trades):
             raise ProtocolError(f"trades of another coin in a {coin} batch")
         by_day: dict[str, list[Trade]] = {}
@@ -129,7 +129,7 @@ class TapeWriter:
             by_day.setdefault(segment_day(trade.ts_ms), []).append(trade)
         texts = {day: format_trades(group, coin, day) for day, group in sorted(by_day.items())}
         return [
-            Taped(day, by_day[day], *self._buffer((coin, day), text or ""))
+            (day, by_day[day], *self._buffer((coin, day), text or ""))
             for day, text in texts.items()
         ]
 
@@ -138,8 +138,13 @@ class TapeWriter:
         committed = self._segment(key).size
         start = committed + (0 if committed else len(HEADER_BYTES))
         start += self._buffered_bytes.get(key, 0)
-        self._buffers.setdefault(key, []).append(text)
-        self._buffered_bytes[key] = self._buffered_bytes.get(key, 0) + size
+        chunks = self._buffers.get(key)
+        if chunks is None:
+            self._buffers[key] = [text]
+            self._buffered_bytes[key] = size
+        else:
+            chunks.append(text)
+            self._buffered_bytes[key] += size
         return start, start + size
 
     def commit(self, sync: bool = True) -> list[TapePosition]:
