@@ -25,8 +25,8 @@ from typing import Any
 from bench.taplat import percentile
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
-from hlstream.common.tape_io import TapeWriter
-from hlstream.common.tape_read_io import read_tape
+from hlstream.common.tape.readers_io import read_tape
+from hlstream.common.tape.writer_io import TapeWriter
 
 COINS = ["BTC", "ETH", "SOL", "HYPE", "XRP", "DOGE", "PURR/USDC", "@107", "xyz:TSLA", "kPEPE"]
 START_MS = 1_709_337_600_000 - 5_000  # 5 s before a UTC midnight: runs write two days
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     ]
     total = sum(len(trades) for batch in batches for _, trades in batch)
     commit_ms: list[float] = []
-    writer = TapeWriter(root, EventLog("bench"), commit_ms=args.commit_ms, fsync=args.fsync)
+    writer = TapeWriter(root, EventLog("bench"), fsync=args.fsync)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for batch in batches:
         started = time.perf_counter()

@@ -19,7 +19,7 @@ from enum import StrEnum
 from hlstream.common.csvrow import Row, parse_row
 from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar, Gap, Trade
-from hlstream.common.tape import Record
+from hlstream.common.tape.format import Record
 from hlstream.common.timebucket import bucket_start, format_window
 from hlstream.services.aggregator.core import advance, apply_trades, new_state, taint
 from hlstream.verify import Finding, plural

@@ -32,16 +32,17 @@ from hlstream.common.clock import now_ms
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.csvrow import HEADER_LINE, Row
 from hlstream.common.decimals import format_decimal
+from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
-from hlstream.common.tape import Record, segment_day, segment_path
-from hlstream.common.tape_io import segment_days
-from hlstream.common.tape_read_io import (
+from hlstream.common.tape.format import Record, segment_day, segment_path
+from hlstream.common.tape.readers_io import (
     coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
     read_span,
+    segment_days,
     tape_coins,
 )
 from hlstream.common.timebucket import parse_interval
@@ -140,19 +141,8 @@ def _read_body(path: Path) -> FileLines:
 
 
 def _replace(path: Path, rows: list[Row]) -> None:
-    """Write header + rows to a temp file, fsync, rename over `path`, fsync the dir."""
-    temp = path.with_name(f".{path.name}.rebuild.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(HEADER_LINE.encode())
-        handle.write("".join(row_line(row) for row in rows).encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Replace `path` with header + rows, atomically and durably."""
+    write_atomic(path, (HEADER_LINE + "".join(row_line(row) for row in rows)).encode())
 
 
 def _inexact_note(journal: dict[int, str]) -> str:

@@ -55,8 +55,11 @@ class WeightBudget:
     """A token bucket of REST weight: `per_minute` refills linearly (exchange: 1200/min/IP)."""
 
     per_minute: float
-    tokens: float = -1.0
-    updated_s: float = 0.0
+    tokens: float = field(init=False)  # full at first
+    updated_s: float | None = None  # when `tokens` was last brought up to date
+
+    def __post_init__(self) -> None:
+        self.tokens = self.per_minute
 
     def wait_s(self, weight: float, now_s: float) -> float:
         """Seconds to wait before spending `weight`; 0 when it can be spent now."""
@@ -70,9 +73,7 @@ class WeightBudget:
         self.tokens -= weight
 
     def _refill(self, now_s: float) -> None:
-        if self.tokens < 0 and self.updated_s == 0.0:
-            self.tokens = self.per_minute
-        else:
+        if self.updated_s is not None:
             elapsed = max(0.0, now_s - self.updated_s)
             self.tokens = min(self.per_minute, self.tokens + elapsed * self.per_minute / 60.0)
         self.updated_s = now_s

@@ -1,13 +1,6 @@
-"""Optional ingest channels as typed values: order book (`l2Book`), best bid/offer (`bbo`)
-and a user's fills (`userFills`), published as the venue sends them (off by default).
-
-    book.{coin}|      Book: coin, ts_ms, recv_ms, bids, asks; levels {price, size, orders}
-    bbo.{coin}|       Bbo: coin, ts_ms, recv_ms, bid, ask (a level, or nil)
-    fills.{address}|  Fills: user (lowercase 0x address), is_snapshot, recv_ms, fills: list
-                      of {coin, side ("buy"/"sell"), price, size, ts_ms, tid, oid, hash, fee,
-                      fee_token, closed_pnl, dir, crossed, start_position}
-
-Prices, sizes, fees and pnl are decimal strings as the venue quotes them.
+"""Optional ingest channels as typed values, published as the venue sends them (off by
+default; topics in docs/bus.md): order book (`l2Book`), best bid/offer (`bbo`), a user's fills
+(`userFills`). Prices, sizes, fees and pnl are decimal strings as the venue quotes them.
 """
 
 from __future__ import annotations

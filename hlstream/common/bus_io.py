@@ -1,10 +1,6 @@
 """ZeroMQ sockets for the bus: a publisher that stamps session + per-topic seq, a subscriber,
 and the CURVE security every socket gets when `curve_secret_file` is set.
 
-Endpoints come from Settings (ipc:// in the 0700 run dir by default; tcp:// binds loopback
-unless CURVE keys are configured). Messages are multipart `[topic, payload]`; see
-common/messages.py for the wire format.
-
 CURVE: the stages share one server key pair (the secret in `curve_secret_file`, the public
 key derived from it). Bound sockets are CURVE servers; connecting sockets are CURVE clients
 with a fresh key pair and the server's public key. A client without that public key, or a
@@ -23,6 +19,7 @@ from hlstream.common.config import Settings, read_curve_secret
 from hlstream.common.messages import Envelope, Message, encode_message
 
 PUB_HWM = 200_000
+PUB_LINGER_MS = 200  # on close, how long queued messages may still go out
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class Publisher:
         self.session = session or new_session_id()
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, PUB_HWM)
-        self.socket.setsockopt(zmq.LINGER, 200)
+        self.socket.setsockopt(zmq.LINGER, PUB_LINGER_MS)
         secure_server(self.socket, curve)
         self.socket.bind(endpoint)
         self._seq: dict[str, int] = {}
@@ -95,9 +92,8 @@ class Publisher:
     def publish(self, topic: str, message: Message) -> None:
         """Send one message on `topic`; never blocks (PUB drops when a subscriber is full)."""
         payload = encode_message(self.next_envelope(topic), message)
-        # Two plain sends: for messages this small, zero-copy frames cost more than the copy
-        # (py-spy: a quarter of ingest's time went to zmq Frame set-up with copy=False), and
-        # send_multipart's checks and flag arithmetic cost more than the sends themselves.
+        # Two plain copying sends: for messages this small, zero-copy frame set-up and
+        # send_multipart's checks cost more than the copies (docs/performance.md).
         self.socket.send(topic.encode("utf-8"), _SNDMORE)
         self.socket.send(payload)
         self.sent += 1

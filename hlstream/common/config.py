@@ -1,18 +1,9 @@
 """Settings for every stage: code defaults < TOML file < `HLSTREAM_*` environment < flags.
 
-Only this module reads the environment. `load_settings` validates everything it can
-without the network (intervals, coin names, endpoints, paths) and raises `ConfigError`
-with a one-line message naming the bad setting.
-
-`coins = "all"` (`HLSTREAM_COINS=all`) is the literal `("all",)` here: it means every perp
-listed by the exchange's `meta`, and each stage expands it at startup with
-`common.universe_io.resolve_settings_coins` (one meta fetch) so all stages see concrete
-names. `all` cannot be combined with other coins.
-
-Optional ingest channels, off by default: `book_coins` (l2Book), `bbo_coins` (bbo) and
-`user_fills` (userFills per `0x` + 40 hex address, stored lowercase).
-`ws_subscriptions_per_connection` caps subscriptions per websocket (venue: 1000 per IP over
-at most 10 connections), so many coins are sharded over several connections.
+Only this module reads the environment. `load_settings` validates everything it can without
+the network and raises `ConfigError` with a one-line message naming the bad setting.
+`coins = "all"` stays the literal `("all",)` here; each stage expands it at startup
+(common/universe_io.py), so all stages see the same concrete names.
 """
 
 from __future__ import annotations
@@ -38,6 +29,8 @@ _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 ALL_COINS = "all"  # `coins = "all"`: every listed perp, expanded at startup (common/universe.py)
 MAX_WS_CONNECTIONS = 10  # venue limit per IP
 MAX_WS_SUBSCRIPTIONS = 1000  # venue limit per IP
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_IPC_PATH = 100  # a unix socket path holds about 107 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,19 +55,18 @@ class Settings:
     trades_endpoint: str = ""
     bars_endpoint: str = ""
     writer_endpoint: str = ""
-    replay_endpoint: str = ""  # ingest serves tape history to late-joining taps (ROUTER)
-    metrics_port: int = 0  # Prometheus exporter on 127.0.0.1:PORT in `hlstream run`; 0 = off
-    book_coins: tuple[str, ...] = ()  # ingest: l2Book per coin, on `book.{coin}|`
-    bbo_coins: tuple[str, ...] = ()  # ingest: bbo per coin, on `bbo.{coin}|`
-    user_fills: tuple[str, ...] = ()  # ingest: userFills per address, on `fills.{address}|`
-    ws_subscriptions_per_connection: int = 200  # ingest shards above this
-    curve_secret_file: str = ""  # Z85 CURVE server secret: encrypts/authenticates every bus socket
-    tape_days: int = 7  # trade tape retention in UTC days (data_dir/tape); today is never pruned
-    checkpoint_seconds: float = 5.0  # aggregator: save bar state + tape positions this often
-    # `hlstream status` / the exporter: unhealthy past these (hlstream/health.py, docs/status.md)
-    health_disconnected_seconds: float = 60.0  # ingest not connected
-    health_no_trade_seconds: float = 120.0  # no trade on a coin that trades, while connected
-    health_rest_failing_seconds: float = 60.0  # REST failing with no success since
+    replay_endpoint: str = ""
+    metrics_port: int = 0
+    book_coins: tuple[str, ...] = ()
+    bbo_coins: tuple[str, ...] = ()
+    user_fills: tuple[str, ...] = ()  # stored lowercase
+    ws_subscriptions_per_connection: int = 200
+    curve_secret_file: str = ""
+    tape_days: int = 7
+    checkpoint_seconds: float = 5.0
+    health_disconnected_seconds: float = 60.0
+    health_no_trade_seconds: float = 120.0
+    health_rest_failing_seconds: float = 60.0
 
     @property
     def interval_ms(self) -> dict[str, int]:
@@ -84,7 +76,7 @@ class Settings:
 
 _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)}
 
-# One line per setting for `hlstream help settings`; a unit test keeps it complete.
+# One line per setting, the one description (`hlstream help settings`, flag help).
 SETTING_HELP: dict[str, str] = {
     "ws_url": "websocket endpoint of the exchange",
     "info_url": "REST info endpoint (POST JSON)",
@@ -111,7 +103,7 @@ SETTING_HELP: dict[str, str] = {
     "user_fills": "addresses whose userFills are put on the bus",
     "ws_subscriptions_per_connection": "ingest shards subscriptions over connections above this",
     "curve_secret_file": "CURVE server secret (hlstream curve-keygen): encrypts every bus socket",
-    "tape_days": "trade tape retention in UTC days (2..36500)",
+    "tape_days": "trade tape retention in UTC days (2..36500); today's is never pruned",
     "checkpoint_seconds": "how often the aggregator checkpoints",
     "health_disconnected_seconds": "status is unhealthy when ingest is not connected this long",
     "health_no_trade_seconds": "status is unhealthy when a coin that trades has none this long",
@@ -123,7 +115,7 @@ def _env_name(field_name: str) -> str:
     return "HLSTREAM_" + field_name.upper()
 
 
-def _coerce(name: str, raw: Any) -> Any:
+def _coerce(name: str, raw: object) -> object:
     """Turn a TOML/env/flag value into the field's type, or raise ConfigError."""
     kind = _FIELD_TYPES[name]
     try:
@@ -141,7 +133,7 @@ def _coerce(name: str, raw: Any) -> Any:
         if kind == "float":
             if isinstance(raw, bool):
                 raise ValueError("expected a number")
-            return float(raw)
+            return float(str(raw))
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw
@@ -158,7 +150,7 @@ def _coerce(name: str, raw: Any) -> Any:
         raise ConfigError(f"setting {name}: {raw!r} is invalid ({exc})") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> dict[str, object]:
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -217,7 +209,7 @@ def load_settings(
 ) -> Settings:
     """Build validated Settings from the TOML file, the environment and parsed flags."""
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {}  # each of its field's type (_coerce)
     config_path = getattr(args, "config", None) or env.get("HLSTREAM_CONFIG")
     if config_path:
         for key, raw in _read_toml(Path(config_path)).items():
@@ -230,8 +222,7 @@ def load_settings(
             raw = getattr(args, f"cfg_{name}", None)
             if raw is not None:
                 values[name] = _coerce(name, raw)
-    settings = Settings(**values)
-    return validate(settings)
+    return validate(Settings(**values))
 
 
 def _check_url(name: str, url: str, schemes: Sequence[str]) -> None:
@@ -243,7 +234,7 @@ def _check_url(name: str, url: str, schemes: Sequence[str]) -> None:
 def _check_endpoint(name: str, endpoint: str, curve: bool) -> None:
     """ipc:// anywhere; tcp:// on loopback, or beyond loopback only with CURVE keys."""
     if endpoint.startswith("ipc://"):
-        if len(endpoint) - len("ipc://") > 100:
+        if len(endpoint) - len("ipc://") > MAX_IPC_PATH:
             raise ConfigError(f"setting {name}: ipc path is too long for a unix socket")
         return
     if endpoint.startswith("tcp://"):
@@ -285,11 +276,6 @@ def validate(settings: Settings) -> Settings:
     user_fills = tuple(address.lower() for address in settings.user_fills)
     if len(set(user_fills)) != len(user_fills):
         raise ConfigError("setting user_fills: an address is listed twice")
-    if not 1 <= settings.ws_subscriptions_per_connection <= MAX_WS_SUBSCRIPTIONS:
-        raise ConfigError(
-            "setting ws_subscriptions_per_connection: "
-            f"{settings.ws_subscriptions_per_connection} is outside 1..{MAX_WS_SUBSCRIPTIONS}"
-        )
     if not settings.intervals:
         raise ConfigError("setting intervals: the interval list is empty")
     for label in settings.intervals:
@@ -297,6 +283,10 @@ def validate(settings: Settings) -> Settings:
     if len(set(settings.intervals)) != len(settings.intervals):
         raise ConfigError("setting intervals: an interval is listed twice")
     for name, low, high in (
+        ("ws_subscriptions_per_connection", 1, MAX_WS_SUBSCRIPTIONS),
+        ("tape_days", 2, 36_500),  # yesterday's segment still takes late trades
+        ("checkpoint_seconds", 0.5, 3600),
+        ("metrics_port", 0, 65535),
         ("backfill_hours", 0.0, 24.0 * 365),
         ("stale_seconds", 1.0, 3600.0),
         ("grace_seconds", 0.0, 60.0),
@@ -310,18 +300,7 @@ def validate(settings: Settings) -> Settings:
         value = getattr(settings, name)
         if not low <= value <= high:
             raise ConfigError(f"setting {name}: {value} is outside {low}..{high}")
-    if not 2 <= settings.tape_days <= 36_500:
-        raise ConfigError(
-            f"setting tape_days: {settings.tape_days} is outside 2..36500 "
-            "(yesterday's segment still takes late trades)"
-        )
-    if not 0.5 <= settings.checkpoint_seconds <= 3600:
-        raise ConfigError(
-            f"setting checkpoint_seconds: {settings.checkpoint_seconds} is outside 0.5..3600"
-        )
-    if not 0 <= settings.metrics_port <= 65535:
-        raise ConfigError(f"setting metrics_port: {settings.metrics_port} is outside 0..65535")
-    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+    if settings.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"setting log_level: {settings.log_level!r} is not a log level")
     run_dir = settings.run_dir.resolve()
     endpoints = {
@@ -342,11 +321,11 @@ def validate(settings: Settings) -> Settings:
         run_dir=run_dir,
         log_level=settings.log_level.upper(),
         user_fills=user_fills,
+        curve_secret_file=curve_file,
         trades_endpoint=endpoints["trades_endpoint"],
         bars_endpoint=endpoints["bars_endpoint"],
         writer_endpoint=endpoints["writer_endpoint"],
         replay_endpoint=endpoints["replay_endpoint"],
-        curve_secret_file=curve_file,
     )
 
 
@@ -387,10 +366,5 @@ def prepare_dirs(settings: Settings) -> None:
 
 def describe(settings: Settings) -> str:
     """One-line `key=value` summary of the effective settings for the startup log."""
-    parts = []
-    for item in fields(Settings):
-        value = getattr(settings, item.name)
-        if isinstance(value, tuple):
-            value = ",".join(value)
-        parts.append(f"{item.name}={value}")
-    return " ".join(parts)
+    values = ((item.name, getattr(settings, item.name)) for item in fields(Settings))
+    return " ".join(f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in values)

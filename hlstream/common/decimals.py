@@ -11,28 +11,28 @@ import re
 from decimal import Decimal, InvalidOperation
 
 ZERO = Decimal(0)
-_PLAIN = re.compile(r"[0-9]{1,32}(?:\.[0-9]{1,32})?\Z")
-# The same shape, not zero, once per line: a whole column of prices or sizes in one C call.
-_PLAIN_LINES = re.compile(r"(?:(?=[0-9.]*[1-9])[0-9]{1,32}(?:\.[0-9]{1,32})?\n)*")
+# One rule, a positive plain decimal: digits, at most one point, not zero. `_ONE` checks a
+# string; `_LINES` checks a column joined by newlines in one C call (the hot paths).
+# tests/property/test_decimal_props.py holds the two equal.
+_POSITIVE = r"(?=[0-9.]*[1-9])[0-9]{1,32}(?:\.[0-9]{1,32})?"
+_ONE = re.compile(_POSITIVE)
+_LINES = re.compile(rf"(?:{_POSITIVE}\n)*")
 
 
 def is_positive_decimal(text: object) -> bool:
     """A plain positive decimal string as the exchange writes prices and sizes (`63471.0`,
     `0.00155`, `12`): digits, at most one point, no sign, no exponent, not zero."""
-    return type(text) is str and bool(_PLAIN.match(text) and text.strip("0."))
+    return type(text) is str and _ONE.fullmatch(text) is not None
 
 
 def all_positive_decimals(texts: list[str]) -> bool:
-    """`is_positive_decimal` of every one of `texts`, in one regex over them joined (the hot
-    paths check a frame's or a message's prices and sizes at once: half the cost of a call
-    per string). A string holding the separator itself is caught by counting lines."""
-    if not texts:
-        return True
+    """`is_positive_decimal` of every one of `texts`; a string holding the separator itself
+    is caught by counting lines."""
     try:
-        joined = "\n".join(texts) + "\n"
+        joined = "\n".join(texts) + "\n" if texts else ""
     except TypeError:  # not all strings
         return False
-    return _PLAIN_LINES.fullmatch(joined) is not None and joined.count("\n") == len(texts)
+    return _LINES.fullmatch(joined) is not None and joined.count("\n") == len(texts)
 
 
 def parse_decimal(text: object) -> Decimal | None:
@@ -43,9 +43,7 @@ def parse_decimal(text: object) -> Decimal | None:
         value = Decimal(text)
     except InvalidOperation:
         return None
-    if not value.is_finite():
-        return None
-    return value
+    return value if value.is_finite() else None
 
 
 def format_decimal(value: Decimal) -> str:
@@ -53,6 +51,4 @@ def format_decimal(value: Decimal) -> str:
     if value == 0:
         return "0.0"
     text = format(value.normalize(), "f")
-    if "." not in text:
-        return text + ".0"
-    return text
+    return text if "." in text else text + ".0"

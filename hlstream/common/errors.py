@@ -1,11 +1,4 @@
-"""Exception hierarchy for hlstream.
-
-HlstreamError
-├── ConfigError      fatal at startup: bad setting, bad path, unknown coin (exit 78)
-├── ProtocolError    a bad frame or payload: drop it, count it, continue
-├── TransientError   network or REST trouble: retry with backoff
-└── IntegrityError   continuing would corrupt output: stop
-"""
+"""Exception hierarchy for hlstream: what each error means is what its handler does."""
 
 from __future__ import annotations
 
@@ -15,15 +8,15 @@ class HlstreamError(Exception):
 
 
 class ConfigError(HlstreamError):
-    """A setting is invalid; the process cannot start."""
+    """A setting, path or coin is invalid; the process cannot start (exit 78)."""
 
 
 class ProtocolError(HlstreamError):
-    """A frame or payload does not match the expected shape."""
+    """A frame or payload does not match the expected shape: drop it, count it, continue."""
 
 
 class TransientError(HlstreamError):
-    """A network or REST failure that a retry may cure."""
+    """A network or REST failure that a retry with backoff may cure."""
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -31,7 +24,7 @@ class TransientError(HlstreamError):
 
 
 class IntegrityError(HlstreamError):
-    """Continuing would write wrong data."""
+    """Continuing would write wrong data: stop."""
 
 
 EXIT_OK = 0

@@ -12,9 +12,8 @@
                         over it became known (the venue's replay on reconnect fell short)
 
 The writer appends (and fsyncs) an entry before the row itself, so a crash can leave an entry
-for a row never written, never a row without its entry. `hlstream verify` lists the entries
-and fails; `hlstream status` counts them; `hlstream rebuild` drops the entries of rows it
-rewrote exactly from the tape. A file with no inexact rows has no journal.
+for a row never written, never a row without its entry. A file with no inexact rows has no
+journal.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 
+from hlstream.common.durable import write_atomic
 from hlstream.common.timebucket import format_window, parse_window
 
 SUFFIX = ".inexact"
@@ -87,9 +87,4 @@ def rewrite(csv_path: Path, entries: dict[int, str]) -> None:
     if not entries:
         path.unlink(missing_ok=True)
         return
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(HEADER + _lines(sorted(entries.items())))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    write_atomic(path, HEADER + _lines(sorted(entries.items())))

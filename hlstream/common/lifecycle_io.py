@@ -1,14 +1,10 @@
 """Process lifecycle: signals become a stop flag; the top-level runner maps errors to exit codes.
 
-Signal handlers here do only async-signal-safe work: they store plain attributes and write one
-byte to a non-blocking self-pipe. They never take a lock, set a `threading.Event`, log or do
-other I/O, so a second or third SIGINT/SIGTERM arriving while the first is still being handled
-(Ctrl-C twice, `make` forwarding a SIGTERM to the whole group) can never deadlock the process.
-Waiters block in `poll()` on the pipe's read end, which stays readable once the flag is set,
-so every thread that waits wakes at once.
-
-`die_with_parent()` asks Linux to SIGTERM this process when its parent dies (PR_SET_PDEATHSIG),
-so no stage or supervisord outlives the `hlstream` process that started it.
+Signal handlers only store plain attributes and write one byte to a non-blocking self-pipe:
+no lock, no `threading.Event`, no logging, so a second SIGINT/SIGTERM arriving while the first
+is handled can never deadlock the process. Waiters block in `poll()` on the pipe, which stays
+readable once the flag is set, so every thread that waits wakes at once. PR_SET_PDEATHSIG
+makes Linux SIGTERM a stage or supervisord when the `hlstream` process that started it dies.
 """
 
 from __future__ import annotations
@@ -21,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -36,6 +33,7 @@ _PR_SET_PDEATHSIG = 1
 # `exitcodes`) first lives this long, plus a margin for supervisord's reaping tick.
 SUPERVISOR_STARTSECS = 1.0
 CONFIG_EXIT_MARGIN_S = 0.3
+STOP_POLL_S = 0.05  # how soon `call_until_stopped` notices the stop flag
 
 
 class StopFlag:
@@ -91,46 +89,33 @@ class StopFlag:
         return self._set
 
 
-def die_with_parent(signum: int = signal.SIGTERM, parent_pid: int | None = None) -> None:
-    """Have the kernel send `signum` to this process when its parent dies (Linux; else no-op).
+# Loaded before any fork: a `preexec_fn` runs between fork and exec, where loading is unsafe.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
-    `parent_pid` closes the race where the parent died before the request was made.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os.kill(os.getpid(), signum)
+
+def _die_with(parent_pid: int) -> None:
+    """Have Linux SIGTERM this process when its parent `parent_pid` dies (else a no-op)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before the request was made
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def pdeathsig_preexec() -> Callable[[], None]:
     """A `preexec_fn` for Popen: the child gets SIGTERM when this process dies."""
     parent_pid = os.getpid()
-    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-    def preexec() -> None:
-        if libc is None:
-            return
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
+    return lambda: _die_with(parent_pid)
 
 
 def guard_supervised_stage() -> None:
     """Under supervisord, exit with it: a SIGKILLed supervisord must not orphan a stage."""
     if os.environ.get("SUPERVISOR_ENABLED"):
-        die_with_parent(signal.SIGTERM, os.getppid())
+        _die_with(os.getppid())
 
 
 def ignore_stop_signals() -> None:
-    """On the way out: later SIGINT/SIGTERM are ignored, so they cannot change the exit code.
-
-    Python puts a handler it installed back to SIG_DFL while it finalizes, so a second
-    Ctrl-C landing then would kill the process by signal; SIG_IGN is left alone.
-    """
+    """On the way out: later SIGINT/SIGTERM are ignored, so they cannot change the exit code
+    (Python resets its own handlers to SIG_DFL while it finalizes; SIG_IGN is left alone)."""
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
@@ -184,23 +169,16 @@ def call_until_stopped(stop: StopFlag, call: Callable[[], _T]) -> _T:
     This is how a signal aborts a slow request without raising from inside a handler: the
     handler only sets the flag, and the abandoned daemon thread dies with the process.
     """
-    box: list[tuple[bool, object]] = []
-    done = threading.Event()
+    future: Future[_T] = Future()
 
     def worker() -> None:
         try:
-            box.append((True, call()))
-        except BaseException as exc:  # handed back to the caller's thread below
-            box.append((False, exc))
-        finally:
-            done.set()
+            future.set_result(call())
+        except BaseException as exc:  # handed back to the caller's thread by `result()`
+            future.set_exception(exc)
 
     threading.Thread(target=worker, name="blocking-call", daemon=True).start()
-    while not done.wait(0.05):
+    while not wait([future], STOP_POLL_S).done:
         if stop.is_set():
             raise StopRequestedError()
-    ok, value = box[0]
-    if not ok:
-        assert isinstance(value, BaseException)
-        raise value
-    return value  # type: ignore[return-value]
+    return future.result()

@@ -11,13 +11,12 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 _LOGGER_ROOT = "hlstream"
 
 
-def _quote(value: Any) -> str:
+def _quote(value: object) -> str:
     text = str(value)
     if not text or any(ch in text for ch in ' \t\n"='):
         return json.dumps(text)
@@ -34,7 +33,7 @@ class _EventFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = dict(getattr(record, "fields", {}))
+        fields: dict[str, object] = dict(getattr(record, "fields", {}))
         event = getattr(record, "event", None) or "log"
         if not getattr(record, "fields", None) and event == "log":
             fields["msg"] = record.getMessage()
@@ -42,7 +41,7 @@ class _EventFormatter(logging.Formatter):
             fields["exc"] = self.formatException(record.exc_info)
         if self.as_json:
             body = {"ts": self.formatTime(record), "level": record.levelname, "event": event}
-            body.update({key: value for key, value in fields.items()})
+            body.update(fields)
             return json.dumps(body, default=str)
         pairs = " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
         return f"{self.formatTime(record)} {record.levelname} event={event} {pairs}".rstrip()
@@ -72,41 +71,43 @@ class EventLog:
         self._windows: dict[str, tuple[float, int]] = {}  # key -> (window start, lines in it)
         self._suppressed: dict[str, int] = {}
 
-    def _emit(self, level: int, event: str, fields: dict[str, Any], exc: bool = False) -> None:
+    def _emit(
+        self, level: int, event: str, fields: Mapping[str, object], exc: bool = False
+    ) -> None:
         if not self._logger.isEnabledFor(level):
             return
         merged = {"service": self.service, **fields}
         self._logger.log(level, event, extra={"event": event, "fields": merged}, exc_info=exc)
 
-    def debug(self, event: str, **fields: Any) -> None:
+    def debug(self, event: str, **fields: object) -> None:
         self._emit(logging.DEBUG, event, fields)
 
-    def info(self, event: str, **fields: Any) -> None:
+    def info(self, event: str, **fields: object) -> None:
         self._emit(logging.INFO, event, fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
+    def warning(self, event: str, **fields: object) -> None:
         self._emit(logging.WARNING, event, fields)
 
-    def error(self, event: str, **fields: Any) -> None:
+    def error(self, event: str, **fields: object) -> None:
         self._emit(logging.ERROR, event, fields)
 
-    def exception(self, event: str, **fields: Any) -> None:
+    def exception(self, event: str, **fields: object) -> None:
         self._emit(logging.ERROR, event, fields, exc=True)
 
     def warning_limited(
-        self, key: str, every_s: float, event: str, *, burst: int = 1, **fields: Any
+        self, key: str, every_s: float, event: str, *, burst: int = 1, **fields: object
     ) -> bool:
         """Log a WARNING at most `burst` times per `every_s` seconds for `key`; True if logged.
         The first line after suppressed ones says how many with `suppressed=N`."""
         return self._limited(logging.WARNING, key, every_s, burst, event, fields)
 
     def error_limited(
-        self, key: str, every_s: float, event: str, *, burst: int = 1, **fields: Any
+        self, key: str, every_s: float, event: str, *, burst: int = 1, **fields: object
     ) -> bool:
         """Log an ERROR at most `burst` times per `every_s` seconds for `key`; True if logged."""
         return self._limited(logging.ERROR, key, every_s, burst, event, fields)
 
-    def repeated(self, level: int, event: str, error: str, **fields: Any) -> bool:
+    def repeated(self, level: int, event: str, error: str, **fields: object) -> bool:
         """A failure that may repeat for as long as the network is down: each distinct error
         is logged `REPEAT_BURST` times per `REPEAT_EVERY_S`, the rest counted."""
         key = f"{event}|{error[:80]}"
@@ -115,7 +116,13 @@ class EventLog:
         )
 
     def _limited(
-        self, level: int, key: str, every_s: float, burst: int, event: str, fields: dict[str, Any]
+        self,
+        level: int,
+        key: str,
+        every_s: float,
+        burst: int,
+        event: str,
+        fields: Mapping[str, object],
     ) -> bool:
         now = self.clock()
         start, count = self._windows.get(key, (-1e18, 0))

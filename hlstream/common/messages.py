@@ -1,37 +1,11 @@
-"""Typed messages on the hlstream bus and their msgpack wire format (schema version 2).
+"""Typed messages on the hlstream bus (docs/bus.md); the codec and envelope are common/wire.py.
 
 Every frame is `[topic, payload]`. The topic is ASCII, dot-separated, with the coin last
 (spelled exactly as the venue spells it) and terminated by `|`, a character no coin name
-may contain, so a ZeroMQ prefix subscription to `trade.ETH|` never matches `trade.ETHFI|`:
-
-    trade.{coin}|            batch of trades for one coin, in exchange order
-    gap.{coin}|              ingest may have missed trades of `coin` in [from_ms, to_ms]
-    status.{service}|        heartbeat of one stage, once a second
-    bar.{interval}.{coin}|   a finished bar
-    late.{coin}|             a trade that arrived after its window was closed
-
-Optional ingest channels (off by default; settings `book_coins`, `bbo_coins`, `user_fills`),
-published as the venue sends them, not deduped, resubscribed after every reconnect:
-
-    book.{coin}|             type "book": coin, ts_ms, recv_ms, bids, asks; each side a list
-                             of levels {price, size, orders} (strings, strings, int), best first
-    bbo.{coin}|              type "bbo": coin, ts_ms, recv_ms, bid, ask (a level, or nil)
-    fills.{address}|         type "fills": user (lowercase 0x address), is_snapshot, recv_ms,
-                             fills: list of {coin, side ("buy"/"sell"), price, size, ts_ms,
-                             tid, oid, hash, fee, fee_token, closed_pnl, dir, crossed,
-                             start_position}
-
-The payload is a msgpack map with `type`, `v` (schema version), `session` (random hex id,
-new on every process start), `seq` (per topic, +1 per message: a jump means the subscriber
-lost messages) and the message's fields (common/wire.py). Prices and sizes are decimal
-strings; times are int epoch milliseconds (UTC). Decoding is strict: anything else raises
-ProtocolError.
-
+may contain, so a ZeroMQ prefix subscription to `trade.ETH|` never matches `trade.ETHFI|`.
 Every message is a frozen msgspec Struct whose fields are its wire map and whose `kind` is
-its `type`; `encode_message` and one `Decoder` per socket are the codec for all of them
-(trades, gap, status, bar, late, ack, book, bbo, fills, inexact). Two words
-are kept apart: a *gap* is venue data ingest may have missed (`Gap`, topic `gap.`); a
-*loss* is bus messages a subscriber missed (a jump in `seq`, common/sequence.py).
+its `type`. Two words are kept apart: a *gap* is venue data ingest may have missed (`Gap`);
+a *loss* is bus messages a subscriber missed (a jump in `seq`, common/sequence.py).
 """
 
 from __future__ import annotations
@@ -74,9 +48,8 @@ Side = Literal["buy", "sell"]
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):
-    """One exchange trade; identity is (coin, ts_ms, tid). Its fields are its wire map,
-    checked by msgspec in C when read from the bus; prices and sizes are checked per message
-    by `check_decimals` (one regex over a whole column costs half a pattern per field)."""
+    """One exchange trade; identity is (coin, ts_ms, tid). Prices and sizes are checked per
+    message, a column at a time (`check_decimals`)."""
 
     coin: str
     side: Side
@@ -85,10 +58,6 @@ class Trade(msgspec.Struct, frozen=True, gc=False):
     ts_ms: Ms
     tid: Count
     hash: str
-
-    @property
-    def is_buy(self) -> bool:
-        return self.side == "buy"
 
 
 class Bar(msgspec.Struct, frozen=True, gc=False):
@@ -111,9 +80,7 @@ class Bar(msgspec.Struct, frozen=True, gc=False):
 
 class TapeSpan(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """Where a message's records lie on the trade tape: bytes [start, end) of the coin's
-    segment of UTC `day` (common/tape.py), on the wire `[day, start, end]`. The aggregator
-    uses it to skip what it already applied from the tape and to read from the tape what
-    the bus lost."""
+    segment of UTC `day`, on the wire `[day, start, end]`."""
 
     day: str
     start: Count
@@ -184,9 +151,8 @@ def check_decimals(trades: Sequence[Trade]) -> None:
 
 
 class TradeBatch(msgspec.Struct, frozen=True):
-    """Trades of one coin that ingest admitted together, in exchange order (a Struct: built
-    once per frame on the hot path, where a frozen dataclass costs several times more).
-    Every field is written; `tape`, `recv_us` and `covered_ms` may be missing when read."""
+    """Trades of one coin that ingest admitted together, in exchange order. Every field is
+    written; `tape`, `recv_us` and `covered_ms` may be missing when read."""
 
     kind: ClassVar[Kind] = Kind.TRADES
     coin: str
@@ -244,27 +210,8 @@ class BarAck(msgspec.Struct, frozen=True, gc=False):
 
 
 Message = TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills | Inexact
-MESSAGES: tuple[type[Message], ...] = (
-    TradeBatch,
-    Gap,
-    StageStatus,
-    Bar,
-    LateTrade,
-    BarAck,
-    Book,
-    Bbo,
-    Fills,
-    Inexact,
-)
-_ANY = Decoder(MESSAGES)
 
 
 def encode_message(envelope: Envelope, message: Message) -> bytes:
     """The one encoder: any message -> msgpack payload with envelope."""
     return encode_payload(envelope, message)
-
-
-def decode_message(payload: bytes) -> tuple[Envelope, Message]:
-    """Any message of the bus (tools and tests; a stage reads its socket with a `Decoder`
-    of the types that socket carries)."""
-    return _ANY.decode(payload)

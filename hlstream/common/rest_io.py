@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import requests
@@ -18,12 +18,14 @@ from hlstream.common.backoff import Backoff
 from hlstream.common.errors import ProtocolError, TransientError
 
 T = TypeVar("T")
+REQUEST_TIMEOUT_S = 10.0
+STOP_POLL_S = 0.2  # a backoff sleep checks the stop flag this often
 
 
 class InfoClient:
     """A small client for POST /info with a persistent HTTP session."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.session = requests.Session()
@@ -54,7 +56,7 @@ class InfoClient:
         self.session.close()
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("Retry-After")
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -99,4 +101,4 @@ def _sleep_unless_stopped(
         left = deadline - time.monotonic()
         if left <= 0:
             return
-        sleep(min(left, 0.2))
+        sleep(min(left, STOP_POLL_S))

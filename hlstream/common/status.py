@@ -1,37 +1,8 @@
 """Stage heartbeats as typed values: `StageStatus`, published once a second on
-`status.{service}|` and written to `run_dir/{service}-status.json` (common/status_io.py).
-
-Both carry the same map, the Structs below (the file as JSON, the bus with the envelope):
-
-    service, ts_ms, pid, session     who and when
-    counters                         {name: int}: the stage's dataclass counters by name
-    feed                             ingest only: {connected, links, links_up, delisted,
-                                     msgs_per_s, last_trade_ms: {coin: ms}, covered_ms,
-                                     backlog_bytes, connected_since_ms, disconnected_since_ms,
-                                     activity: {coin: {times, span_ms}}}; else nil.
-                                     covered_ms: every trade ingest
-                                     received before this wall-clock ms is on the tape and was
-                                     published before this heartbeat (the aggregator holds
-                                     windows on it). backlog_bytes: bytes the venue sent that
-                                     ingest has not handled yet (socket queue + read buffer),
-                                     the most of any link: overload shows here first.
-                                     connected_since_ms / disconnected_since_ms: wall-clock ms
-                                     since which every link is up / not every link is up (nil
-                                     while the other holds; ingest's start if never connected).
-                                     activity: distinct trade times ingest holds for the coin
-                                     (those up to 15 minutes before its last trade) and the
-                                     span in ms from the oldest to the newest of them
-    files                            writer only: {file name: {coin, interval, last_start_ms}}
-    refused                          writer only: {"COIN interval": error}
-    rest                             stages that call REST (ingest, writer), else nil:
-                                     {failing_since_ms, failures, last_error, last_ok_ms}: the
-                                     first failed request with no success after it (nil while
-                                     the last request succeeded), failed requests since then,
-                                     the last one's error, and the last success
-
-Reading is strict (ProtocolError on any wrong type), so the aggregator and `hlstream status`
-read fields, never string keys of an untyped map. A field with a default may be missing
-when read, so a new optional field is one line here and older writers stay readable.
+`status.{service}|` and written to `run_dir/{service}-status.json` (common/status_io.py), the
+same map in both (fields: docs/status.md). Reading is strict, so readers use fields, never
+string keys of an untyped map; a field with a default may be missing when read, so a new
+optional field is one line here and older writers stay readable.
 """
 
 from __future__ import annotations
@@ -64,27 +35,21 @@ class RestStatus(msgspec.Struct, frozen=True, gc=False):
 class RestTracker:
     """Records each REST request's outcome; `status()` is what the heartbeat carries."""
 
-    failing_since_ms: int | None = None
-    failures: int = 0
-    last_error: str = ""
-    last_ok_ms: int | None = None
+    _status: RestStatus = RestStatus()
 
     def failed(self, now_ms: int, error: str) -> None:
         """One request failed (each attempt counts, retries included)."""
-        if self.failing_since_ms is None:
-            self.failing_since_ms = now_ms
-        self.failures += 1
-        self.last_error = error
+        since, failures, _, last_ok_ms = msgspec.structs.astuple(self._status)
+        self._status = RestStatus(
+            now_ms if since is None else since, failures + 1, error, last_ok_ms
+        )
 
     def succeeded(self, now_ms: int) -> None:
         """One request succeeded: the run of failures, if any, is over."""
-        self.failing_since_ms = None
-        self.failures = 0
-        self.last_error = ""
-        self.last_ok_ms = now_ms
+        self._status = RestStatus(last_ok_ms=now_ms)
 
     def status(self) -> RestStatus:
-        return RestStatus(self.failing_since_ms, self.failures, self.last_error, self.last_ok_ms)
+        return self._status
 
 
 class FeedStatus(msgspec.Struct, frozen=True, gc=False):
@@ -100,6 +65,7 @@ class FeedStatus(msgspec.Struct, frozen=True, gc=False):
     backlog_bytes: Count = 0  # received from the venue, not yet handled: the most of any link
     connected_since_ms: Ms | None = None  # every link up since then; None while not connected
     disconnected_since_ms: Ms | None = None  # not every link up since then; None while connected
+    # per coin: distinct trade times held (up to 15 minutes before its last trade) and their span
     activity: dict[str, TradeActivity] = msgspec.field(default_factory=dict)
 
 

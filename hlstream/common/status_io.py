@@ -1,9 +1,5 @@
-"""Each stage's health snapshot as `run_dir/{service}-status.json`, replaced atomically.
-
-`hlstream status` and monitoring probes read these files; they never see a half-written
-one because each write goes to a temp file that is then renamed over the old one. The text
-is the StageStatus map as JSON with sorted keys (tests/unit/test_wire_golden.py).
-"""
+"""Each stage's health snapshot as `run_dir/{service}-status.json`, replaced atomically, so
+a reader never sees a half-written one: the StageStatus map as JSON with sorted keys."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from hlstream.common.atomic_io import write_atomic
+from hlstream.common.durable import write_atomic
 from hlstream.common.status import StageStatus
 
 _READ = msgspec.json.Decoder(StageStatus)

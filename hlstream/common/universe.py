@@ -1,18 +1,14 @@
 """The venue's coin lists, read one way: `all`, subscribable names, and unknown-coin hints.
 
-`coins = "all"` means every perp the exchange's `meta` lists, in meta order.
-
-Pure: takes the decoded `meta` answer (POST /info `{"type":"meta"}`), does no IO. Every stage
-expands "all" with the same function at startup (through `common.universe_io`), so ingest,
-aggregator and writer agree on the concrete coin list. Entries flagged `isDelisted` are
-skipped: the venue closes a websocket that subscribes to them.
+Pure: takes the decoded `meta` answers. `coins = "all"` means every perp `meta` lists, in meta
+order; every stage expands it with the same function, so all agree on the coins. Entries
+flagged `isDelisted` are skipped: the venue closes a websocket that subscribes to them.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.errors import ConfigError, ProtocolError
@@ -23,17 +19,13 @@ def wants_all(coins: Iterable[str]) -> bool:
     return tuple(coins) == (ALL_COINS,)
 
 
-def listed_perps(meta: Any) -> list[str]:
+def listed_perps(meta: object) -> list[str]:
     """Names of the perps `meta` lists and has not flagged as delisted, in meta order."""
-    names = [
-        _name(entry, "meta")
-        for entry in _universe(meta, "meta")
-        if entry.get("isDelisted") is not True
-    ]
-    return list(dict.fromkeys(names))
+    entries = _universe(meta, "meta")
+    return list(dict.fromkeys(_name(e, "meta") for e in entries if e.get("isDelisted") is not True))
 
 
-def resolve_coins(settings: Settings, meta: Any) -> tuple[str, ...]:
+def resolve_coins(settings: Settings, meta: object) -> tuple[str, ...]:
     """The concrete coins of `settings`: unchanged, or every listed perp for `all`."""
     if not wants_all(settings.coins):
         return settings.coins
@@ -69,16 +61,16 @@ def universe_names(
     return names
 
 
-def _universe(answer: object, what: str) -> list[dict[str, Any]]:
+def _universe(answer: object, what: str) -> list[Mapping[str, object]]:
     if not isinstance(answer, dict) or not isinstance(answer.get("universe"), list):
         raise ProtocolError(f"{what} answer has no universe list")
-    entries: list[dict[str, Any]] = answer["universe"]
+    entries: list[Mapping[str, object]] = answer["universe"]
     if not all(isinstance(entry, dict) for entry in entries):
         raise ProtocolError(f"{what} universe entry is not an object")
     return entries
 
 
-def _name(entry: dict[str, Any], what: str) -> str:
+def _name(entry: Mapping[str, object], what: str) -> str:
     name = entry.get("name")
     if not isinstance(name, str):
         raise ProtocolError(f"{what} universe entry has no name")

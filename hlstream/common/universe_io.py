@@ -1,13 +1,9 @@
 """The venue's coin lists over REST, read through `common.universe`.
 
 `resolve_settings_coins` expands `coins = "all"` at startup: one `meta` request, retried with
-backoff while the network is down (DESIGN.md: startup must survive an outage). Call it right
-after `load_settings` in each stage's `__main__`; it returns the settings unchanged, without
-any request, when the coin list is concrete.
-
-`precheck_coins` is the front door's one quick look before it starts anything: an unknown
-coin stops `hlstream run` before a stage creates a file for it; when the exchange does not
-answer, the stages start and ingest checks the coins once it does.
+backoff while the network is down (startup must survive an outage). `precheck_coins` is the
+front door's one quick look: an unknown coin stops `hlstream run` before a stage creates a
+file for it; when the exchange does not answer, ingest checks the coins once it does.
 """
 
 from __future__ import annotations
@@ -15,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from hlstream.common.config import Settings, validate
 from hlstream.common.errors import ProtocolError, TransientError
@@ -32,7 +27,7 @@ from hlstream.common.universe import (
 PRECHECK_TIMEOUT_S = 5.0
 
 
-def fetch_listing(client: InfoClient, dexes: list[str]) -> tuple[Any, set[str]]:
+def fetch_listing(client: InfoClient, dexes: list[str]) -> tuple[object, set[str]]:
     """(meta answer, every listed name); raises TransientError or ProtocolError."""
     meta = client.post({"type": "meta"})
     spot = client.post({"type": "spotMeta"})

@@ -1,16 +1,12 @@
 """The bus's envelope and its one codec: msgpack maps written and read by msgspec in C.
 
-A payload is a msgspec Struct made of the `Envelope` and one message Struct: a msgpack map
-with `type` (the message's `kind`), `v` (schema version), `session` (random hex id, new on
-every process start), `seq` (per topic, +1 per message) and the message's fields. A field
-the message shares with the envelope (a status's `session`) is one key, the message's value.
-Field rules live on the message Structs: `Annotated[..., Meta(...)]`, `__post_init__` for
-what Meta cannot say, `check_wire` for what holds on decode only. The Structs are the
-documented wire and nothing else reads or writes a payload. Every violation, from undecodable
-bytes to a rule, is one ProtocolError saying what and where.
-
-Schema versions: 1 = first release; 2 = status bodies nest `counters`, `feed`, `files`
-(common/status.py). A subscriber refuses other versions.
+A payload is one msgpack map: `type` (the message's `kind`), `v` (schema version), `session`
+(random hex id, new on every process start), `seq` (per topic, +1 per message) and the
+message's fields; a field the message shares with the envelope (a status's `session`) is one
+key. Field rules live on the message Structs: `Annotated[..., Meta(...)]`, `__post_init__`
+for what Meta cannot say, `check_wire` for what holds on decode only. Every violation, from
+undecodable bytes to a rule, is one ProtocolError. A subscriber refuses other schema versions
+(2: status bodies nest `counters`, `feed`, `files`).
 """
 
 from __future__ import annotations
@@ -103,7 +99,7 @@ class _Shape:
         return envelope, self.message(**{name: getattr(payload, name) for name in self.names})
 
 
-def _payload_type(message: type[Wired], namespace: dict[str, Any]) -> type[msgspec.Struct]:
+def _payload_type(message: type[Wired], namespace: dict[str, object]) -> type[msgspec.Struct]:
     own = [f for f in msgspec.structs.fields(message) if f.name not in _ENVELOPE_NAMES]  # type: ignore[arg-type]
     return msgspec.defstruct(
         f"{message.__name__}Payload",
@@ -133,14 +129,7 @@ def _default(field: msgspec.structs.FieldInfo) -> Any:
     return msgspec.field(**{"default": field.default, "default_factory": field.default_factory})
 
 
-_SHAPES: dict[type, _Shape] = {}
-
-
-def _shape(message: type[Wired]) -> _Shape:
-    shape = _SHAPES.get(message)
-    if shape is None:
-        shape = _SHAPES[message] = _Shape(message)
-    return shape
+_shape = functools.cache(_Shape)  # one per message type: its payload types are built once
 
 
 _PACK = msgspec.msgpack.Encoder()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from hlstream.common.messages import Trade
-from hlstream.common.tape_io import TapeWriter
+from hlstream.common.tape.writer_io import TapeWriter
 from tests.integration.test_tape_io import RecordingLog
 
 T0 = 1_700_000_040_000  # 2023-11-14 22:14:00, aligned to 5 s

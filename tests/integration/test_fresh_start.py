@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from hlstream.common import inexact_io
-from hlstream.common.tape_read_io import tail_trades
+from hlstream.common.tape.readers_io import tail_trades
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import format_units, truth_rows
 from tests.support.exchange import exchange_fixture

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from hlstream.common.status_io import read_status
-from hlstream.common.tape import HEADER_BYTES, segment_day, segment_path
+from hlstream.common.tape.format import HEADER_BYTES, segment_day, segment_path
 from hlstream.sim import exchange as sim
 from tests.support.bus import Bus
 from tests.support.procs import terminate

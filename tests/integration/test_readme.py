@@ -20,8 +20,8 @@ import pytest
 
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import day_start_ms
-from hlstream.common.tape_io import TapeWriter
+from hlstream.common.tape.format import day_start_ms
+from hlstream.common.tape.writer_io import TapeWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-11-30"

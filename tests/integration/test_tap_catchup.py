@@ -1,5 +1,5 @@
 """A late-joining tap catches up from ingest's trade tape, then goes on live: across the seam
-no trade is missing and none is repeated (common/replay.py, hlstream/tap.py CatchUpTap,
+no trade is missing and none is repeated (services/ingest/replay.py, hlstream/tap.py CatchUpTap,
 `hlstream tap trades --since`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from hlstream.common.clock import now_ms
 from hlstream.common.messages import Trade
-from hlstream.common.tape_read_io import read_tape
+from hlstream.common.tape.readers_io import read_tape
 from hlstream.sim.exchange import FakeExchange
 from hlstream.tap import CatchUpTap, ReplayError, TapError, TapMessage
 from tests.support.pipeline import Pipeline

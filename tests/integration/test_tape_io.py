@@ -11,22 +11,20 @@ from typing import Any
 
 import pytest
 
-from hlstream.common import tape_io
 from hlstream.common.errors import ConfigError, IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import HEADER, TapePosition, format_record, segment_path
-from hlstream.common.tape_io import TapeWriter, prune
-from hlstream.common.tape_read_io import (
+from hlstream.common.tape import readers_io, writer_io
+from hlstream.common.tape.format import HEADER, TapePosition, format_record, segment_path
+from hlstream.common.tape.readers_io import (
     coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
-    read_from,
     read_since,
     read_tape,
-    tail_keys,
     tail_trades,
 )
+from hlstream.common.tape.writer_io import TapeWriter, prune
 
 DAY_MS = 86_400_000
 MIDNIGHT_MS = int(datetime(2024, 3, 2, tzinfo=UTC).timestamp()) * 1000  # 2024-03-02 00:00 UTC
@@ -181,17 +179,17 @@ def test_corrupt_whole_line_raises_integrity_error_with_its_offset(tmp_path):
         list(read_tape(tmp_path, "BTC", 0))
 
 
-def test_read_from_resumes_after_a_position_across_midnight(tmp_path):
+def test_read_since_resumes_after_a_position_across_midnight(tmp_path):
     positions = write(tmp_path, [trade(MIDNIGHT_MS - 5, 1)])
     write(tmp_path, [trade(MIDNIGHT_MS - 4, 2), trade(MIDNIGHT_MS + 1, 3)])
 
-    got = list(read_from(tmp_path, positions[0]))
+    got = list(read_since(tmp_path, "BTC", positions[:1]))
 
     assert [record for record, _ in got] == [trade(MIDNIGHT_MS - 4, 2), trade(MIDNIGHT_MS + 1, 3)]
     last = got[-1][1]
     assert last.day == "2024-03-02"
     assert last.offset == segment_path(tmp_path, "BTC", "2024-03-02").stat().st_size
-    assert list(read_from(tmp_path, last)) == []
+    assert list(read_since(tmp_path, "BTC", [last])) == []
 
 
 def test_read_since_finds_a_late_trade_for_yesterday(tmp_path):
@@ -203,14 +201,18 @@ def test_read_since_finds_a_late_trade_for_yesterday(tmp_path):
     assert got == [trade(MIDNIGHT_MS - 2, 3), trade(MIDNIGHT_MS + 2, 4)]
 
 
-def test_read_from_a_position_inside_a_line_is_refused(tmp_path):
+def test_read_since_a_position_inside_a_line_is_refused(tmp_path):
     write(tmp_path, [trade(MIDNIGHT_MS, 1)])
 
     with pytest.raises(IntegrityError):
-        list(read_from(tmp_path, TapePosition("BTC", "2024-03-02", len(HEADER) + 3)))
+        list(read_since(tmp_path, "BTC", [TapePosition("BTC", "2024-03-02", len(HEADER) + 3)]))
 
 
-def test_tail_keys_take_the_newest_trades_across_segments(tmp_path):
+def _tail_keys(data_dir: Path, n: int) -> set[tuple[str, int, int]]:
+    return {(t.coin, t.ts_ms, t.tid) for t in tail_trades(data_dir, "BTC", n)}
+
+
+def test_tail_trades_are_the_newest_across_segments(tmp_path):
     write(
         tmp_path,
         [
@@ -221,20 +223,20 @@ def test_tail_keys_take_the_newest_trades_across_segments(tmp_path):
         ],
     )
 
-    assert tail_keys(tmp_path, "BTC", 2) == {
+    assert _tail_keys(tmp_path, 2) == {
         ("BTC", MIDNIGHT_MS + 5, 3),
         ("BTC", MIDNIGHT_MS - 2, 2),
     }
-    assert len(tail_keys(tmp_path, "BTC", 10)) == 3
+    assert len(_tail_keys(tmp_path, 10)) == 3
     assert newest_ts_ms(tmp_path, "BTC") == MIDNIGHT_MS + 5
     assert newest_ts_ms(tmp_path, "ETH") is None
 
 
-def test_tail_keys_read_lines_longer_than_a_read_chunk(tmp_path, monkeypatch):
-    monkeypatch.setattr(tape_io, "_CHUNK", 16)
+def test_tail_trades_read_lines_longer_than_a_read_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers_io, "CHUNK_BYTES", 16)
     write(tmp_path, [trade(MIDNIGHT_MS + i, i) for i in range(50)])
 
-    assert tail_keys(tmp_path, "BTC", 3) == {("BTC", MIDNIGHT_MS + i, i) for i in (47, 48, 49)}
+    assert _tail_keys(tmp_path, 3) == {("BTC", MIDNIGHT_MS + i, i) for i in (47, 48, 49)}
 
 
 def test_prune_keeps_today_and_recent_days(tmp_path):
@@ -265,23 +267,11 @@ def test_second_writer_on_the_same_tape_is_refused(tmp_path):
     TapeWriter(tmp_path, RecordingLog(), fsync=False).close()
 
 
-def test_maybe_commit_waits_for_commit_ms(tmp_path):
-    with TapeWriter(tmp_path, RecordingLog(), commit_ms=50, fsync=False) as writer:
-        writer.append([trade(MIDNIGHT_MS, 1)])
-        assert writer.maybe_commit(10.0) != []
-        writer.append([trade(MIDNIGHT_MS, 2)])
-        assert writer.maybe_commit(10.049) == []
-        assert writer.pending == 1
-        assert writer.maybe_commit(10.05) != []
-        assert writer.pending == 0
-
-
 def test_append_with_one_bad_record_buffers_none_of_the_batch(tmp_path):
     with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
         writer.append([trade(MIDNIGHT_MS, 1)])
         with pytest.raises(ProtocolError):
             writer.append([trade(MIDNIGHT_MS, 2), trade(MIDNIGHT_MS, 3, price="abc")])
-        assert writer.pending == 1
 
     assert list(read_tape(tmp_path, "BTC", 0)) == [trade(MIDNIGHT_MS, 1)]
 
@@ -290,7 +280,7 @@ def test_failed_commit_rolls_back_and_a_retry_writes_once(tmp_path, monkeypatch)
     write(tmp_path, [trade(MIDNIGHT_MS, 1)])
     path = segment_path(tmp_path, "BTC", "2024-03-02")
     size = path.stat().st_size
-    real_write_all = tape_io._write_all
+    real_write_all = writer_io._write_all
 
     def half_then_enospc(fd: int, data: bytes) -> None:
         real_write_all(fd, data[: len(data) // 2])
@@ -298,11 +288,11 @@ def test_failed_commit_rolls_back_and_a_retry_writes_once(tmp_path, monkeypatch)
 
     with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
         writer.append([trade(MIDNIGHT_MS, 2), trade(MIDNIGHT_MS, 3)])
-        monkeypatch.setattr(tape_io, "_write_all", half_then_enospc)
+        monkeypatch.setattr(writer_io, "_write_all", half_then_enospc)
         with pytest.raises(OSError):
             writer.commit()
         assert path.stat().st_size == size
-        monkeypatch.setattr(tape_io, "_write_all", real_write_all)
+        monkeypatch.setattr(writer_io, "_write_all", real_write_all)
         writer.commit()
 
     assert [r.tid for r in read_tape(tmp_path, "BTC", 0) if isinstance(r, Trade)] == [1, 2, 3]

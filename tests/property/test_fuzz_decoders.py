@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import (
     MAX_FRAME_BYTES,
-    MESSAGES,
     SCHEMA_VERSION,
     Bar,
     Decoder,
@@ -38,13 +37,13 @@ from hlstream.common.messages import (
     Message,
     Trade,
     TradeBatch,
-    decode_message,
     encode_message,
     trade_topic,
 )
 from hlstream.services.ingest.core import DATA_CHANNELS, FrameKind, parse_frame
 from hlstream.sim.market import format_units
 from hlstream.tap import Tap
+from tests.support.wire import MESSAGES, decode_message
 
 # ---- arbitrary input ---------------------------------------------------------------------
 
@@ -204,7 +203,7 @@ def venue_entry(trade: Trade) -> dict[str, Any]:
     """The venue's WsTrade for `trade` (what the exchange sends on the trades channel)."""
     return {
         "coin": trade.coin,
-        "side": "B" if trade.is_buy else "A",
+        "side": "B" if trade.side == "buy" else "A",
         "px": trade.price,
         "sz": trade.size,
         "time": trade.ts_ms,

@@ -4,24 +4,27 @@ the unfinished line."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from decimal import Decimal
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hlstream.common.errors import ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import (
+from hlstream.common.tape.format import (
     HEADER_BYTES,
     format_record,
+    format_trades,
     parse_record,
     record_day,
     segment_path,
     split_by_day,
-    torn_tail,
 )
-from hlstream.common.tape_io import TapeWriter
-from hlstream.common.tape_read_io import read_since, read_tape
+from hlstream.common.tape.readers_io import read_since, read_tape
+from hlstream.common.tape.writer_io import TapeWriter
 
 COINS = ["BTC", "PURR/USDC", "@107", "xyz:TSLA", "kPEPE"]
 DAY_MS = 86_400_000
@@ -74,6 +77,54 @@ def test_format_then_parse_is_identity(record: Trade | Gap) -> None:
     assert parse_record(format_record(record)) == record
 
 
+# One coin's trades of one day, then at most two fields made odd: what format_record quotes
+# or refuses, and trades of another coin or day (format_trades gives None for those).
+day_trades = st.builds(
+    Trade,
+    coin=st.just("BTC"),
+    side=st.sampled_from(["buy", "sell"]),
+    price=decimal_text,
+    size=decimal_text,
+    ts_ms=st.integers(T0 + DAY_MS, T0 + 2 * DAY_MS - 1),
+    tid=st.integers(0, 2**63 - 1),
+    hash=one_line_text,
+)
+ODD_FIELDS: dict[str, list[object]] = {
+    "coin": ["ETH", "A,B", 'x"y'],
+    "price": ["0", "1e5", "-1", "", "1,5", "1\n2"],
+    "size": ["0.0", "1.", "1\r"],
+    "ts_ms": [T0 + DAY_MS - 1, T0 + 2 * DAY_MS],
+    "tid": [10**19, -(10**19), 10**19 - 1, 1 - 10**19],
+    "hash": ["a,b", 'q"', "x\ny", "x\r"],
+}
+oddities = st.sampled_from([(name, v) for name, values in ODD_FIELDS.items() for v in values])
+
+
+def _formatted(text: Callable[[], str | None]) -> str | None | type[ProtocolError]:
+    try:
+        return text()
+    except ProtocolError:
+        return ProtocolError
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(day_trades, min_size=1, max_size=6),
+    st.lists(st.tuples(st.integers(0, 5), oddities), max_size=2),
+)
+def test_format_trades_equals_format_record_of_each(
+    batch: list[Trade], odd: list[tuple[int, tuple[str, object]]]
+) -> None:
+    for index, (name, value) in odd:
+        batch[index % len(batch)] = msgspec.structs.replace(
+            batch[index % len(batch)], **{name: value}
+        )
+    coin, day = "BTC", "2024-03-02"
+    fits = all(t.coin == coin and record_day(t) == day for t in batch)
+    plain = _formatted(lambda: "".join(format_record(t) for t in batch) if fits else None)
+    assert _formatted(lambda: format_trades(batch, coin, day)) == plain
+
+
 @settings(deadline=None)
 @given(batches)
 def test_committed_batches_read_back_identically_and_in_order(
@@ -117,7 +168,7 @@ def test_truncation_at_any_byte_loses_only_the_cut_line(
         full = path.read_bytes()
         cut = data.draw(st.integers(0, len(full)), label="cut")
         path.write_bytes(full[:cut])
-        keep = torn_tail(full[:cut])
+        keep = full[:cut].rfind(b"\n") + 1  # whole lines survive a cut
         line_ends = _line_ends(written)
         survivors = [t for t, end in zip(written, line_ends, strict=True) if end <= keep]
 

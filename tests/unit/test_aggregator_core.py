@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hlstream.common.tape import coverage_start
+from hlstream.common.tape.format import coverage_start
 from hlstream.services.aggregator.checkpoint import decode_checkpoint, encode_checkpoint
 from hlstream.services.aggregator.core import (
     advance,

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from hlstream.common.backoff import WeightBudget
 from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import ConfigError
 from hlstream.common.filenames import check_unique_filenames, csv_filename, encode_coin
@@ -137,3 +138,11 @@ def test_sequence_tracker_reports_first_ok_loss_restart_stale():
     assert tracker.observe("t", "a", 5) == (SeqEvent.STALE, 0)
     assert tracker.observe("t", "b", 1) == (SeqEvent.RESTART, 0)
     assert tracker.lost == 2
+
+
+def test_weight_budget_overspent_at_time_zero_still_makes_the_next_request_wait():
+    budget = WeightBudget(1200)
+    budget.spend(1300, 0.0)
+
+    assert budget.wait_s(20, 0.0) == pytest.approx(6.0)  # 120 weight short at 1200/min
+    assert budget.wait_s(20, 6.0) == 0.0

@@ -17,7 +17,7 @@ from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade, TradeBatch, decode_message
-from hlstream.common.tape import parse_record, segment_path
+from hlstream.common.tape.format import parse_record, segment_path
 from hlstream.services.ingest import publisher
 from hlstream.services.ingest.core.parse import parse_frame
 from hlstream.services.ingest.link_io import Event, EventKind

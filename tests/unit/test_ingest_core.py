@@ -10,7 +10,7 @@ import pytest
 
 from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import format_trades, segment_day
+from hlstream.common.tape.format import format_trades, segment_day
 from hlstream.common.universe import check_coins, universe_names
 from hlstream.services.ingest.core.coverage import REPLAY_WAIT_S, Coverage
 from hlstream.services.ingest.core.dedupe import Deduper, ReplayCheck, admit_batch
@@ -72,7 +72,7 @@ def test_parses_recorded_trades_fixture() -> None:
 def test_side_b_is_buy_and_a_is_sell() -> None:
     frame = parse_frame(trades_frame(raw_trade(side="B"), raw_trade(side="A", tid=2)))
 
-    assert [trade.is_buy for trade in frame.trades] == [True, False]
+    assert [trade.side == "buy" for trade in frame.trades] == [True, False]
 
 
 def test_time_in_seconds_becomes_milliseconds() -> None:

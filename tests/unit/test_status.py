@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import Envelope, Trade, decode_message, encode_message
+from hlstream.common.messages import Envelope, Trade, encode_message
 from hlstream.common.status import (
     FeedStatus,
     FileStatus,
@@ -19,6 +19,7 @@ from hlstream.common.status import (
     TradeActivity,
 )
 from hlstream.services.ingest.core import Deduper
+from tests.support.wire import decode_message
 
 READ = msgspec.json.Decoder(StageStatus)
 

@@ -1,4 +1,4 @@
-"""Tape record format and pure helpers: round trips, quoting, torn tails, day routing."""
+"""Tape record format and pure helpers: round trips, quoting, day routing."""
 
 from __future__ import annotations
 
@@ -11,18 +11,16 @@ import pytest
 
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape import (
+from hlstream.common.tape.format import (
     COLUMNS,
     HEADER,
     TapePosition,
-    dedupe_keys_from_tail,
     format_record,
     parse_record,
     record_day,
     segment_day,
     segment_path,
     split_by_day,
-    torn_tail,
 )
 
 ODD_COINS = ["BTC", "PURR/USDC", "@107", "xyz:TSLA", "kPEPE"]
@@ -158,20 +156,6 @@ def test_parse_accepts_a_line_without_its_newline():
     assert parse_record(line.rstrip("\n")) == trade()
 
 
-@pytest.mark.parametrize(
-    ("data", "keep"),
-    [
-        (b"", 0),
-        (b"partial", 0),
-        (b"a\n", 2),
-        (b"a\nb\nhalf-a-li", 4),
-        (b"a\nb\n", 4),
-    ],
-)
-def test_torn_tail_keeps_through_last_newline(data, keep):
-    assert torn_tail(data) == keep
-
-
 def test_last_millisecond_of_a_day_belongs_to_that_day():
     assert segment_day(MIDNIGHT_MS - 1) == "2024-03-01"
     assert segment_day(MIDNIGHT_MS) == "2024-03-02"
@@ -212,12 +196,6 @@ def test_segment_path_uses_the_csv_coin_encoding():
 def test_segment_path_refuses_a_bad_day(day):
     with pytest.raises(ValueError):
         segment_path("/data", "BTC", day)
-
-
-def test_dedupe_keys_come_from_trades_only():
-    records: list[Trade | Gap] = [trade("ETH", 5, 1), Gap("ETH", 1, 9, "r"), trade("ETH", 6, 2)]
-
-    assert dedupe_keys_from_tail(records) == {("ETH", 5, 1), ("ETH", 6, 2)}
 
 
 def test_positions_order_by_coin_then_day_then_offset():

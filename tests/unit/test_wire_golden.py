@@ -11,7 +11,6 @@ from typing import Any
 import msgpack
 import pytest
 
-from hlstream.common import replay
 from hlstream.common.book import Bbo, Book, BookLevel, Fill, Fills
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import (
@@ -26,12 +25,13 @@ from hlstream.common.messages import (
     TapeSpan,
     Trade,
     TradeBatch,
-    decode_message,
     encode_message,
 )
-from hlstream.common.replay import Frame
 from hlstream.common.status import FeedStatus, FileStatus, StageStatus
 from hlstream.common.status_io import read_status, status_path, write_status
+from hlstream.services.ingest import replay
+from hlstream.services.ingest.replay import Frame
+from tests.support.wire import decode_message
 
 T = Trade("BTC", "buy", "63471.0", "0.00155", 1_700_000_000_123, 2**50 + 7, "0xabc")
 T2 = Trade("BTC", "sell", "63470.5", "12", 1_700_000_000_124, 5, "")
@@ -409,7 +409,7 @@ def test_status_files_keep_their_recorded_text(name: str, tmp_path: Path) -> Non
 
 REPLAY_FRAMES: list[tuple[Frame, dict[str, Any]]] = [
     (
-        replay.request("BTC", 1_700_000_000_000),
+        replay.ReplayRequest(v=2, coin="BTC", since_ms=1_700_000_000_000),
         {"v": 2, "type": "replay", "coin": "BTC", "since_ms": 1700000000000},
     ),
     (

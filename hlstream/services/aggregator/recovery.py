@@ -16,7 +16,7 @@ from hlstream.common.config import Settings
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar, Gap, Inexact, Trade
-from hlstream.common.tape_read_io import coverage_start_ms, last_trade_before
+from hlstream.common.tape.readers_io import coverage_start_ms, last_trade_before
 from hlstream.services.aggregator.checkpoint import decode_checkpoint
 from hlstream.services.aggregator.core import AggState, new_state, seed_trades, taint
 from hlstream.services.aggregator.tape_feed import TapeFeed

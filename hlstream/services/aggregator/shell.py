@@ -25,10 +25,10 @@ from typing import Any
 
 import zmq
 
-from hlstream.common.atomic_io import write_atomic
 from hlstream.common.bus_io import Publisher, curve_keys, subscribe_socket
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings
+from hlstream.common.durable import write_atomic
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
@@ -47,8 +47,8 @@ from hlstream.common.messages import (
 from hlstream.common.sequence import SeqEvent, SeqTracker
 from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
-from hlstream.common.tape import Record, segment_day, shift_day
-from hlstream.common.tape_read_io import coverage_start_ms
+from hlstream.common.tape.format import Record, segment_day, shift_day
+from hlstream.common.tape.readers_io import coverage_start_ms
 from hlstream.services.aggregator import recovery
 from hlstream.services.aggregator.checkpoint import encode_checkpoint
 from hlstream.services.aggregator.core import (

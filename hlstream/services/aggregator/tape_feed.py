@@ -22,8 +22,8 @@ from pathlib import Path
 
 from hlstream.common.log import EventLog
 from hlstream.common.messages import TapeSpan
-from hlstream.common.tape import HEADER_BYTES, Record, TapePosition, segment_day
-from hlstream.common.tape_read_io import read_since, read_span
+from hlstream.common.tape.format import HEADER_BYTES, Record, TapePosition, segment_day
+from hlstream.common.tape.readers_io import read_since, read_span
 
 Consumed = dict[tuple[str, str], int]
 

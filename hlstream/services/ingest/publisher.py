@@ -26,8 +26,8 @@ from hlstream.common.bus_io import Publisher
 from hlstream.common.errors import ConfigError, IntegrityError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, TapeSpan, Trade, TradeBatch, gap_topic, trade_topic
-from hlstream.common.tape import record_day, split_by_day
-from hlstream.common.tape_io import TapeWriter, prune
+from hlstream.common.tape.format import record_day, split_by_day
+from hlstream.common.tape.writer_io import TapeWriter, prune
 
 MAX_BATCH_TRADES = 1024  # a coin's trades of one handler call go out together, up to this
 TAPE_WRITE_LOG_EVERY_S = 10.0

@@ -1,4 +1,4 @@
-"""Ingest's tape replay server for late-joining taps (protocol: common/replay.py).
+"""Ingest's tape replay server for late-joining taps (protocol: replay.py).
 
 A thread with its own ROUTER socket, so a long replay never delays live trades. It reads
 each day of the coin's tape up to the committed end ingest last published (`ends()`), streams
@@ -19,7 +19,9 @@ from hlstream.common.clock import now_ms
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.replay import (
+from hlstream.common.tape.format import segment_day
+from hlstream.common.tape.readers_io import read_span, segment_days
+from hlstream.services.ingest.replay import (
     CHUNK_TRADES,
     Frame,
     ReplayRequest,
@@ -30,9 +32,6 @@ from hlstream.common.replay import (
     parse_request,
     trades_frame,
 )
-from hlstream.common.tape import segment_day
-from hlstream.common.tape_io import segment_days
-from hlstream.common.tape_read_io import read_span
 
 MAX_TRADES = 5_000_000
 POLL_MS = 200

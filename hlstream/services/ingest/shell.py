@@ -32,9 +32,9 @@ from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade, status_topic
 from hlstream.common.status import FeedStatus, RestTracker, StageStatus, TradeActivity
 from hlstream.common.status_io import write_status
-from hlstream.common.tape import segment_day
-from hlstream.common.tape_io import sync_taken
-from hlstream.common.tape_read_io import tail_trades
+from hlstream.common.tape.format import segment_day
+from hlstream.common.tape.readers_io import tail_trades
+from hlstream.common.tape.writer_io import sync_taken
 from hlstream.common.universe import dex_prefixes, wants_all
 from hlstream.services.ingest.channels import channel_message, plan_subscriptions, shard
 from hlstream.services.ingest.core.coverage import Coverage

@@ -20,12 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hlstream.common.csvrow import HEADER_LINE, Row, format_row, parse_row
+from hlstream.common.durable import fsync_dir, last_line_end
 from hlstream.common.errors import IntegrityError, TransientError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.services.writer.core import row_of
-
-TAIL_BLOCK = 4096
 
 
 class WriteFailedError(TransientError):
@@ -33,14 +32,6 @@ class WriteFailedError(TransientError):
 
 
 _HEADER_BYTES = HEADER_LINE.encode("ascii")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class CsvFile:
@@ -73,7 +64,7 @@ class CsvFile:
             self.close()
             raise
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -115,29 +106,17 @@ class CsvFile:
         size = self._size()
         if size == 0 or os.pread(self.fd, 1, size - 1) == b"\n":
             return
-        keep = self._last_newline_end(size)
+        keep = last_line_end(self.fd, size)
         os.ftruncate(self.fd, keep)
         os.fsync(self.fd)
         self.log.warning("torn_tail_cut", path=str(self.path), bytes=size - keep)
-
-    def _last_newline_end(self, size: int) -> int:
-        """Offset just after the last b"\\n" before `size` (0 if none)."""
-        end = size
-        while end > 0:
-            start = max(0, end - TAIL_BLOCK)
-            block = os.pread(self.fd, end - start, start)
-            index = block.rfind(b"\n")
-            if index >= 0:
-                return start + index + 1
-            end = start
-        return 0
 
     def _read_last_row(self) -> Row | None:
         """Under a lock: parse the last complete line; None when only the header is there."""
         size = self._size()
         if size <= len(_HEADER_BYTES):
             return None
-        line_start = self._last_newline_end(size - 1)
+        line_start = last_line_end(self.fd, size - 1)
         line = os.pread(self.fd, size - line_start, line_start)
         if line_start == 0:
             return None

@@ -9,7 +9,6 @@ atomically with the last row per file and the counters.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import time
@@ -22,7 +21,8 @@ import zmq
 from hlstream.common.bus_io import curve_keys, new_session_id, secure_server
 from hlstream.common.clock import now_ms as wall_now_ms
 from hlstream.common.config import Settings
-from hlstream.common.errors import IntegrityError, ProtocolError
+from hlstream.common.durable import hold_lock
+from hlstream.common.errors import ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar, Envelope, Inexact, encode_message
@@ -66,11 +66,7 @@ class Writer:
     def acquire_lock(self) -> None:
         """Refuse to run twice on one run dir (two ROUTERs would steal each other's bars)."""
         path = self.settings.run_dir / LOCK_FILE
-        self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IntegrityError(f"another writer holds {path}") from None
+        self._lock_fd = hold_lock(path, f"pid {os.getpid()}", f"another writer holds {path}")
         self._data_lock_fd = hold_dir_lock(self.settings.data_dir, self.settings.run_dir)
 
     def parse_frames(self, frames: list[bytes]) -> tuple[bytes, Bar | Inexact]:

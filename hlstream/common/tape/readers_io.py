@@ -1,9 +1,9 @@
 """Trade tape readers: whole segments, ranges, resume-from-position, spans, tail scans.
 
-The files, the writer and retention live in common/tape_io.py. Every reader stops at the
-last whole line: a reader racing the writer, or a crash, never yields half a record (an
-unfinished line is reported as `tape_torn_line_ignored`). A malformed whole line is
-corruption and raises IntegrityError with its path and byte offset.
+Every reader stops at the last whole line: a reader racing the writer, or a crash, never
+yields half a record (an unfinished line is reported as `tape_torn_line_ignored`). A
+malformed whole line is corruption and raises IntegrityError with its path and byte offset.
+`TapePosition.offset` is always the end of a whole line; `read_since` resumes from it.
 """
 
 from __future__ import annotations
@@ -13,47 +13,80 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from hlstream.common.errors import IntegrityError
+from hlstream.common.durable import last_line_end
+from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
-from hlstream.common.tape import (
+from hlstream.common.tape.format import (
     HEADER_BYTES,
+    SEGMENT_SUFFIX,
     TAPE_DIR,
     Record,
     TapePosition,
-    TradeKey,
+    coin_dir,
     coverage_start,
-    dedupe_keys_from_tail,
     is_segment_name,
     parse_record,
     segment_day,
     segment_path,
 )
-from hlstream.common.tape_io import (
-    LATE_SCAN_MS,
-    TORN_LOG_EVERY_S,
-    check_header,
-    decode_line,
-    lines_backward,
-    segment_days,
-    whole_lines_end,
-)
 
+CHUNK_BYTES = 1 << 16  # first read of a backward scan; doubled for a line longer than that
+TORN_LOG_EVERY_S = 60.0
 FIRST_BATCH_RECORDS = 1_024  # at least a subscribe replay (the venue sends ~30 trades)
-LATE_SCAN_LINES = 256  # lines to read past a hit: more than any venue frame holds out of order
+NEWEST_WINDOW_TRADES = 10_000  # `newest_ts_ms` looks this far back from the end
+# `last_trade_before` stops this many lines and this far in time past its best trade: more
+# than any venue frame holds out of order.
+LATE_SCAN_LINES = 256
+LATE_SCAN_MS = 60_000
 
-# --- readers ----------------------------------------------------------------------------
+
+def segment_days(data_dir: Path | str, coin: str) -> list[str]:
+    """Days that have a segment for `coin`, oldest first."""
+    try:
+        names = os.listdir(coin_dir(data_dir, coin))
+    except FileNotFoundError:
+        return []
+    return sorted(name.removesuffix(SEGMENT_SUFFIX) for name in names if is_segment_name(name))
+
+
+def lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
+    """Whole lines (with `\\n`) before `end` (a line boundary), newest first, with offsets."""
+    stop, chunk = end, CHUNK_BYTES
+    while stop > 0:
+        start = max(0, stop - chunk)
+        block = os.pread(fd, stop - start, start)
+        high = len(block)
+        while (newline := block.rfind(b"\n", 0, high - 1)) >= 0:
+            yield block[newline + 1 : high], start + newline + 1
+            high = newline + 1
+        if start == 0:
+            yield block[:high], 0
+            return
+        chunk = chunk * 2 if high == len(block) else CHUNK_BYTES
+        stop = start + high
+
+
+def check_header(fd: int, path: Path) -> None:
+    if os.pread(fd, len(HEADER_BYTES), 0) != HEADER_BYTES:
+        raise IntegrityError(f"{path} does not start with the tape header; refusing to use it")
+
+
+def decode_line(raw: bytes, path: Path, offset: int, coin: str) -> Record:
+    """Parse one whole line of the segment of `coin`; IntegrityError if it is not a record."""
+    try:
+        record = parse_record(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ProtocolError) as exc:
+        raise IntegrityError(f"{path} byte {offset}: corrupt tape record: {exc}") from None
+    if record.coin != coin:
+        raise IntegrityError(f"{path} byte {offset}: record of {record.coin!r} in {coin!r} tape")
+    return record
 
 
 def _report_torn(log: EventLog | None, path: Path, nbytes: int) -> None:
     if log is not None:
-        log.warning_limited(
-            f"tape_torn:{path}",
-            TORN_LOG_EVERY_S,
-            "tape_torn_line_ignored",
-            path=str(path),
-            bytes=nbytes,
-        )
+        key, event = f"tape_torn:{path}", "tape_torn_line_ignored"
+        log.warning_limited(key, TORN_LOG_EVERY_S, event, path=str(path), bytes=nbytes)
 
 
 def _seek_start(handle: BinaryIO, path: Path, start: int, log: EventLog | None) -> int | None:
@@ -105,20 +138,17 @@ def read_tape(
     *,
     log: EventLog | None = None,
 ) -> Iterator[Record]:
-    """Trades of `coin` with from_ms <= ts_ms < to_ms and the gaps overlapping that range.
-
-    Segments are read oldest day first, each in append order.
-    """
+    """Trades of `coin` with from_ms <= ts_ms < to_ms and the gaps overlapping that range,
+    oldest day first, each segment in append order."""
     if to_ms is not None and to_ms <= from_ms:
         return
     first = segment_day(from_ms)
     last = None if to_ms is None else segment_day(to_ms - 1)
     for day in segment_days(data_dir, coin):
-        if day < first or (last is not None and day > last):
-            continue
-        for record, _ in _read_segment(data_dir, coin, day, 0, log):
-            if _overlaps(record, from_ms, to_ms):
-                yield record
+        if first <= day and (last is None or day <= last):
+            for record, _ in _read_segment(data_dir, coin, day, 0, log):
+                if _overlaps(record, from_ms, to_ms):
+                    yield record
 
 
 def read_since(
@@ -130,11 +160,9 @@ def read_since(
 ) -> Iterator[tuple[Record, TapePosition]]:
     """Every record of `coin` appended after `positions`, each with the position after it.
 
-    Each segment named in `positions` is read from its (latest) offset; every later-day
-    segment, and any earlier-day segment not named but newer than the oldest one named, is
-    read from its start. With no positions, the whole tape of `coin` is read. Records for a
-    day that reach its segment after midnight (late trades) are found as long as that day's
-    position is among `positions`: checkpoint the positions of yesterday and today.
+    A segment named is read from its latest offset; any other segment from its start, if
+    newer than the oldest named (all of them when none is). Late trades of a day are found
+    while its position is among `positions`: checkpoint the positions of yesterday and today.
     """
     offsets: dict[str, int] = {}
     for position in positions:
@@ -143,65 +171,9 @@ def read_since(
         offsets[position.day] = max(offsets.get(position.day, 0), position.offset)
     oldest = min(offsets) if offsets else ""
     for day in segment_days(data_dir, coin):
-        if day < oldest:
-            continue
-        for record, end in _read_segment(data_dir, coin, day, offsets.get(day, 0), log):
-            yield record, TapePosition(coin, day, end)
-
-
-def read_from(
-    data_dir: Path | str, position: TapePosition, *, log: EventLog | None = None
-) -> Iterator[tuple[Record, TapePosition]]:
-    """Resume after `position`: the rest of its segment, then every later day's segment."""
-    return read_since(data_dir, position.coin, [position], log=log)
-
-
-# --- tail scans -------------------------------------------------------------------------
-
-
-def _trades_backward(
-    data_dir: Path | str, coin: str, days: list[str]
-) -> Iterator[tuple[str, Trade]]:
-    """(day, trade) of `coin` from the end of each of `days`' segments, in the given order."""
-    for day in days:
-        path = segment_path(data_dir, coin, day)
-        with open(path, "rb") as handle:
-            fd = handle.fileno()
-            end = whole_lines_end(fd, os.fstat(fd).st_size)
-            if end:
-                check_header(fd, path)
-            for raw, offset in lines_backward(fd, end):
-                if offset:  # offset 0 is the header
-                    record = decode_line(raw, path, offset, coin)
-                    if isinstance(record, Trade):
-                        yield day, record
-
-
-def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
-    """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
-    found: list[Trade] = []
-    if n <= 0:
-        return found
-    for _, trade in _trades_backward(data_dir, coin, list(reversed(segment_days(data_dir, coin)))):
-        found.append(trade)
-        if len(found) >= n:
-            break
-    return found
-
-
-def tail_keys(data_dir: Path | str, coin: str, n: int) -> set[TradeKey]:
-    """Keys (coin, ts_ms, tid) of the last `n` trades appended for `coin`."""
-    return dedupe_keys_from_tail(tail_trades(data_dir, coin, n)) if n > 0 else set()
-
-
-def newest_ts_ms(data_dir: Path | str, coin: str, *, window: int = 10_000) -> int | None:
-    """Exchange time of the newest trade of `coin` among its last `window` on the tape.
-
-    Trades are appended in admission order and a late one is older, never newer, than
-    those before it, so the newest lies near the end of the newest segment.
-    """
-    trades = tail_trades(data_dir, coin, window)
-    return max((trade.ts_ms for trade in trades), default=None)
+        if day >= oldest:
+            for record, end in _read_segment(data_dir, coin, day, offsets.get(day, 0), log):
+                yield record, TapePosition(coin, day, end)
 
 
 def read_span(
@@ -216,18 +188,15 @@ def read_span(
 
 def tape_coins(data_dir: Path | str) -> list[str]:
     """Every coin with a tape, named as its records name it, sorted."""
-    coins = set()
+    root = Path(data_dir) / TAPE_DIR
     try:
-        folders = os.listdir(Path(data_dir) / TAPE_DIR)
+        folders = os.listdir(root)
     except FileNotFoundError:
         return []
+    coins = set()
     for folder in folders:
-        days = sorted(
-            n for n in os.listdir(Path(data_dir) / TAPE_DIR / folder) if is_segment_name(n)
-        )
-        for day in days:
-            path = Path(data_dir) / TAPE_DIR / folder / day
-            with open(path, "rb") as handle:
+        for name in sorted(n for n in os.listdir(root / folder) if is_segment_name(n)):
+            with open(root / folder / name, "rb") as handle:
                 handle.readline()
                 line = handle.readline()
             if line.endswith(b"\n"):
@@ -248,6 +217,42 @@ def coverage_start_ms(data_dir: Path | str, coin: str) -> int | None:
         if first:
             break  # later days hold later records only
     return coverage_start(first)
+
+
+def _trades_backward(
+    data_dir: Path | str, coin: str, days: list[str]
+) -> Iterator[tuple[str, Trade]]:
+    """(day, trade) of `coin` from the end of each of `days`' segments, in the given order."""
+    for day in days:
+        path = segment_path(data_dir, coin, day)
+        with open(path, "rb") as handle:
+            fd = handle.fileno()
+            end = last_line_end(fd, os.fstat(fd).st_size)
+            if end:
+                check_header(fd, path)
+            for raw, offset in lines_backward(fd, end):
+                if offset:  # offset 0 is the header
+                    record = decode_line(raw, path, offset, coin)
+                    if isinstance(record, Trade):
+                        yield day, record
+
+
+def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
+    """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
+    found: list[Trade] = []
+    days = segment_days(data_dir, coin)[::-1]
+    for _, trade in _trades_backward(data_dir, coin, days if n > 0 else []):
+        found.append(trade)
+        if len(found) >= n:
+            break
+    return found
+
+
+def newest_ts_ms(data_dir: Path | str, coin: str) -> int | None:
+    """Exchange time of the newest trade of `coin` among its last `NEWEST_WINDOW_TRADES`: a
+    late trade is older, never newer, than those before it, so the newest lies near the end."""
+    trades = tail_trades(data_dir, coin, NEWEST_WINDOW_TRADES)
+    return max((trade.ts_ms for trade in trades), default=None)
 
 
 def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:

@@ -1,27 +1,10 @@
-"""Tape replay for late-joining taps: the request, the response and the seam rule. Pure.
+"""Tape replay for late-joining taps: the request, the response frames. Pure.
 
-Ingest serves the trade tape on `replay_endpoint` (a ROUTER; default
-`ipc://{run_dir}/replay.sock`). A tap connects a DEALER and sends one frame, a msgpack map:
-
-    {"v": 2, "type": "replay", "coin": "BTC", "since_ms": 1764500000000}
-
-The answer is a run of frames, each a msgpack map, in tape order (the `Frame` Structs below,
-tagged by `type`; a request is one of them, so the server reads its socket with one Decoder):
-
-    {"v": 2, "type": "replay_trades", "coin": ..., "trades": [trade, ...]}   (<= 2000 each;
-                                      trade maps exactly as in bus `trades` messages)
-    {"v": 2, "type": "replay_gap", "coin": ..., "from_ms", "to_ms", "reason"}
-    {"v": 2, "type": "replay_end", "coin": ..., "trades": total, "tape": {day: offset}}
-or  {"v": 2, "type": "replay_error", "error": "one line"}
-
-Seam rule: subscribe to the live topics first, and send the request only once the
-subscription is live (the first `status.ingest|` heartbeat has arrived; ingest sends one
-every 0.5 s). Every live `trades`/`gap` message carries `tape: [day, start, end]`, the bytes
-it occupies in its tape segment. A live message with `end <= replay_end.tape[day]` was in
-the replay: drop it. Every other one is new. Ingest reads each day only up to its last
-commit (a commit never splits a message), so no message is half in the replay; and ingest
-tapes before it publishes, so anything published before the subscription went live is in
-the replay. Result: no gap and no duplicate at the seam.
+A tap connects a DEALER to ingest's `replay_endpoint` and sends one `ReplayRequest`; the
+answer is a run of frames in tape order (<= `CHUNK_TRADES` trades each), then `replay_end`
+with how far each day's segment was replayed, or one `replay_error`. The protocol and the
+seam rule (drop a live message whose tape span ends within the replay) are in docs/bus.md;
+hlstream/tap.py applies it.
 """
 
 from __future__ import annotations
@@ -33,11 +16,10 @@ import msgspec
 from msgspec import Meta
 
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import Gap, Trade, TradeBatch
+from hlstream.common.messages import Gap, Trade
 from hlstream.common.wire import SCHEMA_VERSION, Count, Ms
 
 CHUNK_TRADES = 2_000
-MAX_SINCE_DAYS = 36_500
 
 
 class _Frame(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
@@ -97,10 +79,6 @@ def parse_request(payload: bytes, coins: tuple[str, ...], now_ms: int) -> Replay
     return frame
 
 
-def request(coin: str, since_ms: int) -> ReplayRequest:
-    return ReplayRequest(v=SCHEMA_VERSION, coin=coin, since_ms=since_ms)
-
-
 def trades_frame(coin: str, trades: list[Trade]) -> ReplayTrades:
     return ReplayTrades(v=SCHEMA_VERSION, coin=coin, trades=trades)
 
@@ -117,9 +95,3 @@ def end_frame(coin: str, trades: int, tape: Mapping[str, int]) -> ReplayEnd:
 
 def error_frame(message: str) -> ReplayError:
     return ReplayError(v=SCHEMA_VERSION, error=message)
-
-
-def in_replay(message: TradeBatch | Gap, replayed: Mapping[str, int]) -> bool:
-    """The seam rule: was this live message already part of the replay?"""
-    span = message.tape
-    return span is not None and span.day in replayed and span.end <= replayed[span.day]

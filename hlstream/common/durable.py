@@ -1,0 +1,77 @@
+"""Durable files, written once for every stage: fsync a folder, replace a file atomically,
+find where a file's whole lines end, hold an exclusive lock file.
+
+- `write_atomic`: a reader (or a restarted process) sees the old content or the new, never a
+  mix: the data goes to a temp file beside the target, is fsynced and renamed over it, and
+  the folder is fsynced so the rename itself survives a power loss.
+- `last_line_end`: a crash mid-append leaves at most one unfinished line at a file's end;
+  everything before the offset it returns is whole lines.
+- `hold_lock`: the kernel drops a flock when its holder dies, even by SIGKILL, so a stale
+  lock never blocks a restart; the holder's note in the file names it to whoever is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from hlstream.common.errors import HlstreamError, IntegrityError
+
+TAIL_BLOCK_BYTES = 4096  # a few rows of either file: the last line is found in one read
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder `path` (a create, a rename) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically; with `durable`, fsync the file and its folder."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def last_line_end(fd: int, size: int) -> int:
+    """Offset just after the last `\\n` in the first `size` bytes of `fd` (0 if none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - TAIL_BLOCK_BYTES)
+        index = os.pread(fd, end - start, start).rfind(b"\n")
+        if index >= 0:
+            return start + index + 1
+        end = start
+    return 0
+
+
+def hold_lock(
+    path: Path, note: str, refusal: str, error: type[HlstreamError] = IntegrityError
+) -> int:
+    """Take the exclusive flock on `path` for as long as the returned descriptor stays open,
+    and write `note` (who holds it) in the file. If another process holds it, raise
+    `error("{refusal} ({its note})")`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+        os.close(fd)
+        raise error(f"{refusal} ({holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{note}\n".encode(), 0)
+    return fd

@@ -1,0 +1,236 @@
+"""The trade tape's record format, days and paths: one CSV line per admitted trade or gap. Pure.
+
+One *segment* per coin per UTC day, `{data_dir}/tape/{encode_coin(coin)}/{YYYY-MM-DD}.csv`;
+the columns, the quoting and how to read a segment with pandas or polars are in docs/data.md:
+
+    kind,coin,ts_ms,tid,side,price,size,hash,to_ms,reason
+    T,BTC,1700000000000,123456,buy,63471.0,0.00155,0xab12...,,
+    G,BTC,1700000000500,,,,,,1700000003000,reconnect
+
+Invariants kept here:
+- `parse_record(format_record(r)) == r` for every record (bar CR/LF in a gap reason, which
+  become spaces), and `format_record` refuses whatever `parse_record` would refuse, so a
+  committed line always reads back. One record is always exactly one line.
+- The header is the schema version: a segment with any other first line is refused.
+- Every record lies in the segment of its own UTC day: a trade at 23:59:59.999 belongs to that
+  day even when it is committed after midnight, and `split_by_day` cuts a gap that spans
+  midnight into one piece per day.
+- The encoding of the coin folds case, so every row keeps the exact coin.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+from hlstream.common.decimals import is_positive_decimal
+from hlstream.common.errors import ProtocolError
+from hlstream.common.filenames import encode_coin
+from hlstream.common.messages import Gap, Trade, has_plain_decimals
+
+Record = Trade | Gap
+
+COLUMNS = ("kind", "coin", "ts_ms", "tid", "side", "price", "size", "hash", "to_ms", "reason")
+HEADER = ",".join(COLUMNS) + "\n"
+HEADER_BYTES = HEADER.encode("ascii")
+TAPE_DIR = "tape"
+SEGMENT_SUFFIX = ".csv"
+DAY_MS = 86_400_000
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_INT_RE = re.compile(r"-?[0-9]{1,19}\Z")
+_INT_LIMIT = 10**19
+_COMMAS = len(COLUMNS) - 1
+
+
+class TapePosition(NamedTuple):
+    """A byte offset just after a whole line of one segment; orders by coin, day, offset."""
+
+    coin: str
+    day: str
+    offset: int
+
+
+def segment_day(ts_ms: int) -> str:
+    """The UTC day `YYYY-MM-DD` that contains `ts_ms` (integer math, no float)."""
+    return date.fromordinal(_EPOCH_ORDINAL + ts_ms // DAY_MS).isoformat()
+
+
+def check_day(day: str) -> date:
+    """`day` as a date; ValueError unless it is a real `YYYY-MM-DD` (it becomes a filename)."""
+    if not _DAY_RE.match(day):
+        raise ValueError(f"tape day {day!r} is not YYYY-MM-DD")
+    return date.fromisoformat(day)
+
+
+def day_start_ms(day: str) -> int:
+    """Epoch ms of 00:00 UTC on `day` (a `YYYY-MM-DD`, as `segment_day` names them)."""
+    return (date.fromisoformat(day).toordinal() - _EPOCH_ORDINAL) * DAY_MS
+
+
+def shift_day(day: str, days: int) -> str:
+    """`day` moved by `days` (negative = earlier)."""
+    return (check_day(day) + timedelta(days=days)).isoformat()
+
+
+def is_segment_name(name: str) -> bool:
+    """True for a segment filename such as `2024-03-01.csv`."""
+    return name.endswith(SEGMENT_SUFFIX) and bool(_DAY_RE.match(name[: -len(SEGMENT_SUFFIX)]))
+
+
+def coin_dir(data_dir: Path | str, coin: str) -> Path:
+    """The folder holding every segment of `coin`."""
+    return Path(data_dir) / TAPE_DIR / encode_coin(coin)
+
+
+def segment_path(data_dir: Path | str, coin: str, day: str) -> Path:
+    """`{data_dir}/tape/{encode_coin(coin)}/{day}.csv`."""
+    check_day(day)
+    return coin_dir(data_dir, coin) / f"{day}{SEGMENT_SUFFIX}"
+
+
+def record_day(record: Record) -> str:
+    """The day whose segment holds `record`: its trade time, or a gap's start."""
+    return segment_day(record.ts_ms if isinstance(record, Trade) else record.from_ms)
+
+
+def split_by_day(record: Record) -> list[Record]:
+    """`record` as stored: a gap spanning midnight becomes one piece per UTC day."""
+    if isinstance(record, Trade):
+        return [record]
+    pieces: list[Record] = []
+    start = record.from_ms
+    while (day_end := start - start % DAY_MS + DAY_MS - 1) < record.to_ms:
+        pieces.append(Gap(record.coin, start, day_end, record.reason))
+        start = day_end + 1
+    return [*pieces, Gap(record.coin, start, record.to_ms, record.reason)]
+
+
+def _quote(field: str) -> str:
+    if "\n" in field or "\r" in field:
+        raise ProtocolError(f"tape field {field[:40]!r} holds a line break")
+    if "," in field or '"' in field:
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def _check_int(value: int, name: str) -> str:
+    if not -_INT_LIMIT < value < _INT_LIMIT:
+        raise ProtocolError(f"tape field {name}={value} is out of range")
+    return str(value)
+
+
+def _positive_decimal(text: str, name: str) -> str:
+    if not is_positive_decimal(text):
+        raise ProtocolError(f"tape field {name}={text[:40]!r} is not a positive decimal")
+    return text
+
+
+def format_record(record: Record) -> str:
+    """One tape line, ending in `\\n`; ProtocolError for anything parse_record would refuse."""
+    if isinstance(record, Gap):
+        reason = record.reason.replace("\r", " ").replace("\n", " ")
+        start, end = _check_int(record.from_ms, "from_ms"), _check_int(record.to_ms, "to_ms")
+        return f"G,{_quote(record.coin)},{start},,,,,,{end},{_quote(reason)}\n"
+    fields = (
+        record.coin,
+        _check_int(record.ts_ms, "ts_ms"),
+        _check_int(record.tid, "tid"),
+        record.side,
+        _positive_decimal(record.price, "price"),
+        _positive_decimal(record.size, "size"),
+        record.hash,
+    )
+    return "T," + ",".join(_quote(field) for field in fields) + ",,\n"
+
+
+# Fast path of `format_record` for one coin's trades (one call per coin per frame): joined
+# without per-field checks, then the whole text checked at once. tests/property/
+# test_tape_props.py `test_format_trades_equals_format_record_of_each` holds the two equal.
+def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
+    """`format_record` of each of `trades`, joined, if every one is of `coin` on `day` (else
+    None); ProtocolError as `format_record` raises it."""
+    start_ms = day_start_ms(day)
+    end_ms = start_ms + DAY_MS
+    lines = []
+    tids_fit = True
+    for t in trades:
+        ts_ms, tid = t.ts_ms, t.tid
+        if t.coin != coin or not start_ms <= ts_ms < end_ms:
+            return None
+        if not -_INT_LIMIT < tid < _INT_LIMIT:
+            tids_fit = False
+        lines.append(f"T,{coin},{ts_ms},{tid},{t.side},{t.price},{t.size},{t.hash},,\n")
+    text = "".join(lines)
+    count = len(lines)
+    if (
+        tids_fit
+        and has_plain_decimals(trades)
+        and text.count(",") == _COMMAS * count
+        and text.count("\n") == count
+        and '"' not in text
+        and "\r" not in text
+    ):
+        return text
+    return "".join([format_record(t) for t in trades])  # quotes, or raises ProtocolError
+
+
+def _split(line: str) -> list[str]:
+    line = line.removesuffix("\n")
+    if "\n" in line or "\r" in line:
+        raise ProtocolError("tape record spans more than one line")
+    if '"' not in line:
+        return line.split(",")
+    try:
+        return next(csv.reader([line], strict=True))
+    except csv.Error as exc:
+        raise ProtocolError(f"tape record has bad quoting: {exc}") from None
+
+
+def _int(text: str, name: str) -> int:
+    if not _INT_RE.match(text):
+        raise ProtocolError(f"tape field {name}={text[:40]!r} is not an integer")
+    return int(text)
+
+
+def parse_record(line: str) -> Record:
+    """Inverse of `format_record` (trailing `\\n` optional); ProtocolError if malformed."""
+    fields = _split(line)
+    if len(fields) != len(COLUMNS):
+        raise ProtocolError(f"tape record has {len(fields)} fields, not {len(COLUMNS)}")
+    kind, coin, ts_ms, tid, side, price, size, hash_, to_ms, reason = fields
+    if not coin:
+        raise ProtocolError("tape record has no coin")
+    if kind == "G":
+        if tid or side or price or size or hash_:
+            raise ProtocolError("tape gap has trade fields set")
+        return Gap(coin, _int(ts_ms, "ts_ms"), _int(to_ms, "to_ms"), reason)
+    if kind != "T":
+        raise ProtocolError(f"tape record kind {kind[:10]!r} is not T or G")
+    if side not in ("buy", "sell"):
+        raise ProtocolError(f"tape trade side {side[:40]!r} is not buy or sell")
+    if to_ms or reason:
+        raise ProtocolError("tape trade has gap fields set")
+    return Trade(
+        coin=coin,
+        side="buy" if side == "buy" else "sell",
+        price=_positive_decimal(price, "price"),
+        size=_positive_decimal(size, "size"),
+        ts_ms=_int(ts_ms, "ts_ms"),
+        tid=_int(tid, "tid"),
+        hash=hash_,
+    )
+
+
+def coverage_start(first_records: Iterable[Record]) -> int | None:
+    """The first exchange time from which a tape holds every trade of its coin, given at least
+    its first batch (the venue's subscribe replay); None if none. Strictly after the oldest
+    replayed time: the venue stamps a block's trades with one time and a replay of its last N
+    trades may begin inside a block. Later records are all newer than the replay's oldest."""
+    times = [r.ts_ms if isinstance(r, Trade) else r.from_ms for r in first_records]
+    return min(times) + 1 if times else None
