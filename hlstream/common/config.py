@@ -75,6 +75,19 @@ class Settings:
     health_disconnected_seconds: float = 60.0  # ingest not connected
     health_no_trade_seconds: float = 120.0  # no trade on a coin that trades, while connected
     health_rest_failing_seconds: float = 60.0  # REST failing with no success since
+    # Scale-out sinks (the `relay` stage runs only when one is set; docs/scale-out.md). Secrets
+    # come from files or HLSTREAM_NATS_PASSWORD / _NATS_TOKEN / _POSTGRES_PASSWORD, never from
+    # a setting that `describe` logs; a password inside a URL or DSN is redacted there.
+    nats_url: str = ""  # nats://host:4222, comma list for a cluster; "" = off
+    nats_user: str = ""
+    nats_password_file: str = ""
+    nats_token_file: str = ""
+    nats_creds_file: str = ""  # NATS decentralized-auth .creds file
+    nats_tls_ca_file: str = ""
+    nats_replicas: int = 1  # JetStream stream replicas (3 on a 3-node cluster)
+    nats_duplicate_window_seconds: float = 120.0  # JetStream msg-id dedupe window
+    postgres_dsn: str = ""  # postgresql://user@host:5432/db or key=value; "" = off
+    postgres_password_file: str = ""
 
     @property
     def interval_ms(self) -> dict[str, int]:
@@ -116,6 +129,16 @@ SETTING_HELP: dict[str, str] = {
     "health_disconnected_seconds": "status is unhealthy when ingest is not connected this long",
     "health_no_trade_seconds": "status is unhealthy when a coin that trades has none this long",
     "health_rest_failing_seconds": "status is unhealthy when REST fails with no success this long",
+    "nats_url": "NATS JetStream server(s) the relay publishes trades and bars to (off if empty)",
+    "nats_user": "NATS user name (password from nats_password_file or HLSTREAM_NATS_PASSWORD)",
+    "nats_password_file": "file holding the NATS password",
+    "nats_token_file": "file holding a NATS token (or HLSTREAM_NATS_TOKEN)",
+    "nats_creds_file": "NATS .creds file (JWT + nkey seed)",
+    "nats_tls_ca_file": "CA bundle that signs the NATS server's TLS certificate",
+    "nats_replicas": "replicas of the HL_TRADES / HL_BARS streams (1..5; 3 on a 3-node cluster)",
+    "nats_duplicate_window_seconds": "JetStream duplicate window of the streams (msg-id dedupe)",
+    "postgres_dsn": "PostgreSQL the relay upserts bars into (off if empty)",
+    "postgres_password_file": "file holding the Postgres password (or HLSTREAM_POSTGRES_PASSWORD)",
 }
 
 
@@ -319,6 +342,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"setting checkpoint_seconds: {settings.checkpoint_seconds} is outside 0.5..3600"
         )
+    _check_sinks(settings)
     if not 0 <= settings.metrics_port <= 65535:
         raise ConfigError(f"setting metrics_port: {settings.metrics_port} is outside 0..65535")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -348,6 +372,87 @@ def validate(settings: Settings) -> Settings:
         replay_endpoint=endpoints["replay_endpoint"],
         curve_secret_file=curve_file,
     )
+
+
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+_SECRET_FILES = (
+    "nats_password_file",
+    "nats_token_file",
+    "nats_creds_file",
+    "nats_tls_ca_file",
+    "postgres_password_file",
+)
+
+
+def _check_sinks(settings: Settings) -> None:
+    """The scale-out sink settings: URLs, replicas, the duplicate window, readable files."""
+    if settings.nats_url:
+        for url in settings.nats_url.split(","):
+            _check_url("nats_url", url.strip(), _NATS_SCHEMES)
+    dsn = settings.postgres_dsn
+    if dsn and "://" in dsn:
+        _check_url("postgres_dsn", redact_url(dsn), ("postgresql", "postgres"))
+    if not 1 <= settings.nats_replicas <= 5:
+        raise ConfigError(f"setting nats_replicas: {settings.nats_replicas} is outside 1..5")
+    window = settings.nats_duplicate_window_seconds
+    if not 1.0 <= window <= 86_400.0:
+        raise ConfigError(f"setting nats_duplicate_window_seconds: {window} is outside 1..86400")
+    for name in _SECRET_FILES:
+        path = getattr(settings, name)
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"setting {name}: {path} cannot be read")
+
+
+def has_sink(settings: Settings) -> bool:
+    """True when a scale-out sink is configured (the relay stage runs)."""
+    return bool(settings.nats_url or settings.postgres_dsn)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSecrets:
+    """Credentials of the sinks, read from files or the environment; never logged."""
+
+    nats_password: str = ""
+    nats_token: str = ""
+    postgres_password: str = ""
+
+    def __repr__(self) -> str:
+        return "SinkSecrets(<redacted>)"
+
+
+def _secret(path: str, env: Mapping[str, str], variable: str, name: str) -> str:
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"setting {name}: {path} cannot be read ({exc.strerror})") from None
+    return env.get(variable, "")
+
+
+def sink_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> SinkSecrets:
+    """The sinks' secrets: each from its file setting, else its environment variable."""
+    env = os.environ if environ is None else environ
+    return SinkSecrets(
+        nats_password=_secret(
+            settings.nats_password_file, env, "HLSTREAM_NATS_PASSWORD", "nats_password_file"
+        ),
+        nats_token=_secret(settings.nats_token_file, env, "HLSTREAM_NATS_TOKEN", "nats_token_file"),
+        postgres_password=_secret(
+            settings.postgres_password_file,
+            env,
+            "HLSTREAM_POSTGRES_PASSWORD",
+            "postgres_password_file",
+        ),
+    )
+
+
+_DSN_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def redact_url(text: str) -> str:
+    """`text` (URL list or libpq DSN) with every password replaced by `***`."""
+    text = _DSN_PASSWORD_RE.sub(r"\1***", text)
+    return re.sub(r"(://[^/@,:\s]*):[^/@,\s]*@", r"\1:***@", text)
 
 
 def read_curve_secret(path: str) -> bytes:
@@ -392,5 +497,7 @@ def describe(settings: Settings) -> str:
         value = getattr(settings, item.name)
         if isinstance(value, tuple):
             value = ",".join(value)
+        elif item.name in ("nats_url", "postgres_dsn"):
+            value = redact_url(value)
         parts.append(f"{item.name}={value}")
     return " ".join(parts)
