@@ -11,16 +11,18 @@ from collections import Counter
 import msgspec
 import pytest
 
+from hlstream.common.messages import Trade
+from hlstream.common.tape_read_io import read_since
 from hlstream.services.relay.core import JsTrade, trade_subject
 from hlstream.services.relay.shell import read_relay_status
-from hlstream.common.tape_read_io import read_since
-from hlstream.common.messages import Trade
 from tests.support.exchange import exchange_fixture
-from tests.support.pipeline import Pipeline
+from tests.support.pipeline import Pipeline, read_rows
 from tests.support.servers import NatsServer, stream_messages
 from tests.support.wait import wait_for
 
-exchange = exchange_fixture(coins=["BTC", "ETH"], spot=["PURR/USDC"], rate_per_coin=15.0, seed=7, history_hours=0.2)
+exchange = exchange_fixture(
+    coins=["BTC", "ETH"], spot=["PURR/USDC"], rate_per_coin=15.0, seed=7, history_hours=0.2
+)
 
 
 @pytest.fixture
@@ -67,7 +69,9 @@ def _wait_published(pipeline: Pipeline, coins, url: str) -> list[tuple[str, str,
 
 
 def _truth_ids(exchange, coin: str, since_ms: int) -> set[str]:
-    return {f"{coin}:{t['time']}:{t['tid']}" for t in exchange.trades(coin) if t["time"] >= since_ms}
+    return {
+        f"{coin}:{t['time']}:{t['tid']}" for t in exchange.trades(coin) if t["time"] >= since_ms
+    }
 
 
 def test_every_trade_once_in_the_stream_across_relay_kill_9(exchange, nats_server, tmp_path):
@@ -106,3 +110,77 @@ def test_every_trade_once_in_the_stream_across_relay_kill_9(exchange, nats_serve
         truth = _truth_ids(exchange, coin, first_ms + 1)
         assert truth <= stream, f"{coin}: trades of the venue missing from the stream"
     assert trade_subject("PURR/USDC") == "hl.trades.PURR%2FUSDC"
+
+
+def test_two_pipelines_publish_each_trade_once_while_one_is_killed_and_restarted(
+    exchange, nats_server, tmp_path
+):
+    coins = ("BTC", "ETH")
+    settings = dict(
+        coins=",".join(coins), intervals="5s", nats_url=nats_server.url,
+        nats_duplicate_window_seconds="3",
+    )  # fmt: skip
+    a = Pipeline(exchange, tmp_path / "a", **settings).start()
+    b = Pipeline(exchange, tmp_path / "b", **settings).start()
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        wait_for(lambda: _published(a, 50) and _published(b, 1), 60, "both relays publishing")
+        assert "stopped" in b.supervisorctl("stop", "ingest")
+        seen = _relay(a).published
+        wait_for(lambda: _published(a, seen + 60), 60, "A publishing alone")
+        code, output = b.stop()
+        assert code == 0, output[-3000:]
+        seen = _relay(a).published
+        wait_for(lambda: _published(a, seen + 100), 60, "A publishing, B down past the window")
+        b.start()
+        b.wait_ready()
+        wait_for(lambda: (s := _relay(b)) and (s.skipped + s.duplicates) > 0, 60, "B caught up")
+        exchange.pause_trades(True)
+        tapes = set().union(*(_tape_ids(p, c) for p in (a, b) for c in coins))
+        messages = wait_for(
+            lambda: (got := _stream_trades(nats_server.url)) and tapes <= {m for _, m, _ in got}
+            and got, 60, "both tapes in the stream",
+        )  # fmt: skip
+        b_status = _relay(b)
+    finally:
+        for pipeline in (a, b):
+            if pipeline.proc is not None and pipeline.proc.poll() is None:
+                pipeline.stop()
+    ids = Counter(msg_id for _, msg_id, _ in messages)
+    assert [i for i, n in ids.items() if n > 1] == [], "a trade is in the stream twice"
+    assert b_status.skipped + b_status.duplicates > 0, "B found A's trades in the stream"
+    for coin in coins:
+        first_ms = min(int(i.rsplit(":", 2)[1]) for i in _tape_ids(a, coin))
+        stream = {m for _, m, t in messages if t.coin == coin}
+        assert _truth_ids(exchange, coin, first_ms + 1) <= stream, f"{coin}: a trade is missing"
+
+
+def test_bad_nats_credentials_are_one_clear_line_and_csv_keeps_growing(exchange, tmp_path):
+    server = NatsServer(tmp_path, user="relay", password="right-pw").start()
+    secret = tmp_path / "nats-password"
+    secret.write_text("wrong-pw-1234\n")
+    pipeline = Pipeline(
+        exchange, tmp_path / "p", coins="BTC", intervals="5s", nats_url=server.url,
+        nats_user="relay", nats_password_file=str(secret),
+    ).start()  # fmt: skip
+    try:
+        pipeline.wait_ready()
+        wait_for(lambda: (s := _relay(pipeline)) and s.errors >= 3, 60, "relay retrying")
+        rows = len(read_rows(pipeline.csv("BTC", "5s")))
+        wait_for(
+            lambda: len(read_rows(pipeline.csv("BTC", "5s"))) > rows + 1,
+            30, "CSV rows while the sink refuses the relay",
+        )  # fmt: skip
+        status = _relay(pipeline)
+    finally:
+        code, output = pipeline.stop()
+        server.stop()
+    assert code == 0, output[-3000:]
+    assert not status.nats.connected and "uthorization" in status.nats.last_error
+    log = (pipeline.run_dir / "logs" / "relay.log").read_text()
+    errors = [line for line in log.splitlines() if "event=sink_unavailable" in line]
+    assert len(errors) == 1, errors
+    assert "uthorization" in errors[0]
+    everything = log + output + (pipeline.run_dir / "relay-status.json").read_text()
+    assert "wrong-pw-1234" not in everything

@@ -90,9 +90,8 @@ class NatsSink:
         options: dict[str, Any] = dict(
             servers=[url.strip() for url in s.nats_url.split(",")],
             connect_timeout=CONNECT_TIMEOUT_S,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
+            # The relay reconnects by itself (shell.py), reading the stream back each time.
+            allow_reconnect=False,
             name="hlstream-relay",
             error_cb=self._error,
             disconnected_cb=self._disconnected,

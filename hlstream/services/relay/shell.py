@@ -235,7 +235,7 @@ class Relay:
             self.nats.connected = False
         elif event == "nats_reconnected":
             self.nats.connected = True
-        self.log.info(event, detail=detail) if detail else self.log.info(event)
+        self.log.debug(event, detail=detail)
 
     def _coins(self) -> tuple[str, ...]:
         return self.settings.coins
