@@ -184,3 +184,65 @@ def test_bad_nats_credentials_are_one_clear_line_and_csv_keeps_growing(exchange,
     assert "uthorization" in errors[0]
     everything = log + output + (pipeline.run_dir / "relay-status.json").read_text()
     assert "wrong-pw-1234" not in everything
+
+
+def test_bars_reach_postgres_written_while_it_was_down_and_upserts_are_idempotent(
+    exchange, tmp_path
+):
+    import psycopg
+
+    from hlstream.common.config import SinkSecrets, load_settings
+    from hlstream.services.relay.core import JsBar
+    from hlstream.services.relay.postgres_io import PostgresSink
+    from tests.support.servers import PostgresServer
+
+    server = PostgresServer()
+    pipeline = Pipeline(
+        exchange, tmp_path / "p", coins="BTC", intervals="5s", postgres_dsn=server.dsn(),
+        postgres_password=server.password,
+    ).start()  # fmt: skip
+    try:
+        pipeline.wait_ready()
+        wait_for(lambda: len(read_rows(pipeline.csv("BTC", "5s"))) >= 2, 60, "rows, db down")
+        wait_for(lambda: (s := _relay(pipeline)) and s.postgres.last_error, 30, "db down seen")
+        server.start()
+        rows = read_rows(pipeline.csv("BTC", "5s"))
+
+        def stored():
+            with psycopg.connect(server.dsn(password=True)) as conn:
+                return conn.execute(
+                    "SELECT (extract(epoch FROM start_ts) * 1000)::bigint, open::text,"
+                    " high::text, low::text, close::text, volume::text, exact, revision"
+                    " FROM hlstream_bars WHERE coin = 'BTC' AND interval = '5s'"
+                    " ORDER BY start_ts"
+                ).fetchall()
+
+        def stored_yet():
+            try:
+                return stored()
+            except psycopg.errors.UndefinedTable:
+                return []  # the relay has not created the schema yet
+
+        got = wait_for(lambda: len(s := stored_yet()) >= len(rows) and s, 60, "bars in postgres")
+        wait_for(lambda: _relay(pipeline).postgres.connected, 10, "status: connected")
+    finally:
+        code, output = pipeline.stop()
+    assert code == 0, output[-3000:]
+    by_start = {row[0]: row for row in got}
+    for start, o, h, low, c, v in rows:
+        assert by_start[start][:6] == (start, o, h, low, c, v)
+    settings = load_settings(environ={"HLSTREAM_POSTGRES_DSN": server.dsn(password=True)})
+    sink = PostgresSink(settings, SinkSecrets())
+    try:
+        sink.connect()
+        start, o, h, low, c, v = rows[0]
+        bar = JsBar("BTC", "5s", start, o, h, low, c, v, None, True, 0)
+        sink.upsert([bar, bar])
+        assert stored()[0][6:] == (True, 0), "a re-sent bar changes nothing"
+        sink.upsert([msgspec.structs.replace(bar, exact=False)])
+        assert stored()[0][6:] == (True, 0), "an inexact bar never replaces an exact one"
+        sink.upsert([msgspec.structs.replace(bar, close="1.5")])
+        assert stored()[0][4:] == ("1.5", v, True, 1), "a revised bar bumps revision"
+    finally:
+        sink.close()
+        server.remove()

@@ -187,7 +187,7 @@ class Relay:
         write_atomic(self.settings.run_dir / PROGRESS_FILE, _JSON.encode(self.progress))
 
     def _failed(self, sink: _Sink, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")[:300]
+        error = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":")[:300]
         sink.connected = False
         self.counters.errors += 1
         if sink.failing_since_ms is None:
