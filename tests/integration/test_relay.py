@@ -214,7 +214,7 @@ def test_bars_reach_postgres_written_while_it_was_down_and_upserts_are_idempoten
                     "SELECT (extract(epoch FROM start_ts) * 1000)::bigint, open::text,"
                     " high::text, low::text, close::text, volume::text, exact, revision"
                     " FROM hlstream_bars WHERE coin = 'BTC' AND interval = '5s'"
-                    " ORDER BY start_ts"
+                    " ORDER BY start_ts DESC"
                 ).fetchall()
 
         def stored_yet():
@@ -229,6 +229,7 @@ def test_bars_reach_postgres_written_while_it_was_down_and_upserts_are_idempoten
         code, output = pipeline.stop()
     assert code == 0, output[-3000:]
     by_start = {row[0]: row for row in got}
+    assert len(by_start) == len(got)
     for start, o, h, low, c, v in rows:
         assert by_start[start][:6] == (start, o, h, low, c, v)
     settings = load_settings(environ={"HLSTREAM_POSTGRES_DSN": server.dsn(password=True)})
@@ -236,6 +237,7 @@ def test_bars_reach_postgres_written_while_it_was_down_and_upserts_are_idempoten
     try:
         sink.connect()
         start, o, h, low, c, v = rows[0]
+        start += 10**9  # a window the relay has not written
         bar = JsBar("BTC", "5s", start, o, h, low, c, v, None, True, 0)
         sink.upsert([bar, bar])
         assert stored()[0][6:] == (True, 0), "a re-sent bar changes nothing"
