@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_burst
 	$(BIN)/python -m bench.buslat
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.relay
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --minutes 30 --rate 2000

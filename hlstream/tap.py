@@ -302,7 +302,7 @@ class CatchUpTap:
     """Trades and gap markers of `coins` since `since_ms` from ingest's tape, then live.
     Subscribe first; ask for the replay once the subscription is live (an ingest heartbeat
     came); then drop each live message whose tape span ends where the replay had reached
-    (`_is_new`, a copy of common.replay.in_replay: tests/unit/test_replay_seam.py)."""
+    (`_is_new`; the seam is pinned by tests/unit/test_replay_seam.py)."""
 
     def __init__(
         self,

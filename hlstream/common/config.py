@@ -67,6 +67,19 @@ class Settings:
     health_disconnected_seconds: float = 60.0
     health_no_trade_seconds: float = 120.0
     health_rest_failing_seconds: float = 60.0
+    # Scale-out sinks: the relay stage runs only when one is set (docs/scale-out.md). Secrets
+    # come from files or HLSTREAM_NATS_PASSWORD / _NATS_TOKEN / _POSTGRES_PASSWORD, never from
+    # a logged setting; a password inside a URL or DSN is redacted by `describe`.
+    nats_url: str = ""  # nats://host:4222, comma list for a cluster; "" = off
+    nats_user: str = ""
+    nats_password_file: str = ""
+    nats_token_file: str = ""
+    nats_creds_file: str = ""
+    nats_tls_ca_file: str = ""
+    nats_replicas: int = 1
+    nats_duplicate_window_seconds: float = 120.0
+    postgres_dsn: str = ""  # postgresql://user@host:5432/db or key=value; "" = off
+    postgres_password_file: str = ""
 
     @property
     def interval_ms(self) -> dict[str, int]:
@@ -108,6 +121,16 @@ SETTING_HELP: dict[str, str] = {
     "health_disconnected_seconds": "status is unhealthy when ingest is not connected this long",
     "health_no_trade_seconds": "status is unhealthy when a coin that trades has none this long",
     "health_rest_failing_seconds": "status is unhealthy when REST fails with no success this long",
+    "nats_url": "NATS JetStream server(s) the relay publishes trades and bars to (off if empty)",
+    "nats_user": "NATS user name (password from nats_password_file or HLSTREAM_NATS_PASSWORD)",
+    "nats_password_file": "file holding the NATS password",
+    "nats_token_file": "file holding a NATS token (or HLSTREAM_NATS_TOKEN)",
+    "nats_creds_file": "NATS .creds file (JWT + nkey seed)",
+    "nats_tls_ca_file": "CA bundle that signs the NATS server's TLS certificate",
+    "nats_replicas": "replicas of the HL_TRADES / HL_BARS streams (1..5; 3 on a 3-node cluster)",
+    "nats_duplicate_window_seconds": "JetStream duplicate window of the streams (msg-id dedupe)",
+    "postgres_dsn": "PostgreSQL the relay upserts bars into (off if empty)",
+    "postgres_password_file": "file holding the Postgres password (or HLSTREAM_POSTGRES_PASSWORD)",
 }
 
 
@@ -287,6 +310,8 @@ def validate(settings: Settings) -> Settings:
         ("tape_days", 2, 36_500),  # yesterday's segment still takes late trades
         ("checkpoint_seconds", 0.5, 3600),
         ("metrics_port", 0, 65535),
+        ("nats_replicas", 1, 5),
+        ("nats_duplicate_window_seconds", 1.0, 86_400.0),
         ("backfill_hours", 0.0, 24.0 * 365),
         ("stale_seconds", 1.0, 3600.0),
         ("grace_seconds", 0.0, 60.0),
@@ -300,6 +325,7 @@ def validate(settings: Settings) -> Settings:
         value = getattr(settings, name)
         if not low <= value <= high:
             raise ConfigError(f"setting {name}: {value} is outside {low}..{high}")
+    _check_sinks(settings)
     if settings.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"setting log_level: {settings.log_level!r} is not a log level")
     run_dir = settings.run_dir.resolve()
@@ -327,6 +353,82 @@ def validate(settings: Settings) -> Settings:
         writer_endpoint=endpoints["writer_endpoint"],
         replay_endpoint=endpoints["replay_endpoint"],
     )
+
+
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+_SECRET_FILES = (
+    "nats_password_file",
+    "nats_token_file",
+    "nats_creds_file",
+    "nats_tls_ca_file",
+    "postgres_password_file",
+)
+
+
+def _check_sinks(settings: Settings) -> None:
+    """The scale-out sink settings: URLs and readable secret files."""
+    if settings.nats_url:
+        for url in settings.nats_url.split(","):
+            _check_url("nats_url", url.strip(), _NATS_SCHEMES)
+    dsn = settings.postgres_dsn
+    if dsn and "://" in dsn:
+        _check_url("postgres_dsn", redact_url(dsn), ("postgresql", "postgres"))
+    for name in _SECRET_FILES:
+        path = getattr(settings, name)
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"setting {name}: {path} cannot be read")
+
+
+def has_sink(settings: Settings) -> bool:
+    """True when a scale-out sink is configured (the relay stage runs)."""
+    return bool(settings.nats_url or settings.postgres_dsn)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSecrets:
+    """Credentials of the sinks, read from files or the environment; never logged."""
+
+    nats_password: str = ""
+    nats_token: str = ""
+    postgres_password: str = ""
+
+    def __repr__(self) -> str:
+        return "SinkSecrets(<redacted>)"
+
+
+def _secret(path: str, env: Mapping[str, str], variable: str, name: str) -> str:
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"setting {name}: {path} cannot be read ({exc.strerror})") from None
+    return env.get(variable, "")
+
+
+def sink_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> SinkSecrets:
+    """The sinks' secrets: each from its file setting, else its environment variable."""
+    env = os.environ if environ is None else environ
+    return SinkSecrets(
+        nats_password=_secret(
+            settings.nats_password_file, env, "HLSTREAM_NATS_PASSWORD", "nats_password_file"
+        ),
+        nats_token=_secret(settings.nats_token_file, env, "HLSTREAM_NATS_TOKEN", "nats_token_file"),
+        postgres_password=_secret(
+            settings.postgres_password_file,
+            env,
+            "HLSTREAM_POSTGRES_PASSWORD",
+            "postgres_password_file",
+        ),
+    )
+
+
+_DSN_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def redact_url(text: str) -> str:
+    """`text` (URL list or libpq DSN) with every password replaced by `***`."""
+    text = _DSN_PASSWORD_RE.sub(r"\1***", text)
+    return re.sub(r"(://[^/@,:\s]*):[^/@,\s]*@", r"\1:***@", text)
 
 
 def read_curve_secret(path: str) -> bytes:
@@ -367,4 +469,11 @@ def prepare_dirs(settings: Settings) -> None:
 def describe(settings: Settings) -> str:
     """One-line `key=value` summary of the effective settings for the startup log."""
     values = ((item.name, getattr(settings, item.name)) for item in fields(Settings))
-    return " ".join(f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in values)
+    return " ".join(f"{k}={_shown(k, v)}" for k, v in values)
+
+
+def _shown(name: str, value: object) -> object:
+    """A setting as the startup log shows it: lists joined, passwords in URLs redacted."""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return redact_url(str(value)) if name in ("nats_url", "postgres_dsn") else value

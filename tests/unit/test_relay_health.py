@@ -1,0 +1,34 @@
+"""The relay's status line and gauges read its heartbeat file."""
+
+from __future__ import annotations
+
+import msgspec
+
+from hlstream.relay_health import relay_gauges, relay_line
+from hlstream.services.relay.core import RelayStatus, SinkStatus
+from hlstream.services.relay.shell import read_relay_status, status_path
+
+
+def _status(ts_ms: int) -> RelayStatus:
+    return RelayStatus(
+        "relay", ts_ms, 1, SinkStatus(True, True), SinkStatus(True, False, "refused", 5),
+        0.5, 12, 300, 1000, 7, 3, 10, 9, 2,
+    )  # fmt: skip
+
+
+def test_relay_line_shows_sinks_lag_and_duplicates(tmp_path):
+    assert relay_line(tmp_path, 0) is None
+    status_path(tmp_path).write_bytes(msgspec.json.encode(_status(1_000)))
+    line = relay_line(tmp_path, 2_000)
+    assert line is not None
+    assert "nats connected" in line and "postgres DOWN (refused)" in line
+    assert "lag 0.5 s / 12 trades" in line and "duplicates 7" in line
+    assert "STALE" in (relay_line(tmp_path, 60_000) or "")
+
+
+def test_relay_gauges_name_every_counter(tmp_path):
+    status_path(tmp_path).write_bytes(msgspec.json.encode(_status(1_000)))
+    gauges = relay_gauges(read_relay_status(tmp_path))
+    assert gauges["hlstream_relay_duplicates_total"] == 7
+    assert gauges["hlstream_relay_postgres_connected"] == 0
+    assert relay_gauges(None) == {}
