@@ -16,13 +16,14 @@ from hlstream.common.bus_io import Publisher, subscribe_socket
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Gap, Trade, TradeBatch, decode_message
+from hlstream.common.messages import Gap, Trade, TradeBatch
 from hlstream.common.tape.format import parse_record, segment_path
 from hlstream.services.ingest import publisher
 from hlstream.services.ingest.core.parse import parse_frame
 from hlstream.services.ingest.link_io import Event, EventKind
 from hlstream.services.ingest.publisher import TapeFirst, open_tape
 from hlstream.services.ingest.shell import Ingest
+from tests.support.wire import decode_message
 
 T0 = 1_785_648_521_306
 
