@@ -317,9 +317,14 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
     from hlstream.health_io import gather
     from hlstream.health_text import format_report
+    from hlstream.relay_health import relay_line
 
     report = gather(settings)
-    print(json.dumps(msgspec.to_builtins(report), indent=2) if args.json else format_report(report))
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(report), indent=2))
+    else:
+        relay = relay_line(settings.run_dir, report.now_ms)
+        print(format_report(report) + ("" if relay is None else f"\n\n{relay}"))
     return 0 if report.healthy else 1
 
 

@@ -23,6 +23,8 @@ from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.health import COUNTER_SOURCES, Report
 from hlstream.health_io import gather
+from hlstream.relay_health import relay_gauges
+from hlstream.services.relay.shell import read_relay_status
 
 METRICS_HOST = "127.0.0.1"
 IDLE_WAIT_S = 3600.0  # `hlstream metrics` only waits for a stop signal
@@ -118,6 +120,9 @@ class HealthCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from families(gather(self.settings))
+        relay = relay_gauges(read_relay_status(self.settings.run_dir))
+        for name, value in relay.items():
+            yield GaugeMetricFamily(name, "the relay stage (docs/scale-out.md)", value=value)
 
 
 def start_exporter(settings: Settings) -> WSGIServer:

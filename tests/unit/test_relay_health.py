@@ -32,3 +32,17 @@ def test_relay_gauges_name_every_counter(tmp_path):
     assert gauges["hlstream_relay_duplicates_total"] == 7
     assert gauges["hlstream_relay_postgres_connected"] == 0
     assert relay_gauges(None) == {}
+
+
+def test_the_exporter_serves_the_relay_gauges_beside_the_pipelines(tmp_path):
+    from hlstream.common.config import Settings, validate
+    from hlstream.metrics_io import HealthCollector
+
+    settings = validate(Settings(run_dir=tmp_path / "run", data_dir=tmp_path / "data"))
+    settings.run_dir.mkdir()
+    status_path(settings.run_dir).write_bytes(msgspec.json.encode(_status(1_000)))
+
+    names = {family.name: family for family in HealthCollector(settings).collect()}
+
+    assert "hlstream_healthy" in names
+    assert names["hlstream_relay_lag_seconds"].samples[0].value == 0.5
