@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import msgspec
 import requests
 
 from hlstream.common.backoff import Backoff
@@ -22,6 +23,10 @@ REQUEST_TIMEOUT_S = 10.0
 STOP_POLL_S = 0.2  # a backoff sleep checks the stop flag this often
 
 
+_JSON = msgspec.json.Encoder()
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
 class InfoClient:
     """A small client for POST /info with a persistent HTTP session."""
 
@@ -30,10 +35,12 @@ class InfoClient:
         self.timeout_s = timeout_s
         self.session = requests.Session()
 
-    def post(self, body: dict[str, Any]) -> Any:
+    def post(self, body: Mapping[str, object]) -> Any:
         """One request; returns the decoded JSON answer."""
         try:
-            response = self.session.post(self.url, json=body, timeout=self.timeout_s)
+            response = self.session.post(
+                self.url, data=_JSON.encode(body), headers=_JSON_HEADERS, timeout=self.timeout_s
+            )
         except requests.Timeout:
             raise TransientError(f"{self.url} timed out after {self.timeout_s}s") from None
         except requests.RequestException as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from hlstream.common.backoff import WeightBudget
@@ -43,7 +43,7 @@ PARTIAL_RETRY_S = 1.0
 
 
 class Info(Protocol):
-    def post(self, body: dict[str, Any]) -> Any: ...
+    def post(self, body: Mapping[str, object]) -> Any: ...
 
 
 class CandleSource:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict
 
 from hlstream.common.csvrow import Row
 from hlstream.common.decimals import format_decimal, parse_decimal
@@ -216,12 +216,22 @@ def candle_weight(rows: int) -> float:
     return CANDLE_WEIGHT_BASE + min(rows, MAX_CANDLES) / CANDLE_ROWS_PER_WEIGHT
 
 
-def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> dict[str, Any]:
+class CandleRange(TypedDict):
+    coin: str
+    interval: str
+    startTime: int  # noqa: N815 (the venue's field names)
+    endTime: int  # noqa: N815
+
+
+class CandleRequest(TypedDict):
+    type: str
+    req: CandleRange
+
+
+def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> CandleRequest:
     """The /info body asking for candles of windows starting in [start_ms, end_ms)."""
-    return {
-        "type": "candleSnapshot",
-        "req": {"coin": coin, "interval": interval, "startTime": start_ms, "endTime": end_ms - 1},
-    }
+    req = CandleRange(coin=coin, interval=interval, startTime=start_ms, endTime=end_ms - 1)
+    return CandleRequest(type="candleSnapshot", req=req)
 
 
 def ack_of(item: Bar | Inexact) -> BarAck:
