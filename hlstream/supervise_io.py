@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from hlstream import STAGES
-from hlstream.common.config import Settings
+from hlstream.common.config import Settings, has_sink
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
 from hlstream.health import ProcessInfo
@@ -54,6 +54,7 @@ def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
     env["HLSTREAM_DATA_DIR"] = str(settings.data_dir)
     env["HLSTREAM_PYTHON"] = sys.executable
     env["HLSTREAM_HOME"] = os.getcwd()  # the stages' working dir: where the command ran
+    env["HLSTREAM_RELAY"] = "true" if has_sink(settings) else "false"  # its autostart
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

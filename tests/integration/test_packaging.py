@@ -76,7 +76,7 @@ def test_only_hlstream_lands_at_the_top_level(installed: Path) -> None:
     for sub in ("common", "services/ingest", "services/aggregator", "services/writer", "sim"):
         package = installed / "hlstream" / sub
         assert (package / "__init__.py").is_file() and not package.is_symlink(), sub
-    assert (installed / "hlstream" / "supervisord.conf").read_text().count("[program:") == 3
+    assert (installed / "hlstream" / "supervisord.conf").read_text().count("[program:") == 4
 
 
 def test_installed_package_runs_from_another_directory(installed: Path, tmp_path: Path) -> None:

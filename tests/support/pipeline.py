@@ -128,6 +128,7 @@ class Pipeline:
         conf = Path(__file__).resolve().parents[2] / "supervisord.conf"
         env = dict(self.env, HLSTREAM_RUN_DIR=str(self.run_dir.resolve()))
         env.setdefault("HLSTREAM_PYTHON", sys.executable)
+        env.setdefault("HLSTREAM_RELAY", "false")
         env.setdefault("HLSTREAM_HOME", str(conf.parent))
         result = subprocess.run(
             [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args],
