@@ -17,10 +17,12 @@ Exit codes: 0 ok, 1 failure/unhealthy, 2 usage error, 78 configuration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -312,6 +314,16 @@ def _maybe_metrics(settings: Settings) -> None:
     print(f"hlstream: metrics on http://{METRICS_HOST}:{settings.metrics_port}/metrics")
 
 
+def _command_name() -> str:
+    """How to run `hlstream` from here: `.venv/bin/hlstream` when it is not on PATH."""
+    path = Path(sys.argv[0])
+    if path.name != "hlstream" or shutil.which("hlstream") == str(path.resolve()):
+        return "hlstream"
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     import msgspec
 
@@ -379,7 +391,7 @@ def _demo(args: argparse.Namespace) -> int:
         settings = load_settings(args)
         print(
             f"hlstream demo: fake exchange at {ws_url}; bars in {settings.data_dir}; "
-            f"try `hlstream tap bars --run-dir {settings.run_dir}` in another terminal"
+            f"try `{_command_name()} tap bars` in another terminal (it finds the demo)"
         )
         _maybe_metrics(settings)
         env = supervise_io.stage_env(settings, _flag_env(args))

@@ -44,3 +44,19 @@ def test_help_settings_explains_every_setting_once():
         flag = "--" + item.name.replace("_", "-")
         assert result.stdout.count(f"  {flag}  HLSTREAM_{item.name.upper()}\n") == 1, flag
     assert "(default: 30m)" in result.stdout
+
+
+def test_hints_name_the_venv_command_when_hlstream_is_not_on_path(tmp_path, monkeypatch):
+    from hlstream.cli import _command_name
+
+    script = tmp_path / ".venv" / "bin" / "hlstream"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr("sys.argv", [".venv/bin/hlstream", "demo"])
+    assert _command_name() == ".venv/bin/hlstream"
+
+    monkeypatch.setenv("PATH", str(script.parent))
+    script.chmod(0o755)
+    assert _command_name() == "hlstream"
