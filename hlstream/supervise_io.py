@@ -284,6 +284,8 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
             forwarded = True
+            if not failed:
+                _say("hlstream: stopping: ingest, then the aggregator, then the writer", err=True)
         if stop.signals > noted:
             noted = stop.signals
             _say(
@@ -300,7 +302,9 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
         log = logs / f"{failed}.log"
         _say(f"hlstream: error: {failed}: {_stage_error(log)} (log: {log})", err=True)
         return EXIT_CONFIG
-    return 0 if proc.returncode in (0, -signal.SIGTERM) else proc.returncode
+    code = 0 if proc.returncode in (0, -signal.SIGTERM) else proc.returncode
+    _say(f"hlstream: stopped (exit {code}); data in {settings.data_dir}", err=True)
+    return code
 
 
 def _stage_error(log: Path) -> str:

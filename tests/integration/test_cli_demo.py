@@ -40,6 +40,8 @@ def test_demo_writes_5s_bars_and_stops_cleanly_on_ctrl_c(tmp_path):
     text = (tmp_path / "demo.out").read_text(errors="replace")
     assert code == 0, text[-3000:]
     assert "fake exchange at ws://127.0.0.1:" in text
+    assert "hlstream: stopping: ingest, then the aggregator, then the writer" in text
+    assert text.rstrip().endswith(f"hlstream: stopped (exit 0); data in {tmp_path / 'demo-data'}")
     demo_run = load_settings(environ={"HLSTREAM_RUN_DIR": str(tmp_path / "demo-run")})
     assert not is_running(demo_run), "supervisord still answers on the demo's socket"
     assert "python -m hlstream.sim" not in _processes_in(tmp_path)
