@@ -36,13 +36,14 @@ from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
-from hlstream.common.tape.format import Record, segment_day, segment_path
+from hlstream.common.tape.format import Record, segment_day
 from hlstream.common.tape.readers_io import (
     coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
     read_span,
     segment_days,
+    segment_size,
     tape_coins,
 )
 from hlstream.common.timebucket import parse_interval
@@ -158,7 +159,7 @@ def _segments(data_dir: Path, coin: str, from_ms: int | None, to_ms: int | None)
     out = []
     for day in segment_days(data_dir, coin):
         if (first is None or day >= first) and (last is None or day <= last):
-            out.append((day, segment_path(data_dir, coin, day).stat().st_size))
+            out.append((day, segment_size(data_dir, coin, day)))
     return out
 
 

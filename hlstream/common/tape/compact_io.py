@@ -1,0 +1,131 @@
+"""Compaction: each closed tape day's CSV segment becomes `{day}.parquet` (tape/archive_io.py).
+
+Safe to stop at any point, by a crash too: the Parquet file appears whole or not at all
+(temp, fsync, rename), and the CSV is removed only after the file on disk has been read back
+and its records rendered to the CSV's exact bytes (count, length and SHA-256 equal). A day
+left with both files is verified again on the next run (rewritten if the check fails); temp
+files are removed. One compactor at a time (a lock file beside the tape folder). A torn last line
+of the CSV (a crash mid-append, which every reader ignores) is not carried over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hlstream.common.durable import fsync_dir, hold_lock
+from hlstream.common.errors import IntegrityError
+from hlstream.common.log import EventLog
+from hlstream.common.tape.archive import plan_compaction
+from hlstream.common.tape.archive_io import (
+    Fingerprint,
+    archive_fingerprint,
+    encode_archive,
+    rendered_fingerprint,
+    write_archive,
+)
+from hlstream.common.tape.format import (
+    HEADER_BYTES,
+    TAPE_DIR,
+    Record,
+    archive_path,
+    segment_path,
+)
+from hlstream.common.tape.readers_io import decode_line, folder_coin
+
+LOCK_NAME = "tape-compact.lock"  # beside writer_io's tape.lock, outside the coin folders
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    coin: str
+    day: str
+    records: int
+    csv_bytes: int
+    parquet_bytes: int
+    torn_bytes: int  # an unfinished last line dropped
+
+
+def _read_csv(path: Path, coin: str) -> tuple[list[Record], Fingerprint, int]:
+    """The records of a segment, the fingerprint of its whole lines, and its torn bytes."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end and not data.startswith(HEADER_BYTES):
+        raise IntegrityError(f"{path} does not start with the tape header; refusing to compact")
+    records = []
+    offset = len(HEADER_BYTES)
+    for raw in data[offset:end].splitlines(keepends=True):
+        records.append(decode_line(raw, path, offset, coin))
+        offset += len(raw)
+    whole = data[:end]
+    fingerprint = Fingerprint(len(records), len(whole), hashlib.sha256(whole).hexdigest())
+    return records, fingerprint, len(data) - end
+
+
+def _verified(path: Path, coin: str, expected: Fingerprint) -> bool:
+    try:
+        return archive_fingerprint(path) == expected == rendered_fingerprint(path, coin)
+    except IntegrityError:
+        return False
+
+
+def compact_day(data_dir: Path | str, coin: str, day: str) -> Compacted:
+    """Compact the CSV segment of `coin` on `day` (a closed day: the caller's to check)."""
+    csv_path, parquet = segment_path(data_dir, coin, day), archive_path(data_dir, coin, day)
+    records, expected, torn = _read_csv(csv_path, coin)
+    if expected.csv_bytes and not (parquet.exists() and _verified(parquet, coin, expected)):
+        write_archive(parquet, encode_archive(records, expected))
+        if not _verified(parquet, coin, expected):
+            parquet.unlink()
+            raise IntegrityError(f"{parquet} does not read back as {csv_path}; kept the CSV")
+    if csv_path.stat().st_size != expected.csv_bytes + torn:
+        raise IntegrityError(f"{csv_path} grew while it was compacted; kept it")
+    csv_path.unlink()
+    fsync_dir(csv_path.parent)
+    size = parquet.stat().st_size if expected.csv_bytes else 0
+    return Compacted(coin, day, expected.records, expected.csv_bytes, size, torn)
+
+
+def has_work(data_dir: Path | str, today: str) -> bool:
+    """True if some coin folder holds a closed CSV day or a temp file to remove (names only)."""
+    root = Path(data_dir) / TAPE_DIR
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    plans = (plan_compaction(os.listdir(folder), today) for folder in folders)
+    return any(plan.days or plan.leftovers for plan in plans)
+
+
+@dataclass(slots=True)
+class CompactReport:
+    done: list[Compacted] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # one line per day kept as CSV
+
+
+def compact_closed(data_dir: Path | str, today: str, log: EventLog) -> CompactReport:
+    """Compact every closed day of every coin (see tape/archive.py); a day that fails is
+    logged, reported and kept as CSV. IntegrityError if another compactor holds the lock."""
+    report = CompactReport()
+    root = Path(data_dir) / TAPE_DIR
+    if not root.is_dir():
+        return report
+    lock = hold_lock(Path(data_dir) / LOCK_NAME, f"pid {os.getpid()}", "a compaction is running")
+    try:
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            plan = plan_compaction(os.listdir(folder), today)
+            for name in plan.leftovers:
+                (folder / name).unlink(missing_ok=True)
+            coin = folder_coin(folder) if plan.days else None
+            for step in plan.days:
+                if coin is None:
+                    break
+                try:
+                    report.done.append(compact_day(data_dir, coin, step.day))
+                except (IntegrityError, OSError) as exc:
+                    log.warning("tape_compact_failed", coin=coin, day=step.day, error=str(exc))
+                    report.failed.append(f"{coin} {step.day}: {exc}")
+    finally:
+        os.close(lock)
+    if report.done:
+        log.info("tape_compacted", days=len(report.done), failed=len(report.failed))
+    return report
