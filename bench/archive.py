@@ -12,7 +12,8 @@ close by tape order, high and low by exact value, volume as an exact decimal sum
 cast to a 38-digit decimal with 18 places; a cast that would lose a digit raises). Every
 library's bars are checked equal to the aggregator core's bars formatted as the live rows.
 The chosen library's compaction (`hlstream.common.tape.compact_io.compact_day`: parse the
-CSV, write, read back and check) and `read_tape` over the CSV and the Parquet day are timed.
+CSV, write, read back and check), and `read_tape` and `hlstream rebuild --interval 1m` over
+the CSV day and over the Parquet day (whose rows must be the same), are timed.
 Prints and writes one JSON object.
 """
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -236,15 +239,21 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "bars_exact": bars == expected,
         }
     csv_read_s = _timed_read(root, n)
+    csv_rebuild_s, csv_rows = _timed_rebuild(root)
     t0 = time.perf_counter()
     compact_day(root, COIN, segment_day(START_MS))
     compact_s = time.perf_counter() - t0
     archived = archive_path(root, COIN, segment_day(START_MS))
+    parquet_rebuild_s, parquet_rows = _timed_rebuild(root)
+    if parquet_rows != csv_rows:
+        raise SystemExit("hlstream rebuild over the Parquet day wrote other rows than over the CSV")
     result["compaction"] = {
         "compact_s_per_million": round(compact_s * 1e6 / n, 2),
         "parquet_bytes_per_trade": round(archived.stat().st_size / n, 1),
         "read_tape_csv_records_per_s": round(n / csv_read_s),
         "read_tape_parquet_records_per_s": round(n / _timed_read(root, n)),
+        "rebuild_1m_csv_trades_per_s": round(n / csv_rebuild_s),
+        "rebuild_1m_parquet_trades_per_s": round(n / parquet_rebuild_s),
     }
     return result
 
@@ -256,6 +265,18 @@ def _timed_read(root: Path, n: int) -> float:
     if read_back != n:
         raise SystemExit(f"read back {read_back} records, wrote {n}")
     return time.perf_counter() - t0
+
+
+def _timed_rebuild(root: Path) -> tuple[float, str]:
+    """Seconds `hlstream rebuild --interval 1m` takes over the day (one process, from scratch),
+    and the rows it wrote."""
+    bars = root / "btc_1m_data.csv"
+    bars.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "hlstream.cli", "rebuild", "--interval", "1m", "--coins", COIN]
+    command += ["--data-dir", str(root), "--run-dir", str(root / "run")]
+    t0 = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - t0, bars.read_text()
 
 
 def main() -> None:

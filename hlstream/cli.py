@@ -7,6 +7,7 @@
     verify [FILE...]                        CSV integrity; exit 1 on any defect
     rebuild --interval I [--check]          re-derive CSV files of any interval from the tape
     compact                                 closed tape days to Parquet (ingest does it hourly)
+    export trades|bars --from T --to T --out PATH   one Parquet or CSV file for research
     demo                                    fake exchange + pipeline, no internet needed
     metrics                                 Prometheus exporter alone (needs metrics_port)
     help settings                           every setting, its flag, variable and default
@@ -150,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--today", help="count closed days back from this UTC day, not a later one (YYYY-MM-DD)"
     )
     add_config_flags(compact, listed=False)
+    export = _command(
+        commands,
+        "export",
+        "write the trades (tape) or bars of --coins in [--from, --to) to one file; "
+        "exit 1, writing nothing, if any of it is not kept",
+    )
+    export.add_argument("kind", choices=["trades", "bars"])
+    export.add_argument("--from", dest="from_time", required=True, help="UTC time or epoch ms")
+    export.add_argument("--to", dest="to_time", required=True, help="UTC time or epoch ms")
+    export.add_argument("--interval", help="of the bars (required for bars)")
+    export.add_argument("--format", dest="fmt", choices=["parquet", "csv"], default="parquet")
+    export.add_argument("--out", type=Path, required=True, help="file to write")
+    add_config_flags(export, listed=False)
     keygen = commands.add_parser("curve-keygen", help="write a CURVE server secret key file")
     keygen.add_argument("path", type=Path, help="file to create (mode 0600)")
     helper = commands.add_parser("help", help="`hlstream help settings`: every setting explained")
@@ -203,7 +217,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return _backfill(args)
     settings = load_settings(args)
-    if args.command in ("verify", "tap", "status", "rebuild", "compact", "stop", "restart"):
+    running_aware = ("verify", "tap", "status", "rebuild", "compact", "export", "stop", "restart")
+    if args.command in running_aware:
         settings = _running_instance(args, settings)
     if args.command == "verify":
         return _verify(args, settings)
@@ -211,6 +226,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _rebuild(args, settings)
     if args.command == "compact":
         return _compact(settings, args.today)
+    if args.command == "export":
+        return _export(args, settings)
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
@@ -374,6 +391,27 @@ def _compact(settings: Settings, today: str | None) -> int:
     for line in report.failed:
         print(f"hlstream: kept as CSV: {line}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from hlstream.common.timebucket import parse_interval
+    from hlstream.export_io import ExportRequest, run_export
+    from hlstream.rebuild_io import parse_time
+
+    if args.kind == "bars":
+        if args.interval is None:
+            raise ConfigError("export bars needs --interval")
+        parse_interval(args.interval)  # ConfigError for a bad one
+    request = ExportRequest(
+        kind=args.kind,
+        coins=settings.coins,
+        from_ms=parse_time(args.from_time, "from"),
+        to_ms=parse_time(args.to_time, "to"),
+        interval=args.interval,
+        fmt=args.fmt,
+        out=args.out,
+    )
+    return run_export(settings, request)
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import compact_io
 from hlstream.common.tape.compact_io import compact_closed, compact_day
@@ -147,7 +148,7 @@ def test_an_archive_that_does_not_match_the_csv_is_rewritten(tmp_path):
 
     assert list(read_tape(tmp_path, "BTC", 0)) == records
     stale.write_bytes(b"not parquet")
-    with pytest.raises(Exception, match="unreadable tape archive"):
+    with pytest.raises(IntegrityError, match="unreadable tape archive"):
         list(read_tape(tmp_path, "BTC", 0))
 
 
@@ -210,3 +211,14 @@ def test_ingests_hourly_prune_compacts_closed_days_in_a_child_process(tmp_path):
 
     assert files(tmp_path) == ["2024-02-29.parquet", "2024-03-01.csv", "2024-03-02.csv"]
     assert list(read_tape(tmp_path, "BTC", 0)) == records and log.warnings == []
+
+
+def test_an_archive_that_reads_back_short_is_removed_and_the_csv_kept(tmp_path, monkeypatch):
+    three_days(tmp_path)
+    encode = compact_io.encode_archive
+    monkeypatch.setattr(compact_io, "encode_archive", lambda records, fp: encode(records[1:], fp))
+
+    with pytest.raises(IntegrityError, match="does not read back as"):
+        compact_day(tmp_path, "BTC", CLOSED)
+
+    assert files(tmp_path) == ["2024-02-29.csv", "2024-03-01.csv", "2024-03-02.csv"]
