@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,7 +38,7 @@ META_CSV_SHA256 = "hlstream.tape.csv_sha256"
 META_RECORDS = "hlstream.tape.records"
 META_HEADER = "hlstream.tape.header"  # the CSV schema the records follow
 _INT_COLUMNS = ("ts_ms", "tid", "to_ms")
-RENDER_CHUNK = 4_096
+ROW_GROUP = 65_536  # rows a reader decodes at once: a partial or backward scan stops early
 
 
 class Fingerprint(NamedTuple):
@@ -84,7 +83,7 @@ def encode_archive(records: list[Record], fingerprint: Fingerprint) -> bytes:
         META_HEADER: HEADER.strip(),
     }
     out = io.BytesIO()
-    frame.write_parquet(out, compression="zstd", metadata=metadata)
+    frame.write_parquet(out, compression="zstd", row_group_size=ROW_GROUP, metadata=metadata)
     return out.getvalue()
 
 
@@ -116,8 +115,9 @@ def _record(row: tuple[Any, ...], path: Path, index: int) -> Record:
 
 
 def _render(records: list[Record]) -> list[str]:
-    """`format_record` of each of `records`: by `format_trades` when all are trades of one coin
-    and day (the same text, checked at once), else one by one; ProtocolError if one is bad."""
+    """`format_record` of each of (non-empty) `records`: by `format_trades` when all are trades
+    of one coin and day (the same text, checked at once), else one by one; ProtocolError if
+    one is bad."""
     first = records[0]
     if isinstance(first, Trade) and all(isinstance(r, Trade) for r in records):
         trades = [r for r in records if isinstance(r, Trade)]
@@ -127,19 +127,42 @@ def _render(records: list[Record]) -> list[str]:
     return [format_record(r) for r in records]
 
 
-def _lines(path: Path, coin: str) -> Iterator[tuple[Record, bytes]]:
-    """Each record of the archive at `path` with its CSV line; IntegrityError if corrupt."""
+def _chunks(path: Path, coin: str, *, backward: bool = False) -> Iterator[list[Record]]:
+    """The records of the archive at `path`, `ROW_GROUP` at a time, in file order (the first
+    group read alone, so a scan of the first records stops early) or from the end (a group
+    at a time); IntegrityError if one is corrupt or of another coin."""
     import polars as pl
 
+    count = archive_fingerprint(path).records
+    spans: list[tuple[int, int | None]] = [(0, ROW_GROUP), (ROW_GROUP, None)]
+    if backward:
+        spans = [(first, ROW_GROUP) for first in reversed(range(0, count, ROW_GROUP))]
     try:
-        data = pl.read_parquet(path, columns=list(COLUMNS)).to_dict(as_series=False)
+        for first, length in spans:
+            if first >= count:
+                return
+            frame = pl.scan_parquet(path).select(COLUMNS).slice(first, length).collect()
+            for piece in frame.iter_slices(ROW_GROUP):
+                data = piece.to_dict(as_series=False)
+                rows = zip(*(data[name] for name in COLUMNS), strict=True)
+                chunk = [_record(row, path, first + index) for index, row in enumerate(rows)]
+                if any(record.coin != coin for record in chunk):
+                    raise IntegrityError(f"{path}: record of another coin in the {coin!r} tape")
+                first += len(chunk)
+                yield chunk
     except pl.exceptions.PolarsError as exc:
         raise IntegrityError(f"{path}: unreadable tape archive ({exc})") from None
-    rows = enumerate(zip(*(data[name] for name in COLUMNS), strict=True))
-    while chunk := [_record(row, path, index) for index, row in islice(rows, RENDER_CHUNK)]:
-        for record in chunk:
-            if record.coin != coin:
-                raise IntegrityError(f"{path}: record of {record.coin!r} in {coin!r} tape")
+
+
+def archived_backward(path: Path, coin: str) -> Iterator[Record]:
+    """The records of the archive at `path`, last first, reading only as far back as asked."""
+    for chunk in _chunks(path, coin, backward=True):
+        yield from reversed(chunk)
+
+
+def _lines(path: Path, coin: str) -> Iterator[tuple[Record, bytes]]:
+    """Each record of the archive at `path` with its CSV line; IntegrityError if corrupt."""
+    for chunk in _chunks(path, coin):
         try:
             lines = _render(chunk)
         except ProtocolError as exc:

@@ -20,7 +20,11 @@ from hlstream.common.durable import last_line_end
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
-from hlstream.common.tape.archive_io import archive_fingerprint, read_archived
+from hlstream.common.tape.archive_io import (
+    archive_fingerprint,
+    archived_backward,
+    read_archived,
+)
 from hlstream.common.tape.format import (
     HEADER_BYTES,
     SEGMENT_SUFFIX,
@@ -270,8 +274,8 @@ def _trades_backward(
     for day in days:
         path = segment_path(data_dir, coin, day)
         if not path.exists() and archive_path(data_dir, coin, day).exists():
-            records = [r for r, _ in read_archived(archive_path(data_dir, coin, day), coin)]
-            yield from ((day, r) for r in reversed(records) if isinstance(r, Trade))
+            records = archived_backward(archive_path(data_dir, coin, day), coin)
+            yield from ((day, r) for r in records if isinstance(r, Trade))
             continue
         with open(path, "rb") as handle:
             fd = handle.fileno()
