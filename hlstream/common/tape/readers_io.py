@@ -273,11 +273,16 @@ def _trades_backward(
     """(day, trade) of `coin` from the end of each of `days`' segments, in the given order."""
     for day in days:
         path = segment_path(data_dir, coin, day)
-        if not path.exists() and archive_path(data_dir, coin, day).exists():
-            records = archived_backward(archive_path(data_dir, coin, day), coin)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+        except FileNotFoundError:
+            archived = archive_path(data_dir, coin, day)
+            if not archived.exists():
+                raise
+            records = archived_backward(archived, coin)
             yield from ((day, r) for r in records if isinstance(r, Trade))
             continue
-        with open(path, "rb") as handle:
+        with handle:
             fd = handle.fileno()
             end = last_line_end(fd, os.fstat(fd).st_size)
             if end:
