@@ -217,8 +217,21 @@ def test_an_archive_that_reads_back_short_is_removed_and_the_csv_kept(tmp_path, 
     three_days(tmp_path)
     encode = compact_io.encode_archive
     monkeypatch.setattr(compact_io, "encode_archive", lambda records, fp: encode(records[1:], fp))
+    monkeypatch.setattr(compact_io, "encode_csv", lambda text, fp: encode([], fp))  # fast path
 
     with pytest.raises(IntegrityError, match="does not read back as"):
         compact_day(tmp_path, "BTC", CLOSED)
 
     assert files(tmp_path) == ["2024-02-29.csv", "2024-03-01.csv", "2024-03-02.csv"]
+
+
+def test_when_polars_parse_does_not_check_out_the_lines_are_parsed_one_by_one(
+    tmp_path, monkeypatch
+):
+    records = three_days(tmp_path)
+    empty = compact_io.encode_archive([], compact_io.Fingerprint(0, 0, ""))
+    monkeypatch.setattr(compact_io, "encode_csv", lambda text, fp: empty)
+
+    assert compact_day(tmp_path, "BTC", CLOSED).records == 6
+
+    assert list(read_tape(tmp_path, "BTC", 0)) == records

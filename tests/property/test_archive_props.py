@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from unittest.mock import patch
 
 from hypothesis import given, settings
 
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
+from hlstream.common.tape import compact_io
 from hlstream.common.tape.compact_io import compact_day
 from hlstream.common.tape.format import TapePosition, coin_dir
 from hlstream.common.tape.readers_io import csv_segment_days, read_since, segment_size
@@ -34,9 +36,10 @@ def test_a_compacted_day_reads_the_same_records_at_the_same_positions(
         days = {coin: csv_segment_days(tmp, coin) for coin in COINS}
         sizes = {(c, d): segment_size(tmp, c, d) for c in COINS for d in days[c]}
 
-        for coin in COINS:
-            for day in days[coin]:
-                compact_day(tmp, coin, day)
+        with patch.object(compact_io, "_parse", side_effect=AssertionError("slow path taken")):
+            for coin in COINS:  # polars' parse of a tape the writer wrote always checks out
+                for day in days[coin]:
+                    compact_day(tmp, coin, day)
 
         assert all(csv_segment_days(tmp, coin) == [] for coin in COINS)
         assert all(

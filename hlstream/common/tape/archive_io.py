@@ -38,6 +38,7 @@ META_CSV_SHA256 = "hlstream.tape.csv_sha256"
 META_RECORDS = "hlstream.tape.records"
 META_HEADER = "hlstream.tape.header"  # the CSV schema the records follow
 _INT_COLUMNS = ("ts_ms", "tid", "to_ms")
+TRADE_TEXT = ("side", "price", "size", "hash")
 ROW_GROUP = 65_536  # rows a reader decodes at once: a partial or backward scan stops early
 
 
@@ -76,6 +77,33 @@ def encode_archive(records: list[Record], fingerprint: Fingerprint) -> bytes:
         frame = pl.DataFrame(_columns(records), schema=_schema())
     except (TypeError, OverflowError, pl.exceptions.PolarsError) as exc:
         raise IntegrityError(f"tape records do not fit the archive's columns: {exc}") from None
+    return _parquet(frame, fingerprint)
+
+
+def encode_csv(text: bytes, fingerprint: Fingerprint) -> bytes:
+    """The Parquet file of a segment's whole lines `text` (header first), parsed by polars:
+    the fast path, trusted only once the file renders back to `text` (`rendered_fingerprint`).
+    IntegrityError if polars cannot parse it."""
+    import polars as pl
+
+    try:
+        frame = pl.read_csv(
+            io.BytesIO(text),
+            schema=_schema(),
+            empty_string_is_null=False,  # "" stays "": a trade's hash, a gap's reason
+            raise_if_empty=False,
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise IntegrityError(f"tape segment does not parse as CSV: {exc}") from None
+    trade = pl.col("kind") == "T"
+    frame = frame.with_columns(  # the fields of the other kind of row are null, not ""
+        *(pl.when(trade).then(pl.col(name)).alias(name) for name in TRADE_TEXT),
+        pl.when(~trade).then(pl.col("reason")).alias("reason"),
+    )
+    return _parquet(frame, fingerprint)
+
+
+def _parquet(frame: Any, fingerprint: Fingerprint) -> bytes:
     metadata = {
         META_CSV_BYTES: str(fingerprint.csv_bytes),
         META_CSV_SHA256: fingerprint.sha256,

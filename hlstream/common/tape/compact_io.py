@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from hlstream.common.tape.archive_io import (
     Fingerprint,
     archive_fingerprint,
     encode_archive,
+    encode_csv,
     rendered_fingerprint,
     write_archive,
 )
@@ -48,20 +50,29 @@ class Compacted:
     torn_bytes: int  # an unfinished last line dropped
 
 
-def _read_csv(path: Path, coin: str) -> tuple[list[Record], Fingerprint, int]:
-    """The records of a segment, the fingerprint of its whole lines, and its torn bytes."""
+def _read_whole(path: Path) -> tuple[bytes, Fingerprint, int]:
+    """A segment's whole lines, their fingerprint, and the bytes of a torn last line."""
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end and not data.startswith(HEADER_BYTES):
         raise IntegrityError(f"{path} does not start with the tape header; refusing to compact")
+    whole = data[:end]
+    records = max(whole.count(b"\n") - 1, 0)
+    return (
+        whole,
+        Fingerprint(records, len(whole), hashlib.sha256(whole).hexdigest()),
+        len(data) - end,
+    )
+
+
+def _parse(whole: bytes, path: Path, coin: str) -> list[Record]:
+    """Each line parsed as every reader does; IntegrityError naming the first corrupt one."""
     records = []
     offset = len(HEADER_BYTES)
-    for raw in data[offset:end].splitlines(keepends=True):
+    for raw in whole[offset:].splitlines(keepends=True):
         records.append(decode_line(raw, path, offset, coin))
         offset += len(raw)
-    whole = data[:end]
-    fingerprint = Fingerprint(len(records), len(whole), hashlib.sha256(whole).hexdigest())
-    return records, fingerprint, len(data) - end
+    return records
 
 
 def _verified(path: Path, coin: str, expected: Fingerprint) -> bool:
@@ -71,15 +82,32 @@ def _verified(path: Path, coin: str, expected: Fingerprint) -> bool:
         return False
 
 
+def _write_verified(
+    path: Path, coin: str, expected: Fingerprint, encode: Callable[[], bytes]
+) -> bool:
+    try:
+        write_archive(path, encode())
+    except IntegrityError:
+        return False
+    return _verified(path, coin, expected)
+
+
 def compact_day(data_dir: Path | str, coin: str, day: str) -> Compacted:
-    """Compact the CSV segment of `coin` on `day` (a closed day: the caller's to check)."""
+    """Compact the CSV segment of `coin` on `day` (a closed day: the caller's to check).
+
+    polars parses the CSV (fast); should its file not render back to the CSV's bytes, the
+    lines are parsed one by one as the readers do, which names a corrupt line."""
     csv_path, parquet = segment_path(data_dir, coin, day), archive_path(data_dir, coin, day)
-    records, expected, torn = _read_csv(csv_path, coin)
+    whole, expected, torn = _read_whole(csv_path)
     if expected.csv_bytes and not (parquet.exists() and _verified(parquet, coin, expected)):
-        write_archive(parquet, encode_archive(records, expected))
-        if not _verified(parquet, coin, expected):
-            parquet.unlink()
-            raise IntegrityError(f"{parquet} does not read back as {csv_path}; kept the CSV")
+        fast = _write_verified(parquet, coin, expected, lambda: encode_csv(whole, expected))
+        if not fast:
+            records = _parse(whole, csv_path, coin)
+            if not _write_verified(
+                parquet, coin, expected, lambda: encode_archive(records, expected)
+            ):
+                parquet.unlink(missing_ok=True)
+                raise IntegrityError(f"{parquet} does not read back as {csv_path}; kept the CSV")
     if csv_path.stat().st_size != expected.csv_bytes + torn:
         raise IntegrityError(f"{csv_path} grew while it was compacted; kept it")
     csv_path.unlink()
