@@ -7,6 +7,7 @@ import polars as pl
 from hlstream.common.messages import Gap
 from hlstream.common.tape.writer_io import TapeWriter
 from tests.integration.test_cli_rebuild import T0, WINDOWS, hlstream, write_tape
+from tests.integration.test_tape_archive import age
 from tests.integration.test_tape_io import RecordingLog
 
 END = T0 + WINDOWS * 5_000  # the newest trade's time
@@ -15,6 +16,7 @@ END = T0 + WINDOWS * 5_000  # the newest trade's time
 def test_export_trades_over_a_compacted_day_keeps_exact_text(tmp_path):
     data = tmp_path / "data"
     write_tape(data)
+    age(data)
     assert hlstream(tmp_path, "compact").returncode == 0
     out = tmp_path / "btc.parquet"
 

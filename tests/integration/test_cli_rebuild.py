@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hlstream.common.messages import Trade
 from hlstream.common.tape.writer_io import TapeWriter
+from tests.integration.test_tape_archive import age
 from tests.integration.test_tape_io import RecordingLog
 
 T0 = 1_700_000_040_000  # 2023-11-14 22:14:00, aligned to 5 s
@@ -114,6 +115,7 @@ def test_rebuild_over_a_compacted_day_writes_the_same_rows(tmp_path):
     assert hlstream(tmp_path, "rebuild", "--interval", "5s").returncode == 0
     path = data / "btc_5s_data.csv"
     rows = path.read_text()
+    age(data)
 
     compact = hlstream(tmp_path, "compact")
 

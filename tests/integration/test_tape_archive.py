@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import polars as pl
@@ -11,7 +12,7 @@ import pytest
 from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import compact_io
-from hlstream.common.tape.compact_io import compact_closed, compact_day
+from hlstream.common.tape.compact_io import compact_closed, compact_day, has_work
 from hlstream.common.tape.format import (
     TapePosition,
     archive_path,
@@ -46,6 +47,13 @@ def three_days(data_dir: Path) -> list[Trade | Gap]:
     return records
 
 
+def age(data_dir: Path) -> None:
+    """Make every CSV segment look last written two days ago (compaction waits for quiet)."""
+    old = time.time() - 2 * 86_400
+    for path in (data_dir / "tape").rglob("*.csv"):
+        os.utime(path, (old, old))
+
+
 def files(data_dir: Path) -> list[str]:
     return sorted(os.listdir(coin_dir(data_dir, "BTC")))
 
@@ -54,6 +62,7 @@ def test_closed_days_only_are_compacted_and_read_as_before(tmp_path):
     records = three_days(tmp_path)
     csv_text = segment_path(tmp_path, "BTC", CLOSED).read_bytes()
     log = RecordingLog()
+    age(tmp_path)
 
     done = compact_closed(tmp_path, TODAY, log).done
 
@@ -70,6 +79,7 @@ def test_closed_days_only_are_compacted_and_read_as_before(tmp_path):
 
 def test_one_line_reads_a_compacted_day_with_exact_decimal_text(tmp_path):
     write(tmp_path, [trade(MIDNIGHT_MS - 2 * DAY_MS, 1, price="63471.10")])
+    age(tmp_path)
     compact_closed(tmp_path, TODAY, RecordingLog())
 
     frame = pl.read_parquet(archive_path(tmp_path, "BTC", CLOSED))
@@ -91,6 +101,7 @@ def test_one_line_reads_a_compacted_day_with_exact_decimal_text(tmp_path):
 def test_a_position_taken_on_the_csv_resumes_on_the_parquet_day(tmp_path):
     three_days(tmp_path)
     read = list(read_since(tmp_path, "BTC", [TapePosition("BTC", CLOSED, 0)]))
+    age(tmp_path)
     compact_closed(tmp_path, TODAY, RecordingLog())
 
     for index, (_, position) in enumerate(read):
@@ -128,6 +139,7 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(tmp_path, monkeypatch, 
         patch.setattr(compact_io, name, replacement())
         with pytest.raises(CrashError):
             compact_day(tmp_path, "BTC", CLOSED)
+    age(tmp_path)
 
     compact_closed(tmp_path, TODAY, RecordingLog())
 
@@ -143,6 +155,7 @@ def test_an_archive_that_does_not_match_the_csv_is_rewritten(tmp_path):
     compact_day(other, "BTC", CLOSED)
     stale = archive_path(tmp_path, "BTC", CLOSED)
     stale.write_bytes(archive_path(other, "BTC", CLOSED).read_bytes())
+    age(tmp_path)
 
     assert len(compact_closed(tmp_path, TODAY, RecordingLog()).done) == 1
 
@@ -156,6 +169,7 @@ def test_a_torn_last_line_is_not_carried_over(tmp_path):
     records = three_days(tmp_path)
     with open(segment_path(tmp_path, "BTC", CLOSED), "ab") as handle:
         handle.write(b"T,BTC,17093")
+    age(tmp_path)
 
     (done,) = compact_closed(tmp_path, TODAY, RecordingLog()).done
 
@@ -168,6 +182,7 @@ def test_a_corrupt_csv_is_kept_and_reported(tmp_path):
     path = segment_path(tmp_path, "BTC", CLOSED)
     path.write_bytes(path.read_bytes() + b"T,BTC,oops\n")
     log = RecordingLog()
+    age(tmp_path)
 
     report = compact_closed(tmp_path, TODAY, log)
 
@@ -179,6 +194,7 @@ def test_a_corrupt_csv_is_kept_and_reported(tmp_path):
 def test_retention_counts_compacted_days(tmp_path):
     days = [MIDNIGHT_MS - 3 * DAY_MS, MIDNIGHT_MS - 2 * DAY_MS, MIDNIGHT_MS - DAY_MS, MIDNIGHT_MS]
     write(tmp_path, [trade(ts, i) for i, ts in enumerate(days)])
+    age(tmp_path)
     compact_closed(tmp_path, TODAY, RecordingLog())
     assert files(tmp_path)[:2] == ["2024-02-28.parquet", "2024-02-29.parquet"]
 
@@ -196,6 +212,7 @@ def test_ingests_hourly_prune_compacts_closed_days_in_a_child_process(tmp_path):
 
     log = RecordingLog()
     records = three_days(tmp_path)
+    age(tmp_path)
     context = zmq.Context()
     out = TapeFirst(open_tape(tmp_path, log), Publisher(context, "inproc://compact"), log)
     try:
@@ -235,3 +252,13 @@ def test_when_polars_parse_does_not_check_out_the_lines_are_parsed_one_by_one(
     assert compact_day(tmp_path, "BTC", CLOSED).records == 6
 
     assert list(read_tape(tmp_path, "BTC", 0)) == records
+
+
+def test_a_closed_day_written_to_in_the_last_hour_is_left_to_the_writer(tmp_path):
+    three_days(tmp_path)  # just written: a feed replaying old trades, or a skewed clock
+
+    assert not has_work(tmp_path, TODAY)
+    assert compact_closed(tmp_path, TODAY, RecordingLog()).done == []
+    age(tmp_path)
+    assert has_work(tmp_path, TODAY)
+    assert len(compact_closed(tmp_path, TODAY, RecordingLog()).done) == 1

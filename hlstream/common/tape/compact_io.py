@@ -4,7 +4,8 @@ Safe to stop at any point, by a crash too: the Parquet file appears whole or not
 (temp, fsync, rename), and the CSV is removed only after the file on disk has been read back
 and its records rendered to the CSV's exact bytes (count, length and SHA-256 equal). A day
 left with both files is verified again on the next run (rewritten if the check fails); temp
-files are removed. One compactor at a time (a lock file beside the tape folder). A torn last line
+files are removed. A CSV written to in the last hour is left for later (`QUIET_S`). One
+compactor at a time (a lock file beside the tape folder). A torn last line
 of the CSV (a crash mid-append, which every reader ignores) is not carried over.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 from hlstream.common.durable import fsync_dir, hold_lock
 from hlstream.common.errors import IntegrityError
 from hlstream.common.log import EventLog
-from hlstream.common.tape.archive import plan_compaction
+from hlstream.common.tape.archive import CompactionPlan, plan_compaction
 from hlstream.common.tape.archive_io import (
     Fingerprint,
     archive_fingerprint,
@@ -30,6 +32,7 @@ from hlstream.common.tape.archive_io import (
 )
 from hlstream.common.tape.format import (
     HEADER_BYTES,
+    SEGMENT_SUFFIX,
     TAPE_DIR,
     Record,
     archive_path,
@@ -37,6 +40,7 @@ from hlstream.common.tape.format import (
 )
 from hlstream.common.tape.readers_io import decode_line, folder_coin
 
+QUIET_S = 3_600.0  # a closed day's CSV is left alone until this long after its last write
 LOCK_NAME = "tape-compact.lock"  # beside writer_io's tape.lock, outside the coin folders
 
 
@@ -116,12 +120,36 @@ def compact_day(data_dir: Path | str, coin: str, day: str) -> Compacted:
     return Compacted(coin, day, expected.records, expected.csv_bytes, size, torn)
 
 
+def _plans(root: Path, today: str) -> list[tuple[Path, CompactionPlan]]:
+    """Each coin folder's plan, without the days whose CSV was written to in the last
+    `QUIET_S`: a closed day takes no trades, and one that still does (a feed replaying old
+    trades, a skewed clock) is left to the writer rather than raced."""
+    if not root.is_dir():
+        return []
+    out = []
+    quiet_since = time.time() - QUIET_S
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        plan = plan_compaction(os.listdir(folder), today)
+        days = [
+            step
+            for step in plan.days
+            if _quiet(folder / f"{step.day}{SEGMENT_SUFFIX}", quiet_since)
+        ]
+        out.append((folder, plan._replace(days=days)))
+    return out
+
+
+def _quiet(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime <= since
+    except FileNotFoundError:  # pruned meanwhile
+        return False
+
+
 def has_work(data_dir: Path | str, today: str) -> bool:
-    """True if some coin folder holds a closed CSV day or a temp file to remove (names only)."""
-    root = Path(data_dir) / TAPE_DIR
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    plans = (plan_compaction(os.listdir(folder), today) for folder in folders)
-    return any(plan.days or plan.leftovers for plan in plans)
+    """True if some coin folder holds a closed, quiet CSV day or a temp file to remove."""
+    plans = _plans(Path(data_dir) / TAPE_DIR, today)
+    return any(plan.days or plan.leftovers for _, plan in plans)
 
 
 @dataclass(slots=True)
@@ -134,13 +162,11 @@ def compact_closed(data_dir: Path | str, today: str, log: EventLog) -> CompactRe
     """Compact every closed day of every coin (see tape/archive.py); a day that fails is
     logged, reported and kept as CSV. IntegrityError if another compactor holds the lock."""
     report = CompactReport()
-    root = Path(data_dir) / TAPE_DIR
-    if not root.is_dir():
+    if not (Path(data_dir) / TAPE_DIR).is_dir():
         return report
     lock = hold_lock(Path(data_dir) / LOCK_NAME, f"pid {os.getpid()}", "a compaction is running")
     try:
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            plan = plan_compaction(os.listdir(folder), today)
+        for folder, plan in _plans(Path(data_dir) / TAPE_DIR, today):
             for name in plan.leftovers:
                 (folder / name).unlink(missing_ok=True)
             coin = folder_coin(folder) if plan.days else None
