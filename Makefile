@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.buslat
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.relay
+	$(BIN)/python -m bench.archive
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --minutes 30 --rate 2000

@@ -6,6 +6,8 @@
     backfill [--hours N]                    one-shot REST backfill with a progress bar
     verify [FILE...]                        CSV integrity; exit 1 on any defect
     rebuild --interval I [--check]          re-derive CSV files of any interval from the tape
+    compact                                 closed tape days to Parquet (ingest does it hourly)
+    export trades|bars --from T --to T --out PATH   one Parquet or CSV file for research
     demo                                    fake exchange + pipeline, no internet needed
     metrics                                 Prometheus exporter alone (needs metrics_port)
     help settings                           every setting, its flag, variable and default
@@ -142,6 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="change nothing; list rows that differ (exit 1)"
     )
     add_config_flags(rebuild, listed=False)
+    compact = _command(
+        commands,
+        "compact",
+        "compact closed tape days to Parquet now (safe while running; ingest does it hourly)",
+    )
+    compact.add_argument(
+        "--today", help="count closed days back from this UTC day, not a later one (YYYY-MM-DD)"
+    )
+    add_config_flags(compact, listed=False)
+    export = _command(
+        commands,
+        "export",
+        "write the trades (tape) or bars of --coins in [--from, --to) to one file; "
+        "exit 1, writing nothing, if any of it is not kept",
+    )
+    export.add_argument("kind", choices=["trades", "bars"])
+    export.add_argument("--from", dest="from_time", required=True, help="UTC time or epoch ms")
+    export.add_argument("--to", dest="to_time", required=True, help="UTC time or epoch ms")
+    export.add_argument("--interval", help="of the bars (required for bars)")
+    export.add_argument("--format", dest="fmt", choices=["parquet", "csv"], default="parquet")
+    export.add_argument("--out", type=Path, required=True, help="file to write")
+    add_config_flags(export, listed=False)
     keygen = commands.add_parser("curve-keygen", help="write a CURVE server secret key file")
     keygen.add_argument("path", type=Path, help="file to create (mode 0600)")
     helper = commands.add_parser("help", help="`hlstream help settings`: every setting explained")
@@ -195,12 +219,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return _backfill(args)
     settings = load_settings(args)
-    if args.command in ("verify", "tap", "status", "rebuild", "stop", "restart"):
+    running_aware = ("verify", "tap", "status", "rebuild", "compact", "export", "stop", "restart")
+    if args.command in running_aware:
         settings = _running_instance(args, settings)
     if args.command == "verify":
         return _verify(args, settings)
     if args.command == "rebuild":
         return _rebuild(args, settings)
+    if args.command == "compact":
+        return _compact(settings, args.today)
+    if args.command == "export":
+        return _export(args, settings)
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
@@ -348,6 +377,53 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"hlstream verify: no *_data.csv files in {settings.data_dir}", file=sys.stderr)
         return 1
     return run_verify(files, args.interval)
+
+
+def _compact(settings: Settings, today: str | None) -> int:
+    from hlstream.common.clock import now_ms
+    from hlstream.common.errors import IntegrityError
+    from hlstream.common.log import EventLog
+    from hlstream.common.tape.compact_io import compact_closed
+    from hlstream.common.tape.format import check_day, segment_day
+
+    day = segment_day(now_ms())
+    if today is not None:
+        try:
+            day = min(day, check_day(today).isoformat())  # a later day would close open ones
+        except ValueError as exc:
+            raise ConfigError(f"--today: {exc}") from None
+    try:
+        report = compact_closed(settings.data_dir, day, EventLog("compact"))
+    except IntegrityError as exc:
+        print(f"hlstream: error: {exc}", file=sys.stderr)
+        return 1
+    for c in report.done:
+        sizes = f"{c.csv_bytes} -> {c.parquet_bytes} bytes"
+        print(f"compacted {c.coin} {c.day}: {c.records} records, {sizes}")
+    for line in report.failed:
+        print(f"hlstream: kept as CSV: {line}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from hlstream.common.timebucket import parse_interval
+    from hlstream.export_io import ExportRequest, run_export
+    from hlstream.rebuild_io import parse_time
+
+    if args.kind == "bars":
+        if args.interval is None:
+            raise ConfigError("export bars needs --interval")
+        parse_interval(args.interval)  # ConfigError for a bad one
+    request = ExportRequest(
+        kind=args.kind,
+        coins=settings.coins,
+        from_ms=parse_time(args.from_time, "from"),
+        to_ms=parse_time(args.to_time, "to"),
+        interval=args.interval,
+        fmt=args.fmt,
+        out=args.out,
+    )
+    return run_export(settings, request)
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:

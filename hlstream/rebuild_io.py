@@ -36,13 +36,14 @@ from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
-from hlstream.common.tape.format import Record, segment_day, segment_path
+from hlstream.common.tape.format import Record, segment_day
 from hlstream.common.tape.readers_io import (
     coverage_start_ms,
     last_trade_before,
     newest_ts_ms,
     read_span,
     segment_days,
+    segment_size,
     tape_coins,
 )
 from hlstream.common.timebucket import parse_interval
@@ -93,7 +94,7 @@ def parse_time(text: str, name: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _writer_running(data_dir: Path) -> bool:
+def writer_running(data_dir: Path) -> bool:
     try:
         fd = os.open(data_dir / DATA_LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -114,7 +115,7 @@ def _writer_intervals(settings: Settings) -> set[str]:
     return set(settings.intervals) | {info.interval for info in files.values()}
 
 
-def _coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
+def coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
     """Up to when the tape of `coin` holds everything: while the pipeline runs, ingest's
     covered_ms; else the newest record (its window may be unfinished, so it is left out)."""
     status = read_status(settings.run_dir, "ingest") if running else None
@@ -158,7 +159,7 @@ def _segments(data_dir: Path, coin: str, from_ms: int | None, to_ms: int | None)
     out = []
     for day in segment_days(data_dir, coin):
         if (first is None or day >= first) and (last is None or day <= last):
-            out.append((day, segment_path(data_dir, coin, day).stat().st_size))
+            out.append((day, segment_size(data_dir, coin, day)))
     return out
 
 
@@ -187,7 +188,7 @@ def _plan(
     covered_from = coverage_start_ms(settings.data_dir, coin)
     end, start = request.to_ms, request.from_ms
     if end is None:
-        end = _coverage_end(settings, coin, running)
+        end = coverage_end(settings, coin, running)
         if live and starts and end is not None:  # rows the writer has not written yet
             end = min(end, max(starts) + interval_ms)
     if start is None and covered_from is not None:  # the file's range, not older
@@ -260,7 +261,7 @@ def _write(path: Path, result: Comparison) -> dict[int, str]:
 def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) -> int:
     """Rebuild (or check) one file per coin; print a line per file. Exit code."""
     err = sys.stderr
-    running = _writer_running(settings.data_dir)
+    running = writer_running(settings.data_dir)
     live = running and request.interval in _writer_intervals(settings)
     if live and not request.check:
         raise ConfigError(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hlstream.common.messages import Trade
 from hlstream.common.tape.writer_io import TapeWriter
+from tests.integration.test_tape_archive import age
 from tests.integration.test_tape_io import RecordingLog
 
 T0 = 1_700_000_040_000  # 2023-11-14 22:14:00, aligned to 5 s
@@ -106,3 +107,25 @@ def test_rebuild_cuts_a_torn_line_orders_rows_and_keeps_rows_older_than_the_tape
     fixed = hlstream(tmp_path, "rebuild", "--interval", "5s")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert path.read_text() == header + older + "".join(sorted(rows))
+
+
+def test_rebuild_over_a_compacted_day_writes_the_same_rows(tmp_path):
+    data = tmp_path / "data"
+    write_tape(data)
+    assert hlstream(tmp_path, "rebuild", "--interval", "5s").returncode == 0
+    path = data / "btc_5s_data.csv"
+    rows = path.read_text()
+    age(data)
+
+    compact = hlstream(tmp_path, "compact")
+
+    assert compact.returncode == 0, compact.stdout + compact.stderr
+    assert compact.stdout.startswith(f"compacted BTC 2023-11-14: {WINDOWS + 1} records, ")
+    assert sorted(os.listdir(data / "tape" / "btc")) == ["2023-11-14.parquet"]
+    check = hlstream(tmp_path, "rebuild", "--interval", "5s", "--check")
+    assert check.returncode == 0 and "; 0 defects" in check.stdout, check.stdout + check.stderr
+    path.unlink()
+    rebuilt = hlstream(tmp_path, "rebuild", "--interval", "5s")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert path.read_text() == rows
+    assert hlstream(tmp_path, "compact").stdout == ""

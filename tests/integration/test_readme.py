@@ -134,3 +134,24 @@ def test_polars_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypa
         gap.reason,
     )
     assert marker["tid"] is None and marker["price"] is None
+
+
+def test_polars_line_reads_a_compacted_day_with_exact_text(tmp_path, monkeypatch):
+    from hlstream.common.tape.compact_io import compact_day
+
+    trades, gap = _write_tape(tmp_path / "data")
+    compact_day(tmp_path / "data", "BTC", DAY)
+    readme = (ROOT / "docs" / "data.md").read_text()
+    (snippet,) = [
+        block.replace("2026-11-28", DAY)
+        for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+        if "import polars as " in block and ".parquet" in block
+    ]
+
+    tape = _run(snippet, tmp_path, monkeypatch)
+
+    rows = tape.filter(pl.col("kind") == "T")
+    assert rows["price"].to_list() == [t.price for t in trades]
+    assert rows["tid"].to_list() == [t.tid for t in trades]
+    marker = tape.filter(pl.col("kind") == "G").row(0, named=True)
+    assert (marker["ts_ms"], marker["to_ms"], marker["tid"]) == (gap.from_ms, gap.to_ms, None)

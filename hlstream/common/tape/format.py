@@ -39,6 +39,7 @@ HEADER = ",".join(COLUMNS) + "\n"
 HEADER_BYTES = HEADER.encode("ascii")
 TAPE_DIR = "tape"
 SEGMENT_SUFFIX = ".csv"
+ARCHIVE_SUFFIX = ".parquet"  # a closed day compacted: the same records (tape/archive_io.py)
 DAY_MS = 86_400_000
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -83,6 +84,20 @@ def is_segment_name(name: str) -> bool:
     return name.endswith(SEGMENT_SUFFIX) and bool(_DAY_RE.match(name[: -len(SEGMENT_SUFFIX)]))
 
 
+def is_archive_name(name: str) -> bool:
+    """True for a compacted day's filename such as `2024-03-01.parquet`."""
+    return name.endswith(ARCHIVE_SUFFIX) and bool(_DAY_RE.match(name[: -len(ARCHIVE_SUFFIX)]))
+
+
+def name_day(name: str) -> str | None:
+    """The day a segment or archive filename holds; None for any other name."""
+    if is_segment_name(name):
+        return name[: -len(SEGMENT_SUFFIX)]
+    if is_archive_name(name):
+        return name[: -len(ARCHIVE_SUFFIX)]
+    return None
+
+
 def coin_dir(data_dir: Path | str, coin: str) -> Path:
     """The folder holding every segment of `coin`."""
     return Path(data_dir) / TAPE_DIR / encode_coin(coin)
@@ -92,6 +107,12 @@ def segment_path(data_dir: Path | str, coin: str, day: str) -> Path:
     """`{data_dir}/tape/{encode_coin(coin)}/{day}.csv`."""
     check_day(day)
     return coin_dir(data_dir, coin) / f"{day}{SEGMENT_SUFFIX}"
+
+
+def archive_path(data_dir: Path | str, coin: str, day: str) -> Path:
+    """`{data_dir}/tape/{encode_coin(coin)}/{day}.parquet`: the day compacted."""
+    check_day(day)
+    return coin_dir(data_dir, coin) / f"{day}{ARCHIVE_SUFFIX}"
 
 
 def record_day(record: Record) -> str:

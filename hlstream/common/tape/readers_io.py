@@ -4,6 +4,9 @@ Every reader stops at the last whole line: a reader racing the writer, or a cras
 yields half a record (an unfinished line is reported as `tape_torn_line_ignored`). A
 malformed whole line is corruption and raises IntegrityError with its path and byte offset.
 `TapePosition.offset` is always the end of a whole line; `read_since` resumes from it.
+
+A closed day may be compacted to Parquet (tape/archive_io.py); every reader here reads such a
+day from it transparently, at the same offsets the CSV had.
 """
 
 from __future__ import annotations
@@ -17,15 +20,23 @@ from hlstream.common.durable import last_line_end
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Trade
+from hlstream.common.tape.archive_io import (
+    archive_fingerprint,
+    archived_backward,
+    read_archived,
+)
 from hlstream.common.tape.format import (
     HEADER_BYTES,
     SEGMENT_SUFFIX,
     TAPE_DIR,
     Record,
     TapePosition,
+    archive_path,
     coin_dir,
     coverage_start,
+    is_archive_name,
     is_segment_name,
+    name_day,
     parse_record,
     segment_day,
     segment_path,
@@ -42,12 +53,32 @@ LATE_SCAN_MS = 60_000
 
 
 def segment_days(data_dir: Path | str, coin: str) -> list[str]:
-    """Days that have a segment for `coin`, oldest first."""
+    """Days that have a segment (CSV or compacted) for `coin`, oldest first."""
+    try:
+        names = os.listdir(coin_dir(data_dir, coin))
+    except FileNotFoundError:
+        return []
+    return sorted({day for name in names if (day := name_day(name)) is not None})
+
+
+def csv_segment_days(data_dir: Path | str, coin: str) -> list[str]:
+    """Days that have a CSV segment for `coin` (not compacted yet), oldest first."""
     try:
         names = os.listdir(coin_dir(data_dir, coin))
     except FileNotFoundError:
         return []
     return sorted(name.removesuffix(SEGMENT_SUFFIX) for name in names if is_segment_name(name))
+
+
+def segment_size(data_dir: Path | str, coin: str, day: str) -> int:
+    """The byte length of a day's segment: of its CSV, or of the CSV its archive was made of."""
+    try:
+        return segment_path(data_dir, coin, day).stat().st_size
+    except FileNotFoundError:
+        path = archive_path(data_dir, coin, day)
+        if not path.exists():
+            raise
+    return archive_fingerprint(path).csv_bytes
 
 
 def lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
@@ -111,7 +142,15 @@ def _read_segment(
 ) -> Iterator[tuple[Record, int]]:
     """Records of one segment from byte `start`, each with the offset just after it."""
     path = segment_path(data_dir, coin, day)
-    with open(path, "rb") as handle:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+    except FileNotFoundError:
+        archived = archive_path(data_dir, coin, day)
+        if not archived.exists():
+            raise
+        yield from read_archived(archived, coin, start)
+        return
+    with handle:
         offset = _seek_start(handle, path, start, log)
         if offset is None:
             return
@@ -193,16 +232,25 @@ def tape_coins(data_dir: Path | str) -> list[str]:
         folders = os.listdir(root)
     except FileNotFoundError:
         return []
-    coins = set()
-    for folder in folders:
-        for name in sorted(n for n in os.listdir(root / folder) if is_segment_name(n)):
-            with open(root / folder / name, "rb") as handle:
+    return sorted({coin for folder in folders if (coin := folder_coin(root / folder))})
+
+
+def folder_coin(folder: Path) -> str | None:
+    """The coin whose tape `folder` holds, from its first record; None if it holds none."""
+    for name in sorted(os.listdir(folder)):
+        if is_archive_name(name):
+            import polars as pl
+
+            coins = pl.read_parquet(folder / name, columns=["coin"], n_rows=1)["coin"].to_list()
+            if coins:
+                return str(coins[0])
+        elif is_segment_name(name):
+            with open(folder / name, "rb") as handle:
                 handle.readline()
                 line = handle.readline()
             if line.endswith(b"\n"):
-                coins.add(parse_record(line.decode("utf-8")).coin)
-                break
-    return sorted(coins)
+                return parse_record(line.decode("utf-8")).coin
+    return None
 
 
 def coverage_start_ms(data_dir: Path | str, coin: str) -> int | None:
@@ -225,7 +273,16 @@ def _trades_backward(
     """(day, trade) of `coin` from the end of each of `days`' segments, in the given order."""
     for day in days:
         path = segment_path(data_dir, coin, day)
-        with open(path, "rb") as handle:
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+        except FileNotFoundError:
+            archived = archive_path(data_dir, coin, day)
+            if not archived.exists():
+                raise
+            records = archived_backward(archived, coin)
+            yield from ((day, r) for r in records if isinstance(r, Trade))
+            continue
+        with handle:
             fd = handle.fileno()
             end = last_line_end(fd, os.fstat(fd).st_size)
             if end:

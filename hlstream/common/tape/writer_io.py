@@ -25,20 +25,24 @@ from hlstream.common.messages import Trade
 from hlstream.common.tape.format import (
     DAY_MS,
     HEADER_BYTES,
-    SEGMENT_SUFFIX,
     TAPE_DIR,
     Record,
     TapePosition,
     format_record,
     format_trades,
-    is_segment_name,
+    name_day,
     record_day,
     segment_day,
     segment_path,
     shift_day,
     split_by_day,
 )
-from hlstream.common.tape.readers_io import check_header, decode_line, lines_backward, segment_days
+from hlstream.common.tape.readers_io import (
+    check_header,
+    csv_segment_days,
+    decode_line,
+    lines_backward,
+)
 
 LOCK_NAME = "tape.lock"
 _fdatasync = getattr(os, "fdatasync", os.fsync)
@@ -188,7 +192,7 @@ class TapeWriter:
         """Open (and so repair) the two newest segments of each coin; return their ends."""
         positions = []
         for coin in coins:
-            for day in segment_days(self.data_dir, coin)[-2:]:
+            for day in csv_segment_days(self.data_dir, coin)[-2:]:
                 positions.append(TapePosition(coin, day, self._segment((coin, day)).size))
         return sorted(positions)
 
@@ -292,8 +296,9 @@ def sync_taken(fds: list[int], dirs: list[Path]) -> None:
 
 
 def prune(data_dir: Path | str, keep_days: int, today: str) -> list[Path]:
-    """Delete (and return) segments older than the last `keep_days` days, today included; at
-    least 2, since yesterday's segment still takes late trades after midnight."""
+    """Delete (and return) segments, CSV or compacted, older than the last `keep_days` days,
+    today included; at least 2, since yesterday's segment still takes late trades after
+    midnight."""
     if keep_days < 2:
         raise ConfigError(f"tape keep_days={keep_days} must be at least 2")
     oldest_kept = shift_day(today, 1 - keep_days)
@@ -301,7 +306,8 @@ def prune(data_dir: Path | str, keep_days: int, today: str) -> list[Path]:
     removed: list[Path] = []
     for folder in sorted(root.iterdir() if root.is_dir() else []):
         for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
-            if is_segment_name(name) and name.removesuffix(SEGMENT_SUFFIX) < oldest_kept:
+            day = name_day(name)
+            if day is not None and day < oldest_kept:
                 (folder / name).unlink()
                 removed.append(folder / name)
     return removed

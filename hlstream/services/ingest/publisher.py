@@ -12,10 +12,15 @@ Invariants:
 - `ends` maps each (coin, day) segment to its committed end, for the replay server's thread
   (which only looks keys up): a segment first touched by a batch enters at its size before
   that batch, so a tap catching up never gets the batch both from the replay and live.
+- Closed tape days are compacted to Parquet by `hlstream compact` in a child process started
+  by the hourly prune, at a lower priority: it never holds this process's GIL or lock, and
+  it is crash-safe, so stopping ingest mid-compaction costs nothing. One at a time.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -26,11 +31,13 @@ from hlstream.common.bus_io import Publisher
 from hlstream.common.errors import ConfigError, IntegrityError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, TapeSpan, Trade, TradeBatch, gap_topic, trade_topic
+from hlstream.common.tape.compact_io import has_work
 from hlstream.common.tape.format import record_day, split_by_day
 from hlstream.common.tape.writer_io import TapeWriter, prune
 
 MAX_BATCH_TRADES = 1024  # a coin's trades of one handler call go out together, up to this
 TAPE_WRITE_LOG_EVERY_S = 10.0
+COMPACT_COMMAND = ["nice", "-n", "10", sys.executable, "-m", "hlstream.cli", "compact"]
 
 
 def open_tape(data_dir: Path, log: EventLog) -> TapeWriter:
@@ -59,6 +66,7 @@ class TapeFirst:
         self.ends: dict[tuple[str, str], int] = {}
         self._held: dict[str, Held] = {}
         self._outgoing: list[tuple[str, TradeBatch | Gap]] = []
+        self.compactor: subprocess.Popen[bytes] | None = None
 
     def idle(self) -> bool:
         """Nothing admitted is waiting for the tape or the bus."""
@@ -120,7 +128,8 @@ class TapeFirst:
             self.bus.publish(topic, message)
 
     def prune(self, keep_days: int, today: str) -> None:
-        """Remove the tape's segments older than `keep_days` before `today`."""
+        """Remove the tape's segments older than `keep_days` before `today`; then start
+        compacting the closed days, unless the last compaction is still running."""
         try:
             removed = prune(self.tape.data_dir, keep_days, today)
         except OSError as exc:
@@ -128,6 +137,18 @@ class TapeFirst:
             return
         if removed:
             self.log.info("tape_pruned", segments=len(removed), keep_days=keep_days)
+        if self.compactor is None or self.compactor.poll() is not None:
+            self._start_compaction(today)
+
+    def _start_compaction(self, today: str) -> None:
+        command = [*COMPACT_COMMAND, "--data-dir", str(self.tape.data_dir), "--today", today]
+        try:
+            if has_work(self.tape.data_dir, today):
+                self.compactor = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+                )
+        except OSError as exc:
+            self.log.warning("tape_compact_failed", error=str(exc))
 
     def _tape_held(self, coin: str | None = None) -> None:
         """Append the held trades of `coin` (None: of every coin); queue their batches."""
