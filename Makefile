@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/hlstream demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile  # a file's tests share one worker
 
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -m faults
