@@ -24,10 +24,11 @@ from typing import Any
 
 from bench.taplat import percentile
 from hlstream.common.clock import SystemClock
-from hlstream.common.config import SinkSecrets, load_settings
+from hlstream.common.config import load_settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import event_log, setup_logging
 from hlstream.common.messages import Trade
+from hlstream.common.sinks import SinkSecrets
 from hlstream.common.tape.format import HEADER, Record, format_record, segment_day, segment_path
 from hlstream.services.relay.core import JsBar
 from hlstream.services.relay.shell import Relay

@@ -19,25 +19,14 @@ Exit codes: 0 ok, 1 failure/unhealthy, 2 usage error, 78 configuration error.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
-import json
-import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
-from hlstream import STAGES
-from hlstream.common.config import (
-    ALL_COINS,
-    Settings,
-    add_config_flags,
-    load_settings,
-    prepare_dirs,
-    settings_help,
-)
+from hlstream import STAGES, commands
+from hlstream.common.config import load_settings, prepare_dirs
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
+from hlstream.common.flags import add_config_flags, settings_help
 from hlstream.common.lifecycle_io import ignore_stop_signals
 from hlstream.common.log import setup_logging
 from hlstream.tapcmd_io import KINDS
@@ -48,19 +37,6 @@ _SETTINGS_EPILOG = (
     "settings: --config FILE, and any setting as --kebab-name VALUE (e.g. --run-dir DIR); "
     "`hlstream help settings` lists them"
 )
-
-
-def _flag_env(args: argparse.Namespace) -> dict[str, str]:
-    """Flags given on the command line, as HLSTREAM_* variables for the stages."""
-    flags = vars(args).items()
-    env = {
-        f"HLSTREAM_{key[4:].upper()}": str(v)
-        for key, v in flags
-        if key[:4] == "cfg_" and v is not None
-    }
-    if getattr(args, "config", None):
-        env["HLSTREAM_CONFIG"] = str(Path(args.config).resolve())
-    return env
 
 
 def _positive_int(text: str) -> int:
@@ -78,17 +54,19 @@ def _duration_ms(text: str) -> int:
 
 
 def _command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
 ) -> argparse.ArgumentParser:
     """A subcommand whose --help shows its own options; the settings are one line at the end."""
-    return commands.add_parser(name, help=help_text, description=help_text, epilog=_SETTINGS_EPILOG)
+    return subparsers.add_parser(
+        name, help=help_text, description=help_text, epilog=_SETTINGS_EPILOG
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hlstream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in (
         ("run", "run all stages in the foreground under supervisord (Ctrl-C stops)"),
         ("start", "start all stages in the background"),
@@ -96,16 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", "run the fake exchange + pipeline (5s,1m bars in ./demo-data); Ctrl-C stops"),
         ("metrics", "serve Prometheus metrics on 127.0.0.1:metrics_port until Ctrl-C"),
     ):
-        add_config_flags(_command(commands, name, help_text), listed=False)
-    restart = _command(commands, "restart", "restart one stage (or all)")
+        add_config_flags(_command(subparsers, name, help_text), listed=False)
+    restart = _command(subparsers, "restart", "restart one stage (or all)")
     restart.add_argument("stage", choices=_STAGE_CHOICES)
     add_config_flags(restart, listed=False)
 
-    status = _command(commands, "status", "stage states and pipeline health (exit 1 if bad)")
+    status = _command(subparsers, "status", "stage states and pipeline health (exit 1 if bad)")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
     add_config_flags(status, listed=False)
 
-    tap = _command(commands, "tap", "print live bus messages, one line each")
+    tap = _command(subparsers, "tap", "print live bus messages, one line each")
     tap.add_argument("kind", choices=KINDS)
     coin_help = "exact coin names (fills: addresses); default all"
     tap.add_argument("coin_list", nargs="*", metavar="COIN", help=coin_help)
@@ -121,17 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(tap, listed=False)
 
     backfill = _command(
-        commands, "backfill", "one-shot REST backfill of --coins x --intervals (safe while running)"
+        subparsers,
+        "backfill",
+        "one-shot REST backfill of --coins x --intervals (safe while running)",
     )
     backfill.add_argument("--hours", type=float, help="how far back (default backfill_hours)")
     add_config_flags(backfill, listed=False)
 
-    verify = _command(commands, "verify", "check CSV files; exit 1 on any defect")
+    verify = _command(subparsers, "verify", "check CSV files; exit 1 on any defect")
     verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
     verify.add_argument("--interval", help="interval of the files (default: from each name)")
     add_config_flags(verify, listed=False)
     rebuild = _command(
-        commands,
+        subparsers,
         "rebuild",
         "re-derive the CSV files of any interval from the trade tape (atomic, idempotent)",
     )
@@ -145,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_flags(rebuild, listed=False)
     compact = _command(
-        commands,
+        subparsers,
         "compact",
         "compact closed tape days to Parquet now (safe while running; ingest does it hourly)",
     )
@@ -154,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_flags(compact, listed=False)
     export = _command(
-        commands,
+        subparsers,
         "export",
         "write the trades (tape) or bars of --coins in [--from, --to) to one file; "
         "exit 1, writing nothing, if any of it is not kept",
@@ -166,26 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", dest="fmt", choices=["parquet", "csv"], default="parquet")
     export.add_argument("--out", type=Path, required=True, help="file to write")
     add_config_flags(export, listed=False)
-    keygen = commands.add_parser("curve-keygen", help="write a CURVE server secret key file")
+    keygen = subparsers.add_parser("curve-keygen", help="write a CURVE server secret key file")
     keygen.add_argument("path", type=Path, help="file to create (mode 0600)")
-    helper = commands.add_parser("help", help="`hlstream help settings`: every setting explained")
+    helper = subparsers.add_parser("help", help="`hlstream help settings`: every setting explained")
     helper.add_argument("topic", nargs="?", choices=["settings"], help="what to explain")
     return parser
-
-
-def _curve_keygen(path: Path) -> int:
-    """Create a secret key file for `curve_secret_file` and print the public key for taps."""
-    import zmq
-
-    public, secret = zmq.curve_keypair()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} already exists; refusing to overwrite a key") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret.decode("ascii") + "\n")
-    print(f"secret key written to {path}; public key for taps: {public.decode('ascii')}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,27 +178,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     from hlstream import supervise_io
 
     if args.command == "curve-keygen":
-        return _curve_keygen(args.path)
+        return commands.curve_keygen(args.path)
     if args.command == "demo":
-        return _demo(args)
+        return commands.demo(args)
     if args.command == "backfill":
-        return _backfill(args)
+        return commands.backfill(args)
     settings = load_settings(args)
     running_aware = ("verify", "tap", "status", "rebuild", "compact", "export", "stop", "restart")
     if args.command in running_aware:
-        settings = _running_instance(args, settings)
+        settings = commands.running_instance(args, settings)
     if args.command == "verify":
-        return _verify(args, settings)
+        return commands.verify(args, settings)
     if args.command == "rebuild":
-        return _rebuild(args, settings)
+        return commands.rebuild(args, settings)
     if args.command == "compact":
-        return _compact(settings, args.today)
+        return commands.compact(settings, args.today)
     if args.command == "export":
-        return _export(args, settings)
+        return commands.export(args, settings)
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
-        since_ms = None if args.since is None else _since_ms(args, settings)
+        since_ms = None if args.since is None else commands.since_ms(args, settings)
         return run_tap(
             settings,
             args.kind,
@@ -245,22 +210,22 @@ def _dispatch(args: argparse.Namespace) -> int:
             since_ms=since_ms,
         )
     if args.command == "status":
-        return _status(args, settings)
+        return commands.status(args, settings)
     if args.command == "metrics":
         if not settings.metrics_port:
             raise ConfigError("setting metrics_port: set a port (e.g. --metrics-port 9108)")
         from hlstream.metrics_io import serve_forever
 
         return serve_forever(settings)
-    env = supervise_io.stage_env(settings, _flag_env(args))
+    env = supervise_io.stage_env(settings, commands.flag_env(args))
     if args.command in ("run", "start"):
         supervise_io.refuse_if_running(settings)
         prepare_dirs(settings)
-        _precheck_coins(settings)
+        commands.precheck_coins(settings)
         if args.command == "start":
             supervise_io.start_daemon(settings, env)
             return 0
-        _maybe_metrics(settings)
+        commands.maybe_metrics(settings)
         return supervise_io.run_foreground(settings, env)
     if not supervise_io.is_running(settings):
         print(f"hlstream: not running (run dir {settings.run_dir})", file=sys.stderr)
@@ -268,212 +233,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "stop":
         return supervise_io.stop_daemon(settings)
     return supervise_io.supervisorctl(settings, env, "restart", args.stage)
-
-
-def _since_ms(args: argparse.Namespace, settings: Settings) -> int:
-    """`tap trades --since`: when the catch-up starts; the coins default to the configured."""
-    from hlstream.common.clock import now_ms
-
-    if args.kind != "trades":
-        raise ConfigError("--since: only `hlstream tap trades` can catch up from the tape")
-    args.coin_list = args.coin_list or list(settings.coins)
-    unknown = [coin for coin in args.coin_list if coin not in settings.coins]
-    if unknown and settings.coins != (ALL_COINS,):
-        raise ConfigError(f"--since: {', '.join(unknown)} not in setting coins")
-    return int(now_ms() - args.since)
-
-
-def _running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
-    """The default dirs, unless they are idle and `hlstream demo` is running: then the demo's."""
-    from hlstream import supervise_io
-    from hlstream.demo_io import DEMO_DEFAULTS
-
-    defaults = Settings()
-    if (settings.run_dir, settings.data_dir) != (
-        defaults.run_dir.resolve(),
-        defaults.data_dir.resolve(),
-    ) or supervise_io.is_running(settings):
-        return settings
-    demo_args = copy.copy(args)
-    for name, value in DEMO_DEFAULTS.items():
-        if getattr(demo_args, f"cfg_{name}", None) is None and name != "backfill_hours":
-            setattr(demo_args, f"cfg_{name}", value)
-    demo = load_settings(demo_args)
-    if not supervise_io.is_running(demo):
-        return settings
-    print(
-        f"hlstream: {settings.run_dir} is idle; using the running demo "
-        f"(run dir {demo.run_dir}, data dir {demo.data_dir})",
-        file=sys.stderr,
-    )
-    return demo
-
-
-def _precheck_coins(settings: Settings) -> None:
-    """Refuse an unknown coin before any stage starts (and creates its files)."""
-    from hlstream.common.rest_io import InfoClient
-    from hlstream.common.universe_io import PRECHECK_TIMEOUT_S, precheck_coins
-
-    client = InfoClient(settings.info_url, timeout_s=PRECHECK_TIMEOUT_S)
-    try:
-        reason = precheck_coins(settings, client)
-    finally:
-        client.close()
-    if reason is not None:
-        print(
-            f"hlstream: coins not validated yet ({reason}); ingest checks them once the "
-            "exchange answers",
-            file=sys.stderr,
-        )
-
-
-def _maybe_metrics(settings: Settings) -> None:
-    """Start the Prometheus exporter in this process when metrics_port is set."""
-    if not settings.metrics_port:
-        return
-    from hlstream.metrics_io import METRICS_HOST, start_exporter
-
-    try:
-        start_exporter(settings)
-    except OSError as exc:
-        raise ConfigError(
-            f"setting metrics_port: cannot listen on {METRICS_HOST}:{settings.metrics_port} "
-            f"({exc.strerror})"
-        ) from None
-    print(f"hlstream: metrics on http://{METRICS_HOST}:{settings.metrics_port}/metrics")
-
-
-def _command_name() -> str:
-    """How to run `hlstream` from here: `.venv/bin/hlstream` when it is not on PATH."""
-    path = Path(sys.argv[0])
-    if path.name != "hlstream" or shutil.which("hlstream") == str(path.resolve()):
-        return "hlstream"
-    with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(Path.cwd()))
-    return str(path)
-
-
-def _status(args: argparse.Namespace, settings: Settings) -> int:
-    import msgspec
-
-    from hlstream.health_io import gather
-    from hlstream.health_text import format_report
-    from hlstream.relay_health import relay_line
-
-    report = gather(settings)
-    if args.json:
-        print(json.dumps(msgspec.to_builtins(report), indent=2))
-    else:
-        relay = relay_line(settings.run_dir, report.now_ms)
-        print(format_report(report) + ("" if relay is None else f"\n\n{relay}"))
-    return 0 if report.healthy else 1
-
-
-def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    from hlstream.verify_io import default_files, run_verify
-
-    files = list(args.files) or default_files(settings.data_dir)
-    if not files:
-        print(f"hlstream verify: no *_data.csv files in {settings.data_dir}", file=sys.stderr)
-        return 1
-    return run_verify(files, args.interval)
-
-
-def _compact(settings: Settings, today: str | None) -> int:
-    from hlstream.common.clock import now_ms
-    from hlstream.common.errors import IntegrityError
-    from hlstream.common.log import EventLog
-    from hlstream.common.tape.compact_io import compact_closed
-    from hlstream.common.tape.format import check_day, segment_day
-
-    day = segment_day(now_ms())
-    if today is not None:
-        try:
-            day = min(day, check_day(today).isoformat())  # a later day would close open ones
-        except ValueError as exc:
-            raise ConfigError(f"--today: {exc}") from None
-    try:
-        report = compact_closed(settings.data_dir, day, EventLog("compact"))
-    except IntegrityError as exc:
-        print(f"hlstream: error: {exc}", file=sys.stderr)
-        return 1
-    for c in report.done:
-        sizes = f"{c.csv_bytes} -> {c.parquet_bytes} bytes"
-        print(f"compacted {c.coin} {c.day}: {c.records} records, {sizes}")
-    for line in report.failed:
-        print(f"hlstream: kept as CSV: {line}", file=sys.stderr)
-    return 1 if report.failed else 0
-
-
-def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from hlstream.common.timebucket import parse_interval
-    from hlstream.export_io import ExportRequest, run_export
-    from hlstream.rebuild_io import parse_time
-
-    if args.kind == "bars":
-        if args.interval is None:
-            raise ConfigError("export bars needs --interval")
-        parse_interval(args.interval)  # ConfigError for a bad one
-    request = ExportRequest(
-        kind=args.kind,
-        coins=settings.coins,
-        from_ms=parse_time(args.from_time, "from"),
-        to_ms=parse_time(args.to_time, "to"),
-        interval=args.interval,
-        fmt=args.fmt,
-        out=args.out,
-    )
-    return run_export(settings, request)
-
-
-def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from hlstream.common.timebucket import parse_interval
-    from hlstream.rebuild_io import Request, parse_time, run_rebuild
-
-    parse_interval(args.interval)  # ConfigError for a bad one
-    request = Request(
-        interval=args.interval,
-        coins=settings.coins,
-        from_ms=None if args.from_time is None else parse_time(args.from_time, "from"),
-        to_ms=None if args.to_time is None else parse_time(args.to_time, "to"),
-        check=args.check,
-    )
-    return run_rebuild(settings, request)
-
-
-def _backfill(args: argparse.Namespace) -> int:
-    """One-shot REST backfill in this process (services/writer/oneshot.py)."""
-    from hlstream.services.writer import oneshot
-
-    if args.hours is not None:
-        args.cfg_backfill_hours = str(args.hours)
-    return oneshot.backfill_command(load_settings(args))
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from hlstream import demo_io, supervise_io
-
-    demo_io.apply_demo_defaults(args, "ws://127.0.0.1:1", "http://127.0.0.1:1")
-    settings = load_settings(args)  # validate before starting anything
-    supervise_io.refuse_if_running(settings)
-    demo_io.reset_demo_dirs(settings)
-    print(
-        f"hlstream demo: starting from empty {settings.data_dir} and {settings.run_dir} "
-        "(the fake exchange makes up a new price history on every run)"
-    )
-    sim, ws_url, info_url = demo_io.start_sim(",".join(settings.coins), rate=4.0)
-    try:
-        demo_io.apply_demo_defaults(args, ws_url, info_url)
-        settings = load_settings(args)
-        print(
-            f"hlstream demo: fake exchange at {ws_url}; bars in {settings.data_dir}; "
-            f"try `{_command_name()} tap bars` in another terminal (it finds the demo)"
-        )
-        _maybe_metrics(settings)
-        env = supervise_io.stage_env(settings, _flag_env(args))
-        return supervise_io.run_foreground(settings, env)
-    finally:
-        demo_io.stop_sim(sim)
 
 
 if __name__ == "__main__":

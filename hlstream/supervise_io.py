@@ -22,9 +22,10 @@ from typing import Any
 import msgspec
 
 from hlstream import STAGES
-from hlstream.common.config import Settings, has_sink
+from hlstream.common.config import Settings
 from hlstream.common.errors import EXIT_CONFIG, ConfigError
 from hlstream.common.lifecycle_io import StopFlag, pdeathsig_preexec
+from hlstream.common.sinks import has_sink
 from hlstream.health import ProcessInfo
 from hlstream.logview import Echo, config_error
 

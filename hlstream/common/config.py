@@ -87,60 +87,16 @@ class Settings:
         return {label: parse_interval(label) for label in self.intervals}
 
 
-_FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)}
-
-# One line per setting, the one description (`hlstream help settings`, flag help).
-SETTING_HELP: dict[str, str] = {
-    "ws_url": "websocket endpoint of the exchange",
-    "info_url": "REST info endpoint (POST JSON)",
-    "coins": "comma list of coins, exact case (kPEPE, PURR/USDC, @107, xyz:TSLA), or all",
-    "intervals": "comma list of bar intervals: Ns, Nm, Nh, Nd (must divide a day)",
-    "data_dir": "bar CSV files, and the trade tape under tape/",
-    "run_dir": "sockets, supervisord, logs, checkpoint and status files (mode 0700)",
-    "backfill_hours": "how far back startup backfill reaches for a new file",
-    "stale_seconds": "no message for this long: reconnect",
-    "grace_seconds": "wait after a window's end for late trades before closing it",
-    "ping_seconds": "JSON ping period (the server drops a connection silent for 60 s)",
-    "backoff_base_seconds": "first reconnect / retry delay",
-    "backoff_cap_seconds": "longest reconnect / retry delay",
-    "validate_coins": "check coins against the exchange's meta/spotMeta before subscribing",
-    "log_level": "DEBUG, INFO, WARNING or ERROR",
-    "log_json": "JSON log lines when true",
-    "trades_endpoint": "ingest's trade bus (ipc:// or loopback tcp://)",
-    "bars_endpoint": "the aggregator's bar bus",
-    "writer_endpoint": "aggregator -> writer handoff",
-    "replay_endpoint": "where ingest serves tape history to late taps",
-    "metrics_port": "Prometheus /metrics on 127.0.0.1 (0: off)",
-    "book_coins": "coins whose l2Book is put on the bus",
-    "bbo_coins": "coins whose bbo is put on the bus",
-    "user_fills": "addresses whose userFills are put on the bus",
-    "ws_subscriptions_per_connection": "ingest shards subscriptions over connections above this",
-    "curve_secret_file": "CURVE server secret (hlstream curve-keygen): encrypts every bus socket",
-    "tape_days": "trade tape retention in UTC days (2..36500); today's is never pruned",
-    "checkpoint_seconds": "how often the aggregator checkpoints",
-    "health_disconnected_seconds": "status is unhealthy when ingest is not connected this long",
-    "health_no_trade_seconds": "status is unhealthy when a coin that trades has none this long",
-    "health_rest_failing_seconds": "status is unhealthy when REST fails with no success this long",
-    "nats_url": "NATS JetStream server(s) the relay publishes trades and bars to (off if empty)",
-    "nats_user": "NATS user name (password from nats_password_file or HLSTREAM_NATS_PASSWORD)",
-    "nats_password_file": "file holding the NATS password",
-    "nats_token_file": "file holding a NATS token (or HLSTREAM_NATS_TOKEN)",
-    "nats_creds_file": "NATS .creds file (JWT + nkey seed)",
-    "nats_tls_ca_file": "CA bundle that signs the NATS server's TLS certificate",
-    "nats_replicas": "replicas of the HL_TRADES / HL_BARS streams (1..5; 3 on a 3-node cluster)",
-    "nats_duplicate_window_seconds": "JetStream duplicate window of the streams (msg-id dedupe)",
-    "postgres_dsn": "PostgreSQL the relay upserts bars into (off if empty)",
-    "postgres_password_file": "file holding the Postgres password (or HLSTREAM_POSTGRES_PASSWORD)",
-}
+FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)}
 
 
-def _env_name(field_name: str) -> str:
+def env_name(field_name: str) -> str:
     return "HLSTREAM_" + field_name.upper()
 
 
 def _coerce(name: str, raw: object) -> object:
     """Turn a TOML/env/flag value into the field's type, or raise ConfigError."""
-    kind = _FIELD_TYPES[name]
+    kind = FIELD_TYPES[name]
     try:
         if kind == "tuple[str, ...]":
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
@@ -186,45 +142,10 @@ def _read_toml(path: Path) -> dict[str, object]:
     section = data.get("hlstream", data)
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [hlstream] must be a table")
-    unknown = sorted(set(section) - set(_FIELD_TYPES))
+    unknown = sorted(set(section) - set(FIELD_TYPES))
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     return dict(section)
-
-
-def add_config_flags(parser: argparse.ArgumentParser, *, listed: bool = True) -> None:
-    """Add `--config` and one `--kebab-name` flag per setting (left out of --help unless listed).
-
-    The settings are described once, by `settings_help()` (`hlstream help settings`).
-    """
-    parser.add_argument("--config", metavar="FILE", help="TOML config file")
-    for name in _FIELD_TYPES:
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=f"cfg_{name}",
-            metavar="VALUE",
-            default=None,
-            help=SETTING_HELP[name] if listed else argparse.SUPPRESS,
-        )
-
-
-def settings_help() -> str:
-    """Every setting: its flag, environment variable, default and meaning."""
-    defaults = Settings()
-    lines = [
-        "Settings: code default < TOML file (--config FILE, HLSTREAM_CONFIG) < environment",
-        "< command-line flag. A TOML file uses the lower-case names, at top level or under",
-        "[hlstream]. The pipeline commands take each one as the flag shown.",
-        "",
-    ]
-    for item in fields(Settings):
-        value = getattr(defaults, item.name)
-        shown = ",".join(value) if isinstance(value, tuple) else str(value)
-        if not shown and item.name.endswith("_endpoint"):
-            shown = f"ipc://RUN_DIR/{item.name.removesuffix('_endpoint')}.sock"
-        lines.append(f"  --{item.name.replace('_', '-')}  {_env_name(item.name)}")
-        lines.append(f"      {SETTING_HELP[item.name]} (default: {shown or 'off'})")
-    return "\n".join(lines)
 
 
 def load_settings(
@@ -237,11 +158,11 @@ def load_settings(
     if config_path:
         for key, raw in _read_toml(Path(config_path)).items():
             values[key] = _coerce(key, raw)
-    for name in _FIELD_TYPES:
-        if _env_name(name) in env:
-            values[name] = _coerce(name, env[_env_name(name)])
+    for name in FIELD_TYPES:
+        if env_name(name) in env:
+            values[name] = _coerce(name, env[env_name(name)])
     if args is not None:
-        for name in _FIELD_TYPES:
+        for name in FIELD_TYPES:
             raw = getattr(args, f"cfg_{name}", None)
             if raw is not None:
                 values[name] = _coerce(name, raw)
@@ -377,49 +298,6 @@ def _check_sinks(settings: Settings) -> None:
         path = getattr(settings, name)
         if path and not os.access(path, os.R_OK):
             raise ConfigError(f"setting {name}: {path} cannot be read")
-
-
-def has_sink(settings: Settings) -> bool:
-    """True when a scale-out sink is configured (the relay stage runs)."""
-    return bool(settings.nats_url or settings.postgres_dsn)
-
-
-@dataclass(frozen=True, slots=True)
-class SinkSecrets:
-    """Credentials of the sinks, read from files or the environment; never logged."""
-
-    nats_password: str = ""
-    nats_token: str = ""
-    postgres_password: str = ""
-
-    def __repr__(self) -> str:
-        return "SinkSecrets(<redacted>)"
-
-
-def _secret(path: str, env: Mapping[str, str], variable: str, name: str) -> str:
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"setting {name}: {path} cannot be read ({exc.strerror})") from None
-    return env.get(variable, "")
-
-
-def sink_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> SinkSecrets:
-    """The sinks' secrets: each from its file setting, else its environment variable."""
-    env = os.environ if environ is None else environ
-    return SinkSecrets(
-        nats_password=_secret(
-            settings.nats_password_file, env, "HLSTREAM_NATS_PASSWORD", "nats_password_file"
-        ),
-        nats_token=_secret(settings.nats_token_file, env, "HLSTREAM_NATS_TOKEN", "nats_token_file"),
-        postgres_password=_secret(
-            settings.postgres_password_file,
-            env,
-            "HLSTREAM_POSTGRES_PASSWORD",
-            "postgres_password_file",
-        ),
-    )
 
 
 _DSN_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")

@@ -17,13 +17,8 @@ from typing import Any
 import zmq
 
 from hlstream.common.clock import Clock, SystemClock
-from hlstream.common.config import (
-    Settings,
-    add_config_flags,
-    describe,
-    load_settings,
-    prepare_dirs,
-)
+from hlstream.common.config import Settings, describe, load_settings, prepare_dirs
+from hlstream.common.flags import add_config_flags
 from hlstream.common.lifecycle_io import StopFlag, guard_supervised_stage, run_main
 from hlstream.common.log import EventLog, event_log, setup_logging
 from hlstream.common.rest_io import InfoClient

@@ -47,7 +47,7 @@ def test_help_settings_explains_every_setting_once():
 
 
 def test_hints_name_the_venv_command_when_hlstream_is_not_on_path(tmp_path, monkeypatch):
-    from hlstream.cli import _command_name
+    from hlstream.commands import command_name as _command_name
 
     script = tmp_path / ".venv" / "bin" / "hlstream"
     script.parent.mkdir(parents=True)

@@ -191,7 +191,8 @@ def test_bars_reach_postgres_written_while_it_was_down_and_upserts_are_idempoten
 ):
     import psycopg
 
-    from hlstream.common.config import SinkSecrets, load_settings
+    from hlstream.common.config import load_settings
+    from hlstream.common.sinks import SinkSecrets
     from hlstream.services.relay.core import JsBar
     from hlstream.services.relay.postgres_io import PostgresSink
     from tests.support.servers import PostgresServer

@@ -6,8 +6,9 @@ import argparse
 
 import pytest
 
-from hlstream.common.config import DEFAULT_COINS, add_config_flags, load_settings, prepare_dirs
+from hlstream.common.config import DEFAULT_COINS, load_settings, prepare_dirs
 from hlstream.common.errors import ConfigError
+from hlstream.common.flags import add_config_flags
 
 
 def _flags(*argv: str) -> argparse.Namespace:

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hlstream.common.config import SinkSecrets, describe, load_settings, redact_url
+from hlstream.common.config import describe, load_settings, redact_url
 from hlstream.common.errors import ConfigError
 from hlstream.common.messages import Gap, Trade
+from hlstream.common.sinks import SinkSecrets
 from hlstream.services.relay.core import (
     UPSERT_SQL,
     JsBar,
@@ -116,7 +117,7 @@ def test_sink_secrets_come_from_files_or_env_and_are_never_described(tmp_path):
         "HLSTREAM_POSTGRES_PASSWORD": "env-pw",
     }
     settings = load_settings(environ=env)
-    from hlstream.common.config import sink_secrets
+    from hlstream.common.sinks import sink_secrets
 
     secrets = sink_secrets(settings, env)
     assert (secrets.nats_password, secrets.postgres_password) == ("hunter2", "env-pw")

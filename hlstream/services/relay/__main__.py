@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hlstream.common.config import has_sink, sink_secrets
 from hlstream.common.lifecycle_io import SUPERVISOR_STARTSECS, process_age_s
+from hlstream.common.sinks import has_sink, sink_secrets
 from hlstream.common.stage_io import Stage, stage_main
 from hlstream.services.relay.shell import Relay
 

@@ -19,7 +19,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
-from hlstream.common.config import Settings, SinkSecrets
+from hlstream.common.config import Settings
+from hlstream.common.sinks import SinkSecrets
 from hlstream.services.relay.core import (
     BAR_PREFIX,
     BARS_STREAM,

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import psycopg
 import psycopg.conninfo
 
-from hlstream.common.config import Settings, SinkSecrets
+from hlstream.common.config import Settings
 from hlstream.common.errors import ConfigError
+from hlstream.common.sinks import SinkSecrets
 from hlstream.services.relay.core import (
     SCHEMA_STATEMENTS,
     SCHEMA_VERSION,

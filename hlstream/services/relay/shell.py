@@ -32,11 +32,12 @@ import msgspec
 from hlstream.common import inexact_io
 from hlstream.common.backoff import Backoff
 from hlstream.common.clock import Clock
-from hlstream.common.config import Settings, SinkSecrets
+from hlstream.common.config import Settings
 from hlstream.common.durable import write_atomic
 from hlstream.common.filenames import csv_filename
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
+from hlstream.common.sinks import SinkSecrets
 from hlstream.common.tape.format import Record, TapePosition, segment_path
 from hlstream.common.tape.readers_io import read_since, segment_days
 from hlstream.common.timebucket import parse_window

@@ -1,0 +1,55 @@
+"""The scale-out sinks' switch and secrets: the relay runs when a sink is set, and reads
+its credentials from files or the environment, never from a logged setting."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hlstream.common.config import Settings
+from hlstream.common.errors import ConfigError
+
+
+def has_sink(settings: Settings) -> bool:
+    """True when a scale-out sink is configured (the relay stage runs)."""
+    return bool(settings.nats_url or settings.postgres_dsn)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSecrets:
+    """Credentials of the sinks, read from files or the environment; never logged."""
+
+    nats_password: str = ""
+    nats_token: str = ""
+    postgres_password: str = ""
+
+    def __repr__(self) -> str:
+        return "SinkSecrets(<redacted>)"
+
+
+def _secret(path: str, env: Mapping[str, str], variable: str, name: str) -> str:
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"setting {name}: {path} cannot be read ({exc.strerror})") from None
+    return env.get(variable, "")
+
+
+def sink_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> SinkSecrets:
+    """The sinks' secrets: each from its file setting, else its environment variable."""
+    env = os.environ if environ is None else environ
+    return SinkSecrets(
+        nats_password=_secret(
+            settings.nats_password_file, env, "HLSTREAM_NATS_PASSWORD", "nats_password_file"
+        ),
+        nats_token=_secret(settings.nats_token_file, env, "HLSTREAM_NATS_TOKEN", "nats_token_file"),
+        postgres_password=_secret(
+            settings.postgres_password_file,
+            env,
+            "HLSTREAM_POSTGRES_PASSWORD",
+            "postgres_password_file",
+        ),
+    )
