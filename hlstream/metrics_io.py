@@ -24,7 +24,7 @@ from hlstream.common.lifecycle_io import StopFlag
 from hlstream.health import COUNTER_SOURCES, Report
 from hlstream.health_io import gather
 from hlstream.relay_health import relay_gauges
-from hlstream.services.relay.shell import read_relay_status
+from hlstream.services.relay.files_io import read_relay_status
 
 METRICS_HOST = "127.0.0.1"
 IDLE_WAIT_S = 3600.0  # `hlstream metrics` only waits for a stop signal

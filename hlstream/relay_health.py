@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hlstream.services.relay.core import RelayStatus, SinkStatus
-from hlstream.services.relay.shell import read_relay_status
+from hlstream.services.relay.files_io import read_relay_status
 
 STALE_S = 10.0  # a heartbeat older than this: the relay is not running
 

@@ -14,7 +14,7 @@ import pytest
 from hlstream.common.messages import Trade
 from hlstream.common.tape.readers_io import read_since
 from hlstream.services.relay.core import JsTrade, trade_subject
-from hlstream.services.relay.shell import read_relay_status
+from hlstream.services.relay.files_io import read_relay_status
 from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, read_rows
 from tests.support.servers import NatsServer, stream_messages

@@ -6,7 +6,7 @@ import msgspec
 
 from hlstream.relay_health import relay_gauges, relay_line
 from hlstream.services.relay.core import RelayStatus, SinkStatus
-from hlstream.services.relay.shell import read_relay_status, status_path
+from hlstream.services.relay.files_io import read_relay_status, status_path
 
 
 def _status(ts_ms: int) -> RelayStatus:

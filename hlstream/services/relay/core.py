@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import msgspec
@@ -359,3 +360,30 @@ class RelayStatus(msgspec.Struct, frozen=True):
     bars_published: int
     bars_upserted: int
     errors: int
+
+
+@dataclass
+class SinkState:
+    """One sink's connection state, for the heartbeat and the log."""
+
+    name: str
+    configured: bool
+    connected: bool = False
+    last_error: str = ""
+    failing_since_ms: int | None = None
+
+    def status(self) -> SinkStatus:
+        return SinkStatus(self.configured, self.connected, self.last_error, self.failing_since_ms)
+
+
+@dataclass
+class Counters:
+    published: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    bars_published: int = 0
+    bars_upserted: int = 0
+    errors: int = 0
+    lag_trades: int = 0
+    pending_since_ms: int | None = None
+    read_backs: int = 0

@@ -24,12 +24,9 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 
-from hlstream.common import inexact_io
 from hlstream.common.backoff import Backoff
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings
@@ -38,9 +35,8 @@ from hlstream.common.filenames import csv_filename
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.sinks import SinkSecrets
-from hlstream.common.tape.format import Record, TapePosition, segment_path
-from hlstream.common.tape.readers_io import read_since, segment_days
-from hlstream.common.timebucket import parse_window
+from hlstream.common.tape.format import Record, TapePosition
+from hlstream.common.tape.readers_io import read_since
 from hlstream.services.relay.core import (
     BAR_PREFIX,
     BARS_STREAM,
@@ -48,26 +44,28 @@ from hlstream.services.relay.core import (
     READ_BACK_MARGIN_MS,
     TRADE_PREFIX,
     TRADES_STREAM,
-    BarRow,
+    Counters,
     FileProgress,
     JsBar,
     Outgoing,
-    RelayProgress,
     RelayStatus,
-    SinkStatus,
+    SinkState,
     bar_msg_id,
     bar_payload,
     bar_subject,
-    js_bar,
-    parse_bar_lines,
     plan_records,
     read_back_start_ms,
     record_time_ms,
 )
+from hlstream.services.relay.files_io import (
+    PROGRESS_FILE,
+    lag_bytes,
+    load_progress,
+    new_bars,
+    status_path,
+)
 
 SERVICE = "relay"
-PROGRESS_FILE = "relay-progress.json"
-STATUS_FILE = "relay-status.json"
 POLL_S = 0.05  # tape poll when caught up
 BAR_POLL_S = 0.5
 STATUS_EVERY_S = 1.0
@@ -75,56 +73,9 @@ SAVE_EVERY_S = 0.5
 BATCH_RECORDS = 8_192  # tape records per publish round
 PRUNE_IDS_ABOVE = 200_000
 
-_PROGRESS = msgspec.json.Decoder(RelayProgress)
 _JSON = msgspec.json.Encoder()
 
 Acked = Callable[[list[Record], int], None]  # (records, ack wall ms): benchmarks hook here
-
-
-def status_path(run_dir: Path) -> Path:
-    return run_dir / STATUS_FILE
-
-
-def read_relay_status(run_dir: Path) -> RelayStatus | None:
-    """The relay's last heartbeat, None when missing or unreadable."""
-    try:
-        return msgspec.json.decode(status_path(run_dir).read_bytes(), type=RelayStatus)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
-def load_progress(run_dir: Path) -> RelayProgress:
-    try:
-        return _PROGRESS.decode((run_dir / PROGRESS_FILE).read_bytes())
-    except FileNotFoundError:
-        return RelayProgress()
-
-
-@dataclass
-class _Sink:
-    """One sink's connection state, for the heartbeat and the log."""
-
-    name: str
-    configured: bool
-    connected: bool = False
-    last_error: str = ""
-    failing_since_ms: int | None = None
-
-    def status(self) -> SinkStatus:
-        return SinkStatus(self.configured, self.connected, self.last_error, self.failing_since_ms)
-
-
-@dataclass
-class _Counters:
-    published: int = 0
-    duplicates: int = 0
-    skipped: int = 0
-    bars_published: int = 0
-    bars_upserted: int = 0
-    errors: int = 0
-    lag_trades: int = 0
-    pending_since_ms: int | None = None
-    read_backs: int = 0
 
 
 class Relay:
@@ -147,9 +98,9 @@ class Relay:
         self.clock = clock
         self.on_acked = on_acked
         self.progress = load_progress(settings.run_dir)
-        self.counters = _Counters()
-        self.nats = _Sink("nats", bool(settings.nats_url))
-        self.postgres = _Sink("postgres", bool(settings.postgres_dsn))
+        self.counters = Counters()
+        self.nats = SinkState("nats", bool(settings.nats_url))
+        self.postgres = SinkState("postgres", bool(settings.postgres_dsn))
         self._last_save = 0.0
         self._rng = random.Random()
 
@@ -186,7 +137,7 @@ class Relay:
         self._last_save = now
         write_atomic(self.settings.run_dir / PROGRESS_FILE, _JSON.encode(self.progress))
 
-    def _failed(self, sink: _Sink, exc: BaseException) -> None:
+    def _failed(self, sink: SinkState, exc: BaseException) -> None:
         error = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":")[:300]
         sink.connected = False
         self.counters.errors += 1
@@ -196,7 +147,7 @@ class Relay:
             self.log.error("sink_unavailable", sink=sink.name, error=error)
         sink.last_error = error
 
-    def _recovered(self, sink: _Sink) -> None:
+    def _recovered(self, sink: SinkState) -> None:
         if not sink.connected:
             self.log.info("sink_connected", sink=sink.name)
         sink.connected = True
@@ -401,7 +352,7 @@ class Relay:
                 name = csv_filename(coin, interval)
                 path = self.settings.data_dir / name
                 state = files.get(name) or FileProgress()
-                found = _new_bars(path, coin, interval, state)
+                found = new_bars(path, coin, interval, state)
                 if found is None:
                     continue
                 bars, updated = found
@@ -420,19 +371,6 @@ class Relay:
             self._write_status()
             await asyncio.sleep(STATUS_EVERY_S)
 
-    def _lag_bytes(self) -> int:
-        lag = 0
-        for coin in self._coins():
-            days = segment_days(self.settings.data_dir, coin)
-            saved = self.progress.tape.get(coin, {})
-            for day in days[-2:]:
-                try:
-                    size = segment_path(self.settings.data_dir, coin, day).stat().st_size
-                except OSError:
-                    continue
-                lag += max(0, size - saved.get(day, 0)) if saved.get(day) else size
-        return lag
-
     def _write_status(self) -> None:
         c = self.counters
         now_ms = self.clock.now_ms()
@@ -445,7 +383,7 @@ class Relay:
             postgres=self.postgres.status(),
             lag_s=lag_s,
             lag_trades=c.lag_trades,
-            lag_bytes=self._lag_bytes() if self.nats.configured else 0,
+            lag_bytes=lag_bytes(self.settings, self.progress) if self.nats.configured else 0,
             published=c.published,
             duplicates=c.duplicates,
             skipped=c.skipped,
@@ -460,75 +398,3 @@ class Relay:
 def _prune(ids: set[str], start_ms: int) -> set[str]:
     """The ids whose time (the second field from the end) is at or after `start_ms`."""
     return {i for i in ids if int(i.rsplit(":", 2)[1]) >= start_ms}
-
-
-def _rows_from(path: Path, offset: int) -> tuple[list[tuple[BarRow, int]], int]:
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
-    return [(row, offset + end) for row, end in parse_bar_lines(data)], offset
-
-
-def _journal_entries(path: Path, offset: int) -> tuple[list[int], int]:
-    """Window starts journaled in `path`'s `.inexact` after byte `offset`, and its new end."""
-    try:
-        data = inexact_io.journal_path(path).read_bytes()
-    except FileNotFoundError:
-        return [], 0
-    starts = []
-    end = offset
-    for raw in data[offset:].splitlines(keepends=True):
-        if not raw.endswith(b"\n"):
-            break
-        end += len(raw)
-        stamp = raw.split(b",", 1)[0].decode("ascii", "replace")
-        if stamp != "Datetime":
-            try:
-                starts.append(parse_window(stamp))
-            except ValueError:
-                continue
-    return starts, end
-
-
-def _new_bars(
-    path: Path, coin: str, interval: str, state: FileProgress
-) -> tuple[list[JsBar], FileProgress] | None:
-    """The bars to send from `path` since `state`, and the state after sending them."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    new = msgspec.structs.replace(state, flips=dict(state.flips))
-    try:
-        journal_size = inexact_io.journal_path(path).stat().st_size
-    except FileNotFoundError:
-        journal_size = 0
-    if state.inode and (
-        stat.st_ino != state.inode
-        or stat.st_size < state.offset
-        or journal_size < state.journal_offset
-    ):  # rebuild/repair replaced the file: send every row again, one revision higher
-        new.generation += 1
-        new.offset = new.journal_offset = 0
-        new.last_start_ms = -1
-    new.inode = stat.st_ino
-    # Rows first, then the journal: the writer journals a row before writing it, so every
-    # row read here has its entry, if any, in what is read next.
-    rows, _ = _rows_from(path, new.offset)
-    starts, journal_end = _journal_entries(path, new.journal_offset)
-    inexact = set(inexact_io.read_journal(path))
-    bars: list[JsBar] = []
-    sent_up_to = new.last_start_ms
-    flipped = {start for start in starts if start <= sent_up_to}
-    if flipped:
-        for row, _ in _rows_from(path, 0)[0]:
-            if row.start_ms in flipped and row.start_ms <= sent_up_to:
-                new.flips[row.start_ms] = new.flips.get(row.start_ms, 0) + 1
-                bars.append(js_bar(coin, interval, row, False, new.revision(row.start_ms)))
-    for row, end in rows:
-        exact = row.start_ms not in inexact
-        bars.append(js_bar(coin, interval, row, exact, new.revision(row.start_ms)))
-        new.offset = end
-        new.last_start_ms = max(new.last_start_ms, row.start_ms)
-    new.journal_offset = max(journal_end, 0)
-    return bars, new
