@@ -94,10 +94,13 @@ exchange = exchange_fixture(
 )
 
 
-def test_first_rows_after_a_fresh_start_are_exact_or_journaled(exchange, tmp_path: Path):
+def _fresh_start(exchange: FakeExchange, base: Path) -> tuple[Pipeline, int, Decimal] | None:
+    """Run the scenario on new dirs; None when the stages started too late for its window."""
+    exchange.set_quiet(BUSY, True)
+    exchange.set_quiet(ILLIQUID, True)
     pipeline = Pipeline(
         exchange,
-        tmp_path,
+        base,
         coins=f"{BUSY},{ILLIQUID}",
         intervals="5s,1m",
         backfill_hours="0",
@@ -118,8 +121,8 @@ def test_first_rows_after_a_fresh_start_are_exact_or_journaled(exchange, tmp_pat
         # Start the aggregator once `window` is the first open 5s window (its 1m window is
         # open too): HYPE's newest trade before it is then in the open 1m window.
         wait_for(lambda: _now_ms() >= window + GRACE_S * 1000 + 100, 10, "window + grace")
-        started_ms = _now_ms()
-        assert started_ms < window + S5 + GRACE_S * 1000 - 1_500, "stages started too slowly"
+        if _now_ms() >= window + S5 + GRACE_S * 1000 - 1_500:
+            return None  # too late: `window` is no longer the first open 5s window
         procs["aggregator"] = _stage(pipeline, "aggregator")
         wait_for(
             lambda: (
@@ -144,6 +147,20 @@ def test_first_rows_after_a_fresh_start_are_exact_or_journaled(exchange, tmp_pat
         name: pipeline.output_path.with_name(f"{name}.log").read_text()[-2000:] for name in procs
     }
     assert all(code == 0 for code in codes.values()), (codes, logs)
+    return pipeline, window, price
+
+
+ATTEMPTS = 3  # a loaded machine may start the stages too late for the scripted window
+
+
+def test_first_rows_after_a_fresh_start_are_exact_or_journaled(exchange, tmp_path: Path):
+    for attempt in range(ATTEMPTS):
+        ran = _fresh_start(exchange, tmp_path / f"attempt{attempt}")
+        if ran is not None:
+            break
+    else:
+        raise AssertionError(f"the stages started too slowly {ATTEMPTS} times")
+    pipeline, window, price = ran
 
     for coin in (BUSY, ILLIQUID):
         path = pipeline.csv(coin, "5s")
