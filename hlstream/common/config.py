@@ -47,6 +47,8 @@ class Settings:
     stale_seconds: float = 90.0
     grace_seconds: float = 2.0
     ping_seconds: float = 20.0
+    idle_ping_seconds: float = 5.0
+    pong_timeout_seconds: float = 5.0
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 60.0
     validate_coins: bool = True
@@ -101,6 +103,8 @@ SETTING_HELP: dict[str, str] = {
     "stale_seconds": "no message for this long: reconnect",
     "grace_seconds": "wait after a window's end for late trades before closing it",
     "ping_seconds": "JSON ping period (the server drops a connection silent for 60 s)",
+    "idle_ping_seconds": "nothing received for this long: ping at once",
+    "pong_timeout_seconds": "a ping unanswered for this long: the link is dead, reconnect",
     "backoff_base_seconds": "first reconnect / retry delay",
     "backoff_cap_seconds": "longest reconnect / retry delay",
     "validate_coins": "check coins against the exchange's meta/spotMeta before subscribing",
@@ -316,6 +320,8 @@ def validate(settings: Settings) -> Settings:
         ("stale_seconds", 1.0, 3600.0),
         ("grace_seconds", 0.0, 60.0),
         ("ping_seconds", 1.0, 55.0),
+        ("idle_ping_seconds", 0.2, 55.0),
+        ("pong_timeout_seconds", 0.2, 60.0),
         ("backoff_base_seconds", 0.01, 60.0),
         ("backoff_cap_seconds", 0.1, 600.0),
         ("health_disconnected_seconds", 1.0, 86_400.0),

@@ -24,7 +24,9 @@ class Faults:
     """Every switch of one exchange; all off by default."""
 
     paused: bool = False  # no live trades at all
-    zombie: bool = False  # connections stay open; nothing is read or sent
+    # Connections stay open; nothing is read or sent. What the feed made meanwhile (and the
+    # client's pings) is lost; switched off, the same connections resume.
+    zombie: bool = False
     quiet: set[str] = field(default_factory=set)  # coins without live trades
     # Coins whose live trades of one tick share one time, as the venue stamps a block's trades.
     blocks: set[str] = field(default_factory=set)
