@@ -5,6 +5,7 @@
     tap KIND [COIN...]                      live bus messages, one line each
     backfill [--hours N]                    one-shot REST backfill with a progress bar
     verify [FILE...]                        CSV integrity; exit 1 on any defect
+    verify --venue [--from T] [--to T]      rows vs the venue's candles; exit 1 on a mismatch
     rebuild --interval I [--check]          re-derive CSV files of any interval from the tape
     demo                                    fake exchange + pipeline, no internet needed
     metrics                                 Prometheus exporter alone (needs metrics_port)
@@ -125,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = _command(commands, "verify", "check CSV files; exit 1 on any defect")
     verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
     verify.add_argument("--interval", help="interval of the files (default: from each name)")
+    verify.add_argument(
+        "--venue", action="store_true", help="audit --coins x --intervals against the venue"
+    )
+    verify.add_argument("--from", dest="from_time", help="with --venue: UTC time or epoch ms")
+    verify.add_argument("--to", dest="to_time", help="with --venue: UTC time or epoch ms")
     add_config_flags(verify, listed=False)
     rebuild = _command(
         commands,
@@ -330,6 +336,14 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from hlstream.verify_io import default_files, run_verify
+
+    if args.venue:
+        from hlstream.rebuild_io import parse_time
+        from hlstream.venue_io import run_venue_audit
+
+        from_ms = None if args.from_time is None else parse_time(args.from_time, "from")
+        to_ms = None if args.to_time is None else parse_time(args.to_time, "to")
+        return run_venue_audit(settings, from_ms, to_ms, sys.stdout, sys.stderr)
 
     files = list(args.files) or default_files(settings.data_dir)
     if not files:
