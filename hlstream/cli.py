@@ -7,6 +7,7 @@
     verify [FILE...]                        CSV integrity; exit 1 on any defect
     verify --venue [--from T] [--to T]      rows vs the venue's candles; exit 1 on a mismatch
     rebuild --interval I [--check]          re-derive CSV files of any interval from the tape
+    repair                                  apply pending revisions ({file}.revisions)
     demo                                    fake exchange + pipeline, no internet needed
     metrics                                 Prometheus exporter alone (needs metrics_port)
     help settings                           every setting, its flag, variable and default
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--from", dest="from_time", help="with --venue: UTC time or epoch ms")
     verify.add_argument("--to", dest="to_time", help="with --venue: UTC time or epoch ms")
     add_config_flags(verify, listed=False)
+    repair = _command(commands, "repair", "apply pending revisions of --coins x --intervals")
+    add_config_flags(repair, listed=False)
     rebuild = _command(
         commands,
         "rebuild",
@@ -199,12 +202,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return _backfill(args)
     settings = load_settings(args)
-    if args.command in ("verify", "tap", "status", "rebuild", "stop", "restart"):
+    if args.command in ("verify", "tap", "status", "rebuild", "repair", "stop", "restart"):
         settings = _running_instance(args, settings)
     if args.command == "verify":
         return _verify(args, settings)
     if args.command == "rebuild":
         return _rebuild(args, settings)
+    if args.command == "repair":
+        from hlstream.repair_io import run_repair
+
+        return run_repair(settings)
     if args.command == "tap":
         from hlstream.tapcmd_io import run_tap
 
