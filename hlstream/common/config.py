@@ -49,6 +49,8 @@ class Settings:
     ping_seconds: float = 20.0
     idle_ping_seconds: float = 5.0
     pong_timeout_seconds: float = 5.0
+    audit_settle_seconds: float = 180.0
+    audit_weight_share: float = 0.25
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 60.0
     validate_coins: bool = True
@@ -105,6 +107,8 @@ SETTING_HELP: dict[str, str] = {
     "ping_seconds": "JSON ping period (the server drops a connection silent for 60 s)",
     "idle_ping_seconds": "nothing received for this long: ping at once",
     "pong_timeout_seconds": "a ping unanswered for this long: the link is dead, reconnect",
+    "audit_settle_seconds": "audit a row against the venue's candle this long after it ended",
+    "audit_weight_share": "share of the venue's REST weight the audit may spend (0: no audit)",
     "backoff_base_seconds": "first reconnect / retry delay",
     "backoff_cap_seconds": "longest reconnect / retry delay",
     "validate_coins": "check coins against the exchange's meta/spotMeta before subscribing",
@@ -322,6 +326,8 @@ def validate(settings: Settings) -> Settings:
         ("ping_seconds", 1.0, 55.0),
         ("idle_ping_seconds", 0.2, 55.0),
         ("pong_timeout_seconds", 0.2, 60.0),
+        ("audit_settle_seconds", 0.0, 86_400.0),
+        ("audit_weight_share", 0.0, 0.5),
         ("backoff_base_seconds", 0.01, 60.0),
         ("backoff_cap_seconds", 0.1, 600.0),
         ("health_disconnected_seconds", 1.0, 86_400.0),

@@ -33,6 +33,8 @@ class Faults:
     shuffled_replay: set[str] = field(default_factory=set)  # replays in random order
     # Coins (None: all) whose live trades are logged, so /info and replays have them, not sent.
     blackhole: set[str | None] = field(default_factory=set)
+    # Coins whose candles are served with these fields replaced (a venue that disagrees).
+    candle_edits: dict[str, dict[str, object]] = field(default_factory=dict)
     rest_now: RestFault = field(default_factory=lambda: RestFault(0, 0))  # before the queue
     rest_queue: deque[RestFault] = field(default_factory=deque)
 

@@ -13,6 +13,7 @@ from hlstream.common.csvrow import Row
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import VENUE_MISMATCH
 from hlstream.services.writer.audit import (
+    AuditLedger,
     AuditRequest,
     audit_minute,
     audit_period_s,
@@ -161,3 +162,63 @@ def test_a_mismatched_row_is_revised_to_the_venue_candle():
     ours = Row(T0, "100", "101", "99", "100", "2.5")
     rev = revision_of(ours, candle(T0, "100", "101", "99", "100.5", "3", 9), VENUE_MISMATCH, T0)
     assert rev.old == ours and rev.new == Row(T0, "100", "101", "99", "100.5", "3")
+
+
+def test_the_ledger_waits_for_the_settle_delay_and_judges_each_row_once():
+    ledger = AuditLedger(M, settle_ms=120_000, retry_ms=60_000, max_attempts=3)
+    good = Row(T0, "100", "101", "99", "100", "2")
+    bad = Row(T0 + M, "100", "101", "99", "100", "2")
+    ledger.add(good, 5)
+    ledger.add(bad, None)
+    assert ledger.due(T0 + M + 119_999) == []
+    assert ledger.due(T0 + 3 * M) == [T0]
+    candles = {
+        T0: candle(T0, "100", "101", "99", "100", "2.0", 5),
+        T0 + M: candle(T0 + M, "100", "101", "99", "100", "2.5", 6),
+    }
+    outcomes = ledger.settle(ledger.due(T0 + 4 * M), candles, T0 + 4 * M)
+    assert [(o.unit_ms, o.problems) for o in outcomes] == [
+        (T0, ()),
+        (T0 + M, ("volume 2 != 2.5",)),
+    ]
+    assert ledger.due(T0 + 10 * M) == [] and ledger.pending_rows() == 0
+    assert (ledger.tally.audited, ledger.tally.matched, ledger.tally.mismatched) == (2, 1, 1)
+
+
+def test_a_missing_candle_is_retried_then_counted_unauditable():
+    ledger = AuditLedger(M, settle_ms=0, retry_ms=30_000, max_attempts=2)
+    ledger.add(Row(T0, "1", "1", "1", "1", "1"), None)
+    assert ledger.settle([T0], {}, T0 + M) == []
+    assert ledger.due(T0 + M) == [] and ledger.due(T0 + M + 30_000) == [T0]
+    assert ledger.settle([T0], {}, T0 + M + 30_000) == []
+    assert ledger.pending_rows() == 0 and ledger.tally.unauditable == 1
+
+
+def test_seconds_rows_are_audited_by_their_minute_and_a_short_one_flags_it():
+    ledger = AuditLedger(S5, settle_ms=60_000, retry_ms=1, max_attempts=1)
+    rows = seconds_rows()
+    rows[3] = Row(rows[3].start_ms, rows[3].open, rows[3].high, rows[3].low, rows[3].close, "0.4")
+    for row in rows:
+        ledger.add(row, None)
+    assert ledger.due(T0 + M + 59_999) == []
+    (outcome,) = ledger.settle(ledger.due(T0 + 2 * M), {T0: MINUTE}, T0 + 2 * M)
+    assert outcome.problems == ("volume 5.4 != 5.5",) and len(outcome.rows) == 12
+    assert ledger.tally.mismatched == 12
+
+
+def test_a_minute_cut_by_a_restart_is_unauditable_not_a_mismatch():
+    ledger = AuditLedger(S5, settle_ms=0, retry_ms=1, max_attempts=1)
+    for row in seconds_rows()[6:]:
+        ledger.add(row, None)
+    assert ledger.settle([T0], {T0: MINUTE}, T0 + M) == []
+    assert ledger.tally.unauditable == 6 and ledger.tally.mismatched == 0
+
+
+def test_a_minute_of_seconds_rows_waits_for_its_last_row():
+    ledger = AuditLedger(S5, settle_ms=1_000, retry_ms=60_000, max_attempts=1)
+    rows = seconds_rows()
+    for row in rows[:-1]:
+        ledger.add(row, None)
+    assert ledger.due(T0 + M + 1_000) == [], "the minute's last row is still to come"
+    ledger.add(rows[-1], None)
+    assert ledger.due(T0 + M + 2_000) == [T0]

@@ -197,3 +197,123 @@ def revision_of(ours: Row, venue: Bar, reason: str, detected_ms: int) -> Revisio
     """The revision that makes our row the venue's candle."""
     new = Row(venue.start_ms, venue.open, venue.high, venue.low, venue.close, venue.volume)
     return Revision(ours, new, reason, detected_ms)
+
+
+# ---- the live audit's ledger ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Unit:
+    """What one venue candle audits: a 1m+ row, or the seconds rows of one minute."""
+
+    rows: dict[int, tuple[Row, int | None]]  # start -> (row, our trade count if known)
+    due_ms: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One audited unit: its rows, the venue's candle, and what differs (empty: matched)."""
+
+    unit_ms: int
+    rows: tuple[Row, ...]
+    candle: Bar
+    problems: tuple[str, ...]
+    mismatch: Mismatch | None  # for a 1m+ row: the differing fields
+
+
+@dataclass
+class AuditTally:
+    audited: int = 0  # rows
+    matched: int = 0
+    mismatched: int = 0
+    unauditable: int = 0
+
+
+class AuditLedger:
+    """The rows of one file awaiting their audit, on an injected clock.
+
+    A unit is due `settle_ms` after its window (its minute, for seconds rows) ended, and a
+    minute of seconds rows once it holds all of them (its last row is written a grace after
+    the minute ended); one still short `retry_ms` later is unauditable (rows of it came
+    before the writer started). A unit whose candle the venue does not serve is retried
+    `retry_ms` later, `max_attempts` times in all, then counted unauditable.
+    """
+
+    def __init__(self, interval_ms: int, settle_ms: int, retry_ms: int, max_attempts: int) -> None:
+        self.interval_ms = interval_ms
+        self.seconds = interval_ms < MINUTE_MS
+        self.unit_ms = MINUTE_MS if self.seconds else interval_ms
+        self.settle_ms = settle_ms
+        self.retry_ms = retry_ms
+        self.max_attempts = max_attempts
+        self.units: dict[int, _Unit] = {}
+        self.tally = AuditTally()
+
+    def pending_rows(self) -> int:
+        return sum(len(unit.rows) for unit in self.units.values())
+
+    def add(self, row: Row, trades: int | None) -> None:
+        start = row.start_ms - row.start_ms % self.unit_ms
+        unit = self.units.get(start)
+        if unit is None:
+            unit = self.units[start] = _Unit({}, start + self.unit_ms + self.settle_ms)
+        unit.rows[row.start_ms] = (row, trades)
+
+    def due(self, now_ms: int) -> list[int]:
+        """Unit starts to ask the venue for now, oldest first."""
+        return sorted(
+            start
+            for start, unit in self.units.items()
+            if unit.due_ms <= now_ms
+            and (
+                len(unit.rows) * self.interval_ms >= self.unit_ms
+                or unit.due_ms + self.retry_ms <= now_ms
+            )
+        )
+
+    def settle(
+        self, asked: Iterable[int], candles: Mapping[int, Bar], now_ms: int
+    ) -> list[Outcome]:
+        """Judge the asked units against the candles the venue returned."""
+        outcomes = []
+        for start in asked:
+            unit = self.units.get(start)
+            if unit is None:
+                continue
+            candle = candles.get(start)
+            if candle is None:
+                unit.attempts += 1
+                if unit.attempts >= self.max_attempts:
+                    self.tally.unauditable += len(unit.rows)
+                    del self.units[start]
+                else:
+                    unit.due_ms = now_ms + self.retry_ms
+                continue
+            del self.units[start]
+            if len(unit.rows) * self.interval_ms < self.unit_ms:
+                self.tally.unauditable += len(unit.rows)  # rows of it came before we started
+                continue
+            outcomes.append(self._judge(start, unit, candle))
+        return outcomes
+
+    def _judge(self, start: int, unit: _Unit, candle: Bar) -> Outcome:
+        ordered = [unit.rows[key] for key in sorted(unit.rows)]
+        rows = tuple(row for row, _ in ordered)
+        mismatch = None
+        if self.seconds:
+            problems = audit_minute(
+                rows, candle, self.interval_ms, [n for _, n in ordered]
+            ).problems
+        else:
+            row, trades = ordered[0]
+            mismatch = compare_row(row, candle, trades)
+            problems = (
+                () if mismatch is None else tuple(f"{f} {a} != {b}" for f, a, b in mismatch.fields)
+            )
+        self.tally.audited += len(rows)
+        if problems:
+            self.tally.mismatched += len(rows)
+        else:
+            self.tally.matched += len(rows)
+        return Outcome(start, rows, candle, problems, mismatch)
