@@ -5,7 +5,9 @@
     tap KIND [COIN...]                      live bus messages, one line each
     backfill [--hours N]                    one-shot REST backfill with a progress bar
     verify [FILE...]                        CSV integrity; exit 1 on any defect
+    verify --venue [--from T] [--to T]      rows vs the venue's candles; exit 1 on a mismatch
     rebuild --interval I [--check]          re-derive CSV files of any interval from the tape
+    repair                                  apply pending revisions ({file}.revisions)
     compact                                 closed tape days to Parquet (ingest does it hourly)
     export trades|bars --from T --to T --out PATH   one Parquet or CSV file for research
     demo                                    fake exchange + pipeline, no internet needed
@@ -109,7 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify = _command(subparsers, "verify", "check CSV files; exit 1 on any defect")
     verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
     verify.add_argument("--interval", help="interval of the files (default: from each name)")
+    verify.add_argument(
+        "--venue", action="store_true", help="audit --coins x --intervals against the venue"
+    )
+    verify.add_argument("--from", dest="from_time", help="with --venue: UTC time or epoch ms")
+    verify.add_argument("--to", dest="to_time", help="with --venue: UTC time or epoch ms")
     add_config_flags(verify, listed=False)
+    repair = _command(subparsers, "repair", "apply pending revisions of --coins x --intervals")
+    add_config_flags(repair, listed=False)
     rebuild = _command(
         subparsers,
         "rebuild",
@@ -184,13 +193,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return commands.backfill(args)
     settings = load_settings(args)
-    running_aware = ("verify", "tap", "status", "rebuild", "compact", "export", "stop", "restart")
+    running_aware = (
+        "verify",
+        "tap",
+        "status",
+        "rebuild",
+        "repair",
+        "compact",
+        "export",
+        "stop",
+        "restart",
+    )
     if args.command in running_aware:
         settings = commands.running_instance(args, settings)
     if args.command == "verify":
         return commands.verify(args, settings)
     if args.command == "rebuild":
         return commands.rebuild(args, settings)
+    if args.command == "repair":
+        from hlstream.repair_io import run_repair
+
+        return run_repair(settings)
     if args.command == "compact":
         return commands.compact(settings, args.today)
     if args.command == "export":

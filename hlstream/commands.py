@@ -147,6 +147,14 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
 def verify(args: argparse.Namespace, settings: Settings) -> int:
     from hlstream.verify_io import default_files, run_verify
 
+    if args.venue:
+        from hlstream.rebuild_io import parse_time
+        from hlstream.venue_io import run_venue_audit
+
+        from_ms = None if args.from_time is None else parse_time(args.from_time, "from")
+        to_ms = None if args.to_time is None else parse_time(args.to_time, "to")
+        return run_venue_audit(settings, from_ms, to_ms, sys.stdout, sys.stderr)
+
     files = list(args.files) or default_files(settings.data_dir)
     if not files:
         print(f"hlstream verify: no *_data.csv files in {settings.data_dir}", file=sys.stderr)

@@ -44,6 +44,9 @@ COUNTER_SOURCES = {
     "rest_errors": ("writer", "rest_errors"),
     "write_errors": ("writer", "write_errors"),
     "ingest_behind": ("ingest", "behind"),
+    "rows_audited": ("writer", "rows_audited"),
+    "rows_mismatched": ("writer", "rows_mismatched"),
+    "audit_pending": ("writer", "audit_pending"),
 }
 
 
@@ -118,6 +121,9 @@ class Counters(msgspec.Struct, frozen=True):
     write_errors: int | None
     ingest_behind: int | None
     malformed: dict[str, int | None]
+    rows_audited: int | None = None  # the venue audit (services/writer/auditor_io.py)
+    rows_mismatched: int | None = None
+    audit_pending: int | None = None
 
 
 class Report(msgspec.Struct, frozen=True):

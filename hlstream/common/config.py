@@ -47,6 +47,10 @@ class Settings:
     stale_seconds: float = 90.0
     grace_seconds: float = 2.0
     ping_seconds: float = 20.0
+    idle_ping_seconds: float = 5.0
+    pong_timeout_seconds: float = 5.0
+    audit_settle_seconds: float = 180.0
+    audit_weight_share: float = 0.25
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 60.0
     validate_coins: bool = True
@@ -237,6 +241,10 @@ def validate(settings: Settings) -> Settings:
         ("stale_seconds", 1.0, 3600.0),
         ("grace_seconds", 0.0, 60.0),
         ("ping_seconds", 1.0, 55.0),
+        ("idle_ping_seconds", 0.2, 55.0),
+        ("pong_timeout_seconds", 0.2, 60.0),
+        ("audit_settle_seconds", 0.0, 86_400.0),
+        ("audit_weight_share", 0.0, 0.5),
         ("backoff_base_seconds", 0.01, 60.0),
         ("backoff_cap_seconds", 0.1, 600.0),
         ("health_disconnected_seconds", 1.0, 86_400.0),

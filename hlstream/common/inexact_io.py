@@ -10,6 +10,8 @@
                         without trade data for those windows (seconds intervals)
     gap_after_close     the aggregator had emitted the window as complete before a feed gap
                         over it became known (the venue's replay on reconnect fell short)
+    venue_mismatch      the venue's audit found the row's minute differs from its 1m candle
+                        (seconds intervals: services/writer/auditor_io.py)
 
 The writer appends (and fsyncs) an entry before the row itself, so a crash can leave an entry
 for a row never written, never a row without its entry. A file with no inexact rows has no
@@ -34,6 +36,7 @@ class Reason(StrEnum):
     PARTIAL = "partial"
     CARRIED_OVER_HOLE = "carried_over_hole"
     GAP_AFTER_CLOSE = "gap_after_close"
+    VENUE_MISMATCH = "venue_mismatch"
 
 
 def journal_path(csv_path: Path) -> Path:

@@ -162,6 +162,14 @@ class FakeExchange:
         """Close every websocket connection abruptly (no close frame)."""
         self._ws.drop()
 
+    def set_candle_edit(self, coin: str, fields: dict[str, object] | None) -> None:
+        """Serve `coin`'s candles with `fields` replaced (None: as they are)."""
+        with self._lock:
+            if fields:
+                self._faults.candle_edits[coin] = dict(fields)
+            else:
+                self._faults.candle_edits.pop(coin, None)
+
     def set_zombie(self, on: bool) -> None:
         """While on, connections stay open but the server sends nothing and ignores input."""
         with self._lock:
@@ -320,4 +328,5 @@ class FakeExchange:
         if fault is not None:
             self._stopping.wait(fault.delay_s)  # outside the lock: other requests go on
         with self._lock:
-            return rest.answer(body, self._listing, self._logs, _now_ms())
+            edits = self._faults.candle_edits
+            return rest.answer(body, self._listing, self._logs, _now_ms(), edits)

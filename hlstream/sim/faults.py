@@ -24,13 +24,17 @@ class Faults:
     """Every switch of one exchange; all off by default."""
 
     paused: bool = False  # no live trades at all
-    zombie: bool = False  # connections stay open; nothing is read or sent
+    # Connections stay open; nothing is read or sent. What the feed made meanwhile (and the
+    # client's pings) is lost; switched off, the same connections resume.
+    zombie: bool = False
     quiet: set[str] = field(default_factory=set)  # coins without live trades
     # Coins whose live trades of one tick share one time, as the venue stamps a block's trades.
     blocks: set[str] = field(default_factory=set)
     shuffled_replay: set[str] = field(default_factory=set)  # replays in random order
     # Coins (None: all) whose live trades are logged, so /info and replays have them, not sent.
     blackhole: set[str | None] = field(default_factory=set)
+    # Coins whose candles are served with these fields replaced (a venue that disagrees).
+    candle_edits: dict[str, dict[str, object]] = field(default_factory=dict)
     rest_now: RestFault = field(default_factory=lambda: RestFault(0, 0))  # before the queue
     rest_queue: deque[RestFault] = field(default_factory=deque)
 

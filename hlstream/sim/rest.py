@@ -59,9 +59,14 @@ class Reply(NamedTuple):
 
 
 def answer(
-    body: object, listing: Listing, logs: Mapping[str, list[VenueTrade]], now_ms: int
+    body: object,
+    listing: Listing,
+    logs: Mapping[str, list[VenueTrade]],
+    now_ms: int,
+    candle_edits: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Reply:
-    """The answer to one /info body (decoded JSON), from the listing and the trade logs."""
+    """The answer to one /info body (decoded JSON), from the listing and the trade logs;
+    `candle_edits` replaces fields of a coin's candles."""
     if not isinstance(body, dict):
         return Reply(422, BAD_BODY)
     kind = body.get("type")
@@ -70,11 +75,16 @@ def answer(
     if kind == "spotMeta":
         return Reply(200, dumps(spot_meta(listing)))
     if kind == "candleSnapshot":
-        return _candle_snapshot(body.get("req"), logs, now_ms)
+        return _candle_snapshot(body.get("req"), logs, now_ms, candle_edits or {})
     return Reply(422, f"{BAD_BODY}: type {kind!r}")
 
 
-def _candle_snapshot(req: object, logs: Mapping[str, list[VenueTrade]], now_ms: int) -> Reply:
+def _candle_snapshot(
+    req: object,
+    logs: Mapping[str, list[VenueTrade]],
+    now_ms: int,
+    edits: Mapping[str, Mapping[str, object]],
+) -> Reply:
     bad = f"{BAD_BODY}: req"
     if not isinstance(req, dict) or not isinstance(req.get("coin"), str):
         return Reply(422, f"{bad}: missing field `coin`")
@@ -87,7 +97,9 @@ def _candle_snapshot(req: object, logs: Mapping[str, list[VenueTrade]], now_ms: 
     start_ms, end_ms = req.get("startTime"), req.get("endTime", now_ms)
     if not isinstance(start_ms, int) or not isinstance(end_ms, int):
         return Reply(422, f"{bad}.startTime: invalid type, expected u64")
-    return Reply(200, dumps(market.candles(logs.get(coin, []), coin, interval, start_ms, end_ms)))
+    candles = market.candles(logs.get(coin, []), coin, interval, start_ms, end_ms)
+    edit = edits.get(coin)
+    return Reply(200, dumps(candles if not edit else [{**c, **edit} for c in candles]))
 
 
 def meta(listing: Listing) -> Meta:

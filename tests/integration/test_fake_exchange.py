@@ -14,6 +14,7 @@ import websocket
 from hlstream.sim import market
 from hlstream.sim.exchange import FakeExchange
 from tests.support.exchange import exchange_fixture
+from tests.support.wait import wait_for
 
 BTC_TRADES = {"type": "trades", "coin": "BTC"}
 
@@ -147,6 +148,22 @@ def test_zombie_sends_nothing(exchange: FakeExchange, ws: websocket.WebSocket) -
     ws.settimeout(0.5)
     with pytest.raises(websocket.WebSocketTimeoutException):
         ws.recv()
+    assert exchange.connection_count() == 1
+
+
+def test_zombie_loses_what_it_withheld_and_resumes_on_the_same_socket(
+    exchange: FakeExchange, ws: websocket.WebSocket
+) -> None:
+    exchange.set_zombie(True)
+    send(ws, {"method": "ping"})  # lost: no pong, ever
+    exchange.inject_raw("lost in the silence")
+    wait_for(  # the sender thread drops what is queued while zombie
+        lambda: all(c.outbox.empty() for c in exchange._ws.clients), 5, "the frame dropped"
+    )
+    exchange.set_zombie(False)
+    send(ws, {"method": "ping"})
+    ws.settimeout(2.0)
+    assert recv_json(ws) == {"channel": "pong"}, "one pong: the first ping and the frame are lost"
     assert exchange.connection_count() == 1
 
 

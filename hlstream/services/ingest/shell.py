@@ -10,6 +10,8 @@ Invariants:
 - The dedupe state is the tape's tail, read back on start: it cannot disagree with what was
   published. A replay on resubscribe that does not overlap it yields a gap marker spanning
   exactly the uncovered time; the aggregator holds windows on `covered_ms` (core/coverage.py).
+  A link that died silent (unanswered ping, stale) yields a gap marker over its silence
+  for each of its coins (core/liveness.py).
 - Coins are checked against the listing on start (listing_io.py; unknown coin: ConfigError,
   exit 78). Nothing more is published for a coin a link finds delisted (`coin_delisted`).
 """
@@ -29,7 +31,7 @@ from hlstream.common.config import Settings
 from hlstream.common.errors import ProtocolError
 from hlstream.common.lifecycle_io import StopFlag, StopRequestedError
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Trade, status_topic
+from hlstream.common.messages import Gap, Trade, status_topic
 from hlstream.common.status import FeedStatus, RestTracker, StageStatus, TradeActivity
 from hlstream.common.status_io import write_status
 from hlstream.common.tape.format import segment_day
@@ -39,6 +41,7 @@ from hlstream.common.universe import dex_prefixes, wants_all
 from hlstream.services.ingest.channels import channel_message, plan_subscriptions, shard
 from hlstream.services.ingest.core.coverage import Coverage
 from hlstream.services.ingest.core.dedupe import Deduper, ReplayCheck, admit_batch
+from hlstream.services.ingest.core.liveness import silence_gaps
 from hlstream.services.ingest.core.parse import Frame, FrameKind
 from hlstream.services.ingest.link_io import Event, EventKind, Link, Shared
 from hlstream.services.ingest.listing_io import Listing
@@ -101,6 +104,7 @@ class Ingest:
         self.lock = threading.Lock()  # links call _on_link concurrently
         self.links: list[Link] = []
         self.delisted: set[str] = set()
+        self._link_coins: dict[int, tuple[str, ...]] = {}  # trade coins of each link
         self.coverage = Coverage(self.replay, self.clock.now_ms())
         self._crashed: int | None = None
         self._msgs = self._msgs_at_status = 0
@@ -227,10 +231,15 @@ class Ingest:
         elif kind is EventKind.CONNECTED:
             self.coverage.on_connected(event.link, self.clock.monotonic())
             self.replay.on_connect(c for c in event.coins if c not in self.delisted)
+            self._link_coins[event.link] = event.coins
         elif kind is EventKind.DISCONNECTED:
             self.coverage.up.discard(event.link)
             if event.text != "stop":
                 self.counters.reconnects += 1
+            if event.recv_ms:
+                coins = [c for c in self._link_coins.get(event.link, ()) if c not in self.delisted]
+                for gap in silence_gaps(coins, event.recv_ms, self.clock.now_ms()):
+                    self._publish_gap(gap, out)
         elif kind is EventKind.MALFORMED:
             self.counters.malformed += 1
             self.log.warning_limited(
@@ -306,11 +315,7 @@ class Ingest:
         for coin, batch in by_coin.items():
             fresh, duplicates, too_old, gap = admit_batch(self.deduper, self.replay, coin, batch)
             if gap is not None:
-                self.counters.gaps += 1
-                self.log.warning(
-                    "gap", coin=coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
-                )
-                out.gap(gap)
+                self._publish_gap(gap, out)
             if fresh:
                 out.hold(coin, fresh, recv_ms, recv_us)
             self.counters.trades += len(fresh)
@@ -320,6 +325,13 @@ class Ingest:
                 self.log.warning_limited(
                     "too_old:" + coin, LOG_EVERY_S, "trades_too_old", coin=coin, too_old=too_old
                 )
+
+    def _publish_gap(self, gap: Gap, out: TapeFirst) -> None:
+        self.counters.gaps += 1
+        self.log.warning(
+            "gap", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
+        )
+        out.gap(gap)
 
     def _covered_now(self) -> int:
         idle = self.out is None or self.out.idle()

@@ -29,6 +29,7 @@ from hlstream.common.messages import Bar, Envelope, Inexact, encode_message
 from hlstream.common.status import FileStatus, StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.services.writer import core
+from hlstream.services.writer.auditor_io import Auditor
 from hlstream.services.writer.dirlock import hold_dir_lock
 from hlstream.services.writer.store import Store
 
@@ -37,6 +38,7 @@ STATUS_EVERY_S = 1.0
 LINGER_MS = 500  # on close, give queued acks this long to leave
 LOG_EVERY_S = 10.0  # a repeated warning is logged at most this often
 LOCK_FILE = "writer.lock"
+AUDIT_JOIN_S = 5.0
 
 
 class Writer:
@@ -58,6 +60,7 @@ class Writer:
         self.now_ms = now_ms
         self.store = Store(settings, stop, log, now_ms=now_ms)
         self.counters = self.store.counters
+        self.auditor: Auditor | None = None
         self.session = new_session_id()
         self.ack_seq = 0
         self._lock_fd = -1
@@ -90,8 +93,25 @@ class Writer:
         except zmq.Again:
             self.log.warning_limited("ack_drop", LOG_EVERY_S, "ack_dropped", coin=item.coin)
 
+    def start_audit(self) -> None:
+        """The venue audit of every open file's new rows (off when its weight share is 0)."""
+        if self.settings.audit_weight_share <= 0 or not self.store.files:
+            return
+        paths = {key: handle.path for key, handle in self.store.files.items()}
+        self.auditor = Auditor(
+            self.settings, self.stop, self.log, self.store.info, paths, now_ms=self.now_ms
+        )
+        self.store.on_written = self.auditor.offer
+        self.auditor.start()
+
     def publish_status(self) -> None:
         """Atomically replace run_dir/writer-status.json."""
+        if self.auditor is not None:
+            tally, counters = self.auditor.totals(), self.counters
+            counters.rows_audited, counters.rows_matched = tally.audited, tally.matched
+            counters.rows_mismatched = tally.mismatched
+            counters.rows_unauditable = tally.unauditable
+            counters.audit_pending = self.auditor.pending()
         files = {
             handle.path.name: FileStatus(
                 coin, interval, None if handle.last is None else handle.last.start_ms
@@ -159,6 +179,7 @@ class Writer:
         try:
             self.store.open_files()
             self.store.backfill()
+            self.start_audit()
             socket.bind(self.settings.writer_endpoint)
             self.log.info(
                 "listening",
@@ -169,6 +190,9 @@ class Writer:
             self.serve(socket)
             self.publish_status()
         finally:
+            if self.auditor is not None:
+                self.stop.set()  # the audit thread ends with the writer, whatever stopped it
+                self.auditor.join(AUDIT_JOIN_S)
             socket.close()
             if self.context is None:
                 context.term()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hlstream.common import inexact_io
+from hlstream.common.backoff import WeightBudget
 from hlstream.common.clock import now_ms as wall_now_ms
 from hlstream.common.config import Settings
 from hlstream.common.csvrow import Row
@@ -23,7 +24,12 @@ from hlstream.common.messages import Bar, Inexact
 from hlstream.common.rest_io import InfoClient
 from hlstream.common.timebucket import format_window, has_rest_candles
 from hlstream.services.writer import core
-from hlstream.services.writer.candles_io import REST_SETTLE_MS, CandleSource, Info
+from hlstream.services.writer.candles_io import (
+    REST_SETTLE_MS,
+    REST_WEIGHT_PER_MINUTE,
+    CandleSource,
+    Info,
+)
 from hlstream.services.writer.csvfile_io import CsvFile, WriteFailedError
 
 REST_TIMEOUT_S = 5.0
@@ -47,6 +53,11 @@ class Counters:
     write_errors: int = 0
     refused: int = 0
     acks: int = 0
+    rows_audited: int = 0  # rows compared with the venue's candles (auditor_io.py)
+    rows_matched: int = 0
+    rows_mismatched: int = 0
+    rows_unauditable: int = 0  # the venue never served their candle
+    audit_pending: int = 0
 
 
 class Store:
@@ -73,6 +84,9 @@ class Store:
         self.rest = CandleSource(
             self.info, settings, stop, log, now_ms=now_ms, sleep=sleep, rng=rng or random.Random()
         )
+        # The venue audit (auditor_io.py) spends its share of the weight; the writer the rest.
+        self.rest.budget = WeightBudget(REST_WEIGHT_PER_MINUTE * (1 - settings.audit_weight_share))
+        self.on_written: Callable[[list[Bar]], None] | None = None  # rows appended from bars
         self.interval_ms = settings.interval_ms
         self.counters = Counters()
         self.files: dict[tuple[str, str], CsvFile] = {}
@@ -201,6 +215,8 @@ class Store:
             return False
         self.counters.bars_written += len(written)
         self.counters.rows_written += len(written)
+        if written and self.on_written is not None:
+            self.on_written(written)
         return True
 
     def _replace_partial(self, bar: Bar, last: Row | None) -> Bar:

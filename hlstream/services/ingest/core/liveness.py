@@ -1,0 +1,84 @@
+"""Pure liveness of one websocket link: when to ping, when the link is dead. No IO, no clock:
+every call takes `now_s` (monotonic seconds).
+
+Invariants:
+- A link that has received nothing for `idle_ping_s` sends a ping at once (and one every
+  `ping_every_s` in any case, which keeps the venue from dropping a quiet connection).
+- A ping unanswered for `pong_timeout_s` means the link is dead, even if other frames arrive
+  meanwhile: a feed that loses frames and then resumes on the same socket loses the ping too,
+  and only its pong proves the frames before it were all delivered.
+- While a ping awaits its pong the link vouches for nothing new (`vouches`): a silence is
+  either proven quiet by the pong or ends the link, never counted as a quiet market.
+- `stale_s` without any frame ends the link too (a bound independent of pings).
+- A link that died silent reports a gap over the silence for each of its trade coins
+  (`silence_gaps`): the frames it lost are unknown, so the rows over it are partial, whether
+  or not the replay on reconnect overlaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hlstream.common.messages import Gap
+
+PONG_TIMEOUT = "pong_timeout"
+STALE = "stale"
+SILENCE_GAP_REASON = "silent_link"
+# A trade stamped this long before the last frame arrived may still have been on its way.
+SILENCE_SKEW_MS = 1_000
+
+
+@dataclass(slots=True)
+class Liveness:
+    """One connection's ping and pong bookkeeping; `start` it when the connection opens."""
+
+    idle_ping_s: float
+    pong_timeout_s: float
+    ping_every_s: float
+    stale_s: float
+    last_rx_s: float = 0.0  # when the last frame (of any kind) arrived
+    last_ping_s: float = 0.0
+    awaiting_since_s: float | None = None  # the oldest ping still without its pong
+
+    def start(self, now_s: float) -> None:
+        self.last_rx_s = self.last_ping_s = now_s
+        self.awaiting_since_s = None
+
+    def on_frames(self, now_s: float, pong: bool) -> None:
+        """Frames arrived; `pong`: one of them answers our ping."""
+        self.last_rx_s = now_s
+        if pong:
+            self.awaiting_since_s = None
+
+    def should_ping(self, now_s: float) -> bool:
+        idle = self.awaiting_since_s is None and now_s - self.last_rx_s >= self.idle_ping_s
+        return idle or now_s - self.last_ping_s >= self.ping_every_s
+
+    def on_ping_sent(self, now_s: float) -> None:
+        self.last_ping_s = now_s
+        if self.awaiting_since_s is None:
+            self.awaiting_since_s = now_s
+
+    def verdict(self, now_s: float) -> str | None:
+        """Why the link is dead (PONG_TIMEOUT, STALE), or None while it is alive."""
+        awaiting = self.awaiting_since_s
+        if awaiting is not None and now_s - awaiting >= self.pong_timeout_s:
+            return PONG_TIMEOUT
+        if now_s - self.last_rx_s >= self.stale_s:
+            return STALE
+        return None
+
+    def vouches(self) -> bool:
+        """Whether the link may vouch that it missed nothing up to now."""
+        return self.awaiting_since_s is None
+
+    def silent_s(self, now_s: float) -> float:
+        return now_s - self.last_rx_s
+
+
+def silence_gaps(coins: Iterable[str], last_rx_ms: int, dead_ms: int) -> list[Gap]:
+    """Gap markers over a dead link's silence: from just before its last frame arrived
+    (`SILENCE_SKEW_MS`) to when it was found dead."""
+    from_ms = last_rx_ms - SILENCE_SKEW_MS
+    return [Gap(coin, from_ms, max(from_ms, dead_ms), SILENCE_GAP_REASON) for coin in coins]

@@ -1,0 +1,319 @@
+"""Pure venue audit: our rows against the venue's candles, the REST weight it may spend, and
+the revision (common/revisions.py) of a row found wrong. No IO, no clock: the shell passes
+rows, candles and times in.
+
+Invariants:
+- Values compare as exact decimals (`1.50` equals `1.5`), never as floats or strings.
+- A 1m+ row matches when open, high, low, close and volume equal the venue candle's, and the
+  trade count `n` too where ours is known (CSV rows do not store it).
+- A seconds row has no venue candle: the rows of one minute are audited together against the
+  venue's 1m candle (`audit_minute`). Carry rows (volume 0) hold the previous close, so only
+  traded rows set the minute's open, high and low.
+- An audit request batches one (coin, interval)'s pending windows into ranges of at most
+  `MAX_AUDIT_CANDLES`; each costs `candle_weight` (20 + 1 per 60 candles), and the audit as a
+  whole spends at most `share` of the venue's 1,200 a minute (`audit_period_s`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hlstream.common.csvrow import Row
+from hlstream.common.decimals import format_decimal, parse_decimal
+from hlstream.common.errors import IntegrityError
+from hlstream.common.messages import Bar
+from hlstream.common.revisions import Revision
+from hlstream.services.writer.core import candle_weight
+
+MINUTE_MS = 60_000
+VENUE_WEIGHT_PER_MINUTE = 1200.0
+MAX_AUDIT_CANDLES = 500  # per request: a day of 5m, eight hours of 1m
+FIELDS = ("open", "high", "low", "close", "volume")
+
+
+def _dec(text: str) -> Decimal:
+    value = parse_decimal(text)
+    if value is None:
+        raise IntegrityError(f"{text!r} is not a decimal string")
+    return value
+
+
+def _same(ours: str, venue: str) -> bool:
+    return _dec(ours) == _dec(venue)
+
+
+# ---- one row, one candle ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """Fields of our row that differ from the venue's candle: (field, ours, venue)."""
+
+    start_ms: int
+    fields: tuple[tuple[str, str, str], ...]
+
+
+def compare_row(ours: Row, venue: Bar, our_trades: int | None = None) -> Mismatch | None:
+    """None when our row equals the venue's candle; else what differs."""
+    if ours.start_ms != venue.start_ms:
+        raise ValueError(f"row {ours.start_ms} compared with candle {venue.start_ms}")
+    diffs = [
+        (name, getattr(ours, name), getattr(venue, name))
+        for name in FIELDS
+        if not _same(getattr(ours, name), getattr(venue, name))
+    ]
+    if our_trades is not None and our_trades != venue.trades:
+        diffs.append(("n", str(our_trades), str(venue.trades)))
+    return Mismatch(ours.start_ms, tuple(diffs)) if diffs else None
+
+
+# ---- seconds rows through their minute --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteAudit:
+    """A minute of seconds rows against the venue's 1m candle; `problems` empty: matched."""
+
+    minute_ms: int
+    starts: tuple[int, ...]  # the seconds rows audited (flagged together on a mismatch)
+    problems: tuple[str, ...]
+
+
+def audit_minute(
+    rows: Sequence[Row],
+    minute: Bar,
+    interval_ms: int,
+    trades: Sequence[int | None] | None = None,
+) -> MinuteAudit:
+    """Audit the seconds rows of `minute` (every row of it, in order): counts (where known)
+    and volumes sum to the candle's, the first traded open and the last close equal its open
+    and close, and the traded highs and lows reach its high and low."""
+    start = minute.start_ms
+    expected = list(range(start, start + MINUTE_MS, interval_ms))
+    inside = [row for row in rows if start <= row.start_ms < start + MINUTE_MS]
+    starts = tuple(row.start_ms for row in inside)
+    problems: list[str] = []
+    if list(starts) != expected:
+        problems.append(f"rows {len(starts)} of {len(expected)} windows")
+        return MinuteAudit(start, starts, tuple(problems))
+    volume = sum((_dec(row.volume) for row in inside), Decimal(0))
+    if volume != _dec(minute.volume):
+        problems.append(f"volume {format_decimal(volume)} != {minute.volume}")
+    if trades is not None and None not in trades and sum(t or 0 for t in trades) != minute.trades:
+        problems.append(f"n {sum(t or 0 for t in trades)} != {minute.trades}")
+    traded = [row for row in inside if _dec(row.volume) != 0]
+    if traded:
+        checks = (
+            ("open", traded[0].open, minute.open),
+            ("close", inside[-1].close, minute.close),
+            ("high", str(max(_dec(row.high) for row in traded)), minute.high),
+            ("low", str(min(_dec(row.low) for row in traded)), minute.low),
+        )
+        problems.extend(
+            f"{name} {ours} != {venue}" for name, ours, venue in checks if not _same(ours, venue)
+        )
+    elif minute.trades or _dec(minute.volume) != 0:
+        problems.append("no traded row in a minute the venue traded")
+    return MinuteAudit(start, starts, tuple(problems))
+
+
+# ---- REST weight plan -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRequest:
+    """One candleSnapshot: windows of `coin`/`interval` starting in [start_ms, end_ms)."""
+
+    coin: str
+    interval: str
+    start_ms: int
+    end_ms: int
+    candles: int
+
+    @property
+    def weight(self) -> float:
+        return candle_weight(self.candles)
+
+
+def plan_requests(
+    pending: Mapping[tuple[str, str], Iterable[int]],
+    interval_ms: Mapping[str, int],
+    max_candles: int = MAX_AUDIT_CANDLES,
+) -> list[AuditRequest]:
+    """Batch each (coin, interval)'s pending window starts into as few requests as fit
+    `max_candles` each. Windows between two pending ones ride along: a candle costs 1/60 of
+    a request's base weight of 20."""
+    plan: list[AuditRequest] = []
+    for (coin, interval), starts in sorted(pending.items()):
+        step = interval_ms[interval]
+        first: int | None = None
+        last = 0
+        for start in sorted(set(starts)):
+            if first is not None and (start - first) // step + 1 > max_candles:
+                plan.append(
+                    AuditRequest(coin, interval, first, last + step, (last - first) // step + 1)
+                )
+                first = None
+            if first is None:
+                first = start
+            last = start
+        if first is not None:
+            plan.append(
+                AuditRequest(coin, interval, first, last + step, (last - first) // step + 1)
+            )
+    return plan
+
+
+def audit_period_s(series: int, share: float, settle_s: float, interval_ms: int) -> float:
+    """How often each of `series` (coin, interval) pairs is audited, one request per pair
+    per period (a whole number of intervals, so each request holds the same candles), so
+    that the audit spends at most `share` of the venue's weight: never sooner than
+    `settle_s` (the venue publishes late candles).
+
+    Per hour: series * (3600 / P) * (20 + P / interval / 60) <= share * 1200 * 60, hence
+    P >= 72000 * series / (share * 72000 - 60 * series / interval_s)."""
+    budget = share * VENUE_WEIGHT_PER_MINUTE * 60.0
+    candles_weight = 60.0 * series * 1000.0 / interval_ms  # the candles' share, per hour
+    interval_s = interval_ms / 1000.0
+    if series <= 0:
+        return math.ceil(settle_s / interval_s) * interval_s
+    if candles_weight >= budget:
+        raise ValueError(f"{series} series of candles alone exceed the audit's share {share}")
+    needed = candle_weight(0) * 3600.0 * series / (budget - candles_weight)
+    return math.ceil(max(settle_s, needed) / interval_s) * interval_s
+
+
+def weight_per_hour(series: int, share: float, settle_s: float, interval_ms: int) -> float:
+    """The audit's REST weight per hour at steady state for `series` pairs of one interval."""
+    period_s = audit_period_s(series, share, settle_s, interval_ms)
+    candles = round(period_s * 1000 / interval_ms)
+    return series * (3600.0 / period_s) * candle_weight(candles)
+
+
+def revision_of(ours: Row, venue: Bar, reason: str, detected_ms: int) -> Revision:
+    """The revision that makes our row the venue's candle."""
+    new = Row(venue.start_ms, venue.open, venue.high, venue.low, venue.close, venue.volume)
+    return Revision(ours, new, reason, detected_ms)
+
+
+# ---- the live audit's ledger ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Unit:
+    """What one venue candle audits: a 1m+ row, or the seconds rows of one minute."""
+
+    rows: dict[int, tuple[Row, int | None]]  # start -> (row, our trade count if known)
+    due_ms: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One audited unit: its rows, the venue's candle, and what differs (empty: matched)."""
+
+    unit_ms: int
+    rows: tuple[Row, ...]
+    candle: Bar
+    problems: tuple[str, ...]
+    mismatch: Mismatch | None  # for a 1m+ row: the differing fields
+
+
+@dataclass
+class AuditTally:
+    audited: int = 0  # rows
+    matched: int = 0
+    mismatched: int = 0
+    unauditable: int = 0
+
+
+class AuditLedger:
+    """The rows of one file awaiting their audit, on an injected clock.
+
+    A unit is due `settle_ms` after its window (its minute, for seconds rows) ended, and a
+    minute of seconds rows once it holds all of them (its last row is written a grace after
+    the minute ended); one still short `retry_ms` later is unauditable (rows of it came
+    before the writer started). A unit whose candle the venue does not serve is retried
+    `retry_ms` later, `max_attempts` times in all, then counted unauditable.
+    """
+
+    def __init__(self, interval_ms: int, settle_ms: int, retry_ms: int, max_attempts: int) -> None:
+        self.interval_ms = interval_ms
+        self.seconds = interval_ms < MINUTE_MS
+        self.unit_ms = MINUTE_MS if self.seconds else interval_ms
+        self.settle_ms = settle_ms
+        self.retry_ms = retry_ms
+        self.max_attempts = max_attempts
+        self.units: dict[int, _Unit] = {}
+        self.tally = AuditTally()
+
+    def pending_rows(self) -> int:
+        return sum(len(unit.rows) for unit in self.units.values())
+
+    def add(self, row: Row, trades: int | None) -> None:
+        start = row.start_ms - row.start_ms % self.unit_ms
+        unit = self.units.get(start)
+        if unit is None:
+            unit = self.units[start] = _Unit({}, start + self.unit_ms + self.settle_ms)
+        unit.rows[row.start_ms] = (row, trades)
+
+    def due(self, now_ms: int) -> list[int]:
+        """Unit starts to ask the venue for now, oldest first."""
+        return sorted(
+            start
+            for start, unit in self.units.items()
+            if unit.due_ms <= now_ms
+            and (
+                len(unit.rows) * self.interval_ms >= self.unit_ms
+                or unit.due_ms + self.retry_ms <= now_ms
+            )
+        )
+
+    def settle(
+        self, asked: Iterable[int], candles: Mapping[int, Bar], now_ms: int
+    ) -> list[Outcome]:
+        """Judge the asked units against the candles the venue returned."""
+        outcomes = []
+        for start in asked:
+            unit = self.units.get(start)
+            if unit is None:
+                continue
+            candle = candles.get(start)
+            if candle is None:
+                unit.attempts += 1
+                if unit.attempts >= self.max_attempts:
+                    self.tally.unauditable += len(unit.rows)
+                    del self.units[start]
+                else:
+                    unit.due_ms = now_ms + self.retry_ms
+                continue
+            del self.units[start]
+            if len(unit.rows) * self.interval_ms < self.unit_ms:
+                self.tally.unauditable += len(unit.rows)  # rows of it came before we started
+                continue
+            outcomes.append(self._judge(start, unit, candle))
+        return outcomes
+
+    def _judge(self, start: int, unit: _Unit, candle: Bar) -> Outcome:
+        ordered = [unit.rows[key] for key in sorted(unit.rows)]
+        rows = tuple(row for row, _ in ordered)
+        mismatch = None
+        if self.seconds:
+            problems = audit_minute(
+                rows, candle, self.interval_ms, [n for _, n in ordered]
+            ).problems
+        else:
+            row, trades = ordered[0]
+            mismatch = compare_row(row, candle, trades)
+            problems = (
+                () if mismatch is None else tuple(f"{f} {a} != {b}" for f, a, b in mismatch.fields)
+            )
+        self.tally.audited += len(rows)
+        if problems:
+            self.tally.mismatched += len(rows)
+        else:
+            self.tally.matched += len(rows)
+        return Outcome(start, rows, candle, problems, mismatch)

@@ -1,0 +1,165 @@
+"""The writer's live venue audit, in a thread of its own so it never delays an append.
+
+Every row the writer appends from the aggregator is offered to the ledger of its file
+(services/writer/audit.py). `audit_settle_seconds` after its window (its minute, for seconds
+rows) ended, the thread asks the venue's candleSnapshot for it, batched per file, on a weight
+budget of its own: `audit_weight_share` of the venue's 1200 a minute (the writer's own REST
+budget is the rest). A mismatch is logged once with both rows and never silent:
+- a 1m+ row gets a revision in `{file}.revisions` (the venue's candle is the new row; `hlstream
+  repair` applies it);
+- the seconds rows of a mismatched minute are recorded in `{file}.inexact` (`venue_mismatch`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from hlstream.common import inexact_io, revisions_io
+from hlstream.common.backoff import WeightBudget
+from hlstream.common.config import Settings
+from hlstream.common.csvrow import Row
+from hlstream.common.errors import ProtocolError, TransientError
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.log import EventLog
+from hlstream.common.messages import Bar
+from hlstream.common.revisions import VENUE_MISMATCH
+from hlstream.common.timebucket import format_window
+from hlstream.services.writer.audit import (
+    VENUE_WEIGHT_PER_MINUTE,
+    AuditLedger,
+    AuditTally,
+    Outcome,
+    plan_requests,
+    revision_of,
+)
+from hlstream.services.writer.candles_io import CandleSource, Info
+from hlstream.services.writer.core import row_of
+
+TICK_S = 1.0
+RETRY_MS = 60_000  # a candle the venue does not serve yet is asked for again this much later
+MAX_ATTEMPTS = 5
+FETCH_ATTEMPTS = 2
+
+
+class Auditor:
+    """Ledgers of the writer's files and the thread that audits them against the venue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stop: StopFlag,
+        log: EventLog,
+        info: Info,
+        paths: dict[tuple[str, str], Path],
+        *,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.stop = stop
+        self.log = log
+        self.now_ms = now_ms
+        self.paths = paths
+        settle_ms = int(settings.audit_settle_seconds * 1000)
+        self.ledgers = {
+            (coin, interval): AuditLedger(
+                settings.interval_ms[interval], settle_ms, RETRY_MS, MAX_ATTEMPTS
+            )
+            for coin, interval in paths
+        }
+        with_minute = replace(settings, intervals=tuple(dict.fromkeys((*settings.intervals, "1m"))))
+        self.source = CandleSource(
+            info, with_minute, stop, log, now_ms=now_ms, sleep=time.sleep, rng=random.Random()
+        )
+        self.source.budget = WeightBudget(settings.audit_weight_share * VENUE_WEIGHT_PER_MINUTE)
+        self.lock = threading.Lock()  # the ledgers: the writer offers, the thread settles
+        self.thread = threading.Thread(target=self._run, name="writer-audit", daemon=True)
+
+    def offer(self, bars: list[Bar]) -> None:
+        """Rows just appended (the writer's thread)."""
+        with self.lock:
+            for bar in bars:
+                ledger = self.ledgers.get((bar.coin, bar.interval))
+                if ledger is not None and bar.source != "rest":
+                    ledger.add(row_of(bar), bar.trades)
+
+    def totals(self) -> AuditTally:
+        total = AuditTally()
+        with self.lock:
+            for ledger in self.ledgers.values():
+                total.audited += ledger.tally.audited
+                total.matched += ledger.tally.matched
+                total.mismatched += ledger.tally.mismatched
+                total.unauditable += ledger.tally.unauditable
+        return total
+
+    def pending(self) -> int:
+        with self.lock:
+            return sum(ledger.pending_rows() for ledger in self.ledgers.values())
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout_s: float) -> None:
+        if self.thread.is_alive():
+            self.thread.join(timeout_s)
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.wait(TICK_S):
+                self.tick()
+        except Exception:  # the audit must never take the writer down
+            self.log.exception("audit_crash")
+
+    def tick(self) -> None:
+        """Audit every unit that is due (one batched request per file and range)."""
+        for (coin, interval), ledger in self.ledgers.items():
+            with self.lock:
+                due = ledger.due(self.now_ms())
+            if not due or self.stop.is_set():
+                continue
+            label = interval if not ledger.seconds else "1m"
+            plan = plan_requests({(coin, label): due}, {label: ledger.unit_ms})
+            for request in plan:
+                try:
+                    candles = self.source.candles(
+                        coin, label, request.start_ms, request.end_ms, FETCH_ATTEMPTS
+                    )
+                except (TransientError, ProtocolError):
+                    return  # logged by the source; asked again next tick
+                asked = [s for s in due if request.start_ms <= s < request.end_ms]
+                with self.lock:
+                    outcomes = ledger.settle(asked, {c.start_ms: c for c in candles}, self.now_ms())
+                for outcome in outcomes:
+                    if outcome.problems:
+                        self._mismatch(coin, interval, ledger.seconds, outcome)
+
+    def _mismatch(self, coin: str, interval: str, seconds: bool, outcome: Outcome) -> None:
+        path = self.paths[(coin, interval)]
+        candle = outcome.candle
+        self.log.error(
+            "venue_mismatch",
+            coin=coin,
+            interval=interval,
+            window=format_window(outcome.unit_ms),
+            rows=len(outcome.rows),
+            problems="; ".join(outcome.problems),
+            ours=_values(outcome.rows[0]) if not seconds else "",
+            venue=f"{_values(candle)} n={candle.trades}",
+        )
+        try:
+            if seconds:
+                reason = inexact_io.Reason.VENUE_MISMATCH
+                inexact_io.record(path, [(row.start_ms, reason) for row in outcome.rows])
+            else:
+                revision = revision_of(outcome.rows[0], candle, VENUE_MISMATCH, self.now_ms())
+                revisions_io.append(path, [revision])
+        except OSError as exc:
+            self.log.error("audit_not_recorded", path=str(path), error=str(exc))
+
+
+def _values(row: Row | Bar) -> str:
+    return f"{row.open} {row.high} {row.low} {row.close} {row.volume}"

@@ -1,0 +1,273 @@
+"""`hlstream verify --venue`: audit written rows against the venue's candles (candleSnapshot),
+within a share of the REST weight budget, with a progress bar on stderr.
+
+For each configured coin and interval whose file exists: 1m+ rows are compared with their
+candle (services/writer/audit.py `compare_row`); seconds rows through the 1m candle of their
+minute (`audit_minute`). Windows that ended less than `AUDIT_SETTLE_MS` ago are left out (the
+venue's candle may be unfinished or late). Pending revisions (`{file}.revisions`) are listed.
+Each finding prints as `path:line: kind: message`; exit 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
+
+from hlstream.common import revisions_io
+from hlstream.common.backoff import WeightBudget
+from hlstream.common.config import Settings
+from hlstream.common.csvrow import HEADER, Row, parse_row
+from hlstream.common.errors import HlstreamError, IntegrityError
+from hlstream.common.filenames import csv_filename
+from hlstream.common.lifecycle_io import StopFlag
+from hlstream.common.log import event_log
+from hlstream.common.messages import Bar
+from hlstream.common.rest_io import InfoClient
+from hlstream.common.revisions import pending_revisions
+from hlstream.common.timebucket import format_window, has_rest_candles, parse_interval
+from hlstream.services.writer.audit import (
+    MINUTE_MS,
+    VENUE_WEIGHT_PER_MINUTE,
+    AuditRequest,
+    audit_minute,
+    compare_row,
+    plan_requests,
+)
+from hlstream.services.writer.candles_io import CandleSource
+from hlstream.verify import plural
+from hlstream.verify_io import read_lines, snapshot_size
+
+AUDIT_SETTLE_MS = 120_000
+AUDIT_WEIGHT_SHARE = 0.5  # of the venue's 1200 a minute; the writer keeps the rest
+FETCH_ATTEMPTS = 3
+
+Fetch = Callable[[AuditRequest], list[Bar]]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One file to audit: its coin and interval, and its rows by line number."""
+
+    path: Path
+    coin: str
+    interval: str
+    rows: list[tuple[int, Row]]
+
+
+@dataclass
+class Tally:
+    audited: int = 0
+    matched: int = 0
+    mismatched: int = 0
+    unauditable: int = 0
+
+
+def read_rows(path: Path) -> list[tuple[int, Row]]:
+    """(line number, row) of every data row, read under a brief shared lock."""
+    with path.open("rb") as handle:
+        fd = handle.fileno()
+        rows = []
+        for number, raw in enumerate(read_lines(fd, snapshot_size(fd)), start=1):
+            line = raw.decode("utf-8", "replace")
+            if number == 1 and line.rstrip("\n") == HEADER or not line.endswith("\n"):
+                continue
+            try:
+                rows.append((number, parse_row(line)))
+            except IntegrityError:
+                continue  # `hlstream verify` reports malformed rows
+        return rows
+
+
+def targets(
+    settings: Settings, from_ms: int | None, to_ms: int | None, now_ms: int
+) -> list[Target]:
+    """Every existing file of the configured coins and intervals, rows inside [from, to) and
+    settled."""
+    found = []
+    for coin in settings.coins:
+        for interval in settings.intervals:
+            path = settings.data_dir / csv_filename(coin, interval)
+            if not path.exists():
+                continue
+            step = parse_interval(interval)
+            end = (
+                now_ms - AUDIT_SETTLE_MS if to_ms is None else min(to_ms, now_ms - AUDIT_SETTLE_MS)
+            )
+            rows = [
+                (line, row)
+                for line, row in read_rows(path)
+                if (from_ms is None or row.start_ms >= from_ms) and row.start_ms + step <= end
+            ]
+            found.append(Target(path, coin, interval, rows))
+    return found
+
+
+def _values(row: Row | Bar) -> str:
+    return f"{row.open} {row.high} {row.low} {row.close} {row.volume}"
+
+
+def audit_target(target: Target, fetch: Fetch, out: TextIO, tally: Tally) -> Iterator[int]:
+    """Audit one file, printing its mismatches; yields after each request (for progress)."""
+    rest = has_rest_candles(target.interval)
+    step = parse_interval(target.interval) if rest else MINUTE_MS
+    label = target.interval if rest else "1m"
+    starts = {row.start_ms - row.start_ms % step for _, row in target.rows}
+    for request in plan_requests({(target.coin, label): starts}, {label: step}):
+        candles = {bar.start_ms: bar for bar in fetch(request)}
+        inside = [
+            (line, row)
+            for line, row in target.rows
+            if request.start_ms <= row.start_ms < request.end_ms
+        ]
+        if rest:
+            _compare_rows(target, inside, candles, out, tally)
+        else:
+            _compare_minutes(target, inside, candles, out, tally)
+        yield request.candles
+
+
+def _compare_rows(
+    target: Target,
+    rows: Sequence[tuple[int, Row]],
+    candles: dict[int, Bar],
+    out: TextIO,
+    tally: Tally,
+) -> None:
+    for line, row in rows:
+        candle = candles.get(row.start_ms)
+        if candle is None:
+            tally.unauditable += 1
+            continue
+        tally.audited += 1
+        mismatch = compare_row(row, candle)
+        if mismatch is None:
+            tally.matched += 1
+            continue
+        tally.mismatched += 1
+        fields = ",".join(name for name, _, _ in mismatch.fields)
+        out.write(
+            f"{target.path}:{line}: venue_mismatch: {format_window(row.start_ms)} {fields}: "
+            f"ours {_values(row)} venue {_values(candle)} n={candle.trades}\n"
+        )
+
+
+def _compare_minutes(
+    target: Target,
+    rows: Sequence[tuple[int, Row]],
+    candles: dict[int, Bar],
+    out: TextIO,
+    tally: Tally,
+) -> None:
+    step = parse_interval(target.interval)
+    by_minute: dict[int, list[tuple[int, Row]]] = {}
+    for line, row in rows:
+        by_minute.setdefault(row.start_ms - row.start_ms % MINUTE_MS, []).append((line, row))
+    for minute_ms, members in sorted(by_minute.items()):
+        candle = candles.get(minute_ms)
+        if candle is None or len(members) * step < MINUTE_MS:
+            tally.unauditable += len(members)  # no candle, or the minute is cut by --from/--to
+            continue
+        tally.audited += len(members)
+        audit = audit_minute([row for _, row in members], candle, step)
+        if not audit.problems:
+            tally.matched += len(members)
+            continue
+        tally.mismatched += len(members)
+        out.write(
+            f"{target.path}:{members[0][0]}: venue_mismatch: minute {format_window(minute_ms)} "
+            f"({len(members)} rows): {'; '.join(audit.problems)}: venue {_values(candle)} "
+            f"n={candle.trades}\n"
+        )
+
+
+def list_revisions(target: Target, out: TextIO) -> int:
+    """Print the file's pending revisions; return how many."""
+    try:
+        pending = pending_revisions([row for _, row in target.rows], revisions_io.read(target.path))
+    except IntegrityError as exc:
+        out.write(f"{revisions_io.revisions_path(target.path)}:0: revisions: {exc}\n")
+        return 1
+    lines = {row.start_ms: line for line, row in target.rows}
+    for revision in pending:
+        start = revision.old.start_ms
+        out.write(
+            f"{target.path}:{lines[start]}: revised: {format_window(start)} {revision.reason}: "
+            f"ours {_values(revision.old)} new {_values(revision.new)} (run hlstream repair)\n"
+        )
+    return len(pending)
+
+
+def run_venue_audit(
+    settings: Settings,
+    from_ms: int | None,
+    to_ms: int | None,
+    out: TextIO,
+    err: TextIO,
+    fetch: Fetch | None = None,
+) -> int:
+    """Audit every configured file against the venue; 1 on any mismatch, else 0."""
+    now_ms = int(time.time() * 1000)
+    found = targets(settings, from_ms, to_ms, now_ms)
+    if not found:
+        err.write(
+            f"hlstream verify --venue: no files of the configured coins in {settings.data_dir}\n"
+        )
+        return 1
+    fetch = fetch or _fetcher(settings)
+    tally = Tally()
+    revised = 0
+    progress = tqdm(
+        total=sum(len(t.rows) for t in found),
+        desc="venue audit",
+        unit="row",
+        file=err,
+        ascii=" #",
+        bar_format="{desc} [{bar:30}] {n_fmt}/{total_fmt} rows",
+    )
+    try:
+        for target in found:
+            try:
+                for _ in audit_target(target, fetch, out, tally):
+                    progress.n = tally.audited + tally.unauditable
+                    progress.refresh()
+            except HlstreamError as exc:
+                out.write(f"{target.path}:0: venue_unreachable: {exc}\n")
+                tally.unauditable += len(target.rows)
+            revised += list_revisions(target, out)
+    finally:
+        progress.close()
+    out.flush()
+    err.write(
+        f"hlstream verify --venue: {plural(len(found), 'file')}, {plural(tally.audited, 'row')} "
+        f"audited: {tally.matched} matched, {tally.mismatched} mismatched, "
+        f"{tally.unauditable} unauditable, {plural(revised, 'revision')} pending\n"
+    )
+    return 1 if tally.mismatched or revised else 0
+
+
+def _fetcher(settings: Settings) -> Fetch:
+    """candleSnapshot through the writer's CandleSource, under a budget of our share."""
+    with_minute = replace(settings, intervals=tuple(dict.fromkeys((*settings.intervals, "1m"))))
+    source = CandleSource(
+        InfoClient(settings.info_url, timeout_s=10.0),
+        with_minute,
+        StopFlag(),
+        event_log("cli"),
+        now_ms=lambda: int(time.time() * 1000),
+        sleep=time.sleep,
+        rng=random.Random(),
+    )
+    source.budget = WeightBudget(AUDIT_WEIGHT_SHARE * VENUE_WEIGHT_PER_MINUTE)
+
+    def fetch(request: AuditRequest) -> list[Bar]:
+        return source.candles(
+            request.coin, request.interval, request.start_ms, request.end_ms, FETCH_ATTEMPTS
+        )
+
+    return fetch
