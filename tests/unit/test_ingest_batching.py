@@ -20,7 +20,7 @@ from hlstream.common.messages import Gap, Trade, TradeBatch
 from hlstream.common.tape.format import parse_record, segment_path
 from hlstream.services.ingest import publisher
 from hlstream.services.ingest.core.parse import parse_frame
-from hlstream.services.ingest.link_io import Event, EventKind
+from hlstream.services.ingest.events import Event, EventKind
 from hlstream.services.ingest.publisher import TapeFirst, open_tape
 from hlstream.services.ingest.shell import Ingest
 from tests.support.wire import decode_message

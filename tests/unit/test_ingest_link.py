@@ -11,14 +11,8 @@ from typing import Any
 from hlstream.common.config import Settings
 from hlstream.common.log import EventLog
 from hlstream.services.ingest.channels import Sub
-from hlstream.services.ingest.link_io import (
-    BIG_FRAME_TRADES,
-    DRAIN_MAX,
-    Event,
-    EventKind,
-    Link,
-    Shared,
-)
+from hlstream.services.ingest.events import Event, EventKind
+from hlstream.services.ingest.link_io import BIG_FRAME_TRADES, DRAIN_MAX, Link, Shared
 from hlstream.services.ingest.listing_io import Listing
 from tests.unit.test_wsframes import ws_frame
 

@@ -153,4 +153,4 @@ def test_ingest_reports_distinct_trade_times_and_their_span_per_coin() -> None:
     deduper.admit([make_trade(ts_ms=1_000, tid=t) for t in (1, 2, 3)])
     deduper.admit([make_trade(ts_ms=31_000, tid=4), make_trade(ts_ms=61_000, tid=5)])
 
-    assert deduper.activity_by_coin() == {"BTC": (3, 60_000)}
+    assert deduper.activity_by_coin() == {"BTC": TradeActivity(3, 60_000)}

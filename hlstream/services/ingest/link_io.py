@@ -25,12 +25,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import NamedTuple
 
-import msgspec
 import websocket
 
 from hlstream.common.backoff import Backoff, WindowLimit
@@ -47,7 +43,8 @@ from hlstream.services.ingest.channels import (
     unlisted_coins,
 )
 from hlstream.services.ingest.core.liveness import PONG_TIMEOUT, STALE, Liveness
-from hlstream.services.ingest.core.parse import PING, Frame, FrameKind, parse_frame
+from hlstream.services.ingest.core.parse import PING, FrameKind, parse_frame
+from hlstream.services.ingest.events import Drained, Event, EventKind, Handler
 from hlstream.services.ingest.listing_io import Listing
 from hlstream.services.ingest.reconnect import ReconnectPolicy
 from hlstream.services.ingest.wsframes import OP_CLOSE, OP_PING, OP_PONG, SocketFrames
@@ -68,46 +65,6 @@ BIG_FRAME_TRADES = 32  # the venue's block bursts: one big frame per coin, all a
 SERVER_CLOSES = ("server_close", "connection_closed", "socket_error")
 # Reasons a session ends with a silence in which frames may have been lost.
 SILENT_DEATHS = (PONG_TIMEOUT, STALE)
-
-
-class EventKind(Enum):
-    """What happened on a link (the fields of `Event` each kind fills in brackets)."""
-
-    CONNECTED = "connected"  # [coins]: trade coins just subscribed; next frame is a replay
-    FRAME = "frame"  # [frame, recv_ms, recv_us]
-    MALFORMED = "malformed"  # [text]
-    ERROR = "error"  # [text]: the venue's error frame
-    # [text, recv_ms]: the reason ("stop" on shutdown); after a silent death (SILENT_DEATHS),
-    # the wall time of the last frame received, else 0
-    DISCONNECTED = "disconnected"
-    DELISTED = "delisted"  # [coins]
-    RETIRED = "retired"  # no subscription left on this link
-    CRASHED = "crashed"  # a bug in the link thread
-
-
-class Event(msgspec.Struct, frozen=True):
-    """What a link tells the shell's handler (one per frame: a Struct)."""
-
-    kind: EventKind
-    link: int
-    frame: Frame | None = None
-    recv_ms: int = 0
-    recv_us: int = 0
-    coins: tuple[str, ...] = ()
-    text: str = ""
-
-
-class Drained(NamedTuple):
-    """The events of the frames one read found waiting, and what they vouch for."""
-
-    events: list[Event]
-    covered_ms: int | None  # every frame received before it is in `events` (None: unknown)
-    closed: bool  # the server sent a close frame
-
-
-# The shell's handler: (link index, events in order, covered_ms or None). `covered_ms` says
-# that every frame this link received before it is among the events handed over so far.
-Handler = Callable[[int, list[Event], int | None], None]
 
 
 @dataclass

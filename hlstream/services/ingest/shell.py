@@ -31,8 +31,8 @@ from hlstream.common.config import Settings
 from hlstream.common.errors import ProtocolError
 from hlstream.common.lifecycle_io import StopFlag, StopRequestedError
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Gap, Trade, status_topic
-from hlstream.common.status import FeedStatus, RestTracker, StageStatus, TradeActivity
+from hlstream.common.messages import Gap, status_topic
+from hlstream.common.status import FeedStatus, RestTracker, StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape.format import segment_day
 from hlstream.common.tape.readers_io import tail_trades
@@ -40,10 +40,11 @@ from hlstream.common.tape.writer_io import sync_taken
 from hlstream.common.universe import dex_prefixes, wants_all
 from hlstream.services.ingest.channels import channel_message, plan_subscriptions, shard
 from hlstream.services.ingest.core.coverage import Coverage
-from hlstream.services.ingest.core.dedupe import Deduper, ReplayCheck, admit_batch
+from hlstream.services.ingest.core.dedupe import Deduper, ReplayCheck, admit_batch, by_coin
 from hlstream.services.ingest.core.liveness import silence_gaps
 from hlstream.services.ingest.core.parse import Frame, FrameKind
-from hlstream.services.ingest.link_io import Event, EventKind, Link, Shared
+from hlstream.services.ingest.events import Event, EventKind
+from hlstream.services.ingest.link_io import Link, Shared
 from hlstream.services.ingest.listing_io import Listing
 from hlstream.services.ingest.publisher import TapeFirst, open_tape
 from hlstream.services.ingest.replay_io import ReplayServer
@@ -304,15 +305,7 @@ class Ingest:
             self.counters.channel_msgs += 1
 
     def _on_trades(self, frame: Frame, recv_ms: int, recv_us: int, out: TapeFirst) -> None:
-        by_coin: dict[str, list[Trade]] = {}
-        if frame.coin:  # the venue's frames are one coin's (one subscription each)
-            if frame.coin not in self.delisted:
-                by_coin[frame.coin] = list(frame.trades)
-        else:
-            for trade in frame.trades:
-                if trade.coin not in self.delisted:
-                    by_coin.setdefault(trade.coin, []).append(trade)
-        for coin, batch in by_coin.items():
+        for coin, batch in by_coin(frame.trades, frame.coin, self.delisted).items():
             fresh, duplicates, too_old, gap = admit_batch(self.deduper, self.replay, coin, batch)
             if gap is not None:
                 self._publish_gap(gap, out)
@@ -348,14 +341,13 @@ class Ingest:
             self.out.prune(self.settings.tape_days, segment_day(self.clock.now_ms()))
         if now >= self._next_summary:
             self._next_summary = now + SUMMARY_EVERY_S
-            keys = self.deduper.key_count()
             counters = asdict(self.counters)
-            self.log.info("ingest_summary", links_up=len(self.coverage.up), keys=keys, **counters)
+            up, keys = len(self.coverage.up), self.deduper.key_count()
+            self.log.info("ingest_summary", links_up=up, keys=keys, **counters)
         return heartbeat
 
     def _write_heartbeat(self, heartbeat: StageStatus | None) -> None:
-        """ingest-status.json, written outside the lock the links publish under."""
-        if heartbeat is not None:
+        if heartbeat is not None:  # ingest-status.json, outside the lock the links publish under
             write_status(self.settings.run_dir, heartbeat)
 
     def _publish_status(self) -> StageStatus:
@@ -383,10 +375,7 @@ class Ingest:
             backlog_bytes=self._backlog(),
             connected_since_ms=since_ms if connected else None,
             disconnected_since_ms=None if connected else since_ms,
-            activity={
-                coin: TradeActivity(times, span_ms)
-                for coin, (times, span_ms) in self.deduper.activity_by_coin().items()
-            },
+            activity=self.deduper.activity_by_coin(),
         )
         session = "" if self.out is None else self.out.bus.session
         counters = asdict(self.counters)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from hlstream.common.messages import Gap, Trade
+from hlstream.common.status import TradeActivity
 
 DEFAULT_HORIZON_MS = 15 * 60 * 1000
 DEFAULT_MAX_KEYS_PER_COIN = 20_000
@@ -63,11 +64,11 @@ class Deduper:
     def newest_by_coin(self) -> dict[str, int]:
         return {c: s.newest_ms for c, s in self._coins.items() if s.newest_ms is not None}
 
-    def activity_by_coin(self) -> dict[str, tuple[int, int]]:
+    def activity_by_coin(self) -> dict[str, TradeActivity]:
         """Per coin: distinct trade times held (up to the horizon before its newest) and the
         span in ms from the first of them opened to the newest."""
         return {
-            c: (len(s.order), max(0, s.newest_ms - s.order[0]))
+            c: TradeActivity(len(s.order), max(0, s.newest_ms - s.order[0]))
             for c, s in self._coins.items()
             if s.newest_ms is not None and s.order
         }
@@ -211,3 +212,15 @@ def admit_batch(deduper: Deduper, replay: ReplayCheck, coin: str, batch: list[Tr
     fresh, duplicates = deduper.admit(batch)
     gap = replay.check(coin, batch, known, last_ms)
     return Admission(fresh, duplicates, deduper.too_old - too_old_before, gap)
+
+
+def by_coin(trades: Iterable[Trade], coin: str, delisted: set[str]) -> dict[str, list[Trade]]:
+    """A frame's trades per coin, in order, without the delisted coins' (`coin`: the frame's
+    one coin, as the venue's frames are, or "" when they are mixed)."""
+    if coin:
+        return {} if coin in delisted else {coin: list(trades)}
+    out: dict[str, list[Trade]] = {}
+    for trade in trades:
+        if trade.coin not in delisted:
+            out.setdefault(trade.coin, []).append(trade)
+    return out
