@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -263,28 +263,28 @@ def _level(level: Any) -> BookLevel:
     return BookLevel(_text(level, "px"), _text(level, "sz"), orders)
 
 
-def _coin(data: dict[str, Any], what: str) -> str:
+def _coin(data: Mapping[str, object], what: str) -> str:
     coin = data.get("coin")
     if not isinstance(coin, str) or not coin:
         raise ProtocolError(f"{what} has no coin")
     return coin
 
 
-def _time(data: dict[str, Any], what: str) -> int:
+def _time(data: Mapping[str, object], what: str) -> int:
     ts_ms = normalize_ts_ms(data.get("time"))
     if ts_ms is None:
         raise ProtocolError(f"{what} has no usable time")
     return ts_ms
 
 
-def _text(data: dict[str, Any], key: str) -> str:
+def _text(data: Mapping[str, object], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
         raise ProtocolError(f"field {key!r} is not a decimal string")
     return value
 
 
-def _int(data: dict[str, Any], key: str) -> int:
+def _int(data: Mapping[str, object], key: str) -> int:
     value = data.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ProtocolError(f"field {key!r} is not an integer")
