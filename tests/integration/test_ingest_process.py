@@ -339,3 +339,16 @@ def test_zombie_feed_is_replaced_within_stale_seconds_despite_a_torn_tape(
         if proc.poll() is None:
             proc.kill()
         shutdown()
+
+
+def test_a_stop_while_the_listing_is_unreachable_starts_no_link(run_dir: Path) -> None:
+    proc = start_ingest(run_dir, "ws://127.0.0.1:9/ws", "http://127.0.0.1:9/info")
+    deadline = time.monotonic() + 15
+    while not (run_dir / "ingest-status.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    code, stderr = stop_process(proc)
+
+    assert code == 0, stderr
+    assert "event=meta_unavailable" in stderr, "it was retrying the listing"
+    assert "event=links_planned" not in stderr and "event=ws_connect" not in stderr

@@ -22,7 +22,7 @@ from typing import Any
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings, validate
 from hlstream.common.errors import ProtocolError, TransientError
-from hlstream.common.lifecycle_io import StopFlag, call_until_stopped
+from hlstream.common.lifecycle_io import StopFlag, StopRequestedError, call_until_stopped
 from hlstream.common.log import EventLog
 from hlstream.common.rest_io import FOREVER, InfoClient, call_with_retry
 from hlstream.common.status import RestTracker
@@ -79,7 +79,7 @@ class Listing:
         sleep: Callable[[float], None],
     ) -> Settings:
         """`settings` with `coins = "all"` expanded and, if asked, every coin checked against
-        the listing (ConfigError for an unknown one); unchanged if stopped while retrying."""
+        the listing (ConfigError for an unknown one); StopRequestedError if stopped first."""
 
         def fetch() -> tuple[Any, set[str]]:
             try:
@@ -111,7 +111,7 @@ class Listing:
             )
         except TransientError:
             if stop.is_set():
-                return settings
+                raise StopRequestedError from None
             raise
         coins = resolve_coins(settings, meta)
         if coins != settings.coins:

@@ -123,22 +123,16 @@ class Ingest:
             Publisher(self.context, settings.trades_endpoint, curve=keys),
             self.log,
         )
-        watched = settings.coins + settings.book_coins + settings.bbo_coins
-        listing = Listing(settings.info_url, dex_prefixes(watched), self.rest)
-        replay = ReplayServer(
-            self.context,
-            settings.replay_endpoint,
-            settings.data_dir,
-            settings.coins,
-            lambda: out.ends,
-            self.log,
-            keys,
-        )
+        watched = dex_prefixes(settings.coins + settings.book_coins + settings.bbo_coins)
+        listing = Listing(settings.info_url, watched, self.rest)
+        where = (settings.replay_endpoint, settings.data_dir, settings.coins)
+        replay = ReplayServer(self.context, *where, lambda: out.ends, self.log, keys)
         replay.start()
         try:
             self._write_heartbeat(self._tick(self.clock.monotonic()))
             if settings.validate_coins or wants_all(settings.coins):
                 self.settings = listing.check(settings, self.stop, self.clock, self.log, self._idle)
+                replay.coins = self.settings.coins  # `all` expanded
             self._seed_from_tape(out)
             self._start_links(listing)
             self._pump(out)
