@@ -47,6 +47,24 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def create_whole(path: Path, data: bytes) -> bool:
+    """Create `path` holding `data`, durably, so that no reader ever sees it empty or short,
+    and never over an existing file (another process may have made it): False if it exists."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temp, path)  # fails with FileExistsError instead of replacing
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
+
+
 def last_line_end(fd: int, size: int) -> int:
     """Offset just after the last `\\n` in the first `size` bytes of `fd` (0 if none)."""
     end = size

@@ -75,3 +75,14 @@ def test_a_held_lock_refuses_the_second_holder_naming_the_first(tmp_path: Path) 
     second = hold_lock(path, "pid 4", "refused")  # released with its descriptor
     os.close(second)
     assert path.read_text() == "pid 4\n"
+
+
+def test_create_whole_makes_a_file_whole_and_never_replaces_one(tmp_path):
+    path = tmp_path / "btc_5s_data.csv"
+
+    assert durable.create_whole(path, b"Datetime,Open\n")
+    assert path.read_bytes() == b"Datetime,Open\n"
+    path.write_bytes(b"Datetime,Open\nrow\n")  # another process appended meanwhile
+    assert not durable.create_whole(path, b"Datetime,Open\n")
+    assert path.read_bytes() == b"Datetime,Open\nrow\n", "an existing file is never replaced"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name], "no temp file left"

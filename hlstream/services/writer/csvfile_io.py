@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hlstream.common.csvrow import HEADER_LINE, Row, format_row, parse_row
-from hlstream.common.durable import fsync_dir, last_line_end
+from hlstream.common.durable import create_whole, last_line_end
 from hlstream.common.errors import IntegrityError, TransientError
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
@@ -53,8 +53,9 @@ class CsvFile:
         return self
 
     def _open_fd(self) -> None:
-        created = not self.path.exists()
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        if create_whole(self.path, _HEADER_BYTES):  # a reader never sees it without its header
+            self.log.info("csv_created", path=str(self.path))
+        self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         try:
             with self._locked(fcntl.LOCK_EX):
                 self._check_header()
@@ -63,8 +64,6 @@ class CsvFile:
         except BaseException:
             self.close()
             raise
-        if created:
-            fsync_dir(self.path.parent)
 
     def close(self) -> None:
         if self.fd >= 0:
