@@ -32,7 +32,8 @@ from hlstream.common.tape.readers_io import (
     tape_coins,
 )
 from hlstream.common.timebucket import parse_interval
-from hlstream.rebuild_io import coverage_end, writer_running
+from hlstream.rebuild_io import coverage_end
+from hlstream.services.writer.dirlock import writer_running
 
 TRADE_COLUMNS = ("coin", "ts_ms", "tid", "side", "price", "size", "hash")
 BAR_COLUMNS = ("coin", "start_ms", "open", "high", "low", "close", "volume")

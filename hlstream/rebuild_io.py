@@ -61,7 +61,7 @@ from hlstream.rebuild import (
     tape_bars,
 )
 from hlstream.services.writer.core import row_of
-from hlstream.services.writer.dirlock import DATA_LOCK_FILE
+from hlstream.services.writer.dirlock import writer_running
 from hlstream.verify import Finding, plural
 from hlstream.verify_io import read_lines, snapshot_size
 
@@ -92,20 +92,6 @@ def parse_time(text: str, name: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
-
-
-def writer_running(data_dir: Path) -> bool:
-    try:
-        fd = os.open(data_dir / DATA_LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def _writer_intervals(settings: Settings) -> set[str]:

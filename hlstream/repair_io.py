@@ -13,7 +13,6 @@ Invariants:
 from __future__ import annotations
 
 import fcntl
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -28,23 +27,8 @@ from hlstream.common.revisions import Applied, apply_revisions
 from hlstream.common.status_io import read_status
 from hlstream.common.timebucket import format_window
 from hlstream.rebuild import row_line
-from hlstream.services.writer.dirlock import DATA_LOCK_FILE
+from hlstream.services.writer.dirlock import writer_running
 from hlstream.verify import plural
-
-
-def writer_running(data_dir: Path) -> bool:
-    """Whether a writer holds the data dir's lock."""
-    try:
-        fd = os.open(data_dir / DATA_LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def _rows(path: Path) -> list[Row]:

@@ -7,6 +7,7 @@ The lock dies with the process (even on SIGKILL), so a crash never leaves a stal
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -24,3 +25,18 @@ def hold_dir_lock(data_dir: Path, run_dir: Path) -> int:
         f"data dir {data_dir} is already written by another hlstream writer",
         ConfigError,
     )
+
+
+def writer_running(data_dir: Path) -> bool:
+    """Whether a writer holds the data dir's lock (tools refuse to replace its files then)."""
+    try:
+        fd = os.open(data_dir / DATA_LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
