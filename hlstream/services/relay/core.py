@@ -99,10 +99,6 @@ def gap_msg_id(gap: Gap) -> str:
     return f"gap:{gap.coin}:{gap.from_ms}:{gap.to_ms}"
 
 
-def record_msg_id(record: Record) -> str:
-    return trade_msg_id(record) if isinstance(record, Trade) else gap_msg_id(record)
-
-
 def bar_msg_id(interval: str, coin: str, start_ms: int, revision: int) -> str:
     return f"{interval}:{coin}:{start_ms}:{revision}"
 
