@@ -35,20 +35,22 @@ def _storm(pgid: int, storm: str) -> None:
         os.killpg(pgid, second)
 
 
-def _stopped(proc: subprocess.Popen[bytes], run_dir: Path, log: Path, storm: str) -> str | None:
+def _stopped(
+    proc: subprocess.Popen[bytes], run_dir: Path, log: Path, storm: str, within_s: float
+) -> str | None:
     """None if `proc` exited 0 within the limit and nothing of its run dir survives."""
     sent = time.monotonic()
     _storm(proc.pid, storm)
     try:
-        code = proc.wait(timeout=STOP_WITHIN_S)
+        code = proc.wait(timeout=within_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        return f"{storm}: still running {STOP_WITHIN_S}s after the storm\n{log.read_text()[-2000:]}"
+        return f"{storm}: still running {within_s}s after the storm\n{log.read_text()[-2000:]}"
     took = time.monotonic() - sent
     if code != 0:
         return f"{storm}: exit {code} after {took:.2f}s\n{log.read_text()[-2000:]}"
-    deadline = time.monotonic() + max(0.5, STOP_WITHIN_S - took)
+    deadline = time.monotonic() + max(0.5, within_s - took)
     while pids_with_run_dir(run_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
     left = pids_with_run_dir(run_dir)
@@ -57,7 +59,9 @@ def _stopped(proc: subprocess.Popen[bytes], run_dir: Path, log: Path, storm: str
     return f"{storm}: processes {left} outlived the stop" if left else None
 
 
-def pipeline_trial(exchange: FakeExchange, base: Path, storm: str) -> str | None:
+def pipeline_trial(
+    exchange: FakeExchange, base: Path, storm: str, within_s: float = STOP_WITHIN_S
+) -> str | None:
     pipeline = Pipeline(exchange, base, coins="BTC,ETH", intervals="5s", backfill_hours="0")
     pipeline.start(new_session=True)
     assert pipeline.proc is not None
@@ -67,10 +71,12 @@ def pipeline_trial(exchange: FakeExchange, base: Path, storm: str) -> str | None
     except AssertionError as exc:
         pipeline.proc.kill()
         return f"not ready: {exc}\n{pipeline.output()[-2000:]}"
-    return _stopped(pipeline.proc, pipeline.run_dir, pipeline.output_path, storm)
+    return _stopped(pipeline.proc, pipeline.run_dir, pipeline.output_path, storm, within_s)
 
 
-def stage_trial(exchange: FakeExchange, base: Path, stage: str, storm: str) -> str | None:
+def stage_trial(
+    exchange: FakeExchange, base: Path, stage: str, storm: str, within_s: float = STOP_WITHIN_S
+) -> str | None:
     base.mkdir(parents=True)
     run_dir, log = base / "run", base / f"{stage}.log"
     env = dict(
@@ -99,7 +105,7 @@ def stage_trial(exchange: FakeExchange, base: Path, stage: str, storm: str) -> s
         proc.kill()
         proc.wait()
         return f"not ready: {exc}\n{log.read_text()[-2000:]}"
-    return _stopped(proc, run_dir, log, storm)
+    return _stopped(proc, run_dir, log, storm, within_s)
 
 
 def run_trials(trial: Callable[[Path, str], str | None], tmp_path: Path, trials: int) -> None:
