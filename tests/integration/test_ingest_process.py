@@ -343,8 +343,13 @@ def test_zombie_feed_is_replaced_within_stale_seconds_despite_a_torn_tape(
 
 def test_a_stop_while_the_listing_is_unreachable_starts_no_link(run_dir: Path) -> None:
     proc = start_ingest(run_dir, "ws://127.0.0.1:9/ws", "http://127.0.0.1:9/info")
-    deadline = time.monotonic() + 15
-    while not (run_dir / "ingest-status.json").exists() and time.monotonic() < deadline:
+
+    def retrying() -> bool:  # its heartbeat counts the listing's failed requests
+        status = read_status(run_dir, "ingest")
+        return status is not None and status.rest is not None and status.rest.failures >= 2
+
+    deadline = time.monotonic() + 20
+    while not retrying() and time.monotonic() < deadline:
         time.sleep(0.05)
 
     code, stderr = stop_process(proc)
