@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from http.server import ThreadingHTTPServer
 from typing import TypeVar
 
+from hlstream.common.timebucket import parse_interval
 from hlstream.sim import market, rest
-from hlstream.sim.faults import Faults, RestFault
+from hlstream.sim.faults import CandleFault, Faults, RestFault
 from hlstream.sim.market import Listing, VenueTrade, dumps
 from hlstream.sim.ws import WsServer, trade_frames
 
@@ -169,6 +170,30 @@ class FakeExchange:
                 self._faults.candle_edits[coin] = dict(fields)
             else:
                 self._faults.candle_edits.pop(coin, None)
+
+    def set_candle_fault(
+        self,
+        coin: str,
+        start_ms: int,
+        *,
+        interval: str = "1m",
+        edit: dict[str, object] | None = None,
+        late_s: float | None = None,
+        missing: bool = False,
+    ) -> None:
+        """Serve `coin`'s one candle at `start_ms` with `edit`'s fields replaced (e.g. `{"v":
+        "1.5", "n": 3}`), or only from `late_s` seconds after its window ended, or never
+        (`missing`); with none of them, as it is."""
+        fault = CandleFault(
+            dict(edit or {}),
+            0 if late_s is None else start_ms + parse_interval(interval) + int(late_s * 1000),
+            missing,
+        )
+        with self._lock:
+            if fault == CandleFault():
+                self._faults.candle_faults.pop((coin, interval, start_ms), None)
+            else:
+                self._faults.candle_faults[(coin, interval, start_ms)] = fault
 
     def set_zombie(self, on: bool) -> None:
         """While on, connections stay open but the server sends nothing and ignores input."""
@@ -328,5 +353,12 @@ class FakeExchange:
         if fault is not None:
             self._stopping.wait(fault.delay_s)  # outside the lock: other requests go on
         with self._lock:
-            edits = self._faults.candle_edits
-            return rest.answer(body, self._listing, self._logs, _now_ms(), edits)
+            faults = self._faults
+            return rest.answer(
+                body,
+                self._listing,
+                self._logs,
+                _now_ms(),
+                faults.candle_edits,
+                faults.candle_faults,
+            )

@@ -6,6 +6,7 @@ Read and written under the exchange's lock; FakeExchange's methods are the way t
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -17,6 +18,22 @@ class RestFault:
     count: int
     retry_after_s: float | None = None
     delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CandleFault:
+    """How candleSnapshot serves one candle: with `edit`'s fields replaced (a venue that
+    disagrees), absent until `published_ms` (a candle published late), or never (`missing`)."""
+
+    edit: Mapping[str, object] = field(default_factory=dict)
+    published_ms: int = 0
+    missing: bool = False
+
+    def served(self, now_ms: int) -> bool:
+        return not self.missing and now_ms >= self.published_ms
+
+
+CandleKey = tuple[str, str, int]  # (coin, interval, window start ms)
 
 
 @dataclass(slots=True)
@@ -35,6 +52,7 @@ class Faults:
     blackhole: set[str | None] = field(default_factory=set)
     # Coins whose candles are served with these fields replaced (a venue that disagrees).
     candle_edits: dict[str, dict[str, object]] = field(default_factory=dict)
+    candle_faults: dict[CandleKey, CandleFault] = field(default_factory=dict)  # one candle each
     rest_now: RestFault = field(default_factory=lambda: RestFault(0, 0))  # before the queue
     rest_queue: deque[RestFault] = field(default_factory=deque)
 

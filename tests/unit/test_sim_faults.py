@@ -1,9 +1,14 @@
-"""The fake exchange's REST fault queue (sim.faults), which fail_rest, queue_rest_fault and
-delay_rest fill and every /info request spends."""
+"""The fake exchange's REST fault queue (sim.faults, which fail_rest, queue_rest_fault and
+delay_rest fill and every /info request spends) and the candle faults candleSnapshot meets."""
 
 from __future__ import annotations
 
-from hlstream.sim.faults import Faults, RestFault
+import json
+import random
+
+from hlstream.sim import market, rest
+from hlstream.sim.faults import CandleFault, Faults, RestFault
+from hlstream.sim.market import Listing
 
 
 def spend(faults: Faults, requests: int) -> list[tuple[int, float]]:
@@ -35,3 +40,27 @@ def test_blackhole_of_none_silences_every_coin() -> None:
     assert not faults.is_sent("BTC") and faults.is_sent("ETH")
     faults.blackhole.add(None)
     assert not faults.is_sent("ETH")
+
+
+def test_candle_faults_change_delay_or_withhold_one_candle_each() -> None:
+    minute = 60_000
+    t0 = 1_764_500_040_000 - 1_764_500_040_000 % minute
+    rng = random.Random(1)
+    trades = [market.venue_trade("BTC", t0 + k * 20_000, "100", "1", rng) for k in range(12)]
+    listing = Listing(["BTC"], [], set())
+    faults = {
+        ("BTC", "1m", t0): CandleFault({"v": "9", "c": "101", "n": 7}),
+        ("BTC", "1m", t0 + minute): CandleFault(published_ms=t0 + 10 * minute),
+        ("BTC", "1m", t0 + 2 * minute): CandleFault(missing=True),
+        ("BTC", "5m", t0 + minute): CandleFault(missing=True),  # another interval's key
+    }
+    body = {"type": "candleSnapshot", "req": {"coin": "BTC", "interval": "1m", "startTime": t0}}
+
+    def served(now_ms: int) -> dict[int, tuple[str, str, int]]:
+        reply = rest.answer(body, listing, {"BTC": trades}, now_ms, None, faults)
+        return {c["t"]: (c["v"], c["c"], c["n"]) for c in json.loads(reply.text)}
+
+    before = served(t0 + 9 * minute)
+    assert before == {t0: ("9", "101", 7), t0 + 3 * minute: ("3.0", "100", 3)}
+    after = served(t0 + 10 * minute)
+    assert after == {**before, t0 + minute: ("3.0", "100", 3)}, "published late, then served"

@@ -237,16 +237,27 @@ class AuditLedger:
     minute of seconds rows once it holds all of them (its last row is written a grace after
     the minute ended); one still short `retry_ms` later is unauditable (rows of it came
     before the writer started). A unit whose candle the venue does not serve is retried
-    `retry_ms` later, `max_attempts` times in all, then counted unauditable.
+    `retry_ms` later, `max_attempts` times in all, then counted unauditable. The file is
+    asked at most once per `period_ms` (`asked`), so that one request batches the units that
+    came due meanwhile (`audit_period_s`).
     """
 
-    def __init__(self, interval_ms: int, settle_ms: int, retry_ms: int, max_attempts: int) -> None:
+    def __init__(
+        self,
+        interval_ms: int,
+        settle_ms: int,
+        retry_ms: int,
+        max_attempts: int,
+        period_ms: int = 0,
+    ) -> None:
         self.interval_ms = interval_ms
         self.seconds = interval_ms < MINUTE_MS
         self.unit_ms = MINUTE_MS if self.seconds else interval_ms
         self.settle_ms = settle_ms
         self.retry_ms = retry_ms
         self.max_attempts = max_attempts
+        self.period_ms = period_ms
+        self.next_ask_ms = 0
         self.units: dict[int, _Unit] = {}
         self.tally = AuditTally()
 
@@ -260,8 +271,15 @@ class AuditLedger:
             unit = self.units[start] = _Unit({}, start + self.unit_ms + self.settle_ms)
         unit.rows[row.start_ms] = (row, trades)
 
+    def asked(self, now_ms: int) -> None:
+        """The venue was asked for the file's due units: the next ask waits a period."""
+        self.next_ask_ms = now_ms + self.period_ms
+
     def due(self, now_ms: int) -> list[int]:
-        """Unit starts to ask the venue for now, oldest first."""
+        """Unit starts to ask the venue for now, oldest first ([] within a period of the last
+        ask)."""
+        if now_ms < self.next_ask_ms:
+            return []
         return sorted(
             start
             for start, unit in self.units.items()

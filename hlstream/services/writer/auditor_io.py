@@ -4,7 +4,10 @@ Every row the writer appends from the aggregator is offered to the ledger of its
 (services/writer/audit.py). `audit_settle_seconds` after its window (its minute, for seconds
 rows) ended, the thread asks the venue's candleSnapshot for it, batched per file, on a weight
 budget of its own: `audit_weight_share` of the venue's 1200 a minute (the writer's own REST
-budget is the rest). A mismatch is logged once with both rows and never silent:
+budget is the rest). Each file is asked at most once per `audit_period_s`, so one request
+batches what came due meanwhile; a tick asks only what the budget allows now and the next
+tick goes on from the file it stopped at, so every file gets its turn. A mismatch is logged
+once with both rows and never silent:
 - a 1m+ row gets a revision in `{file}.revisions` (the venue's candle is the new row; `hlstream
   repair` applies it);
 - the seconds rows of a mismatched minute are recorded in `{file}.inexact` (`venue_mismatch`).
@@ -30,10 +33,12 @@ from hlstream.common.messages import Bar
 from hlstream.common.revisions import VENUE_MISMATCH
 from hlstream.common.timebucket import format_window
 from hlstream.services.writer.audit import (
+    MINUTE_MS,
     VENUE_WEIGHT_PER_MINUTE,
     AuditLedger,
     AuditTally,
     Outcome,
+    audit_period_s,
     plan_requests,
     revision_of,
 )
@@ -58,23 +63,36 @@ class Auditor:
         paths: dict[tuple[str, str], Path],
         *,
         now_ms: Callable[[], int],
+        clock_s: Callable[[], float] = time.monotonic,
+        retry_ms: int = RETRY_MS,
+        max_attempts: int = MAX_ATTEMPTS,
+        period_ms: int | None = None,
     ) -> None:
+        """`period_ms` None: each file's from `audit_period_s`; `clock_s`: the budget's."""
         self.stop = stop
         self.log = log
         self.now_ms = now_ms
+        self.clock_s = clock_s
         self.paths = paths
-        settle_ms = int(settings.audit_settle_seconds * 1000)
-        self.ledgers = {
-            (coin, interval): AuditLedger(
-                settings.interval_ms[interval], settle_ms, RETRY_MS, MAX_ATTEMPTS
+        settle_s = settings.audit_settle_seconds
+        self.ledgers: dict[tuple[str, str], AuditLedger] = {}
+        for coin, interval in paths:
+            unit_ms = max(settings.interval_ms[interval], MINUTE_MS)
+            period = audit_period_s(len(paths), settings.audit_weight_share, settle_s, unit_ms)
+            self.ledgers[(coin, interval)] = AuditLedger(
+                settings.interval_ms[interval],
+                int(settle_s * 1000),
+                retry_ms,
+                max_attempts,
+                int(period * 1000) if period_ms is None else period_ms,
             )
-            for coin, interval in paths
-        }
+        self.cursor = 0  # the file the next tick starts with
         with_minute = replace(settings, intervals=tuple(dict.fromkeys((*settings.intervals, "1m"))))
         self.source = CandleSource(
             info, with_minute, stop, log, now_ms=now_ms, sleep=time.sleep, rng=random.Random()
         )
         self.source.budget = WeightBudget(settings.audit_weight_share * VENUE_WEIGHT_PER_MINUTE)
+        self.source.clock_s = clock_s
         self.lock = threading.Lock()  # the ledgers: the writer offers, the thread settles
         self.thread = threading.Thread(target=self._run, name="writer-audit", daemon=True)
 
@@ -115,27 +133,42 @@ class Auditor:
             self.log.exception("audit_crash")
 
     def tick(self) -> None:
-        """Audit every unit that is due (one batched request per file and range)."""
-        for (coin, interval), ledger in self.ledgers.items():
+        """Audit the due units of each file in turn, from where the last tick stopped, while
+        the budget allows: one batched request per file and range."""
+        keys = list(self.ledgers)
+        for turn in range(len(keys)):
+            index = (self.cursor + turn) % len(keys)
+            if self.stop.is_set() or not self._audit(*keys[index]):
+                self.cursor = index
+                return
+
+    def _audit(self, coin: str, interval: str) -> bool:
+        """Ask the venue for the file's due units; False when the budget is short of the next
+        request (its units stay due)."""
+        ledger = self.ledgers[(coin, interval)]
+        with self.lock:
+            due = ledger.due(self.now_ms())
+        if not due:
+            return True
+        label = interval if not ledger.seconds else "1m"
+        for request in plan_requests({(coin, label): due}, {label: ledger.unit_ms}):
+            if self.source.budget.wait_s(request.weight, self.clock_s()) > 0:
+                return False
+            try:
+                candles = self.source.candles(
+                    coin, label, request.start_ms, request.end_ms, FETCH_ATTEMPTS
+                )
+            except (TransientError, ProtocolError):
+                break  # logged by the source; asked again after a period
+            asked = [s for s in due if request.start_ms <= s < request.end_ms]
             with self.lock:
-                due = ledger.due(self.now_ms())
-            if not due or self.stop.is_set():
-                continue
-            label = interval if not ledger.seconds else "1m"
-            plan = plan_requests({(coin, label): due}, {label: ledger.unit_ms})
-            for request in plan:
-                try:
-                    candles = self.source.candles(
-                        coin, label, request.start_ms, request.end_ms, FETCH_ATTEMPTS
-                    )
-                except (TransientError, ProtocolError):
-                    return  # logged by the source; asked again next tick
-                asked = [s for s in due if request.start_ms <= s < request.end_ms]
-                with self.lock:
-                    outcomes = ledger.settle(asked, {c.start_ms: c for c in candles}, self.now_ms())
-                for outcome in outcomes:
-                    if outcome.problems:
-                        self._mismatch(coin, interval, ledger.seconds, outcome)
+                outcomes = ledger.settle(asked, {c.start_ms: c for c in candles}, self.now_ms())
+            for outcome in outcomes:
+                if outcome.problems:
+                    self._mismatch(coin, interval, ledger.seconds, outcome)
+        with self.lock:
+            ledger.asked(self.now_ms())
+        return True
 
     def _mismatch(self, coin: str, interval: str, seconds: bool, outcome: Outcome) -> None:
         path = self.paths[(coin, interval)]

@@ -68,6 +68,7 @@ class CandleSource:
         self.sleep = sleep
         self.rng = rng
         self.budget = WeightBudget(REST_WEIGHT_PER_MINUTE)
+        self.clock_s: Callable[[], float] = time.monotonic  # the budget's clock
         self.errors = 0
         self.health = RestTracker()  # every attempt's outcome, for the heartbeat
 
@@ -142,11 +143,11 @@ class CandleSource:
 
     def _spend(self, weight: float) -> None:
         """Wait until the shared budget allows `weight`, then spend it."""
-        wait_s = self.budget.wait_s(weight, time.monotonic())
+        wait_s = self.budget.wait_s(weight, self.clock_s())
         if wait_s > 0:
             self.log.info("rest_weight_wait", wait_ms=int(wait_s * 1000), weight=weight)
             self.stop.wait(wait_s)
-        self.budget.spend(weight, time.monotonic())
+        self.budget.spend(weight, self.clock_s())
 
     def settled_candle(self, bar: Bar, prev_close: str | None) -> tuple[Bar | None, str]:
         """The bar to write instead of partial `bar`, or (None, reason) to write it as is.
