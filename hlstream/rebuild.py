@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from hlstream.common.csvrow import Row, parse_row
+from hlstream.common.csvrow import Row, parse_row, row_line
 from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar, Gap, Trade
 from hlstream.common.tape.format import Record
@@ -170,12 +170,6 @@ class Comparison:
 
     def count(self, change: Change) -> int:
         return sum(1 for item in self.changes.values() if item is change)
-
-
-def row_line(row: Row) -> str:
-    """The CSV line (with its newline) of a row."""
-    fields = (format_window(row.start_ms), row.open, row.high, row.low, row.close, row.volume)
-    return ",".join(fields) + "\n"
 
 
 def _show(row: Row) -> str:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms
 from hlstream.common.config import ALL_COINS, Settings
-from hlstream.common.csvrow import HEADER_LINE, Row
+from hlstream.common.csvrow import HEADER_LINE, Row, row_line
 from hlstream.common.decimals import format_decimal
 from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
@@ -57,7 +57,6 @@ from hlstream.rebuild import (
     journal_after,
     metered,
     parse_lines,
-    row_line,
     tape_bars,
 )
 from hlstream.services.writer.core import row_of

@@ -51,6 +51,7 @@ class Settings:
     pong_timeout_seconds: float = 5.0
     audit_settle_seconds: float = 180.0
     audit_weight_share: float = 0.25
+    audit_apply_at_rollover: bool = False
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 60.0
     validate_coins: bool = True

@@ -36,6 +36,12 @@ def format_row(bar: Bar) -> str:
     return ",".join(fields) + "\n"
 
 
+def row_line(row: Row) -> str:
+    """The CSV line (with trailing newline) of a row."""
+    fields = (format_window(row.start_ms), row.open, row.high, row.low, row.close, row.volume)
+    return ",".join(fields) + "\n"
+
+
 def parse_row(line: str) -> Row:
     """Parse one CSV line (newline optional); raise IntegrityError if it is not a valid row."""
     text = line.rstrip("\n")

@@ -24,6 +24,7 @@ SETTING_HELP: dict[str, str] = {
     "pong_timeout_seconds": "a ping unanswered for this long: the link is dead, reconnect",
     "audit_settle_seconds": "audit a row against the venue's candle this long after it ended",
     "audit_weight_share": "share of the venue's REST weight the audit may spend (0: no audit)",
+    "audit_apply_at_rollover": "the writer applies closed days' revisions at each UTC midnight",
     "backoff_base_seconds": "first reconnect / retry delay",
     "backoff_cap_seconds": "longest reconnect / retry delay",
     "validate_coins": "check coins against the exchange's meta/spotMeta before subscribing",

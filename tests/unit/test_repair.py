@@ -12,11 +12,10 @@ import pytest
 
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.config import Settings
-from hlstream.common.csvrow import HEADER_LINE, Row
+from hlstream.common.csvrow import HEADER_LINE, Row, row_line
 from hlstream.common.errors import ConfigError
 from hlstream.common.inexact_io import Reason
 from hlstream.common.revisions import GAP_AFTER_CLOSE, Revision
-from hlstream.rebuild import row_line
 from hlstream.repair_io import run_repair
 from hlstream.services.writer.dirlock import DATA_LOCK_FILE
 

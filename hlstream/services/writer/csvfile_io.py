@@ -7,7 +7,10 @@ Invariants kept (DESIGN.md "CSV files"):
 - a failed write or fsync truncates the file back to its size before the append, so a reader
   never sees a half line, and raises TransientError (the bar stays un-acked, retried later);
 - a file whose header is not exactly ours is refused (IntegrityError), never overwritten;
-- the last row is found by reading the tail in blocks from the end, never the whole file.
+- the last row is found by reading the tail in blocks from the end, never the whole file;
+- an append never goes to a file replaced since it was opened (revisions applied: temp and
+  rename under the old file's lock, common/revisions_io.py): under the lock, a descriptor
+  whose inode is no longer the path's is reopened first.
 """
 
 from __future__ import annotations
@@ -137,24 +140,41 @@ class CsvFile:
         """
         if self.fd < 0 and bars:
             self._open_fd()
-        with self._locked(fcntl.LOCK_EX):
-            self._cut_torn_tail()
-            last = self._read_last_row()
-            fresh = [bar for bar in bars if last is None or bar.start_ms > last.start_ms]
-            expected = None if last is None else last.start_ms + self.interval_ms
-            for bar in fresh:
-                if expected is not None and bar.start_ms != expected:
-                    raise IntegrityError(
-                        f"{self.path}: bar {bar.start_ms} does not follow "
-                        f"{expected - self.interval_ms}; it would leave a hole or go backwards"
-                    )
-                expected = bar.start_ms + self.interval_ms
-            if not fresh:
-                self.last = last
-                return []
-            self._write_whole(b"".join(format_row(bar).encode("utf-8") for bar in fresh))
-            self.last = row_of(fresh[-1])
-            return fresh
+        while True:
+            with self._locked(fcntl.LOCK_EX):
+                if not self._replaced():
+                    return self._append_locked(bars)
+            self.close()
+            self._open_fd()
+
+    def _replaced(self) -> bool:
+        """Whether the path now names another file than the one we hold open."""
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self.fd)
+        return (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)
+
+    def _append_locked(self, bars: list[Bar]) -> list[Bar]:
+        """Under LOCK_EX, on the file the path names: append the fresh bars."""
+        self._cut_torn_tail()
+        last = self._read_last_row()
+        fresh = [bar for bar in bars if last is None or bar.start_ms > last.start_ms]
+        expected = None if last is None else last.start_ms + self.interval_ms
+        for bar in fresh:
+            if expected is not None and bar.start_ms != expected:
+                raise IntegrityError(
+                    f"{self.path}: bar {bar.start_ms} does not follow "
+                    f"{expected - self.interval_ms}; it would leave a hole or go backwards"
+                )
+            expected = bar.start_ms + self.interval_ms
+        if not fresh:
+            self.last = last
+            return []
+        self._write_whole(b"".join(format_row(bar).encode("utf-8") for bar in fresh))
+        self.last = row_of(fresh[-1])
+        return fresh
 
     def _write_whole(self, data: bytes) -> None:
         """Under LOCK_EX: one write + fsync, or restore the previous size and raise."""

@@ -39,6 +39,7 @@ LINGER_MS = 500  # on close, give queued acks this long to leave
 LOG_EVERY_S = 10.0  # a repeated warning is logged at most this often
 LOCK_FILE = "writer.lock"
 AUDIT_JOIN_S = 5.0
+DAY_MS = 86_400_000
 
 
 class Writer:
@@ -65,6 +66,7 @@ class Writer:
         self.ack_seq = 0
         self._lock_fd = -1
         self._data_lock_fd = -1
+        self.day = now_ms() // DAY_MS  # the UTC day of the last rollover check
 
     def acquire_lock(self) -> None:
         """Refuse to run twice on one run dir (two ROUTERs would steal each other's bars)."""
@@ -104,6 +106,15 @@ class Writer:
         self.store.on_written = self.auditor.offer
         self.auditor.start()
 
+    def rollover(self) -> None:
+        """At each UTC midnight, with `audit_apply_at_rollover`: apply the pending revisions of
+        the days that closed (rows before today 00:00 UTC) to the files this writer holds. The
+        only time the writer rewrites a file, so the only time byte offsets change."""
+        day = self.now_ms() // DAY_MS
+        if day > self.day and self.settings.audit_apply_at_rollover:
+            self.store.apply_revisions(day * DAY_MS)
+        self.day = max(self.day, day)
+
     def publish_status(self) -> None:
         """Atomically replace run_dir/writer-status.json."""
         if self.auditor is not None:
@@ -138,6 +149,7 @@ class Writer:
         next_status = 0.0
         while not self.stop.is_set():
             if time.monotonic() >= next_status:
+                self.rollover()
                 self.publish_status()
                 next_status = time.monotonic() + STATUS_EVERY_S
             if not dict(poller.poll(POLL_MS)):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hlstream.common import inexact_io
+from hlstream.common import inexact_io, revisions_io
 from hlstream.common.backoff import WeightBudget
 from hlstream.common.clock import now_ms as wall_now_ms
 from hlstream.common.config import Settings
@@ -109,6 +109,36 @@ class Store:
     def close(self) -> None:
         for handle in self.files.values():
             handle.close()
+
+    def apply_revisions(self, before_ms: int) -> None:
+        """Apply the pending revisions of rows before `before_ms` (the closed days) to every
+        file (`audit_apply_at_rollover`), as `hlstream repair` does; a file that changed is
+        reopened, so appends go on in the new one."""
+        for handle in self.files.values():
+            path = handle.path
+            if not revisions_io.revisions_path(path).exists() or not path.exists():
+                continue
+            try:
+                result = revisions_io.apply_file(path, before_ms)
+                if result is not None and result.applied:
+                    handle.close()
+                    handle.open()
+            except (OSError, IntegrityError) as exc:
+                self.log.error("revisions_not_applied", path=str(path), error=str(exc))
+                continue
+            if result is None or not (result.applied or result.conflicts):
+                continue
+            for revision in result.conflicts:
+                self.log.error(
+                    "revision_conflict", path=str(path), window=format_window(revision.old.start_ms)
+                )
+            self.log.info(
+                "revisions_applied",
+                path=str(path),
+                applied=result.applied,
+                already=result.already,
+                conflicts=len(result.conflicts),
+            )
 
     def backfill(self) -> None:
         """Fill each REST interval's file up to the last finished window (bounded retries)."""
