@@ -26,6 +26,7 @@ from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import Revision
+from hlstream.common.status import AuditScore
 from hlstream.services.writer.core import candle_weight
 
 MINUTE_MS = 60_000
@@ -317,3 +318,11 @@ class AuditLedger:
         else:
             self.tally.matched += len(rows)
         return Outcome(start, rows, candle, problems, mismatch)
+
+
+def score_of(ledger: AuditLedger) -> AuditScore:
+    """The ledger's file's score, as the writer's status carries it."""
+    tally = ledger.tally
+    return AuditScore(
+        tally.audited, tally.matched, tally.mismatched, ledger.pending_rows(), tally.unauditable
+    )

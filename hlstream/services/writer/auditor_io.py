@@ -28,6 +28,7 @@ from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import VENUE_MISMATCH
+from hlstream.common.status import AuditScore
 from hlstream.common.timebucket import format_window
 from hlstream.services.writer.audit import (
     VENUE_WEIGHT_PER_MINUTE,
@@ -36,6 +37,7 @@ from hlstream.services.writer.audit import (
     Outcome,
     plan_requests,
     revision_of,
+    score_of,
 )
 from hlstream.services.writer.candles_io import CandleSource, Info
 from hlstream.services.writer.core import row_of
@@ -99,6 +101,11 @@ class Auditor:
     def pending(self) -> int:
         with self.lock:
             return sum(ledger.pending_rows() for ledger in self.ledgers.values())
+
+    def scores(self) -> dict[tuple[str, str], AuditScore]:
+        """Each file's score, by (coin, interval)."""
+        with self.lock:
+            return {key: score_of(ledger) for key, ledger in self.ledgers.items()}
 
     def start(self) -> None:
         self.thread.start()
