@@ -204,7 +204,7 @@ def revision_of(ours: Row, venue: Bar, reason: str, detected_ms: int) -> Revisio
 
 
 @dataclass(slots=True)
-class _Unit:
+class Unit:
     """What one venue candle audits: a 1m+ row, or the seconds rows of one minute."""
 
     rows: dict[int, tuple[Row, int | None]]  # start -> (row, our trade count if known)
@@ -248,7 +248,7 @@ class AuditLedger:
         self.settle_ms = settle_ms
         self.retry_ms = retry_ms
         self.max_attempts = max_attempts
-        self.units: dict[int, _Unit] = {}
+        self.units: dict[int, Unit] = {}
         self.tally = AuditTally()
 
     def pending_rows(self) -> int:
@@ -258,7 +258,7 @@ class AuditLedger:
         start = row.start_ms - row.start_ms % self.unit_ms
         unit = self.units.get(start)
         if unit is None:
-            unit = self.units[start] = _Unit({}, start + self.unit_ms + self.settle_ms)
+            unit = self.units[start] = Unit({}, start + self.unit_ms + self.settle_ms)
         unit.rows[row.start_ms] = (row, trades)
 
     def due(self, now_ms: int) -> list[int]:
@@ -298,7 +298,7 @@ class AuditLedger:
             outcomes.append(self._judge(start, unit, candle))
         return outcomes
 
-    def _judge(self, start: int, unit: _Unit, candle: Bar) -> Outcome:
+    def _judge(self, start: int, unit: Unit, candle: Bar) -> Outcome:
         ordered = [unit.rows[key] for key in sorted(unit.rows)]
         rows = tuple(row for row, _ in ordered)
         mismatch = None
