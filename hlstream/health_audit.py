@@ -7,6 +7,10 @@ from collections.abc import Iterable
 
 from hlstream.common.status import AuditScore
 
+# The writer's audit totals among the report's counters: the text and /metrics show them per
+# file instead (files.FILE.audit).
+AUDIT_COUNTERS = frozenset({"rows_audited", "rows_mismatched", "audit_pending"})
+
 
 def total_score(scores: Iterable[AuditScore | None]) -> AuditScore | None:
     """The sum of the files' scores; None when no file has one (the audit is off)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hlstream import STAGES
 from hlstream.common.status import AuditScore
 from hlstream.health import COUNTER_SOURCES, Report
-from hlstream.health_audit import has_activity
+from hlstream.health_audit import AUDIT_COUNTERS, has_activity
 from hlstream.verify import plural
 
 AUDIT_FILES_SHOWN = 20  # more files with audit activity: only those with findings are listed
@@ -89,7 +89,11 @@ def format_report(report: Report) -> str:
             )
     lines += audit_lines(report)
     counters = report.counters
-    pairs = [f"{key}={_show(getattr(counters, key))}" for key in COUNTER_SOURCES]
+    pairs = [
+        f"{key}={_show(getattr(counters, key))}"
+        for key in COUNTER_SOURCES
+        if key not in AUDIT_COUNTERS  # the AUDIT table shows them, per file
+    ]
     pairs.append("malformed=" + "/".join(_show(counters.malformed[name]) for name in STAGES))
     lines += ["", "counters (since each stage started): " + " ".join(pairs)]
     if report.inexact_rows:

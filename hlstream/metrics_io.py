@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.health import COUNTER_SOURCES, Report
+from hlstream.health_audit import AUDIT_COUNTERS
 from hlstream.health_io import gather
 from hlstream.relay_health import relay_gauges
 from hlstream.services.relay.files_io import read_relay_status
@@ -35,8 +36,6 @@ IDLE_WAIT_S = 3600.0  # `hlstream metrics` only waits for a stop signal
 _PREFIX = "hlstream_"
 _FILE = ("file", "coin", "interval")
 _AUDIT = ("coin", "interval")
-# The audit's totals in COUNTER_SOURCES are served per file instead, under these names.
-_PER_FILE = frozenset({"rows_audited", "rows_mismatched", "audit_pending"})
 # counter name (without _total) -> (help, the AuditScore field)
 _AUDIT_COUNTERS = {
     "rows_audited": ("rows of the file compared with the venue's candles", "audited"),
@@ -70,7 +69,7 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     **{
         key: (f"{key.replace('_', ' ')} since the reporting stage started", ())
         for key in COUNTER_SOURCES
-        if key not in _PER_FILE
+        if key not in AUDIT_COUNTERS
     },
     "malformed_frames": ("malformed frames dropped since the stage started", ("stage",)),
     "audit_pending": ("rows of the file written and waiting for their venue audit", _AUDIT),
@@ -108,7 +107,11 @@ def _samples(report: Report) -> dict[str, Samples]:
             for name, f in files
         ],
         "file_lagging": [((name, f.coin, f.interval), f.lagging) for name, f in files],
-        **{key: [((), getattr(counters, key))] for key in COUNTER_SOURCES if key not in _PER_FILE},
+        **{
+            key: [((), getattr(counters, key))]
+            for key in COUNTER_SOURCES
+            if key not in AUDIT_COUNTERS
+        },
         "malformed_frames": [((stage,), value) for stage, value in counters.malformed.items()],
         "audit_pending": [((f.coin, f.interval), f.audit.pending) for _, f in files if f.audit],
     }

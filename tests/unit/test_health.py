@@ -190,6 +190,7 @@ def test_status_shows_each_files_audit_score_and_the_total() -> None:
         "unauditable": 1,
     }
     lines = format_report(report).splitlines()
+    assert not [line for line in lines if "rows_audited=" in line], "shown per file, not twice"
     header = next(i for i, line in enumerate(lines) if line.startswith("AUDIT"))
     assert lines[header].split()[-5:] == [
         "AUDITED",
