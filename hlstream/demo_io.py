@@ -3,7 +3,9 @@
 Starts the simulator as a child in its own session (so Ctrl-C reaches only us), reads the
 `ws_url=... info_url=...` line it prints once it listens, then runs the pipeline exactly as
 `hlstream run` does with 5s and 1m bars into ./demo-data (run dir ./demo-run). Ctrl-C or
-SIGTERM stops the pipeline first, then the simulator.
+SIGTERM stops the pipeline first, then the simulator. The venue audit settles 5 s instead of
+minutes: the simulator serves each candle whole as soon as its window ends, so `hlstream
+status` shows the audit's score within the demo's first minutes.
 
 Every run starts from empty demo dirs: the simulator makes up a new price history each time,
 and a tape, checkpoint or CSV file of an earlier run would mix two histories (late trades,
@@ -32,6 +34,7 @@ DEMO_DEFAULTS = {
     "data_dir": "./demo-data",
     "run_dir": "./demo-run",
     "backfill_hours": "1",
+    "audit_settle_seconds": "5",
 }
 SIM_START_TIMEOUT_S = 15.0
 SIM_POLL_S = 0.2

@@ -23,8 +23,9 @@ import msgspec
 from hlstream import STAGES
 from hlstream.common.config import Settings
 from hlstream.common.errors import ConfigError
-from hlstream.common.status import FeedStatus, StageStatus, TradeActivity
+from hlstream.common.status import AuditScore, FeedStatus, StageStatus, TradeActivity
 from hlstream.common.timebucket import format_window, parse_interval
+from hlstream.health_audit import total_score
 
 STATUS_STALE_MS = 5_000
 LAG_INTERVALS = 2
@@ -91,6 +92,7 @@ class FileHealth(msgspec.Struct, frozen=True):
     limit_s: float
     lagging: bool
     inexact_rows: int
+    audit: AuditScore | None  # None: the audit is off
 
 
 class RestHealth(msgspec.Struct, frozen=True):
@@ -148,6 +150,7 @@ class Report(msgspec.Struct, frozen=True):
     rest: dict[str, RestHealth]
     counters: Counters
     inexact_rows: int
+    audit: AuditScore | None  # the files' scores summed; None: the audit is off
 
 
 def _secs(ms: float) -> str:
@@ -222,6 +225,7 @@ def _files(
             limit_s=limit_ms / 1000,
             lagging=lagging,
             inexact_rows=inexact.get(name, 0),
+            audit=info.audit,
         )
     for key, error in ({} if writer is None else writer.refused).items():
         problems.append(Problem("file_refused", f"writer refused {key}: {error}"))
@@ -366,4 +370,5 @@ def build_report(
         rest=rest,
         counters=_counters(statuses),
         inexact_rows=sum(inexact.values()),
+        audit=total_score(file.audit for file in files.values()),
     )

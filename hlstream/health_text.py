@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from hlstream import STAGES
+from hlstream.common.status import AuditScore
 from hlstream.health import COUNTER_SOURCES, Report
+from hlstream.health_audit import AUDIT_COUNTERS, has_activity
 from hlstream.verify import plural
+
+AUDIT_FILES_SHOWN = 20  # more files with audit activity: only those with findings are listed
+_AUDIT_COLUMNS = ("AUDITED", "MATCHED", "MISMATCHED", "PENDING", "UNAUDITABLE")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -22,6 +27,34 @@ def format_duration(seconds: float | None) -> str:
 
 def _show(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def _score_line(name: str, width: int, score: AuditScore) -> str:
+    values = (score.audited, score.matched, score.mismatched, score.pending, score.unauditable)
+    cells = "".join(
+        f"{value:>{len(column) + 2}}" for value, column in zip(values, _AUDIT_COLUMNS, strict=True)
+    )
+    return f"{name:<{width}}{cells}"
+
+
+def audit_lines(report: Report) -> list[str]:
+    """The venue audit's score: a line per file with rows in it, and the total. With more
+    than AUDIT_FILES_SHOWN such files, only those with mismatched or unauditable rows."""
+    if report.audit is None:
+        return []
+    active = {name: f.audit for name, f in report.files.items() if has_activity(f.audit)}
+    shown = active
+    if len(active) > AUDIT_FILES_SHOWN:
+        shown = {n: s for n, s in active.items() if s and (s.mismatched or s.unauditable)}
+    width = max(24, *(len(name) + 2 for name in shown)) if shown else 24
+    header = "".join(f"{column:>{len(column) + 2}}" for column in _AUDIT_COLUMNS)
+    lines = ["", f"{'AUDIT (vs venue candles)':<{width}}{header}"]
+    lines += [_score_line(name, width, score) for name, score in shown.items() if score]
+    total = f"all {plural(len(report.files), 'file')}"
+    lines.append(_score_line(total, width, report.audit))
+    if len(shown) < len(active):
+        lines.append(f"({len(active) - len(shown)} more files, none mismatched: --json lists each)")
+    return lines
 
 
 def format_report(report: Report) -> str:
@@ -54,8 +87,13 @@ def format_report(report: Report) -> str:
             lines.append(
                 f"{name:<{width}}{_show(file.last_datetime):<22}{behind:>10}{limit:>8}{flag}"
             )
+    lines += audit_lines(report)
     counters = report.counters
-    pairs = [f"{key}={_show(getattr(counters, key))}" for key in COUNTER_SOURCES]
+    pairs = [
+        f"{key}={_show(getattr(counters, key))}"
+        for key in COUNTER_SOURCES
+        if key not in AUDIT_COUNTERS  # the AUDIT table shows them, per file
+    ]
     pairs.append("malformed=" + "/".join(_show(counters.malformed[name]) for name in STAGES))
     lines += ["", "counters (since each stage started): " + " ".join(pairs)]
     if report.inexact_rows:

@@ -1,7 +1,11 @@
 """Prometheus exporter: serves the `hlstream status` figures as gauges on 127.0.0.1:PORT.
 
 `hlstream_healthy` is the verdict and `hlstream_unhealthy_cause{cause}` counts each cause's
-problems by code (docs/status.md), so an alert can name why.
+problems by code (docs/status.md), so an alert can name why. The venue audit's score is per
+file (labels `coin`, `interval`): `hlstream_rows_audited_total` and
+`hlstream_rows_mismatched_total` are counters (the writer's audit ledger survives its
+restarts), `hlstream_audit_pending` a gauge. prometheus_client escapes label values (`\\`,
+`"`, newline), so any coin name is a valid label.
 
 Off by default (`metrics_port = 0`). `hlstream run` starts it in its own process when the
 port is set; `hlstream metrics` runs it alone (e.g. next to `hlstream start`). Every scrape
@@ -16,12 +20,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.health import COUNTER_SOURCES, Report
+from hlstream.health_audit import AUDIT_COUNTERS
 from hlstream.health_io import gather
 from hlstream.relay_health import relay_gauges
 from hlstream.services.relay.files_io import read_relay_status
@@ -30,6 +35,12 @@ METRICS_HOST = "127.0.0.1"
 IDLE_WAIT_S = 3600.0  # `hlstream metrics` only waits for a stop signal
 _PREFIX = "hlstream_"
 _FILE = ("file", "coin", "interval")
+_AUDIT = ("coin", "interval")
+# counter name (without _total) -> (help, the AuditScore field)
+_AUDIT_COUNTERS = {
+    "rows_audited": ("rows of the file compared with the venue's candles", "audited"),
+    "rows_mismatched": ("audited rows of the file the venue disagrees with", "mismatched"),
+}
 # name -> (help, label names); `families` adds the counters of COUNTER_SOURCES after these.
 _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "healthy": ("1 when `hlstream status` would exit 0", ()),
@@ -58,8 +69,10 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     **{
         key: (f"{key.replace('_', ' ')} since the reporting stage started", ())
         for key in COUNTER_SOURCES
+        if key not in AUDIT_COUNTERS
     },
     "malformed_frames": ("malformed frames dropped since the stage started", ("stage",)),
+    "audit_pending": ("rows of the file written and waiting for their venue audit", _AUDIT),
 }
 
 Samples = Iterable[tuple[tuple[str, ...], float | None]]  # label values, value (None: none)
@@ -94,21 +107,32 @@ def _samples(report: Report) -> dict[str, Samples]:
             for name, f in files
         ],
         "file_lagging": [((name, f.coin, f.interval), f.lagging) for name, f in files],
-        **{key: [((), getattr(counters, key))] for key in COUNTER_SOURCES},
+        **{
+            key: [((), getattr(counters, key))]
+            for key in COUNTER_SOURCES
+            if key not in AUDIT_COUNTERS
+        },
         "malformed_frames": [((stage,), value) for stage, value in counters.malformed.items()],
+        "audit_pending": [((f.coin, f.interval), f.audit.pending) for _, f in files if f.audit],
     }
 
 
-def families(report: Report) -> list[GaugeMetricFamily]:
+def families(report: Report) -> list[GaugeMetricFamily | CounterMetricFamily]:
     """The metric families of one health report."""
     samples = _samples(report)
-    out = []
+    out: list[GaugeMetricFamily | CounterMetricFamily] = []
     for name, (doc, labels) in _GAUGES.items():
         family = GaugeMetricFamily(_PREFIX + name, doc, labels=list(labels))
         for values, value in samples[name]:
             if value is not None:
                 family.add_metric(list(values), float(value))
         out.append(family)
+    for name, (doc, field) in _AUDIT_COUNTERS.items():
+        counter = CounterMetricFamily(_PREFIX + name, doc, labels=list(_AUDIT))
+        for file in report.files.values():
+            if file.audit is not None:
+                counter.add_metric([file.coin, file.interval], getattr(file.audit, field))
+        out.append(counter)
     return out
 
 
@@ -118,7 +142,7 @@ class HealthCollector(Collector):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield from families(gather(self.settings))
         relay = relay_gauges(read_relay_status(self.settings.run_dir))
         for name, value in relay.items():

@@ -1,5 +1,5 @@
 """`hlstream repair`: apply the pending revisions (`{file}.revisions`, common/revisions.py) of
-the configured coins' files.
+the configured coins' files (`coins = "all"`: every file of the configured intervals).
 
 Invariants:
 - A file is replaced atomically (temp, fsync, rename) under its `flock(LOCK_EX)`, as the
@@ -17,7 +17,7 @@ import sys
 from typing import TextIO
 
 from hlstream.common import revisions_io
-from hlstream.common.config import Settings
+from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
@@ -28,11 +28,19 @@ from hlstream.verify import plural
 
 def run_repair(settings: Settings, out: TextIO = sys.stdout) -> int:
     """Repair every configured file with revisions; print a line per file. Exit code."""
-    files = [
-        (interval, settings.data_dir / csv_filename(coin, interval))
-        for coin in settings.coins
-        for interval in settings.intervals
-    ]
+    files = (
+        [
+            (interval, path)
+            for interval in settings.intervals
+            for path in sorted(settings.data_dir.glob(f"*_{interval}_data.csv"))
+        ]
+        if settings.coins == (ALL_COINS,)
+        else [
+            (interval, settings.data_dir / csv_filename(coin, interval))
+            for coin in settings.coins
+            for interval in settings.intervals
+        ]
+    )
     with_revisions = [(i, p) for i, p in files if revisions_io.revisions_path(p).exists()]
     if writer_running(settings.data_dir):
         status = read_status(settings.run_dir, "writer")

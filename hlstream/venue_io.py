@@ -1,7 +1,8 @@
 """`hlstream verify --venue`: audit written rows against the venue's candles (candleSnapshot),
 within a share of the REST weight budget, with a progress bar on stderr.
 
-For each configured coin and interval whose file exists: 1m+ rows are compared with their
+For each configured coin and interval whose file exists (`coins = "all"`: each coin with a
+file in the data dir, never a coin we have no rows for): 1m+ rows are compared with their
 candle (services/writer/audit.py `compare_row`); seconds rows through the 1m candle of their
 minute (`audit_minute`). Windows that ended less than `AUDIT_SETTLE_MS` ago are left out (the
 venue's candle may be unfinished or late). Pending revisions (`{file}.revisions`) are listed.
@@ -21,15 +22,17 @@ from tqdm import tqdm
 
 from hlstream.common import revisions_io
 from hlstream.common.backoff import WeightBudget
-from hlstream.common.config import Settings
+from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.csvrow import HEADER, Row, parse_row
 from hlstream.common.errors import HlstreamError, IntegrityError
-from hlstream.common.filenames import csv_filename
+from hlstream.common.filenames import csv_filename, encode_coin
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import event_log
 from hlstream.common.messages import Bar
 from hlstream.common.rest_io import InfoClient
 from hlstream.common.revisions import pending_revisions
+from hlstream.common.status_io import read_status
+from hlstream.common.tape.readers_io import tape_coins
 from hlstream.common.timebucket import format_window, has_rest_candles, parse_interval
 from hlstream.services.writer.audit import (
     MINUTE_MS,
@@ -84,13 +87,37 @@ def read_rows(path: Path) -> list[tuple[int, Row]]:
         return rows
 
 
+def file_coins(settings: Settings, err: TextIO) -> tuple[str, ...]:
+    """The configured coins; for `all`, the coins with a file of a configured interval in the
+    data dir. A file name lowercases its coin, so the venue's spelling comes from the tape and
+    the writer's status; a file neither names is skipped, with a line on `err`."""
+    if settings.coins != (ALL_COINS,):
+        return settings.coins
+    writer = read_status(settings.run_dir, "writer")
+    named = {
+        *tape_coins(settings.data_dir),
+        *(f.coin for f in (writer.files if writer else {}).values()),
+    }
+    by_prefix = {encode_coin(coin): coin for coin in sorted(named)}
+    found: set[str] = set()
+    for interval in settings.intervals:
+        suffix = f"_{interval}_data.csv"
+        for path in sorted(settings.data_dir.glob(f"*{suffix}")):
+            coin = by_prefix.get(path.name[: -len(suffix)])
+            if coin is None:
+                err.write(f"hlstream verify --venue: {path}: no tape names its coin; skipped\n")
+            else:
+                found.add(coin)
+    return tuple(sorted(found))
+
+
 def targets(
-    settings: Settings, from_ms: int | None, to_ms: int | None, now_ms: int
+    settings: Settings, from_ms: int | None, to_ms: int | None, now_ms: int, err: TextIO
 ) -> list[Target]:
     """Every existing file of the configured coins and intervals, rows inside [from, to) and
     settled."""
     found = []
-    for coin in settings.coins:
+    for coin in file_coins(settings, err):
         for interval in settings.intervals:
             path = settings.data_dir / csv_filename(coin, interval)
             if not path.exists():
@@ -213,7 +240,7 @@ def run_venue_audit(
 ) -> int:
     """Audit every configured file against the venue; 1 on any mismatch, else 0."""
     now_ms = int(time.time() * 1000)
-    found = targets(settings, from_ms, to_ms, now_ms)
+    found = targets(settings, from_ms, to_ms, now_ms, err)
     if not found:
         err.write(
             f"hlstream verify --venue: no files of the configured coins in {settings.data_dir}\n"

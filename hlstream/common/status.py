@@ -69,12 +69,25 @@ class FeedStatus(msgspec.Struct, frozen=True, gc=False):
     activity: dict[str, TradeActivity] = msgspec.field(default_factory=dict)
 
 
-class FileStatus(msgspec.Struct, frozen=True, gc=False):
-    """One CSV file the writer owns and the window start of its last row."""
+class AuditScore(msgspec.Struct, frozen=True, gc=False):
+    """One file's rows by venue audit outcome (services/writer/auditor_io.py), counted since
+    its ledger began (it survives writer restarts): `audited` = `matched` + `mismatched`."""
+
+    audited: Count = 0
+    matched: Count = 0
+    mismatched: Count = 0
+    pending: Count = 0  # written, waiting for their audit
+    unauditable: Count = 0  # the venue never served their candle
+
+
+class FileStatus(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """One CSV file the writer owns, the window start of its last row (None: none yet) and
+    its audit score (None: the audit is off; omitted, so the recorded status bytes stay)."""
 
     coin: str
     interval: str
-    last_start_ms: int | None = None
+    last_start_ms: int | None
+    audit: AuditScore | None = None
 
 
 class StageStatus(msgspec.Struct, frozen=True):

@@ -13,6 +13,7 @@ import pytest
 from hlstream.common.config import Settings, validate
 from hlstream.common.errors import ConfigError
 from hlstream.common.status import (
+    AuditScore,
     FeedStatus,
     FileStatus,
     RestStatus,
@@ -20,7 +21,8 @@ from hlstream.common.status import (
     TradeActivity,
 )
 from hlstream.health import CoinHealth, ProcessInfo, Report, build_report
-from hlstream.health_text import format_duration, format_report
+from hlstream.health_audit import total_score
+from hlstream.health_text import AUDIT_FILES_SHOWN, format_duration, format_report
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "status.md"
 
@@ -42,10 +44,15 @@ def processes(**states: str) -> dict[str, ProcessInfo]:
     }
 
 
+SCORE_5S = AuditScore(audited=24, matched=12, mismatched=12, pending=36, unauditable=0)
+SCORE_1M = AuditScore(audited=3, matched=3, mismatched=0, pending=2, unauditable=1)
+
+
 def statuses(
     age_ms: int = 500,
     btc_5s_last: int | None = NOW - 10_000,
     rest: RestStatus | None = None,
+    scores: tuple[AuditScore | None, AuditScore | None] = (SCORE_5S, SCORE_1M),
     **feed_fields: Any,
 ) -> dict[str, StageStatus]:
     ts_ms = NOW - age_ms
@@ -82,8 +89,8 @@ def statuses(
             "s",
             {"partial_written": 5, "malformed": 1},
             files={
-                "btc_5s_data.csv": FileStatus("BTC", "5s", btc_5s_last),
-                "btc_1m_data.csv": FileStatus("BTC", "1m", NOW - 120_000),
+                "btc_5s_data.csv": FileStatus("BTC", "5s", btc_5s_last, scores[0]),
+                "btc_1m_data.csv": FileStatus("BTC", "1m", NOW - 120_000, scores[1]),
             },
             rest=rest or RestStatus(last_ok_ms=NOW - 30_000),
         ),
@@ -163,6 +170,64 @@ def test_human_table_names_every_stage_file_and_problem() -> None:
         "stage writer is FATAL",
     ):
         assert needle in text
+
+
+def test_the_audit_score_is_summed_over_the_files_that_have_one() -> None:
+    assert total_score([None, None]) is None
+    assert total_score([SCORE_5S, None, SCORE_1M]) == AuditScore(27, 15, 12, 38, 1)
+
+
+def test_status_shows_each_files_audit_score_and_the_total() -> None:
+    report = build_report(SETTINGS, True, processes(), statuses(), NOW)
+    assert report.files["btc_5s_data.csv"].audit == SCORE_5S
+    assert report.audit == AuditScore(27, 15, 12, 38, 1)
+    as_json = msgspec.to_builtins(report)
+    assert as_json["files"]["btc_1m_data.csv"]["audit"] == {
+        "audited": 3,
+        "matched": 3,
+        "mismatched": 0,
+        "pending": 2,
+        "unauditable": 1,
+    }
+    lines = format_report(report).splitlines()
+    assert not [line for line in lines if "rows_audited=" in line], "shown per file, not twice"
+    header = next(i for i, line in enumerate(lines) if line.startswith("AUDIT"))
+    assert lines[header].split()[-5:] == [
+        "AUDITED",
+        "MATCHED",
+        "MISMATCHED",
+        "PENDING",
+        "UNAUDITABLE",
+    ]
+    rows = {line.split()[0]: line.split()[-5:] for line in lines[header + 1 : header + 4]}
+    assert rows == {
+        "btc_5s_data.csv": ["24", "12", "12", "36", "0"],
+        "btc_1m_data.csv": ["3", "3", "0", "2", "1"],
+        "all": ["27", "15", "12", "38", "1"],
+    }
+
+
+def test_status_has_no_audit_section_when_the_audit_is_off() -> None:
+    report = build_report(SETTINGS, True, processes(), statuses(scores=(None, None)), NOW)
+    assert report.audit is None and report.files["btc_1m_data.csv"].audit is None
+    assert "AUDIT" not in format_report(report)
+
+
+def test_with_many_files_only_those_with_findings_are_listed() -> None:
+    quiet = AuditScore(audited=5, matched=5, pending=1)
+    files = {
+        f"c{k}_1m_data.csv": FileStatus(f"C{k}", "1m", NOW - 120_000, quiet) for k in range(40)
+    }
+    files["bad_1m_data.csv"] = FileStatus("BAD", "1m", NOW - 120_000, AuditScore(2, 1, 1, 0, 0))
+    base = statuses()
+    writer = msgspec.structs.replace(base["writer"], files=files)
+    report = build_report(SETTINGS, True, processes(), {**base, "writer": writer}, NOW)
+    text = format_report(report)
+    assert len(files) > AUDIT_FILES_SHOWN
+    assert "bad_1m_data.csv" in text.split("AUDIT", 1)[1]
+    assert "c0_1m_data.csv" not in text.split("AUDIT", 1)[1]
+    assert "40 more files, none mismatched" in text
+    assert "all 41 files" in text
 
 
 def test_format_duration() -> None:

@@ -67,3 +67,16 @@ def test_a_row_matching_neither_side_is_a_conflict_left_alone(tmp_path: Path):
     assert "conflict" in out.getvalue()
     assert path.read_text() == HEADER_LINE + "".join(map(row_line, changed))
     assert T0 + M in inexact_io.read_journal(path), "an unrepaired row keeps its entry"
+
+
+def test_repair_with_coins_all_repairs_every_file_of_the_intervals(tmp_path: Path):
+    _, path = setup(tmp_path)
+    purr = tmp_path / "purr%2fusdc_1m_data.csv"
+    purr.write_text(HEADER_LINE + "".join(map(row_line, ROWS)))
+    revisions_io.append(purr, [Revision(ROWS[1], NEW, GAP_AFTER_CLOSE, T0 + 10 * M)])
+    settings = Settings(coins=("all",), intervals=("1m",), data_dir=tmp_path, run_dir=tmp_path)
+    out = io.StringIO()
+    assert run_repair(settings, out) == 0
+    for repaired in (path, purr):
+        assert repaired.read_text() == HEADER_LINE + "".join(map(row_line, [ROWS[0], NEW, ROWS[2]]))
+    assert out.getvalue().count("1 row revised") == 2

@@ -26,6 +26,7 @@ from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import Revision
+from hlstream.common.status import AuditScore
 from hlstream.services.writer.core import candle_weight
 
 MINUTE_MS = 60_000
@@ -203,7 +204,7 @@ def revision_of(ours: Row, venue: Bar, reason: str, detected_ms: int) -> Revisio
 
 
 @dataclass(slots=True)
-class _Unit:
+class Unit:
     """What one venue candle audits: a 1m+ row, or the seconds rows of one minute."""
 
     rows: dict[int, tuple[Row, int | None]]  # start -> (row, our trade count if known)
@@ -258,7 +259,7 @@ class AuditLedger:
         self.max_attempts = max_attempts
         self.period_ms = period_ms
         self.next_ask_ms = 0
-        self.units: dict[int, _Unit] = {}
+        self.units: dict[int, Unit] = {}
         self.tally = AuditTally()
 
     def pending_rows(self) -> int:
@@ -268,7 +269,7 @@ class AuditLedger:
         start = row.start_ms - row.start_ms % self.unit_ms
         unit = self.units.get(start)
         if unit is None:
-            unit = self.units[start] = _Unit({}, start + self.unit_ms + self.settle_ms)
+            unit = self.units[start] = Unit({}, start + self.unit_ms + self.settle_ms)
         unit.rows[row.start_ms] = (row, trades)
 
     def asked(self, now_ms: int) -> None:
@@ -315,7 +316,7 @@ class AuditLedger:
             outcomes.append(self._judge(start, unit, candle))
         return outcomes
 
-    def _judge(self, start: int, unit: _Unit, candle: Bar) -> Outcome:
+    def _judge(self, start: int, unit: Unit, candle: Bar) -> Outcome:
         ordered = [unit.rows[key] for key in sorted(unit.rows)]
         rows = tuple(row for row, _ in ordered)
         mismatch = None
@@ -335,3 +336,11 @@ class AuditLedger:
         else:
             self.tally.matched += len(rows)
         return Outcome(start, rows, candle, problems, mismatch)
+
+
+def score_of(ledger: AuditLedger) -> AuditScore:
+    """The ledger's file's score, as the writer's status carries it."""
+    tally = ledger.tally
+    return AuditScore(
+        tally.audited, tally.matched, tally.mismatched, ledger.pending_rows(), tally.unauditable
+    )

@@ -11,6 +11,12 @@ once with both rows and never silent:
 - a 1m+ row gets a revision in `{file}.revisions` (the venue's candle is the new row; `hlstream
   repair` applies it);
 - the seconds rows of a mismatched minute are recorded in `{file}.inexact` (`venue_mismatch`).
+
+The ledgers (counts and pending rows) are saved to `run_dir/writer-audit.json`, replaced
+atomically, at most every SAVE_EVERY_S while they change and when the writer stops, and
+restored when it starts (services/writer/ledger_state.py): the score survives a restart, and
+rows pending at a clean stop are still audited. A crash loses at most the last SAVE_EVERY_S
+of changes.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ from hlstream.common import inexact_io, revisions_io
 from hlstream.common.backoff import WeightBudget
 from hlstream.common.config import Settings
 from hlstream.common.csvrow import Row
-from hlstream.common.errors import ProtocolError, TransientError
+from hlstream.common.durable import write_atomic
+from hlstream.common.errors import IntegrityError, ProtocolError, TransientError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import VENUE_MISMATCH
+from hlstream.common.status import AuditScore
 from hlstream.common.timebucket import format_window
 from hlstream.services.writer.audit import (
     MINUTE_MS,
@@ -41,14 +49,18 @@ from hlstream.services.writer.audit import (
     audit_period_s,
     plan_requests,
     revision_of,
+    score_of,
 )
 from hlstream.services.writer.candles_io import CandleSource, Info
 from hlstream.services.writer.core import row_of
+from hlstream.services.writer.ledger_state import decode_ledgers, encode_ledgers, restore
 
 TICK_S = 1.0
 RETRY_MS = 60_000  # a candle the venue does not serve yet is asked for again this much later
 MAX_ATTEMPTS = 5
 FETCH_ATTEMPTS = 2
+LEDGER_FILE = "writer-audit.json"
+SAVE_EVERY_S = 5.0
 
 
 class Auditor:
@@ -95,6 +107,52 @@ class Auditor:
         self.source.clock_s = clock_s
         self.lock = threading.Lock()  # the ledgers: the writer offers, the thread settles
         self.thread = threading.Thread(target=self._run, name="writer-audit", daemon=True)
+        self.ledger_path = settings.run_dir / LEDGER_FILE
+        self.data_dir = str(settings.data_dir.resolve())
+        self.changes = 0  # ledger changes; `saved` of them are in the ledger file
+        self.saved = 0
+        self.load()
+
+    def load(self) -> None:
+        """Continue the ledgers of the file an earlier run saved, if any."""
+        try:
+            data = self.ledger_path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.log.error("audit_ledger_unreadable", path=str(self.ledger_path), error=str(exc))
+            return
+        try:
+            saved = decode_ledgers(data, self.data_dir)
+            with self.lock:
+                pending = restore(self.ledgers, saved)
+        except IntegrityError as exc:
+            self.log.error("audit_ledger_unreadable", path=str(self.ledger_path), error=str(exc))
+            return
+        kept = [key for key in saved if key in self.ledgers]
+        self.log.info(
+            "audit_ledger_restored",
+            files=len(kept),
+            dropped=len(saved) - len(kept),
+            audited=sum(saved[key].audited for key in kept),
+            pending=pending,
+        )
+
+    def save(self) -> None:
+        """Replace the ledger file with the ledgers as they are, if they changed."""
+        with self.lock:
+            changes = self.changes
+            if changes == self.saved:
+                return
+            data = encode_ledgers(self.ledgers, self.data_dir)
+        try:
+            write_atomic(self.ledger_path, data)
+        except OSError as exc:
+            self.log.warning_limited(
+                "ledger", 60.0, "audit_ledger_not_saved", path=str(self.ledger_path), error=str(exc)
+            )
+            return
+        self.saved = changes
 
     def offer(self, bars: list[Bar]) -> None:
         """Rows just appended (the writer's thread)."""
@@ -103,6 +161,7 @@ class Auditor:
                 ledger = self.ledgers.get((bar.coin, bar.interval))
                 if ledger is not None and bar.source != "rest":
                     ledger.add(row_of(bar), bar.trades)
+                    self.changes += 1
 
     def totals(self) -> AuditTally:
         total = AuditTally()
@@ -118,17 +177,29 @@ class Auditor:
         with self.lock:
             return sum(ledger.pending_rows() for ledger in self.ledgers.values())
 
+    def scores(self) -> dict[tuple[str, str], AuditScore]:
+        """Each file's score, by (coin, interval)."""
+        with self.lock:
+            return {key: score_of(ledger) for key, ledger in self.ledgers.items()}
+
     def start(self) -> None:
         self.thread.start()
 
     def join(self, timeout_s: float) -> None:
+        """Wait for the thread to end, then save the ledgers a last time."""
         if self.thread.is_alive():
             self.thread.join(timeout_s)
+        if not self.thread.is_alive():
+            self.save()
 
     def _run(self) -> None:
+        next_save = time.monotonic() + SAVE_EVERY_S
         try:
             while not self.stop.wait(TICK_S):
                 self.tick()
+                if time.monotonic() >= next_save:
+                    self.save()
+                    next_save = time.monotonic() + SAVE_EVERY_S
         except Exception:  # the audit must never take the writer down
             self.log.exception("audit_crash")
 
@@ -163,6 +234,7 @@ class Auditor:
             asked = [s for s in due if request.start_ms <= s < request.end_ms]
             with self.lock:
                 outcomes = ledger.settle(asked, {c.start_ms: c for c in candles}, self.now_ms())
+                self.changes += 1
             for outcome in outcomes:
                 if outcome.problems:
                     self._mismatch(coin, interval, ledger.seconds, outcome)

@@ -123,9 +123,13 @@ class Writer:
             counters.rows_mismatched = tally.mismatched
             counters.rows_unauditable = tally.unauditable
             counters.audit_pending = self.auditor.pending()
+        scores = {} if self.auditor is None else self.auditor.scores()
         files = {
             handle.path.name: FileStatus(
-                coin, interval, None if handle.last is None else handle.last.start_ms
+                coin,
+                interval,
+                None if handle.last is None else handle.last.start_ms,
+                scores.get((coin, interval)),
             )
             for (coin, interval), handle in self.store.files.items()
         }
