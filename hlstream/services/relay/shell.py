@@ -96,6 +96,7 @@ class Relay:
         self.nats = SinkState("nats", bool(settings.nats_url))
         self.postgres = SinkState("postgres", bool(settings.postgres_dsn))
         self._last_save = 0.0
+        self._unsaved = False  # a throttled save is owed: the status loop makes it
         self._rng = random.Random()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -127,8 +128,10 @@ class Relay:
         """Write the progress durably (throttled unless `force`)."""
         now = time.monotonic()
         if not force and now - self._last_save < SAVE_EVERY_S:
+            self._unsaved = True
             return
         self._last_save = now
+        self._unsaved = False
         write_atomic(self.settings.run_dir / PROGRESS_FILE, _JSON.encode(self.progress))
 
     def _saved_bars(self, sent: int, replaced: bool) -> None:
@@ -345,6 +348,8 @@ class Relay:
 
     async def _status_loop(self) -> None:
         while True:
+            if self._unsaved:
+                self._save()
             self._write_status()
             await asyncio.sleep(STATUS_EVERY_S)
 
