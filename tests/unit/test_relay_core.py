@@ -11,6 +11,7 @@ from hlstream.common.config import describe, load_settings, redact_url
 from hlstream.common.errors import ConfigError
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.sinks import SinkSecrets
+from hlstream.services.relay.bars import parse_bar_lines
 from hlstream.services.relay.core import (
     UPSERT_SQL,
     JsBar,
@@ -20,7 +21,6 @@ from hlstream.services.relay.core import (
     coin_of_subject,
     decode_token,
     encode_token,
-    parse_bar_lines,
     plan_records,
     read_back_start_ms,
     trade_subject,
@@ -102,8 +102,10 @@ def test_upsert_keeps_decimals_as_text_and_updates_only_on_a_difference():
         "0.00000001",
         None,
         True,
+        0,
     )
-    assert "IS DISTINCT FROM" in UPSERT_SQL and "revision = b.revision + 1" in UPSERT_SQL
+    assert "IS DISTINCT FROM" in UPSERT_SQL
+    assert "revision = GREATEST(b.revision + 1, EXCLUDED.revision)" in UPSERT_SQL
     assert "EXCLUDED.exact OR NOT b.exact" in UPSERT_SQL
 
 

@@ -1,4 +1,4 @@
-"""The relay's pure core: subjects, message ids, payloads, the publish plan, bar rows, SQL.
+"""The relay's pure core: subjects, message ids, payloads, the publish plan, SQL, progress.
 
 Stream layout (docs/scale-out.md is the reference for consumers in any language):
 
@@ -22,7 +22,7 @@ server's duplicate window covers only the seconds between a read-back and a publ
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -31,7 +31,6 @@ from msgspec import Meta
 
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape.format import Record
-from hlstream.common.timebucket import parse_window
 from hlstream.common.wire import Count, Ms
 
 TRADES_STREAM = "HL_TRADES"
@@ -42,6 +41,8 @@ BAR_PREFIX = "hl.bars."
 MSG_ID_HEADER = "Nats-Msg-Id"
 READ_BACK_MARGIN_MS = 300_000  # late trades and host clock skew: read back this much earlier
 SCHEMA_VERSION = 1
+
+Values = tuple[str, str, str, str, str]  # a bar's open, high, low, close, volume as written
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _SAFE_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
@@ -131,8 +132,8 @@ class JsGap(msgspec.Struct, frozen=True, gc=False):
 
 class JsBar(msgspec.Struct, frozen=True, gc=False):
     """A CSV row on `hl.bars.{interval}.{coin}`; `trades` is nil (the CSV does not keep it);
-    `exact` is False when the row has an `.inexact` journal entry; a higher `revision` of
-    the same window replaces a lower one."""
+    `exact` is False when the row has an `.inexact` journal entry, True for a `.revisions`
+    line (the venue's candle); a higher `revision` of the same window replaces a lower one."""
 
     coin: str
     interval: str
@@ -207,49 +208,6 @@ def record_time_ms(record: Record) -> int:
     return record.ts_ms if isinstance(record, Trade) else record.from_ms
 
 
-# --- bar rows -----------------------------------------------------------------------------
-
-
-class BarRow(msgspec.Struct, frozen=True, gc=False):
-    """One CSV data row `Datetime,Open,High,Low,Close,Volume`, values verbatim."""
-
-    start_ms: int
-    open: str
-    high: str
-    low: str
-    close: str
-    volume: str
-
-
-def parse_bar_line(line: str) -> BarRow:
-    """A CSV data line (trailing newline optional); ValueError when it is not one."""
-    fields = line.rstrip("\n").split(",")
-    if len(fields) != 6:
-        raise ValueError(f"bar row has {len(fields)} fields, not 6")
-    stamp, o, h, low, c, v = fields
-    return BarRow(parse_window(stamp), o, h, low, c, v)
-
-
-def parse_bar_lines(data: bytes) -> Iterator[tuple[BarRow, int]]:
-    """Whole data lines of `data` (a CSV file's bytes from some offset) with the offset just
-    after each, relative to `data`; the header line and an unfinished last line are skipped."""
-    offset = 0
-    for raw in data.splitlines(keepends=True):
-        if not raw.endswith(b"\n"):
-            return
-        offset += len(raw)
-        if raw.startswith(b"Datetime,"):
-            continue
-        yield parse_bar_line(raw.decode("ascii")), offset
-
-
-def js_bar(coin: str, interval: str, row: BarRow, exact: bool, revision: int) -> JsBar:
-    return JsBar(
-        coin, interval, row.start_ms, row.open, row.high, row.low, row.close, row.volume,
-        None, exact, revision,
-    )  # fmt: skip
-
-
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 SCHEMA_STATEMENTS: tuple[str, ...] = (
@@ -276,30 +234,32 @@ SCHEMA_STATEMENTS: tuple[str, ...] = (
 SCHEMA_VERSION_QUERY = "SELECT version FROM hlstream_schema WHERE name = 'hlstream_bars'"
 
 # A re-sent bar changes nothing (the WHERE finds no difference); a different one updates the
-# row and bumps `revision`, except that an inexact bar never replaces an exact one (two hosts
-# publishing one coin converge on the exact row).
+# row and bumps `revision` to the bar's own revision number, or one higher when the row had
+# reached that number already (two relays, or a bar that changed only in Postgres's view),
+# except that an inexact bar never replaces an exact one (two hosts publishing one coin
+# converge on the exact row). A new row takes the bar's revision number.
 UPSERT_SQL = """INSERT INTO hlstream_bars AS b
     (coin, interval, start_ts, open, high, low, close, volume, trades, exact, revision)
 VALUES (%s, %s, to_timestamp(%s::numeric / 1000), %s::numeric, %s::numeric, %s::numeric,
-        %s::numeric, %s::numeric, %s, %s, 0)
+        %s::numeric, %s::numeric, %s, %s, %s)
 ON CONFLICT (coin, interval, start_ts) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, trades = EXCLUDED.trades, exact = EXCLUDED.exact,
-    revision = b.revision + 1, written_at = now()
+    revision = GREATEST(b.revision + 1, EXCLUDED.revision), written_at = now()
 WHERE (EXCLUDED.exact OR NOT b.exact)
   AND (b.open, b.high, b.low, b.close, b.volume, b.trades, b.exact)
       IS DISTINCT FROM
       (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
        EXCLUDED.trades, EXCLUDED.exact)"""
 
-UpsertParams = tuple[str, str, int, str, str, str, str, str, int | None, bool]
+UpsertParams = tuple[str, str, int, str, str, str, str, str, int | None, bool, int]
 
 
 def upsert_params(bar: JsBar) -> UpsertParams:
     """The parameters of `UPSERT_SQL` for one bar (decimals as strings: exact)."""
     return (
         bar.coin, bar.interval, bar.start_ms, bar.open, bar.high, bar.low, bar.close,
-        bar.volume, bar.trades, bar.exact,
+        bar.volume, bar.trades, bar.exact, bar.revision,
     )  # fmt: skip
 
 
@@ -307,17 +267,25 @@ def upsert_params(bar: JsBar) -> UpsertParams:
 
 
 class FileProgress(msgspec.Struct, gc=False):
-    """How far one sink has taken one CSV file and its `.inexact` journal."""
+    """How far one sink has taken one CSV file, its `.inexact` journal and its `.revisions`."""
 
     inode: int = 0
     offset: int = 0  # bytes of the CSV file sent (whole lines)
     journal_offset: int = 0  # bytes of the journal applied
+    revisions_offset: int = 0  # bytes of the `.revisions` file applied
     last_start_ms: int = -1  # newest window sent
-    generation: int = 0  # file rewrites seen (rebuild/repair): every row is re-sent
-    flips: dict[int, int] = msgspec.field(default_factory=dict)  # start_ms -> journal revisions
+    generation: int = 0  # rewrites that had to be re-sent whole (no pin of the old file)
+    bumps: dict[int, int] = msgspec.field(default_factory=dict, name="flips")  # start -> changes
+    revised: dict[int, Values] = msgspec.field(default_factory=dict)  # start -> values sent
+    inexact: set[int] = msgspec.field(default_factory=set)  # windows last sent exact=false
 
     def revision(self, start_ms: int) -> int:
-        return self.generation + self.flips.get(start_ms, 0)
+        return self.generation + self.bumps.get(start_ms, 0)
+
+    def copy(self) -> FileProgress:
+        return msgspec.structs.replace(
+            self, bumps=dict(self.bumps), revised=dict(self.revised), inexact=set(self.inexact)
+        )
 
 
 class RelayProgress(msgspec.Struct, gc=False):

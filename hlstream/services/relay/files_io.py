@@ -1,5 +1,5 @@
-"""The relay's files: its progress (saved only after the sinks acked) and heartbeat in the
-run dir, and the new bars of a writer's CSV file and `.inexact` journal since a saved offset."""
+"""The relay's files in the run dir: its progress (saved only after the sinks acked) and its
+heartbeat; and how far it lags the tape. The bar files are read by bars_io."""
 
 from __future__ import annotations
 
@@ -7,20 +7,10 @@ from pathlib import Path
 
 import msgspec
 
-from hlstream.common import inexact_io
 from hlstream.common.config import Settings
 from hlstream.common.tape.format import segment_path
 from hlstream.common.tape.readers_io import segment_days
-from hlstream.common.timebucket import parse_window
-from hlstream.services.relay.core import (
-    BarRow,
-    FileProgress,
-    JsBar,
-    RelayProgress,
-    RelayStatus,
-    js_bar,
-    parse_bar_lines,
-)
+from hlstream.services.relay.core import RelayProgress, RelayStatus
 
 PROGRESS_FILE = "relay-progress.json"
 STATUS_FILE = "relay-status.json"
@@ -45,78 +35,6 @@ def load_progress(run_dir: Path) -> RelayProgress:
         return _PROGRESS.decode((run_dir / PROGRESS_FILE).read_bytes())
     except FileNotFoundError:
         return RelayProgress()
-
-
-def _rows_from(path: Path, offset: int) -> tuple[list[tuple[BarRow, int]], int]:
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
-    return [(row, offset + end) for row, end in parse_bar_lines(data)], offset
-
-
-def _journal_entries(path: Path, offset: int) -> tuple[list[int], int]:
-    """Window starts journaled in `path`'s `.inexact` after byte `offset`, and its new end."""
-    try:
-        data = inexact_io.journal_path(path).read_bytes()
-    except FileNotFoundError:
-        return [], 0
-    starts = []
-    end = offset
-    for raw in data[offset:].splitlines(keepends=True):
-        if not raw.endswith(b"\n"):
-            break
-        end += len(raw)
-        stamp = raw.split(b",", 1)[0].decode("ascii", "replace")
-        if stamp != "Datetime":
-            try:
-                starts.append(parse_window(stamp))
-            except ValueError:
-                continue
-    return starts, end
-
-
-def new_bars(
-    path: Path, coin: str, interval: str, state: FileProgress
-) -> tuple[list[JsBar], FileProgress] | None:
-    """The bars to send from `path` since `state`, and the state after sending them."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    new = msgspec.structs.replace(state, flips=dict(state.flips))
-    try:
-        journal_size = inexact_io.journal_path(path).stat().st_size
-    except FileNotFoundError:
-        journal_size = 0
-    if state.inode and (
-        stat.st_ino != state.inode
-        or stat.st_size < state.offset
-        or journal_size < state.journal_offset
-    ):  # rebuild/repair replaced the file: send every row again, one revision higher
-        new.generation += 1
-        new.offset = new.journal_offset = 0
-        new.last_start_ms = -1
-    new.inode = stat.st_ino
-    # Rows first, then the journal: the writer journals a row before writing it, so every
-    # row read here has its entry, if any, in what is read next.
-    rows, _ = _rows_from(path, new.offset)
-    starts, journal_end = _journal_entries(path, new.journal_offset)
-    inexact = set(inexact_io.read_journal(path))
-    bars: list[JsBar] = []
-    sent_up_to = new.last_start_ms
-    flipped = {start for start in starts if start <= sent_up_to}
-    if flipped:
-        for row, _ in _rows_from(path, 0)[0]:
-            if row.start_ms in flipped and row.start_ms <= sent_up_to:
-                new.flips[row.start_ms] = new.flips.get(row.start_ms, 0) + 1
-                bars.append(js_bar(coin, interval, row, False, new.revision(row.start_ms)))
-    for row, end in rows:
-        exact = row.start_ms not in inexact
-        bars.append(js_bar(coin, interval, row, exact, new.revision(row.start_ms)))
-        new.offset = end
-        new.last_start_ms = max(new.last_start_ms, row.start_ms)
-    new.journal_offset = max(journal_end, 0)
-    return bars, new
 
 
 def lag_bytes(settings: Settings, progress: RelayProgress) -> int:

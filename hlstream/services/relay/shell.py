@@ -8,9 +8,10 @@ replaced atomically with fsync, only after the server acked or committed what it
   restart after any downtime, or a second host publishing the same coins, adds nothing
   twice; the duplicate window only has to cover the seconds between read-back and publish.
   While catching up on records older than half the window, the read-back is repeated.
-- bars -> HL_BARS and bars -> PostgreSQL: each follows every CSV file (append-only; a file
-  replaced by rebuild/repair is re-sent whole with a higher revision) and its `.inexact`
-  journal (a row journaled after it was sent is re-sent with exact=false, revision + 1).
+- bars -> HL_BARS and bars -> PostgreSQL: each follows every CSV file, its `.inexact`
+  journal and its `.revisions` (bars_io, bars): a row journaled after it was sent goes again
+  with exact=false, a revision as the venue's candle, and a file replaced by rebuild/repair
+  sends the windows that changed, each one revision higher.
 
 A sink that is down is retried with backoff and never touches the pipeline: the relay only
 reads files. `run_dir/relay-status.json` is its heartbeat (core.RelayStatus).
@@ -31,12 +32,12 @@ from hlstream.common.backoff import Backoff
 from hlstream.common.clock import Clock
 from hlstream.common.config import Settings
 from hlstream.common.durable import write_atomic
-from hlstream.common.filenames import csv_filename
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.sinks import SinkSecrets
 from hlstream.common.tape.format import Record, TapePosition
 from hlstream.common.tape.readers_io import read_since
+from hlstream.services.relay.bars_io import follow_bars, prune_pins
 from hlstream.services.relay.core import (
     BAR_PREFIX,
     BARS_STREAM,
@@ -45,7 +46,6 @@ from hlstream.services.relay.core import (
     TRADE_PREFIX,
     TRADES_STREAM,
     Counters,
-    FileProgress,
     JsBar,
     Outgoing,
     RelayStatus,
@@ -57,13 +57,7 @@ from hlstream.services.relay.core import (
     read_back_start_ms,
     record_time_ms,
 )
-from hlstream.services.relay.files_io import (
-    PROGRESS_FILE,
-    lag_bytes,
-    load_progress,
-    new_bars,
-    status_path,
-)
+from hlstream.services.relay.files_io import PROGRESS_FILE, lag_bytes, load_progress, status_path
 
 SERVICE = "relay"
 POLL_S = 0.05  # tape poll when caught up
@@ -102,6 +96,7 @@ class Relay:
         self.nats = SinkState("nats", bool(settings.nats_url))
         self.postgres = SinkState("postgres", bool(settings.postgres_dsn))
         self._last_save = 0.0
+        self._unsaved = False  # a throttled save is owed: the status loop makes it
         self._rng = random.Random()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -133,9 +128,19 @@ class Relay:
         """Write the progress durably (throttled unless `force`)."""
         now = time.monotonic()
         if not force and now - self._last_save < SAVE_EVERY_S:
+            self._unsaved = True
             return
         self._last_save = now
+        self._unsaved = False
         write_atomic(self.settings.run_dir / PROGRESS_FILE, _JSON.encode(self.progress))
+
+    def _saved_bars(self, sent: int, replaced: bool) -> None:
+        """Save after bars were sent; after a replaced file, at once, then drop unused pins."""
+        if replaced:
+            self._save(force=True)
+            prune_pins(self.settings, self.progress)
+        elif sent:
+            self._save()
 
     def _failed(self, sink: SinkState, exc: BaseException) -> None:
         error = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":")[:300]
@@ -304,10 +309,10 @@ class Relay:
             self.counters.duplicates += duplicates
 
         while not self.stop.is_set():
-            sent = await self._follow_bars(self.progress.nats_bars, send)
+            sent, replaced = await follow_bars(self.settings, self.progress.nats_bars, send)
             if sent:
                 self.progress.bars_saved_ms = self.clock.now_ms()
-                self._save()
+            self._saved_bars(sent, replaced)
             await asyncio.sleep(BAR_POLL_S)
 
     # --- PostgreSQL -------------------------------------------------------------------------
@@ -329,8 +334,9 @@ class Relay:
                     await asyncio.to_thread(sink.connect)
                     self._recovered(self.postgres)
                     backoff.reset()
-                if await self._follow_bars(self.progress.postgres_bars, send):
-                    self._save()
+                self._saved_bars(
+                    *await follow_bars(self.settings, self.progress.postgres_bars, send)
+                )
                 await asyncio.sleep(BAR_POLL_S)
             except PostgresError as exc:
                 self._failed(self.postgres, exc)
@@ -338,36 +344,12 @@ class Relay:
                 await self._pause(backoff)
         sink.close()
 
-    # --- bar files ------------------------------------------------------------------------
-
-    async def _follow_bars(
-        self,
-        files: dict[str, FileProgress],
-        send: Callable[[list[JsBar]], object],
-    ) -> int:
-        """Send what is new in every bar file; progress advances only after `send` returns."""
-        total = 0
-        for coin in self._coins():
-            for interval in self.settings.intervals:
-                name = csv_filename(coin, interval)
-                path = self.settings.data_dir / name
-                state = files.get(name) or FileProgress()
-                found = new_bars(path, coin, interval, state)
-                if found is None:
-                    continue
-                bars, updated = found
-                if bars:
-                    result = send(bars)
-                    if asyncio.iscoroutine(result):
-                        await result
-                    total += len(bars)
-                files[name] = updated
-        return total
-
     # --- status ---------------------------------------------------------------------------
 
     async def _status_loop(self) -> None:
         while True:
+            if self._unsaved:
+                self._save()
             self._write_status()
             await asyncio.sleep(STATUS_EVERY_S)
 
