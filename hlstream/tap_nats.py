@@ -41,6 +41,7 @@ CONNECT_WAIT_S = 5.0  # the longest `JetStreamTap(...)` tries the servers before
 CONNECT_ROUNDS = 2  # ... or until each server failed this many times
 SERVER_TIMEOUT_S = 5.0  # one request to the server (stream info, consumer creation)
 RECEIVE_QUEUE = 10_000  # messages held for a slow reader; then the server waits (flow control)
+HEARTBEAT_S = 1.0  # the server's idle heartbeat: two missed, and the consumer is re-created
 TOPIC_END = "|"
 
 # A copy of hlstream.services.relay.core.encode_token / decode_token, since this file imports
@@ -171,6 +172,8 @@ class JetStreamTap:
         self.lost = 0
         self._queue: queue.Queue[tuple[str, bytes, bool]] = queue.Queue(RECEIVE_QUEUE)
         self._replay_upto: dict[str, int] = {}  # stream -> last sequence when the tap started
+        self._delivered: dict[str, int] = {}  # stream -> last sequence queued (or skipped)
+        self._since = datetime.fromtimestamp((since_ms or 0) / 1000, tz=UTC)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -207,12 +210,13 @@ class JetStreamTap:
                     f"NATS at {self.url} answers no JetStream request: {_why(exc)}"
                 ) from None
             self._replay_upto[stream] = info.state.last_seq
+            self._delivered[stream] = info.state.last_seq if since_ms is None else 0
             config = api.ConsumerConfig(filter_subjects=filters, inactive_threshold=300.0)
             if since_ms is None:
                 config.deliver_policy = api.DeliverPolicy.NEW
             else:
                 config.deliver_policy = api.DeliverPolicy.BY_START_TIME
-                config.opt_start_time = datetime.fromtimestamp(since_ms / 1000, tz=UTC)
+                config.opt_start_time = self._since
             try:
                 await js.subscribe(
                     filters[0],
@@ -220,11 +224,15 @@ class JetStreamTap:
                     config=config,
                     cb=self._deliver,
                     ordered_consumer=True,
+                    idle_heartbeat=HEARTBEAT_S,
                 )
             except (TimeoutError, nats.errors.Error) as exc:
                 raise TapError(
                     f"{stream} at {self.url} refused the consumer: {_why(exc)}"
                 ) from None
+            # nats-py re-creates a lost ordered consumer (a server restart) from this very
+            # config with a start sequence; the server refuses a start time beside it.
+            config.opt_start_time = None
 
     async def _connect(self, options: dict[str, Any]) -> None:
         from nats.errors import AuthorizationError
@@ -260,9 +268,14 @@ class JetStreamTap:
         # Waiting here holds back this consumer's flow-control reply, so the server pauses.
         while self._queue.full():
             await asyncio.sleep(0.01)
-        meta = msg.metadata
-        upto = self._replay_upto.get(meta.stream, 0)
-        self._queue.put_nowait((msg.subject, msg.data, meta.sequence.stream <= upto))
+        meta, stream = msg.metadata, msg.metadata.stream
+        # A re-created consumer starts after the last sequence nats-py saw (from the stream's
+        # first when it saw none): deliver each sequence once, never one before the start.
+        if meta.sequence.stream <= self._delivered[stream] or meta.timestamp < self._since:
+            return
+        self._delivered[stream] = meta.sequence.stream
+        replayed = meta.sequence.stream <= self._replay_upto[stream]
+        self._queue.put_nowait((msg.subject, msg.data, replayed))
 
     async def _shut_down(self) -> None:
         """Close the connection, then end the client's background tasks (consumer heartbeat

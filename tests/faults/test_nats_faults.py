@@ -1,6 +1,7 @@
 """JetStream failing under a running relay loses nothing and repeats nothing: nats-server
-stopped (SIGTERM) mid-run and restarted on its port and store, and one node of a 3-node
-cluster with replicas 3 killed -9 mid-run (tests/support/servers.py starts the servers)."""
+stopped (SIGTERM) mid-run and restarted on its port and store (a `Tap.nats` open across the
+restart gets every trade once), and one node of a 3-node cluster with replicas 3 killed -9
+mid-run (tests/support/servers.py starts the servers)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from hlstream.common.messages import Trade
 from hlstream.common.tape.readers_io import read_since
 from hlstream.services.relay.core import JsTrade
 from hlstream.services.relay.files_io import read_relay_status
+from hlstream.tap import Tap
+from hlstream.tap_nats import JetStreamTap
 from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline
 from tests.support.servers import NatsCluster, NatsServer, stream_messages
@@ -47,7 +50,7 @@ def _stream_ids(url: str) -> list[str]:
     return [msg_id for _, msg_id, _ in messages]
 
 
-def _assert_every_trade_once(exchange, pipeline: Pipeline, url: str) -> None:
+def _assert_every_trade_once(exchange, pipeline: Pipeline, url: str) -> list[str]:
     """With the venue paused: the stream holds the tape and the venue's truth, each once."""
     exchange.pause_trades(True)
     tape = _tape_ids(pipeline)
@@ -61,9 +64,10 @@ def _assert_every_trade_once(exchange, pipeline: Pipeline, url: str) -> None:
         truth = {f"{coin}:{t['time']}:{t['tid']}" for t in exchange.trades(coin)}
         missing = {i for i in truth if int(i.rsplit(":", 2)[1]) > first_ms} - set(ids)
         assert missing == set(), f"{coin}: trades of the venue missing from the stream"
+    return ids
 
 
-def _run_through(exchange, pipeline: Pipeline, fault, url: Callable[[], str]) -> None:
+def _run_through(exchange, pipeline: Pipeline, fault, url: Callable[[], str]) -> list[str]:
     """Publish, inject `fault`, publish more, then check the stream (read at `url()` after
     the fault) against the truth."""
     try:
@@ -72,10 +76,11 @@ def _run_through(exchange, pipeline: Pipeline, fault, url: Callable[[], str]) ->
         fault()
         seen = _published(pipeline)
         wait_for(lambda: _published(pipeline) >= seen + 150, 90, "relay publishing again")
-        _assert_every_trade_once(exchange, pipeline, url())
+        ids = _assert_every_trade_once(exchange, pipeline, url())
     finally:
         code, output = pipeline.stop()
     assert code == 0, output[-3000:]
+    return ids
 
 
 def test_nats_restart_mid_run_loses_nothing(exchange, tmp_path):
@@ -85,7 +90,10 @@ def test_nats_restart_mid_run_loses_nothing(exchange, tmp_path):
         backoff_cap_seconds="2",
     ).start()  # fmt: skip
 
+    taps: list[JetStreamTap] = []
+
     def restart() -> None:
+        taps.append(Tap.nats(server.url, ["trade."], timeout_ms=10_000, since_ms=0))
         server.stop()  # SIGTERM, with publishes in flight
         errors = read_relay_status(pipeline.run_dir).errors
         wait_for(
@@ -97,8 +105,16 @@ def test_nats_restart_mid_run_loses_nothing(exchange, tmp_path):
         server.start()  # same port, same store
 
     try:
-        _run_through(exchange, pipeline, restart, lambda: server.url)
+        ids = _run_through(exchange, pipeline, restart, lambda: server.url)
+        tapped = []  # a tap open across the restart gets each stored trade once, in order
+        for message in taps[0]:
+            tapped += [f"{t['coin']}:{t['ts_ms']}:{t['tid']}" for t in message.data["trades"]]
+            if len(tapped) >= len(ids):
+                break
+        assert tapped == ids
     finally:
+        for tap in taps:
+            tap.close()
         server.stop()
     assert "event=read_back" in (pipeline.run_dir / "logs" / "relay.log").read_text()
 
