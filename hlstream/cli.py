@@ -2,7 +2,7 @@
 
     run | start | stop | restart STAGE     the pipeline under supervisord
     status [--json]                         stages + pipeline health; exit 1 when unhealthy
-    tap KIND [COIN...]                      live bus messages, one line each
+    tap KIND [COIN...] [--nats URL]         live bus (or JetStream) messages, one line each
     backfill [--hours N]                    one-shot REST backfill with a progress bar
     verify [FILE...]                        CSV integrity; exit 1 on any defect
     verify --venue [--from T] [--to T]      rows vs the venue's candles; exit 1 on a mismatch
@@ -96,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     tap.add_argument(
         "--since",
         type=_duration_ms,
-        help="trades only: first the last N s/m/h/d from the tape (e.g. 5m), then live",
+        help="trades only: first the last N s/m/h/d from the tape (e.g. 5m), then live; "
+        "with --nats: trades, gaps or bars from the stream",
+    )
+    tap.add_argument(
+        "--nats", metavar="URL", help="read the relay's JetStream streams (any host) at URL"
     )
     add_config_flags(tap, listed=False)
 
@@ -219,8 +223,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "export":
         return commands.export(args, settings)
     if args.command == "tap":
-        from hlstream.tapcmd_io import run_tap
+        from hlstream.tapcmd_io import run_nats_tap, run_tap
 
+        if args.nats:
+            from hlstream.common.clock import now_ms
+
+            since_ms = None if args.since is None else now_ms() - args.since
+            return run_nats_tap(
+                settings, args.nats, args.kind, args.coin_list, interval=args.interval,
+                as_json=args.json, count=args.count, timeout_s=args.timeout, since_ms=since_ms,
+            )  # fmt: skip
         since_ms = None if args.since is None else commands.since_ms(args, settings)
         return run_tap(
             settings,

@@ -5,11 +5,11 @@ nothing from hlstream, so a strategy can copy it:
     for msg in Tap("ipc:///path/to/run/trades.sock", ["trade.BTC|"]):
         print(msg.topic, msg.data)
 
-`msg.data` is the decoded payload (docs/bus.md); `msg.event` is "first", "ok", "restart"
-(new publisher session), "loss" (`msg.lost` were dropped) or "stale" (a repeat). Topics end
-with "|", so "trade.ETH|" never matches "trade.ETHFI|"; "trade." subscribes to a family.
-A tap on which nothing can arrive raises `TapError` at once, in one line. `CatchUpTap`
-replays trades from ingest's tape, then goes on live with no gap and no duplicate.
+`msg.data` is the decoded payload (docs/bus.md); `msg.event` is "first", "ok", "restart" (new
+publisher session), "loss" (`msg.lost` were dropped) or "stale" (a repeat). Topics end with "|",
+so "trade.ETH|" never matches "trade.ETHFI|"; "trade." subscribes to a family. A tap on which
+nothing can arrive raises `TapError` at once, in one line. `CatchUpTap` replays trades from
+ingest's tape, then goes on live with no gap and no duplicate. `Tap.nats`: JetStream, any host.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from collections import deque
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import zmq
+
+if TYPE_CHECKING:
+    from hlstream.tap_nats import JetStreamTap
 
 try:  # installed with hlstream, tap errors share its root; vendored alone, this file stands alone
     from hlstream.common.errors import HlstreamError as _ErrorRoot
@@ -96,22 +99,19 @@ def interval_problem(label: str) -> str | None:
     """hlstream's parse error for a bar interval label, or None when it is well formed."""
     interval_ms = _interval_ms(label)
     if interval_ms is None:
-        return (
-            f"unknown interval {label!r}: use N followed by s, m, h or d (e.g. 5s, 1m, 30m, 1h, 1d)"
-        )
+        units = "N followed by s, m, h or d (e.g. 5s, 1m, 30m, 1h, 1d)"
+        return f"unknown interval {label!r}: use {units}"
     if interval_ms > 7 * _DAY_MS:
         return f"interval {label!r} is longer than 7 days"
     if _DAY_MS % interval_ms != 0 and interval_ms % _DAY_MS != 0:
-        return (
-            f"interval {label!r} does not divide a day evenly, so windows would drift against UTC"
-        )
+        drift = "so windows would drift against UTC"
+        return f"interval {label!r} does not divide a day evenly, {drift}"
     return None
 
 
 @dataclass(frozen=True)
 class Streamed:
-    """The coins and bar intervals an instance publishes (None: not known), and the run dir
-    they were read from (None: they come from a configuration)."""
+    """The coins and bar intervals an instance streams (None: not known); run_dir: read there."""
 
     coins: frozenset[str] | None
     intervals: frozenset[str] | None
@@ -134,8 +134,7 @@ def read_streamed(run_dir: str | Path, now_ms: int) -> Streamed | None:
     named = pairs and all(isinstance(name, str) and name for pair in pairs for name in pair)
     if type(ts_ms) is not int or abs(now_ms - ts_ms) > STATUS_FRESH_MS or not named:
         return None
-    coins = frozenset(coin for coin, _ in pairs)
-    return Streamed(coins, frozenset(interval for _, interval in pairs), str(run_dir))
+    return Streamed(frozenset(c for c, _ in pairs), frozenset(i for _, i in pairs), str(run_dir))
 
 
 def request_problem(
@@ -158,15 +157,12 @@ def request_problem(
             continue
         same_case = sorted(name for name in known if name.lower() == coin.lower())
         if same_case:
-            return (
-                f"nothing can arrive for coin {coin!r}: did you mean {same_case[0]}? "
-                "(coin names are case-sensitive)"
-            )
+            hint = "(coin names are case-sensitive)"
+            return f"nothing can arrive for coin {coin!r}: did you mean {same_case[0]}? {hint}"
         close = difflib.get_close_matches(coin, sorted(known), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else ""
-        return (
-            f"nothing can arrive for coin {coin!r}: {_has(streamed, 'coins', sorted(known))}{hint}"
-        )
+        has = _has(streamed, "coins", sorted(known))
+        return f"nothing can arrive for coin {coin!r}: {has}{hint}"
     return None
 
 
@@ -248,6 +244,13 @@ class Tap:
         self.lost = 0
         self._last: dict[str, tuple[str, int]] = {}
 
+    @staticmethod
+    def nats(url: str, prefixes: list[str], **options: Any) -> JetStreamTap:
+        """The same messages from JetStream at `url`, any host (hlstream/tap_nats.py)."""
+        from hlstream.tap_nats import JetStreamTap  # needs nats-py, which the bus tap does not
+
+        return JetStreamTap(url, prefixes, **options)
+
     def receive(self) -> TapMessage | None:
         """The next valid message, or None when `timeout_ms` passes without one."""
         while True:
@@ -277,8 +280,7 @@ class Tap:
         return TapMessage(topic, data, *self._sequence(topic, session, seq))
 
     def _sequence(self, topic: str, session: str, seq: int) -> tuple[str, int]:
-        # A copy of hlstream.common.sequence.SeqTracker, since this file imports nothing from
-        # hlstream; tests/unit/test_sequence_table.py holds both to one table.
+        # A copy of common/sequence.py's SeqTracker; tests/unit/test_sequence_table.py: same.
         previous = self._last.get(topic)
         if previous is None or previous[0] != session:
             self._last[topic] = (session, seq)

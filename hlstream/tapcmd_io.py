@@ -6,7 +6,9 @@ for their settings' coins or addresses); bars and late on bars_endpoint. `--sinc
 match exactly (`trade.ETH|` never gets `trade.ETHFI|`). Human lines, or one JSON object per
 message with `--json`. A tap on which nothing can arrive says why at once: a missing or stale
 socket exits 1 (while supervisord runs, a starting stage gets ENDPOINT_WAIT_S to bind); a
-coin or interval the instance does not stream exits 2.
+coin or interval the instance does not stream exits 2. `--nats URL` reads trades, gaps or
+bars from the relay's JetStream streams instead (any host; `--since` then replays the stream),
+printing the same lines (hlstream/tap_nats.py).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.errors import EXIT_USAGE
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.messages import TOPIC_END
+from hlstream.common.sinks import sink_secrets
 from hlstream.common.timebucket import format_window
 from hlstream.tap import (
+    UNKNOWN,
     CatchUpTap,
     ReplayError,
     Streamed,
@@ -35,8 +39,10 @@ from hlstream.tap import (
     read_streamed,
     request_problem,
 )
+from hlstream.tap_nats import JetStreamTap
 
 KINDS = ("trades", "bars", "book", "bbo", "fills", "gaps", "status", "late")
+NATS_KINDS = ("trades", "gaps", "bars")  # the kinds the relay publishes to JetStream
 ENDPOINT_WAIT_S = 3.0  # while supervisord runs, a missing socket may be a stage (re)starting
 ENDPOINT_POLL_S = 0.2
 RECEIVE_MS = 250  # the longest the tap blocks, so Ctrl-C, --count and --timeout are prompt
@@ -79,6 +85,10 @@ def _stamp(ts_ms: object) -> str:
     return "-"
 
 
+def _known(value: object) -> object:
+    return "-" if value is None else value  # a JetStream bar has no trade count or source
+
+
 def _level(level: object) -> str:
     return f"{level.get('size')}@{level.get('price')}" if isinstance(level, dict) else "-"
 
@@ -98,7 +108,7 @@ def _body_lines(topic: str, data: dict[str, object]) -> list[str]:
         return [
             f"{_stamp(get('start_ms'))} {get('coin')} {get('interval')} O={get('open')} "
             f"H={get('high')} L={get('low')} C={get('close')} V={get('volume')} "
-            f"n={get('trades')} {state} src={get('source')}"
+            f"n={_known(get('trades'))} {state} src={_known(get('source'))}"
         ]
     if kind == "book" and isinstance(bids, list) and isinstance(asks, list):
         best = f"bid {_level(bids[0] if bids else None)} ask {_level(asks[0] if asks else None)}"
@@ -189,7 +199,6 @@ def run_tap(
     since_ms: int | None = None,
 ) -> int:
     """Print messages until Ctrl-C, `count` lines, or `timeout_s`; exit 1 if count not reached."""
-    out = sys.stdout
     endpoint = settings.bars_endpoint if kind in ("bars", "late") else settings.trades_endpoint
     _note_setting(settings, kind, coins)
     stop = StopFlag().install()
@@ -214,6 +223,64 @@ def run_tap(
     except TapError as exc:  # the instance went away or changed since the checks above
         print(f"hlstream tap: {exc}", file=sys.stderr)
         return 1
+    return _print_messages(tap, matches, endpoint, stop, as_json, count, timeout_s)
+
+
+def nats_prefixes(kind: str, coins: list[str], interval: str | None) -> list[str]:
+    """The bus topics a JetStream tap asks for (bars of given coins at every interval too)."""
+    if kind == "bars" and coins and not interval:
+        return [f"bar.*.{coin}{TOPIC_END}" for coin in coins]
+    return subscriptions(kind, coins, interval)
+
+
+def run_nats_tap(
+    settings: Settings,
+    url: str,
+    kind: str,
+    coins: list[str],
+    *,
+    interval: str | None = None,
+    as_json: bool = False,
+    count: int | None = None,
+    timeout_s: float | None = None,
+    since_ms: int | None = None,
+) -> int:
+    """`run_tap` reading the relay's JetStream streams at `url` (any host) instead of the bus;
+    credentials are the relay's settings and secrets."""
+    if kind not in NATS_KINDS:
+        kinds = ", ".join(NATS_KINDS)
+        print(f"hlstream tap: --nats: JetStream holds {kinds} only, not {kind}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = request_problem(*request_args(kind, coins, interval), UNKNOWN)
+    if problem:
+        print(f"hlstream tap: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    secrets = sink_secrets(settings)
+    stop = StopFlag().install()
+    try:
+        tap = JetStreamTap(
+            url, nats_prefixes(kind, coins, interval), RECEIVE_MS, since_ms=since_ms,
+            user=settings.nats_user, password=secrets.nats_password, token=secrets.nats_token,
+            creds_file=settings.nats_creds_file, tls_ca_file=settings.nats_tls_ca_file,
+        )  # fmt: skip
+    except TapError as exc:
+        print(f"hlstream tap: {exc}", file=sys.stderr)
+        return 1
+    matches = topic_matcher(kind, coins, interval)
+    return _print_messages(tap, matches, tap.url, stop, as_json, count, timeout_s)
+
+
+def _print_messages(
+    tap: Tap | CatchUpTap | JetStreamTap,
+    matches: Callable[[str], bool],
+    source: str,
+    stop: StopFlag,
+    as_json: bool,
+    count: int | None,
+    timeout_s: float | None,
+) -> int:
+    """Print `tap`'s matching messages until Ctrl-C, `count` lines or `timeout_s`; close it."""
+    out = sys.stdout
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     printed = 0
     quiet_since, warned = time.monotonic(), False
@@ -229,7 +296,7 @@ def run_tap(
                 if not warned and time.monotonic() - quiet_since > ENDPOINT_WAIT_S:
                     warned = True
                     print(
-                        f"hlstream tap: connected to {endpoint}; nothing matching has been "
+                        f"hlstream tap: connected to {source}; nothing matching has been "
                         f"published for {ENDPOINT_WAIT_S:.0f}s, still waiting",
                         file=sys.stderr,
                     )

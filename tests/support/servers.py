@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tests.support.net import free_port
 from tests.support.wait import wait_for
@@ -80,6 +81,76 @@ class NatsServer:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class NatsCluster:
+    """Three `nats-server -js` nodes routed to each other on loopback (cluster `hl`), each
+    with its own port, store and log; `ready()` waits until JetStream has a meta leader."""
+
+    def __init__(self, base: Path, size: int = 3) -> None:
+        self.nodes = [NatsServer(base / f"n{i}") for i in range(1, size + 1)]
+        routes = [free_port() for _ in self.nodes]
+        urls = ",".join(f"nats://127.0.0.1:{port}" for port in routes)
+        for i, (node, route) in enumerate(zip(self.nodes, routes, strict=True), 1):
+            node.extra = ["--server_name", f"n{i}", "--cluster_name", "hl"]
+            node.extra += ["--cluster", f"nats://127.0.0.1:{route}", "--routes", urls]
+
+    @property
+    def url(self) -> str:
+        """Every node, as `nats_url` takes them."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self) -> NatsCluster:
+        for node in self.nodes:
+            node.start()
+        wait_for(lambda: all(_jetstream_ready(n.url) for n in self.nodes), 60, "JetStream cluster")
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def stream_info(self, stream: str) -> Any:
+        """`stream`'s info (nats.js.api.StreamInfo), asked of any node that answers."""
+        import asyncio
+
+        import nats
+
+        async def info() -> Any:
+            nc = await nats.connect(servers=[node.url for node in self.nodes])
+            try:
+                return await nc.jetstream().stream_info(stream)
+            finally:
+                await nc.close()
+
+        return asyncio.run(info())
+
+    def stream_leader(self, stream: str) -> NatsServer:
+        """The node that leads `stream`'s replicas now."""
+        name = self.stream_info(stream).cluster.leader
+        return self.nodes[int(name.removeprefix("n")) - 1]
+
+
+def _jetstream_ready(url: str) -> bool:
+    """True once `url`'s JetStream answers an account request (the cluster has a leader)."""
+    import asyncio
+
+    import nats
+
+    async def ask() -> bool:
+        try:
+            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=2)
+        except Exception:
+            return False
+        try:
+            await nc.jetstream(timeout=2).account_info()
+            return True
+        except Exception:
+            return False
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
 
 
 def _pg_bin_dir() -> Path:
