@@ -26,7 +26,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import msgpack
 
@@ -119,10 +119,25 @@ def message_of(subject: str, payload: bytes, event: str) -> TapMessage:
     return TapMessage(f"bar.{tokens[2]}.{coin}{TOPIC_END}", bar, event, 0)
 
 
+class ConnectOptions(TypedDict, total=False):
+    """The keyword arguments of nats-py's `Client.connect` the tap sets."""
+
+    servers: list[str]
+    name: str
+    connect_timeout: int
+    max_reconnect_attempts: int
+    reconnect_time_wait: float
+    user: str
+    password: str
+    token: str
+    user_credentials: str
+    tls: ssl.SSLContext
+
+
 def _connect_options(
     url: str, user: str, password: str, token: str, creds_file: str, tls_ca_file: str
-) -> dict[str, Any]:
-    options: dict[str, Any] = dict(
+) -> ConnectOptions:
+    options = ConnectOptions(
         servers=[server.strip() for server in url.split(",") if server.strip()],
         name="hlstream-tap",
         connect_timeout=2,
@@ -130,7 +145,7 @@ def _connect_options(
         reconnect_time_wait=0.5,
     )
     if user:
-        options.update(user=user, password=password)
+        options["user"], options["password"] = user, password
     if token:
         options["token"] = token
     if creds_file:
@@ -188,7 +203,7 @@ class JetStreamTap:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
     async def _open(
-        self, options: dict[str, Any], subjects: dict[str, list[str]], since_ms: int | None
+        self, options: ConnectOptions, subjects: dict[str, list[str]], since_ms: int | None
     ) -> None:
         try:
             import nats.errors
@@ -234,7 +249,7 @@ class JetStreamTap:
             # config with a start sequence; the server refuses a start time beside it.
             config.opt_start_time = None
 
-    async def _connect(self, options: dict[str, Any]) -> None:
+    async def _connect(self, options: ConnectOptions) -> None:
         from nats.errors import AuthorizationError
 
         errors: list[Exception] = []

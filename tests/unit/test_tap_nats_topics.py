@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hlstream.common.messages import Bar, Trade
-from hlstream.services.relay import core
+from hlstream.services.relay import bars, core
 from hlstream.tap import TapError, TapMessage
 from hlstream.tap_nats import decode_token, encode_token, message_of, shown_url, subject_of
 from hlstream.tapcmd_io import human_lines, nats_prefixes, topic_matcher
@@ -79,7 +79,7 @@ def test_a_stream_trade_prints_as_the_bus_prints_it() -> None:
 def test_a_stream_bar_prints_in_the_bus_format_without_count_and_source() -> None:
     bar = Bar("BTC", "1m", 1_700_000_040_000, "1", "3", "0.5", "2", "10.25", 7, True, "ws")
     bus = TapMessage("bar.1m.BTC|", {"v": 2, "type": "bar", **_fields(bar)}, "ok", 0)
-    row = core.BarRow(bar.start_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
+    row = bars.BarRow(bar.start_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
     exact = core.bar_payload(core.js_bar("BTC", "1m", row, True, 2))
     stream = message_of(core.bar_subject("1m", "BTC"), exact, "ok")
     assert stream.topic == bus.topic and stream.data["revision"] == 2
