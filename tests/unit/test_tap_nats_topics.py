@@ -79,8 +79,8 @@ def test_a_stream_trade_prints_as_the_bus_prints_it() -> None:
 def test_a_stream_bar_prints_in_the_bus_format_without_count_and_source() -> None:
     bar = Bar("BTC", "1m", 1_700_000_040_000, "1", "3", "0.5", "2", "10.25", 7, True, "ws")
     bus = TapMessage("bar.1m.BTC|", {"v": 2, "type": "bar", **_fields(bar)}, "ok", 0)
-    row = bars.BarRow(bar.start_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
-    exact = core.bar_payload(core.js_bar("BTC", "1m", row, True, 2))
+    values = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+    exact = core.bar_payload(bars.js_bar("BTC", "1m", bar.start_ms, values, True, 2))
     stream = message_of(core.bar_subject("1m", "BTC"), exact, "ok")
     assert stream.topic == bus.topic and stream.data["revision"] == 2
     assert human_lines(bus) == [
@@ -89,7 +89,7 @@ def test_a_stream_bar_prints_in_the_bus_format_without_count_and_source() -> Non
     assert human_lines(stream) == [
         "2023-11-14 22:14:00.000 BTC 1m O=1 H=3 L=0.5 C=2 V=10.25 n=- complete src=-"
     ]
-    inexact = core.bar_payload(core.js_bar("BTC", "1m", row, False, 0))
+    inexact = core.bar_payload(bars.js_bar("BTC", "1m", row, False, 0))
     assert "PARTIAL" in human_lines(message_of(core.bar_subject("1m", "BTC"), inexact, "ok"))[0]
 
 
