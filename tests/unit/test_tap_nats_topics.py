@@ -89,7 +89,7 @@ def test_a_stream_bar_prints_in_the_bus_format_without_count_and_source() -> Non
     assert human_lines(stream) == [
         "2023-11-14 22:14:00.000 BTC 1m O=1 H=3 L=0.5 C=2 V=10.25 n=- complete src=-"
     ]
-    inexact = core.bar_payload(bars.js_bar("BTC", "1m", row, False, 0))
+    inexact = core.bar_payload(bars.js_bar("BTC", "1m", bar.start_ms, values, False, 0))
     assert "PARTIAL" in human_lines(message_of(core.bar_subject("1m", "BTC"), inexact, "ok"))[0]
 
 
