@@ -54,7 +54,7 @@ def tapes(draw: st.DrawFn) -> tuple[Window, list[Record], int | None, str | None
             records.append(Gap(coin, lo, lo + draw(st.integers(0, 3 * step)), "reconnect"))
             continue
         ts += draw(st.sampled_from([0, 0, 1, step // 3 + 1, step, 2 * step, 5 * step]))
-        stamp = ts - draw(st.sampled_from([0, 0, 0, 1, step // 2]))
+        stamp = ts - draw(st.sampled_from([0, 0, 0, 1, min(step // 2, LATE_SLACK_MS // 2)]))
         if draw(st.integers(0, 29)) == 0:  # a straggler, perhaps beyond the late slack
             stamp -= draw(st.integers(0, LATE_SLACK_MS + 3 * step))
             ordinary = False
