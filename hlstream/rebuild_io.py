@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import accumulate
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
@@ -36,7 +36,7 @@ from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
-from hlstream.common.tape.format import Record, segment_day
+from hlstream.common.tape.format import Record, archive_path, segment_day, segment_path
 from hlstream.common.tape.readers_io import (
     coverage_start_ms,
     last_trade_before,
@@ -64,6 +64,9 @@ from hlstream.services.writer.core import row_of
 from hlstream.services.writer.dirlock import writer_running
 from hlstream.verify import Finding, plural
 from hlstream.verify_io import read_lines, snapshot_size
+
+if TYPE_CHECKING:
+    import polars as pl
 
 STATUS_FRESH_MS = 10_000  # ingest writes its status every second; older is not trusted
 
@@ -190,13 +193,65 @@ def _plan(
     if seed is None:
         earlier = [item.row for item in file.rows if item.row.start_ms < from_ms]
         seed = max(earlier, key=lambda row: row.start_ms).close if earlier else None
-    records = _tape_records(settings.data_dir, coin, from_ms, to_ms, step)
+    rows, inexact = _tape_rows(settings.data_dir, coin, window, covered_from, seed, step)
+    return compare(file, rows, inexact, interval_ms)
+
+
+def _tape_rows(
+    data_dir: Path,
+    coin: str,
+    window: Window,
+    covered_from: int | None,
+    seed: str | None,
+    step: Callable[[int], None],
+) -> tuple[list[Row], set[int]]:
+    """The tape's rows of `coin` for `window`, and which are inexact: by one columnar query
+    when a day of it is compacted (hlstream/rebuild_columnar.py), else, or when that query
+    declines, record by record through the aggregator's core (the same rows)."""
+    segments = _segments(data_dir, coin, window.from_ms, window.to_ms)
+    if any(not segment_path(data_dir, coin, day).exists() for day, _ in segments):
+        from hlstream.rebuild_columnar import columnar_bars
+
+        frame = _tape_frame(data_dir, coin, segments, step)
+        columnar = columnar_bars(coin, window, frame, covered_from, seed)
+        if columnar is not None:
+            return columnar.rows, columnar.inexact
+        step = _no_step  # the bytes were counted once
+    records = _tape_records(data_dir, coin, window.from_ms, window.to_ms, step)
     rebuilt = tape_bars(coin, window, records, covered_from, seed)
     if rebuilt.late:
         raise IntegrityError(
             f"tape of {coin} has {plural(rebuilt.late, 'trade')} more than a minute out of order"
         )
-    return compare(file, [row_of(bar) for bar in rebuilt.bars], rebuilt.inexact(), interval_ms)
+    return [row_of(bar) for bar in rebuilt.bars], rebuilt.inexact()
+
+
+def _no_step(_: int) -> None:
+    pass
+
+
+def _tape_frame(
+    data_dir: Path, coin: str, segments: list[Seg], step: Callable[[int], None]
+) -> pl.DataFrame:
+    """The records of `segments` as one frame in feed order (`rebuild_columnar.COLUMNS`): a
+    compacted day's columns as stored, a CSV day's records as read (its own checks)."""
+    import polars as pl
+
+    from hlstream.rebuild_columnar import COLUMNS, SCHEMA, records_frame
+
+    frames = []
+    for day, size in segments:
+        archived = archive_path(data_dir, coin, day)
+        if segment_path(data_dir, coin, day).exists() or not archived.exists():
+            spans = read_span(data_dir, coin, day, 0, size)  # reads the archive if compacted now
+            frames.append(records_frame(record for record, _ in spans))
+        else:
+            try:
+                frames.append(pl.read_parquet(archived, columns=list(COLUMNS)).cast(SCHEMA))
+            except pl.exceptions.PolarsError as exc:
+                raise IntegrityError(f"{archived}: unreadable tape archive ({exc})") from None
+        step(size)
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=SCHEMA)
 
 
 def _coins(settings: Settings, request: Request, err: TextIO) -> list[str]:
