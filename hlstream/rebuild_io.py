@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import accumulate
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -36,11 +36,8 @@ from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
-from hlstream.common.tape.format import Record, archive_path, segment_day, segment_path
+from hlstream.common.tape.format import Record, segment_day
 from hlstream.common.tape.readers_io import (
-    coverage_start_ms,
-    last_trade_before,
-    newest_ts_ms,
     read_span,
     segment_days,
     segment_size,
@@ -64,9 +61,6 @@ from hlstream.services.writer.core import row_of
 from hlstream.services.writer.dirlock import writer_running
 from hlstream.verify import Finding, plural
 from hlstream.verify_io import read_lines, snapshot_size
-
-if TYPE_CHECKING:
-    import polars as pl
 
 STATUS_FRESH_MS = 10_000  # ingest writes its status every second; older is not trusted
 
@@ -112,6 +106,8 @@ def coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
     feed = status.feed if fresh and status is not None else None
     if feed is not None and feed.covered_ms:
         return feed.covered_ms
+    from hlstream.rebuild_frames_io import newest_ts_ms
+
     return newest_ts_ms(settings.data_dir, coin)
 
 
@@ -174,6 +170,8 @@ def _plan(
     interval_ms = parse_interval(request.interval)
     file = _read_body(path) if path.exists() else parse_lines([])
     starts = [item.row.start_ms for item in file.rows]
+    from hlstream.rebuild_frames_io import coverage_start_ms, last_price_before
+
     covered_from = coverage_start_ms(settings.data_dir, coin)
     end, start = request.to_ms, request.from_ms
     if end is None:
@@ -188,8 +186,8 @@ def _plan(
     if to_ms <= from_ms:
         return compare(file, [], set(), interval_ms)
     window = Window(request.interval, interval_ms, from_ms, to_ms)
-    before = last_trade_before(settings.data_dir, coin, from_ms)
-    seed = None if before is None else format_decimal(Decimal(before.price))
+    before = last_price_before(settings.data_dir, coin, from_ms)
+    seed = None if before is None else format_decimal(Decimal(before))
     if seed is None:
         earlier = [item.row for item in file.rows if item.row.start_ms < from_ms]
         seed = max(earlier, key=lambda row: row.start_ms).close if earlier else None
@@ -208,11 +206,13 @@ def _tape_rows(
     """The tape's rows of `coin` for `window`, and which are inexact: by one columnar query
     when a day of it is compacted (hlstream/rebuild_columnar.py), else, or when that query
     declines, record by record through the aggregator's core (the same rows)."""
+    from hlstream.rebuild_frames_io import has_archived, tape_frame
+
     segments = _segments(data_dir, coin, window.from_ms, window.to_ms)
-    if any(not segment_path(data_dir, coin, day).exists() for day, _ in segments):
+    if has_archived(data_dir, coin, segments):
         from hlstream.rebuild_columnar import columnar_bars
 
-        frame = _tape_frame(data_dir, coin, segments, step)
+        frame = tape_frame(data_dir, coin, segments, step)
         columnar = columnar_bars(coin, window, frame, covered_from, seed)
         if columnar is not None:
             return columnar.rows, columnar.inexact
@@ -228,30 +228,6 @@ def _tape_rows(
 
 def _no_step(_: int) -> None:
     pass
-
-
-def _tape_frame(
-    data_dir: Path, coin: str, segments: list[Seg], step: Callable[[int], None]
-) -> pl.DataFrame:
-    """The records of `segments` as one frame in feed order (`rebuild_columnar.COLUMNS`): a
-    compacted day's columns as stored, a CSV day's records as read (its own checks)."""
-    import polars as pl
-
-    from hlstream.rebuild_columnar import COLUMNS, SCHEMA, records_frame
-
-    frames = []
-    for day, size in segments:
-        archived = archive_path(data_dir, coin, day)
-        if segment_path(data_dir, coin, day).exists() or not archived.exists():
-            spans = read_span(data_dir, coin, day, 0, size)  # reads the archive if compacted now
-            frames.append(records_frame(record for record, _ in spans))
-        else:
-            try:
-                frames.append(pl.read_parquet(archived, columns=list(COLUMNS)).cast(SCHEMA))
-            except pl.exceptions.PolarsError as exc:
-                raise IntegrityError(f"{archived}: unreadable tape archive ({exc})") from None
-        step(size)
-    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=SCHEMA)
 
 
 def _coins(settings: Settings, request: Request, err: TextIO) -> list[str]:
