@@ -9,8 +9,10 @@ One coin-day of `trades` trades (a random-walk price, venue-style decimal text, 
 written as a tape CSV segment, then each library writes the same columns to Parquet with zstd
 (prices and sizes as their exact decimal text, never floats) and aggregates 1m bars: open and
 close by tape order, high and low by exact value, volume as an exact decimal sum (the text is
-cast to a 38-digit decimal with 18 places; a cast that would lose a digit raises). Every
-library's bars are checked equal to the aggregator core's bars formatted as the live rows.
+cast to a 38-digit decimal with 18 places, more than the texts here have: polars rounds a
+text with more places silently, so rebuild's columnar path takes the scale from the texts).
+Every library's bars are checked equal to the aggregator core's bars formatted as the live
+rows.
 The chosen library's compaction (`hlstream.common.tape.compact_io.compact_day`: parse the
 CSV, write, read back and check) and `read_tape` over the CSV day and the Parquet day are
 timed.
