@@ -6,6 +6,8 @@ common/tape/readers_io.py, which turn every record of a row group into Python ob
 A lookup reads a compacted day's columns itself only where the answer is plain from them;
 anything else (a CSV day first, an empty day, trades out of order where the readers' scan
 rules decide) is left to the readers' own function, which gives the answer by definition.
+A compacted day was checked record for record against its CSV when it was written; the
+frame's own checks are on the columns the bars are made of (rebuild_columnar).
 """
 
 from __future__ import annotations

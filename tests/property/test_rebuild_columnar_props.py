@@ -67,7 +67,7 @@ def tapes(draw: st.DrawFn) -> tuple[Window, list[Record], int | None, str | None
     return window, records, covered, seed, ordinary
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(tapes())
 def test_columnar_rows_equal_the_per_record_rows_or_it_declines(tape):
     window, records, covered, seed, ordinary = tape
