@@ -9,11 +9,19 @@ One coin-day of `trades` trades (a random-walk price, venue-style decimal text, 
 written as a tape CSV segment, then each library writes the same columns to Parquet with zstd
 (prices and sizes as their exact decimal text, never floats) and aggregates 1m bars: open and
 close by tape order, high and low by exact value, volume as an exact decimal sum (the text is
-cast to a 38-digit decimal with 18 places; a cast that would lose a digit raises). Every
-library's bars are checked equal to the aggregator core's bars formatted as the live rows.
+cast to a 38-digit decimal with 18 places, more than the texts here have: polars rounds a
+text with more places silently, so rebuild's columnar path takes the scale from the texts).
+Every library's bars are checked equal to the aggregator core's bars formatted as the live
+rows.
 The chosen library's compaction (`hlstream.common.tape.compact_io.compact_day`: parse the
-CSV, write, read back and check), and `read_tape` and `hlstream rebuild --interval 1m` over
-the CSV day and over the Parquet day (whose rows must be the same), are timed.
+CSV, write, read back and check) and `read_tape` over the CSV day and the Parquet day are
+timed.
+
+Rebuild: a tape of `rebuild_trades` trades (5 coins over 3 days, in venue-like frames: a
+block of trades shares one time, one frame in fifty comes a second late) is rebuilt into 1m
+bars by `run_rebuild` (what `hlstream rebuild --interval 1m` runs, in this process, from no
+bar files) over the CSV tape, then again once every day is compacted: the columnar path
+(hlstream/rebuild_columnar.py). Both must write the same bytes (rows and inexact journals).
 Prints and writes one JSON object.
 
 Why polars (1M trades, 2 shared cores, bench/results/archive.json; runs vary with load):
@@ -24,16 +32,17 @@ Why polars (1M trades, 2 shared cores, bench/results/archive.json; runs vary wit
   against 4.4-5.1 for pyarrow, whose first/last have no decimal kernel, and 2.8-9.5 for
   duckdb) and wrote as fast as duckdb (0.67-1.14 s per million; pyarrow 1.5-1.7);
 - its Python API builds, reads and slices frames directly (duckdb would need SQL strings
-  and pyarrow or pandas to take Python data in), and tests and docs already used it.
+  and pyarrow or pandas to take Python data in), and tests and docs already used it;
+- rebuild over compacted days runs the same kind of polars query (exact decimals, first/last
+  by time, carry-forward): `rebuild.parquet_trades_per_s` against `rebuild.csv_trades_per_s`.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +50,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from hlstream.common.config import Settings
 from hlstream.common.decimals import format_decimal
 from hlstream.common.messages import Trade
 from hlstream.common.tape.compact_io import compact_day
@@ -52,10 +62,13 @@ from hlstream.common.tape.format import (
     segment_path,
 )
 from hlstream.common.tape.readers_io import read_tape
+from hlstream.rebuild_io import Request, run_rebuild
 
 START_MS = 1_709_337_600_000  # a UTC midnight
 DAY_MS = 86_400_000
 COIN = "BTC"
+REBUILD_COINS = ("BTC", "ETH", "SOL", "HYPE", "kPEPE")
+REBUILD_DAYS = 3
 Bars = list[tuple[int, str, str, str, str, str]]  # minute start, O, H, L, C, V (row text)
 
 
@@ -249,23 +262,97 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "bars_exact": bars == expected,
         }
     csv_read_s = _timed_read(root, n)
-    csv_rebuild_s, csv_rows = _timed_rebuild(root)
     t0 = time.perf_counter()
     compact_day(root, COIN, segment_day(START_MS))
     compact_s = time.perf_counter() - t0
     archived = archive_path(root, COIN, segment_day(START_MS))
-    parquet_rebuild_s, parquet_rows = _timed_rebuild(root)
-    if parquet_rows != csv_rows:
-        raise SystemExit("hlstream rebuild over the Parquet day wrote other rows than over the CSV")
     result["compaction"] = {
         "compact_s_per_million": round(compact_s * 1e6 / n, 2),
         "parquet_bytes_per_trade": round(archived.stat().st_size / n, 1),
         "read_tape_csv_records_per_s": round(n / csv_read_s),
         "read_tape_parquet_records_per_s": round(n / _timed_read(root, n)),
-        "rebuild_1m_csv_trades_per_s": round(n / csv_rebuild_s),
-        "rebuild_1m_parquet_trades_per_s": round(n / parquet_rebuild_s),
     }
+    if args.rebuild_trades:
+        result["rebuild"] = bench_rebuild(root / "rebuild", args.rebuild_trades)
     return result
+
+
+def write_rebuild_tape(root: Path, n: int) -> list[tuple[str, str]]:
+    """About `n` trades of `REBUILD_COINS` over `REBUILD_DAYS` days as CSV segments, in venue
+    frames: a block of 1-6 trades at one time, one frame in fifty a second late. Returns the
+    (coin, day) of every segment."""
+    rng = random.Random(11)
+    per_segment = n // (len(REBUILD_COINS) * REBUILD_DAYS)
+    sizes = [
+        format_decimal(Decimal(rng.randint(1, 200_000)) / 10 ** rng.randint(0, 5))
+        for _ in range(5_000)
+    ]
+    prices: dict[int, str] = {}
+    segments = []
+    tid = 0
+    for coin in REBUILD_COINS:
+        ticks = rng.randint(2_000, 2_000_000)
+        for day_index in range(REBUILD_DAYS):
+            day_ms = START_MS + day_index * DAY_MS
+            day = segment_day(day_ms)
+            trades: list[Trade] = []
+            while len(trades) < per_segment:
+                at = day_ms + len(trades) * (DAY_MS - 2_000) // per_segment + 1_000
+                if rng.random() < 0.02:
+                    at -= 1_000
+                for _ in range(rng.randint(1, 6)):
+                    ticks = max(2, ticks + rng.choice((-1, 0, 0, 1)))
+                    price = prices.get(ticks) or prices.setdefault(
+                        ticks, format_decimal(Decimal(ticks) / 100)
+                    )
+                    side = "buy" if rng.random() < 0.5 else "sell"
+                    hash_ = "0x" + rng.randbytes(32).hex()
+                    trades.append(Trade(coin, side, price, rng.choice(sizes), at, tid, hash_))
+                    tid += 1
+            path = segment_path(root, coin, day)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(HEADER + (format_trades(trades, coin, day) or ""))
+            segments.append((coin, day))
+    return segments
+
+
+def _timed_run_rebuild(root: Path) -> tuple[float, dict[str, bytes]]:
+    """Seconds `run_rebuild` takes for 1m bars of every coin from no bar files, and the files
+    (rows and journals) it wrote."""
+    for path in root.glob("*_1m_data.csv*"):
+        path.unlink()
+    settings = Settings(data_dir=root, run_dir=root / "run", coins=REBUILD_COINS)
+    request = Request("1m", REBUILD_COINS, None, None, check=False)
+    t0 = time.perf_counter()
+    if run_rebuild(settings, request, io.StringIO()) != 0:
+        raise SystemExit("hlstream rebuild failed")
+    seconds = time.perf_counter() - t0
+    return seconds, {path.name: path.read_bytes() for path in root.glob("*_1m_data.csv*")}
+
+
+def bench_rebuild(root: Path, n: int) -> dict[str, Any]:
+    """`hlstream rebuild --interval 1m` over `n` trades: the CSV tape, then compacted."""
+    t0 = time.perf_counter()
+    segments = write_rebuild_tape(root, n)
+    write_s = time.perf_counter() - t0
+    csv_s, csv_files = _timed_run_rebuild(root)
+    t0 = time.perf_counter()
+    trades = sum(compact_day(root, coin, day).records for coin, day in segments)
+    compact_s = time.perf_counter() - t0
+    parquet_s, parquet_files = _timed_run_rebuild(root)
+    if parquet_files != csv_files:
+        raise SystemExit("rebuild over the compacted tape wrote other bytes than over the CSV")
+    return {
+        "trades": trades,
+        "coins": len(REBUILD_COINS),
+        "days": REBUILD_DAYS,
+        "tape_write_s": round(write_s, 1),
+        "compact_s_per_million": round(compact_s * 1e6 / trades, 2),
+        "csv_s": round(csv_s, 2),
+        "parquet_s": round(parquet_s, 2),
+        "csv_trades_per_s": round(trades / csv_s),
+        "parquet_trades_per_s": round(trades / parquet_s),
+    }
 
 
 def _timed_read(root: Path, n: int) -> float:
@@ -277,22 +364,11 @@ def _timed_read(root: Path, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def _timed_rebuild(root: Path) -> tuple[float, str]:
-    """Seconds `hlstream rebuild --interval 1m` takes over the day (one process, from scratch),
-    and the rows it wrote."""
-    bars = root / "btc_1m_data.csv"
-    bars.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "hlstream.cli", "rebuild", "--interval", "1m", "--coins", COIN]
-    command += ["--data-dir", str(root), "--run-dir", str(root / "run")]
-    t0 = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - t0, bars.read_text()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--libs", default="pyarrow,polars,duckdb")
+    parser.add_argument("--rebuild-trades", type=int, default=5_000_000, help="0: skip")
     parser.add_argument("--out", type=Path, default=Path("bench/results/archive.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hlstream-archive-") as tmp:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import os
+import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from hlstream.common.messages import Trade
+import pytest
+
+from hlstream import rebuild_io
+from hlstream.common.config import Settings
+from hlstream.common.messages import Gap, Trade
+from hlstream.common.tape.compact_io import compact_day
+from hlstream.common.tape.format import segment_day
 from hlstream.common.tape.writer_io import TapeWriter
+from hlstream.rebuild_io import Request, run_rebuild
 from tests.integration.test_tape_archive import age
-from tests.integration.test_tape_io import RecordingLog
+from tests.integration.test_tape_io import MIDNIGHT_MS, RecordingLog
 
 T0 = 1_700_000_040_000  # 2023-11-14 22:14:00, aligned to 5 s
 WINDOWS = 12
@@ -129,3 +139,63 @@ def test_rebuild_over_a_compacted_day_writes_the_same_rows(tmp_path):
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert path.read_text() == rows
     assert hlstream(tmp_path, "compact").stdout == ""
+
+
+def write_days(data_dir: Path, coins: tuple[str, ...], days: int) -> None:
+    """Trades of each coin over `days` UTC days as the venue sends them: frames of a few
+    trades, some sharing a time, some a second out of order; quiet hours; a gap marker on the
+    second day; prices and sizes with any number of decimals, trailing zeros included."""
+    rng = random.Random(5)
+    records: list[Trade | Gap] = []
+    for index, coin in enumerate(coins):
+        ts, tid, ticks = MIDNIGHT_MS + 1, index * 10**6, 6_000_000
+        while ts < MIDNIGHT_MS + days * 86_400_000:
+            frame = rng.randint(1, 4)
+            for _ in range(frame):
+                ticks += rng.choice((-3, 0, 2))
+                price = f"{ticks // 100}.{ticks % 100:02d}"
+                units, scale = str(rng.randint(1, 10**6)).zfill(8), rng.randint(0, 7)
+                size = f"{units[: 8 - scale]}.{units[8 - scale :]}" if scale else units
+                stamp = ts - rng.choice((0, 0, 0, 1_000))
+                side = "buy" if rng.random() < 0.5 else "sell"
+                records.append(Trade(coin, side, price, size, stamp, tid, f"0x{tid:x}"))
+                tid += 1
+            ts += rng.choice(
+                (900, 20_000, 60_000, 150_000, 3_600_000 if rng.random() < 0.01 else 0)
+            )
+        day2 = MIDNIGHT_MS + 86_400_000
+        records.append(Gap(coin, day2 + 3_600_000, day2 + 3_700_000, "reconnect"))
+    with TapeWriter(data_dir, RecordingLog(), fsync=False) as writer:
+        writer.append(sorted(records, key=lambda r: r.ts_ms if isinstance(r, Trade) else r.from_ms))
+        writer.commit()
+
+
+def test_rebuild_over_compacted_and_csv_days_writes_the_rows_of_the_csv_tape(tmp_path, monkeypatch):
+    coins = ("BTC", "ETH")
+    csv_root, mixed_root = tmp_path / "csv", tmp_path / "mixed"
+    write_days(csv_root / "data", coins, days=3)
+    shutil.copytree(csv_root / "data", mixed_root / "data")
+    for coin in coins:  # the first two days compacted, the third still CSV
+        for day in (segment_day(MIDNIGHT_MS), segment_day(MIDNIGHT_MS + 86_400_000)):
+            compact_day(mixed_root / "data", coin, day)
+    by_csv = hlstream(csv_root, "rebuild", "--interval", "1m", "--coins", "BTC,ETH")
+    assert by_csv.returncode == 0, by_csv.stdout + by_csv.stderr
+
+    def per_record(*args: object) -> None:
+        pytest.fail("a tape with compacted days went record by record")
+
+    monkeypatch.setattr(rebuild_io, "tape_bars", per_record)
+    settings = Settings(data_dir=mixed_root / "data", run_dir=mixed_root / "run", coins=coins)
+    request = Request("1m", coins, None, None, check=False)
+    assert run_rebuild(settings, request, io.StringIO()) == 0
+
+    for coin in coins:
+        name = f"{coin.lower()}_1m_data.csv"
+        rows = (csv_root / "data" / name).read_bytes()
+        assert rows.count(b"\n") > 3 * 1_400
+        assert (mixed_root / "data" / name).read_bytes() == rows
+        journal = (csv_root / "data" / f"{name}.inexact").read_bytes()
+        assert (mixed_root / "data" / f"{name}.inexact").read_bytes() == journal
+    check = hlstream(mixed_root, "rebuild", "--interval", "1m", "--coins", "BTC,ETH", "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count("; 0 defects") == 2

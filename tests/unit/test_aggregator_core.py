@@ -286,3 +286,17 @@ def test_a_seeded_close_stays_replaceable_across_a_checkpoint():
     bars = advance(restored, T0 + 40_000 + 2_000)
 
     assert [(b.interval, b.close) for b in bars] == [("5s", "24.837")]
+
+
+def test_a_gap_over_an_empty_window_marks_its_carry_bar_partial_once_later_trades_arrive():
+    state = new_state(("BTC",), {"5s": S5}, 2_000, T0 - 1)
+    apply_trades(state, [make_trade(ts_ms=T0 + 1)])
+    advance(state, T0 + S5 + 2_000)  # T0 emitted; T0 + S5 not closed yet
+    taint(state, "BTC", T0 + S5 + 100, T0 + S5 + 200)
+    apply_trades(state, [make_trade(ts_ms=T0 + 2 * S5 + 1)])
+    assert advance(state, T0 + 2 * S5 + 1_000) == []  # T0 + S5 is still within grace
+    bars = advance(state, T0 + 3 * S5 + 2_000)
+    assert [(b.start_ms - T0, b.trades, b.complete) for b in bars] == [
+        (S5, 0, False),
+        (2 * S5, 1, True),
+    ]

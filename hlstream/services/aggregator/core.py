@@ -301,10 +301,10 @@ def advance(state: AggState, now_ms: int) -> list[Bar]:
 
 
 def _prune_taints(state: AggState) -> None:
-    oldest_open = min(
-        (min(s.open_bars) if s.open_bars else s.closed_through for s in state.series.values()),
-        default=0,
-    )
+    # Every window from a series' closed_through on may still be emitted: as a bar (its open
+    # windows all start there or later) or as a carry-forward row (which an open bar further
+    # on does not make any less pending), so a taint reaching there stays.
+    oldest_open = min((s.closed_through for s in state.series.values()), default=0)
     for coin, ranges in state.taints.items():
         state.taints[coin] = [(lo, hi) for lo, hi in ranges if hi >= oldest_open]
 
