@@ -130,9 +130,9 @@ class JsGap(msgspec.Struct, frozen=True, gc=False):
 
 
 class JsBar(msgspec.Struct, frozen=True, gc=False):
-    """A CSV row on `hl.bars.{interval}.{coin}`; `trades` is nil (the CSV does not keep it);
-    `exact` is False when the row has an `.inexact` journal entry; a higher `revision` of
-    the same window replaces a lower one."""
+    """A CSV row on `hl.bars.{interval}.{coin}`; `trades` counts the tape's trades that make
+    the row, nil when the tape does not account for it (tradecount.py); `exact` is False when
+    the row has an `.inexact` journal entry; a higher `revision` replaces a lower one."""
 
     coin: str
     interval: str
@@ -243,10 +243,12 @@ def parse_bar_lines(data: bytes) -> Iterator[tuple[BarRow, int]]:
         yield parse_bar_line(raw.decode("ascii")), offset
 
 
-def js_bar(coin: str, interval: str, row: BarRow, exact: bool, revision: int) -> JsBar:
+def js_bar(
+    coin: str, interval: str, row: BarRow, trades: int | None, exact: bool, revision: int
+) -> JsBar:
     return JsBar(
         coin, interval, row.start_ms, row.open, row.high, row.low, row.close, row.volume,
-        None, exact, revision,
+        trades, exact, revision,
     )  # fmt: skip
 
 

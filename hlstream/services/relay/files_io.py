@@ -11,7 +11,7 @@ from hlstream.common import inexact_io
 from hlstream.common.config import Settings
 from hlstream.common.tape.format import segment_path
 from hlstream.common.tape.readers_io import segment_days
-from hlstream.common.timebucket import parse_window
+from hlstream.common.timebucket import parse_interval, parse_window
 from hlstream.services.relay.core import (
     BarRow,
     FileProgress,
@@ -21,6 +21,7 @@ from hlstream.services.relay.core import (
     js_bar,
     parse_bar_lines,
 )
+from hlstream.services.relay.tradecount_io import tape_counts
 
 PROGRESS_FILE = "relay-progress.json"
 STATUS_FILE = "relay-status.json"
@@ -102,19 +103,23 @@ def new_bars(
     rows, _ = _rows_from(path, new.offset)
     starts, journal_end = _journal_entries(path, new.journal_offset)
     inexact = set(inexact_io.read_journal(path))
-    bars: list[JsBar] = []
     sent_up_to = new.last_start_ms
     flipped = {start for start in starts if start <= sent_up_to}
+    out: list[tuple[BarRow, bool]] = []  # (row, exact)
     if flipped:
         for row, _ in _rows_from(path, 0)[0]:
             if row.start_ms in flipped and row.start_ms <= sent_up_to:
                 new.flips[row.start_ms] = new.flips.get(row.start_ms, 0) + 1
-                bars.append(js_bar(coin, interval, row, False, new.revision(row.start_ms)))
+                out.append((row, False))
     for row, end in rows:
-        exact = row.start_ms not in inexact
-        bars.append(js_bar(coin, interval, row, exact, new.revision(row.start_ms)))
+        out.append((row, row.start_ms not in inexact))
         new.offset = end
         new.last_start_ms = max(new.last_start_ms, row.start_ms)
+    counts = tape_counts(path.parent).counts(coin, parse_interval(interval), [r for r, _ in out])
+    bars = [
+        js_bar(coin, interval, row, trades, exact, new.revision(row.start_ms))
+        for (row, exact), trades in zip(out, counts, strict=True)
+    ]
     new.journal_offset = max(journal_end, 0)
     return bars, new
 
