@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 
 import nats
@@ -78,6 +79,39 @@ def test_unacked_or_refused_publishes_are_sent_again_with_the_same_id(tmp_path, 
         assert seen == {f"id-{i}": attempts for i in range(3)}
     finally:
         server.stop()
+
+
+async def _publish_until_the_server_dies(server: NatsServer) -> tuple[str, float]:
+    nc = await nats.connect(server.url, allow_reconnect=False)
+    try:
+        await nc.subscribe("relaytest.silent", cb=_ignore)
+        publisher = AckedPublisher(nc)
+        await publisher.start()
+        task = asyncio.create_task(publisher.publish(_messages("relaytest.silent", 3)))
+        await asyncio.sleep(0.2)
+        server.kill()
+        started = time.monotonic()
+        try:
+            await task
+        except nats.errors.Error as exc:
+            return type(exc).__name__, time.monotonic() - started
+        return "", 0.0
+    finally:
+        await nc.close()
+
+
+async def _ignore(msg: nats.aio.msg.Msg) -> None:
+    return None
+
+
+def test_a_lost_connection_fails_the_round_without_waiting_for_the_ack_timeout(tmp_path):
+    server = NatsServer(tmp_path).start()
+    try:
+        error, took = asyncio.run(_publish_until_the_server_dies(server))
+    finally:
+        server.stop()
+    assert error == "ConnectionClosedError"
+    assert took < publish_io.ACK_TIMEOUT_S / 2
 
 
 @pytest.mark.parametrize(

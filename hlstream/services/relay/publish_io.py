@@ -28,6 +28,7 @@ from hlstream.services.relay.core import MSG_ID_HEADER, Outgoing
 MAX_IN_FLIGHT = 8_192  # unacked publishes at most
 ACK_TIMEOUT_S = 10.0  # no ack for this long: the message is published again
 PUBLISH_ATTEMPTS = 3
+CONNECTED_CHECK_S = 0.5  # while awaiting acks, how often the connection is checked
 NO_RESPONDERS = "503"  # the server's status when no stream takes the subject
 
 
@@ -131,10 +132,15 @@ class AckedPublisher:
             raise nats.errors.TimeoutError from None
 
     async def _await_acks(self, current: _Round) -> None:
-        if current.unacked == 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(current.done.wait(), ACK_TIMEOUT_S)
+        """Until every ack of `current` came or `ACK_TIMEOUT_S` passed; raises at once when
+        the connection is lost (its acks will never come)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ACK_TIMEOUT_S
+        while current.unacked and (left := deadline - loop.time()) > 0:
+            if not self._nc.is_connected:
+                raise nats.errors.ConnectionClosedError
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(current.done.wait(), min(left, CONNECTED_CHECK_S))
         if current.unacked:  # timed out: these are published again
             late = [seq for seq, (owner, _) in self._waiting.items() if owner is current]
             for seq in late:
