@@ -1,20 +1,22 @@
 """The relay into a real JetStream with acks, and bar upserts into a real PostgreSQL.
 
-`python -m bench.relay [--seconds 8] [--out bench/results/relay.json]`
+`python -m bench.relay [--runs 3] [--out bench/results/relay.json]`
 
 A writer thread appends trades to a tape segment at a steady rate (5k and 20k trades/s, then
 a 100k trades/s burst of one second), each stamped `ts_ms` = the wall time of its commit
 (write + flush of its group). The relay runs in-process on its own thread against a local
 nats-server (`-js`, file store); per acked batch it reports each trade's lag from commit to
 the server's ack. Reported: trades/s acked, relay CPU µs per trade (its thread's CPU time),
-lag p50/p99, and whether it caught up. Then `PostgresSink.upsert` of 20,000 bars in
-batches of 500 against a real PostgreSQL.
+lag p50/p99, and whether it caught up; each run on a fresh server, `--runs` times, with the
+median and the worst of each figure (the two cores are shared: one run can be unlucky). Then
+`PostgresSink.upsert` of 20,000 bars in batches of 500 against a real PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import threading
 import time
@@ -123,6 +125,34 @@ def _run_relay_phase(data_dir: Path, run_dir: Path, url: str) -> dict[str, Any]:
     return results
 
 
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per phase and figure: the median of the runs, and the worst run's value."""
+    out: dict[str, Any] = {}
+    for label in ("5k", "20k", "burst_100k"):
+        phases = [run[label] for run in runs]
+        median: dict[str, Any] = {}
+        worst: dict[str, Any] = {}
+        for key in phases[0]:
+            values = sorted(phase[key] for phase in phases)
+            median[key] = statistics.median(values)
+            worst[key] = values[0] if key.startswith("acked") else values[-1]
+        out[label] = {"median": median, "worst": worst}
+    return out
+
+
+def _nats_runs(base: Path, count: int) -> dict[str, Any]:
+    runs = []
+    for i in range(count):
+        run_base = base / f"run{i}"
+        server = NatsServer(run_base).start()
+        try:
+            (run_base / "run").mkdir()
+            runs.append(_run_relay_phase(run_base / "data", run_base / "run", server.url))
+        finally:
+            server.stop()
+    return {"runs": runs, **_summary(runs)}
+
+
 def _postgres_upserts() -> dict[str, Any]:
     from hlstream.services.relay.postgres_io import PostgresSink
 
@@ -155,17 +185,14 @@ def _postgres_upserts() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/results/relay.json")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="hlstream-bench-relay-") as tmp:
-        base = Path(tmp)
-        server = NatsServer(base).start()
-        try:
-            (base / "run").mkdir()
-            results = {"nats": _run_relay_phase(base / "data", base / "run", server.url)}
-        finally:
-            server.stop()
-    results["postgres"] = _postgres_upserts()
+        results = {"nats": _nats_runs(Path(tmp), args.runs)}
+    if not args.no_postgres:
+        results["postgres"] = _postgres_upserts()
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -213,7 +213,7 @@ def test_bars_reach_postgres_written_while_it_was_down_and_upserts_are_idempoten
             with psycopg.connect(server.dsn(password=True)) as conn:
                 return conn.execute(
                     "SELECT (extract(epoch FROM start_ts) * 1000)::bigint, open::text,"
-                    " high::text, low::text, close::text, volume::text, exact, revision"
+                    " high::text, low::text, close::text, volume::text, exact, revision, trades"
                     " FROM hlstream_bars WHERE coin = 'BTC' AND interval = '5s'"
                     " ORDER BY start_ts DESC"
                 ).fetchall()
@@ -233,6 +233,10 @@ def test_bars_reach_postgres_written_while_it_was_down_and_upserts_are_idempoten
     assert len(by_start) == len(got)
     for start, o, h, low, c, v in rows:
         assert by_start[start][:6] == (start, o, h, low, c, v)
+    truth = Counter(t["time"] // 5_000 * 5_000 for t in exchange.trades("BTC"))
+    counted = {start: row[8] for start, row in by_start.items() if row[6]}
+    assert counted and None not in counted.values(), by_start
+    assert counted == {start: truth[start] for start in counted}
     settings = load_settings(environ={"HLSTREAM_POSTGRES_DSN": server.dsn(password=True)})
     sink = PostgresSink(settings, SinkSecrets())
     try:
@@ -241,11 +245,11 @@ def test_bars_reach_postgres_written_while_it_was_down_and_upserts_are_idempoten
         start += 10**9  # a window the relay has not written
         bar = JsBar("BTC", "5s", start, o, h, low, c, v, None, True, 0)
         sink.upsert([bar, bar])
-        assert stored()[0][6:] == (True, 0), "a re-sent bar changes nothing"
+        assert stored()[0][6:8] == (True, 0), "a re-sent bar changes nothing"
         sink.upsert([msgspec.structs.replace(bar, exact=False)])
-        assert stored()[0][6:] == (True, 0), "an inexact bar never replaces an exact one"
+        assert stored()[0][6:8] == (True, 0), "an inexact bar never replaces an exact one"
         sink.upsert([msgspec.structs.replace(bar, close="1.5")])
-        assert stored()[0][4:] == ("1.5", v, True, 1), "a revised bar bumps revision"
+        assert stored()[0][4:8] == ("1.5", v, True, 1), "a revised bar bumps revision"
     finally:
         sink.close()
         server.remove()

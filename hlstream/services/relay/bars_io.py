@@ -20,14 +20,17 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import msgspec
+
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.config import Settings
 from hlstream.common.errors import IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.revisions import HEADER, Revision, parse_revisions
-from hlstream.common.timebucket import parse_window
+from hlstream.common.timebucket import parse_interval, parse_window
 from hlstream.services.relay.bars import BarPlan, BarRow, parse_bar_lines
 from hlstream.services.relay.core import FileProgress, JsBar, RelayProgress
+from hlstream.services.relay.tradecount_io import tape_counts
 
 PINS_DIR = "relay-pins"
 
@@ -192,7 +195,15 @@ def new_bars(
     plan.state.inode = inode
     plan.state.journal_offset = journal_end
     plan.state.revisions_offset = revisions_end
-    return plan.bars, plan.state
+    return _with_trade_counts(path.parent, coin, interval, plan.bars), plan.state
+
+
+def _with_trade_counts(data_dir: Path, coin: str, interval: str, bars: list[JsBar]) -> list[JsBar]:
+    """The bars with `trades` counted from the tape (None where it does not account for a
+    bar's values exactly: tradecount.py)."""
+    rows = [BarRow(b.start_ms, b.open, b.high, b.low, b.close, b.volume) for b in bars]
+    counts = tape_counts(data_dir).counts(coin, parse_interval(interval), rows)
+    return [msgspec.structs.replace(b, trades=n) for b, n in zip(bars, counts, strict=True)]
 
 
 async def follow_bars(

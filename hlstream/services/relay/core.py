@@ -131,7 +131,8 @@ class JsGap(msgspec.Struct, frozen=True, gc=False):
 
 
 class JsBar(msgspec.Struct, frozen=True, gc=False):
-    """A CSV row on `hl.bars.{interval}.{coin}`; `trades` is nil (the CSV does not keep it);
+    """A CSV row on `hl.bars.{interval}.{coin}`; `trades` counts the tape's trades that make
+    the row, nil when the tape does not account for it exactly (tradecount.py);
     `exact` is False when the row has an `.inexact` journal entry, True for a `.revisions`
     line (the venue's candle); a higher `revision` of the same window replaces a lower one."""
 

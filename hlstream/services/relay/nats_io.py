@@ -1,8 +1,8 @@
 """The JetStream side of the relay: connect, create the streams, read ids back, publish.
 
 Every publish carries `Nats-Msg-Id` and is acknowledged by the server before the relay
-counts it; the in-flight window is bounded (`MAX_IN_FLIGHT`), so a slow server slows only
-the relay, never the pipeline (which writes the tape regardless).
+counts it; the in-flight window is bounded (publish_io.MAX_IN_FLIGHT), so a slow server slows
+only the relay, never the pipeline (which writes the tape regardless).
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ from hlstream.services.relay.core import (
     TRADES_STREAM,
     Outgoing,
 )
+from hlstream.services.relay.publish_io import AckedPublisher
 
-MAX_IN_FLIGHT = 4_096  # unacked publishes at most
 CONNECT_TIMEOUT_S = 3
-ACK_TIMEOUT_S = 10.0
 READ_BACK_BATCH = 2_048
 READ_BACK_WAIT_S = 2.0
 DAY_S = 86_400
@@ -80,6 +79,7 @@ class NatsSink:
         self._on_event = on_event  # (event, detail): the shell logs and counts
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._publisher: AckedPublisher | None = None
 
     @property
     def connected(self) -> bool:
@@ -94,6 +94,8 @@ class NatsSink:
             # The relay reconnects by itself (shell.py), reading the stream back each time.
             allow_reconnect=False,
             name="hlstream-relay",
+            # Subjects are built from encoded tokens (core.encode_token): valid by construction.
+            skip_subject_validation=True,
             error_cb=self._error,
             disconnected_cb=self._disconnected,
             reconnected_cb=self._reconnected,
@@ -109,8 +111,10 @@ class NatsSink:
             options["tls"] = tls
         nc = await _connect_once(options)
         self._nc = nc
-        self._js = nc.jetstream(publish_async_max_pending=MAX_IN_FLIGHT)
+        self._js = nc.jetstream()
         await self._ensure_streams()
+        self._publisher = AckedPublisher(nc)
+        await self._publisher.start()
 
     async def _ensure_streams(self) -> None:
         assert self._js is not None
@@ -125,7 +129,7 @@ class NatsSink:
 
     async def close(self) -> None:
         if self._nc is not None:
-            nc, self._nc, self._js = self._nc, None, None
+            nc, self._nc, self._js, self._publisher = self._nc, None, None, None
             with contextlib.suppress(*NatsError):
                 await nc.close()
 
@@ -165,28 +169,13 @@ class NatsSink:
                 await sub.unsubscribe()
 
     async def publish(self, messages: Sequence[Outgoing]) -> tuple[int, int]:
-        """Publish `messages` with their ids and wait for every ack, in order.
+        """Publish `messages` with their ids and wait for every ack.
 
-        Returns (acked, duplicates the server dropped). Raises on the first failed ack: the
-        caller then keeps its progress where it was and re-reads the stream before retrying.
+        Returns (acked, duplicates the server dropped). Raises when a message is still not
+        acked after `PUBLISH_ATTEMPTS`: the caller then keeps its progress where it was.
         """
-        assert self._js is not None
-        futures = []
-        for message in messages:
-            futures.append(
-                await self._js.publish_async(
-                    message.subject,
-                    message.payload,
-                    headers={MSG_ID_HEADER: message.msg_id},
-                    wait_stall=ACK_TIMEOUT_S,
-                )
-            )
-        duplicates = 0
-        for future in futures:
-            ack = await asyncio.wait_for(future, ACK_TIMEOUT_S)
-            if ack.duplicate:
-                duplicates += 1
-        return len(futures), duplicates
+        assert self._publisher is not None
+        return await self._publisher.publish(messages)
 
     async def _error(self, exc: Exception) -> None:
         self._on_event("nats_error", str(exc) or type(exc).__name__)
