@@ -8,7 +8,8 @@ bus tap (hlstream/tap.py), from the streams the relay stage fills (docs/scale-ou
 Topics are the bus's: "trade.BTC|", "gap.BTC|", "bar.1m.BTC|" (one coin), "trade." or
 "bar.1m." (every coin), "bar.*.BTC|" (one coin, every interval). A trade arrives as a batch
 of one (`data["trades"]`, the relay's payload); a bar's `complete` is its `exact` flag, its
-`trades` is the relay's count from the tape (None where unknown) and `revision` orders versions of one window.
+`trades` the relay's count from the tape (None where unknown), and `revision` orders the
+versions of one window.
 `event` is "replay" for messages stored before the tap started, else "ok"; an ordered
 consumer resumes where it was after a reconnect, so `lost` is always 0.
 
