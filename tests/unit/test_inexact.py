@@ -54,3 +54,13 @@ def test_status_counts_inexact_rows_without_calling_the_pipeline_unhealthy():
     report = build_report(Settings(), False, {}, {}, T0, {"BTC_5s_data.csv": 3})
     assert report.inexact_rows == 3
     assert "3 rows are not exact" in format_report(report)
+
+
+def test_discard_removes_only_entries_of_its_reason(tmp_path):
+    csv = tmp_path / "BTC_1m_data.csv"
+    inexact_io.record(csv, [(T0, Reason.PARTIAL), (T0 + 60_000, Reason.GAP_AFTER_CLOSE)])
+    assert not inexact_io.discard(csv, [T0], Reason.GAP_AFTER_CLOSE)
+    assert inexact_io.discard(csv, [T0, T0 + 60_000], Reason.GAP_AFTER_CLOSE)
+    assert inexact_io.read_journal(csv) == {T0: "partial"}
+    assert inexact_io.discard(csv, [T0], Reason.PARTIAL)
+    assert not inexact_io.journal_path(csv).exists()
