@@ -30,7 +30,6 @@ from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import event_log
 from hlstream.common.messages import Bar
 from hlstream.common.rest_io import InfoClient
-from hlstream.common.revisions import pending_revisions
 from hlstream.common.status_io import read_status
 from hlstream.common.tape.readers_io import tape_coins
 from hlstream.common.timebucket import format_window, has_rest_candles, parse_interval
@@ -43,7 +42,7 @@ from hlstream.services.writer.audit import (
     plan_requests,
 )
 from hlstream.services.writer.candles_io import CandleSource
-from hlstream.verify import plural
+from hlstream.verify import plural, revised_findings
 from hlstream.verify_io import read_lines, snapshot_size
 
 AUDIT_SETTLE_MS = 120_000
@@ -214,20 +213,16 @@ def _compare_minutes(
 
 
 def list_revisions(target: Target, out: TextIO) -> int:
-    """Print the file's pending revisions; return how many."""
+    """Print the file's pending revisions as `hlstream verify` does; return how many."""
     try:
-        pending = pending_revisions([row for _, row in target.rows], revisions_io.read(target.path))
+        revisions = revisions_io.read(target.path)
     except IntegrityError as exc:
         out.write(f"{revisions_io.revisions_path(target.path)}:0: revisions: {exc}\n")
         return 1
-    lines = {row.start_ms: line for line, row in target.rows}
-    for revision in pending:
-        start = revision.old.start_ms
-        out.write(
-            f"{target.path}:{lines[start]}: revised: {format_window(start)} {revision.reason}: "
-            f"ours {_values(revision.old)} new {_values(revision.new)} (run hlstream repair)\n"
-        )
-    return len(pending)
+    found = revised_findings(target.rows, revisions)
+    for finding in found:
+        out.write(f"{target.path}:{finding.line}: {finding.kind}: {finding.message}\n")
+    return len(found)
 
 
 def run_venue_audit(

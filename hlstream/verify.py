@@ -5,19 +5,26 @@ parses, Datetimes are canonical, aligned to the interval, strictly increasing wi
 duplicate and no missing window, `low <= open, close <= high`, volume is not negative, and a
 carry-forward row (volume 0) has O=H=L=C=the previous row's close. Each defect becomes one
 `Finding`; the checks never stop at the first one (except after a foreign header).
+
+A pending revision (`{file}.revisions`, common/revisions.py) of a row is a `revised` finding,
+not a defect (`NOT_DEFECTS`): the row's correct values are known and recorded, and
+`hlstream repair` applies them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from hlstream.common.csvrow import HEADER, Row, parse_row
 from hlstream.common.errors import ConfigError, IntegrityError
+from hlstream.common.revisions import Revision, pending_revisions
 from hlstream.common.timebucket import format_window, parse_interval
 
 FILE_SUFFIX = "_data.csv"
+REVISED = "revised"
+NOT_DEFECTS = frozenset({"name", REVISED})  # finding kinds that do not fail a file
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,30 @@ def interval_from_filename(name: str) -> tuple[str, int] | None:
         return label, parse_interval(label)
     except ConfigError:
         return None
+
+
+def _values(row: Row) -> str:
+    return f"{row.open} {row.high} {row.low} {row.close} {row.volume}"
+
+
+def revised_findings(
+    rows: Sequence[tuple[int, Row]], revisions: Iterable[Revision]
+) -> list[Finding]:
+    """A `revised` finding, at its row's line, per revision not yet applied to `rows`
+    ((line, row) pairs; the first row of a Datetime counts)."""
+    first: dict[int, tuple[int, Row]] = {}
+    for line, row in rows:
+        first.setdefault(row.start_ms, (line, row))
+    pending = pending_revisions([row for _, row in first.values()], revisions)
+    return [
+        Finding(
+            first[rev.old.start_ms][0],
+            REVISED,
+            f"{format_window(rev.old.start_ms)} {rev.reason}: ours {_values(rev.old)} "
+            f"new {_values(rev.new)} (run hlstream repair)",
+        )
+        for rev in pending
+    ]
 
 
 def _check_values(row: Row, line: int) -> Iterator[Finding]:
@@ -96,11 +127,15 @@ def check_lines(
     interval_ms: int | None,
     inexact: Mapping[int, str] | None = None,
     journal: str = "",
+    revisions: Sequence[Revision] = (),
 ) -> tuple[list[Finding], int]:
     """All findings for a file given as lines of bytes (each with its `\\n`; only a torn last
     line lacks it), and how many rows parsed. `inexact`: the rows the writer recorded as not
-    exact (window start -> reason) in the file `journal`; each is a finding at its row."""
+    exact (window start -> reason) in the file `journal`; each is a finding at its row.
+    `revisions`: the file's recorded revisions; each still pending is a `revised` finding."""
     inexact = inexact or {}
+    revised = {rev.old.start_ms for rev in revisions}
+    revised_rows: list[tuple[int, Row]] = []  # (line, row) of the rows revisions name
     findings: list[Finding] = []
     inexact_lines: dict[int, int] = {}  # window start -> line, for inexact rows
     rows = line = 0
@@ -136,6 +171,8 @@ def check_lines(
         rows += 1
         if row.start_ms in inexact:
             inexact_lines.setdefault(row.start_ms, line)
+        if row.start_ms in revised:
+            revised_rows.append((line, row))
         stamp = text.split(",", 1)[0]
         if format_window(row.start_ms) != stamp:
             message = f"Datetime {stamp!r} is not %Y-%m-%d %H:%M:%S"
@@ -150,4 +187,5 @@ def check_lines(
         where = "" if at else "; the file has no such row"
         message = f"row {format_window(start)} is not exact: {reason} ({journal}){where}"
         findings.append(Finding(at, "inexact", message))
+    findings.extend(revised_findings(revised_rows, revisions))
     return findings, rows

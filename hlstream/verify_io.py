@@ -1,7 +1,10 @@
 """`hlstream verify [FILE...]`: run common/verify.py over CSV files and print each finding.
 
 Rows the writer recorded as not exact (`{file}.inexact`, common/inexact_io.py) are defects
-too: a partial bar or a blind carry is never silent.
+too: a partial bar or a blind carry is never silent. Pending revisions (`{file}.revisions`,
+common/revisions_io.py) are listed as `revised` lines and counted, but fail no file: the
+correct values are known and recorded, and `hlstream repair` applies them (an unreadable
+revisions file is a defect).
 
 A file is read up to the size it had under a brief `LOCK_SH` (the writer appends whole lines
 under `LOCK_EX`), so verifying a live file never reports a half-written append as torn and
@@ -17,10 +20,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from hlstream.common import inexact_io
+from hlstream.common import inexact_io, revisions_io
+from hlstream.common.errors import IntegrityError
 from hlstream.common.inexact_io import SUFFIX
+from hlstream.common.revisions import Revision
 from hlstream.common.timebucket import parse_interval
-from hlstream.verify import FILE_SUFFIX, Finding, check_lines, interval_from_filename, plural
+from hlstream.verify import (
+    FILE_SUFFIX,
+    NOT_DEFECTS,
+    REVISED,
+    Finding,
+    check_lines,
+    interval_from_filename,
+    plural,
+)
 
 _CHUNK = 1 << 20
 
@@ -62,13 +75,19 @@ def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding],
         )
         findings.append(Finding(0, "name", message))
     journal = inexact_io.read_journal(path)
+    revisions: list[Revision] = []
+    try:
+        revisions = revisions_io.read(path)
+    except (OSError, IntegrityError) as exc:
+        name = revisions_io.revisions_path(path).name
+        findings.append(Finding(0, "revisions", f"{name} cannot be read: {exc}"))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         return [Finding(0, "io", f"cannot open: {exc.strerror}")], 0
     try:
         lines = read_lines(fd, snapshot_size(fd))
-        found, rows = check_lines(lines, interval_ms, journal, path.name + SUFFIX)
+        found, rows = check_lines(lines, interval_ms, journal, path.name + SUFFIX, revisions)
     except OSError as exc:
         return [Finding(0, "io", f"cannot read: {exc.strerror}")], 0
     finally:
@@ -82,17 +101,21 @@ def run_verify(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Print one line per finding (`path:line: kind: message`); 1 if any defect, else 0."""
+    """Print one line per finding (`path:line: kind: message`); 1 if any defect, else 0
+    (a pending revision is listed and counted, not a defect)."""
     out, err = out or sys.stdout, err or sys.stderr
-    defects = total_rows = 0
+    defects = revised = total_rows = 0
     for path in paths:
         findings, rows = verify_file(path, interval)
         total_rows += rows
         for finding in findings:
-            defects += finding.kind != "name"
+            defects += finding.kind not in NOT_DEFECTS
+            revised += finding.kind == REVISED
             out.write(f"{path}:{finding.line}: {finding.kind}: {finding.message}\n")
     out.flush()
     verdict = "ok" if not defects else plural(defects, "defect")
+    if revised:
+        verdict += f", {plural(revised, 'revision')} pending (hlstream repair applies them)"
     counted = f"{plural(len(paths), 'file')}, {plural(total_rows, 'row')}"
     err.write(f"hlstream verify: {counted}: {verdict}\n")
     return 1 if defects else 0

@@ -9,7 +9,8 @@
     carried_over_hole   a hole in the file was filled by carrying the last close forward
                         without trade data for those windows (seconds intervals)
     gap_after_close     the aggregator had emitted the window as complete before a feed gap
-                        over it became known (the venue's replay on reconnect fell short)
+                        over it became known (the venue's replay on reconnect fell short);
+                        removed when the venue audit finds a 1m+ row equal to its candle
     venue_mismatch      the venue's audit found the row's minute differs from its 1m candle
                         (seconds intervals: services/writer/auditor_io.py)
 
@@ -21,6 +22,7 @@ journal.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +32,7 @@ from hlstream.common.timebucket import format_window, parse_window
 
 SUFFIX = ".inexact"
 HEADER = b"Datetime,Reason\n"
+_LOCK = threading.Lock()  # one process's appends and discards: a discard loses no append
 
 
 class Reason(StrEnum):
@@ -51,6 +54,11 @@ def record(csv_path: Path, entries: list[tuple[int, Reason]]) -> None:
     """Append entries durably (one write + fsync); the header goes into a new journal."""
     if not entries:
         return
+    with _LOCK:
+        _append(csv_path, entries)
+
+
+def _append(csv_path: Path, entries: list[tuple[int, Reason]]) -> None:
     fd = os.open(journal_path(csv_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC)
     try:
         data = _lines(entries)
@@ -91,3 +99,18 @@ def rewrite(csv_path: Path, entries: dict[int, str]) -> None:
         path.unlink(missing_ok=True)
         return
     write_atomic(path, HEADER + _lines(sorted(entries.items())))
+
+
+def discard(csv_path: Path, starts: Iterable[int], reason: Reason) -> bool:
+    """Remove the entries of `starts` whose reason is `reason` (the venue vouched for those
+    rows), atomically, serialised with this process's appends; True when any went."""
+    with _LOCK:
+        journal = read_journal(csv_path)
+        kept = dict(journal)
+        for start in starts:
+            if kept.get(start) == reason:
+                del kept[start]
+        if kept == journal:
+            return False
+        rewrite(csv_path, kept)
+        return True

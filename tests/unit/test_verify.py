@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hlstream.common.csvrow import Row
+from hlstream.common.revisions import Revision
 from hlstream.verify import check_lines, interval_from_filename, plural
 
 HEADER = b"Datetime,Open,High,Low,Close,Volume\n"
@@ -152,3 +154,19 @@ def test_interval_from_filename(name: str, expected: tuple[str, int] | None) -> 
 @pytest.mark.parametrize(("count", "text"), [(0, "0 defects"), (1, "1 defect"), (2, "2 defects")])
 def test_plural(count: int, text: str) -> None:
     assert plural(count, "defect") == text
+
+
+def test_a_pending_revision_is_a_revised_finding_at_its_row() -> None:
+    start = 1_704_067_260_000  # 00:01
+    old = Row(start, "101.0", "102.0", "100.0", "100.5", "1.0")
+    new = Row(start, "101.0", "102.0", "100.0", "100.5", "1.25")
+    pending = Revision(old, new, "gap_after_close", start + 120_000)
+    applied = Revision(Row(0, "1", "1", "1", "1", "1"), Row(0, "1", "1", "1", "1", "1"), "x", 0)
+    findings, _ = check_lines([HEADER, *GOOD], MINUTE_MS, revisions=[pending, applied])
+    assert [(f.line, f.kind) for f in findings] == [(3, "revised")]
+    assert findings[0].message == (
+        "2024-01-01 00:01:00 gap_after_close: ours 101.0 102.0 100.0 100.5 1.0 "
+        "new 101.0 102.0 100.0 100.5 1.25 (run hlstream repair)"
+    )
+    done = Revision(new, new, "venue_mismatch", start)  # the row already holds the new values
+    assert check_lines([HEADER, *GOOD], MINUTE_MS, revisions=[done])[0] == []

@@ -25,13 +25,14 @@ from hlstream.common.csvrow import Row
 from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar
-from hlstream.common.revisions import Revision
+from hlstream.common.revisions import VENUE_MISMATCH, Revision
 from hlstream.common.status import AuditScore
 from hlstream.services.writer.core import candle_weight
 
 MINUTE_MS = 60_000
 VENUE_WEIGHT_PER_MINUTE = 1200.0
 MAX_AUDIT_CANDLES = 500  # per request: a day of 5m, eight hours of 1m
+MATCHED_KEPT = 64  # per file: the latest 1m+ rows that matched, for a gap notice that follows
 FIELDS = ("open", "high", "low", "close", "volume")
 
 
@@ -210,6 +211,7 @@ class Unit:
     rows: dict[int, tuple[Row, int | None]]  # start -> (row, our trade count if known)
     due_ms: int
     attempts: int = 0
+    reason: str = VENUE_MISMATCH  # the reason of its revision, should it differ
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,7 @@ class Outcome:
     candle: Bar
     problems: tuple[str, ...]
     mismatch: Mismatch | None  # for a 1m+ row: the differing fields
+    reason: str  # the unit's: venue_mismatch, or gap_after_close for a row a gap covered
 
 
 @dataclass
@@ -261,6 +264,7 @@ class AuditLedger:
         self.next_ask_ms = 0
         self.units: dict[int, Unit] = {}
         self.tally = AuditTally()
+        self.matched: dict[int, None] = {}  # the latest MATCHED_KEPT matched 1m+ starts
 
     def pending_rows(self) -> int:
         return sum(len(unit.rows) for unit in self.units.values())
@@ -271,6 +275,24 @@ class AuditLedger:
         if unit is None:
             unit = self.units[start] = Unit({}, start + self.unit_ms + self.settle_ms)
         unit.rows[row.start_ms] = (row, trades)
+
+    def mark(self, starts: Iterable[int], reason: str) -> tuple[list[int], list[int]]:
+        """Give the pending 1m+ rows of `starts` the revision reason `reason` (a later-known
+        feed gap covered them); return those marked and those that matched the venue already.
+        Seconds rows and the other rows (mismatched already, or never offered) are left
+        alone."""
+        marked: list[int] = []
+        matched: list[int] = []
+        if self.seconds:
+            return marked, matched
+        for start in starts:
+            unit = self.units.get(start)
+            if unit is not None:
+                unit.reason = reason
+                marked.append(start)
+            elif start in self.matched:
+                matched.append(start)
+        return marked, matched
 
     def asked(self, now_ms: int) -> None:
         """The venue was asked for the file's due units: the next ask waits a period."""
@@ -335,7 +357,11 @@ class AuditLedger:
             self.tally.mismatched += len(rows)
         else:
             self.tally.matched += len(rows)
-        return Outcome(start, rows, candle, problems, mismatch)
+            if not self.seconds:
+                self.matched[start] = None
+                if len(self.matched) > MATCHED_KEPT:
+                    del self.matched[next(iter(self.matched))]
+        return Outcome(start, rows, candle, problems, mismatch, unit.reason)
 
 
 def score_of(ledger: AuditLedger) -> AuditScore:

@@ -12,6 +12,11 @@ once with both rows and never silent:
   repair` applies it);
 - the seconds rows of a mismatched minute are recorded in `{file}.inexact` (`venue_mismatch`).
 
+A 1m+ row the aggregator reports covered by a later-known feed gap (`gap_after_close`, handed
+in by the store after it journaled the row) is audited as any other, with that reason: a
+mismatch's revision says `gap_after_close`, and a match removes the row's journal entry (the
+venue vouches for it: its counts and volume equal the venue's, so no trade was missed).
+
 The ledgers (counts and pending rows) are saved to `run_dir/writer-audit.json`, replaced
 atomically, at most every SAVE_EVERY_S while they change and when the writer stops, and
 restored when it starts (services/writer/ledger_state.py): the score survives a restart, and
@@ -37,7 +42,7 @@ from hlstream.common.errors import IntegrityError, ProtocolError, TransientError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
-from hlstream.common.revisions import VENUE_MISMATCH
+from hlstream.common.revisions import GAP_AFTER_CLOSE
 from hlstream.common.status import AuditScore
 from hlstream.common.timebucket import format_window
 from hlstream.services.writer.audit import (
@@ -163,6 +168,30 @@ class Auditor:
                     ledger.add(row_of(bar), bar.trades)
                     self.changes += 1
 
+    def gap_after_close(self, coin: str, interval: str, starts: list[int]) -> None:
+        """Rows a later-known feed gap covered (the writer's thread, after it journaled them):
+        a pending row's revision, should the venue's candle differ, says gap_after_close; a
+        row that matched the venue already is confirmed at once; a mismatched one was revised
+        already. A seconds row is audited through its minute as it is."""
+        with self.lock:
+            ledger = self.ledgers.get((coin, interval))
+            if ledger is None:
+                return
+            marked, matched = ledger.mark(starts, GAP_AFTER_CLOSE)
+            self.changes += 1
+        if ledger.seconds:
+            return
+        self.log.info(
+            "audit_gap_after_close",
+            coin=coin,
+            interval=interval,
+            marked=len(marked),
+            matched=len(matched),
+            other=len(starts) - len(marked) - len(matched),
+        )
+        for start in matched:
+            self._confirmed(coin, interval, start)
+
     def totals(self) -> AuditTally:
         total = AuditTally()
         with self.lock:
@@ -238,6 +267,8 @@ class Auditor:
             for outcome in outcomes:
                 if outcome.problems:
                     self._mismatch(coin, interval, ledger.seconds, outcome)
+                elif outcome.reason == GAP_AFTER_CLOSE:
+                    self._confirmed(coin, interval, outcome.unit_ms)
         with self.lock:
             ledger.asked(self.now_ms())
         return True
@@ -251,6 +282,7 @@ class Auditor:
             interval=interval,
             window=format_window(outcome.unit_ms),
             rows=len(outcome.rows),
+            reason=outcome.reason,
             problems="; ".join(outcome.problems),
             ours=_values(outcome.rows[0]) if not seconds else "",
             venue=f"{_values(candle)} n={candle.trades}",
@@ -260,10 +292,26 @@ class Auditor:
                 reason = inexact_io.Reason.VENUE_MISMATCH
                 inexact_io.record(path, [(row.start_ms, reason) for row in outcome.rows])
             else:
-                revision = revision_of(outcome.rows[0], candle, VENUE_MISMATCH, self.now_ms())
+                revision = revision_of(outcome.rows[0], candle, outcome.reason, self.now_ms())
                 revisions_io.append(path, [revision])
         except OSError as exc:
             self.log.error("audit_not_recorded", path=str(path), error=str(exc))
+
+    def _confirmed(self, coin: str, interval: str, start_ms: int) -> None:
+        """A gap_after_close row equals the venue's candle: it is exact after all."""
+        path = self.paths[(coin, interval)]
+        reason = inexact_io.Reason.GAP_AFTER_CLOSE
+        try:
+            inexact_io.discard(path, [start_ms], reason)
+        except OSError as exc:
+            self.log.error("audit_not_recorded", path=str(path), error=str(exc))
+            return
+        self.log.info(
+            "gap_after_close_confirmed",
+            coin=coin,
+            interval=interval,
+            window=format_window(start_ms),
+        )
 
 
 def _values(row: Row | Bar) -> str:

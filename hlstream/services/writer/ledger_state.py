@@ -18,6 +18,7 @@ import msgspec
 
 from hlstream.common.csvrow import Row
 from hlstream.common.errors import IntegrityError
+from hlstream.common.revisions import VENUE_MISMATCH
 from hlstream.common.wire import Count, Ms
 from hlstream.services.writer.audit import AuditLedger, AuditTally, Unit
 
@@ -41,6 +42,7 @@ class SavedUnit(msgspec.Struct, frozen=True):
     due_ms: Ms
     attempts: Count
     rows: list[SavedRow]
+    reason: str = VENUE_MISMATCH  # the default for a saved unit without one
 
 
 class SavedLedger(msgspec.Struct, frozen=True):
@@ -69,6 +71,7 @@ def _saved(coin: str, interval: str, ledger: AuditLedger) -> SavedLedger:
                 SavedRow(r.start_ms, r.open, r.high, r.low, r.close, r.volume, trades)
                 for r, trades in (unit.rows[key] for key in sorted(unit.rows))
             ],
+            unit.reason,
         )
         for start, unit in sorted(ledger.units.items())
     ]
@@ -123,6 +126,7 @@ def _restore(ledger: AuditLedger, saved: SavedLedger) -> None:
             },
             unit.due_ms,
             unit.attempts,
+            unit.reason,
         )
         for unit in saved.units
     }

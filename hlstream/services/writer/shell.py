@@ -104,6 +104,7 @@ class Writer:
             self.settings, self.stop, self.log, self.store.info, paths, now_ms=self.now_ms
         )
         self.store.on_written = self.auditor.offer
+        self.store.on_gap = self.auditor.gap_after_close
         self.auditor.start()
 
     def rollover(self) -> None:

@@ -87,6 +87,8 @@ class Store:
         # The venue audit (auditor_io.py) spends its share of the weight; the writer the rest.
         self.rest.budget = WeightBudget(REST_WEIGHT_PER_MINUTE * (1 - settings.audit_weight_share))
         self.on_written: Callable[[list[Bar]], None] | None = None  # rows appended from bars
+        # rows journaled gap_after_close: (coin, interval, window starts), for the audit
+        self.on_gap: Callable[[str, str, list[int]], None] | None = None
         self.interval_ms = settings.interval_ms
         self.counters = Counters()
         self.files: dict[tuple[str, str], CsvFile] = {}
@@ -264,7 +266,8 @@ class Store:
         return bar
 
     def handle_notice(self, notice: Inexact) -> bool:
-        """Record rows the aggregator emitted before a gap over them was known."""
+        """Record rows the aggregator emitted before a gap over them was known, and hand them
+        to the venue audit, if on (1m+ rows are then revised from the venue's candle)."""
         handle = self.files.get((notice.coin, notice.interval))
         if handle is None:
             return False
@@ -284,4 +287,6 @@ class Store:
             last=format_window(notice.last_ms),
             reason=notice.reason,
         )
+        if self.on_gap is not None:
+            self.on_gap(notice.coin, notice.interval, windows)
         return True
