@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hlstream.common.errors import ProtocolError
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Gap, Trade
+from hlstream.common.messages import Gap, Trade, has_plain_decimals, has_plain_users
 from hlstream.common.tape.format import (
     HEADER_BYTES,
     HEADER_V1_BYTES,
@@ -174,6 +174,9 @@ def test_format_trades_equals_format_record_of_each(
         lambda: "".join(format_record(t, with_users) for t in batch) if fits else None
     )
     assert _formatted(lambda: format_trades(batch, coin, day, with_users)) == plain
+    if has_plain_decimals(batch) and has_plain_users(batch):  # what ingest's parse vouches for
+        checked = _formatted(lambda: format_trades(batch, coin, day, with_users, checked=True))
+        assert checked == plain
 
 
 @settings(deadline=None)

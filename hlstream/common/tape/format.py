@@ -30,11 +30,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-from hlstream.common.addresses import Users, all_addresses, is_address
+from hlstream.common.addresses import Users, is_address
 from hlstream.common.decimals import is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.filenames import encode_coin
-from hlstream.common.messages import Gap, Trade, has_plain_decimals
+from hlstream.common.messages import Gap, Trade, has_plain_decimals, has_plain_users
 
 Record = Trade | Gap
 
@@ -205,13 +205,16 @@ def format_record(record: Record, users: bool = True) -> str:
 # Fast path of `format_record` for one coin's trades (one call per coin per frame): joined
 # without per-field checks, then the whole text checked at once. tests/property/
 # test_tape_props.py `test_format_trades_equals_format_record_of_each` holds the two equal.
-def format_trades(trades: Sequence[Trade], coin: str, day: str, users: bool = True) -> str | None:
+def format_trades(
+    trades: Sequence[Trade], coin: str, day: str, users: bool = True, *, checked: bool = False
+) -> str | None:
     """`format_record` of each of `trades`, joined, if every one is of `coin` on `day` (else
-    None); ProtocolError as `format_record` raises it."""
+    None); ProtocolError as `format_record` raises it. `checked`: the caller vouches that
+    every price, size and users passed `has_plain_decimals` and `has_plain_users` (ingest's
+    parse checks them with the same functions), so they are not checked twice."""
     start_ms = day_start_ms(day)
     end_ms = start_ms + DAY_MS
     lines = []
-    addresses: list[str] = []
     tids_fit = True
     empty = ",,,\n" if users else ",\n"  # to_ms, reason (and buyer, seller) left empty
     for t in trades:
@@ -226,17 +229,15 @@ def format_trades(trades: Sequence[Trade], coin: str, day: str, users: bool = Tr
             lines.append(
                 f"T,{coin},{ts_ms},{tid},{t.side},{t.price},{t.size},{t.hash},,,{pair[0]},{pair[1]}\n"
             )
-            addresses += pair
     text = "".join(lines)
     count = len(lines)
     if (
         tids_fit
-        and has_plain_decimals(trades)
         and text.count(",") == (len(COLUMNS if users else COLUMNS_V1) - 1) * count
         and text.count("\n") == count
         and '"' not in text
         and "\r" not in text
-        and all_addresses(addresses)
+        and (checked or (has_plain_decimals(trades) and (not users or has_plain_users(trades))))
     ):
         return text
     return "".join([format_record(t, users) for t in trades])  # quotes, or raises ProtocolError

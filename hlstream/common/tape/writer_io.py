@@ -121,15 +121,18 @@ class TapeWriter:
                 by_key.setdefault(key, []).append(line)
         return {key: self._buffer(key, "".join(lines)) for key, lines in by_key.items()}
 
-    def append_trades(self, coin: str, trades: Sequence[Trade]) -> list[Taped]:
+    def append_trades(
+        self, coin: str, trades: Sequence[Trade], *, checked: bool = False
+    ) -> list[Taped]:
         """`append` for one coin's trades (the hot path), per day's segment they fill, in day
         order; nearly always one. All or nothing: ProtocolError (nothing buffered) if a trade
-        is not `coin`'s or cannot be written as one valid line."""
+        is not `coin`'s or cannot be written as one valid line. `checked`: as `format_trades`
+        takes it (the trades' decimals and users were checked when they were parsed)."""
         day_index = trades[0].ts_ms // DAY_MS
         if day_index != self._day[0]:  # the day's name, worked out once a day
             self._day = (day_index, segment_day(trades[0].ts_ms))
         day = self._day[1]
-        text = format_trades(trades, coin, day, self._segment((coin, day)).users)
+        text = format_trades(trades, coin, day, self._segment((coin, day)).users, checked=checked)
         if text is not None:
             return [(day, trades, *self._buffer((coin, day), text))]
         if any(trade.coin != coin for trade in trades):
@@ -138,7 +141,7 @@ class TapeWriter:
         for trade in trades:  # the batch straddles midnight UTC
             by_day.setdefault(segment_day(trade.ts_ms), []).append(trade)
         texts = {
-            day: format_trades(group, coin, day, self._segment((coin, day)).users)
+            day: format_trades(group, coin, day, self._segment((coin, day)).users, checked=checked)
             for day, group in sorted(by_day.items())
         }
         return [
