@@ -134,8 +134,11 @@ class Client:
 class Feed:
     """Trade generation (with exact 5 s truth) and delivery to subscribed clients."""
 
-    def __init__(self, coins: list[str], rate: float, per_frame: int, seed: int) -> None:
+    def __init__(
+        self, coins: list[str], rate: float, per_frame: int, seed: int, users: bool = True
+    ) -> None:
         self.coins = coins
+        self.with_users = users  # the venue sends them with every trade
         self.rate = rate
         self.per_frame = per_frame
         self.rng = random.Random(seed)
@@ -158,12 +161,13 @@ class Feed:
         window[2] = min(window[2], ticks)
         window[3] = ticks
         window[4] += size
+        users = f'"users":[{self.users[self.tid & 63]},{self.users[(self.tid >> 6) & 63]}]'
         text = (
             f'{{"coin":"{coin}","side":"{"B" if size & 1 else "A"}",'
             f'"px":"{units_text(ticks, PX_DECIMALS.get(coin, 3))}",'
             f'"sz":"{units_text(size, SZ_DECIMALS)}","time":{ts_ms},'
-            f'"hash":"{self.hashes[self.tid & 511]}","tid":{self.tid},'
-            f'"users":[{self.users[self.tid & 63]},{self.users[(self.tid >> 6) & 63]}]}}'
+            f'"hash":"{self.hashes[self.tid & 511]}","tid":{self.tid}'
+            f"{',' + users if self.with_users else ''}}}"
         )
         self.recent[coin].append(text)
         return text

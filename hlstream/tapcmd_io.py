@@ -93,13 +93,19 @@ def _level(level: object) -> str:
     return f"{level.get('size')}@{level.get('price')}" if isinstance(level, dict) else "-"
 
 
+def _users(users: object) -> str:
+    if isinstance(users, list) and len(users) == 2:
+        return f" buyer={users[0]} seller={users[1]}"
+    return ""
+
+
 def _body_lines(topic: str, data: dict[str, object]) -> list[str]:
     kind, get = data.get("type"), data.get
     trades, bids, asks = get("trades"), get("bids"), get("asks")
     if kind == "trades" and isinstance(trades, list):
         return [
             f"{_stamp(t.get('ts_ms'))} {t.get('coin')} {t.get('side'):<4} "
-            f"{t.get('size')} @ {t.get('price')} tid={t.get('tid')}"
+            f"{t.get('size')} @ {t.get('price')} tid={t.get('tid')}{_users(t.get('users'))}"
             for t in trades
             if isinstance(t, dict)
         ]

@@ -16,6 +16,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
+from hlstream.common.addresses import Users, all_addresses
 from hlstream.common.book import Bbo, Book, Fills
 from hlstream.common.decimals import all_positive_decimals, is_positive_decimal
 from hlstream.common.errors import ProtocolError
@@ -47,9 +48,10 @@ TOPIC_END = "|"
 Side = Literal["buy", "sell"]
 
 
-class Trade(msgspec.Struct, frozen=True, gc=False):
-    """One exchange trade; identity is (coin, ts_ms, tid). Prices and sizes are checked per
-    message, a column at a time (`check_decimals`)."""
+class Trade(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """One exchange trade; identity is (coin, ts_ms, tid). Prices, sizes and addresses are
+    checked per message, a column at a time (`check_trades`). `users` is (buyer, seller)
+    when the venue sent them; a trade without them is the map it was before they existed."""
 
     coin: str
     side: Side
@@ -58,6 +60,7 @@ class Trade(msgspec.Struct, frozen=True, gc=False):
     ts_ms: Ms
     tid: Count
     hash: str
+    users: Users | None = None
 
 
 class Bar(msgspec.Struct, frozen=True, gc=False):
@@ -140,8 +143,16 @@ def has_plain_decimals(trades: Sequence[Trade]) -> bool:
     return all_positive_decimals([t.price for t in trades] + [t.size for t in trades])
 
 
-def check_decimals(trades: Sequence[Trade]) -> None:
-    """ProtocolError unless every price and size is a plain positive decimal string."""
+def has_plain_users(trades: Sequence[Trade]) -> bool:
+    """Every trade's `users`, where set, is two addresses (one check for them all)."""
+    return all_addresses([a for t in trades if t.users is not None for a in t.users])
+
+
+def check_trades(trades: Sequence[Trade]) -> None:
+    """ProtocolError unless every price and size is a plain positive decimal string and
+    every `users` is two addresses."""
+    if not has_plain_users(trades):
+        raise ProtocolError("trade users are not two 0x addresses")
     if has_plain_decimals(trades):
         return
     for trade in trades:  # name the first bad one
@@ -163,8 +174,8 @@ class TradeBatch(msgspec.Struct, frozen=True):
     covered_ms: Ms = 0  # ingest's word: everything it received before this is published
 
     def check_wire(self) -> None:
-        """On decode only: ingest built its trades from checked venue decimals."""
-        check_decimals(self.trades)
+        """On decode only: ingest built its trades from checked venue decimals and addresses."""
+        check_trades(self.trades)
 
 
 class LateTrade(msgspec.Struct, frozen=True, gc=False):
@@ -176,7 +187,7 @@ class LateTrade(msgspec.Struct, frozen=True, gc=False):
     trade: Trade
 
     def check_wire(self) -> None:
-        check_decimals((self.trade,))
+        check_trades((self.trade,))
 
 
 NOTICE_SERIES = "!"  # a notice travels on (coin, interval + "!") in the outbox and its ack

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from hlstream.common.status_io import read_status
-from hlstream.common.tape.format import HEADER_BYTES, segment_day, segment_path
+from hlstream.common.tape.format import HEADER, HEADER_BYTES, segment_day, segment_path
 from hlstream.sim import exchange as sim
 from tests.support.bus import Bus
 from tests.support.procs import terminate
@@ -41,8 +41,12 @@ def ws_trade(coin: str, tid: int, offset_ms: int) -> dict[str, Any]:
         "time": BASE_MS + offset_ms,
         "hash": f"0x{tid:064x}",
         "tid": tid,
-        "users": ["0x1", "0x2"],
+        "users": ["0x1", "0x2"] if tid == 12 else users_of(tid),  # 12: malformed, dropped
     }
+
+
+def users_of(tid: int) -> list[str]:
+    return [f"0x{tid:040x}", f"0x{tid + 1:040X}"]
 
 
 def trades_text(trades: list[dict[str, Any]]) -> str:
@@ -208,7 +212,9 @@ def test_streams_dedupes_replay_survives_garbage_and_stops_cleanly(
             "ts_ms": BASE_MS + 300,
             "tid": 11,
             "hash": f"0x{11:064x}",
+            "users": users_of(11),
         }
+        assert "users" not in first["trades"][1]  # tid 12's were malformed: the trade is kept
 
         started = time.monotonic()
         code, stderr = stop_process(proc)
@@ -216,6 +222,10 @@ def test_streams_dedupes_replay_survives_garbage_and_stops_cleanly(
         assert time.monotonic() - started < 2.5
         tape = sorted((run_dir.parent / "data" / "tape").glob("*/*.csv"))
         assert tape and all(path.stat().st_size > 0 for path in tape), "trades are on the tape"
+        btc = segment_path(run_dir.parent / "data", "BTC", segment_day(BASE_MS)).read_text()
+        assert btc.startswith(HEADER)
+        assert f",{11},buy,111.5,0.01,0x{11:064x},,,{','.join(users_of(11))}\n" in btc
+        assert f",{12},sell,112.5,0.01,0x{12:064x},,,,\n" in btc
         status = read_status(run_dir, "ingest")  # final heartbeat
         assert status is not None and status.feed is not None
         assert status.feed.connected is False

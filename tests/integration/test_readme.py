@@ -20,7 +20,7 @@ import pytest
 
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Gap, Trade
-from hlstream.common.tape.format import day_start_ms
+from hlstream.common.tape.format import HEADER_V1_BYTES, day_start_ms, segment_path
 from hlstream.common.tape.writer_io import TapeWriter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,12 +52,30 @@ def _snippet(library: str) -> str:
     return found[0]
 
 
-def _write_tape(data_dir: Path) -> tuple[list[Trade], Gap]:
+USERS = ("0x818b120e0b475dc79d62092a3ae0d0e31cbf2c99", "0x6e8bc7cd0978397b06a14af2a8c31f5daeffea79")
+
+
+def _write_tape(data_dir: Path, *, old_header: bool = False) -> tuple[list[Trade], Gap]:
+    """A day of BTC with a gap marker; every other trade has users. `old_header`: the day's
+    segment was created before the tape had users columns (so its trades are without)."""
     start = day_start_ms(DAY)
     trades = [
-        Trade("BTC", "buy" if i % 2 else "sell", PRICE, "0.00155", start + i, BIG_TID - i, "0xab")
+        Trade(
+            "BTC",
+            "buy" if i % 2 else "sell",
+            PRICE,
+            "0.00155",
+            start + i,
+            BIG_TID - i,
+            "0xab",
+            USERS if i % 2 and not old_header else None,
+        )
         for i in range(TRADES_BEFORE_GAP)
     ]
+    if old_header:
+        path = segment_path(data_dir, "BTC", DAY)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(HEADER_V1_BYTES)
     gap = Gap("BTC", start + 10_000, start + 19_000, "replay_short")
     after = Trade("BTC", "sell", "91235.5", "0.10", start + 20_000, 42, "0xcd")
     with TapeWriter(data_dir, EventLog("test"), fsync=False) as writer:
@@ -73,12 +91,14 @@ def _run(snippet: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return namespace["tape"]
 
 
-def test_pandas_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypatch):
-    trades, gap = _write_tape(tmp_path / "data")
+@pytest.mark.parametrize("old_header", [False, True], ids=["users", "old-header"])
+def test_pandas_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypatch, old_header):
+    trades, gap = _write_tape(tmp_path / "data", old_header=old_header)
 
     tape = _run(_snippet("pandas"), tmp_path, monkeypatch)
 
     string = pd.StringDtype()
+    users = {} if old_header else {"buyer": string, "seller": string}
     assert dict(tape.dtypes) == {
         "kind": string,
         "coin": string,
@@ -90,8 +110,12 @@ def test_pandas_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypa
         "hash": string,
         "to_ms": pd.Int64Dtype(),
         "reason": string,
+        **users,
     }
     rows = tape[tape["kind"] == "T"]
+    if not old_header:
+        assert list(rows["buyer"].fillna("")) == [(t.users or ("",))[0] for t in trades]
+        assert list(rows["seller"].fillna("")) == [(t.users or ("", ""))[1] for t in trades]
     assert list(rows["tid"]) == [t.tid for t in trades]
     assert list(rows["price"]) == [t.price for t in trades]
     assert list(rows["size"]) == [t.size for t in trades]
@@ -105,11 +129,13 @@ def test_pandas_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypa
     assert marker["tid"] is pd.NA and marker["price"] is pd.NA
 
 
-def test_polars_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypatch):
-    trades, gap = _write_tape(tmp_path / "data")
+@pytest.mark.parametrize("old_header", [False, True], ids=["users", "old-header"])
+def test_polars_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypatch, old_header):
+    trades, gap = _write_tape(tmp_path / "data", old_header=old_header)
 
     tape = _run(_snippet("polars"), tmp_path, monkeypatch)
 
+    users = {} if old_header else {"buyer": pl.String, "seller": pl.String}
     assert dict(tape.schema) == {
         "kind": pl.String,
         "coin": pl.String,
@@ -121,8 +147,11 @@ def test_polars_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypa
         "hash": pl.String,
         "to_ms": pl.Int64,
         "reason": pl.String,
+        **users,
     }
     rows = tape.filter(pl.col("kind") == "T")
+    if not old_header:
+        assert rows["buyer"].to_list() == [(t.users or (None,))[0] for t in trades]
     assert rows["tid"].to_list() == [t.tid for t in trades]
     assert rows["price"].to_list() == [t.price for t in trades]
     assert rows["size"].to_list() == [t.size for t in trades]
@@ -136,7 +165,17 @@ def test_polars_snippet_reads_exact_types_on_a_day_with_a_gap(tmp_path, monkeypa
     assert marker["tid"] is None and marker["price"] is None
 
 
-def test_polars_line_reads_a_compacted_day_with_exact_text(tmp_path, monkeypatch):
+def _to_polars(tape: Any) -> pl.DataFrame:
+    """What a one-liner returned, as a polars frame (pandas with pyarrow, DuckDB relation)."""
+    if isinstance(tape, pl.DataFrame):
+        return tape
+    if isinstance(tape, pd.DataFrame):
+        return pl.from_pandas(tape)
+    return tape.pl()
+
+
+@pytest.mark.parametrize("library", ["polars", "pandas", "duckdb"])
+def test_each_line_reads_a_compacted_day_with_exact_text(tmp_path, monkeypatch, library):
     from hlstream.common.tape.compact_io import compact_day
 
     trades, gap = _write_tape(tmp_path / "data")
@@ -145,13 +184,15 @@ def test_polars_line_reads_a_compacted_day_with_exact_text(tmp_path, monkeypatch
     (snippet,) = [
         block.replace("2026-11-28", DAY)
         for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-        if "import polars as " in block and ".parquet" in block
+        if f"import {library}" in block and ".parquet" in block
     ]
 
-    tape = _run(snippet, tmp_path, monkeypatch)
+    tape = _to_polars(_run(snippet, tmp_path, monkeypatch))
 
     rows = tape.filter(pl.col("kind") == "T")
+    assert rows["price"].dtype == pl.String and rows["tid"].dtype == pl.Int64
     assert rows["price"].to_list() == [t.price for t in trades]
     assert rows["tid"].to_list() == [t.tid for t in trades]
+    assert rows["buyer"].to_list() == [(t.users or (None,))[0] for t in trades]
     marker = tape.filter(pl.col("kind") == "G").row(0, named=True)
     assert (marker["ts_ms"], marker["to_ms"], marker["tid"]) == (gap.from_ms, gap.to_ms, None)

@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import msgspec
 import polars as pl
 import pytest
 
@@ -14,6 +15,7 @@ from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import compact_io
 from hlstream.common.tape.compact_io import compact_closed, compact_day, has_work
 from hlstream.common.tape.format import (
+    HEADER_V1,
     TapePosition,
     archive_path,
     coin_dir,
@@ -32,6 +34,7 @@ from tests.integration.test_tape_io import MIDNIGHT_MS, RecordingLog, trade, wri
 DAY_MS = 86_400_000
 TODAY = "2024-03-02"
 CLOSED = "2024-02-29"  # older than yesterday
+USERS = ("0x818b120e0b475dc79d62092a3ae0d0e31cbf2c99", "0x6e8bc7cd0978397b06a14af2a8c31f5daeffea79")
 
 
 class CrashError(Exception):
@@ -78,13 +81,17 @@ def test_closed_days_only_are_compacted_and_read_as_before(tmp_path):
 
 
 def test_one_line_reads_a_compacted_day_with_exact_decimal_text(tmp_path):
-    write(tmp_path, [trade(MIDNIGHT_MS - 2 * DAY_MS, 1, price="63471.10")])
+    with_users = msgspec.structs.replace(trade(MIDNIGHT_MS - 2 * DAY_MS + 1, 2), users=USERS)
+    write(tmp_path, [trade(MIDNIGHT_MS - 2 * DAY_MS, 1, price="63471.10"), with_users])
     age(tmp_path)
     compact_closed(tmp_path, TODAY, RecordingLog())
 
     frame = pl.read_parquet(archive_path(tmp_path, "BTC", CLOSED))
 
-    assert frame.row(0, named=True) == {
+    assert frame["buyer"].to_list() == [None, USERS[0]]
+    assert frame["seller"].to_list() == [None, USERS[1]]
+    assert list(read_tape(tmp_path, "BTC", 0))[1] == with_users
+    assert frame.drop("buyer", "seller").row(0, named=True) == {
         "kind": "T",
         "coin": "BTC",
         "ts_ms": MIDNIGHT_MS - 2 * DAY_MS,
@@ -96,6 +103,26 @@ def test_one_line_reads_a_compacted_day_with_exact_decimal_text(tmp_path):
         "to_ms": None,
         "reason": None,
     }
+
+
+def test_a_day_of_the_older_header_is_compacted_and_read_without_users_columns(tmp_path):
+    path = segment_path(tmp_path, "BTC", CLOSED)
+    path.parent.mkdir(parents=True)
+    ts_ms = MIDNIGHT_MS - 2 * DAY_MS
+    lines = [f"T,BTC,{ts_ms},1,buy,1.5,2,0xab,,\n", f"G,BTC,{ts_ms},,,,,,{ts_ms + 9},x\n"]
+    path.write_text(HEADER_V1 + "".join(lines))
+    before = list(read_since(tmp_path, "BTC", []))
+    write(tmp_path, [msgspec.structs.replace(trade(ts_ms + 5, 2), users=USERS)])  # appended
+    age(tmp_path)
+
+    assert compact_closed(tmp_path, TODAY, RecordingLog()).failed == []
+
+    frame = pl.read_parquet(archive_path(tmp_path, "BTC", CLOSED))
+    assert frame.columns == HEADER_V1.strip().split(",")
+    read = list(read_since(tmp_path, "BTC", []))
+    assert read[:2] == before
+    assert before[0][0] == Trade("BTC", "buy", "1.5", "2", ts_ms, 1, "0xab")
+    assert read[2][0] == trade(ts_ms + 5, 2)  # without its users, as the CSV held it
 
 
 def test_a_position_taken_on_the_csv_resumes_on_the_parquet_day(tmp_path):
@@ -233,7 +260,9 @@ def test_ingests_hourly_prune_compacts_closed_days_in_a_child_process(tmp_path):
 def test_an_archive_that_reads_back_short_is_removed_and_the_csv_kept(tmp_path, monkeypatch):
     three_days(tmp_path)
     encode = compact_io.encode_archive
-    monkeypatch.setattr(compact_io, "encode_archive", lambda records, fp: encode(records[1:], fp))
+    monkeypatch.setattr(
+        compact_io, "encode_archive", lambda records, fp, users: encode(records[1:], fp, users)
+    )
     monkeypatch.setattr(compact_io, "encode_csv", lambda text, fp: encode([], fp))  # fast path
 
     with pytest.raises(IntegrityError, match="does not read back as"):

@@ -15,7 +15,7 @@ from hlstream.common.tape.compact_io import compact_day
 from hlstream.common.tape.format import TapePosition, coin_dir
 from hlstream.common.tape.readers_io import csv_segment_days, read_since, segment_size
 from hlstream.common.tape.writer_io import TapeWriter
-from tests.property.test_tape_props import COINS, batches
+from tests.property.test_tape_props import COINS, batches, make_old_segments, old_segments
 
 
 def _read(tmp: str) -> dict[str, list[tuple[Trade | Gap, TapePosition]]]:
@@ -23,11 +23,12 @@ def _read(tmp: str) -> dict[str, list[tuple[Trade | Gap, TapePosition]]]:
 
 
 @settings(deadline=None, max_examples=40)
-@given(batches)
+@given(batches, old_segments)
 def test_a_compacted_day_reads_the_same_records_at_the_same_positions(
-    sequence: list[list[Trade | Gap]],
+    sequence: list[list[Trade | Gap]], old_keys: set[tuple[str, int]]
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        make_old_segments(tmp, old_keys)  # days of the older header: compacted without users
         with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
             for batch in sequence:
                 writer.append(batch)

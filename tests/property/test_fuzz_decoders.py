@@ -118,6 +118,7 @@ BUS_FIELDS = sorted(
 coins = st.text(alphabet=string.ascii_letters + string.digits + "@/", min_size=1, max_size=10)
 decimal_texts = st.builds(format_units, st.integers(1, 10**12), st.integers(0, 8))
 venue_ms = st.integers(10**12, 10**15 - 1)  # what the venue sends: epoch ms, int
+addresses = st.text("0123456789abcdefABCDEF", min_size=40, max_size=40).map(lambda h: "0x" + h)
 valid_trades = st.builds(
     Trade,
     coin=coins,
@@ -127,6 +128,7 @@ valid_trades = st.builds(
     ts_ms=venue_ms,
     tid=st.integers(0, 2**53),
     hash=st.text(alphabet="0123456789abcdefx", max_size=66),
+    users=st.none() | st.tuples(addresses, addresses),
 )
 batches = st.builds(
     TradeBatch,
@@ -169,7 +171,26 @@ WRONG_TYPE: dict[type, tuple[Any, ...]] = {
     int: (None, "1", 1.5, True, False, b"1", []),
     bool: (None, 0, 1, "true"),
 }
-BUS_TRADE_JUNK = {"side": ("B", "A", "BUY", ""), "price": DECIMAL_JUNK, "size": DECIMAL_JUNK}
+ADDRESS = "0x" + "ab" * 20
+USERS_JUNK = (  # what is not two addresses; a missing or nil `users` is no users
+    "x",
+    1,
+    [],
+    [ADDRESS],
+    [ADDRESS, ADDRESS, ADDRESS],
+    [ADDRESS, 1],
+    [ADDRESS, ADDRESS[:-1]],
+    [ADDRESS, ADDRESS + "a"],
+    [ADDRESS, "0x" + "g" * 40],
+    [ADDRESS, "0X" + "a" * 40],
+    {"buyer": ADDRESS},
+)
+BUS_TRADE_JUNK = {
+    "side": ("B", "A", "BUY", ""),
+    "price": DECIMAL_JUNK,
+    "size": DECIMAL_JUNK,
+    "users": USERS_JUNK,
+}
 VENUE_JUNK: dict[str, tuple[Any, ...]] = {  # every field parse_trade needs; "hash" is optional
     "coin": (MISSING, None, "", 1, ["BTC"]),
     "side": (MISSING, None, "", "X", "buy", "b", 1),
@@ -193,9 +214,12 @@ def _with(mapping: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
 def one_bad_field(
     draw: st.DrawFn, wire: dict[str, Any], extra: dict[str, tuple[Any, ...]] | None = None
 ) -> dict[str, Any]:
-    """`wire` with one field deleted, of the wrong type, or (per `extra`) out of range."""
+    """`wire` with one field deleted, of the wrong type, or (per `extra`) out of range; an
+    optional field (`users`) only as `extra` says."""
     field = draw(st.sampled_from(sorted(wire)))
-    choices = (MISSING, *WRONG_TYPE[type(wire[field])], *(extra or {}).get(field, ()))
+    choices = (*(extra or {}).get(field, ()),)
+    if field != "users":
+        choices = (MISSING, *WRONG_TYPE[type(wire[field])], *choices)
     return _with(wire, field, draw(st.sampled_from(choices)))
 
 
@@ -209,6 +233,7 @@ def venue_entry(trade: Trade) -> dict[str, Any]:
         "time": trade.ts_ms,
         "tid": trade.tid,
         "hash": trade.hash,
+        **({} if trade.users is None else {"users": list(trade.users)}),
     }
 
 
@@ -217,14 +242,15 @@ def venue_entries(draw: st.DrawFn) -> tuple[Any, Trade | None]:
     """A venue trade entry and the Trade ingest must make of it (None: it must be rejected)."""
     trade = draw(valid_trades)
     entry = venue_entry(trade)
-    how = draw(st.sampled_from(["valid", "odd hash", "bad field", "not a map"]))
+    how = draw(st.sampled_from(["valid", "odd hash", "odd users", "bad field", "not a map"]))
     if how == "valid":
         return entry, trade
     if how == "odd hash":  # hash is optional: a missing or odd one becomes ""
         odd = _with(entry, "hash", draw(st.sampled_from([MISSING, None, 1, []])))
-        return odd, Trade(
-            trade.coin, trade.side, trade.price, trade.size, trade.ts_ms, trade.tid, ""
-        )
+        return odd, msgspec.structs.replace(trade, hash="")
+    if how == "odd users":  # users are optional: missing or odd ones are dropped
+        odd = _with(entry, "users", draw(st.sampled_from([MISSING, None, *USERS_JUNK])))
+        return odd, msgspec.structs.replace(trade, users=None)
     if how == "bad field":
         field = draw(st.sampled_from(sorted(VENUE_JUNK)))
         return _with(entry, field, draw(st.sampled_from(VENUE_JUNK[field]))), None

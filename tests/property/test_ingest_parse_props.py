@@ -18,6 +18,10 @@ MISSING = object()
 DECIMALS = ["1", "63471.0", "0.00155", "12", "01.50"]
 ODD_DECIMALS = [".5", "5.", "0", "0.0", "-1", "+1", "1e5", " 1", "NaN", "1_0", "\u0661", "1\n", ""]
 ODD_DECIMALS += [1, 1.5, None]
+BUYER, SELLER = (
+    "0x818b120e0b475dc79d62092a3ae0d0e31cbf2c99",
+    "0x6E8BC7CD0978397b06a14af2a8c31f5daeffea79",
+)
 FIELDS: dict[str, tuple[list[Any], list[Any]]] = {  # (usual values, odd ones)
     "coin": (["BTC", "ETH", "@107"], ["", "B\nC", "x\r", 5, None]),
     "side": (["B", "A"], ["b", "X", None, 1, ["B"]]),
@@ -29,6 +33,17 @@ FIELDS: dict[str, tuple[list[Any], list[Any]]] = {  # (usual values, odd ones)
     ),
     "tid": ([0, 7, 2**50, 2**63 - 1], [-1, 2**64 + 1, True, "7", 1.0, None]),
     "hash": (["", "0xab"], ["a\nb", "\r", 7, None]),
+    "users": (
+        [[BUYER, SELLER], [SELLER, SELLER], None],
+        [
+            [BUYER],
+            [BUYER, SELLER, BUYER],
+            [BUYER, 1],
+            [BUYER, SELLER[:-1]],
+            [BUYER, "0x" + "g" * 40],
+        ]
+        + [[BUYER, "0x" + "a" * 39 + "\u0661"], [BUYER[:-1], "0" + SELLER], "0x12", {}, 5],
+    ),
 }
 
 

@@ -64,8 +64,24 @@ def test_parses_recorded_trades_fixture() -> None:
             1785648521306,
             957915869971548,
             "0xc5f5fba369499d57c76f044143696101e7001389044cbc2969bea6f6284d7742",
+            (
+                "0x818b120e0b475dc79d62092a3ae0d0e31cbf2c99",
+                "0x6e8bc7cd0978397b06a14af2a8c31f5daeffea79",
+            ),
         ),
-        Trade("BTC", "sell", "63470.0", "0.0002", 1785648520020, 643901415284239, "0x" + "0" * 64),
+        Trade(
+            "BTC",
+            "sell",
+            "63470.0",
+            "0.0002",
+            1785648520020,
+            643901415284239,
+            "0x" + "0" * 64,
+            (
+                "0x72d73fea74d7ff40c3e5a70e17f5b1aaf47dfc26",
+                "0x0ce048fe42c170e41740ee392e187f19515f339d",
+            ),
+        ),
     )
 
 
@@ -98,6 +114,44 @@ def test_a_hash_the_tape_cannot_hold_is_dropped_and_the_trade_kept(bad_hash: obj
     frame = parse_frame(trades_frame(raw_trade(tid=1), raw_trade(tid=2, hash=bad_hash)))
 
     assert [(t.tid, t.hash) for t in frame.trades] == [(1, "0xabc"), (2, "")]
+    assert frame.rejected == 0
+    format_trades(frame.trades, "BTC", segment_day(frame.trades[0].ts_ms))  # taped: no raise
+
+
+USERS = ("0x818b120e0b475dc79d62092a3ae0d0e31cbf2c99", "0x6e8bc7cd0978397b06a14af2a8c31f5daeffea79")
+
+
+def test_users_are_kept_as_buyer_and_seller() -> None:
+    frame = parse_frame(trades_frame(raw_trade(users=list(USERS)), raw_trade(tid=2)))
+
+    assert [t.users for t in frame.trades] == [USERS, None]
+
+
+@pytest.mark.parametrize(
+    "bad_users",
+    [
+        None,
+        [],
+        [USERS[0]],
+        [*USERS, USERS[0]],
+        [USERS[0], 7],
+        [USERS[0], USERS[1][:-1]],
+        [USERS[0], USERS[1] + "0"],
+        [USERS[0], "0x" + "z" * 40],
+        [USERS[0], "0X" + "a" * 40],
+        [USERS[0], "0x" + "a" * 39 + ","],
+        "0xab",
+        {"buyer": USERS[0]},
+    ],
+)
+def test_users_that_are_not_two_addresses_are_dropped_and_the_trade_kept(
+    bad_users: object,
+) -> None:
+    frame = parse_frame(
+        trades_frame(raw_trade(tid=1, users=list(USERS)), raw_trade(tid=2, users=bad_users))
+    )
+
+    assert [(t.tid, t.users) for t in frame.trades] == [(1, USERS), (2, None)]
     assert frame.rejected == 0
     format_trades(frame.trades, "BTC", segment_day(frame.trades[0].ts_ms))  # taped: no raise
 

@@ -23,6 +23,7 @@ from hlstream.services.relay.core import (
     encode_token,
     plan_records,
     read_back_start_ms,
+    trade_payload,
     trade_subject,
     upsert_params,
 )
@@ -68,6 +69,16 @@ def test_plan_skips_what_the_stream_holds_and_keeps_order():
     assert [m.subject for m in out] == ["hl.gaps.BTC", "hl.trades.BTC"]
     trade = msgspec.msgpack.decode(out[1].payload, type=JsTrade)
     assert (trade.price, trade.size, trade.tid, trade.recv_us) == ("63470.5", "0.1", 43, 5)
+
+
+def test_a_trade_payload_carries_users_only_when_the_trade_has_them():
+    users = ("0x" + "a" * 40, "0x" + "b" * 40)
+
+    plain = msgspec.msgpack.decode(trade_payload(T1, 5))
+    with_users = msgspec.msgpack.decode(trade_payload(msgspec.structs.replace(T1, users=users), 5))
+
+    assert "users" not in plain
+    assert with_users == {**plain, "users": list(users)}
 
 
 def test_plan_with_nothing_in_the_stream_publishes_everything():

@@ -52,6 +52,16 @@ def test_trade_batch_prints_one_line_per_trade() -> None:
     assert lines[0] == "2023-11-14 22:13:20.123 BTC buy  2 @ 1.5 tid=7"
 
 
+def test_a_trade_with_users_prints_buyer_and_seller() -> None:
+    trade = {"coin": "BTC", "side": "sell", "price": "1.5", "size": "2", "ts_ms": 1_700_000_000_123}
+    trade |= {"tid": 7, "hash": "0x", "users": ["0x" + "a" * 40, "0x" + "b" * 40]}
+    message = TapMessage("trade.BTC|", {"type": "trades", "trades": [trade]}, "ok", 0)
+
+    assert human_lines(message) == [
+        f"2023-11-14 22:13:20.123 BTC sell 2 @ 1.5 tid=7 buyer=0x{'a' * 40} seller=0x{'b' * 40}"
+    ]
+
+
 def test_lost_messages_are_flagged() -> None:
     message = TapMessage(
         "status.ingest|",

@@ -14,6 +14,7 @@ from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape.format import (
     COLUMNS,
     HEADER,
+    HEADER_V1,
     TapePosition,
     format_record,
     parse_record,
@@ -26,6 +27,10 @@ from hlstream.common.tape.format import (
 ODD_COINS = ["BTC", "PURR/USDC", "@107", "xyz:TSLA", "kPEPE"]
 MIDNIGHT_MS = int(datetime(2024, 3, 2, tzinfo=UTC).timestamp()) * 1000  # 2024-03-02 00:00 UTC
 HASH = "0x" + "ab" * 32
+BUYER, SELLER = (
+    "0x818b120e0b475dc79d62092a3ae0d0e31cbf2c99",
+    "0x6E8BC7cd0978397b06a14af2a8c31f5daeffea79",
+)
 
 
 def trade(coin: str = "BTC", ts_ms: int = MIDNIGHT_MS, tid: int = 7, **kw: object) -> Trade:
@@ -57,22 +62,76 @@ def test_gap_round_trips_for_odd_coin_names(coin):
 
 
 def test_trade_line_is_the_documented_csv_row():
+    line = format_record(trade("BTC", 1_700_000_000_000, 123456, users=(BUYER, SELLER)))
+
+    assert line == f"T,BTC,1700000000000,123456,buy,63471.0,0.00155,{HASH},,,{BUYER},{SELLER}\n"
+
+
+def test_trade_without_users_leaves_their_columns_empty():
     line = format_record(trade("BTC", 1_700_000_000_000, 123456))
 
-    assert line == f"T,BTC,1700000000000,123456,buy,63471.0,0.00155,{HASH},,\n"
+    assert line == f"T,BTC,1700000000000,123456,buy,63471.0,0.00155,{HASH},,,,\n"
+    assert parse_record(line) == trade("BTC", 1_700_000_000_000, 123456)
 
 
 def test_gap_line_leaves_trade_columns_empty():
     line = format_record(Gap("ETH", 1_700_000_000_500, 1_700_000_003_000, "reconnect"))
 
-    assert line == "G,ETH,1700000000500,,,,,,1700000003000,reconnect\n"
+    assert line == "G,ETH,1700000000500,,,,,,1700000003000,reconnect,,\n"
 
 
 def test_header_is_the_documented_schema():
-    expected = "kind,coin,ts_ms,tid,side,price,size,hash,to_ms,reason\n"
+    expected = "kind,coin,ts_ms,tid,side,price,size,hash,to_ms,reason,buyer,seller\n"
 
     assert expected == HEADER
-    assert len(set(COLUMNS)) == len(COLUMNS) == 10
+    assert HEADER_V1 == "kind,coin,ts_ms,tid,side,price,size,hash,to_ms,reason\n"
+    assert len(set(COLUMNS)) == len(COLUMNS) == 12
+
+
+def test_users_round_trip_with_their_exact_text():
+    record = trade(users=(BUYER, SELLER))
+
+    assert parse_record(format_record(record)) == record
+
+
+def test_old_schema_lines_read_and_are_written_without_users():
+    old = f"T,BTC,1700000000000,123456,buy,63471.0,0.00155,{HASH},,\n"
+    gap = "G,ETH,1700000000500,,,,,,1700000003000,reconnect\n"
+    record = trade("BTC", 1_700_000_000_000, 123456)
+
+    assert parse_record(old, users=False) == record
+    assert parse_record(gap, users=False) == Gap(
+        "ETH", 1_700_000_000_500, 1_700_000_003_000, "reconnect"
+    )
+    assert (
+        format_record(trade("BTC", 1_700_000_000_000, 123456, users=(BUYER, SELLER)), users=False)
+        == old
+    )
+    with pytest.raises(ProtocolError):
+        parse_record(old)  # a segment never mixes the two
+    with pytest.raises(ProtocolError):
+        parse_record(format_record(record), users=False)
+
+
+@pytest.mark.parametrize(
+    "users",
+    [
+        (BUYER, ""),
+        ("", SELLER),
+        (BUYER, BUYER[:-1]),
+        (BUYER, BUYER + "0"),
+        (BUYER, "0X" + BUYER[2:]),
+        (BUYER, BUYER[:-1] + "g"),
+        (BUYER, BUYER[:20] + "," + BUYER[21:]),
+        (BUYER, "1x" + BUYER[2:]),
+    ],
+)
+def test_users_that_are_not_two_addresses_are_refused_both_ways(users):
+    with pytest.raises(ProtocolError):
+        format_record(trade(users=users))
+    line = format_record(trade()).removesuffix(",,\n") + ",".join(f'"{u}"' for u in users) + "\n"
+    with pytest.raises(ProtocolError):
+        parse_record(line)
 
 
 def test_fields_with_commas_and_quotes_are_quoted_and_read_back_by_csv_module():
@@ -145,7 +204,24 @@ def test_line_break_in_trade_field_is_refused():
         "T,BTC,1,2,buy,1.0,1.0,h,,\nT,BTC,1,2,buy,1.0,1.0,h,,\n",
     ],
 )
-def test_malformed_record_raises_protocol_error(line):
+def test_malformed_old_schema_record_raises_protocol_error(line):
+    with pytest.raises(ProtocolError):
+        parse_record(line, users=False)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "T,BTC,1,2,buy,1.0,1.0,h,,,,,extra\n",
+        "T,BTC,1,2,buy,1.0,1.0,h,,,\n",
+        f"T,BTC,1,2,buy,1.0,1.0,h,,,{BUYER},\n",
+        f"T,BTC,1,2,buy,1.0,1.0,h,,,,{SELLER}\n",
+        f"T,BTC,1,2,buy,1.0,1.0,h,,,{BUYER},x\n",
+        f"G,BTC,1,,,,,,2,r,{BUYER},{SELLER}\n",
+        "G,BTC,1,,,,,,2,r,,x\n",
+    ],
+)
+def test_malformed_users_columns_raise_protocol_error(line):
     with pytest.raises(ProtocolError):
         parse_record(line)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import msgspec
 import pytest
 
 from hlstream.common.book import Bbo, Book, BookLevel, Fill, Fills
@@ -467,3 +468,59 @@ def test_a_decoder_of_one_type_still_needs_the_type() -> None:
             acks.decode(msgpack.packb(bad))
     with pytest.raises(ProtocolError):
         acks.decode(msgpack.packb({key: value for key, value in golden.items() if key != "type"}))
+
+
+# Bytes of the codec before trades had `users`: a trade without them must stay byte for byte.
+TRADES_BYTES = bytes.fromhex(
+    "8aa474797065a6747261646573a17602a773657373696f6ea3616263a373657109a4636f696ea3425443"
+    "a7726563765f6d73cf0000018bcfe568c8a67472616465739287a4636f696ea3425443a473696465a362"
+    "7579a57072696365a736333437312e30a473697a65a7302e3030313535a574735f6d73cf0000018bcfe5"
+    "687ba3746964cf0004000000000007a468617368a5307861626387a4636f696ea3425443a473696465a4"
+    "73656c6ca57072696365a736333437302e35a473697a65a23132a574735f6d73cf0000018bcfe5687ca3"
+    "74696405a468617368a0a47461706593aa323032332d31312d313464ccfaa7726563765f7573cf00060a"
+    "2418214dbbaa636f76657265645f6d73cf0000018bcfe56896"
+)
+LATE_BYTES = bytes.fromhex(
+    "87a474797065a46c617465a17602a773657373696f6ea3616263a373657109a8696e74657276616ca235"
+    "73a873746172745f6d73cf0000018bcfe55478a5747261646587a4636f696ea3425443a473696465a362"
+    "7579a57072696365a736333437312e30a473697a65a7302e3030313535a574735f6d73cf0000018bcfe5"
+    "687ba3746964cf0004000000000007a468617368a53078616263"
+)
+BUYER = "0x818b120e0b475dc79d62092a3ae0d0e31cbf2c99"
+SELLER = "0x6E8BC7CD0978397b06a14af2a8c31f5daeffea79"
+
+
+def test_a_trade_without_users_keeps_its_bytes() -> None:
+    assert encode_message(ENVELOPE, MESSAGES["trades"]) == TRADES_BYTES
+    assert encode_message(ENVELOPE, MESSAGES["late"]) == LATE_BYTES
+
+
+def test_users_are_one_more_key_of_the_trade_map_and_read_back() -> None:
+    batch = TradeBatch(
+        "BTC", 1_700_000_000_200, (msgspec.structs.replace(T, users=(BUYER, SELLER)),)
+    )
+    payload = encode_message(ENVELOPE, batch)
+
+    (wire,) = msgpack.unpackb(payload, raw=False)["trades"]
+    assert wire == {**GOLDEN["trades"]["trades"][0], "users": [BUYER, SELLER]}
+    assert decode_message(payload) == (ENVELOPE, batch)
+
+
+@pytest.mark.parametrize(
+    "users",
+    [
+        [BUYER],
+        [BUYER, SELLER, BUYER],
+        [BUYER, 1],
+        [BUYER, SELLER[:-1]],
+        [BUYER, "0x" + "g" * 40],
+        "x",
+    ],
+)
+def test_users_that_are_not_two_addresses_are_refused_on_the_bus(users: Any) -> None:
+    golden = GOLDEN["trades"]
+    trade = {**golden["trades"][0], "users": users}
+    payload = msgpack.packb({**golden, "trades": [trade]}, use_bin_type=True)
+
+    with pytest.raises(ProtocolError):
+        decode_message(payload)

@@ -31,11 +31,12 @@ from hlstream.common.tape.archive_io import (
     write_archive,
 )
 from hlstream.common.tape.format import (
-    HEADER_BYTES,
     SEGMENT_SUFFIX,
     TAPE_DIR,
     Record,
     archive_path,
+    header,
+    header_users,
     segment_path,
 )
 from hlstream.common.tape.readers_io import decode_line, folder_coin
@@ -58,7 +59,7 @@ def _read_whole(path: Path) -> tuple[bytes, Fingerprint, int]:
     """A segment's whole lines, their fingerprint, and the bytes of a torn last line."""
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
-    if end and not data.startswith(HEADER_BYTES):
+    if end and header_users(data) is None:
         raise IntegrityError(f"{path} does not start with the tape header; refusing to compact")
     whole = data[:end]
     records = max(whole.count(b"\n") - 1, 0)
@@ -69,12 +70,12 @@ def _read_whole(path: Path) -> tuple[bytes, Fingerprint, int]:
     )
 
 
-def _parse(whole: bytes, path: Path, coin: str) -> list[Record]:
+def _parse(whole: bytes, path: Path, coin: str, users: bool) -> list[Record]:
     """Each line parsed as every reader does; IntegrityError naming the first corrupt one."""
     records = []
-    offset = len(HEADER_BYTES)
+    offset = len(header(users))
     for raw in whole[offset:].splitlines(keepends=True):
-        records.append(decode_line(raw, path, offset, coin))
+        records.append(decode_line(raw, path, offset, coin, users))
         offset += len(raw)
     return records
 
@@ -106,9 +107,10 @@ def compact_day(data_dir: Path | str, coin: str, day: str) -> Compacted:
     if expected.csv_bytes and not (parquet.exists() and _verified(parquet, coin, expected)):
         fast = _write_verified(parquet, coin, expected, lambda: encode_csv(whole, expected))
         if not fast:
-            records = _parse(whole, csv_path, coin)
+            users = header_users(whole) is True
+            records = _parse(whole, csv_path, coin, users)
             if not _write_verified(
-                parquet, coin, expected, lambda: encode_archive(records, expected)
+                parquet, coin, expected, lambda: encode_archive(records, expected, users)
             ):
                 parquet.unlink(missing_ok=True)
                 raise IntegrityError(f"{parquet} does not read back as {csv_path}; kept the CSV")

@@ -3,15 +3,18 @@
 One *segment* per coin per UTC day, `{data_dir}/tape/{encode_coin(coin)}/{YYYY-MM-DD}.csv`;
 the columns, the quoting and how to read a segment with pandas or polars are in docs/data.md:
 
-    kind,coin,ts_ms,tid,side,price,size,hash,to_ms,reason
-    T,BTC,1700000000000,123456,buy,63471.0,0.00155,0xab12...,,
-    G,BTC,1700000000500,,,,,,1700000003000,reconnect
+    kind,coin,ts_ms,tid,side,price,size,hash,to_ms,reason,buyer,seller
+    T,BTC,1700000000000,123456,buy,63471.0,0.00155,0xab12...,,,0x818b...,0x6e8b...
+    G,BTC,1700000000500,,,,,,1700000003000,reconnect,,
 
 Invariants kept here:
 - `parse_record(format_record(r)) == r` for every record (bar CR/LF in a gap reason, which
   become spaces), and `format_record` refuses whatever `parse_record` would refuse, so a
   committed line always reads back. One record is always exactly one line.
-- The header is the schema version: a segment with any other first line is refused.
+- The header is the schema version, one per segment. Two are read: `HEADER` and the older
+  `HEADER_V1`, without `buyer,seller` (`users=False` below). A segment keeps the header it
+  was created with: records appended to a `HEADER_V1` segment drop their users, so byte
+  offsets already handed out stay valid. A segment with any other first line is refused.
 - Every record lies in the segment of its own UTC day: a trade at 23:59:59.999 belongs to that
   day even when it is committed after midnight, and `split_by_day` cuts a gap that spans
   midnight into one piece per day.
@@ -27,16 +30,20 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
+from hlstream.common.addresses import Users, is_address
 from hlstream.common.decimals import is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.filenames import encode_coin
-from hlstream.common.messages import Gap, Trade, has_plain_decimals
+from hlstream.common.messages import Gap, Trade, has_plain_decimals, has_plain_users
 
 Record = Trade | Gap
 
-COLUMNS = ("kind", "coin", "ts_ms", "tid", "side", "price", "size", "hash", "to_ms", "reason")
+COLUMNS_V1 = ("kind", "coin", "ts_ms", "tid", "side", "price", "size", "hash", "to_ms", "reason")
+COLUMNS = (*COLUMNS_V1, "buyer", "seller")
 HEADER = ",".join(COLUMNS) + "\n"
 HEADER_BYTES = HEADER.encode("ascii")
+HEADER_V1 = ",".join(COLUMNS_V1) + "\n"
+HEADER_V1_BYTES = HEADER_V1.encode("ascii")
 TAPE_DIR = "tape"
 SEGMENT_SUFFIX = ".csv"
 ARCHIVE_SUFFIX = ".parquet"  # a closed day compacted: the same records (tape/archive_io.py)
@@ -46,7 +53,6 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _INT_RE = re.compile(r"-?[0-9]{1,19}\Z")
 _INT_LIMIT = 10**19
-_COMMAS = len(COLUMNS) - 1
 
 
 class TapePosition(NamedTuple):
@@ -55,6 +61,19 @@ class TapePosition(NamedTuple):
     coin: str
     day: str
     offset: int
+
+
+def header(users: bool) -> bytes:
+    """The header of a segment with (`HEADER`) or without (`HEADER_V1`) the users columns."""
+    return HEADER_BYTES if users else HEADER_V1_BYTES
+
+
+def header_users(head: bytes) -> bool | None:
+    """Whether the segment starting with bytes `head` has the users columns; None if it
+    does not start with a tape header."""
+    if head.startswith(HEADER_BYTES):
+        return True
+    return False if head.startswith(HEADER_V1_BYTES) else None
 
 
 def segment_day(ts_ms: int) -> str:
@@ -152,12 +171,23 @@ def _positive_decimal(text: str, name: str) -> str:
     return text
 
 
-def format_record(record: Record) -> str:
-    """One tape line, ending in `\\n`; ProtocolError for anything parse_record would refuse."""
+def _users_fields(users: Users | None) -> str:
+    if users is None:
+        return ","
+    if not (is_address(users[0]) and is_address(users[1])):
+        raise ProtocolError(f"tape trade users {str(users)[:100]!r} are not two addresses")
+    return f"{users[0]},{users[1]}"
+
+
+def format_record(record: Record, users: bool = True) -> str:
+    """One tape line, ending in `\\n`, for a segment with (`users`) or without the users
+    columns (a trade's users are then left out); ProtocolError for anything parse_record
+    would refuse."""
+    tail = ",,\n" if users else "\n"
     if isinstance(record, Gap):
         reason = record.reason.replace("\r", " ").replace("\n", " ")
         start, end = _check_int(record.from_ms, "from_ms"), _check_int(record.to_ms, "to_ms")
-        return f"G,{_quote(record.coin)},{start},,,,,,{end},{_quote(reason)}\n"
+        return f"G,{_quote(record.coin)},{start},,,,,,{end},{_quote(reason)}{tail}"
     fields = (
         record.coin,
         _check_int(record.ts_ms, "ts_ms"),
@@ -167,38 +197,50 @@ def format_record(record: Record) -> str:
         _positive_decimal(record.size, "size"),
         record.hash,
     )
-    return "T," + ",".join(_quote(field) for field in fields) + ",,\n"
+    if users:
+        tail = f",{_users_fields(record.users)}\n"
+    return "T," + ",".join(_quote(field) for field in fields) + ",," + tail
 
 
 # Fast path of `format_record` for one coin's trades (one call per coin per frame): joined
 # without per-field checks, then the whole text checked at once. tests/property/
 # test_tape_props.py `test_format_trades_equals_format_record_of_each` holds the two equal.
-def format_trades(trades: Sequence[Trade], coin: str, day: str) -> str | None:
+def format_trades(
+    trades: Sequence[Trade], coin: str, day: str, users: bool = True, *, checked: bool = False
+) -> str | None:
     """`format_record` of each of `trades`, joined, if every one is of `coin` on `day` (else
-    None); ProtocolError as `format_record` raises it."""
+    None); ProtocolError as `format_record` raises it. `checked`: the caller vouches that
+    every price, size and users passed `has_plain_decimals` and `has_plain_users` (ingest's
+    parse checks them with the same functions), so they are not checked twice."""
     start_ms = day_start_ms(day)
     end_ms = start_ms + DAY_MS
     lines = []
     tids_fit = True
+    empty = ",,,\n" if users else ",\n"  # to_ms, reason (and buyer, seller) left empty
     for t in trades:
-        ts_ms, tid = t.ts_ms, t.tid
+        ts_ms, tid, pair = t.ts_ms, t.tid, t.users
         if t.coin != coin or not start_ms <= ts_ms < end_ms:
             return None
         if not -_INT_LIMIT < tid < _INT_LIMIT:
             tids_fit = False
-        lines.append(f"T,{coin},{ts_ms},{tid},{t.side},{t.price},{t.size},{t.hash},,\n")
+        if pair is None or not users:
+            lines.append(f"T,{coin},{ts_ms},{tid},{t.side},{t.price},{t.size},{t.hash},{empty}")
+        else:
+            lines.append(
+                f"T,{coin},{ts_ms},{tid},{t.side},{t.price},{t.size},{t.hash},,,{pair[0]},{pair[1]}\n"
+            )
     text = "".join(lines)
     count = len(lines)
     if (
         tids_fit
-        and has_plain_decimals(trades)
-        and text.count(",") == _COMMAS * count
+        and text.count(",") == (len(COLUMNS if users else COLUMNS_V1) - 1) * count
         and text.count("\n") == count
         and '"' not in text
         and "\r" not in text
+        and (checked or (has_plain_decimals(trades) and (not users or has_plain_users(trades))))
     ):
         return text
-    return "".join([format_record(t) for t in trades])  # quotes, or raises ProtocolError
+    return "".join([format_record(t, users) for t in trades])  # quotes, or raises ProtocolError
 
 
 def _split(line: str) -> list[str]:
@@ -219,16 +261,26 @@ def _int(text: str, name: str) -> int:
     return int(text)
 
 
-def parse_record(line: str) -> Record:
+def _users(buyer: str, seller: str) -> Users | None:
+    if not buyer and not seller:
+        return None
+    if not (is_address(buyer) and is_address(seller)):
+        raise ProtocolError(f"tape trade users {buyer[:44]!r},{seller[:44]!r} are not addresses")
+    return (buyer, seller)
+
+
+def parse_record(line: str, users: bool = True) -> Record:
     """Inverse of `format_record` (trailing `\\n` optional); ProtocolError if malformed."""
     fields = _split(line)
-    if len(fields) != len(COLUMNS):
-        raise ProtocolError(f"tape record has {len(fields)} fields, not {len(COLUMNS)}")
-    kind, coin, ts_ms, tid, side, price, size, hash_, to_ms, reason = fields
+    columns = len(COLUMNS if users else COLUMNS_V1)
+    if len(fields) != columns:
+        raise ProtocolError(f"tape record has {len(fields)} fields, not {columns}")
+    kind, coin, ts_ms, tid, side, price, size, hash_, to_ms, reason = fields[:10]
+    buyer, seller = fields[10:] or ("", "")
     if not coin:
         raise ProtocolError("tape record has no coin")
     if kind == "G":
-        if tid or side or price or size or hash_:
+        if tid or side or price or size or hash_ or buyer or seller:
             raise ProtocolError("tape gap has trade fields set")
         return Gap(coin, _int(ts_ms, "ts_ms"), _int(to_ms, "to_ms"), reason)
     if kind != "T":
@@ -245,6 +297,7 @@ def parse_record(line: str) -> Record:
         ts_ms=_int(ts_ms, "ts_ms"),
         tid=_int(tid, "tid"),
         hash=hash_,
+        users=_users(buyer, seller),
     )
 
 

@@ -34,6 +34,8 @@ from hlstream.common.tape.format import (
     archive_path,
     coin_dir,
     coverage_start,
+    header,
+    header_users,
     is_archive_name,
     is_segment_name,
     name_day,
@@ -98,15 +100,20 @@ def lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
         stop = start + high
 
 
-def check_header(fd: int, path: Path) -> None:
-    if os.pread(fd, len(HEADER_BYTES), 0) != HEADER_BYTES:
+def check_header(fd: int, path: Path) -> bool:
+    """Whether the segment open at `fd` has the users columns (`header_users`); IntegrityError
+    if it does not start with a tape header."""
+    users = header_users(os.pread(fd, len(HEADER_BYTES), 0))
+    if users is None:
         raise IntegrityError(f"{path} does not start with the tape header; refusing to use it")
+    return users
 
 
-def decode_line(raw: bytes, path: Path, offset: int, coin: str) -> Record:
-    """Parse one whole line of the segment of `coin`; IntegrityError if it is not a record."""
+def decode_line(raw: bytes, path: Path, offset: int, coin: str, users: bool = True) -> Record:
+    """Parse one whole line of the segment of `coin` (with or without the users columns, as
+    its header says); IntegrityError if it is not a record."""
     try:
-        record = parse_record(raw.decode("utf-8"))
+        record = parse_record(raw.decode("utf-8"), users)
     except (UnicodeDecodeError, ProtocolError) as exc:
         raise IntegrityError(f"{path} byte {offset}: corrupt tape record: {exc}") from None
     if record.coin != coin:
@@ -120,21 +127,25 @@ def _report_torn(log: EventLog | None, path: Path, nbytes: int) -> None:
         log.warning_limited(key, TORN_LOG_EVERY_S, event, path=str(path), bytes=nbytes)
 
 
-def _seek_start(handle: BinaryIO, path: Path, start: int, log: EventLog | None) -> int | None:
-    """Check the header and move to `start` (or just past the header); None if no records."""
+def _seek_start(
+    handle: BinaryIO, path: Path, start: int, log: EventLog | None
+) -> tuple[int, bool] | None:
+    """Check the header and move to `start` (or just past the header); None if no records,
+    else the offset and whether the segment has the users columns."""
     first = handle.readline()
     if not first.endswith(b"\n"):
         if first:  # crashed, or being created, while the header was written
             _report_torn(log, path, len(first))
         return None
-    if first != HEADER_BYTES:
+    users = header_users(first)
+    if users is None or first != header(users):
         raise IntegrityError(f"{path} does not start with the tape header; refusing to read it")
-    if start <= len(HEADER_BYTES):
-        return len(HEADER_BYTES)
+    if start <= len(first):
+        return len(first), users
     handle.seek(start - 1)
     if handle.read(1) != b"\n":
         raise IntegrityError(f"{path}: tape position {start} is not the end of a whole line")
-    return start
+    return start, users
 
 
 def _read_segment(
@@ -151,14 +162,15 @@ def _read_segment(
         yield from read_archived(archived, coin, start)
         return
     with handle:
-        offset = _seek_start(handle, path, start, log)
-        if offset is None:
+        found = _seek_start(handle, path, start, log)
+        if found is None:
             return
+        offset, users = found
         for raw in handle:
             if not raw.endswith(b"\n"):
                 _report_torn(log, path, len(raw))
                 return
-            record = decode_line(raw, path, offset, coin)
+            record = decode_line(raw, path, offset, coin, users)
             offset += len(raw)
             yield record, offset
 
@@ -246,10 +258,10 @@ def folder_coin(folder: Path) -> str | None:
                 return str(coins[0])
         elif is_segment_name(name):
             with open(folder / name, "rb") as handle:
-                handle.readline()
+                users = header_users(handle.readline())
                 line = handle.readline()
-            if line.endswith(b"\n"):
-                return parse_record(line.decode("utf-8")).coin
+            if line.endswith(b"\n") and users is not None:
+                return parse_record(line.decode("utf-8"), users).coin
     return None
 
 
@@ -285,11 +297,10 @@ def _trades_backward(
         with handle:
             fd = handle.fileno()
             end = last_line_end(fd, os.fstat(fd).st_size)
-            if end:
-                check_header(fd, path)
+            users = check_header(fd, path) if end else True
             for raw, offset in lines_backward(fd, end):
                 if offset:  # offset 0 is the header
-                    record = decode_line(raw, path, offset, coin)
+                    record = decode_line(raw, path, offset, coin, users)
                     if isinstance(record, Trade):
                         yield day, record
 

@@ -9,6 +9,8 @@ Invariants:
   `tape_torn_tail_cut`) before anything is appended after it.
 - A failed commit truncates every segment it touched back to its last committed size and
   keeps the batch buffered, so a retry writes it exactly once.
+- A new segment gets `HEADER` (with the users columns); an existing one keeps its header, and
+  records appended to a `HEADER_V1` segment are written without their users (tape/format.py).
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 @dataclass(slots=True)
 class _Segment:
-    """An open segment: `size` is its committed length, always the end of a whole line."""
+    """An open segment: `size` is its committed length, always the end of a whole line;
+    `users` says whether its header has the users columns (an empty one gets `HEADER`)."""
 
     coin: str
     day: str
@@ -85,6 +88,7 @@ class _Segment:
     fd: int
     size: int
     new_file: bool
+    users: bool = True
 
 
 class TapeWriter:
@@ -112,18 +116,23 @@ class TapeWriter:
         by_key: dict[SegmentKey, list[str]] = {}
         for record in records:
             for piece in split_by_day(record):
-                by_key.setdefault((piece.coin, record_day(piece)), []).append(format_record(piece))
+                key = (piece.coin, record_day(piece))
+                line = format_record(piece, self._segment(key).users)
+                by_key.setdefault(key, []).append(line)
         return {key: self._buffer(key, "".join(lines)) for key, lines in by_key.items()}
 
-    def append_trades(self, coin: str, trades: Sequence[Trade]) -> list[Taped]:
+    def append_trades(
+        self, coin: str, trades: Sequence[Trade], *, checked: bool = False
+    ) -> list[Taped]:
         """`append` for one coin's trades (the hot path), per day's segment they fill, in day
         order; nearly always one. All or nothing: ProtocolError (nothing buffered) if a trade
-        is not `coin`'s or cannot be written as one valid line."""
+        is not `coin`'s or cannot be written as one valid line. `checked`: as `format_trades`
+        takes it (the trades' decimals and users were checked when they were parsed)."""
         day_index = trades[0].ts_ms // DAY_MS
         if day_index != self._day[0]:  # the day's name, worked out once a day
             self._day = (day_index, segment_day(trades[0].ts_ms))
         day = self._day[1]
-        text = format_trades(trades, coin, day)
+        text = format_trades(trades, coin, day, self._segment((coin, day)).users, checked=checked)
         if text is not None:
             return [(day, trades, *self._buffer((coin, day), text))]
         if any(trade.coin != coin for trade in trades):
@@ -131,7 +140,10 @@ class TapeWriter:
         by_day: dict[str, list[Trade]] = {}
         for trade in trades:  # the batch straddles midnight UTC
             by_day.setdefault(segment_day(trade.ts_ms), []).append(trade)
-        texts = {day: format_trades(group, coin, day) for day, group in sorted(by_day.items())}
+        texts = {
+            day: format_trades(group, coin, day, self._segment((coin, day)).users, checked=checked)
+            for day, group in sorted(by_day.items())
+        }
         return [
             (day, by_day[day], *self._buffer((coin, day), text or ""))
             for day, text in texts.items()
@@ -251,14 +263,15 @@ class TapeWriter:
         else:
             return _Segment(coin, day, path, fd, 0, new_file=True)
         try:
-            size = self._repair(fd, path, coin)
+            size, users = self._repair(fd, path, coin)
         except BaseException:
             os.close(fd)
             raise
-        return _Segment(coin, day, path, fd, size, new_file=False)
+        return _Segment(coin, day, path, fd, size, new_file=False, users=users)
 
-    def _repair(self, fd: int, path: Path, coin: str) -> int:
-        """Cut a torn tail, check the header and last line; return the whole-line length."""
+    def _repair(self, fd: int, path: Path, coin: str) -> tuple[int, bool]:
+        """Cut a torn tail, check the header and last line; return the whole-line length and
+        whether the header has the users columns."""
         size = os.fstat(fd).st_size
         keep = last_line_end(fd, size)
         if keep < size:
@@ -266,12 +279,13 @@ class TapeWriter:
             if self.fsync:
                 os.fsync(fd)
             self.log.warning("tape_torn_tail_cut", path=str(path), dropped_bytes=size - keep)
+        users = True
         if keep:
-            check_header(fd, path)
+            users = check_header(fd, path)
             raw, offset = next(lines_backward(fd, keep))
-            if offset:
-                decode_line(raw, path, offset, coin)  # garbage ending in `\n` is not a torn tail
-        return keep
+            if offset:  # garbage ending in `\n` is not a torn tail
+                decode_line(raw, path, offset, coin, users)
+        return keep, users
 
     def _close_stale(self) -> None:
         """Close segments older than the day before their coin's newest open segment."""

@@ -79,7 +79,8 @@ class TapeFirst:
             self.ends[(position.coin, position.day)] = position.offset
 
     def hold(self, coin: str, fresh: list[Trade], recv_ms: int, recv_us: int) -> None:
-        """Keep a frame's admitted trades with the coin's others of this handler call."""
+        """Keep a frame's admitted trades with the coin's others of this handler call; they are
+        as parse_frame made them, so their decimals and users are already checked."""
         held = self._held.get(coin)
         if held is None:
             held = self._held[coin] = Held(fresh, recv_ms, recv_us)
@@ -156,7 +157,9 @@ class TapeFirst:
             held = self._held.pop(each, None)
             if held is None:
                 continue
-            for day, trades, start, end in self.tape.append_trades(each, held.trades):
+            # Held trades are parse_frame's (`hold`): their decimals and users are checked.
+            taped = self.tape.append_trades(each, held.trades, checked=True)
+            for day, trades, start, end in taped:
                 self.ends.setdefault((each, day), start)
                 span = TapeSpan(day, start, end)
                 batch = TradeBatch(each, held.recv_ms, tuple(trades), span, held.recv_us)

@@ -29,6 +29,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from hlstream.common.addresses import Users
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape.format import Record
 from hlstream.common.wire import Count, Ms
@@ -107,9 +108,10 @@ def bar_msg_id(interval: str, coin: str, start_ms: int, revision: int) -> str:
 # --- payloads -----------------------------------------------------------------------------
 
 
-class JsTrade(msgspec.Struct, frozen=True, gc=False):
+class JsTrade(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """A trade on `hl.trades.{coin}`: the bus's trade map plus `recv_us`, when this host's
-    relay read it from its tape (the tape keeps no receipt time; an upper bound on it)."""
+    relay read it from its tape (the tape keeps no receipt time; an upper bound on it);
+    `users` only when the trade has them."""
 
     coin: str
     side: Literal["buy", "sell"]
@@ -119,6 +121,7 @@ class JsTrade(msgspec.Struct, frozen=True, gc=False):
     tid: Count
     hash: str
     recv_us: Count
+    users: Users | None = None
 
 
 class JsGap(msgspec.Struct, frozen=True, gc=False):
@@ -155,7 +158,7 @@ _ENCODER = msgspec.msgpack.Encoder()
 def trade_payload(trade: Trade, recv_us: int) -> bytes:
     t = trade
     return _ENCODER.encode(
-        JsTrade(t.coin, t.side, t.price, t.size, t.ts_ms, t.tid, t.hash, recv_us)
+        JsTrade(t.coin, t.side, t.price, t.size, t.ts_ms, t.tid, t.hash, recv_us, t.users)
     )
 
 

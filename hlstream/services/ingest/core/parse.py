@@ -1,11 +1,12 @@
 """Pure parsing of the venue's websocket frames: the only module that knows its trade fields
-(`coin`, `side` "B"/"A", `px`, `sz`, `time`, `tid`, `hash`); downstream sees `Trade`.
+(`coin`, `side` "B"/"A", `px`, `sz`, `time`, `tid`, `hash`, `users`); downstream sees `Trade`.
 
 Invariants:
 - A trade without a usable time, price, size, side or tid, or whose coin holds a line break,
   is rejected and counted, never stamped with a local clock (DESIGN.md, "Exchange protocol
-  facts"). A hash that is not a one-line string is dropped and the trade kept (it is not part
-  of a trade's identity): no trade that passes can be refused by the tape.
+  facts"). A hash that is not a one-line string, or `users` that are not a list of two
+  addresses (`0x` and 40 hex digits), are dropped and the trade kept (neither is part of a
+  trade's identity): no trade that passes can be refused by the tape.
 - A frame is classified by its channel; only a frame that is not a JSON object with a string
   channel (and, for trades, a data list) raises ProtocolError.
 """
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
+from hlstream.common.addresses import Users, all_addresses, users_or_none
 from hlstream.common.decimals import all_positive_decimals, is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import Side, Trade
@@ -55,7 +57,7 @@ class Frame(msgspec.Struct, frozen=True):
 
 # Fast path and slow path, held equal by tests/property/test_ingest_parse_props.py.
 class _VenueTrade(msgspec.Struct, gc=False):
-    """A WsTrade as the venue sends it (`users` and unknown fields are skipped)."""
+    """A WsTrade as the venue sends it (unknown fields are skipped)."""
 
     coin: str
     side: Literal["B", "A"]
@@ -64,6 +66,7 @@ class _VenueTrade(msgspec.Struct, gc=False):
     time: Annotated[int, msgspec.Meta(ge=_MS_MIN, le=_MS_MAX)]
     tid: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # bigger: judged by parse_trade
     hash: str = ""
+    users: Users | None = None
 
 
 class _TradesFrame(msgspec.Struct):
@@ -93,10 +96,11 @@ def parse_frame(text: str | bytes) -> Frame:
         or {item.coin for item in data} != {coin}
         or not all_positive_decimals([item.px for item in data] + [item.sz for item in data])
         or _has_line_break("".join([item.hash for item in data]))
+        or not all_addresses([a for item in data if item.users is not None for a in item.users])
     ):
         return _parse_general(text)
     sides = VENUE_SIDES
-    trades = [Trade(coin, sides[t.side], t.px, t.sz, t.time, t.tid, t.hash) for t in data]
+    trades = [Trade(coin, sides[t.side], t.px, t.sz, t.time, t.tid, t.hash, t.users) for t in data]
     return Frame(FrameKind.TRADES, "trades", tuple(trades), coin=coin)
 
 
@@ -119,7 +123,8 @@ def parse_trade(item: object) -> Trade | None:
     tx_hash = item.get("hash")
     if not isinstance(tx_hash, str) or _has_line_break(tx_hash):
         tx_hash = ""
-    return Trade(coin, VENUE_SIDES[side], str(px), str(sz), ts_ms, tid, tx_hash)
+    users = users_or_none(item.get("users"))
+    return Trade(coin, VENUE_SIDES[side], str(px), str(sz), ts_ms, tid, tx_hash, users)
 
 
 def _parse_general(text: str | bytes) -> Frame:
