@@ -35,7 +35,7 @@ from hlstream.common.timebucket import parse_interval
 from hlstream.rebuild_io import coverage_end
 from hlstream.services.writer.dirlock import writer_running
 
-TRADE_COLUMNS = ("coin", "ts_ms", "tid", "side", "price", "size", "hash")
+TRADE_COLUMNS = ("coin", "ts_ms", "tid", "side", "price", "size", "hash", "buyer", "seller")
 BAR_COLUMNS = ("coin", "start_ms", "open", "high", "low", "close", "volume")
 
 
@@ -73,7 +73,7 @@ def _trades(settings: Settings, request: ExportRequest, coin: str) -> list[tuple
             span = f"{_utc(record.from_ms)} to {_utc(record.to_ms)}"
             raise NotKeptError(f"{coin}: the tape lacks trades from {span} ({record.reason})")
         fields = (record.ts_ms, record.tid, record.side, record.price, record.size, record.hash)
-        rows.append((coin, *fields))
+        rows.append((coin, *fields, *(record.users or (None, None))))
     return rows
 
 

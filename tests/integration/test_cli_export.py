@@ -6,7 +6,7 @@ import polars as pl
 
 from hlstream.common.messages import Gap
 from hlstream.common.tape.writer_io import TapeWriter
-from tests.integration.test_cli_rebuild import T0, WINDOWS, hlstream, write_tape
+from tests.integration.test_cli_rebuild import T0, USERS, WINDOWS, hlstream, write_tape
 from tests.integration.test_tape_archive import age
 from tests.integration.test_tape_io import RecordingLog
 
@@ -36,7 +36,11 @@ def test_export_trades_over_a_compacted_day_keeps_exact_text(tmp_path):
 
     assert done.returncode == 0, done.stdout + done.stderr
     frame = pl.read_parquet(out)
-    assert frame.columns == ["coin", "ts_ms", "tid", "side", "price", "size", "hash"]
+    assert frame.columns == [
+        "coin", "ts_ms", "tid", "side", "price", "size", "hash", "buyer", "seller"
+    ]  # fmt: skip
+    users = [(b, s) for b, s in zip(frame["buyer"], frame["seller"], strict=True)]
+    assert users == [USERS if i % 2 else (None, None) for i in range(1, WINDOWS)]
     assert frame["price"].to_list() == [f"{100 + i}.5" for i in range(1, WINDOWS)]
     assert frame["ts_ms"].to_list() == [T0 + i * 5_000 for i in range(1, WINDOWS)]
 

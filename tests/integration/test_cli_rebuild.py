@@ -40,10 +40,23 @@ def hlstream(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+USERS = ("0x" + "ab" * 20, "0x" + "Cd" * 20)
+
+
 def write_tape(data_dir: Path) -> None:
-    """One BTC trade at the start of each of WINDOWS 5 s windows, and one to close the last."""
+    """One BTC trade at the start of each of WINDOWS 5 s windows, and one to close the last;
+    odd trades carry their users."""
     trades = [
-        Trade("BTC", "buy", f"{100 + i}.5", "0.25", T0 + i * 5_000, 7_000 + i, "0x0")
+        Trade(
+            "BTC",
+            "buy",
+            f"{100 + i}.5",
+            "0.25",
+            T0 + i * 5_000,
+            7_000 + i,
+            "0x0",
+            USERS if i % 2 else None,
+        )  # fmt: skip
         for i in range(WINDOWS + 1)
     ]
     with TapeWriter(data_dir, RecordingLog(), fsync=False) as writer:
