@@ -19,6 +19,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from hlstream.common import inexact_io
 from hlstream.common.tape.readers_io import tail_trades
 from hlstream.sim.exchange import FakeExchange
@@ -27,6 +29,8 @@ from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, assert_contiguous, read_rows
 from tests.support.procs import terminate
 from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.long(25)
 
 S5, M = 5_000, 60_000
 GRACE_S = 2

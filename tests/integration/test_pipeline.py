@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms
 from hlstream.common.timebucket import parse_window
@@ -18,6 +20,8 @@ from hlstream.sim.market import truth_rows
 from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, assert_contiguous, read_rows
 from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.long(75)
 
 COINS = ("BTC", "ETH", "SOL")
 QUIET = "SOL"

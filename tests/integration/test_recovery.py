@@ -4,12 +4,16 @@ exchange's candle; the 5s rows it made wrong are never silent (the `.inexact` jo
 
 from __future__ import annotations
 
+import pytest
+
 from hlstream.common import inexact_io
 from hlstream.sim.market import truth_rows
 from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, assert_contiguous, read_rows
 from tests.support.recovery import S5, M, check_1m_exact, now_ms
 from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.long(90)
 
 BLACKHOLE_TRADES = 40
 

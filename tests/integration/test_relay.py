@@ -20,6 +20,8 @@ from tests.support.pipeline import Pipeline, read_rows
 from tests.support.servers import NatsServer, stream_messages
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.long(75)
+
 exchange = exchange_fixture(
     coins=["BTC", "ETH"], spot=["PURR/USDC"], rate_per_coin=15.0, seed=7, history_hours=0.2
 )

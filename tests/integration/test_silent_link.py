@@ -5,12 +5,16 @@ exact or journaled in `.inexact`: never complete but short."""
 
 from __future__ import annotations
 
+import pytest
+
 from hlstream.common import inexact_io
 from hlstream.sim.market import truth_rows
 from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, assert_contiguous, read_rows
 from tests.support.recovery import S5, now_ms
 from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.long(30)
 
 IDLE_PING_S = 0.5
 PONG_TIMEOUT_S = 1.5

@@ -4,6 +4,8 @@ serves differently (volume, n) gets revisions for its 1m rows and its 5s minutes
 
 from __future__ import annotations
 
+import pytest
+
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.csvrow import Row
 from hlstream.sim.market import truth_rows
@@ -11,6 +13,8 @@ from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, read_rows
 from tests.support.recovery import S5, M
 from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.long(180)
 
 VENUE_VOLUME = "999999.0"
 
