@@ -1,7 +1,7 @@
 """The live audit's REST weight (auditor_io.py) on an injected clock: with 7 coins and with
 `coins = "all"`-sized 200 coins of 1m rows, default settings, it spends at most its share
 (`audit_weight_share` of the venue's 1,200 a minute) over any minute and per hour, matches the
-documented weight per hour (audit.py `weight_per_hour`), and keeps up: every row is audited."""
+documented weight per hour (tests/support/audit_weight.py), and keeps up: every row is audited."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
-from hlstream.services.writer.audit import audit_period_s, weight_per_hour
+from hlstream.services.writer.audit import audit_period_s
 from hlstream.services.writer.auditor_io import Auditor
 from hlstream.services.writer.core import candle_weight
+from tests.support.audit_weight import weight_per_hour
 
 M = 60_000
 T0 = 1_764_500_040_000 - 1_764_500_040_000 % (60 * M)

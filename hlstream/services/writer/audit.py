@@ -188,13 +188,6 @@ def audit_period_s(series: int, share: float, settle_s: float, interval_ms: int)
     return math.ceil(max(settle_s, needed) / interval_s) * interval_s
 
 
-def weight_per_hour(series: int, share: float, settle_s: float, interval_ms: int) -> float:
-    """The audit's REST weight per hour at steady state for `series` pairs of one interval."""
-    period_s = audit_period_s(series, share, settle_s, interval_ms)
-    candles = round(period_s * 1000 / interval_ms)
-    return series * (3600.0 / period_s) * candle_weight(candles)
-
-
 def revision_of(ours: Row, venue: Bar, reason: str, detected_ms: int) -> Revision:
     """The revision that makes our row the venue's candle."""
     new = Row(venue.start_ms, venue.open, venue.high, venue.low, venue.close, venue.volume)
