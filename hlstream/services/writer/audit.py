@@ -1,17 +1,12 @@
-"""Pure venue audit: our rows against the venue's candles, the REST weight it may spend, and
-the revision (common/revisions.py) of a row found wrong. No IO, no clock: the shell passes
-rows, candles and times in.
+"""Pure venue audit: our rows against the venue's candles, the weight it may spend, and the
+revision (common/revisions.py) of a row found wrong.
 
 Invariants:
-- Values compare as exact decimals (`1.50` equals `1.5`), never as floats or strings.
-- A 1m+ row matches when open, high, low, close and volume equal the venue candle's, and the
-  trade count `n` too where ours is known (CSV rows do not store it).
-- A seconds row has no venue candle: the rows of one minute are audited together against the
-  venue's 1m candle (`audit_minute`). Carry rows (volume 0) hold the previous close, so only
-  traded rows set the minute's open, high and low.
-- An audit request batches one (coin, interval)'s pending windows into ranges of at most
-  `MAX_AUDIT_CANDLES`; each costs `candle_weight` (20 + 1 per 60 candles), and the audit as a
-  whole spends at most `share` of the venue's 1,200 a minute (`audit_period_s`).
+- Values compare as exact decimals (`1.50` equals `1.5`).
+- A 1m+ row matches when OHLCV (and `n`, where ours is known) equal the venue candle's.
+- Seconds rows are audited a minute at a time against the venue's 1m candle; carry rows
+  (volume 0) do not set the minute's open, high and low.
+- The audit spends at most `share` of the venue's 1,200 a minute (`audit_period_s`).
 """
 
 from __future__ import annotations
@@ -47,9 +42,6 @@ def _same(ours: str, venue: str) -> bool:
     return _dec(ours) == _dec(venue)
 
 
-# ---- one row, one candle ----------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class Mismatch:
     """Fields of our row that differ from the venue's candle: (field, ours, venue)."""
@@ -70,9 +62,6 @@ def compare_row(ours: Row, venue: Bar, our_trades: int | None = None) -> Mismatc
     if our_trades is not None and our_trades != venue.trades:
         diffs.append(("n", str(our_trades), str(venue.trades)))
     return Mismatch(ours.start_ms, tuple(diffs)) if diffs else None
-
-
-# ---- seconds rows through their minute --------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +109,6 @@ def audit_minute(
     elif minute.trades or _dec(minute.volume) != 0:
         problems.append("no traded row in a minute the venue traded")
     return MinuteAudit(start, starts, tuple(problems))
-
-
-# ---- REST weight plan -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +178,6 @@ def revision_of(ours: Row, venue: Bar, reason: str, detected_ms: int) -> Revisio
     """The revision that makes our row the venue's candle."""
     new = Row(venue.start_ms, venue.open, venue.high, venue.low, venue.close, venue.volume)
     return Revision(ours, new, reason, detected_ms)
-
-
-# ---- the live audit's ledger ------------------------------------------------------------
 
 
 @dataclass(slots=True)

@@ -1,27 +1,11 @@
 """The writer's live venue audit, in a thread of its own so it never delays an append.
 
-Every row the writer appends from the aggregator is offered to the ledger of its file
-(services/writer/audit.py). `audit_settle_seconds` after its window (its minute, for seconds
-rows) ended, the thread asks the venue's candleSnapshot for it, batched per file, on a weight
-budget of its own: `audit_weight_share` of the venue's 1200 a minute (the writer's own REST
-budget is the rest). Each file is asked at most once per `audit_period_s`, so one request
-batches what came due meanwhile; a tick asks only what the budget allows now and the next
-tick goes on from the file it stopped at, so every file gets its turn. A mismatch is logged
-once with both rows and never silent:
-- a 1m+ row gets a revision in `{file}.revisions` (the venue's candle is the new row; `hlstream
-  repair` applies it);
-- the seconds rows of a mismatched minute are recorded in `{file}.inexact` (`venue_mismatch`).
-
-A 1m+ row the aggregator reports covered by a later-known feed gap (`gap_after_close`, handed
-in by the store after it journaled the row) is audited as any other, with that reason: a
-mismatch's revision says `gap_after_close`, and a match removes the row's journal entry (the
-venue vouches for it: its counts and volume equal the venue's, so no trade was missed).
-
-The ledgers (counts and pending rows) are saved to `run_dir/writer-audit.json`, replaced
-atomically, at most every SAVE_EVERY_S while they change and when the writer stops, and
-restored when it starts (services/writer/ledger_state.py): the score survives a restart, and
-rows pending at a clean stop are still audited. A crash loses at most the last SAVE_EVERY_S
-of changes.
+Every row appended from the aggregator is offered to its file's ledger (audit.py); the thread
+asks candleSnapshot for the due units, batched per file, on `audit_weight_share` of the venue's
+weight, the files in turn. A mismatch is logged once and recorded: a 1m+ row as a revision
+(`{file}.revisions`, applied by `hlstream repair`), seconds rows in `{file}.inexact`. A row
+reported `gap_after_close` is audited with that reason; a match clears its journal entry. The
+ledgers are saved to `run_dir/writer-audit.json` every SAVE_EVERY_S and at stop.
 """
 
 from __future__ import annotations

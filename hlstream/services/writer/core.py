@@ -1,8 +1,7 @@
-"""Pure writer logic: bar and candle validation, repair and backfill planning (the row format
-is common/csvrow.py). The shell passes `now_ms` and file contents in. Invariants kept:
-- a fill plan is strictly increasing, one bar per window, nothing at or before the last row,
-  and a window the exchange omits is carried forward from the previous close with volume
-  `0.0` (only once a previous close is known: nothing is invented before the first candle).
+"""Pure writer logic: bar and candle validation, repair and backfill planning.
+
+Invariant: a fill plan is strictly increasing, one bar per window, after the last row; a window
+the venue omits carries the previous close (volume `0.0`), and nothing precedes a first close.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Writer run loop: open the CSV files, backfill from REST, then receive bars and ack them.
-
-The aggregator's DEALER sends `[b"bar", payload]`; our ROUTER sees `[identity, b"bar", payload]`
-and answers `[identity, b"ack", encode("ack", ...{coin, interval, start_ms})]` once the bar is
-durably handled (appended + fsynced, or already in the file: services/writer/store.py). An
-un-acked bar is resent by the aggregator. Once a second `run_dir/writer-status.json` is replaced
-atomically with the last row per file and the counters.
-"""
+"""Writer run loop: open the CSV files, backfill from REST, then receive `[identity, b"bar" |
+b"inexact", payload]` on a ROUTER and answer `[identity, b"ack", ack]` once the item is durably
+handled (store.py). The status file is replaced once a second."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Every CSV file of one data dir, and how rows get into them: startup backfill from REST,
-bars from the aggregator, hole repair, partial bars replaced by the exchange's candle, and
-rows recorded as not exact. Every step is idempotent: a bar may be handed in again.
-"""
+"""Every CSV file of one data dir and how rows get into them: REST backfill, bars from the
+aggregator, hole repair, partial bars replaced by the venue's candle, inexact-row journaling.
+Every step is idempotent: a bar may be handed in again."""
 
 from __future__ import annotations
 
