@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,7 +23,7 @@ from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import VENUE_MISMATCH, Revision
 from hlstream.common.status import AuditScore
-from hlstream.services.writer.core import candle_weight
+from hlstream.services.writer.core import candle_weight, row_of
 
 MINUTE_MS = 60_000
 VENUE_WEIGHT_PER_MINUTE = 1200.0
@@ -68,7 +69,6 @@ def compare_row(ours: Row, venue: Bar, our_trades: int | None = None) -> Mismatc
 class MinuteAudit:
     """A minute of seconds rows against the venue's 1m candle; `problems` empty: matched."""
 
-    minute_ms: int
     starts: tuple[int, ...]  # the seconds rows audited (flagged together on a mismatch)
     problems: tuple[str, ...]
 
@@ -89,7 +89,7 @@ def audit_minute(
     problems: list[str] = []
     if list(starts) != expected:
         problems.append(f"rows {len(starts)} of {len(expected)} windows")
-        return MinuteAudit(start, starts, tuple(problems))
+        return MinuteAudit(starts, tuple(problems))
     volume = sum((_dec(row.volume) for row in inside), Decimal(0))
     if volume != _dec(minute.volume):
         problems.append(f"volume {format_decimal(volume)} != {minute.volume}")
@@ -108,7 +108,7 @@ def audit_minute(
         )
     elif minute.trades or _dec(minute.volume) != 0:
         problems.append("no traded row in a minute the venue traded")
-    return MinuteAudit(start, starts, tuple(problems))
+    return MinuteAudit(starts, tuple(problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,21 +137,15 @@ def plan_requests(
     plan: list[AuditRequest] = []
     for (coin, interval), starts in sorted(pending.items()):
         step = interval_ms[interval]
-        first: int | None = None
-        last = 0
-        for start in sorted(set(starts)):
-            if first is not None and (start - first) // step + 1 > max_candles:
-                plan.append(
-                    AuditRequest(coin, interval, first, last + step, (last - first) // step + 1)
-                )
-                first = None
-            if first is None:
-                first = start
-            last = start
-        if first is not None:
+        ordered = sorted(set(starts))
+        while ordered:
+            first = ordered[0]
+            cut = bisect_left(ordered, first + max_candles * step)
+            last = ordered[cut - 1]
             plan.append(
                 AuditRequest(coin, interval, first, last + step, (last - first) // step + 1)
             )
+            ordered = ordered[cut:]
     return plan
 
 
@@ -176,8 +170,7 @@ def audit_period_s(series: int, share: float, settle_s: float, interval_ms: int)
 
 def revision_of(ours: Row, venue: Bar, reason: str, detected_ms: int) -> Revision:
     """The revision that makes our row the venue's candle."""
-    new = Row(venue.start_ms, venue.open, venue.high, venue.low, venue.close, venue.volume)
-    return Revision(ours, new, reason, detected_ms)
+    return Revision(ours, row_of(venue), reason, detected_ms)
 
 
 @dataclass(slots=True)
@@ -198,7 +191,6 @@ class Outcome:
     rows: tuple[Row, ...]
     candle: Bar
     problems: tuple[str, ...]
-    mismatch: Mismatch | None  # for a 1m+ row: the differing fields
     reason: str  # the unit's: venue_mismatch, or gap_after_close for a row a gap covered
 
 
@@ -213,13 +205,10 @@ class AuditTally:
 class AuditLedger:
     """The rows of one file awaiting their audit, on an injected clock.
 
-    A unit is due `settle_ms` after its window (its minute, for seconds rows) ended, and a
-    minute of seconds rows once it holds all of them (its last row is written a grace after
-    the minute ended); one still short `retry_ms` later is unauditable (rows of it came
-    before the writer started). A unit whose candle the venue does not serve is retried
-    `retry_ms` later, `max_attempts` times in all, then counted unauditable. The file is
-    asked at most once per `period_ms` (`asked`), so that one request batches the units that
-    came due meanwhile (`audit_period_s`).
+    A unit is due `settle_ms` after its window (its minute, for seconds rows) ended, a minute
+    of seconds rows once it holds all of them (else `retry_ms` later, as unauditable). A unit
+    the venue does not serve is retried `retry_ms` later, `max_attempts` times in all. The
+    file is asked at most once per `period_ms`, so one request batches what came due.
     """
 
     def __init__(
@@ -253,10 +242,8 @@ class AuditLedger:
         unit.rows[row.start_ms] = (row, trades)
 
     def mark(self, starts: Iterable[int], reason: str) -> tuple[list[int], list[int]]:
-        """Give the pending 1m+ rows of `starts` the revision reason `reason` (a later-known
-        feed gap covered them); return those marked and those that matched the venue already.
-        Seconds rows and the other rows (mismatched already, or never offered) are left
-        alone."""
+        """Give the pending 1m+ rows of `starts` the revision reason `reason`; return those
+        marked and those that matched the venue already (seconds rows are left alone)."""
         marked: list[int] = []
         matched: list[int] = []
         if self.seconds:
@@ -275,8 +262,7 @@ class AuditLedger:
         self.next_ask_ms = now_ms + self.period_ms
 
     def due(self, now_ms: int) -> list[int]:
-        """Unit starts to ask the venue for now, oldest first ([] within a period of the last
-        ask)."""
+        """Unit starts to ask the venue for now, oldest first ([] within a period of an ask)."""
         if now_ms < self.next_ask_ms:
             return []
         return sorted(
@@ -317,17 +303,13 @@ class AuditLedger:
     def _judge(self, start: int, unit: Unit, candle: Bar) -> Outcome:
         ordered = [unit.rows[key] for key in sorted(unit.rows)]
         rows = tuple(row for row, _ in ordered)
-        mismatch = None
         if self.seconds:
-            problems = audit_minute(
-                rows, candle, self.interval_ms, [n for _, n in ordered]
-            ).problems
+            trades = [n for _, n in ordered]
+            problems = audit_minute(rows, candle, self.interval_ms, trades).problems
         else:
-            row, trades = ordered[0]
-            mismatch = compare_row(row, candle, trades)
-            problems = (
-                () if mismatch is None else tuple(f"{f} {a} != {b}" for f, a, b in mismatch.fields)
-            )
+            mismatch = compare_row(rows[0], candle, ordered[0][1])
+            fields = () if mismatch is None else mismatch.fields
+            problems = tuple(f"{name} {ours} != {venue}" for name, ours, venue in fields)
         self.tally.audited += len(rows)
         if problems:
             self.tally.mismatched += len(rows)
@@ -337,7 +319,7 @@ class AuditLedger:
                 self.matched[start] = None
                 if len(self.matched) > MATCHED_KEPT:
                     del self.matched[next(iter(self.matched))]
-        return Outcome(start, rows, candle, problems, mismatch, unit.reason)
+        return Outcome(start, rows, candle, problems, unit.reason)
 
 
 def score_of(ledger: AuditLedger) -> AuditScore:
