@@ -202,11 +202,8 @@ class Emitted(NamedTuple):
 
 
 def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> list[Emitted]:
-    """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin).
-
-    Returns the windows in the range already emitted: their bars are with the writer and
-    cannot change, so the caller must report them (a replay gap found only on reconnect).
-    """
+    """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin); return
+    the windows in it already emitted (their bars cannot change: the caller reports them)."""
     out: list[Emitted] = []
     for name in set(state.by_coin) if coin is None else {coin}:
         state.taints.setdefault(name, []).append((from_ms, to_ms))

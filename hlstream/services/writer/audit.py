@@ -131,9 +131,8 @@ def plan_requests(
     interval_ms: Mapping[str, int],
     max_candles: int = MAX_AUDIT_CANDLES,
 ) -> list[AuditRequest]:
-    """Batch each (coin, interval)'s pending window starts into as few requests as fit
-    `max_candles` each. Windows between two pending ones ride along: a candle costs 1/60 of
-    a request's base weight of 20."""
+    """Batch each (coin, interval)'s pending window starts into as few requests of at most
+    `max_candles` as fit (windows between pending ones ride along: candles are cheap)."""
     plan: list[AuditRequest] = []
     for (coin, interval), starts in sorted(pending.items()):
         step = interval_ms[interval]
@@ -150,10 +149,8 @@ def plan_requests(
 
 
 def audit_period_s(series: int, share: float, settle_s: float, interval_ms: int) -> float:
-    """How often each of `series` (coin, interval) pairs is audited, one request per pair
-    per period (a whole number of intervals, so each request holds the same candles), so
-    that the audit spends at most `share` of the venue's weight: never sooner than
-    `settle_s` (the venue publishes late candles).
+    """The period (a whole number of intervals, at least `settle_s`) of one request per
+    (coin, interval) pair that spends at most `share` of the venue's weight.
 
     Per hour: series * (3600 / P) * (20 + P / interval / 60) <= share * 1200 * 60, hence
     P >= 72000 * series / (share * 72000 - 60 * series / interval_s)."""

@@ -105,17 +105,12 @@ class Auditor:
     def load(self) -> None:
         """Continue the ledgers of the file an earlier run saved, if any."""
         try:
-            data = self.ledger_path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            self.log.error("audit_ledger_unreadable", path=str(self.ledger_path), error=str(exc))
-            return
-        try:
-            saved = decode_ledgers(data, self.data_dir)
+            saved = decode_ledgers(self.ledger_path.read_bytes(), self.data_dir)
             with self.lock:
                 pending = restore(self.ledgers, saved)
-        except IntegrityError as exc:
+        except FileNotFoundError:
+            return
+        except (OSError, IntegrityError) as exc:
             self.log.error("audit_ledger_unreadable", path=str(self.ledger_path), error=str(exc))
             return
         kept = [key for key in saved if key in self.ledgers]
@@ -154,9 +149,7 @@ class Auditor:
 
     def gap_after_close(self, coin: str, interval: str, starts: list[int]) -> None:
         """Rows a later-known feed gap covered (the writer's thread, after it journaled them):
-        a pending row's revision, should the venue's candle differ, says gap_after_close; a
-        row that matched the venue already is confirmed at once; a mismatched one was revised
-        already. A seconds row is audited through its minute as it is."""
+        pending ones are revised as gap_after_close should they differ, matched ones confirmed."""
         with self.lock:
             ledger = self.ledgers.get((coin, interval))
             if ledger is None:
@@ -218,7 +211,7 @@ class Auditor:
 
     def tick(self) -> None:
         """Audit the due units of each file in turn, from where the last tick stopped, while
-        the budget allows: one batched request per file and range."""
+        the budget allows."""
         keys = list(self.ledgers)
         for turn in range(len(keys)):
             index = (self.cursor + turn) % len(keys)

@@ -140,12 +140,8 @@ class CandleSource:
         self.budget.spend(weight, self.clock_s())
 
     def settled_candle(self, bar: Bar, prev_close: str | None) -> tuple[Bar | None, str]:
-        """The bar to write instead of partial `bar`, or (None, reason) to write it as is.
-
-        Waits until the window ended REST_SETTLE_MS ago, then takes the exchange's candle if
-        it covers the bar. A window the exchange omits is empty on its side: when the partial
-        bar saw no trade either, it becomes a carry-forward of the file's previous close.
-        """
+        """The bar to write instead of partial `bar` (the venue's covering candle, or a carry
+        of `prev_close` for a window both sides saw empty), or (None, reason) to write it."""
         if not has_rest_candles(bar.interval):
             return None, "no_rest_candles"
         end_ms = bar.start_ms + self.settings.interval_ms[bar.interval]

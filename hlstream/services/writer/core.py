@@ -171,12 +171,8 @@ def backfill_range(
     backfill_hours: float,
     settle_ms: int = 0,
 ) -> tuple[int, int] | None:
-    """The windows [start_ms, end_ms) startup backfill should fill, or None.
-
-    It stops before the window of `now_ms - settle_ms` (one that ended less than `settle_ms` ago
-    may lack trades on the exchange's side; the aggregator delivers it). It reaches back
-    `backfill_hours`, but a file is always extended from its last row: no hole behind it.
-    """
+    """The windows [start_ms, end_ms) startup backfill should fill, or None: from the last row
+    (else `backfill_hours` back) to before the window of `now_ms - settle_ms`."""
     if backfill_hours <= 0:
         return None
     end_ms = bucket_start(now_ms - settle_ms, interval_ms)

@@ -44,9 +44,8 @@ class CsvFile:
         self.last: Row | None = None  # last row seen by this process (cache for status)
 
     def open(self) -> CsvFile:
-        """Open the file if it exists: check the header, cut a torn tail. A file that does not
-        exist yet is created by the first append, so a coin that never gets a row (ingest
-        refused it) leaves no file behind."""
+        """Open the file if it exists (check the header, cut a torn tail); else the first
+        append creates it, so a coin that never gets a row leaves no file."""
         if self.path.exists():
             self._open_fd()
         return self
@@ -129,11 +128,8 @@ class CsvFile:
         return self.last
 
     def append(self, bars: list[Bar]) -> list[Bar]:
-        """Append the bars not yet in the file; return the ones written.
-
-        Raises TransientError on a write/fsync failure (file restored to its previous size) and
-        IntegrityError if the bars would leave a hole or go backwards.
-        """
+        """Append the bars not yet in the file; return the ones written. TransientError on a
+        failed write (file restored), IntegrityError on a hole or a step back."""
         if self.fd < 0 and bars:
             self._open_fd()
         while True:

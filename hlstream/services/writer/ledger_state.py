@@ -97,9 +97,8 @@ def decode_ledgers(data: bytes, data_dir: str) -> dict[tuple[str, str], SavedLed
 def restore(
     ledgers: Mapping[tuple[str, str], AuditLedger], saved: Mapping[tuple[str, str], SavedLedger]
 ) -> int:
-    """Put the saved counts and pending rows into the (fresh) ledgers of the same files;
-    return the rows pending. IntegrityError, with no ledger changed, when a saved unit does
-    not start a window of its file."""
+    """Put the saved counts and pending rows into the fresh ledgers of the same files; return
+    the rows pending. IntegrityError, with no ledger changed, on a misaligned saved unit."""
     for key, entry in saved.items():
         ledger = ledgers.get(key)
         if ledger is not None and any(unit.start_ms % ledger.unit_ms for unit in entry.units):

@@ -104,8 +104,7 @@ class Writer:
 
     def rollover(self) -> None:
         """At each UTC midnight, with `audit_apply_at_rollover`: apply the pending revisions of
-        the days that closed (rows before today 00:00 UTC) to the files this writer holds. The
-        only time the writer rewrites a file, so the only time byte offsets change."""
+        the closed days (the only time the writer rewrites a file and byte offsets change)."""
         day = self.now_ms() // DAY_MS
         if day > self.day and self.settings.audit_apply_at_rollover:
             self.store.apply_revisions(day * DAY_MS)
