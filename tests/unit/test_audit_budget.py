@@ -76,7 +76,7 @@ def run(coins: int, tmp_path: Path) -> tuple[Auditor, Venue, Settings, int]:
     )
     offered = 0
     end = T0 + HOURS * 60 * M
-    while clock.ms < end + 30 * M and (clock.ms < end or auditor.pending()):
+    while clock.ms < end + 30 * M and (clock.ms < end or auditor.totals().pending):
         if clock.ms % M == 0 and clock.ms < end:
             start = clock.ms - M
             auditor.offer(
@@ -93,7 +93,7 @@ def test_the_audit_stays_in_its_share_and_audits_every_row(coins: int, tmp_path:
     auditor, venue, settings, offered = run(coins, tmp_path)
     share = settings.audit_weight_share * 1200
     tally = auditor.totals()
-    assert auditor.pending() == 0 and tally.audited == tally.matched == offered, "kept up"
+    assert auditor.totals().pending == 0 and tally.audited == tally.matched == offered, "kept up"
     for when, _ in venue.asks:  # any minute: the bucket's capacity plus a minute's refill
         assert sum(w for t, w in venue.asks if when <= t < when + M) <= 2 * share
     last_hour = sum(

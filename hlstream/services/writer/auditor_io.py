@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
+
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.backoff import WeightBudget
 from hlstream.common.config import Settings
@@ -33,7 +35,6 @@ from hlstream.services.writer.audit import (
     MINUTE_MS,
     VENUE_WEIGHT_PER_MINUTE,
     AuditLedger,
-    AuditTally,
     Outcome,
     audit_period_s,
     plan_requests,
@@ -169,19 +170,10 @@ class Auditor:
         for start in matched:
             self._confirmed(coin, interval, start)
 
-    def totals(self) -> AuditTally:
-        total = AuditTally()
-        with self.lock:
-            for ledger in self.ledgers.values():
-                total.audited += ledger.tally.audited
-                total.matched += ledger.tally.matched
-                total.mismatched += ledger.tally.mismatched
-                total.unauditable += ledger.tally.unauditable
-        return total
-
-    def pending(self) -> int:
-        with self.lock:
-            return sum(ledger.pending_rows() for ledger in self.ledgers.values())
+    def totals(self) -> AuditScore:
+        """Every file's score, summed."""
+        rows = [msgspec.structs.astuple(score) for score in self.scores().values()]
+        return AuditScore(*(sum(column) for column in zip(*rows, strict=True)))
 
     def scores(self) -> dict[tuple[str, str], AuditScore]:
         """Each file's score, by (coin, interval)."""

@@ -113,11 +113,10 @@ class Writer:
     def publish_status(self) -> None:
         """Atomically replace run_dir/writer-status.json."""
         if self.auditor is not None:
-            tally, counters = self.auditor.totals(), self.counters
-            counters.rows_audited, counters.rows_matched = tally.audited, tally.matched
-            counters.rows_mismatched = tally.mismatched
-            counters.rows_unauditable = tally.unauditable
-            counters.audit_pending = self.auditor.pending()
+            total, counters = self.auditor.totals(), self.counters
+            counters.rows_audited, counters.rows_matched = total.audited, total.matched
+            counters.rows_mismatched = total.mismatched
+            counters.rows_unauditable, counters.audit_pending = total.unauditable, total.pending
         scores = {} if self.auditor is None else self.auditor.scores()
         files = {
             handle.path.name: FileStatus(
