@@ -106,7 +106,7 @@ def test_the_audit_finds_exactly_the_faulted_candles(exchange: FakeExchange, tmp
 
     def all_audited() -> bool:
         auditor.tick()
-        return auditor.pending() == 0
+        return auditor.totals().pending == 0
 
     try:
         wait_for(all_audited, 30, "every row audited or given up")

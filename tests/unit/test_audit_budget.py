@@ -1,7 +1,7 @@
 """The live audit's REST weight (auditor_io.py) on an injected clock: with 7 coins and with
 `coins = "all"`-sized 200 coins of 1m rows, default settings, it spends at most its share
 (`audit_weight_share` of the venue's 1,200 a minute) over any minute and per hour, matches the
-documented weight per hour (audit.py `weight_per_hour`), and keeps up: every row is audited."""
+documented weight per hour (tests/support/audit_weight.py), and keeps up: every row is audited."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
-from hlstream.services.writer.audit import audit_period_s, weight_per_hour
+from hlstream.services.writer.audit import audit_period_s
 from hlstream.services.writer.auditor_io import Auditor
 from hlstream.services.writer.core import candle_weight
+from tests.support.audit_weight import weight_per_hour
 
 M = 60_000
 T0 = 1_764_500_040_000 - 1_764_500_040_000 % (60 * M)
@@ -75,7 +76,7 @@ def run(coins: int, tmp_path: Path) -> tuple[Auditor, Venue, Settings, int]:
     )
     offered = 0
     end = T0 + HOURS * 60 * M
-    while clock.ms < end + 30 * M and (clock.ms < end or auditor.pending()):
+    while clock.ms < end + 30 * M and (clock.ms < end or auditor.totals().pending):
         if clock.ms % M == 0 and clock.ms < end:
             start = clock.ms - M
             auditor.offer(
@@ -92,7 +93,7 @@ def test_the_audit_stays_in_its_share_and_audits_every_row(coins: int, tmp_path:
     auditor, venue, settings, offered = run(coins, tmp_path)
     share = settings.audit_weight_share * 1200
     tally = auditor.totals()
-    assert auditor.pending() == 0 and tally.audited == tally.matched == offered, "kept up"
+    assert auditor.totals().pending == 0 and tally.audited == tally.matched == offered, "kept up"
     for when, _ in venue.asks:  # any minute: the bucket's capacity plus a minute's refill
         assert sum(w for t, w in venue.asks if when <= t < when + M) <= 2 * share
     last_hour = sum(

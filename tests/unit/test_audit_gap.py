@@ -76,7 +76,7 @@ class Run:
         """Tick until nothing is pending (within an hour of audit time)."""
         for _ in range(1800):
             self.auditor.tick()
-            if not self.auditor.pending():
+            if not self.auditor.totals().pending:
                 return
             self.ms += 2_000
         raise AssertionError("the audit never settled")
@@ -137,7 +137,7 @@ def test_a_pending_gap_row_waits_its_settle_delay(tmp_path: Path) -> None:
     while run.ms < T0 + M + run.settle_ms:
         run.auditor.tick()
         run.ms += 2_000
-    assert venue.asks == 0 and run.auditor.pending() == 1
+    assert venue.asks == 0 and run.auditor.totals().pending == 1
     run.settle()
     assert [rev.reason for rev in revisions_io.read(run.path)] == [GAP_AFTER_CLOSE]
 

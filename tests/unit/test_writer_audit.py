@@ -20,8 +20,8 @@ from hlstream.services.writer.audit import (
     compare_row,
     plan_requests,
     revision_of,
-    weight_per_hour,
 )
+from tests.support.audit_weight import weight_per_hour
 
 M = 60_000
 S5 = 5_000

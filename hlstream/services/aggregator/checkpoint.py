@@ -1,14 +1,5 @@
-"""The aggregator's checkpoint: all bar state plus the tape positions it reflects. Pure.
-
-Written atomically every `checkpoint_seconds` and on a clean stop; a restart loads it and
-replays the tape from `consumed`, so no window depends on process memory. The file is the
-`CheckpointFile` Struct (version 1):
-
-    state     every series (open windows with exact Decimal sums as strings, next window to
-              emit, last close, closed-through mark), taints, joined times, counters
-    consumed  [[coin, day, byte offset]]: how far each tape segment has been applied
-    pending   bars (and inexact-row notices, as {"notice": ...}) not yet acknowledged by the
-              writer (re-sent), each the message's own map
+"""The aggregator's checkpoint (`CheckpointFile`, version 1): all bar state, the tape offsets
+it reflects (`consumed`) and the bars not yet acked by the writer (`pending`). Pure.
 
 Invariant (tests/property/test_checkpoint_props.py): for any trades and any kill point,
 checkpoint -> restore -> replay the rest gives exactly the bars of an uninterrupted run.
@@ -16,7 +7,7 @@ checkpoint -> restore -> replay the rest gives exactly the bars of an uninterrup
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated
 
 import msgspec
@@ -26,9 +17,9 @@ from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import Bar, Inexact
 from hlstream.common.wire import Count, Ms
 from hlstream.services.aggregator.core import AggState, OpenBar, Series
+from hlstream.services.aggregator.tape_feed import Consumed
 
 CHECKPOINT_VERSION = 1
-Consumed = dict[tuple[str, str], int]
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
@@ -41,12 +32,12 @@ class Checkpoint(msgspec.Struct, frozen=True):
 
 
 class _Window(msgspec.Struct, frozen=True, gc=False, array_like=True):
-    """An open window: prices as first written, the volume an exact decimal string."""
+    """An open window (OpenBar's fields): prices as first written, the volume exact."""
 
     start_ms: Ms
     open: str
-    high: str
-    low: str
+    high_text: str
+    low_text: str
     close: str
     first_ts: Ms
     last_ts: Ms
@@ -117,18 +108,7 @@ def encode_checkpoint(
 
 def _series_file(series: Series) -> _Series:
     windows = [
-        _Window(
-            bar.start_ms,
-            bar.open,
-            bar.high_text,
-            bar.low_text,
-            bar.close,
-            bar.first_ts,
-            bar.last_ts,
-            bar.volume,
-            bar.trades,
-        )
-        for bar in series.open_bars.values()
+        msgspec.convert(bar, _Window, from_attributes=True) for bar in series.open_bars.values()
     ]
     return _Series(
         series.coin,
@@ -147,6 +127,7 @@ def decode_checkpoint(raw: bytes) -> Checkpoint:
     try:
         saved = _READ.decode(raw)
         pending = [_pending(item) for item in saved.pending]
+        restored = [_series(item) for item in saved.series]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolError(f"checkpoint: {exc}") from None
     state = AggState(grace_ms=saved.grace_ms, joined_ms=saved.joined_ms)
@@ -154,8 +135,7 @@ def decode_checkpoint(raw: bytes) -> Checkpoint:
     state.late_trades = saved.late_trades
     state.applied_trades = saved.applied_trades
     state.taints = {coin: list(ranges) for coin, ranges in saved.taints.items()}
-    for item in saved.series:
-        series = _series(item)
+    for series in restored:
         state.series[(series.coin, series.interval)] = series
         state.by_coin.setdefault(series.coin, []).append(series)
     consumed = {(coin, day): offset for coin, day, offset in saved.consumed}
@@ -175,21 +155,8 @@ def _series(saved: _Series) -> Series:
     series.last_close = saved.last_close
     series.seed_ts = saved.seed_ts
     series.closed_through = saved.closed_through
-    try:
-        for window in saved.open:
-            series.open_bars[window.start_ms] = OpenBar(
-                start_ms=window.start_ms,
-                open=window.open,
-                high=Decimal(window.high),
-                high_text=window.high,
-                low=Decimal(window.low),
-                low_text=window.low,
-                close=window.close,
-                first_ts=window.first_ts,
-                last_ts=window.last_ts,
-                volume=window.volume,
-                trades=window.trades,
-            )
-    except InvalidOperation as exc:
-        raise ProtocolError(f"checkpoint open window is malformed: {exc}") from None
+    for window in saved.open:
+        fields = msgspec.structs.asdict(window)
+        bar = {**fields, "high": window.high_text, "low": window.low_text}
+        series.open_bars[window.start_ms] = msgspec.convert(bar, OpenBar)
     return series

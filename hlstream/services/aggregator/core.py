@@ -1,21 +1,15 @@
 """Per-coin, per-interval OHLCV bar state machine. Pure: time comes in as `now_ms`.
 
-Invariants kept here:
+Invariants:
 - Each series (coin, interval) emits windows in strictly increasing order, one bar per
-  window, without holes once it has a close to carry: an empty window becomes a bar with
-  O=H=L=C=previous close, volume 0 and `trades == 0`.
-- A window closes when `now_ms >= start + interval + grace` — never earlier, because the
-  venue's batches are not time-ordered (fixture quantick/ws_trades.json is newest-first),
-  so a trade for a later window does not prove an earlier one is over.
-- A trade for a window that is already closed is late: counted and reported, never merged
-  into another bar.
-- A bar is `complete` only if its whole window was watched: the trade tape (or the live
-  feed) covers it from its start (`joined_by_coin`, else `joined_ms`) and no taint (a gap
-  marker, or a feed outage longer than the aggregator holds windows for) overlaps it.
-- A series' first close, before it has emitted anything, is the price of the newest trade
-  offered before its first window, by exchange time and then by the order offered (the
-  order of the feed, as within a bar): the venue's subscribe replay may come in any order,
-  in several batches, and partly from the tape, and every way gives the same rows.
+  window, without holes once it has a close to carry (an empty window carries it, volume 0).
+- A window closes when `now_ms >= start + interval + grace`, never earlier: the venue's
+  batches are not time-ordered, so a later trade does not prove a window over.
+- A trade for a closed window is late: counted and reported, never merged into another bar.
+- A bar is `complete` only if its whole window was watched: covered from its start
+  (`joined_by_coin`, else `joined_ms`) and overlapped by no taint (gap, feed outage).
+- A series' first close is the price of the newest trade offered before its first window
+  (by exchange time, then order offered), however the venue's replay is split or ordered.
 """
 
 from __future__ import annotations
@@ -208,11 +202,8 @@ class Emitted(NamedTuple):
 
 
 def taint(state: AggState, coin: str | None, from_ms: int, to_ms: int) -> list[Emitted]:
-    """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin).
-
-    Returns the windows in the range already emitted: their bars are with the writer and
-    cannot change, so the caller must report them (a replay gap found only on reconnect).
-    """
+    """Mark [from_ms, to_ms] as possibly incomplete for `coin` (None: every coin); return
+    the windows in it already emitted (their bars cannot change: the caller reports them)."""
     out: list[Emitted] = []
     for name in set(state.by_coin) if coin is None else {coin}:
         state.taints.setdefault(name, []).append((from_ms, to_ms))

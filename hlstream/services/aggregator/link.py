@@ -1,9 +1,5 @@
-"""The aggregator's link to the writer: a DEALER socket around the outbox.
-
-Bars and inexact-row notices are queued in the outbox (services/aggregator/outbox.py), sent
-in order per series, and leave it only when the writer acks them (after fsync). Notices have a
-series of their own, so they never interleave with bars.
-"""
+"""The aggregator's DEALER link to the writer around the outbox (outbox.py). Inexact-row
+notices have a series of their own, so they never interleave with bars."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""Bars handed to the writer but not yet acknowledged. Pure: the shell passes `now_ms`.
+"""Bars handed to the writer but not yet acked (fsynced or already on disk). Pure.
 
-A bar leaves the outbox only when the writer acks it (fsynced or already on disk). Only the
-oldest un-acked bar of a series (coin, interval) is in flight, so a writer restart never sees
-a later bar before an earlier one lost in a dead connection (it would take that for a hole).
-The head is resent every `resend_ms` (the writer's append is idempotent). Past `max_bars` the
-oldest bar is dropped and counted (the writer repairs such a hole from REST).
+Only the oldest un-acked bar of a series is in flight, so a restarted writer never sees a
+later bar before an earlier one (it would take that for a hole); it is resent every
+`resend_ms`. Past `max_bars` the oldest bar is dropped and counted (the writer repairs the
+hole from REST).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""How the aggregator resumes: load the checkpoint, then replay the trade tape after it.
-
-With a checkpoint (bar state + tape positions), the tape is replayed from those positions, so
-the window the last process died in and every window that closed while it was down are rebuilt
-exactly. Without one (first start, new coin), the tape is replayed from the earliest open
-window, the last close is seeded from the tape (an illiquid coin gets carry-forward rows from
-the first window), and a window counts as complete when the tape covers it from its start.
+"""How the aggregator resumes: load the checkpoint, then replay the trade tape after its
+positions. Without one (first start, new coin) the tape is replayed from the earliest open
+window, and the last close and the coverage start are taken from the tape.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""Aggregator IO shell: follow ingest on the bus, drive the bar core with the wall clock,
-publish bars for taps (PUB) and hand them to the writer (services/aggregator/link.py).
+"""Aggregator IO shell: recover (recovery.py), then follow ingest on the bus, close windows
+on the wall clock, publish bars for taps and hand them to the writer (link.py).
 
-Start: restore the checkpoint and replay the tape after it (services/aggregator/recovery.py).
-
-Loop: poll sockets until the next window deadline -> apply trades / gaps / status (a bus
-message whose tape span was already applied is skipped; one that follows lost messages is
-read from the tape instead) -> `advance(horizon)` -> publish closed bars, queue them for the
-writer -> send due bars -> checkpoint every `checkpoint_seconds`.
-
-Windows are held while ingest cannot vouch for them: the horizon is ingest's `covered_ms`
-(everything received before it is taped and published), so an ingest restart whose replay
-covers the outage changes nothing. After HOLD_MAX_MS without coverage the windows close and
-the uncovered time is tainted (bars marked partial; the writer repairs 1m+ from REST).
+Windows close only up to ingest's `covered_ms` (everything received before it is taped and
+published); after HOLD_MAX_MS without coverage they close anyway and the uncovered time is
+tainted (bars marked partial; the writer repairs 1m+ from REST).
 """
 
 from __future__ import annotations
@@ -177,8 +169,7 @@ class Aggregator:
             ready = dict(poller.poll(wait_ms))
             if self.sub in ready:
                 # Let the rest of the burst land first: one wakeup per message costs more
-                # than the message, and handling the first while ingest still publishes the
-                # others would take the core the trade taps need; bars close seconds later.
+                # than the message, and bars close seconds later anyway.
                 self.sleep(COALESCE_S)
                 self._drain_bus()
             if self.link.socket in ready:
@@ -189,9 +180,8 @@ class Aggregator:
             next_tick = now + TICK_MS
             stalled_ms = now - loop_start - wait_ms
             if deadline is not None and now >= deadline and stalled_ms > STALL_SLACK_MS:
-                # About to close windows after a stall (SIGSTOP, VM pause, CPU starvation):
-                # the wall clock has jumped while trades that arrived in time still sit in the
-                # socket buffers. Take them first, or they would count as late.
+                # After a stall (SIGSTOP, VM pause) trades that came in time still sit in the
+                # socket buffers: take them before closing windows, or they would be late.
                 self.log.warning("stall_detected", stalled_ms=stalled_ms)
                 self._settle_bus()
                 now = self.clock.now_ms()

@@ -1,17 +1,10 @@
-"""How far the aggregator has applied the trade tape, and how it catches up from it.
+"""How far the aggregator has applied the trade tape (`consumed[(coin, day)]`, a byte offset
+per segment), and how it catches up from it. Ingest tapes every record before publishing it
+and stamps the message with its span on the tape, so a message is:
 
-Ingest writes every trade and gap marker to the tape before publishing it, and stamps each
-bus message with its byte span on the tape (`TapeSpan`). `consumed[(coin, day)]` is the
-offset up to which the aggregator has applied each segment. For a message:
-
-    span.end <= consumed             SKIP: already applied (read from the tape on restart)
-    span.start == consumed           APPLY the message as it came
-    otherwise                        READ the segment from `consumed` to `span.end`: the bus
-                                     lost messages (PUB drops silently), or the aggregator is
-                                     catching up; either way the tape has them
-
-So a restart or a bus loss costs nothing: bars stay exact. `consumed` goes into the
-checkpoint (services/aggregator/checkpoint.py) together with the bar state it reflects.
+    span.end <= consumed      SKIP: already applied (read from the tape on restart)
+    span.start == consumed    APPLY as it came
+    otherwise                 READ the tape from `consumed` to `span.end` (the bus lost some)
 """
 
 from __future__ import annotations

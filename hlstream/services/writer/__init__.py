@@ -1,6 +1,2 @@
-"""The writer stage: the only process that touches CSV files.
-
-It receives finished bars from the aggregator over a ZeroMQ ROUTER socket, appends them with
-flock + one write + fsync, repairs holes from REST candleSnapshot, backfills on startup and
-acks each bar once it is durably on disk (or already was).
-"""
+"""The writer stage: the only process that appends to the CSV files (bars from the aggregator,
+REST backfill and hole repair), acking each bar once it is durably on disk."""

@@ -1,7 +1,4 @@
-"""`python -m hlstream.services.writer`: run the writer stage until SIGTERM (see stage_main).
-
-Exit codes: 0 clean stop, 1 crash, 78 configuration error (one line on stderr).
-"""
+"""`python -m hlstream.services.writer`: run the writer stage until SIGTERM (see stage_main)."""
 
 from __future__ import annotations
 

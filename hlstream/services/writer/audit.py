@@ -1,22 +1,18 @@
-"""Pure venue audit: our rows against the venue's candles, the REST weight it may spend, and
-the revision (common/revisions.py) of a row found wrong. No IO, no clock: the shell passes
-rows, candles and times in.
+"""Pure venue audit: our rows against the venue's candles, the weight it may spend, and the
+revision (common/revisions.py) of a row found wrong.
 
 Invariants:
-- Values compare as exact decimals (`1.50` equals `1.5`), never as floats or strings.
-- A 1m+ row matches when open, high, low, close and volume equal the venue candle's, and the
-  trade count `n` too where ours is known (CSV rows do not store it).
-- A seconds row has no venue candle: the rows of one minute are audited together against the
-  venue's 1m candle (`audit_minute`). Carry rows (volume 0) hold the previous close, so only
-  traded rows set the minute's open, high and low.
-- An audit request batches one (coin, interval)'s pending windows into ranges of at most
-  `MAX_AUDIT_CANDLES`; each costs `candle_weight` (20 + 1 per 60 candles), and the audit as a
-  whole spends at most `share` of the venue's 1,200 a minute (`audit_period_s`).
+- Values compare as exact decimals (`1.50` equals `1.5`).
+- A 1m+ row matches when OHLCV (and `n`, where ours is known) equal the venue candle's.
+- Seconds rows are audited a minute at a time against the venue's 1m candle; carry rows
+  (volume 0) do not set the minute's open, high and low.
+- The audit spends at most `share` of the venue's 1,200 a minute (`audit_period_s`).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,7 +23,7 @@ from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import VENUE_MISMATCH, Revision
 from hlstream.common.status import AuditScore
-from hlstream.services.writer.core import candle_weight
+from hlstream.services.writer.core import candle_weight, row_of
 
 MINUTE_MS = 60_000
 VENUE_WEIGHT_PER_MINUTE = 1200.0
@@ -45,9 +41,6 @@ def _dec(text: str) -> Decimal:
 
 def _same(ours: str, venue: str) -> bool:
     return _dec(ours) == _dec(venue)
-
-
-# ---- one row, one candle ----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +65,10 @@ def compare_row(ours: Row, venue: Bar, our_trades: int | None = None) -> Mismatc
     return Mismatch(ours.start_ms, tuple(diffs)) if diffs else None
 
 
-# ---- seconds rows through their minute --------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class MinuteAudit:
     """A minute of seconds rows against the venue's 1m candle; `problems` empty: matched."""
 
-    minute_ms: int
     starts: tuple[int, ...]  # the seconds rows audited (flagged together on a mismatch)
     problems: tuple[str, ...]
 
@@ -100,7 +89,7 @@ def audit_minute(
     problems: list[str] = []
     if list(starts) != expected:
         problems.append(f"rows {len(starts)} of {len(expected)} windows")
-        return MinuteAudit(start, starts, tuple(problems))
+        return MinuteAudit(starts, tuple(problems))
     volume = sum((_dec(row.volume) for row in inside), Decimal(0))
     if volume != _dec(minute.volume):
         problems.append(f"volume {format_decimal(volume)} != {minute.volume}")
@@ -119,10 +108,7 @@ def audit_minute(
         )
     elif minute.trades or _dec(minute.volume) != 0:
         problems.append("no traded row in a minute the venue traded")
-    return MinuteAudit(start, starts, tuple(problems))
-
-
-# ---- REST weight plan -------------------------------------------------------------------
+    return MinuteAudit(starts, tuple(problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,35 +131,26 @@ def plan_requests(
     interval_ms: Mapping[str, int],
     max_candles: int = MAX_AUDIT_CANDLES,
 ) -> list[AuditRequest]:
-    """Batch each (coin, interval)'s pending window starts into as few requests as fit
-    `max_candles` each. Windows between two pending ones ride along: a candle costs 1/60 of
-    a request's base weight of 20."""
+    """Batch each (coin, interval)'s pending window starts into as few requests of at most
+    `max_candles` as fit (windows between pending ones ride along: candles are cheap)."""
     plan: list[AuditRequest] = []
     for (coin, interval), starts in sorted(pending.items()):
         step = interval_ms[interval]
-        first: int | None = None
-        last = 0
-        for start in sorted(set(starts)):
-            if first is not None and (start - first) // step + 1 > max_candles:
-                plan.append(
-                    AuditRequest(coin, interval, first, last + step, (last - first) // step + 1)
-                )
-                first = None
-            if first is None:
-                first = start
-            last = start
-        if first is not None:
+        ordered = sorted(set(starts))
+        while ordered:
+            first = ordered[0]
+            cut = bisect_left(ordered, first + max_candles * step)
+            last = ordered[cut - 1]
             plan.append(
                 AuditRequest(coin, interval, first, last + step, (last - first) // step + 1)
             )
+            ordered = ordered[cut:]
     return plan
 
 
 def audit_period_s(series: int, share: float, settle_s: float, interval_ms: int) -> float:
-    """How often each of `series` (coin, interval) pairs is audited, one request per pair
-    per period (a whole number of intervals, so each request holds the same candles), so
-    that the audit spends at most `share` of the venue's weight: never sooner than
-    `settle_s` (the venue publishes late candles).
+    """The period (a whole number of intervals, at least `settle_s`) of one request per
+    (coin, interval) pair that spends at most `share` of the venue's weight.
 
     Per hour: series * (3600 / P) * (20 + P / interval / 60) <= share * 1200 * 60, hence
     P >= 72000 * series / (share * 72000 - 60 * series / interval_s)."""
@@ -188,20 +165,9 @@ def audit_period_s(series: int, share: float, settle_s: float, interval_ms: int)
     return math.ceil(max(settle_s, needed) / interval_s) * interval_s
 
 
-def weight_per_hour(series: int, share: float, settle_s: float, interval_ms: int) -> float:
-    """The audit's REST weight per hour at steady state for `series` pairs of one interval."""
-    period_s = audit_period_s(series, share, settle_s, interval_ms)
-    candles = round(period_s * 1000 / interval_ms)
-    return series * (3600.0 / period_s) * candle_weight(candles)
-
-
 def revision_of(ours: Row, venue: Bar, reason: str, detected_ms: int) -> Revision:
     """The revision that makes our row the venue's candle."""
-    new = Row(venue.start_ms, venue.open, venue.high, venue.low, venue.close, venue.volume)
-    return Revision(ours, new, reason, detected_ms)
-
-
-# ---- the live audit's ledger ------------------------------------------------------------
+    return Revision(ours, row_of(venue), reason, detected_ms)
 
 
 @dataclass(slots=True)
@@ -222,7 +188,6 @@ class Outcome:
     rows: tuple[Row, ...]
     candle: Bar
     problems: tuple[str, ...]
-    mismatch: Mismatch | None  # for a 1m+ row: the differing fields
     reason: str  # the unit's: venue_mismatch, or gap_after_close for a row a gap covered
 
 
@@ -237,13 +202,10 @@ class AuditTally:
 class AuditLedger:
     """The rows of one file awaiting their audit, on an injected clock.
 
-    A unit is due `settle_ms` after its window (its minute, for seconds rows) ended, and a
-    minute of seconds rows once it holds all of them (its last row is written a grace after
-    the minute ended); one still short `retry_ms` later is unauditable (rows of it came
-    before the writer started). A unit whose candle the venue does not serve is retried
-    `retry_ms` later, `max_attempts` times in all, then counted unauditable. The file is
-    asked at most once per `period_ms` (`asked`), so that one request batches the units that
-    came due meanwhile (`audit_period_s`).
+    A unit is due `settle_ms` after its window (its minute, for seconds rows) ended, a minute
+    of seconds rows once it holds all of them (else `retry_ms` later, as unauditable). A unit
+    the venue does not serve is retried `retry_ms` later, `max_attempts` times in all. The
+    file is asked at most once per `period_ms`, so one request batches what came due.
     """
 
     def __init__(
@@ -277,10 +239,8 @@ class AuditLedger:
         unit.rows[row.start_ms] = (row, trades)
 
     def mark(self, starts: Iterable[int], reason: str) -> tuple[list[int], list[int]]:
-        """Give the pending 1m+ rows of `starts` the revision reason `reason` (a later-known
-        feed gap covered them); return those marked and those that matched the venue already.
-        Seconds rows and the other rows (mismatched already, or never offered) are left
-        alone."""
+        """Give the pending 1m+ rows of `starts` the revision reason `reason`; return those
+        marked and those that matched the venue already (seconds rows are left alone)."""
         marked: list[int] = []
         matched: list[int] = []
         if self.seconds:
@@ -299,8 +259,7 @@ class AuditLedger:
         self.next_ask_ms = now_ms + self.period_ms
 
     def due(self, now_ms: int) -> list[int]:
-        """Unit starts to ask the venue for now, oldest first ([] within a period of the last
-        ask)."""
+        """Unit starts to ask the venue for now, oldest first ([] within a period of an ask)."""
         if now_ms < self.next_ask_ms:
             return []
         return sorted(
@@ -341,17 +300,13 @@ class AuditLedger:
     def _judge(self, start: int, unit: Unit, candle: Bar) -> Outcome:
         ordered = [unit.rows[key] for key in sorted(unit.rows)]
         rows = tuple(row for row, _ in ordered)
-        mismatch = None
         if self.seconds:
-            problems = audit_minute(
-                rows, candle, self.interval_ms, [n for _, n in ordered]
-            ).problems
+            trades = [n for _, n in ordered]
+            problems = audit_minute(rows, candle, self.interval_ms, trades).problems
         else:
-            row, trades = ordered[0]
-            mismatch = compare_row(row, candle, trades)
-            problems = (
-                () if mismatch is None else tuple(f"{f} {a} != {b}" for f, a, b in mismatch.fields)
-            )
+            mismatch = compare_row(rows[0], candle, ordered[0][1])
+            fields = () if mismatch is None else mismatch.fields
+            problems = tuple(f"{name} {ours} != {venue}" for name, ours, venue in fields)
         self.tally.audited += len(rows)
         if problems:
             self.tally.mismatched += len(rows)
@@ -361,7 +316,7 @@ class AuditLedger:
                 self.matched[start] = None
                 if len(self.matched) > MATCHED_KEPT:
                     del self.matched[next(iter(self.matched))]
-        return Outcome(start, rows, candle, problems, mismatch, unit.reason)
+        return Outcome(start, rows, candle, problems, unit.reason)
 
 
 def score_of(ledger: AuditLedger) -> AuditScore:

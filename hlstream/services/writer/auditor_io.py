@@ -1,27 +1,11 @@
 """The writer's live venue audit, in a thread of its own so it never delays an append.
 
-Every row the writer appends from the aggregator is offered to the ledger of its file
-(services/writer/audit.py). `audit_settle_seconds` after its window (its minute, for seconds
-rows) ended, the thread asks the venue's candleSnapshot for it, batched per file, on a weight
-budget of its own: `audit_weight_share` of the venue's 1200 a minute (the writer's own REST
-budget is the rest). Each file is asked at most once per `audit_period_s`, so one request
-batches what came due meanwhile; a tick asks only what the budget allows now and the next
-tick goes on from the file it stopped at, so every file gets its turn. A mismatch is logged
-once with both rows and never silent:
-- a 1m+ row gets a revision in `{file}.revisions` (the venue's candle is the new row; `hlstream
-  repair` applies it);
-- the seconds rows of a mismatched minute are recorded in `{file}.inexact` (`venue_mismatch`).
-
-A 1m+ row the aggregator reports covered by a later-known feed gap (`gap_after_close`, handed
-in by the store after it journaled the row) is audited as any other, with that reason: a
-mismatch's revision says `gap_after_close`, and a match removes the row's journal entry (the
-venue vouches for it: its counts and volume equal the venue's, so no trade was missed).
-
-The ledgers (counts and pending rows) are saved to `run_dir/writer-audit.json`, replaced
-atomically, at most every SAVE_EVERY_S while they change and when the writer stops, and
-restored when it starts (services/writer/ledger_state.py): the score survives a restart, and
-rows pending at a clean stop are still audited. A crash loses at most the last SAVE_EVERY_S
-of changes.
+Every row appended from the aggregator is offered to its file's ledger (audit.py); the thread
+asks candleSnapshot for the due units, batched per file, on `audit_weight_share` of the venue's
+weight, the files in turn. A mismatch is logged once and recorded: a 1m+ row as a revision
+(`{file}.revisions`, applied by `hlstream repair`), seconds rows in `{file}.inexact`. A row
+reported `gap_after_close` is audited with that reason; a match clears its journal entry. The
+ledgers are saved to `run_dir/writer-audit.json` every SAVE_EVERY_S and at stop.
 """
 
 from __future__ import annotations
@@ -32,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+import msgspec
 
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.backoff import WeightBudget
@@ -49,7 +35,6 @@ from hlstream.services.writer.audit import (
     MINUTE_MS,
     VENUE_WEIGHT_PER_MINUTE,
     AuditLedger,
-    AuditTally,
     Outcome,
     audit_period_s,
     plan_requests,
@@ -121,17 +106,12 @@ class Auditor:
     def load(self) -> None:
         """Continue the ledgers of the file an earlier run saved, if any."""
         try:
-            data = self.ledger_path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            self.log.error("audit_ledger_unreadable", path=str(self.ledger_path), error=str(exc))
-            return
-        try:
-            saved = decode_ledgers(data, self.data_dir)
+            saved = decode_ledgers(self.ledger_path.read_bytes(), self.data_dir)
             with self.lock:
                 pending = restore(self.ledgers, saved)
-        except IntegrityError as exc:
+        except FileNotFoundError:
+            return
+        except (OSError, IntegrityError) as exc:
             self.log.error("audit_ledger_unreadable", path=str(self.ledger_path), error=str(exc))
             return
         kept = [key for key in saved if key in self.ledgers]
@@ -170,9 +150,7 @@ class Auditor:
 
     def gap_after_close(self, coin: str, interval: str, starts: list[int]) -> None:
         """Rows a later-known feed gap covered (the writer's thread, after it journaled them):
-        a pending row's revision, should the venue's candle differ, says gap_after_close; a
-        row that matched the venue already is confirmed at once; a mismatched one was revised
-        already. A seconds row is audited through its minute as it is."""
+        pending ones are revised as gap_after_close should they differ, matched ones confirmed."""
         with self.lock:
             ledger = self.ledgers.get((coin, interval))
             if ledger is None:
@@ -192,19 +170,10 @@ class Auditor:
         for start in matched:
             self._confirmed(coin, interval, start)
 
-    def totals(self) -> AuditTally:
-        total = AuditTally()
-        with self.lock:
-            for ledger in self.ledgers.values():
-                total.audited += ledger.tally.audited
-                total.matched += ledger.tally.matched
-                total.mismatched += ledger.tally.mismatched
-                total.unauditable += ledger.tally.unauditable
-        return total
-
-    def pending(self) -> int:
-        with self.lock:
-            return sum(ledger.pending_rows() for ledger in self.ledgers.values())
+    def totals(self) -> AuditScore:
+        """Every file's score, summed."""
+        rows = [msgspec.structs.astuple(score) for score in self.scores().values()]
+        return AuditScore(*(sum(column) for column in zip(*rows, strict=True)))
 
     def scores(self) -> dict[tuple[str, str], AuditScore]:
         """Each file's score, by (coin, interval)."""
@@ -234,7 +203,7 @@ class Auditor:
 
     def tick(self) -> None:
         """Audit the due units of each file in turn, from where the last tick stopped, while
-        the budget allows: one batched request per file and range."""
+        the budget allows."""
         keys = list(self.ledgers)
         for turn in range(len(keys)):
             index = (self.cursor + turn) % len(keys)

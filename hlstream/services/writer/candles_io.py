@@ -1,16 +1,10 @@
-"""The writer's REST side: candleSnapshot requests under one shared weight budget, with
-bounded retries (backoff + jitter, Retry-After honoured), the ~5000-candle reach, and the
-"settled candle" that replaces a partial bar.
+"""The writer's candleSnapshot requests, and the "settled candle" that replaces a partial bar.
 
-Invariants kept:
-- every request attempt (retries included) spends REST weight from ONE budget shared by all
-  coins and intervals of the process, so a backfill of many files stays under the venue's
-  1200/minute even while it retries;
-- windows older than candleSnapshot's reach are never asked for: they are logged
-  (`backfill_beyond_reach`) and left to the caller's carry-forward;
-- a partial bar is replaced only by a candle that covers it (core.candle_covers): a candle
-  fetched before the exchange finished the window is re-fetched a bounded number of times,
-  and on failure the caller writes the partial bar (logged), never a stale candle.
+Invariants:
+- every attempt (retries included) spends weight from ONE budget shared by the process;
+- windows beyond candleSnapshot's reach are never asked for (`backfill_beyond_reach`);
+- a partial bar is replaced only by a candle that covers it (core.candle_covers), else written
+  as is, never a stale candle.
 """
 
 from __future__ import annotations
@@ -33,12 +27,8 @@ from hlstream.common.timebucket import format_window, has_rest_candles
 from hlstream.services.writer import core
 
 REST_WEIGHT_PER_MINUTE = 1200.0
-# The exchange closes a candle on its own clock: a window that ended less than this long ago
-# may still lack its last trades there, so backfill stops short of it and a partial bar waits.
-REST_SETTLE_MS = 1_500
-# A candle that does not cover a partial bar is re-fetched this many times, PARTIAL_RETRY_S
-# apart, before the partial bar is written instead.
-PARTIAL_FETCHES = 3
+REST_SETTLE_MS = 1_500  # a window that ended less recently may lack trades on the venue
+PARTIAL_FETCHES = 3  # fetches of a candle that does not cover a partial bar yet
 PARTIAL_RETRY_S = 1.0
 
 
@@ -150,12 +140,8 @@ class CandleSource:
         self.budget.spend(weight, self.clock_s())
 
     def settled_candle(self, bar: Bar, prev_close: str | None) -> tuple[Bar | None, str]:
-        """The bar to write instead of partial `bar`, or (None, reason) to write it as is.
-
-        Waits until the window ended REST_SETTLE_MS ago, then takes the exchange's candle if
-        it covers the bar. A window the exchange omits is empty on its side: when the partial
-        bar saw no trade either, it becomes a carry-forward of the file's previous close.
-        """
+        """The bar to write instead of partial `bar` (the venue's covering candle, or a carry
+        of `prev_close` for a window both sides saw empty), or (None, reason) to write it."""
         if not has_rest_candles(bar.interval):
             return None, "no_rest_candles"
         end_ms = bar.start_ms + self.settings.interval_ms[bar.interval]

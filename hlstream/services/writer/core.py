@@ -1,8 +1,7 @@
-"""Pure writer logic: bar and candle validation, repair and backfill planning (the row format
-is common/csvrow.py). The shell passes `now_ms` and file contents in. Invariants kept:
-- a fill plan is strictly increasing, one bar per window, nothing at or before the last row,
-  and a window the exchange omits is carried forward from the previous close with volume
-  `0.0` (only once a previous close is known: nothing is invented before the first candle).
+"""Pure writer logic: bar and candle validation, repair and backfill planning.
+
+Invariant: a fill plan is strictly increasing, one bar per window, after the last row; a window
+the venue omits carries the previous close (volume `0.0`), and nothing precedes a first close.
 """
 
 from __future__ import annotations
@@ -172,12 +171,8 @@ def backfill_range(
     backfill_hours: float,
     settle_ms: int = 0,
 ) -> tuple[int, int] | None:
-    """The windows [start_ms, end_ms) startup backfill should fill, or None.
-
-    It stops before the window of `now_ms - settle_ms` (one that ended less than `settle_ms` ago
-    may lack trades on the exchange's side; the aggregator delivers it). It reaches back
-    `backfill_hours`, but a file is always extended from its last row: no hole behind it.
-    """
+    """The windows [start_ms, end_ms) startup backfill should fill, or None: from the last row
+    (else `backfill_hours` back) to before the window of `now_ms - settle_ms`."""
     if backfill_hours <= 0:
         return None
     end_ms = bucket_start(now_ms - settle_ms, interval_ms)

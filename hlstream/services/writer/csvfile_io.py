@@ -1,16 +1,12 @@
-"""One bar CSV file: create with header, repair a torn tail, read the last row, append safely.
+"""One bar CSV file: create with header, cut a torn tail, read the last row, append safely.
 
-Invariants kept (DESIGN.md "CSV files"):
-- every append is ONE `os.write` of whole lines under `flock(LOCK_EX)`, then `fsync`;
-- the last row is re-read under the lock before appending and rows at or before it are dropped,
-  so a concurrent one-shot backfill process appending to the same file is harmless;
-- a failed write or fsync truncates the file back to its size before the append, so a reader
-  never sees a half line, and raises TransientError (the bar stays un-acked, retried later);
+Invariants (DESIGN.md "CSV files"):
+- an append is ONE `os.write` of whole lines under `flock(LOCK_EX)`, then `fsync`; rows at or
+  before the last row (re-read under the lock) are dropped, so concurrent appenders are safe;
+- a failed write or fsync truncates back to the size before it and raises TransientError;
 - a file whose header is not exactly ours is refused (IntegrityError), never overwritten;
-- the last row is found by reading the tail in blocks from the end, never the whole file;
-- an append never goes to a file replaced since it was opened (revisions applied: temp and
-  rename under the old file's lock, common/revisions_io.py): under the lock, a descriptor
-  whose inode is no longer the path's is reopened first.
+- an append never goes to a file replaced since it was opened (revisions_io renames a new
+  file in): a descriptor whose inode is no longer the path's is reopened first.
 """
 
 from __future__ import annotations
@@ -48,9 +44,8 @@ class CsvFile:
         self.last: Row | None = None  # last row seen by this process (cache for status)
 
     def open(self) -> CsvFile:
-        """Open the file if it exists: check the header, cut a torn tail. A file that does not
-        exist yet is created by the first append, so a coin that never gets a row (ingest
-        refused it) leaves no file behind."""
+        """Open the file if it exists (check the header, cut a torn tail); else the first
+        append creates it, so a coin that never gets a row leaves no file."""
         if self.path.exists():
             self._open_fd()
         return self
@@ -133,11 +128,8 @@ class CsvFile:
         return self.last
 
     def append(self, bars: list[Bar]) -> list[Bar]:
-        """Append the bars not yet in the file; return the ones written.
-
-        Raises TransientError on a write/fsync failure (file restored to its previous size) and
-        IntegrityError if the bars would leave a hole or go backwards.
-        """
+        """Append the bars not yet in the file; return the ones written. TransientError on a
+        failed write (file restored), IntegrityError on a hole or a step back."""
         if self.fd < 0 and bars:
             self._open_fd()
         while True:

@@ -1,9 +1,5 @@
-"""One writer per data dir: an exclusive flock on `data_dir/.hlstream-writer.lock` for life.
-
-Two instances with different run dirs but the same data dir would race for the same rows; the
-second writer is refused with a configuration error (exit 78) naming the first one's run dir.
-The lock dies with the process (even on SIGKILL), so a crash never leaves a stale lock behind.
-"""
+"""One writer per data dir: an exclusive flock on `data_dir/.hlstream-writer.lock` for life
+(it dies with the process); a second writer is refused with a ConfigError naming the first."""
 
 from __future__ import annotations
 

@@ -1,13 +1,7 @@
-"""The venue audit's ledgers (services/writer/audit.py) as bytes, so that a restarted writer
-continues them: each file's counts go on from where they were, and the rows still pending are
-audited after the restart. Pure: auditor_io.py reads and replaces the file.
+"""The venue audit's ledgers (audit.py) as bytes, so a restarted writer continues them. Pure.
 
-Invariants:
-- The bytes name the data dir they describe: a ledger is restored only into the same data
-  dir (a run dir pointed at another data dir starts afresh).
-- Restoring is all or nothing: malformed bytes raise IntegrityError and change no ledger.
-- Only the files configured now are restored; a ledger of a file no longer written is
-  dropped (its counts would never change again).
+Invariants: ledgers are restored only into the data dir the bytes name, all or nothing
+(IntegrityError changes no ledger), and only for the files configured now.
 """
 
 from __future__ import annotations
@@ -103,9 +97,8 @@ def decode_ledgers(data: bytes, data_dir: str) -> dict[tuple[str, str], SavedLed
 def restore(
     ledgers: Mapping[tuple[str, str], AuditLedger], saved: Mapping[tuple[str, str], SavedLedger]
 ) -> int:
-    """Put the saved counts and pending rows into the (fresh) ledgers of the same files;
-    return the rows pending. IntegrityError, with no ledger changed, when a saved unit does
-    not start a window of its file."""
+    """Put the saved counts and pending rows into the fresh ledgers of the same files; return
+    the rows pending. IntegrityError, with no ledger changed, on a misaligned saved unit."""
     for key, entry in saved.items():
         ledger = ledgers.get(key)
         if ledger is not None and any(unit.start_ms % ledger.unit_ms for unit in entry.units):

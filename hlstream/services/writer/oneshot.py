@@ -1,12 +1,6 @@
-"""`hlstream backfill`: one-shot REST backfill with a progress bar (tqdm) on stderr.
-
-Runs the writer's own startup backfill (`Store.backfill`) once per coin x interval file.
-Safe while the pipeline runs: it never takes the writer's run-dir lock, and every append
-re-reads the last row under `flock(LOCK_EX)` and drops rows already there. Idempotent: a file
-is only extended from its last row. Seconds intervals have no REST candles and are skipped.
-
-Exit codes: 0 every file done, 1 a file failed (REST error, refused file), 78 config error.
-"""
+"""`hlstream backfill`: the writer's startup backfill (`Store.backfill`) once per coin x
+interval file, with a progress bar on stderr. Safe while the pipeline runs (no run-dir lock;
+appends re-read the last row under flock); seconds intervals have no REST candles."""
 
 from __future__ import annotations
 

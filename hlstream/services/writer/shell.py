@@ -1,11 +1,6 @@
-"""Writer run loop: open the CSV files, backfill from REST, then receive bars and ack them.
-
-The aggregator's DEALER sends `[b"bar", payload]`; our ROUTER sees `[identity, b"bar", payload]`
-and answers `[identity, b"ack", encode("ack", ...{coin, interval, start_ms})]` once the bar is
-durably handled (appended + fsynced, or already in the file: services/writer/store.py). An
-un-acked bar is resent by the aggregator. Once a second `run_dir/writer-status.json` is replaced
-atomically with the last row per file and the counters.
-"""
+"""Writer run loop: open the CSV files, backfill from REST, then receive `[identity, b"bar" |
+b"inexact", payload]` on a ROUTER and answer `[identity, b"ack", ack]` once the item is durably
+handled (store.py). The status file is replaced once a second."""
 
 from __future__ import annotations
 
@@ -109,8 +104,7 @@ class Writer:
 
     def rollover(self) -> None:
         """At each UTC midnight, with `audit_apply_at_rollover`: apply the pending revisions of
-        the days that closed (rows before today 00:00 UTC) to the files this writer holds. The
-        only time the writer rewrites a file, so the only time byte offsets change."""
+        the closed days (the only time the writer rewrites a file and byte offsets change)."""
         day = self.now_ms() // DAY_MS
         if day > self.day and self.settings.audit_apply_at_rollover:
             self.store.apply_revisions(day * DAY_MS)
@@ -119,11 +113,10 @@ class Writer:
     def publish_status(self) -> None:
         """Atomically replace run_dir/writer-status.json."""
         if self.auditor is not None:
-            tally, counters = self.auditor.totals(), self.counters
-            counters.rows_audited, counters.rows_matched = tally.audited, tally.matched
-            counters.rows_mismatched = tally.mismatched
-            counters.rows_unauditable = tally.unauditable
-            counters.audit_pending = self.auditor.pending()
+            total, counters = self.auditor.totals(), self.counters
+            counters.rows_audited, counters.rows_matched = total.audited, total.matched
+            counters.rows_mismatched = total.mismatched
+            counters.rows_unauditable, counters.audit_pending = total.unauditable, total.pending
         scores = {} if self.auditor is None else self.auditor.scores()
         files = {
             handle.path.name: FileStatus(

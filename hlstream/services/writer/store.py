@@ -1,7 +1,6 @@
-"""Every CSV file of one data dir, and how rows get into them: startup backfill from REST,
-bars from the aggregator, hole repair, partial bars replaced by the exchange's candle, and
-rows recorded as not exact. Every step is idempotent: a bar may be handed in again.
-"""
+"""Every CSV file of one data dir and how rows get into them: REST backfill, bars from the
+aggregator, hole repair, partial bars replaced by the venue's candle, inexact-row journaling.
+Every step is idempotent: a bar may be handed in again."""
 
 from __future__ import annotations
 
@@ -113,9 +112,8 @@ class Store:
             handle.close()
 
     def apply_revisions(self, before_ms: int) -> None:
-        """Apply the pending revisions of rows before `before_ms` (the closed days) to every
-        file (`audit_apply_at_rollover`), as `hlstream repair` does; a file that changed is
-        reopened, so appends go on in the new one."""
+        """Apply the pending revisions of rows before `before_ms` to every file, as `hlstream
+        repair` does; a file that changed is reopened, so appends go on in the new one."""
         for handle in self.files.values():
             path = handle.path
             if not revisions_io.revisions_path(path).exists() or not path.exists():
