@@ -1,6 +1,4 @@
-"""What each `hlstream` command does (hlstream/cli.py parses and dispatches): the pipeline's
-front door around supervise_io, status, verify, rebuild, compact, export, backfill and the
-demo, and the checks that find the running instance."""
+"""What each `hlstream` command does (hlstream/cli.py parses and dispatches)."""
 
 from __future__ import annotations
 

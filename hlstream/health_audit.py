@@ -1,5 +1,4 @@
-"""The venue audit's score across files (pure): `hlstream status` and `/metrics` read the
-per-file scores the writer's status carries (common/status.py `AuditScore`)."""
+"""The venue audit's score across files (pure), from the writer's per-file `AuditScore`s."""
 
 from __future__ import annotations
 

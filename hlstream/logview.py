@@ -1,8 +1,5 @@
-"""What `hlstream run` makes of the stages' log lines (pure: text in, text out).
-
-A stage logs one event per line, `... LEVEL event=NAME key=value ...` (values with spaces are
-JSON strings) or one JSON object when `log_json` is on; both read the same here.
-"""
+"""What `hlstream run` makes of the stages' log lines (pure: text in, text out); key=value
+lines and JSON lines (`log_json`) read the same."""
 
 from __future__ import annotations
 

@@ -1,17 +1,8 @@
-"""Prometheus exporter: serves the `hlstream status` figures as gauges on 127.0.0.1:PORT.
+"""Prometheus exporter: the `hlstream status` figures as metrics on 127.0.0.1:metrics_port.
 
-`hlstream_healthy` is the verdict and `hlstream_unhealthy_cause{cause}` counts each cause's
-problems by code (docs/status.md), so an alert can name why. The venue audit's score is per
-file (labels `coin`, `interval`): `hlstream_rows_audited_total` and
-`hlstream_rows_mismatched_total` are counters (the writer's audit ledger survives its
-restarts), `hlstream_audit_pending` a gauge. prometheus_client escapes label values (`\\`,
-`"`, newline), so any coin name is a valid label.
-
-Off by default (`metrics_port = 0`). `hlstream run` starts it in its own process when the
-port is set; `hlstream metrics` runs it alone (e.g. next to `hlstream start`). Every scrape
-re-reads supervisord's process table and the status files, so the exporter holds no state
-and cannot drift from `hlstream status`. Counters from status files restart from zero when
-their stage restarts, so they are exported as gauges.
+Every scrape re-reads supervisord and the status files, so the exporter holds no state and
+cannot drift from `hlstream status`. Stage counters restart with their stage, so they are
+gauges; the venue audit's per-file scores survive writer restarts, so they are counters.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""`hlstream rebuild`, the pure part: bars of any interval from the trade tape, compared line
-by line with an existing CSV file, and the rows the file gets.
+"""`hlstream rebuild`, the pure part: bars of any interval from the trade tape (through the
+aggregator's own core, so byte-identical to the live rows), compared with a CSV file.
 
-The bars come from the aggregator's own core, so a rebuilt row is byte-identical to the live
-one. A window is *exact* when the tape covers it whole (from its first trade on, no gap
-marker over it); an inexact window keeps the file's row (the writer may have repaired it from
-the exchange's candle), else gets the tape's bar, reported. Rows outside the tape's range are
-kept. Every `verify` defect the tape settles is a finding here, and a rebuild repairs it.
+A window is *exact* when the tape covers it whole; an inexact window keeps the file's row
+(the writer may have repaired it from the venue's candle), else gets the tape's bar. Rows
+outside the tape's range are kept.
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
-"""`hlstream rebuild`'s bars as one polars query over a coin's tape records: the rows
-`tape_bars` (hlstream/rebuild.py, the aggregator's own core) gives for the same records, byte
-for byte, at columnar speed. Pure: the records come in as a frame (rebuild_io reads them).
-
-What the per-record path does, and how this one does the same:
-- A window's open and close are its first and last trade by exchange time, ties in feed order
-  (the tape's order): a stable sort by time, then first and last of each window.
-- High, low and volume are exact decimals: each text is cast to a 38-digit decimal with the
-  largest scale any of them has. The Python path works to 28 significant digits (Decimal's
-  default context), so the query runs only when no value, and no window's volume, can need
-  more; and only when every text is a plain positive decimal. Otherwise `columnar_bars`
-  returns None and the caller takes the per-record path, which gives (or refuses) the same.
-- The per-record path closes windows `LATE_SLACK_MS` behind the newest trade read so far, so a
-  trade further out of order is late there (the rebuild fails): when any trade might be, this
-  returns None too. For the same reason a gap marker taints only windows not closed yet when
-  it is read: those from `bucket(newest - LATE_SLACK_MS)` on.
-- Empty windows carry the last close (or the seed) forward with volume 0, from `from_ms` when
-  there is a seed, else from the first trade's window, up to `to_ms`.
-- A window is inexact when it starts before the tape's coverage or a gap marker overlaps it.
+"""`hlstream rebuild`'s bars as one polars query over a coin's tape records: byte for byte the
+rows `rebuild.tape_bars` gives (held equal by tests/property/test_rebuild_columnar_props.py).
+Pure: the records come in as a frame. Where only the per-record path can tell (a value that
+needs more than its 28 digits, a text that is not a plain positive decimal, a trade it would
+count late), `columnar_bars` returns None and the caller takes that path.
 """
 
 from __future__ import annotations

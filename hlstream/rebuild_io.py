@@ -1,17 +1,7 @@
-"""`hlstream rebuild --interval I [--coins ...] [--from T] [--to T] [--check]`: re-derive bar
-CSV files of any interval (`15s`, `4h`) from the trade tape (pure part: hlstream/rebuild.py).
-
-- The range defaults to what the tape covers: from its first record (or the file's first
-  row, if later) to the window holding the newest record (ingest's `covered_ms` while it
-  runs; for a file the writer appends to, its last row), so a window the tape may not have
-  whole yet is never rewritten. Coins: the configured ones with a tape (`all`: every one).
-- A file with a defect the tape settles is rewritten beside itself, fsynced and renamed over
-  it under its `flock(LOCK_EX)`; any other is not touched, so a second run is a no-op.
-- `--check` changes nothing: it lists each such defect as `path:line: kind: message`, exit 1.
-- Over a range with a compacted (Parquet) day, the bars come from one polars query over the
-  range's records (hlstream/rebuild_columnar.py): the same rows, about ten times as fast.
-- A file the running writer appends to is never replaced under it (its open descriptor would
-  keep writing to the old file): stop the pipeline first, or use `--check`.
+"""`hlstream rebuild`: re-derive bar CSV files of any interval from the trade tape (pure part:
+hlstream/rebuild.py). The range defaults to what the tape covers whole; a file with a defect
+the tape settles is replaced atomically under its `flock(LOCK_EX)`, any other is untouched
+(a second run is a no-op); a file the running writer appends to is never replaced under it.
 """
 
 from __future__ import annotations

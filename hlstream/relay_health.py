@@ -1,8 +1,4 @@
-"""The relay's part of `hlstream status` and `/metrics`, from `run_dir/relay-status.json`.
-
-Small and separate so the front door can add it: `relay_line` is one status line (None when
-no relay has run), `relay_gauges` the Prometheus gauges (`hlstream_relay_*`).
-"""
+"""The relay's part of `hlstream status` and `/metrics`, from `run_dir/relay-status.json`."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Start, stop and watch the three stages under supervisord (the `hlstream` front door).
-
-`run_foreground` runs supervisord in the foreground, echoes the stage logs to the terminal,
-forwards Ctrl-C/SIGTERM, and stops everything with exit 78 when a stage stops on a
-configuration error instead of leaving a half-running pipeline.
-"""
+"""Start, stop and watch the three stages under supervisord (the `hlstream` front door)."""
 
 from __future__ import annotations
 
@@ -139,10 +134,7 @@ def refuse_if_running(settings: Settings) -> None:
 
 def start_daemon(settings: Settings, env: dict[str, str]) -> None:
     """Start supervisord in the background and say what runs where once it answers.
-
-    Raises ConfigError if already running, or if supervisord does not answer on its socket
-    within START_TIMEOUT_S.
-    """
+    ConfigError if already running, or if it does not answer within START_TIMEOUT_S."""
     refuse_if_running(settings)
     logs = _prepare_logs(settings)
     subprocess.run(_supervisord_cmd(foreground=False), env=env, check=True)
@@ -164,11 +156,8 @@ def start_daemon(settings: Settings, env: dict[str, str]) -> None:
 
 
 def stop_daemon(settings: Settings) -> int:
-    """Shut supervisord down and return only once it and every stage have exited (0), else 1.
-
-    supervisord answers the shutdown request at once and stops the stages in order after it,
-    so waiting for the processes is what lets `hlstream stop && hlstream start` work.
-    """
+    """Shut supervisord down; 0 only once it and every stage have exited (supervisord answers
+    at once and stops the stages after), so `hlstream stop && hlstream start` works."""
     pids = {_read_pid(settings)}
     with contextlib.suppress(OSError, xmlrpc.client.Error):
         pids |= {info.pid for info in process_states(settings).values()}
@@ -249,12 +238,10 @@ def _config_failure(settings: Settings) -> str | None:
 
 
 def run_foreground(settings: Settings, env: dict[str, str]) -> int:
-    """Run supervisord in the foreground until Ctrl-C/SIGTERM; return the exit code.
-
-    One SIGTERM goes to supervisord, which stops ingest, the aggregator, then the writer; a
-    further signal only gets a note, so the last bars still reach the disk. supervisord has
-    PR_SET_PDEATHSIG: it stops the stages even if this process is SIGKILLed.
-    """
+    """Run supervisord in the foreground, echoing the stage logs, until Ctrl-C/SIGTERM or a
+    stage stops on a configuration error (exit 78); return the exit code. One SIGTERM goes to
+    supervisord (it stops the stages in order); further signals only get a note.
+    supervisord has PR_SET_PDEATHSIG: it stops the stages even if this process is SIGKILLed."""
     refuse_if_running(settings)
     logs = _prepare_logs(settings)
     stop = StopFlag().install()

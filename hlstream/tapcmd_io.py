@@ -1,14 +1,6 @@
-"""`hlstream tap KIND [COIN...]`: print live bus messages, one line each (via hlstream/tap.py).
-
-trades, gaps, status, book, bbo and fills are on trades_endpoint (book, bbo and fills only
-for their settings' coins or addresses); bars and late on bars_endpoint. `--since 5m`
-(trades) first prints the last five minutes from ingest's tape, then goes on live. Coins
-match exactly (`trade.ETH|` never gets `trade.ETHFI|`). Human lines, or one JSON object per
-message with `--json`. A tap on which nothing can arrive says why at once: a missing or stale
-socket exits 1 (while supervisord runs, a starting stage gets ENDPOINT_WAIT_S to bind); a
-coin or interval the instance does not stream exits 2. `--nats URL` reads trades, gaps or
-bars from the relay's JetStream streams instead (any host; `--since` then replays the stream),
-printing the same lines (hlstream/tap_nats.py).
+"""`hlstream tap KIND [COIN...]`: print live bus (or, with `--nats`, JetStream) messages, one
+line each, through hlstream/tap.py and hlstream/tap_nats.py. A tap on which nothing can arrive
+says why at once: a missing socket exits 1, a coin or interval not streamed exits 2.
 """
 
 from __future__ import annotations

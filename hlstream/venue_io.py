@@ -1,12 +1,6 @@
-"""`hlstream verify --venue`: audit written rows against the venue's candles (candleSnapshot),
-within a share of the REST weight budget, with a progress bar on stderr.
-
-For each configured coin and interval whose file exists (`coins = "all"`: each coin with a
-file in the data dir, never a coin we have no rows for): 1m+ rows are compared with their
-candle (services/writer/audit.py `compare_row`); seconds rows through the 1m candle of their
-minute (`audit_minute`). Windows that ended less than `AUDIT_SETTLE_MS` ago are left out (the
-venue's candle may be unfinished or late). Pending revisions (`{file}.revisions`) are listed.
-Each finding prints as `path:line: kind: message`; exit 1 on any mismatch.
+"""`hlstream verify --venue`: audit written, settled rows against the venue's candles within a
+share of the REST weight budget (1m+ rows by their candle, seconds rows through the 1m candle
+of their minute) and list pending revisions; exit 1 on any mismatch.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
-"""Integrity checks for bar CSV files (`hlstream verify`): pure functions over lines of bytes.
-
-A file passes when it has the exact header, every line is a whole (`\\n`-terminated) row that
-parses, Datetimes are canonical, aligned to the interval, strictly increasing with no
-duplicate and no missing window, `low <= open, close <= high`, volume is not negative, and a
-carry-forward row (volume 0) has O=H=L=C=the previous row's close. Each defect becomes one
-`Finding`; the checks never stop at the first one (except after a foreign header).
-
-A pending revision (`{file}.revisions`, common/revisions.py) of a row is a `revised` finding,
-not a defect (`NOT_DEFECTS`): the row's correct values are known and recorded, and
-`hlstream repair` applies them.
+"""Integrity checks for bar CSV files (`hlstream verify`), pure over lines of bytes: each
+defect is one `Finding`, and the checks never stop at the first. A pending revision is a
+`revised` finding, not a defect (`NOT_DEFECTS`): `hlstream repair` applies it.
 """
 
 from __future__ import annotations
