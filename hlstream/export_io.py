@@ -21,11 +21,7 @@ from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.messages import Gap
-from hlstream.common.tape.readers_io import (
-    coverage_start_ms,
-    read_tape,
-    tape_coins,
-)
+from hlstream.common.tape.readers_io import coverage_start_ms, read_tape, tape_coins
 from hlstream.common.timebucket import parse_interval
 from hlstream.rebuild_io import coverage_end
 from hlstream.services.writer.dirlock import writer_running

@@ -197,11 +197,7 @@ def _inexact(
 
 
 def columnar_bars(
-    coin: str,
-    window: Window,
-    frame: pl.DataFrame,
-    covered_from: int | None,
-    seed_close: str | None,
+    coin: str, window: Window, frame: pl.DataFrame, covered_from: int | None, seed_close: str | None
 ) -> ColumnarBars | None:
     """The rows `tape_bars` gives for the records in `frame` (in feed order, `COLUMNS`), with
     the same inexact windows; None when only the per-record path can tell (see the module)."""

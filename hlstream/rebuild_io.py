@@ -29,12 +29,7 @@ from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
 from hlstream.common.tape.format import Record, segment_day
-from hlstream.common.tape.readers_io import (
-    read_span,
-    segment_days,
-    segment_size,
-    tape_coins,
-)
+from hlstream.common.tape.readers_io import read_span, segment_days, segment_size, tape_coins
 from hlstream.common.timebucket import parse_interval
 from hlstream.rebuild import (
     Change,
@@ -82,7 +77,7 @@ def parse_time(text: str, name: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _writer_intervals(settings: Settings) -> set[str]:
+def writer_intervals(settings: Settings) -> set[str]:
     """Intervals a running writer may have open: configured here, or in its status file."""
     status = read_status(settings.run_dir, "writer")
     files = {} if status is None else status.files
@@ -270,7 +265,7 @@ def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) 
     """Rebuild (or check) one file per coin; print a line per file. Exit code."""
     err = sys.stderr
     running = writer_running(settings.data_dir)
-    live = running and request.interval in _writer_intervals(settings)
+    live = running and request.interval in writer_intervals(settings)
     if live and not request.check:
         raise ConfigError(
             f"the running writer appends to the {request.interval} files in "

@@ -12,8 +12,8 @@ from hlstream.common import revisions_io
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.filenames import csv_filename
-from hlstream.common.status_io import read_status
 from hlstream.common.timebucket import format_window
+from hlstream.rebuild_io import writer_intervals
 from hlstream.services.writer.dirlock import writer_running
 from hlstream.verify import plural
 
@@ -35,10 +35,7 @@ def run_repair(settings: Settings, out: TextIO = sys.stdout) -> int:
     )
     with_revisions = [(i, p) for i, p in files if revisions_io.revisions_path(p).exists()]
     if writer_running(settings.data_dir):
-        status = read_status(settings.run_dir, "writer")
-        live = set(settings.intervals) | {
-            f.interval for f in (status.files if status else {}).values()
-        }
+        live = writer_intervals(settings)
         if any(interval in live for interval, _ in with_revisions):
             raise ConfigError(
                 f"the running writer appends to the files in {settings.data_dir}; "

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from hlstream.common import revisions_io
+from hlstream.common import clock, revisions_io
 from hlstream.common.backoff import WeightBudget
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.csvrow import HEADER, Row, parse_row
@@ -36,7 +36,7 @@ from hlstream.services.writer.audit import (
     plan_requests,
 )
 from hlstream.services.writer.candles_io import CandleSource
-from hlstream.verify import plural, revised_findings
+from hlstream.verify import ohlcv_text, plural, revised_findings
 from hlstream.verify_io import read_lines, snapshot_size
 
 AUDIT_SETTLE_MS = 120_000
@@ -110,15 +110,13 @@ def targets(
     """Every existing file of the configured coins and intervals, rows inside [from, to) and
     settled."""
     found = []
+    end = now_ms - AUDIT_SETTLE_MS if to_ms is None else min(to_ms, now_ms - AUDIT_SETTLE_MS)
     for coin in file_coins(settings, err):
         for interval in settings.intervals:
             path = settings.data_dir / csv_filename(coin, interval)
             if not path.exists():
                 continue
             step = parse_interval(interval)
-            end = (
-                now_ms - AUDIT_SETTLE_MS if to_ms is None else min(to_ms, now_ms - AUDIT_SETTLE_MS)
-            )
             rows = [
                 (line, row)
                 for line, row in read_rows(path)
@@ -126,10 +124,6 @@ def targets(
             ]
             found.append(Target(path, coin, interval, rows))
     return found
-
-
-def _values(row: Row | Bar) -> str:
-    return f"{row.open} {row.high} {row.low} {row.close} {row.volume}"
 
 
 def audit_target(target: Target, fetch: Fetch, out: TextIO, tally: Tally) -> Iterator[int]:
@@ -173,7 +167,7 @@ def _compare_rows(
         fields = ",".join(name for name, _, _ in mismatch.fields)
         out.write(
             f"{target.path}:{line}: venue_mismatch: {format_window(row.start_ms)} {fields}: "
-            f"ours {_values(row)} venue {_values(candle)} n={candle.trades}\n"
+            f"ours {ohlcv_text(row)} venue {ohlcv_text(candle)} n={candle.trades}\n"
         )
 
 
@@ -201,7 +195,7 @@ def _compare_minutes(
         tally.mismatched += len(members)
         out.write(
             f"{target.path}:{members[0][0]}: venue_mismatch: minute {format_window(minute_ms)} "
-            f"({len(members)} rows): {'; '.join(audit.problems)}: venue {_values(candle)} "
+            f"({len(members)} rows): {'; '.join(audit.problems)}: venue {ohlcv_text(candle)} "
             f"n={candle.trades}\n"
         )
 
@@ -228,8 +222,7 @@ def run_venue_audit(
     fetch: Fetch | None = None,
 ) -> int:
     """Audit every configured file against the venue; 1 on any mismatch, else 0."""
-    now_ms = int(time.time() * 1000)
-    found = targets(settings, from_ms, to_ms, now_ms, err)
+    found = targets(settings, from_ms, to_ms, clock.now_ms(), err)
     if not found:
         err.write(
             f"hlstream verify --venue: no files of the configured coins in {settings.data_dir}\n"
@@ -275,7 +268,7 @@ def _fetcher(settings: Settings) -> Fetch:
         with_minute,
         StopFlag(),
         event_log("cli"),
-        now_ms=lambda: int(time.time() * 1000),
+        now_ms=clock.now_ms,
         sleep=time.sleep,
         rng=random.Random(),
     )

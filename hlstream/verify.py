@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from hlstream.common.csvrow import HEADER, Row, parse_row
 from hlstream.common.errors import ConfigError, IntegrityError
+from hlstream.common.messages import Bar
 from hlstream.common.revisions import Revision, pending_revisions
 from hlstream.common.timebucket import format_window, parse_interval
 
@@ -44,7 +45,7 @@ def interval_from_filename(name: str) -> tuple[str, int] | None:
         return None
 
 
-def _values(row: Row) -> str:
+def ohlcv_text(row: Row | Bar) -> str:
     return f"{row.open} {row.high} {row.low} {row.close} {row.volume}"
 
 
@@ -61,14 +62,14 @@ def revised_findings(
         Finding(
             first[rev.old.start_ms][0],
             REVISED,
-            f"{format_window(rev.old.start_ms)} {rev.reason}: ours {_values(rev.old)} "
-            f"new {_values(rev.new)} (run hlstream repair)",
+            f"{format_window(rev.old.start_ms)} {rev.reason}: ours {ohlcv_text(rev.old)} "
+            f"new {ohlcv_text(rev.new)} (run hlstream repair)",
         )
         for rev in pending
     ]
 
 
-def _check_values(row: Row, line: int) -> Iterator[Finding]:
+def _checkohlcv_text(row: Row, line: int) -> Iterator[Finding]:
     """low <= open, close <= high; volume >= 0; plain decimals (parse_row checked they parse)."""
     low, high = Decimal(row.low), Decimal(row.high)
     for name, text in (("open", row.open), ("close", row.close)):
@@ -169,7 +170,7 @@ def check_lines(
         if format_window(row.start_ms) != stamp:
             message = f"Datetime {stamp!r} is not %Y-%m-%d %H:%M:%S"
             findings.append(Finding(line, "format", message))
-        findings.extend(_check_values(row, line))
+        findings.extend(_checkohlcv_text(row, line))
         findings.extend(_check_sequence(row, prev, interval_ms, line))
         prev = row if prev is None or row.start_ms > prev.start_ms else prev
     if line == 0:
