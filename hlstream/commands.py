@@ -137,14 +137,14 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
     import msgspec
 
     from hlstream.health_io import gather
-    from hlstream.health_text import format_report
-    from hlstream.relay_health import relay_line
+    from hlstream.health_text import format_report, relay_line
+    from hlstream.services.relay.files_io import read_relay_status
 
     report = gather(settings)
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
     else:
-        relay = relay_line(settings.run_dir, report.now_ms)
+        relay = relay_line(read_relay_status(settings.run_dir), report.now_ms)
         print(format_report(report) + ("" if relay is None else f"\n\n{relay}"))
     return 0 if report.healthy else 1
 

@@ -6,7 +6,7 @@ and field, and why a coin is judged for `no_trade` only after MIN_TRADE_TIMES tr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -15,7 +15,6 @@ from hlstream.common.config import Settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.status import AuditScore, FeedStatus, StageStatus, TradeActivity
 from hlstream.common.timebucket import format_window, parse_interval
-from hlstream.health_audit import total_score
 
 STATUS_STALE_MS = 5_000
 LAG_INTERVALS = 2
@@ -39,6 +38,8 @@ COUNTER_SOURCES = {
     "rows_mismatched": ("writer", "rows_mismatched"),
     "audit_pending": ("writer", "audit_pending"),
 }
+# The writer's audit totals: the text and /metrics show them per file (files.FILE.audit).
+AUDIT_COUNTERS = frozenset({"rows_audited", "rows_mismatched", "audit_pending"})
 
 
 class ProcessInfo(msgspec.Struct, frozen=True):
@@ -230,6 +231,25 @@ def _counters(statuses: Mapping[str, StageStatus | None]) -> Counters:
     malformed = {stage: count(stage, "malformed") for stage in STAGES}
     sources = COUNTER_SOURCES.items()
     return Counters(**{key: count(*source) for key, source in sources}, malformed=malformed)
+
+
+def total_score(scores: Iterable[AuditScore | None]) -> AuditScore | None:
+    """The sum of the files' scores; None when no file has one (the audit is off)."""
+    known = [score for score in scores if score is not None]
+    if not known:
+        return None
+    return AuditScore(
+        audited=sum(score.audited for score in known),
+        matched=sum(score.matched for score in known),
+        mismatched=sum(score.mismatched for score in known),
+        pending=sum(score.pending for score in known),
+        unauditable=sum(score.unauditable for score in known),
+    )
+
+
+def has_activity(score: AuditScore | None) -> bool:
+    """True when the file has rows in any state of the audit."""
+    return score is not None and (score.audited + score.pending + score.unauditable) > 0
 
 
 def no_trade_limit_ms(activity: TradeActivity | None, threshold_ms: int) -> int | None:

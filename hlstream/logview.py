@@ -69,12 +69,8 @@ def is_unreachable(event: str, fields: dict[str, str]) -> bool:
 
 
 class Echo:
-    """Which stage log lines `hlstream run` shows on the terminal, and the notes it adds.
-
-    The logs keep every line; the terminal gets each stage's lines except its `config` line
-    (the front door names the settings once), and while the exchange cannot be reached one
-    note instead of every retry, repeated every STILL_OFFLINE_EVERY_S, until it answers.
-    """
+    """The stage log lines `hlstream run` shows: all but `config`, and while the exchange
+    cannot be reached one note (every STILL_OFFLINE_EVERY_S) instead of every retry."""
 
     def __init__(self, logs: str) -> None:
         self.logs = logs

@@ -16,10 +16,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.health import COUNTER_SOURCES, Report
-from hlstream.health_audit import AUDIT_COUNTERS
+from hlstream.health import AUDIT_COUNTERS, COUNTER_SOURCES, Report
 from hlstream.health_io import gather
-from hlstream.relay_health import relay_gauges
+from hlstream.services.relay.core import RelayStatus
 from hlstream.services.relay.files_io import read_relay_status
 
 METRICS_HOST = "127.0.0.1"
@@ -125,6 +124,25 @@ def families(report: Report) -> list[GaugeMetricFamily | CounterMetricFamily]:
                 counter.add_metric([file.coin, file.interval], getattr(file.audit, field))
         out.append(counter)
     return out
+
+
+def relay_gauges(status: RelayStatus | None) -> dict[str, float]:
+    """Gauge name -> value for `/metrics` ({} when no relay has run)."""
+    if status is None:
+        return {}
+    return {
+        "hlstream_relay_nats_connected": float(status.nats.connected),
+        "hlstream_relay_postgres_connected": float(status.postgres.connected),
+        "hlstream_relay_lag_seconds": status.lag_s,
+        "hlstream_relay_lag_trades": float(status.lag_trades),
+        "hlstream_relay_lag_bytes": float(status.lag_bytes),
+        "hlstream_relay_published_total": float(status.published),
+        "hlstream_relay_duplicates_total": float(status.duplicates),
+        "hlstream_relay_skipped_total": float(status.skipped),
+        "hlstream_relay_bars_published_total": float(status.bars_published),
+        "hlstream_relay_bars_upserted_total": float(status.bars_upserted),
+        "hlstream_relay_errors_total": float(status.errors),
+    }
 
 
 class HealthCollector(Collector):

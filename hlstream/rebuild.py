@@ -55,12 +55,9 @@ def tape_bars(
     covered_from: int | None,
     seed_close: str | None,
 ) -> TapeBars:
-    """Bars of `coin` for every window in `window` from the tape's `records`.
-
-    `covered_from`: when the tape starts covering the coin (`coverage_start`), None if empty.
-    `seed_close`: the close before `window.from_ms`, so the first windows can be carried
-    forward; without it the bars start at the window of the first trade.
-    """
+    """Bars of `coin` for every window in `window` from the tape's `records`; `covered_from`:
+    where the tape starts covering the coin; `seed_close`: the close before `from_ms` (without
+    it, the bars start at the first trade's window)."""
     state = new_state((coin,), {window.interval: window.interval_ms}, 0, window.from_ms)
     state.joined_by_coin[coin] = window.to_ms if covered_from is None else covered_from
     series = state.series[(coin, window.interval)]
@@ -275,10 +272,9 @@ def _unsettled_holes(rows: list[tuple[int, int, Row]], interval_ms: int) -> Iter
 
 
 def compare(file: FileLines, rebuilt: list[Row], inexact: set[int], interval_ms: int) -> Comparison:
-    """Every defect of `file` against the tape's `rebuilt` rows (consecutive windows, of which
-    `inexact` the tape cannot vouch for), and the rows a rebuild writes: the tape's inside its
-    range unless inexact where the file has rows; outside, the file's (identical copies of a
-    window become one). A torn last line is cut; rows are put in window order."""
+    """Every defect of `file` against the tape's `rebuilt` rows, and the rows a rebuild writes,
+    in window order: the tape's inside its range unless `inexact` where the file has rows;
+    outside, the file's (identical copies become one). A torn last line is cut."""
     by_start: dict[int, list[FileRow]] = {}
     for item in file.rows:
         by_start.setdefault(item.row.start_ms, []).append(item)

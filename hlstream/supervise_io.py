@@ -233,9 +233,8 @@ def _config_failure(settings: Settings) -> str | None:
 
 def run_foreground(settings: Settings, env: dict[str, str]) -> int:
     """Run supervisord in the foreground, echoing the stage logs, until Ctrl-C/SIGTERM or a
-    stage stops on a configuration error (exit 78); return the exit code. One SIGTERM goes to
-    supervisord (it stops the stages in order); further signals only get a note.
-    supervisord has PR_SET_PDEATHSIG: it stops the stages even if this process is SIGKILLed."""
+    stage stops on a configuration error (exit 78). One SIGTERM goes to supervisord, which
+    stops the stages in order, even if this process is SIGKILLed (PR_SET_PDEATHSIG)."""
     refuse_if_running(settings)
     logs = _prepare_logs(settings)
     stop = StopFlag().install()

@@ -231,8 +231,7 @@ def nats_prefixes(kind: str, coins: list[str], interval: str | None) -> list[str
 
 
 def run_nats_tap(settings: Settings, url: str, request: TapRequest) -> int:
-    """`run_tap` reading the relay's JetStream streams at `url` (any host) instead of the bus;
-    credentials are the relay's settings and secrets."""
+    """`run_tap` on the relay's JetStream streams at `url`, with the relay's credentials."""
     kind, coins, interval = request.kind, request.coins, request.interval
     if kind not in NATS_KINDS:
         kinds = ", ".join(NATS_KINDS)

@@ -107,8 +107,7 @@ def file_coins(settings: Settings, err: TextIO) -> tuple[str, ...]:
 def targets(
     settings: Settings, from_ms: int | None, to_ms: int | None, now_ms: int, err: TextIO
 ) -> list[Target]:
-    """Every existing file of the configured coins and intervals, rows inside [from, to) and
-    settled."""
+    """Every existing file of the configured coins and intervals, with its settled rows."""
     found = []
     end = now_ms - AUDIT_SETTLE_MS if to_ms is None else min(to_ms, now_ms - AUDIT_SETTLE_MS)
     for coin in file_coins(settings, err):

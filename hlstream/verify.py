@@ -122,10 +122,9 @@ def check_lines(
     journal: str = "",
     revisions: Sequence[Revision] = (),
 ) -> tuple[list[Finding], int]:
-    """All findings for a file given as lines of bytes (each with its `\\n`; only a torn last
-    line lacks it), and how many rows parsed. `inexact`: the rows the writer recorded as not
-    exact (window start -> reason) in the file `journal`; each is a finding at its row.
-    `revisions`: the file's recorded revisions; each still pending is a `revised` finding."""
+    """All findings for a file's lines of bytes, and how many rows parsed. `inexact`: rows the
+    writer recorded as not exact (start -> reason) in `journal`; each is a finding, as is each
+    pending one of `revisions`."""
     inexact = inexact or {}
     revised = {rev.old.start_ms for rev in revisions}
     revised_rows: list[tuple[int, Row]] = []  # (line, row) of the rows revisions name
