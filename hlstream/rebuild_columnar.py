@@ -21,16 +21,7 @@ from hlstream.rebuild import LATE_SLACK_MS, Window
 from hlstream.services.aggregator.core import ZERO_VOLUME
 
 COLUMNS = ("kind", "coin", "ts_ms", "price", "size", "to_ms")  # a gap's `ts_ms` is its start
-SCHEMA = pl.Schema(
-    {
-        "kind": pl.String,
-        "coin": pl.String,
-        "ts_ms": pl.Int64,
-        "price": pl.String,
-        "size": pl.String,
-        "to_ms": pl.Int64,
-    }
-)
+SCHEMA = pl.Schema({name: pl.Int64 if name.endswith("_ms") else pl.String for name in COLUMNS})
 DIGITS = 28  # significant digits of Python's default decimal context (the per-record path)
 PRECISION = 38  # polars decimals hold 38 digits
 _DECIMAL_RE = r"^[0-9]{1,32}(\.[0-9]{1,32})?$"  # is_positive_decimal, bar the non-zero test

@@ -7,7 +7,6 @@ the tape settles is replaced atomically under its `flock(LOCK_EX)`, any other is
 from __future__ import annotations
 
 import fcntl
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from hlstream.rebuild import (
 from hlstream.services.writer.core import row_of
 from hlstream.services.writer.dirlock import writer_running
 from hlstream.verify import Finding, plural
-from hlstream.verify_io import read_lines, snapshot_size
+from hlstream.verify_io import snapshot_lines
 
 STATUS_FRESH_MS = 10_000  # ingest writes its status every second; older is not trusted
 
@@ -98,18 +97,11 @@ def coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
 
 
 def _read_body(path: Path) -> FileLines:
-    """The rows of an existing CSV as read (up to its size under a brief `LOCK_SH`, as
-    `verify` reads); refuses a foreign file."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        lines = read_lines(fd, snapshot_size(fd))
-        if next(lines, b"") != HEADER_LINE.encode():
-            raise IntegrityError(
-                f"{path} does not start with {HEADER_LINE.strip()!r}; not touching it"
-            )
-        return parse_lines(lines)
-    finally:
-        os.close(fd)
+    """The rows of an existing CSV as `verify` reads them; refuses a foreign file."""
+    lines = snapshot_lines(path)
+    if next(lines, b"") != HEADER_LINE.encode():
+        raise IntegrityError(f"{path} does not start with {HEADER_LINE.strip()!r}; not touching it")
+    return parse_lines(lines)
 
 
 def _replace(path: Path, rows: list[Row]) -> None:

@@ -37,7 +37,7 @@ from hlstream.services.writer.audit import (
 )
 from hlstream.services.writer.candles_io import CandleSource
 from hlstream.verify import ohlcv_text, plural, revised_findings
-from hlstream.verify_io import read_lines, snapshot_size
+from hlstream.verify_io import snapshot_lines
 
 AUDIT_SETTLE_MS = 120_000
 AUDIT_WEIGHT_SHARE = 0.5  # of the venue's 1200 a minute; the writer keeps the rest
@@ -66,18 +66,16 @@ class Tally:
 
 def read_rows(path: Path) -> list[tuple[int, Row]]:
     """(line number, row) of every data row, read under a brief shared lock."""
-    with path.open("rb") as handle:
-        fd = handle.fileno()
-        rows = []
-        for number, raw in enumerate(read_lines(fd, snapshot_size(fd)), start=1):
-            line = raw.decode("utf-8", "replace")
-            if number == 1 and line.rstrip("\n") == HEADER or not line.endswith("\n"):
-                continue
-            try:
-                rows.append((number, parse_row(line)))
-            except IntegrityError:
-                continue  # `hlstream verify` reports malformed rows
-        return rows
+    rows = []
+    for number, raw in enumerate(snapshot_lines(path), start=1):
+        line = raw.decode("utf-8", "replace")
+        if number == 1 and line.rstrip("\n") == HEADER or not line.endswith("\n"):
+            continue
+        try:
+            rows.append((number, parse_row(line)))
+        except IntegrityError:
+            continue  # `hlstream verify` reports malformed rows
+    return rows
 
 
 def file_coins(settings: Settings, err: TextIO) -> tuple[str, ...]:

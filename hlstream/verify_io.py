@@ -56,6 +56,15 @@ def read_lines(fd: int, size: int) -> Iterator[bytes]:
         yield tail
 
 
+def snapshot_lines(path: Path) -> Iterator[bytes]:
+    """`read_lines` of `path` up to its `snapshot_size`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield from read_lines(fd, snapshot_size(fd))
+    finally:
+        os.close(fd)
+
+
 def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding], int]:
     """Findings and parsed row count for one file (an unreadable file is one finding)."""
     findings: list[Finding] = []
