@@ -38,8 +38,9 @@ COUNTER_SOURCES = {
     "rows_mismatched": ("writer", "rows_mismatched"),
     "audit_pending": ("writer", "audit_pending"),
 }
-# The writer's audit totals: the text and /metrics show them per file (files.FILE.audit).
-AUDIT_COUNTERS = frozenset({"rows_audited", "rows_mismatched", "audit_pending"})
+# The counters shown as totals: the writer's audit totals are shown per file (FILE.audit).
+_AUDIT_TOTALS = ("rows_audited", "rows_mismatched", "audit_pending")
+TOTAL_COUNTERS = [key for key in COUNTER_SOURCES if key not in _AUDIT_TOTALS]
 
 
 class ProcessInfo(msgspec.Struct, frozen=True):

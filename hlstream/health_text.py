@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hlstream import STAGES
 from hlstream.common.status import AuditScore
-from hlstream.health import AUDIT_COUNTERS, COUNTER_SOURCES, Report, has_activity
+from hlstream.health import TOTAL_COUNTERS, Report, has_activity
 from hlstream.services.relay.core import RelayStatus, SinkStatus
 from hlstream.verify import plural
 
@@ -90,11 +90,7 @@ def format_report(report: Report) -> str:
             )
     lines += audit_lines(report)
     counters = report.counters
-    pairs = [
-        f"{key}={_show(getattr(counters, key))}"
-        for key in COUNTER_SOURCES
-        if key not in AUDIT_COUNTERS  # the AUDIT table shows them, per file
-    ]
+    pairs = [f"{key}={_show(getattr(counters, key))}" for key in TOTAL_COUNTERS]
     pairs.append("malformed=" + "/".join(_show(counters.malformed[name]) for name in STAGES))
     lines += ["", "counters (since each stage started): " + " ".join(pairs)]
     if report.inexact_rows:

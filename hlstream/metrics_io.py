@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.health import AUDIT_COUNTERS, COUNTER_SOURCES, Report
+from hlstream.health import TOTAL_COUNTERS, Report
 from hlstream.health_io import gather
 from hlstream.services.relay.core import RelayStatus
 from hlstream.services.relay.files_io import read_relay_status
@@ -58,8 +58,7 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "file_lagging": ("1 when the file is more than 2 intervals + grace behind", _FILE),
     **{
         key: (f"{key.replace('_', ' ')} since the reporting stage started", ())
-        for key in COUNTER_SOURCES
-        if key not in AUDIT_COUNTERS
+        for key in TOTAL_COUNTERS
     },
     "malformed_frames": ("malformed frames dropped since the stage started", ("stage",)),
     "audit_pending": ("rows of the file written and waiting for their venue audit", _AUDIT),
@@ -97,11 +96,7 @@ def _samples(report: Report) -> dict[str, Samples]:
             for name, f in files
         ],
         "file_lagging": [((name, f.coin, f.interval), f.lagging) for name, f in files],
-        **{
-            key: [((), getattr(counters, key))]
-            for key in COUNTER_SOURCES
-            if key not in AUDIT_COUNTERS
-        },
+        **{key: [((), getattr(counters, key))] for key in TOTAL_COUNTERS},
         "malformed_frames": [((stage,), value) for stage, value in counters.malformed.items()],
         "audit_pending": [((f.coin, f.interval), f.audit.pending) for _, f in files if f.audit],
     }
