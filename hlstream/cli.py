@@ -76,14 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", "run the fake exchange + pipeline (5s,1m bars in ./demo-data); Ctrl-C stops"),
         ("metrics", "serve Prometheus metrics on 127.0.0.1:metrics_port until Ctrl-C"),
     ):
-        add_config_flags(_command(subparsers, name, help_text), listed=False)
+        _command(subparsers, name, help_text)
     restart = _command(subparsers, "restart", "restart one stage (or all)")
     restart.add_argument("stage", choices=_STAGE_CHOICES)
-    add_config_flags(restart, listed=False)
 
     status = _command(subparsers, "status", "stage states and pipeline health (exit 1 if bad)")
     status.add_argument("--json", action="store_true", help="one JSON object for scripts")
-    add_config_flags(status, listed=False)
 
     tap = _command(subparsers, "tap", "print live bus messages, one line each")
     tap.add_argument("kind", choices=KINDS)
@@ -102,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     tap.add_argument(
         "--nats", metavar="URL", help="read the relay's JetStream streams (any host) at URL"
     )
-    add_config_flags(tap, listed=False)
 
     backfill = _command(
         subparsers,
@@ -110,7 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
         "one-shot REST backfill of --coins x --intervals (safe while running)",
     )
     backfill.add_argument("--hours", type=float, help="how far back (default backfill_hours)")
-    add_config_flags(backfill, listed=False)
 
     verify = _command(subparsers, "verify", "check CSV files; exit 1 on any defect")
     verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
@@ -120,9 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--from", dest="from_time", help="with --venue: UTC time or epoch ms")
     verify.add_argument("--to", dest="to_time", help="with --venue: UTC time or epoch ms")
-    add_config_flags(verify, listed=False)
-    repair = _command(subparsers, "repair", "apply pending revisions of --coins x --intervals")
-    add_config_flags(repair, listed=False)
+    _command(subparsers, "repair", "apply pending revisions of --coins x --intervals")
     rebuild = _command(
         subparsers,
         "rebuild",
@@ -136,7 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument(
         "--check", action="store_true", help="change nothing; list rows that differ (exit 1)"
     )
-    add_config_flags(rebuild, listed=False)
     compact = _command(
         subparsers,
         "compact",
@@ -145,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument(
         "--today", help="count closed days back from this UTC day, not a later one (YYYY-MM-DD)"
     )
-    add_config_flags(compact, listed=False)
     export = _command(
         subparsers,
         "export",
@@ -158,12 +150,30 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--interval", help="of the bars (required for bars)")
     export.add_argument("--format", dest="fmt", choices=["parquet", "csv"], default="parquet")
     export.add_argument("--out", type=Path, required=True, help="file to write")
-    add_config_flags(export, listed=False)
     keygen = subparsers.add_parser("curve-keygen", help="write a CURVE server secret key file")
     keygen.add_argument("path", type=Path, help="file to create (mode 0600)")
     helper = subparsers.add_parser("help", help="`hlstream help settings`: every setting explained")
     helper.add_argument("topic", nargs="?", choices=["settings"], help="what to explain")
+    for name, command in subparsers.choices.items():
+        if name not in ("curve-keygen", "help"):
+            add_config_flags(command, listed=False)
     return parser
+
+
+_STANDALONE = {
+    "curve-keygen": commands.curve_keygen,
+    "demo": commands.demo,
+    "backfill": commands.backfill,
+}
+_WITH_SETTINGS = {
+    "verify": commands.verify,
+    "rebuild": commands.rebuild,
+    "repair": commands.repair,
+    "compact": commands.compact,
+    "export": commands.export,
+    "tap": commands.tap,
+    "status": commands.status,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,62 +200,13 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from hlstream import supervise_io
 
-    if args.command == "curve-keygen":
-        return commands.curve_keygen(args.path)
-    if args.command == "demo":
-        return commands.demo(args)
-    if args.command == "backfill":
-        return commands.backfill(args)
+    if args.command in _STANDALONE:
+        return _STANDALONE[args.command](args)
     settings = load_settings(args)
-    running_aware = (
-        "verify",
-        "tap",
-        "status",
-        "rebuild",
-        "repair",
-        "compact",
-        "export",
-        "stop",
-        "restart",
-    )
-    if args.command in running_aware:
+    if args.command not in ("run", "start", "metrics"):  # finds a running demo
         settings = commands.running_instance(args, settings)
-    if args.command == "verify":
-        return commands.verify(args, settings)
-    if args.command == "rebuild":
-        return commands.rebuild(args, settings)
-    if args.command == "repair":
-        from hlstream.repair_io import run_repair
-
-        return run_repair(settings)
-    if args.command == "compact":
-        return commands.compact(settings, args.today)
-    if args.command == "export":
-        return commands.export(args, settings)
-    if args.command == "tap":
-        from hlstream.tapcmd_io import run_nats_tap, run_tap
-
-        if args.nats:
-            from hlstream.common.clock import now_ms
-
-            since_ms = None if args.since is None else now_ms() - args.since
-            return run_nats_tap(
-                settings, args.nats, args.kind, args.coin_list, interval=args.interval,
-                as_json=args.json, count=args.count, timeout_s=args.timeout, since_ms=since_ms,
-            )  # fmt: skip
-        since_ms = None if args.since is None else commands.since_ms(args, settings)
-        return run_tap(
-            settings,
-            args.kind,
-            args.coin_list,
-            interval=args.interval,
-            as_json=args.json,
-            count=args.count,
-            timeout_s=args.timeout,
-            since_ms=since_ms,
-        )
-    if args.command == "status":
-        return commands.status(args, settings)
+    if args.command in _WITH_SETTINGS:
+        return _WITH_SETTINGS[args.command](args, settings)
     if args.command == "metrics":
         if not settings.metrics_port:
             raise ConfigError("setting metrics_port: set a port (e.g. --metrics-port 9108)")

@@ -1,6 +1,4 @@
-"""What each `hlstream` command does (hlstream/cli.py parses and dispatches): the pipeline's
-front door around supervise_io, status, verify, rebuild, compact, export, backfill and the
-demo, and the checks that find the running instance."""
+"""What each `hlstream` command does (hlstream/cli.py parses and dispatches)."""
 
 from __future__ import annotations
 
@@ -30,10 +28,11 @@ def flag_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def curve_keygen(path: Path) -> int:
+def curve_keygen(args: argparse.Namespace) -> int:
     """Create a secret key file for `curve_secret_file` and print the public key for taps."""
     import zmq
 
+    path = args.path
     public, secret = zmq.curve_keypair()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -45,17 +44,23 @@ def curve_keygen(path: Path) -> int:
     return 0
 
 
-def since_ms(args: argparse.Namespace, settings: Settings) -> int:
-    """`tap trades --since`: when the catch-up starts; the coins default to the configured."""
+def tap(args: argparse.Namespace, settings: Settings) -> int:
+    """`hlstream tap`: the bus, or with `--nats` the relay's JetStream streams."""
     from hlstream.common.clock import now_ms
+    from hlstream.tapcmd_io import TapRequest, run_nats_tap, run_tap
 
-    if args.kind != "trades":
-        raise ConfigError("--since: only `hlstream tap trades` can catch up from the tape")
-    args.coin_list = args.coin_list or list(settings.coins)
-    unknown = [coin for coin in args.coin_list if coin not in settings.coins]
-    if unknown and settings.coins != (ALL_COINS,):
-        raise ConfigError(f"--since: {', '.join(unknown)} not in setting coins")
-    return int(now_ms() - args.since)
+    if args.since is not None and not args.nats:  # a catch-up from the tape
+        if args.kind != "trades":
+            raise ConfigError("--since: only `hlstream tap trades` can catch up from the tape")
+        args.coin_list = args.coin_list or list(settings.coins)
+        unknown = [coin for coin in args.coin_list if coin not in settings.coins]
+        if unknown and settings.coins != (ALL_COINS,):
+            raise ConfigError(f"--since: {', '.join(unknown)} not in setting coins")
+    since_ms = None if args.since is None else int(now_ms() - args.since)
+    request = TapRequest(
+        args.kind, args.coin_list, args.interval, args.json, args.count, args.timeout, since_ms
+    )
+    return run_nats_tap(settings, args.nats, request) if args.nats else run_tap(settings, request)
 
 
 def running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -132,14 +137,14 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
     import msgspec
 
     from hlstream.health_io import gather
-    from hlstream.health_text import format_report
-    from hlstream.relay_health import relay_line
+    from hlstream.health_text import format_report, relay_line
+    from hlstream.services.relay.files_io import read_relay_status
 
     report = gather(settings)
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
     else:
-        relay = relay_line(settings.run_dir, report.now_ms)
+        relay = relay_line(read_relay_status(settings.run_dir), report.now_ms)
         print(format_report(report) + ("" if relay is None else f"\n\n{relay}"))
     return 0 if report.healthy else 1
 
@@ -162,7 +167,13 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
     return run_verify(files, args.interval)
 
 
-def compact(settings: Settings, today: str | None) -> int:
+def repair(args: argparse.Namespace, settings: Settings) -> int:
+    from hlstream.repair_io import run_repair
+
+    return run_repair(settings)
+
+
+def compact(args: argparse.Namespace, settings: Settings) -> int:
     from hlstream.common.clock import now_ms
     from hlstream.common.errors import IntegrityError
     from hlstream.common.log import EventLog
@@ -170,9 +181,9 @@ def compact(settings: Settings, today: str | None) -> int:
     from hlstream.common.tape.format import check_day, segment_day
 
     day = segment_day(now_ms())
-    if today is not None:
+    if args.today is not None:
         try:
-            day = min(day, check_day(today).isoformat())  # a later day would close open ones
+            day = min(day, check_day(args.today).isoformat())  # a later day would close open ones
         except ValueError as exc:
             raise ConfigError(f"--today: {exc}") from None
     try:

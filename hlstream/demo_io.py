@@ -1,16 +1,8 @@
 """`hlstream demo`: the fake exchange (`python -m hlstream.sim`) plus the pipeline, no internet.
 
-Starts the simulator as a child in its own session (so Ctrl-C reaches only us), reads the
-`ws_url=... info_url=...` line it prints once it listens, then runs the pipeline exactly as
-`hlstream run` does with 5s and 1m bars into ./demo-data (run dir ./demo-run). Ctrl-C or
-SIGTERM stops the pipeline first, then the simulator. The venue audit settles 5 s instead of
-minutes: the simulator serves each candle whole as soon as its window ends, so `hlstream
-status` shows the audit's score within the demo's first minutes.
-
 Every run starts from empty demo dirs: the simulator makes up a new price history each time,
-and a tape, checkpoint or CSV file of an earlier run would mix two histories (late trades,
-rows the tape contradicts). Only a dir the demo made (it holds DEMO_MARKER) or the default
-one is emptied; any other dir that holds files is refused.
+and files of an earlier run would mix two histories. Only a dir the demo made (it holds
+DEMO_MARKER) or the default one is emptied; any other dir that holds files is refused.
 """
 
 from __future__ import annotations
@@ -34,7 +26,7 @@ DEMO_DEFAULTS = {
     "data_dir": "./demo-data",
     "run_dir": "./demo-run",
     "backfill_hours": "1",
-    "audit_settle_seconds": "5",
+    "audit_settle_seconds": "5",  # the simulator serves each candle whole when it ends
 }
 SIM_START_TIMEOUT_S = 15.0
 SIM_POLL_S = 0.2
@@ -52,10 +44,7 @@ def apply_demo_defaults(args: argparse.Namespace, ws_url: str, info_url: str) ->
 
 
 def reset_demo_dirs(settings: Settings) -> None:
-    """Empty the demo's data and run dirs (see the module docstring) and mark them as the demo's.
-
-    The caller has made sure no pipeline runs on them.
-    """
+    """Empty the demo's data and run dirs (no pipeline runs on them) and mark them the demo's."""
     defaults = {Path(DEMO_DEFAULTS[name]).resolve() for name in ("data_dir", "run_dir")}
     for name, path in (("data_dir", settings.data_dir), ("run_dir", settings.run_dir)):
         if not path.is_dir():

@@ -1,12 +1,7 @@
-"""`hlstream export trades|bars --coins .. --from T --to T [--interval I] --format parquet|csv
---out PATH`: one file of the trades (from the tape, CSV or compacted days) or bars (from the
-bar CSV files) of the coins in [from, to), for research. Prices, sizes and OHLCV stay their
-exact decimal text.
-
-Never less than asked: when the tape does not cover the range whole (it starts later, was
-pruned, ends before `to`, or holds a gap marker inside it), or a bar file has no row for a
-window at either end, it says which and exits 1 without writing. The file is written
-atomically (temp, fsync, rename).
+"""`hlstream export trades|bars`: one Parquet or CSV file of the trades (from the tape) or bars
+(from the bar files) of the coins in [from, to), decimals as their exact text. Never less than
+asked: when the tape or a bar file does not hold the range whole, it says which and exits 1
+without writing; the file is written atomically.
 """
 
 from __future__ import annotations
@@ -26,11 +21,7 @@ from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.messages import Gap
-from hlstream.common.tape.readers_io import (
-    coverage_start_ms,
-    read_tape,
-    tape_coins,
-)
+from hlstream.common.tape.readers_io import coverage_start_ms, read_tape, tape_coins
 from hlstream.common.timebucket import parse_interval
 from hlstream.rebuild_io import coverage_end
 from hlstream.services.writer.dirlock import writer_running

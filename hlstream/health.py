@@ -1,22 +1,12 @@
 """Pipeline health (pure): one typed `Report` from supervisord's process table, the stages'
-status files, the settings and `now_ms`. `hlstream status`, `status --json` and the
-Prometheus exporter all read it; every field and cause is in docs/status.md.
-
-The pipeline is unhealthy when any cause holds; each is one `Problem` with a stable code:
-`supervisord_down`, `stage_not_running`, `status_missing`, `status_stale` (older than
-`STATUS_STALE_MS`), `file_lagging` (last row ended more than `LAG_INTERVALS` intervals +
-grace ago; with no row, the writer has been up that long), `file_refused`,
-`ingest_disconnected`, `no_trade` (judged only while connected) and `rest_failing`.
-A coin is judged for `no_trade` only with at least `MIN_TRADE_TIMES` distinct trade times
-in the window ingest holds, and flagged after `TRADE_GAP_FACTOR` of its mean gaps (at least
-`health_no_trade_seconds`) without a trade: a Poisson coin stays silent that long with
-probability e^-20, while bursty, thin coins stay below the minimum. Silence counts from the
-later of its last trade and the connection's start.
+status files, the settings and `now_ms`; `hlstream status`, `--json` and /metrics read it.
+Each cause of `unhealthy` is a `Problem` with a stable code; docs/status.md lists every cause
+and field, and why a coin is judged for `no_trade` only after MIN_TRADE_TIMES trade times.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -25,7 +15,6 @@ from hlstream.common.config import Settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.status import AuditScore, FeedStatus, StageStatus, TradeActivity
 from hlstream.common.timebucket import format_window, parse_interval
-from hlstream.health_audit import total_score
 
 STATUS_STALE_MS = 5_000
 LAG_INTERVALS = 2
@@ -49,6 +38,9 @@ COUNTER_SOURCES = {
     "rows_mismatched": ("writer", "rows_mismatched"),
     "audit_pending": ("writer", "audit_pending"),
 }
+# The counters shown as totals: the writer's audit totals are shown per file (FILE.audit).
+_AUDIT_TOTALS = ("rows_audited", "rows_mismatched", "audit_pending")
+TOTAL_COUNTERS = [key for key in COUNTER_SOURCES if key not in _AUDIT_TOTALS]
 
 
 class ProcessInfo(msgspec.Struct, frozen=True):
@@ -242,6 +234,25 @@ def _counters(statuses: Mapping[str, StageStatus | None]) -> Counters:
     return Counters(**{key: count(*source) for key, source in sources}, malformed=malformed)
 
 
+def total_score(scores: Iterable[AuditScore | None]) -> AuditScore | None:
+    """The sum of the files' scores; None when no file has one (the audit is off)."""
+    known = [score for score in scores if score is not None]
+    if not known:
+        return None
+    return AuditScore(
+        audited=sum(score.audited for score in known),
+        matched=sum(score.matched for score in known),
+        mismatched=sum(score.mismatched for score in known),
+        pending=sum(score.pending for score in known),
+        unauditable=sum(score.unauditable for score in known),
+    )
+
+
+def has_activity(score: AuditScore | None) -> bool:
+    """True when the file has rows in any state of the audit."""
+    return score is not None and (score.audited + score.pending + score.unauditable) > 0
+
+
 def no_trade_limit_ms(activity: TradeActivity | None, threshold_ms: int) -> int | None:
     """How long `activity`'s coin may go without a trade; None when it trades too rarely."""
     if activity is None or activity.times < MIN_TRADE_TIMES:
@@ -306,13 +317,12 @@ def _rest(
 def _coins(feed: FeedStatus | None, settings: Settings, now_ms: int) -> dict[str, CoinHealth]:
     """The coins ingest reports (the running config), else this command's configured coins."""
     last_trades = {} if feed is None else feed.last_trade_ms
+    activity = {} if feed is None else feed.activity
     threshold_ms = int(settings.health_no_trade_seconds * 1000)
     out = {}
     for coin in list(last_trades) or list(settings.coins):
         ts_ms = last_trades.get(coin)
-        limit_ms = (
-            None if feed is None else no_trade_limit_ms(feed.activity.get(coin), threshold_ms)
-        )
+        limit_ms = no_trade_limit_ms(activity.get(coin), threshold_ms)
         limit_s = None if limit_ms is None else limit_ms / 1000
         out[coin] = CoinHealth(ts_ms, _age_s(now_ms, ts_ms), limit_s)
     return out

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from hlstream import STAGES
 from hlstream.common.status import AuditScore
-from hlstream.health import COUNTER_SOURCES, Report
-from hlstream.health_audit import AUDIT_COUNTERS, has_activity
+from hlstream.health import TOTAL_COUNTERS, Report, has_activity
+from hlstream.services.relay.core import RelayStatus, SinkStatus
 from hlstream.verify import plural
 
+RELAY_STALE_S = 10.0  # a relay heartbeat older than this: the relay is not running
 AUDIT_FILES_SHOWN = 20  # more files with audit activity: only those with findings are listed
 _AUDIT_COLUMNS = ("AUDITED", "MATCHED", "MISMATCHED", "PENDING", "UNAUDITABLE")
 
@@ -89,11 +90,7 @@ def format_report(report: Report) -> str:
             )
     lines += audit_lines(report)
     counters = report.counters
-    pairs = [
-        f"{key}={_show(getattr(counters, key))}"
-        for key in COUNTER_SOURCES
-        if key not in AUDIT_COUNTERS  # the AUDIT table shows them, per file
-    ]
+    pairs = [f"{key}={_show(getattr(counters, key))}" for key in TOTAL_COUNTERS]
     pairs.append("malformed=" + "/".join(_show(counters.malformed[name]) for name in STAGES))
     lines += ["", "counters (since each stage started): " + " ".join(pairs)]
     if report.inexact_rows:
@@ -109,3 +106,27 @@ def format_report(report: Report) -> str:
                 f"{rest.failures} failed requests, last: {rest.last_error}"
             )
     return "\n".join(lines)
+
+
+def _sink(name: str, sink: SinkStatus) -> str:
+    if not sink.configured:
+        return ""
+    state = "connected" if sink.connected else f"DOWN ({sink.last_error or 'connecting'})"
+    return f"{name} {state}"
+
+
+def relay_line(status: RelayStatus | None, now_ms: int) -> str | None:
+    """`relay: nats connected, postgres DOWN (...); lag 0.1 s / 12 trades; published ...`."""
+    if status is None:
+        return None
+    sinks = ", ".join(
+        s for s in (_sink("nats", status.nats), _sink("postgres", status.postgres)) if s
+    )
+    age_s = (now_ms - status.ts_ms) / 1000
+    stale = f" STALE ({age_s:.0f} s old)" if age_s > RELAY_STALE_S else ""
+    return (
+        f"relay: {sinks}{stale}; lag {status.lag_s:.1f} s / {status.lag_trades} trades"
+        f" / {status.lag_bytes} bytes; published {status.published}, server-dropped duplicates"
+        f" {status.duplicates}, found in stream {status.skipped}; bars {status.bars_published}"
+        f" to NATS, {status.bars_upserted} to Postgres; errors {status.errors}"
+    )

@@ -1,8 +1,5 @@
-"""What `hlstream run` makes of the stages' log lines (pure: text in, text out).
-
-A stage logs one event per line, `... LEVEL event=NAME key=value ...` (values with spaces are
-JSON strings) or one JSON object when `log_json` is on; both read the same here.
-"""
+"""What `hlstream run` makes of the stages' log lines (pure: text in, text out); key=value
+lines and JSON lines (`log_json`) read the same."""
 
 from __future__ import annotations
 
@@ -72,12 +69,8 @@ def is_unreachable(event: str, fields: dict[str, str]) -> bool:
 
 
 class Echo:
-    """Which stage log lines `hlstream run` shows on the terminal, and the notes it adds.
-
-    The logs keep every line; the terminal gets each stage's lines except its `config` line
-    (the front door names the settings once), and while the exchange cannot be reached one
-    note instead of every retry, repeated every STILL_OFFLINE_EVERY_S, until it answers.
-    """
+    """The stage log lines `hlstream run` shows: all but `config`, and while the exchange
+    cannot be reached one note (every STILL_OFFLINE_EVERY_S) instead of every retry."""
 
     def __init__(self, logs: str) -> None:
         self.logs = logs

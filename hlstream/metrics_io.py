@@ -1,17 +1,8 @@
-"""Prometheus exporter: serves the `hlstream status` figures as gauges on 127.0.0.1:PORT.
+"""Prometheus exporter: the `hlstream status` figures as metrics on 127.0.0.1:metrics_port.
 
-`hlstream_healthy` is the verdict and `hlstream_unhealthy_cause{cause}` counts each cause's
-problems by code (docs/status.md), so an alert can name why. The venue audit's score is per
-file (labels `coin`, `interval`): `hlstream_rows_audited_total` and
-`hlstream_rows_mismatched_total` are counters (the writer's audit ledger survives its
-restarts), `hlstream_audit_pending` a gauge. prometheus_client escapes label values (`\\`,
-`"`, newline), so any coin name is a valid label.
-
-Off by default (`metrics_port = 0`). `hlstream run` starts it in its own process when the
-port is set; `hlstream metrics` runs it alone (e.g. next to `hlstream start`). Every scrape
-re-reads supervisord's process table and the status files, so the exporter holds no state
-and cannot drift from `hlstream status`. Counters from status files restart from zero when
-their stage restarts, so they are exported as gauges.
+Every scrape re-reads supervisord and the status files, so the exporter holds no state and
+cannot drift from `hlstream status`. Stage counters restart with their stage, so they are
+gauges; the venue audit's per-file scores survive writer restarts, so they are counters.
 """
 
 from __future__ import annotations
@@ -25,10 +16,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from hlstream.common.config import Settings
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.health import COUNTER_SOURCES, Report
-from hlstream.health_audit import AUDIT_COUNTERS
+from hlstream.health import TOTAL_COUNTERS, Report
 from hlstream.health_io import gather
-from hlstream.relay_health import relay_gauges
+from hlstream.services.relay.core import RelayStatus
 from hlstream.services.relay.files_io import read_relay_status
 
 METRICS_HOST = "127.0.0.1"
@@ -68,8 +58,7 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "file_lagging": ("1 when the file is more than 2 intervals + grace behind", _FILE),
     **{
         key: (f"{key.replace('_', ' ')} since the reporting stage started", ())
-        for key in COUNTER_SOURCES
-        if key not in AUDIT_COUNTERS
+        for key in TOTAL_COUNTERS
     },
     "malformed_frames": ("malformed frames dropped since the stage started", ("stage",)),
     "audit_pending": ("rows of the file written and waiting for their venue audit", _AUDIT),
@@ -107,11 +96,7 @@ def _samples(report: Report) -> dict[str, Samples]:
             for name, f in files
         ],
         "file_lagging": [((name, f.coin, f.interval), f.lagging) for name, f in files],
-        **{
-            key: [((), getattr(counters, key))]
-            for key in COUNTER_SOURCES
-            if key not in AUDIT_COUNTERS
-        },
+        **{key: [((), getattr(counters, key))] for key in TOTAL_COUNTERS},
         "malformed_frames": [((stage,), value) for stage, value in counters.malformed.items()],
         "audit_pending": [((f.coin, f.interval), f.audit.pending) for _, f in files if f.audit],
     }
@@ -134,6 +119,25 @@ def families(report: Report) -> list[GaugeMetricFamily | CounterMetricFamily]:
                 counter.add_metric([file.coin, file.interval], getattr(file.audit, field))
         out.append(counter)
     return out
+
+
+def relay_gauges(status: RelayStatus | None) -> dict[str, float]:
+    """Gauge name -> value for `/metrics` ({} when no relay has run)."""
+    if status is None:
+        return {}
+    return {
+        "hlstream_relay_nats_connected": float(status.nats.connected),
+        "hlstream_relay_postgres_connected": float(status.postgres.connected),
+        "hlstream_relay_lag_seconds": status.lag_s,
+        "hlstream_relay_lag_trades": float(status.lag_trades),
+        "hlstream_relay_lag_bytes": float(status.lag_bytes),
+        "hlstream_relay_published_total": float(status.published),
+        "hlstream_relay_duplicates_total": float(status.duplicates),
+        "hlstream_relay_skipped_total": float(status.skipped),
+        "hlstream_relay_bars_published_total": float(status.bars_published),
+        "hlstream_relay_bars_upserted_total": float(status.bars_upserted),
+        "hlstream_relay_errors_total": float(status.errors),
+    }
 
 
 class HealthCollector(Collector):

@@ -1,11 +1,9 @@
-"""`hlstream rebuild`, the pure part: bars of any interval from the trade tape, compared line
-by line with an existing CSV file, and the rows the file gets.
+"""`hlstream rebuild`, the pure part: bars of any interval from the trade tape (through the
+aggregator's own core, so byte-identical to the live rows), compared with a CSV file.
 
-The bars come from the aggregator's own core, so a rebuilt row is byte-identical to the live
-one. A window is *exact* when the tape covers it whole (from its first trade on, no gap
-marker over it); an inexact window keeps the file's row (the writer may have repaired it from
-the exchange's candle), else gets the tape's bar, reported. Rows outside the tape's range are
-kept. Every `verify` defect the tape settles is a finding here, and a rebuild repairs it.
+A window is *exact* when the tape covers it whole; an inexact window keeps the file's row
+(the writer may have repaired it from the venue's candle), else gets the tape's bar. Rows
+outside the tape's range are kept.
 """
 
 from __future__ import annotations
@@ -57,12 +55,9 @@ def tape_bars(
     covered_from: int | None,
     seed_close: str | None,
 ) -> TapeBars:
-    """Bars of `coin` for every window in `window` from the tape's `records`.
-
-    `covered_from`: when the tape starts covering the coin (`coverage_start`), None if empty.
-    `seed_close`: the close before `window.from_ms`, so the first windows can be carried
-    forward; without it the bars start at the window of the first trade.
-    """
+    """Bars of `coin` for every window in `window` from the tape's `records`; `covered_from`:
+    where the tape starts covering the coin; `seed_close`: the close before `from_ms` (without
+    it, the bars start at the first trade's window)."""
     state = new_state((coin,), {window.interval: window.interval_ms}, 0, window.from_ms)
     state.joined_by_coin[coin] = window.to_ms if covered_from is None else covered_from
     series = state.series[(coin, window.interval)]
@@ -277,10 +272,9 @@ def _unsettled_holes(rows: list[tuple[int, int, Row]], interval_ms: int) -> Iter
 
 
 def compare(file: FileLines, rebuilt: list[Row], inexact: set[int], interval_ms: int) -> Comparison:
-    """Every defect of `file` against the tape's `rebuilt` rows (consecutive windows, of which
-    `inexact` the tape cannot vouch for), and the rows a rebuild writes: the tape's inside its
-    range unless inexact where the file has rows; outside, the file's (identical copies of a
-    window become one). A torn last line is cut; rows are put in window order."""
+    """Every defect of `file` against the tape's `rebuilt` rows, and the rows a rebuild writes,
+    in window order: the tape's inside its range unless `inexact` where the file has rows;
+    outside, the file's (identical copies become one). A torn last line is cut."""
     by_start: dict[int, list[FileRow]] = {}
     for item in file.rows:
         by_start.setdefault(item.row.start_ms, []).append(item)

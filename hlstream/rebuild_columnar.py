@@ -1,22 +1,8 @@
-"""`hlstream rebuild`'s bars as one polars query over a coin's tape records: the rows
-`tape_bars` (hlstream/rebuild.py, the aggregator's own core) gives for the same records, byte
-for byte, at columnar speed. Pure: the records come in as a frame (rebuild_io reads them).
-
-What the per-record path does, and how this one does the same:
-- A window's open and close are its first and last trade by exchange time, ties in feed order
-  (the tape's order): a stable sort by time, then first and last of each window.
-- High, low and volume are exact decimals: each text is cast to a 38-digit decimal with the
-  largest scale any of them has. The Python path works to 28 significant digits (Decimal's
-  default context), so the query runs only when no value, and no window's volume, can need
-  more; and only when every text is a plain positive decimal. Otherwise `columnar_bars`
-  returns None and the caller takes the per-record path, which gives (or refuses) the same.
-- The per-record path closes windows `LATE_SLACK_MS` behind the newest trade read so far, so a
-  trade further out of order is late there (the rebuild fails): when any trade might be, this
-  returns None too. For the same reason a gap marker taints only windows not closed yet when
-  it is read: those from `bucket(newest - LATE_SLACK_MS)` on.
-- Empty windows carry the last close (or the seed) forward with volume 0, from `from_ms` when
-  there is a seed, else from the first trade's window, up to `to_ms`.
-- A window is inexact when it starts before the tape's coverage or a gap marker overlaps it.
+"""`hlstream rebuild`'s bars as one polars query over a coin's tape records: byte for byte the
+rows `rebuild.tape_bars` gives (held equal by tests/property/test_rebuild_columnar_props.py).
+Pure: the records come in as a frame. Where only the per-record path can tell (a value that
+needs more than its 28 digits, a text that is not a plain positive decimal, a trade it would
+count late), `columnar_bars` returns None and the caller takes that path.
 """
 
 from __future__ import annotations
@@ -35,16 +21,7 @@ from hlstream.rebuild import LATE_SLACK_MS, Window
 from hlstream.services.aggregator.core import ZERO_VOLUME
 
 COLUMNS = ("kind", "coin", "ts_ms", "price", "size", "to_ms")  # a gap's `ts_ms` is its start
-SCHEMA = pl.Schema(
-    {
-        "kind": pl.String,
-        "coin": pl.String,
-        "ts_ms": pl.Int64,
-        "price": pl.String,
-        "size": pl.String,
-        "to_ms": pl.Int64,
-    }
-)
+SCHEMA = pl.Schema({name: pl.Int64 if name.endswith("_ms") else pl.String for name in COLUMNS})
 DIGITS = 28  # significant digits of Python's default decimal context (the per-record path)
 PRECISION = 38  # polars decimals hold 38 digits
 _DECIMAL_RE = r"^[0-9]{1,32}(\.[0-9]{1,32})?$"  # is_positive_decimal, bar the non-zero test
@@ -211,11 +188,7 @@ def _inexact(
 
 
 def columnar_bars(
-    coin: str,
-    window: Window,
-    frame: pl.DataFrame,
-    covered_from: int | None,
-    seed_close: str | None,
+    coin: str, window: Window, frame: pl.DataFrame, covered_from: int | None, seed_close: str | None
 ) -> ColumnarBars | None:
     """The rows `tape_bars` gives for the records in `frame` (in feed order, `COLUMNS`), with
     the same inexact windows; None when only the per-record path can tell (see the module)."""

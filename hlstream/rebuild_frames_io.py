@@ -1,13 +1,6 @@
-"""What `hlstream rebuild` reads of a tape with compacted days, as polars columns: the range's
-records as one frame, and the three lookups around it (where coverage starts, the newest
-trade, the last trade before the range) with the answers of the record readers in
-common/tape/readers_io.py, which turn every record of a row group into Python objects.
-
-A lookup reads a compacted day's columns itself only where the answer is plain from them;
-anything else (a CSV day first, an empty day, trades out of order where the readers' scan
-rules decide) is left to the readers' own function, which gives the answer by definition.
-A compacted day was checked record for record against its CSV when it was written; the
-frame's own checks are on the columns the bars are made of (rebuild_columnar).
+"""What `hlstream rebuild` reads of a tape with compacted days as polars columns: the range's
+records as one frame, and three lookups that answer as common/tape/readers_io.py does, from a
+compacted day's columns where the answer is plain from them, else by calling the reader.
 """
 
 from __future__ import annotations

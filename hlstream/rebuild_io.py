@@ -1,23 +1,12 @@
-"""`hlstream rebuild --interval I [--coins ...] [--from T] [--to T] [--check]`: re-derive bar
-CSV files of any interval (`15s`, `4h`) from the trade tape (pure part: hlstream/rebuild.py).
-
-- The range defaults to what the tape covers: from its first record (or the file's first
-  row, if later) to the window holding the newest record (ingest's `covered_ms` while it
-  runs; for a file the writer appends to, its last row), so a window the tape may not have
-  whole yet is never rewritten. Coins: the configured ones with a tape (`all`: every one).
-- A file with a defect the tape settles is rewritten beside itself, fsynced and renamed over
-  it under its `flock(LOCK_EX)`; any other is not touched, so a second run is a no-op.
-- `--check` changes nothing: it lists each such defect as `path:line: kind: message`, exit 1.
-- Over a range with a compacted (Parquet) day, the bars come from one polars query over the
-  range's records (hlstream/rebuild_columnar.py): the same rows, about ten times as fast.
-- A file the running writer appends to is never replaced under it (its open descriptor would
-  keep writing to the old file): stop the pipeline first, or use `--check`.
+"""`hlstream rebuild`: re-derive bar CSV files of any interval from the trade tape (pure part:
+hlstream/rebuild.py). The range defaults to what the tape covers whole; a file with a defect
+the tape settles is replaced atomically under its `flock(LOCK_EX)`, any other is untouched
+(a second run is a no-op); a file the running writer appends to is never replaced under it.
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,12 +28,7 @@ from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
 from hlstream.common.tape.format import Record, segment_day
-from hlstream.common.tape.readers_io import (
-    read_span,
-    segment_days,
-    segment_size,
-    tape_coins,
-)
+from hlstream.common.tape.readers_io import read_span, segment_days, segment_size, tape_coins
 from hlstream.common.timebucket import parse_interval
 from hlstream.rebuild import (
     Change,
@@ -61,7 +45,7 @@ from hlstream.rebuild import (
 from hlstream.services.writer.core import row_of
 from hlstream.services.writer.dirlock import writer_running
 from hlstream.verify import Finding, plural
-from hlstream.verify_io import read_lines, snapshot_size
+from hlstream.verify_io import snapshot_lines
 
 STATUS_FRESH_MS = 10_000  # ingest writes its status every second; older is not trusted
 
@@ -92,7 +76,7 @@ def parse_time(text: str, name: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _writer_intervals(settings: Settings) -> set[str]:
+def writer_intervals(settings: Settings) -> set[str]:
     """Intervals a running writer may have open: configured here, or in its status file."""
     status = read_status(settings.run_dir, "writer")
     files = {} if status is None else status.files
@@ -113,18 +97,11 @@ def coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
 
 
 def _read_body(path: Path) -> FileLines:
-    """The rows of an existing CSV as read (up to its size under a brief `LOCK_SH`, as
-    `verify` reads); refuses a foreign file."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        lines = read_lines(fd, snapshot_size(fd))
-        if next(lines, b"") != HEADER_LINE.encode():
-            raise IntegrityError(
-                f"{path} does not start with {HEADER_LINE.strip()!r}; not touching it"
-            )
-        return parse_lines(lines)
-    finally:
-        os.close(fd)
+    """The rows of an existing CSV as `verify` reads them; refuses a foreign file."""
+    lines = snapshot_lines(path)
+    if next(lines, b"") != HEADER_LINE.encode():
+        raise IntegrityError(f"{path} does not start with {HEADER_LINE.strip()!r}; not touching it")
+    return parse_lines(lines)
 
 
 def _replace(path: Path, rows: list[Row]) -> None:
@@ -280,7 +257,7 @@ def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) 
     """Rebuild (or check) one file per coin; print a line per file. Exit code."""
     err = sys.stderr
     running = writer_running(settings.data_dir)
-    live = running and request.interval in _writer_intervals(settings)
+    live = running and request.interval in writer_intervals(settings)
     if live and not request.check:
         raise ConfigError(
             f"the running writer appends to the {request.interval} files in "

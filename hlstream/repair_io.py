@@ -1,14 +1,6 @@
-"""`hlstream repair`: apply the pending revisions (`{file}.revisions`, common/revisions.py) of
-the configured coins' files (`coins = "all"`: every file of the configured intervals).
-
-Invariants:
-- A file is replaced atomically (temp, fsync, rename) under its `flock(LOCK_EX)`, as the
-  writer appends, and only when a revision changes a row: a second run is a no-op
-  (common/revisions_io.py `apply_file`, which the writer uses at the day rollover too).
-- A file the running writer appends to is never replaced under it (its open descriptor would
-  keep appending to the old inode): repair refuses, as rebuild does.
-- A row that matches neither side of its revision (a conflict) is left as it is, and the run
-  exits 1. A repaired row is the venue's candle, so its `.inexact` entry goes.
+"""`hlstream repair`: apply the pending revisions (`{file}.revisions`) of the configured files,
+atomically under each file's lock (common/revisions_io.py `apply_file`); never under a running
+writer. A row matching neither side of its revision is a conflict: left as it is, exit 1.
 """
 
 from __future__ import annotations
@@ -20,8 +12,8 @@ from hlstream.common import revisions_io
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.errors import ConfigError
 from hlstream.common.filenames import csv_filename
-from hlstream.common.status_io import read_status
 from hlstream.common.timebucket import format_window
+from hlstream.rebuild_io import writer_intervals
 from hlstream.services.writer.dirlock import writer_running
 from hlstream.verify import plural
 
@@ -43,10 +35,7 @@ def run_repair(settings: Settings, out: TextIO = sys.stdout) -> int:
     )
     with_revisions = [(i, p) for i, p in files if revisions_io.revisions_path(p).exists()]
     if writer_running(settings.data_dir):
-        status = read_status(settings.run_dir, "writer")
-        live = set(settings.intervals) | {
-            f.interval for f in (status.files if status else {}).values()
-        }
+        live = writer_intervals(settings)
         if any(interval in live for interval, _ in with_revisions):
             raise ConfigError(
                 f"the running writer appends to the files in {settings.data_dir}; "

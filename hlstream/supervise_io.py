@@ -1,9 +1,4 @@
-"""Start, stop and watch the three stages under supervisord (the `hlstream` front door).
-
-`run_foreground` runs supervisord in the foreground, echoes the stage logs to the terminal,
-forwards Ctrl-C/SIGTERM, and stops everything with exit 78 when a stage stops on a
-configuration error instead of leaving a half-running pipeline.
-"""
+"""Start, stop and watch the three stages under supervisord (the `hlstream` front door)."""
 
 from __future__ import annotations
 
@@ -38,6 +33,8 @@ WATCH_EVERY_S = 1.0  # ... and checks for a stage stopped on a configuration err
 LAST_LINES_S = 0.3  # after supervisord exits: time for the echo to show the last lines
 TAIL_JOIN_S = 2.0
 ERROR_TAIL_BYTES = 64 * 1024  # where a stage's last lines are, in its log
+SOCKET = "supervisor.sock"  # in the run dir, as supervisord.conf names them
+PID_FILE = "supervisord.pid"
 
 
 def config_path() -> Path:
@@ -60,17 +57,9 @@ def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _socket_path(settings: Settings) -> Path:
-    return settings.run_dir / "supervisor.sock"
-
-
-def _pid_path(settings: Settings) -> Path:
-    return settings.run_dir / "supervisord.pid"
-
-
 def is_running(settings: Settings) -> bool:
     """True when a supervisord answers on this run dir's control socket."""
-    path = _socket_path(settings)
+    path = settings.run_dir / SOCKET
     if not path.exists():
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -86,7 +75,7 @@ def _rpc(settings: Settings) -> Any:
     """An XML-RPC proxy to this run dir's supervisord (its methods are dynamic)."""
     from supervisor.xmlrpc import SupervisorTransport
 
-    transport = SupervisorTransport(None, None, f"unix://{_socket_path(settings)}")
+    transport = SupervisorTransport(None, None, f"unix://{settings.run_dir / SOCKET}")
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
@@ -131,7 +120,7 @@ def refuse_if_running(settings: Settings) -> None:
             f"hlstream's supervisord (pid {pid}) for run dir {run_dir} is alive but "
             f"not answering on its socket; stop it with `kill {pid}`"
         )
-    for path in (_socket_path(settings), _pid_path(settings)):
+    for path in (settings.run_dir / SOCKET, settings.run_dir / PID_FILE):
         if path.exists():
             path.unlink(missing_ok=True)
             _say(f"hlstream: removed stale {path.name} left by a stopped instance", err=True)
@@ -139,10 +128,7 @@ def refuse_if_running(settings: Settings) -> None:
 
 def start_daemon(settings: Settings, env: dict[str, str]) -> None:
     """Start supervisord in the background and say what runs where once it answers.
-
-    Raises ConfigError if already running, or if supervisord does not answer on its socket
-    within START_TIMEOUT_S.
-    """
+    ConfigError if already running, or if it does not answer within START_TIMEOUT_S."""
     refuse_if_running(settings)
     logs = _prepare_logs(settings)
     subprocess.run(_supervisord_cmd(foreground=False), env=env, check=True)
@@ -150,7 +136,7 @@ def start_daemon(settings: Settings, env: dict[str, str]) -> None:
     while not (is_running(settings) and _read_pid(settings)):
         if time.monotonic() > deadline:
             raise ConfigError(
-                f"supervisord did not answer on {_socket_path(settings)} within "
+                f"supervisord did not answer on {settings.run_dir / SOCKET} within "
                 f"{START_TIMEOUT_S:.0f} s (see {logs / 'supervisord.log'})"
             )
         time.sleep(POLL_S)
@@ -164,11 +150,8 @@ def start_daemon(settings: Settings, env: dict[str, str]) -> None:
 
 
 def stop_daemon(settings: Settings) -> int:
-    """Shut supervisord down and return only once it and every stage have exited (0), else 1.
-
-    supervisord answers the shutdown request at once and stops the stages in order after it,
-    so waiting for the processes is what lets `hlstream stop && hlstream start` work.
-    """
+    """Shut supervisord down; 0 only once it and every stage have exited (supervisord answers
+    at once and stops the stages after), so `hlstream stop && hlstream start` works."""
     pids = {_read_pid(settings)}
     with contextlib.suppress(OSError, xmlrpc.client.Error):
         pids |= {info.pid for info in process_states(settings).values()}
@@ -196,7 +179,7 @@ def stop_daemon(settings: Settings) -> int:
 
 def _read_pid(settings: Settings) -> int:
     try:
-        return int(_pid_path(settings).read_text().strip() or 0)
+        return int((settings.run_dir / PID_FILE).read_text().strip() or 0)
     except (OSError, ValueError):
         return 0
 
@@ -249,12 +232,9 @@ def _config_failure(settings: Settings) -> str | None:
 
 
 def run_foreground(settings: Settings, env: dict[str, str]) -> int:
-    """Run supervisord in the foreground until Ctrl-C/SIGTERM; return the exit code.
-
-    One SIGTERM goes to supervisord, which stops ingest, the aggregator, then the writer; a
-    further signal only gets a note, so the last bars still reach the disk. supervisord has
-    PR_SET_PDEATHSIG: it stops the stages even if this process is SIGKILLed.
-    """
+    """Run supervisord in the foreground, echoing the stage logs, until Ctrl-C/SIGTERM or a
+    stage stops on a configuration error (exit 78). One SIGTERM goes to supervisord, which
+    stops the stages in order, even if this process is SIGKILLed (PR_SET_PDEATHSIG)."""
     refuse_if_running(settings)
     logs = _prepare_logs(settings)
     stop = StopFlag().install()

@@ -1,14 +1,6 @@
-"""`hlstream tap KIND [COIN...]`: print live bus messages, one line each (via hlstream/tap.py).
-
-trades, gaps, status, book, bbo and fills are on trades_endpoint (book, bbo and fills only
-for their settings' coins or addresses); bars and late on bars_endpoint. `--since 5m`
-(trades) first prints the last five minutes from ingest's tape, then goes on live. Coins
-match exactly (`trade.ETH|` never gets `trade.ETHFI|`). Human lines, or one JSON object per
-message with `--json`. A tap on which nothing can arrive says why at once: a missing or stale
-socket exits 1 (while supervisord runs, a starting stage gets ENDPOINT_WAIT_S to bind); a
-coin or interval the instance does not stream exits 2. `--nats URL` reads trades, gaps or
-bars from the relay's JetStream streams instead (any host; `--since` then replays the stream),
-printing the same lines (hlstream/tap_nats.py).
+"""`hlstream tap KIND [COIN...]`: print live bus (or, with `--nats`, JetStream) messages, one
+line each, through hlstream/tap.py and hlstream/tap_nats.py. A tap on which nothing can arrive
+says why at once: a missing socket exits 1, a coin or interval not streamed exits 2.
 """
 
 from __future__ import annotations
@@ -18,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hlstream.common.bus_io import curve_keys
 from hlstream.common.clock import now_ms
@@ -179,11 +172,10 @@ def _wait_for_endpoint(endpoint: str, settings: Settings, stop: StopFlag) -> str
 
 def _note_setting(settings: Settings, kind: str, coins: list[str]) -> None:
     """Book, bbo and fills are published only for the coins (addresses) of their setting."""
-    lists = {"book": settings.book_coins, "bbo": settings.bbo_coins, "fills": settings.user_fills}
-    configured = lists.get(kind)
-    if configured is None:
+    setting = _SETTING.get(kind)
+    if setting is None:
         return
-    setting = _SETTING[kind]
+    configured: tuple[str, ...] = getattr(settings, setting)
     missing = [c for c in coins if c not in configured and c.lower() not in configured]
     if missing or not configured:
         print(
@@ -193,43 +185,48 @@ def _note_setting(settings: Settings, kind: str, coins: list[str]) -> None:
         )
 
 
-def run_tap(
-    settings: Settings,
-    kind: str,
-    coins: list[str],
-    *,
-    interval: str | None = None,
-    as_json: bool = False,
-    count: int | None = None,
-    timeout_s: float | None = None,
-    since_ms: int | None = None,
-) -> int:
+def _fail(problem: object, code: int = 1) -> int:
+    print(f"hlstream tap: {problem}", file=sys.stderr)
+    return code
+
+
+@dataclass(frozen=True, slots=True)
+class TapRequest:
+    """What `hlstream tap` asks for; it stops after `count` lines or `timeout_s`."""
+
+    kind: str
+    coins: list[str]
+    interval: str | None = None
+    as_json: bool = False
+    count: int | None = None
+    timeout_s: float | None = None
+    since_ms: int | None = None  # catch up from here first (trades from the tape; --nats: stream)
+
+
+def run_tap(settings: Settings, request: TapRequest) -> int:
     """Print messages until Ctrl-C, `count` lines, or `timeout_s`; exit 1 if count not reached."""
+    kind, coins, interval = request.kind, request.coins, request.interval
     endpoint = settings.bars_endpoint if kind in ("bars", "late") else settings.trades_endpoint
     _note_setting(settings, kind, coins)
     stop = StopFlag().install()
     problem = _wait_for_endpoint(endpoint, settings, stop)
     if problem:
-        print(f"hlstream tap: {problem}", file=sys.stderr)
-        return 1
+        return _fail(problem)
     problem = request_problem(*request_args(kind, coins, interval), streamed_by(settings, now_ms()))
     if problem:
-        print(f"hlstream tap: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    matches = topic_matcher(kind, coins, interval)
+        return _fail(problem, EXIT_USAGE)
     keys = curve_keys(settings)
     server_key = None if keys is None else keys.public
     tap: Tap | CatchUpTap
     try:
-        if since_ms is not None:  # tape history first, then live (kind trades, coins given)
+        if request.since_ms is not None:  # tape history first, then live (trades, coins given)
             replay = settings.replay_endpoint
-            tap = CatchUpTap(endpoint, replay, coins, since_ms, RECEIVE_MS, server_key)
+            tap = CatchUpTap(endpoint, replay, coins, request.since_ms, RECEIVE_MS, server_key)
         else:
             tap = Tap(endpoint, subscriptions(kind, coins, interval), RECEIVE_MS, server_key)
     except TapError as exc:  # the instance went away or changed since the checks above
-        print(f"hlstream tap: {exc}", file=sys.stderr)
-        return 1
-    return _print_messages(tap, matches, endpoint, stop, as_json, count, timeout_s)
+        return _fail(exc)
+    return _print_messages(tap, endpoint, stop, request)
 
 
 def nats_prefixes(kind: str, coins: list[str], interval: str | None) -> list[str]:
@@ -239,54 +236,34 @@ def nats_prefixes(kind: str, coins: list[str], interval: str | None) -> list[str
     return subscriptions(kind, coins, interval)
 
 
-def run_nats_tap(
-    settings: Settings,
-    url: str,
-    kind: str,
-    coins: list[str],
-    *,
-    interval: str | None = None,
-    as_json: bool = False,
-    count: int | None = None,
-    timeout_s: float | None = None,
-    since_ms: int | None = None,
-) -> int:
-    """`run_tap` reading the relay's JetStream streams at `url` (any host) instead of the bus;
-    credentials are the relay's settings and secrets."""
+def run_nats_tap(settings: Settings, url: str, request: TapRequest) -> int:
+    """`run_tap` on the relay's JetStream streams at `url`, with the relay's credentials."""
+    kind, coins, interval = request.kind, request.coins, request.interval
     if kind not in NATS_KINDS:
         kinds = ", ".join(NATS_KINDS)
-        print(f"hlstream tap: --nats: JetStream holds {kinds} only, not {kind}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"--nats: JetStream holds {kinds} only, not {kind}", EXIT_USAGE)
     problem = request_problem(*request_args(kind, coins, interval), UNKNOWN)
     if problem:
-        print(f"hlstream tap: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(problem, EXIT_USAGE)
     secrets = sink_secrets(settings)
     stop = StopFlag().install()
     try:
         tap = JetStreamTap(
-            url, nats_prefixes(kind, coins, interval), RECEIVE_MS, since_ms=since_ms,
+            url, nats_prefixes(kind, coins, interval), RECEIVE_MS, since_ms=request.since_ms,
             user=settings.nats_user, password=secrets.nats_password, token=secrets.nats_token,
             creds_file=settings.nats_creds_file, tls_ca_file=settings.nats_tls_ca_file,
         )  # fmt: skip
     except TapError as exc:
-        print(f"hlstream tap: {exc}", file=sys.stderr)
-        return 1
-    matches = topic_matcher(kind, coins, interval)
-    return _print_messages(tap, matches, tap.url, stop, as_json, count, timeout_s)
+        return _fail(exc)
+    return _print_messages(tap, tap.url, stop, request)
 
 
 def _print_messages(
-    tap: Tap | CatchUpTap | JetStreamTap,
-    matches: Callable[[str], bool],
-    source: str,
-    stop: StopFlag,
-    as_json: bool,
-    count: int | None,
-    timeout_s: float | None,
+    tap: Tap | CatchUpTap | JetStreamTap, source: str, stop: StopFlag, request: TapRequest
 ) -> int:
     """Print `tap`'s matching messages until Ctrl-C, `count` lines or `timeout_s`; close it."""
-    out = sys.stdout
+    out, count, timeout_s = sys.stdout, request.count, request.timeout_s
+    matches = topic_matcher(request.kind, request.coins, request.interval)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     printed = 0
     quiet_since, warned = time.monotonic(), False
@@ -307,7 +284,7 @@ def _print_messages(
                         file=sys.stderr,
                     )
                 continue
-            for line in [json_line(message)] if as_json else human_lines(message):
+            for line in [json_line(message)] if request.as_json else human_lines(message):
                 if count is not None and printed >= count:
                     break
                 out.write(line + "\n")
@@ -316,8 +293,7 @@ def _print_messages(
     except KeyboardInterrupt:
         return 0
     except ReplayError as exc:
-        print(f"hlstream tap: cannot catch up from the tape: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot catch up from the tape: {exc}")
     except BrokenPipeError:  # `hlstream tap ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         return 0

@@ -1,12 +1,6 @@
-"""`hlstream verify --venue`: audit written rows against the venue's candles (candleSnapshot),
-within a share of the REST weight budget, with a progress bar on stderr.
-
-For each configured coin and interval whose file exists (`coins = "all"`: each coin with a
-file in the data dir, never a coin we have no rows for): 1m+ rows are compared with their
-candle (services/writer/audit.py `compare_row`); seconds rows through the 1m candle of their
-minute (`audit_minute`). Windows that ended less than `AUDIT_SETTLE_MS` ago are left out (the
-venue's candle may be unfinished or late). Pending revisions (`{file}.revisions`) are listed.
-Each finding prints as `path:line: kind: message`; exit 1 on any mismatch.
+"""`hlstream verify --venue`: audit written, settled rows against the venue's candles within a
+share of the REST weight budget (1m+ rows by their candle, seconds rows through the 1m candle
+of their minute) and list pending revisions; exit 1 on any mismatch.
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from hlstream.common import revisions_io
+from hlstream.common import clock, revisions_io
 from hlstream.common.backoff import WeightBudget
 from hlstream.common.config import ALL_COINS, Settings
 from hlstream.common.csvrow import HEADER, Row, parse_row
@@ -42,8 +36,8 @@ from hlstream.services.writer.audit import (
     plan_requests,
 )
 from hlstream.services.writer.candles_io import CandleSource
-from hlstream.verify import plural, revised_findings
-from hlstream.verify_io import read_lines, snapshot_size
+from hlstream.verify import ohlcv_text, plural, revised_findings
+from hlstream.verify_io import snapshot_lines
 
 AUDIT_SETTLE_MS = 120_000
 AUDIT_WEIGHT_SHARE = 0.5  # of the venue's 1200 a minute; the writer keeps the rest
@@ -72,18 +66,16 @@ class Tally:
 
 def read_rows(path: Path) -> list[tuple[int, Row]]:
     """(line number, row) of every data row, read under a brief shared lock."""
-    with path.open("rb") as handle:
-        fd = handle.fileno()
-        rows = []
-        for number, raw in enumerate(read_lines(fd, snapshot_size(fd)), start=1):
-            line = raw.decode("utf-8", "replace")
-            if number == 1 and line.rstrip("\n") == HEADER or not line.endswith("\n"):
-                continue
-            try:
-                rows.append((number, parse_row(line)))
-            except IntegrityError:
-                continue  # `hlstream verify` reports malformed rows
-        return rows
+    rows = []
+    for number, raw in enumerate(snapshot_lines(path), start=1):
+        line = raw.decode("utf-8", "replace")
+        if number == 1 and line.rstrip("\n") == HEADER or not line.endswith("\n"):
+            continue
+        try:
+            rows.append((number, parse_row(line)))
+        except IntegrityError:
+            continue  # `hlstream verify` reports malformed rows
+    return rows
 
 
 def file_coins(settings: Settings, err: TextIO) -> tuple[str, ...]:
@@ -113,18 +105,15 @@ def file_coins(settings: Settings, err: TextIO) -> tuple[str, ...]:
 def targets(
     settings: Settings, from_ms: int | None, to_ms: int | None, now_ms: int, err: TextIO
 ) -> list[Target]:
-    """Every existing file of the configured coins and intervals, rows inside [from, to) and
-    settled."""
+    """Every existing file of the configured coins and intervals, with its settled rows."""
     found = []
+    end = now_ms - AUDIT_SETTLE_MS if to_ms is None else min(to_ms, now_ms - AUDIT_SETTLE_MS)
     for coin in file_coins(settings, err):
         for interval in settings.intervals:
             path = settings.data_dir / csv_filename(coin, interval)
             if not path.exists():
                 continue
             step = parse_interval(interval)
-            end = (
-                now_ms - AUDIT_SETTLE_MS if to_ms is None else min(to_ms, now_ms - AUDIT_SETTLE_MS)
-            )
             rows = [
                 (line, row)
                 for line, row in read_rows(path)
@@ -132,10 +121,6 @@ def targets(
             ]
             found.append(Target(path, coin, interval, rows))
     return found
-
-
-def _values(row: Row | Bar) -> str:
-    return f"{row.open} {row.high} {row.low} {row.close} {row.volume}"
 
 
 def audit_target(target: Target, fetch: Fetch, out: TextIO, tally: Tally) -> Iterator[int]:
@@ -179,7 +164,7 @@ def _compare_rows(
         fields = ",".join(name for name, _, _ in mismatch.fields)
         out.write(
             f"{target.path}:{line}: venue_mismatch: {format_window(row.start_ms)} {fields}: "
-            f"ours {_values(row)} venue {_values(candle)} n={candle.trades}\n"
+            f"ours {ohlcv_text(row)} venue {ohlcv_text(candle)} n={candle.trades}\n"
         )
 
 
@@ -207,7 +192,7 @@ def _compare_minutes(
         tally.mismatched += len(members)
         out.write(
             f"{target.path}:{members[0][0]}: venue_mismatch: minute {format_window(minute_ms)} "
-            f"({len(members)} rows): {'; '.join(audit.problems)}: venue {_values(candle)} "
+            f"({len(members)} rows): {'; '.join(audit.problems)}: venue {ohlcv_text(candle)} "
             f"n={candle.trades}\n"
         )
 
@@ -234,8 +219,7 @@ def run_venue_audit(
     fetch: Fetch | None = None,
 ) -> int:
     """Audit every configured file against the venue; 1 on any mismatch, else 0."""
-    now_ms = int(time.time() * 1000)
-    found = targets(settings, from_ms, to_ms, now_ms, err)
+    found = targets(settings, from_ms, to_ms, clock.now_ms(), err)
     if not found:
         err.write(
             f"hlstream verify --venue: no files of the configured coins in {settings.data_dir}\n"
@@ -281,7 +265,7 @@ def _fetcher(settings: Settings) -> Fetch:
         with_minute,
         StopFlag(),
         event_log("cli"),
-        now_ms=lambda: int(time.time() * 1000),
+        now_ms=clock.now_ms,
         sleep=time.sleep,
         rng=random.Random(),
     )

@@ -1,14 +1,6 @@
-"""Integrity checks for bar CSV files (`hlstream verify`): pure functions over lines of bytes.
-
-A file passes when it has the exact header, every line is a whole (`\\n`-terminated) row that
-parses, Datetimes are canonical, aligned to the interval, strictly increasing with no
-duplicate and no missing window, `low <= open, close <= high`, volume is not negative, and a
-carry-forward row (volume 0) has O=H=L=C=the previous row's close. Each defect becomes one
-`Finding`; the checks never stop at the first one (except after a foreign header).
-
-A pending revision (`{file}.revisions`, common/revisions.py) of a row is a `revised` finding,
-not a defect (`NOT_DEFECTS`): the row's correct values are known and recorded, and
-`hlstream repair` applies them.
+"""Integrity checks for bar CSV files (`hlstream verify`), pure over lines of bytes: each
+defect is one `Finding`, and the checks never stop at the first. A pending revision is a
+`revised` finding, not a defect (`NOT_DEFECTS`): `hlstream repair` applies it.
 """
 
 from __future__ import annotations
@@ -19,6 +11,7 @@ from decimal import Decimal
 
 from hlstream.common.csvrow import HEADER, Row, parse_row
 from hlstream.common.errors import ConfigError, IntegrityError
+from hlstream.common.messages import Bar
 from hlstream.common.revisions import Revision, pending_revisions
 from hlstream.common.timebucket import format_window, parse_interval
 
@@ -52,7 +45,7 @@ def interval_from_filename(name: str) -> tuple[str, int] | None:
         return None
 
 
-def _values(row: Row) -> str:
+def ohlcv_text(row: Row | Bar) -> str:
     return f"{row.open} {row.high} {row.low} {row.close} {row.volume}"
 
 
@@ -69,14 +62,14 @@ def revised_findings(
         Finding(
             first[rev.old.start_ms][0],
             REVISED,
-            f"{format_window(rev.old.start_ms)} {rev.reason}: ours {_values(rev.old)} "
-            f"new {_values(rev.new)} (run hlstream repair)",
+            f"{format_window(rev.old.start_ms)} {rev.reason}: ours {ohlcv_text(rev.old)} "
+            f"new {ohlcv_text(rev.new)} (run hlstream repair)",
         )
         for rev in pending
     ]
 
 
-def _check_values(row: Row, line: int) -> Iterator[Finding]:
+def _checkohlcv_text(row: Row, line: int) -> Iterator[Finding]:
     """low <= open, close <= high; volume >= 0; plain decimals (parse_row checked they parse)."""
     low, high = Decimal(row.low), Decimal(row.high)
     for name, text in (("open", row.open), ("close", row.close)):
@@ -129,10 +122,9 @@ def check_lines(
     journal: str = "",
     revisions: Sequence[Revision] = (),
 ) -> tuple[list[Finding], int]:
-    """All findings for a file given as lines of bytes (each with its `\\n`; only a torn last
-    line lacks it), and how many rows parsed. `inexact`: the rows the writer recorded as not
-    exact (window start -> reason) in the file `journal`; each is a finding at its row.
-    `revisions`: the file's recorded revisions; each still pending is a `revised` finding."""
+    """All findings for a file's lines of bytes, and how many rows parsed. `inexact`: rows the
+    writer recorded as not exact (start -> reason) in `journal`; each is a finding, as is each
+    pending one of `revisions`."""
     inexact = inexact or {}
     revised = {rev.old.start_ms for rev in revisions}
     revised_rows: list[tuple[int, Row]] = []  # (line, row) of the rows revisions name
@@ -177,7 +169,7 @@ def check_lines(
         if format_window(row.start_ms) != stamp:
             message = f"Datetime {stamp!r} is not %Y-%m-%d %H:%M:%S"
             findings.append(Finding(line, "format", message))
-        findings.extend(_check_values(row, line))
+        findings.extend(_checkohlcv_text(row, line))
         findings.extend(_check_sequence(row, prev, interval_ms, line))
         prev = row if prev is None or row.start_ms > prev.start_ms else prev
     if line == 0:

@@ -1,14 +1,6 @@
-"""`hlstream verify [FILE...]`: run common/verify.py over CSV files and print each finding.
-
-Rows the writer recorded as not exact (`{file}.inexact`, common/inexact_io.py) are defects
-too: a partial bar or a blind carry is never silent. Pending revisions (`{file}.revisions`,
-common/revisions_io.py) are listed as `revised` lines and counted, but fail no file: the
-correct values are known and recorded, and `hlstream repair` applies them (an unreadable
-revisions file is a defect).
-
-A file is read up to the size it had under a brief `LOCK_SH` (the writer appends whole lines
-under `LOCK_EX`), so verifying a live file never reports a half-written append as torn and
-never blocks the writer for longer than one `fstat`.
+"""`hlstream verify [FILE...]`: hlstream/verify.py over CSV files, one line per finding. A file
+is read up to its size under a brief `LOCK_SH` (the writer appends whole lines under
+`LOCK_EX`), so a live file never shows a half-written append and the writer never waits.
 """
 
 from __future__ import annotations
@@ -62,6 +54,15 @@ def read_lines(fd: int, size: int) -> Iterator[bytes]:
             yield part + b"\n"
     if tail:
         yield tail
+
+
+def snapshot_lines(path: Path) -> Iterator[bytes]:
+    """`read_lines` of `path` up to its `snapshot_size`."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield from read_lines(fd, snapshot_size(fd))
+    finally:
+        os.close(fd)
 
 
 def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding], int]:

@@ -20,8 +20,7 @@ from hlstream.common.status import (
     StageStatus,
     TradeActivity,
 )
-from hlstream.health import CoinHealth, ProcessInfo, Report, build_report
-from hlstream.health_audit import total_score
+from hlstream.health import CoinHealth, ProcessInfo, Report, build_report, total_score
 from hlstream.health_text import AUDIT_FILES_SHOWN, format_duration, format_report
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "status.md"

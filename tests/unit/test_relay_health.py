@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from hlstream.relay_health import relay_gauges, relay_line
+from hlstream.health_text import relay_line
+from hlstream.metrics_io import relay_gauges
 from hlstream.services.relay.core import RelayStatus, SinkStatus
 from hlstream.services.relay.files_io import read_relay_status, status_path
 
@@ -17,13 +18,13 @@ def _status(ts_ms: int) -> RelayStatus:
 
 
 def test_relay_line_shows_sinks_lag_and_duplicates(tmp_path):
-    assert relay_line(tmp_path, 0) is None
+    assert relay_line(read_relay_status(tmp_path), 0) is None
     status_path(tmp_path).write_bytes(msgspec.json.encode(_status(1_000)))
-    line = relay_line(tmp_path, 2_000)
+    line = relay_line(read_relay_status(tmp_path), 2_000)
     assert line is not None
     assert "nats connected" in line and "postgres DOWN (refused)" in line
     assert "lag 0.5 s / 12 trades" in line and "duplicates 7" in line
-    assert "STALE" in (relay_line(tmp_path, 60_000) or "")
+    assert "STALE" in (relay_line(read_relay_status(tmp_path), 60_000) or "")
 
 
 def test_relay_gauges_name_every_counter(tmp_path):
