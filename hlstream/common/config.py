@@ -1,9 +1,6 @@
 """Settings for every stage: code defaults < TOML file < `HLSTREAM_*` environment < flags.
-
-Only this module reads the environment. `load_settings` validates everything it can without
-the network and raises `ConfigError` with a one-line message naming the bad setting.
-`coins = "all"` stays the literal `("all",)` here; each stage expands it at startup
-(common/universe_io.py), so all stages see the same concrete names.
+Only this module reads the environment; `load_settings` raises `ConfigError` naming the bad
+setting. `coins = "all"` stays `("all",)` here; each stage expands it (common/universe_io.py).
 """
 
 from __future__ import annotations
@@ -72,9 +69,8 @@ class Settings:
     health_disconnected_seconds: float = 60.0
     health_no_trade_seconds: float = 120.0
     health_rest_failing_seconds: float = 60.0
-    # Scale-out sinks: the relay stage runs only when one is set (docs/scale-out.md). Secrets
-    # come from files or HLSTREAM_NATS_PASSWORD / _NATS_TOKEN / _POSTGRES_PASSWORD, never from
-    # a logged setting; a password inside a URL or DSN is redacted by `describe`.
+    # Scale-out sinks (docs/scale-out.md): secrets come from files or the environment
+    # (common/sinks.py); a password inside a URL or DSN is redacted by `describe`.
     nats_url: str = ""  # nats://host:4222, comma list for a cluster; "" = off
     nats_user: str = ""
     nats_password_file: str = ""
@@ -166,11 +162,9 @@ def load_settings(
     for name in FIELD_TYPES:
         if env_name(name) in env:
             values[name] = _coerce(name, env[env_name(name)])
-    if args is not None:
-        for name in FIELD_TYPES:
-            raw = getattr(args, f"cfg_{name}", None)
-            if raw is not None:
-                values[name] = _coerce(name, raw)
+        flag = getattr(args, f"cfg_{name}", None)
+        if flag is not None:
+            values[name] = _coerce(name, flag)
     return validate(Settings(**values))
 
 
