@@ -252,31 +252,26 @@ def validate(settings: Settings) -> Settings:
     _check_sinks(settings)
     if settings.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"setting log_level: {settings.log_level!r} is not a log level")
-    run_dir = settings.run_dir.resolve()
-    endpoints = {
-        "trades_endpoint": settings.trades_endpoint or f"ipc://{run_dir}/trades.sock",
-        "bars_endpoint": settings.bars_endpoint or f"ipc://{run_dir}/bars.sock",
-        "writer_endpoint": settings.writer_endpoint or f"ipc://{run_dir}/writer.sock",
-        "replay_endpoint": settings.replay_endpoint or f"ipc://{run_dir}/replay.sock",
-    }
     curve_file = settings.curve_secret_file
     if curve_file:
         curve_file = str(Path(curve_file).resolve())
         read_curve_secret(curve_file)
-    for name, endpoint in endpoints.items():
-        _check_endpoint(name, endpoint, bool(curve_file))
-    return replace(
+    run_dir = settings.run_dir.resolve()
+    resolved = replace(
         settings,
         data_dir=settings.data_dir.resolve(),
         run_dir=run_dir,
         log_level=settings.log_level.upper(),
         user_fills=user_fills,
         curve_secret_file=curve_file,
-        trades_endpoint=endpoints["trades_endpoint"],
-        bars_endpoint=endpoints["bars_endpoint"],
-        writer_endpoint=endpoints["writer_endpoint"],
-        replay_endpoint=endpoints["replay_endpoint"],
+        trades_endpoint=settings.trades_endpoint or f"ipc://{run_dir}/trades.sock",
+        bars_endpoint=settings.bars_endpoint or f"ipc://{run_dir}/bars.sock",
+        writer_endpoint=settings.writer_endpoint or f"ipc://{run_dir}/writer.sock",
+        replay_endpoint=settings.replay_endpoint or f"ipc://{run_dir}/replay.sock",
     )
+    for name in ("trades_endpoint", "bars_endpoint", "writer_endpoint", "replay_endpoint"):
+        _check_endpoint(name, getattr(resolved, name), bool(curve_file))
+    return resolved
 
 
 _NATS_SCHEMES = ("nats", "tls", "ws", "wss")
