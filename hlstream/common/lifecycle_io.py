@@ -148,9 +148,7 @@ def process_age_s() -> float:
 
 def _outlive_startsecs() -> None:
     """Sleep until supervisord sees an exit after `startsecs`: an expected one, not restarted."""
-    left_s = SUPERVISOR_STARTSECS + CONFIG_EXIT_MARGIN_S - process_age_s()
-    if left_s > 0:
-        time.sleep(left_s)
+    time.sleep(max(0.0, SUPERVISOR_STARTSECS + CONFIG_EXIT_MARGIN_S - process_age_s()))
 
 
 class StopRequestedError(Exception):
