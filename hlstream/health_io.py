@@ -24,5 +24,5 @@ def gather(settings: Settings) -> Report:
     statuses = {name: read_status(settings.run_dir, name) for name in STAGES}
     writer = statuses.get("writer")
     names = [] if writer is None else list(writer.files)
-    inexact = {name: inexact_io.count(settings.data_dir / name) for name in names}
+    inexact = {name: len(inexact_io.read_journal(settings.data_dir / name)) for name in names}
     return build_report(settings, running, processes, statuses, now_ms(), inexact)

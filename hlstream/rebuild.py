@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from hlstream.common.csvrow import Row, parse_row, row_line
+from hlstream.common.csvrow import Row, format_row, parse_row
 from hlstream.common.errors import IntegrityError
 from hlstream.common.messages import Bar, Gap, Trade
 from hlstream.common.tape.format import Record
@@ -146,7 +146,7 @@ def parse_lines(lines: Iterable[bytes]) -> FileLines:
             reason = "line is not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
             out.unparsed.append(Finding(line, "parse", reason))
             continue
-        out.rows.append(FileRow(line, row, raw == row_line(row).encode()))
+        out.rows.append(FileRow(line, row, raw == format_row(row).encode()))
     out.end_line = line if out.torn else line + 1
     return out
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms
 from hlstream.common.config import ALL_COINS, Settings
-from hlstream.common.csvrow import HEADER_LINE, Row, row_line
+from hlstream.common.csvrow import HEADER_LINE, Row, format_row
 from hlstream.common.decimals import format_decimal
 from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
@@ -106,7 +106,7 @@ def _read_body(path: Path) -> FileLines:
 
 def _replace(path: Path, rows: list[Row]) -> None:
     """Replace `path` with header + rows, atomically and durably."""
-    write_atomic(path, (HEADER_LINE + "".join(row_line(row) for row in rows)).encode())
+    write_atomic(path, (HEADER_LINE + "".join(map(format_row, rows))).encode())
 
 
 def _inexact_note(journal: dict[int, str]) -> str:

@@ -1,6 +1,5 @@
-"""Capped exponential backoff with jitter, and a sliding-window rate limit. Pure: the caller
-passes the RNG and the clock readings, so schedules are reproducible in tests.
-"""
+"""Capped exponential backoff with jitter, a sliding-window rate limit and a weight budget; the
+caller passes the RNG and clock readings, so schedules are reproducible."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """ZeroMQ sockets for the bus: a publisher that stamps session + per-topic seq, a subscriber,
-and the CURVE security every socket gets when `curve_secret_file` is set.
-
-CURVE: the stages share one server key pair (the secret in `curve_secret_file`, the public
-key derived from it). Bound sockets are CURVE servers; connecting sockets are CURVE clients
-with a fresh key pair and the server's public key. A client without that public key, or a
-plain (non-CURVE) client, completes no handshake and receives nothing.
+and CURVE on every socket when `curve_secret_file` is set. The stages share one server key
+pair; bound sockets are CURVE servers, connecting ones clients with a fresh key pair and the
+server's public key, so a client without that key completes no handshake and gets nothing.
 """
 
 from __future__ import annotations

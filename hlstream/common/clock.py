@@ -1,7 +1,5 @@
-"""Time for the shells: the one wall-clock reader, and the Clock seam tests replace.
-
-Cores never read the clock; shells take a `Clock` and pass `now_ms` values in.
-"""
+"""Time for the shells: the one wall-clock reader, and the Clock seam tests replace (cores
+take `now_ms` values)."""
 
 from __future__ import annotations
 

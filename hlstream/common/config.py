@@ -1,9 +1,6 @@
 """Settings for every stage: code defaults < TOML file < `HLSTREAM_*` environment < flags.
-
-Only this module reads the environment. `load_settings` validates everything it can without
-the network and raises `ConfigError` with a one-line message naming the bad setting.
-`coins = "all"` stays the literal `("all",)` here; each stage expands it at startup
-(common/universe_io.py), so all stages see the same concrete names.
+Only this module reads the environment; `load_settings` raises `ConfigError` naming the bad
+setting. `coins = "all"` stays `("all",)` here; each stage expands it (common/universe_io.py).
 """
 
 from __future__ import annotations
@@ -72,9 +69,8 @@ class Settings:
     health_disconnected_seconds: float = 60.0
     health_no_trade_seconds: float = 120.0
     health_rest_failing_seconds: float = 60.0
-    # Scale-out sinks: the relay stage runs only when one is set (docs/scale-out.md). Secrets
-    # come from files or HLSTREAM_NATS_PASSWORD / _NATS_TOKEN / _POSTGRES_PASSWORD, never from
-    # a logged setting; a password inside a URL or DSN is redacted by `describe`.
+    # Scale-out sinks (docs/scale-out.md): secrets come from files or the environment
+    # (common/sinks.py); a password inside a URL or DSN is redacted by `describe`.
     nats_url: str = ""  # nats://host:4222, comma list for a cluster; "" = off
     nats_user: str = ""
     nats_password_file: str = ""
@@ -166,11 +162,9 @@ def load_settings(
     for name in FIELD_TYPES:
         if env_name(name) in env:
             values[name] = _coerce(name, env[env_name(name)])
-    if args is not None:
-        for name in FIELD_TYPES:
-            raw = getattr(args, f"cfg_{name}", None)
-            if raw is not None:
-                values[name] = _coerce(name, raw)
+        flag = getattr(args, f"cfg_{name}", None)
+        if flag is not None:
+            values[name] = _coerce(name, flag)
     return validate(Settings(**values))
 
 
@@ -258,31 +252,26 @@ def validate(settings: Settings) -> Settings:
     _check_sinks(settings)
     if settings.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"setting log_level: {settings.log_level!r} is not a log level")
-    run_dir = settings.run_dir.resolve()
-    endpoints = {
-        "trades_endpoint": settings.trades_endpoint or f"ipc://{run_dir}/trades.sock",
-        "bars_endpoint": settings.bars_endpoint or f"ipc://{run_dir}/bars.sock",
-        "writer_endpoint": settings.writer_endpoint or f"ipc://{run_dir}/writer.sock",
-        "replay_endpoint": settings.replay_endpoint or f"ipc://{run_dir}/replay.sock",
-    }
     curve_file = settings.curve_secret_file
     if curve_file:
         curve_file = str(Path(curve_file).resolve())
         read_curve_secret(curve_file)
-    for name, endpoint in endpoints.items():
-        _check_endpoint(name, endpoint, bool(curve_file))
-    return replace(
+    run_dir = settings.run_dir.resolve()
+    resolved = replace(
         settings,
         data_dir=settings.data_dir.resolve(),
         run_dir=run_dir,
         log_level=settings.log_level.upper(),
         user_fills=user_fills,
         curve_secret_file=curve_file,
-        trades_endpoint=endpoints["trades_endpoint"],
-        bars_endpoint=endpoints["bars_endpoint"],
-        writer_endpoint=endpoints["writer_endpoint"],
-        replay_endpoint=endpoints["replay_endpoint"],
+        trades_endpoint=settings.trades_endpoint or f"ipc://{run_dir}/trades.sock",
+        bars_endpoint=settings.bars_endpoint or f"ipc://{run_dir}/bars.sock",
+        writer_endpoint=settings.writer_endpoint or f"ipc://{run_dir}/writer.sock",
+        replay_endpoint=settings.replay_endpoint or f"ipc://{run_dir}/replay.sock",
     )
+    for name in ("trades_endpoint", "bars_endpoint", "writer_endpoint", "replay_endpoint"):
+        _check_endpoint(name, getattr(resolved, name), bool(curve_file))
+    return resolved
 
 
 _NATS_SCHEMES = ("nats", "tls", "ws", "wss")

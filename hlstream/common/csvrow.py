@@ -1,8 +1,5 @@
-"""The CSV row format shared by the writer (which appends rows) and `hlstream verify`.
-
-A file is the header `Datetime,Open,High,Low,Close,Volume` followed by one line per window:
-the UTC window start as `%Y-%m-%d %H:%M:%S`, then open/high/low/close/volume exactly as the
-exchange's decimal strings (never float, never an exponent), `\\n`-terminated.
+"""The CSV row format (docs/data.md), shared by the writer, `verify`, `rebuild` and `repair`:
+the header, then per window its UTC start and open/high/low/close/volume as decimal strings.
 """
 
 from __future__ import annotations
@@ -30,14 +27,8 @@ class Row:
     volume: str
 
 
-def format_row(bar: Bar) -> str:
-    """The CSV line (with trailing newline) for a bar."""
-    fields = (format_window(bar.start_ms), bar.open, bar.high, bar.low, bar.close, bar.volume)
-    return ",".join(fields) + "\n"
-
-
-def row_line(row: Row) -> str:
-    """The CSV line (with trailing newline) of a row."""
+def format_row(row: Bar | Row) -> str:
+    """The CSV line (with trailing newline) of a bar or row."""
     fields = (format_window(row.start_ms), row.open, row.high, row.low, row.close, row.volume)
     return ",".join(fields) + "\n"
 

@@ -1,9 +1,4 @@
-"""Exact decimal handling for prices and sizes; money never passes through float.
-
-`format_decimal` writes a number the way the exchange writes candle fields: plain digits,
-no exponent, no trailing zeros, and at least one digit after the point (`63471.0`,
-`0.00155`, `520665683.0`). See fixtures/hyperliquid/.../test_get_candles_snapshot.yaml.
-"""
+"""Exact decimal strings for prices and sizes; money never passes through float."""
 
 from __future__ import annotations
 

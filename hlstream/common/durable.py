@@ -1,13 +1,6 @@
-"""Durable files, written once for every stage: fsync a folder, replace a file atomically,
-find where a file's whole lines end, hold an exclusive lock file.
-
-- `write_atomic`: a reader (or a restarted process) sees the old content or the new, never a
-  mix: the data goes to a temp file beside the target, is fsynced and renamed over it, and
-  the folder is fsynced so the rename itself survives a power loss.
-- `last_line_end`: a crash mid-append leaves at most one unfinished line at a file's end;
-  everything before the offset it returns is whole lines.
-- `hold_lock`: the kernel drops a flock when its holder dies, even by SIGKILL, so a stale
-  lock never blocks a restart; the holder's note in the file names it to whoever is refused.
+"""Durable files, written once for every stage. A reader sees a replaced file whole (old or
+new, never a mix), an appended file as whole lines plus at most one torn last line, and a
+lock is never stale: the kernel drops a flock when its holder dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -30,15 +23,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_temp(temp: Path, data: bytes, *, fsync: bool) -> None:
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        if fsync:
+            os.fsync(handle.fileno())
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data` atomically; with `durable`, fsync the file and its folder."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
+        _write_temp(temp, data, fsync=durable)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -48,14 +45,11 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 
 def create_whole(path: Path, data: bytes) -> bool:
-    """Create `path` holding `data`, durably, so that no reader ever sees it empty or short,
-    and never over an existing file (another process may have made it): False if it exists."""
+    """Create `path` holding `data`, durably and never seen short, and never over an existing
+    file (another process may have made it): False if it exists."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.new")
     try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_temp(temp, data, fsync=True)
         os.link(temp, path)  # fails with FileExistsError instead of replacing
     except FileExistsError:
         return False
@@ -63,6 +57,18 @@ def create_whole(path: Path, data: bytes) -> bool:
         temp.unlink(missing_ok=True)
     fsync_dir(path.parent)
     return True
+
+
+def append_durably(path: Path, data: bytes, header: bytes) -> None:
+    """Append `data` in one write + fsync, after `header` when the file is new or empty."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_size == 0:
+            data = header + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def last_line_end(fd: int, size: int) -> int:

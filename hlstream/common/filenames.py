@@ -1,8 +1,5 @@
-"""Map a coin and interval to a safe CSV filename: `{coin}_{interval}_data.csv`.
-
-The coin is lowercased; every byte outside `[a-z0-9._-]` is percent-encoded (`PURR/USDC`
--> `purr%2fusdc`), so a name is always one path component and never `.`/`..`.
-"""
+"""`{coin}_{interval}_data.csv`: the coin lowercased and every byte outside `[a-z0-9._-]`
+percent-encoded, so a name is always one path component and never `.`/`..`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The settings as command-line flags, and their one description (`hlstream help settings`,
-each command's flags)."""
+"""The settings as command-line flags, with their one description each."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from dataclasses import fields
 
 from hlstream.common.config import FIELD_TYPES, Settings, env_name
 
-# One line per setting, the one description (`hlstream help settings`, flag help).
+# One line per setting: `hlstream help settings` and each flag's help.
 SETTING_HELP: dict[str, str] = {
     "ws_url": "websocket endpoint of the exchange",
     "info_url": "REST info endpoint (POST JSON)",
@@ -59,10 +58,7 @@ SETTING_HELP: dict[str, str] = {
 
 
 def add_config_flags(parser: argparse.ArgumentParser, *, listed: bool = True) -> None:
-    """Add `--config` and one `--kebab-name` flag per setting (left out of --help unless listed).
-
-    The settings are described once, by `settings_help()` (`hlstream help settings`).
-    """
+    """Add `--config` and one `--kebab-name` flag per setting (left out of --help unless listed)."""
     parser.add_argument("--config", metavar="FILE", help="TOML config file")
     for name in FIELD_TYPES:
         parser.add_argument(

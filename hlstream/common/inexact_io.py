@@ -1,33 +1,17 @@
-"""Rows that are not exact, recorded beside their CSV file so they are never silent.
-
-`{csv file}.inexact` (e.g. `BTC_5s_data.csv.inexact`) is a CSV with the header
-`Datetime,Reason` and one line per row the writer wrote without being able to vouch for it:
-
-    partial             the bar was not watched whole (a feed gap the tape could not cover,
-                        or an outage longer than the aggregator holds windows for) and the
-                        exchange has no candle to replace it (seconds intervals)
-    carried_over_hole   a hole in the file was filled by carrying the last close forward
-                        without trade data for those windows (seconds intervals)
-    gap_after_close     the aggregator had emitted the window as complete before a feed gap
-                        over it became known (the venue's replay on reconnect fell short);
-                        removed when the venue audit finds a 1m+ row equal to its candle
-    venue_mismatch      the venue's audit found the row's minute differs from its 1m candle
-                        (seconds intervals: services/writer/auditor_io.py)
-
-The writer appends (and fsyncs) an entry before the row itself, so a crash can leave an entry
-for a row never written, never a row without its entry. A file with no inexact rows has no
-journal.
+"""`{csv file}.inexact`: the rows the writer wrote without being able to vouch for them, so
+they are never silent. A CSV with the header `Datetime,Reason`; a file with no inexact rows
+has no journal. The writer appends (and fsyncs) an entry before its row, so a crash can leave
+an entry for a row never written, never a row without its entry.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 
-from hlstream.common.durable import write_atomic
+from hlstream.common.durable import append_durably, write_atomic
 from hlstream.common.timebucket import format_window, parse_window
 
 SUFFIX = ".inexact"
@@ -36,9 +20,14 @@ _LOCK = threading.Lock()  # one process's appends and discards: a discard loses 
 
 
 class Reason(StrEnum):
+    # not watched whole (a gap the tape could not cover) and no venue candle to replace it
     PARTIAL = "partial"
+    # a hole filled by carrying the last close forward without trade data (seconds intervals)
     CARRIED_OVER_HOLE = "carried_over_hole"
+    # emitted as complete before a feed gap over it became known; removed when the venue
+    # audit finds a 1m+ row equal to its candle
     GAP_AFTER_CLOSE = "gap_after_close"
+    # the venue audit found the row's minute differs from its 1m candle (seconds intervals)
     VENUE_MISMATCH = "venue_mismatch"
 
 
@@ -52,22 +41,9 @@ def _lines(entries: Iterable[tuple[int, str]]) -> bytes:
 
 def record(csv_path: Path, entries: list[tuple[int, Reason]]) -> None:
     """Append entries durably (one write + fsync); the header goes into a new journal."""
-    if not entries:
-        return
-    with _LOCK:
-        _append(csv_path, entries)
-
-
-def _append(csv_path: Path, entries: list[tuple[int, Reason]]) -> None:
-    fd = os.open(journal_path(csv_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC)
-    try:
-        data = _lines(entries)
-        if os.fstat(fd).st_size == 0:
-            data = HEADER + data
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if entries:
+        with _LOCK:
+            append_durably(journal_path(csv_path), _lines(entries), HEADER)
 
 
 def read_journal(csv_path: Path) -> dict[int, str]:
@@ -86,10 +62,6 @@ def read_journal(csv_path: Path) -> dict[int, str]:
         except ValueError:
             continue
     return out
-
-
-def count(csv_path: Path) -> int:
-    return len(read_journal(csv_path))
 
 
 def rewrite(csv_path: Path, entries: dict[int, str]) -> None:

@@ -1,10 +1,8 @@
 """Process lifecycle: signals become a stop flag; the top-level runner maps errors to exit codes.
 
-Signal handlers only store plain attributes and write one byte to a non-blocking self-pipe:
-no lock, no `threading.Event`, no logging, so a second SIGINT/SIGTERM arriving while the first
-is handled can never deadlock the process. Waiters block in `poll()` on the pipe, which stays
-readable once the flag is set, so every thread that waits wakes at once. PR_SET_PDEATHSIG
-makes Linux SIGTERM a stage or supervisord when the `hlstream` process that started it dies.
+A signal handler only stores attributes and writes one byte to a non-blocking self-pipe (no
+lock, no logging), so a second signal during the first can never deadlock; waiters poll the
+pipe, which stays readable once set, so every waiting thread wakes at once.
 """
 
 from __future__ import annotations
@@ -28,11 +26,10 @@ from hlstream.common.log import EventLog, setup_logging
 _T = TypeVar("_T")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_PDEATHSIG = 1
-# supervisord.conf's `startsecs`: a process that exits sooner counts as a failed start and is
-# started again whatever its exit code, so a stage leaving on a configuration error (78, in
-# `exitcodes`) first lives this long, plus a margin for supervisord's reaping tick.
+# supervisord.conf's `startsecs`: supervisord restarts a process that exits sooner whatever
+# its exit code, so a stage leaving on a configuration error (78) first lives this long.
 SUPERVISOR_STARTSECS = 1.0
-CONFIG_EXIT_MARGIN_S = 0.3
+CONFIG_EXIT_MARGIN_S = 0.3  # and a margin for supervisord's reaping tick
 STOP_POLL_S = 0.05  # how soon `call_until_stopped` notices the stop flag
 
 
@@ -59,18 +56,15 @@ class StopFlag:
         self.signals += 1
         if not self.signal_name:
             self.signal_name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
-        self._wake()
+        self.set()
 
-    def _wake(self) -> None:
+    def set(self) -> None:
+        """Stop from code (a fatal condition), exactly as a signal would."""
         self._set = True
         try:  # noqa: SIM105 - no context manager objects inside a signal handler
             os.write(self._write_fd, b"\0")
         except OSError:  # pipe full (a signal storm): it is readable already
             pass
-
-    def set(self) -> None:
-        """Stop from code (a fatal condition), exactly as a signal would."""
-        self._wake()
 
     def is_set(self) -> bool:
         return self._set
@@ -154,9 +148,7 @@ def process_age_s() -> float:
 
 def _outlive_startsecs() -> None:
     """Sleep until supervisord sees an exit after `startsecs`: an expected one, not restarted."""
-    left_s = SUPERVISOR_STARTSECS + CONFIG_EXIT_MARGIN_S - process_age_s()
-    if left_s > 0:
-        time.sleep(left_s)
+    time.sleep(max(0.0, SUPERVISOR_STARTSECS + CONFIG_EXIT_MARGIN_S - process_age_s()))
 
 
 class StopRequestedError(Exception):
@@ -164,11 +156,8 @@ class StopRequestedError(Exception):
 
 
 def call_until_stopped(stop: StopFlag, call: Callable[[], _T]) -> _T:
-    """Run a blocking call (an HTTP request) in a worker thread; raise StopRequestedError on stop.
-
-    This is how a signal aborts a slow request without raising from inside a handler: the
-    handler only sets the flag, and the abandoned daemon thread dies with the process.
-    """
+    """Run a blocking call (an HTTP request) in a worker thread; raise StopRequestedError on
+    stop (the abandoned daemon thread dies with the process)."""
     future: Future[_T] = Future()
 
     def worker() -> None:

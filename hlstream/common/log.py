@@ -1,8 +1,5 @@
-"""Logging setup: one line per event, `event=name` first, then `key=value` fields.
-
-Every line carries UTC time, level and `service`. `HLSTREAM_LOG_JSON=1` (setting
-`log_json`) switches to one JSON object per line. Configure once per process with
-`setup_logging`; get an `EventLog` with `event_log(service)`.
+"""Logging: one line per event, `event=name` then `key=value` fields (one JSON object per line
+with `log_json`), each with UTC time, level and `service`. Call `setup_logging` once per process.
 """
 
 from __future__ import annotations
@@ -98,13 +95,13 @@ class EventLog:
         self, key: str, every_s: float, event: str, *, burst: int = 1, **fields: object
     ) -> bool:
         """Log a WARNING at most `burst` times per `every_s` seconds for `key`; True if logged.
-        The first line after suppressed ones says how many with `suppressed=N`."""
+        The first line after suppressed ones counts them in `suppressed=N`."""
         return self._limited(logging.WARNING, key, every_s, burst, event, fields)
 
     def error_limited(
         self, key: str, every_s: float, event: str, *, burst: int = 1, **fields: object
     ) -> bool:
-        """Log an ERROR at most `burst` times per `every_s` seconds for `key`; True if logged."""
+        """`warning_limited` at ERROR."""
         return self._limited(logging.ERROR, key, every_s, burst, event, fields)
 
     def repeated(self, level: int, event: str, error: str, **fields: object) -> bool:
@@ -134,8 +131,7 @@ class EventLog:
             return False
         self._windows[key] = (start, count + 1)
         suppressed = self._suppressed.pop(key, 0)
-        emit = self.error if level >= logging.ERROR else self.warning
-        emit(event, **({**fields, "suppressed": suppressed} if suppressed else fields))
+        self._emit(level, event, {**fields, "suppressed": suppressed} if suppressed else fields)
         return True
 
 

@@ -1,9 +1,5 @@
-"""POST JSON to the exchange's /info endpoint with clear errors.
-
-Raises TransientError for network trouble, timeouts, 429 (with Retry-After) and 5xx, and
-ProtocolError for answers that are not the JSON we asked for. Retrying is the caller's
-choice, with `call_with_retry`.
-"""
+"""POST JSON to the exchange's /info endpoint: TransientError for network trouble, timeouts,
+429 (with Retry-After) and 5xx, ProtocolError for answers that are not the JSON asked for."""
 
 from __future__ import annotations
 

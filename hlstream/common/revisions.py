@@ -1,19 +1,7 @@
-"""Revisions of written rows, pure: the `{file}.revisions` record and applying it to rows.
-
-`{csv file}.revisions` (e.g. `BTC_1m_data.csv.revisions`) is an append-only CSV with the
-header below and one line per row found wrong after it was written:
-
-    Datetime                  the row's window start (as in the CSV)
-    Old Open..Old Volume      the row as written
-    Open..Volume              what it should be (the venue's candle, for a venue_mismatch)
-    Reason                    venue_mismatch, gap_after_close, ...
-    Detected At               when it was found (UTC, to the second)
-
-The CSV itself stays append-only while the writer runs; `hlstream repair` applies pending
-revisions. Invariants:
-- Applying revisions is idempotent: a row already equal to its revision's new values is left
-  alone; a row that matches neither the old nor the new values is a conflict, never changed.
-- Values compare as exact decimals (`1.50` equals `1.5`).
+"""`{csv file}.revisions` (format: docs/audit.md), pure: an append-only CSV with one line per
+row found wrong after it was written, and applying it to rows. Applying is idempotent: a row
+already equal to its revision's new values is left alone; a row that matches neither the old
+nor the new values is a conflict, never changed. Values compare as exact decimals.
 """
 
 from __future__ import annotations
@@ -46,9 +34,6 @@ def _dec(text: str) -> Decimal:
 
 def _values(row: Row) -> tuple[str, ...]:
     return tuple(getattr(row, name) for name in FIELDS)
-
-
-# ---- revisions --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

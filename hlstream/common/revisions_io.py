@@ -1,24 +1,19 @@
-"""Reading and appending `{file}.revisions` (format: common/revisions.py), and applying them
-to their CSV file (`hlstream repair`, and the writer at the day rollover).
-
-An append is one write + fsync (the header goes into a new file), so a crash leaves at most a
-torn last line, which readers ignore. Applying replaces the CSV file atomically (temp, fsync,
-rename) under its `flock(LOCK_EX)`, as the writer appends, and only when a revision changes a
-row, so applying again is a no-op; a writer's or backfill's open descriptor follows the new
-file at its next append (csvfile_io.py). A repaired row is the venue's candle, so its
-`.inexact` entry goes.
+"""Reading and appending `{file}.revisions`, and applying them to their CSV file (`hlstream
+repair`, and the writer at the day rollover). Applying replaces the CSV file atomically under
+its `flock(LOCK_EX)`, as the writer appends, and only when a revision changes a row (a
+writer's descriptor follows the new file: csvfile_io.py); a repaired row is the venue's
+candle, so its `.inexact` entry goes.
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from hlstream.common import inexact_io
-from hlstream.common.csvrow import HEADER_LINE, Row, parse_row, row_line
-from hlstream.common.durable import write_atomic
+from hlstream.common.csvrow import HEADER_LINE, Row, format_row, parse_row
+from hlstream.common.durable import append_durably, write_atomic
 from hlstream.common.errors import IntegrityError
 from hlstream.common.revisions import (
     HEADER,
@@ -37,17 +32,9 @@ def revisions_path(csv_path: Path) -> Path:
 
 def append(csv_path: Path, revisions: Iterable[Revision]) -> None:
     """Append revisions durably; nothing is written for none."""
-    data = "".join(format_revision(revision) for revision in revisions).encode()
-    if not data:
-        return
-    fd = os.open(revisions_path(csv_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC)
-    try:
-        if os.fstat(fd).st_size == 0:
-            data = (HEADER + "\n").encode() + data
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    data = "".join(map(format_revision, revisions)).encode()
+    if data:
+        append_durably(revisions_path(csv_path), data, f"{HEADER}\n".encode())
 
 
 def read(csv_path: Path) -> list[Revision]:
@@ -76,7 +63,7 @@ def apply_file(csv_path: Path, before_ms: int | None = None) -> Applied | None:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         result = apply_revisions(_rows(csv_path), revisions)
         if result.applied:
-            write_atomic(csv_path, (HEADER_LINE + "".join(map(row_line, result.rows))).encode())
+            write_atomic(csv_path, (HEADER_LINE + "".join(map(format_row, result.rows))).encode())
     journal = inexact_io.read_journal(csv_path)
     repaired = {rev.old.start_ms for rev in revisions} - {
         rev.old.start_ms for rev in result.conflicts

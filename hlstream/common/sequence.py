@@ -1,8 +1,5 @@
-"""Per-topic sequence tracking: tells a subscriber when a publisher restarted or it lost messages.
-
-Pure: `SeqTracker.observe(topic, session, seq)` returns what the message means. ZeroMQ PUB
-drops silently when a subscriber's queue is full, so a jump in `seq` is the only signal.
-"""
+"""Per-topic sequence tracking, pure: ZeroMQ PUB drops silently when a subscriber's queue is
+full, so a jump in `seq` is the only sign of lost messages."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hlstream.common.config import Settings
+from hlstream.common.config import Settings, env_name
 from hlstream.common.errors import ConfigError
 
 
@@ -29,27 +29,23 @@ class SinkSecrets:
         return "SinkSecrets(<redacted>)"
 
 
-def _secret(path: str, env: Mapping[str, str], variable: str, name: str) -> str:
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"setting {name}: {path} cannot be read ({exc.strerror})") from None
-    return env.get(variable, "")
+def _secret(settings: Settings, name: str, env: Mapping[str, str]) -> str:
+    """The secret in the file setting `name`, else in its variable (`nats_token_file`:
+    HLSTREAM_NATS_TOKEN)."""
+    path: str = getattr(settings, name)
+    if not path:
+        return env.get(env_name(name.removesuffix("_file")), "")
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"setting {name}: {path} cannot be read ({exc.strerror})") from None
 
 
 def sink_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> SinkSecrets:
     """The sinks' secrets: each from its file setting, else its environment variable."""
     env = os.environ if environ is None else environ
     return SinkSecrets(
-        nats_password=_secret(
-            settings.nats_password_file, env, "HLSTREAM_NATS_PASSWORD", "nats_password_file"
-        ),
-        nats_token=_secret(settings.nats_token_file, env, "HLSTREAM_NATS_TOKEN", "nats_token_file"),
-        postgres_password=_secret(
-            settings.postgres_password_file,
-            env,
-            "HLSTREAM_POSTGRES_PASSWORD",
-            "postgres_password_file",
-        ),
+        nats_password=_secret(settings, "nats_password_file", env),
+        nats_token=_secret(settings, "nats_token_file", env),
+        postgres_password=_secret(settings, "postgres_password_file", env),
     )

@@ -1,10 +1,6 @@
-"""`stage_main()`: the one way the three stages start (ingest, aggregator, writer).
-
-Parse the config flags, guard against outliving supervisord, install the signal-safe stop
-flag, load and validate settings, optionally resolve the coin list against the venue, log
-the effective config once, then hand a `Stage` (settings, stop flag, logger, clock, zmq
-context) to the stage's `run`. Exit codes come from `run_main`: 0 clean stop, 1 crash,
-78 configuration error.
+"""`stage_main()`: the one way the stages start. Settings, stop flag, logger, clock and zmq
+context are handed to the stage's `run` as a `Stage`; `run_main` maps the outcome to an exit
+code (0 clean stop, 1 crash, 78 configuration error).
 """
 
 from __future__ import annotations

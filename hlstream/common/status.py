@@ -1,8 +1,6 @@
-"""Stage heartbeats as typed values: `StageStatus`, published once a second on
-`status.{service}|` and written to `run_dir/{service}-status.json` (common/status_io.py), the
-same map in both (fields: docs/status.md). Reading is strict, so readers use fields, never
-string keys of an untyped map; a field with a default may be missing when read, so a new
-optional field is one line here and older writers stay readable.
+"""Stage heartbeats as typed values: a `StageStatus` is published on `status.{service}|` and
+written to `run_dir/{service}-status.json` (fields: docs/status.md). A field with a default may
+be missing when read, so a new optional field keeps older writers readable.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Each stage's health snapshot as `run_dir/{service}-status.json`, replaced atomically, so
-a reader never sees a half-written one: the StageStatus map as JSON with sorted keys."""
+"""`run_dir/{service}-status.json`: the StageStatus as JSON with sorted keys, replaced
+atomically so a reader never sees a half-written one."""
 
 from __future__ import annotations
 

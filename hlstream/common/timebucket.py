@@ -1,8 +1,5 @@
-"""Interval parsing and window math, in integer milliseconds since the epoch (UTC).
-
-Windows are aligned to the epoch like the exchange's candles: a `1d` window starts at
-00:00 UTC, a `1h` window on the hour. `bucket_start(t) <= t < bucket_start(t) + interval_ms`.
-"""
+"""Intervals and windows in epoch ms (UTC), aligned to the epoch like the exchange's candles:
+`bucket_start(t) <= t < bucket_start(t) + interval_ms`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""The venue's coin lists, read one way: `all`, subscribable names, and unknown-coin hints.
-
-Pure: takes the decoded `meta` answers. `coins = "all"` means every perp `meta` lists, in meta
-order; every stage expands it with the same function, so all agree on the coins. Entries
-flagged `isDelisted` are skipped: the venue closes a websocket that subscribes to them.
+"""The venue's coin lists, read one way from the decoded `meta` answers (pure). `coins = "all"`
+is every perp `meta` lists, in meta order, the same in every stage. Entries flagged
+`isDelisted` are skipped: the venue closes a websocket that subscribes to them.
 """
 
 from __future__ import annotations
@@ -19,46 +17,36 @@ def wants_all(coins: Iterable[str]) -> bool:
     return tuple(coins) == (ALL_COINS,)
 
 
-def listed_perps(meta: object) -> list[str]:
-    """Names of the perps `meta` lists and has not flagged as delisted, in meta order."""
-    entries = _universe(meta, "meta")
-    return list(dict.fromkeys(_name(e, "meta") for e in entries if e.get("isDelisted") is not True))
-
-
 def resolve_coins(settings: Settings, meta: object) -> tuple[str, ...]:
     """The concrete coins of `settings`: unchanged, or every listed perp for `all`."""
     if not wants_all(settings.coins):
         return settings.coins
-    names = listed_perps(meta)
+    names = tuple(dict.fromkeys(_listed(meta, "meta")))
     if not names:
         raise ConfigError("setting coins: 'all' but the exchange's meta lists no perps")
-    return tuple(names)
+    return names
 
 
 def universe_names(
     meta: object, spot_meta: object, dex_metas: Mapping[str, object] | None = None
 ) -> set[str]:
-    """Coin names the exchange accepts, from `meta`, `spotMeta` and per-dex `meta` answers.
-
-    Spot pairs are accepted by name (`PURR/USDC`, `@107`) and as `@{index}`.
-    Raise ProtocolError if an answer does not have the expected shape.
-    """
-    names: set[str] = set()
-    for entry in _universe(meta, "meta"):
-        if entry.get("isDelisted") is not True:  # listed for history, not subscribable
-            names.add(_name(entry, "meta"))
+    """Coin names the exchange accepts, from `meta`, `spotMeta` and per-dex `meta` answers
+    (spot pairs by name, `PURR/USDC`, and as `@{index}`); ProtocolError on a wrong shape."""
+    names = set(_listed(meta, "meta"))
     for entry in _universe(spot_meta, "spotMeta"):
         names.add(_name(entry, "spotMeta"))
         index = entry.get("index")
-        if _is_int(index):
+        if isinstance(index, int) and not isinstance(index, bool):
             names.add(f"@{index}")
     for dex, answer in (dex_metas or {}).items():
-        for entry in _universe(answer, f"meta dex={dex}"):
-            if entry.get("isDelisted") is True:
-                continue
-            name = _name(entry, "meta")
-            names.add(name if ":" in name else f"{dex}:{name}")
+        names.update(n if ":" in n else f"{dex}:{n}" for n in _listed(answer, f"meta dex={dex}"))
     return names
+
+
+def _listed(answer: object, what: str) -> list[str]:
+    """The names of the universe entries not flagged `isDelisted`, in order."""
+    entries = _universe(answer, what)
+    return [_name(entry, what) for entry in entries if entry.get("isDelisted") is not True]
 
 
 def _universe(answer: object, what: str) -> list[Mapping[str, object]]:
@@ -92,7 +80,3 @@ def check_coins(coins: Iterable[str], allowed: set[str]) -> None:
         if close:
             raise ConfigError(f"unknown coin {coin!r}: did you mean {close[0]}?")
         raise ConfigError(f"unknown coin {coin!r}: the exchange lists no such perp or spot coin")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,9 +1,6 @@
-"""The venue's coin lists over REST, read through `common.universe`.
-
-`resolve_settings_coins` expands `coins = "all"` at startup: one `meta` request, retried with
-backoff while the network is down (startup must survive an outage). `precheck_coins` is the
-front door's one quick look: an unknown coin stops `hlstream run` before a stage creates a
-file for it; when the exchange does not answer, ingest checks the coins once it does.
+"""The venue's coin lists over REST. `resolve_settings_coins` expands `coins = "all"` at
+startup, retrying `meta` while the network is down; `precheck_coins` is the front door's one
+quick look, so an unknown coin stops `hlstream run` before a stage creates a file for it.
 """
 
 from __future__ import annotations
@@ -27,25 +24,17 @@ from hlstream.common.universe import (
 PRECHECK_TIMEOUT_S = 5.0
 
 
-def fetch_listing(client: InfoClient, dexes: list[str]) -> tuple[object, set[str]]:
-    """(meta answer, every listed name); raises TransientError or ProtocolError."""
-    meta = client.post({"type": "meta"})
-    spot = client.post({"type": "spotMeta"})
-    dex_metas = {dex: client.post({"type": "meta", "dex": dex}) for dex in dexes}
-    return meta, universe_names(meta, spot, dex_metas)
-
-
 def precheck_coins(settings: Settings, client: InfoClient) -> str | None:
-    """Check the configured coins against the listing once, without retrying.
-
-    Raises ConfigError naming an unknown coin. Returns None when the coins were checked (or
-    need no check), else why they could not be checked yet.
-    """
+    """Check the configured coins against the listing once, without retrying: ConfigError
+    names an unknown coin; returns None when checked (or no check is needed), else why not."""
     if not settings.validate_coins or wants_all(settings.coins):
         return None
     watched = settings.coins + settings.book_coins + settings.bbo_coins
     try:
-        _meta, names = fetch_listing(client, dex_prefixes(watched))
+        meta = client.post({"type": "meta"})
+        spot = client.post({"type": "spotMeta"})
+        dexes = {dex: client.post({"type": "meta", "dex": dex}) for dex in dex_prefixes(watched)}
+        names = universe_names(meta, spot, dexes)
     except (TransientError, ProtocolError) as exc:
         return str(exc)
     check_coins(watched, names)
@@ -58,13 +47,9 @@ def resolve_settings_coins(
     *,
     log: EventLog | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-    attempts: int = FOREVER,
 ) -> Settings:
     """`settings` with `coins = "all"` replaced by every listed perp (validated again).
-
-    Raises TransientError when `attempts` run out or `should_stop()` turns true, ProtocolError
-    on a malformed meta answer, ConfigError if the expanded list is invalid.
-    """
+    Retries until it succeeds or `should_stop()` turns true (then TransientError)."""
     if not wants_all(settings.coins):
         return settings
 
@@ -80,7 +65,7 @@ def resolve_settings_coins(
 
     meta = call_with_retry(
         lambda: info_client.post({"type": "meta"}),
-        attempts=attempts,
+        attempts=FOREVER,
         on_retry=on_retry,
         should_stop=should_stop,
         base_s=settings.backoff_base_seconds,

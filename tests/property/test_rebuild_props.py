@@ -9,8 +9,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hlstream.common.csvrow import Row
-from hlstream.rebuild import compare, parse_lines, row_line
+from hlstream.common.csvrow import Row, format_row
+from hlstream.rebuild import compare, parse_lines
 
 T0 = 1_700_000_040_000
 STEP = 15_000
@@ -32,7 +32,7 @@ def tape_rows(draw: st.DrawFn) -> tuple[list[Row], list[Row], set[int]]:
 
 
 def _lines(rows: list[Row]) -> list[bytes]:
-    return [row_line(row).encode() for row in rows]
+    return [format_row(row).encode() for row in rows]
 
 
 @st.composite

@@ -33,7 +33,7 @@ def test_journal_appends_reads_skips_a_torn_line_and_rewrites(tmp_path):
         handle.write("2023-11-14 22:14:1")  # crash mid-append
     assert inexact_io.read_journal(csv) == {T0: "partial", T0 + 5_000: "gap_after_close"}
     inexact_io.rewrite(csv, {T0: "partial"})
-    assert inexact_io.count(csv) == 1
+    assert len(inexact_io.read_journal(csv)) == 1
     inexact_io.rewrite(csv, {})
     assert not journal.exists()
 

@@ -10,7 +10,7 @@ import pytest
 
 from hlstream.common.config import load_settings
 from hlstream.common.errors import ConfigError, ProtocolError, TransientError
-from hlstream.common.universe import listed_perps, resolve_coins, universe_names, wants_all
+from hlstream.common.universe import resolve_coins, universe_names, wants_all
 from hlstream.common.universe_io import resolve_settings_coins
 
 ADDRESS = "0x" + "Ab" * 20
@@ -79,17 +79,13 @@ def test_coins_all_is_accepted_as_a_literal(tmp_path: Path) -> None:
     assert not wants_all(("BTC",))
 
 
-def test_listed_perps_keep_meta_order_and_skip_delisted() -> None:
-    assert listed_perps(META) == ["BTC", "ETH", "kPEPE"]
-
-
 def test_universe_names_refuse_delisted_perps_too() -> None:
     names = universe_names(META, {"universe": [], "tokens": []})
 
     assert "LUNA" not in names and "kPEPE" in names
 
 
-def test_resolve_coins_expands_all_and_leaves_concrete_lists(tmp_path: Path) -> None:
+def test_resolve_coins_expands_all_in_meta_order_without_delisted(tmp_path: Path) -> None:
     assert resolve_coins(settings_from(tmp_path, coins="all"), META) == ("BTC", "ETH", "kPEPE")
     assert resolve_coins(settings_from(tmp_path, coins="SOL"), META) == ("SOL",)
 

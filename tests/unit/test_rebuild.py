@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hlstream.common.csvrow import Row
+from hlstream.common.csvrow import Row, format_row
 from hlstream.common.messages import Gap
 from hlstream.rebuild import (
     Change,
@@ -11,7 +11,6 @@ from hlstream.rebuild import (
     compare,
     metered,
     parse_lines,
-    row_line,
     tape_bars,
 )
 from hlstream.services.writer.core import row_of
@@ -62,7 +61,7 @@ def _row(start: int, close: str, volume: str = "1.0") -> Row:
 
 
 def _file(*rows: Row | bytes) -> FileLines:
-    return parse_lines([r if isinstance(r, bytes) else row_line(r).encode() for r in rows])
+    return parse_lines([r if isinstance(r, bytes) else format_row(r).encode() for r in rows])
 
 
 def _kinds(findings: list[Finding]) -> list[tuple[int, str]]:
@@ -124,7 +123,7 @@ def test_rows_out_of_order_are_put_in_window_order():
 
 
 def test_a_torn_last_line_is_cut_and_its_window_rebuilt():
-    torn = row_line(TAPE[3]).encode()[:-5]
+    torn = format_row(TAPE[3]).encode()[:-5]
     result = compare(_file(*TAPE[:3], torn), TAPE, set(), 15_000)
     assert _kinds(result.findings) == [(5, "missing"), (5, "torn")]
     assert result.rows == TAPE
@@ -149,7 +148,7 @@ def test_a_row_inside_the_range_that_is_no_window_is_extra():
 
 
 def test_a_line_not_written_as_the_writer_writes_it_differs():
-    crlf = row_line(TAPE[1]).encode().replace(b"\n", b"\r\n")
+    crlf = format_row(TAPE[1]).encode().replace(b"\n", b"\r\n")
     result = compare(_file(TAPE[0], crlf, TAPE[2], TAPE[3]), TAPE, set(), 15_000)
     assert _kinds(result.findings) == [(3, "differs")]
     assert result.rows == TAPE

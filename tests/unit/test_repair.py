@@ -12,7 +12,7 @@ import pytest
 
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.config import Settings
-from hlstream.common.csvrow import HEADER_LINE, Row, row_line
+from hlstream.common.csvrow import HEADER_LINE, Row, format_row
 from hlstream.common.errors import ConfigError
 from hlstream.common.inexact_io import Reason
 from hlstream.common.revisions import GAP_AFTER_CLOSE, Revision
@@ -28,7 +28,7 @@ NEW = Row(T0 + M, "100", "102", "99", "101", "2.25")
 def setup(tmp_path: Path) -> tuple[Settings, Path]:
     settings = Settings(coins=("BTC",), intervals=("1m",), data_dir=tmp_path, run_dir=tmp_path)
     path = tmp_path / "btc_1m_data.csv"
-    path.write_text(HEADER_LINE + "".join(map(row_line, ROWS)))
+    path.write_text(HEADER_LINE + "".join(map(format_row, ROWS)))
     inexact_io.record(path, [(T0 + M, Reason.GAP_AFTER_CLOSE), (T0 + 2 * M, Reason.PARTIAL)])
     revisions_io.append(path, [Revision(ROWS[1], NEW, GAP_AFTER_CLOSE, T0 + 10 * M)])
     return settings, path
@@ -38,7 +38,7 @@ def test_repair_applies_a_revision_once_and_clears_its_journal_entry(tmp_path: P
     settings, path = setup(tmp_path)
     out = io.StringIO()
     assert run_repair(settings, out) == 0
-    assert path.read_text() == HEADER_LINE + "".join(map(row_line, [ROWS[0], NEW, ROWS[2]]))
+    assert path.read_text() == HEADER_LINE + "".join(map(format_row, [ROWS[0], NEW, ROWS[2]]))
     assert inexact_io.read_journal(path) == {T0 + 2 * M: "partial"}
     assert "1 row revised, 0 already, 0 conflicts" in out.getvalue()
     inode = os.stat(path).st_ino
@@ -61,22 +61,24 @@ def test_repair_refuses_the_files_of_a_running_writer(tmp_path: Path):
 def test_a_row_matching_neither_side_is_a_conflict_left_alone(tmp_path: Path):
     settings, path = setup(tmp_path)
     changed = [ROWS[0], Row(T0 + M, "1", "1", "1", "1", "1"), ROWS[2]]
-    path.write_text(HEADER_LINE + "".join(map(row_line, changed)))
+    path.write_text(HEADER_LINE + "".join(map(format_row, changed)))
     out = io.StringIO()
     assert run_repair(settings, out) == 1
     assert "conflict" in out.getvalue()
-    assert path.read_text() == HEADER_LINE + "".join(map(row_line, changed))
+    assert path.read_text() == HEADER_LINE + "".join(map(format_row, changed))
     assert T0 + M in inexact_io.read_journal(path), "an unrepaired row keeps its entry"
 
 
 def test_repair_with_coins_all_repairs_every_file_of_the_intervals(tmp_path: Path):
     _, path = setup(tmp_path)
     purr = tmp_path / "purr%2fusdc_1m_data.csv"
-    purr.write_text(HEADER_LINE + "".join(map(row_line, ROWS)))
+    purr.write_text(HEADER_LINE + "".join(map(format_row, ROWS)))
     revisions_io.append(purr, [Revision(ROWS[1], NEW, GAP_AFTER_CLOSE, T0 + 10 * M)])
     settings = Settings(coins=("all",), intervals=("1m",), data_dir=tmp_path, run_dir=tmp_path)
     out = io.StringIO()
     assert run_repair(settings, out) == 0
     for repaired in (path, purr):
-        assert repaired.read_text() == HEADER_LINE + "".join(map(row_line, [ROWS[0], NEW, ROWS[2]]))
+        assert repaired.read_text() == HEADER_LINE + "".join(
+            map(format_row, [ROWS[0], NEW, ROWS[2]])
+        )
     assert out.getvalue().count("1 row revised") == 2

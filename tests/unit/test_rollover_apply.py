@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.config import Settings
-from hlstream.common.csvrow import HEADER_LINE, Row, row_line
+from hlstream.common.csvrow import HEADER_LINE, Row, format_row
 from hlstream.common.inexact_io import Reason
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
@@ -44,7 +44,7 @@ def setup(tmp_path: Path, on: bool) -> tuple[Writer, Clock, Path]:
         audit_apply_at_rollover=on,
     )
     path = tmp_path / "btc_1m_data.csv"
-    path.write_text(HEADER_LINE + "".join(map(row_line, ROWS)))
+    path.write_text(HEADER_LINE + "".join(map(format_row, ROWS)))
     inexact_io.record(path, [(MIDNIGHT - M, Reason.GAP_AFTER_CLOSE)])
     revisions_io.append(
         path,
@@ -68,10 +68,10 @@ def test_the_rollover_applies_the_closed_days_revisions_once(tmp_path: Path):
     backfill = CsvFile(path, EventLog("backfill"), M).open()  # another process's descriptor
     try:
         writer.rollover()
-        assert path.read_text() == HEADER_LINE + "".join(map(row_line, ROWS)), "same day"
+        assert path.read_text() == HEADER_LINE + "".join(map(format_row, ROWS)), "same day"
         clock.ms = MIDNIGHT + 3 * M
         writer.rollover()
-        expected = HEADER_LINE + "".join(map(row_line, [ROWS[0], YESTERDAY, ROWS[2]]))
+        expected = HEADER_LINE + "".join(map(format_row, [ROWS[0], YESTERDAY, ROWS[2]]))
         assert path.read_text() == expected, "23:59 revised; today's 00:00 waits for its day"
         assert inexact_io.read_journal(path) == {}, "the repaired row is the venue's candle"
 
@@ -86,12 +86,12 @@ def test_the_rollover_applies_the_closed_days_revisions_once(tmp_path: Path):
             bar(MIDNIGHT + 2 * M)
         ], "the backfill's descriptor followed the new file and saw the writer's row"
         lines = path.read_text().splitlines()
-        assert lines[1:3] == [row_line(ROWS[0]).strip(), row_line(YESTERDAY).strip()]
+        assert lines[1:3] == [format_row(ROWS[0]).strip(), format_row(YESTERDAY).strip()]
         assert len(lines) == 1 + 5
 
         clock.ms = MIDNIGHT + DAY_MS + M
         writer.rollover()
-        assert path.read_text().splitlines()[3] == row_line(TODAY).strip(), "the next midnight"
+        assert path.read_text().splitlines()[3] == format_row(TODAY).strip(), "the next midnight"
     finally:
         backfill.close()
         writer.store.close()
@@ -102,7 +102,7 @@ def test_without_the_setting_the_rollover_leaves_the_file_alone(tmp_path: Path):
     try:
         clock.ms = MIDNIGHT + DAY_MS + M
         writer.rollover()
-        assert path.read_text() == HEADER_LINE + "".join(map(row_line, ROWS))
+        assert path.read_text() == HEADER_LINE + "".join(map(format_row, ROWS))
         assert len(revisions_io.read(path)) == 2
     finally:
         writer.store.close()

@@ -7,11 +7,10 @@ import io
 from pathlib import Path
 
 from hlstream.common.config import Settings
-from hlstream.common.csvrow import HEADER_LINE, Row
+from hlstream.common.csvrow import HEADER_LINE, Row, format_row
 from hlstream.common.messages import Bar
 from hlstream.common.status import FileStatus, StageStatus
 from hlstream.common.status_io import write_status
-from hlstream.rebuild import row_line
 from hlstream.services.writer.audit import AuditRequest
 from hlstream.venue_io import file_coins, run_venue_audit
 
@@ -24,7 +23,7 @@ def data_dir(tmp_path: Path) -> Settings:
     """Files of PURR/USDC and xyz:TSLA (named by the writer's status, which also names ETH, a
     coin without a file) and one of a coin nothing names."""
     for name in ("purr%2fusdc_1m_data.csv", "xyz%3atsla_1m_data.csv", "ghost_1m_data.csv"):
-        (tmp_path / name).write_text(HEADER_LINE + row_line(ROW))
+        (tmp_path / name).write_text(HEADER_LINE + format_row(ROW))
     files = {
         f"{coin}.csv": FileStatus(coin, "1m", None) for coin in ("PURR/USDC", "xyz:TSLA", "ETH")
     }
