@@ -163,10 +163,7 @@ class FakeExchange:
     def set_candle_edit(self, coin: str, fields: dict[str, object] | None) -> None:
         """Serve `coin`'s candles with `fields` replaced (None: as they are)."""
         with self._lock:
-            if fields:
-                self._faults.candle_edits[coin] = dict(fields)
-            else:
-                self._faults.candle_edits.pop(coin, None)
+            self._faults.candle_edits[coin] = dict(fields or {})
 
     def set_candle_fault(
         self,
@@ -187,10 +184,7 @@ class FakeExchange:
             missing,
         )
         with self._lock:
-            if fault == CandleFault():
-                self._faults.candle_faults.pop((coin, interval, start_ms), None)
-            else:
-                self._faults.candle_faults[(coin, interval, start_ms)] = fault
+            self._faults.candle_faults[(coin, interval, start_ms)] = fault
 
     def set_zombie(self, on: bool) -> None:
         """While on, connections stay open but the server sends nothing and ignores input."""
