@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hlstream.common.config import DEFAULT_COINS
 from hlstream.common.lifecycle_io import StopFlag, ignore_stop_signals
-from hlstream.sim.exchange import DEFAULT_COINS, FakeExchange
+from hlstream.sim.exchange import FakeExchange
 
 STOP_POLL_S = 0.5  # the flag's pipe wakes the wait at once; this only bounds it
 

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable
 from http.server import ThreadingHTTPServer
 from typing import TypeVar
 
+from hlstream.common import clock
+from hlstream.common.config import DEFAULT_COINS
 from hlstream.common.timebucket import parse_interval
 from hlstream.sim import market, rest
 from hlstream.sim.faults import CandleFault, Faults, RestFault
 from hlstream.sim.market import Listing, VenueTrade, dumps
 from hlstream.sim.ws import WsServer, trade_frames
 
-DEFAULT_COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "LINK", "HYPE")
 DEFAULT_SPOT = ("PURR/USDC", "@107")
 REPLAY_TRADES = 30  # a trades subscribe is answered with this many of the newest trades
 TICK_S = 0.05  # live trades are made and sent in bursts this far apart
@@ -29,10 +30,6 @@ HTTP_POLL_S = 0.05  # how soon the /info server sees a shutdown
 JOIN_TIMEOUT_S = 2.0
 HOUR_MS = 3_600_000
 T = TypeVar("T")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class FakeExchange:
@@ -78,7 +75,7 @@ class FakeExchange:
             self._lock, self._faults, idle_close_s, self._is_listed, self._answer_sub
         )
         self._http: ThreadingHTTPServer | None = None
-        end_ms = _now_ms() - int(history_gap_s * 1000)
+        end_ms = clock.now_ms() - int(history_gap_s * 1000)
         self._make_history(end_ms - int(history_hours * HOUR_MS), end_ms, history_every_s)
 
     def start(self) -> None:
@@ -166,10 +163,7 @@ class FakeExchange:
     def set_candle_edit(self, coin: str, fields: dict[str, object] | None) -> None:
         """Serve `coin`'s candles with `fields` replaced (None: as they are)."""
         with self._lock:
-            if fields:
-                self._faults.candle_edits[coin] = dict(fields)
-            else:
-                self._faults.candle_edits.pop(coin, None)
+            self._faults.candle_edits[coin] = dict(fields or {})
 
     def set_candle_fault(
         self,
@@ -190,10 +184,7 @@ class FakeExchange:
             missing,
         )
         with self._lock:
-            if fault == CandleFault():
-                self._faults.candle_faults.pop((coin, interval, start_ms), None)
-            else:
-                self._faults.candle_faults[(coin, interval, start_ms)] = fault
+            self._faults.candle_faults[(coin, interval, start_ms)] = fault
 
     def set_zombie(self, on: bool) -> None:
         """While on, connections stay open but the server sends nothing and ignores input."""
@@ -206,10 +197,11 @@ class FakeExchange:
             self._ws.send([text])
 
     def fail_rest(self, status: int, count: int, retry_after: float | None = None) -> None:
-        """Answer the next `count` /info requests with HTTP `status` (and Retry-After), ahead
-        of any queued fault; replaces the previous `fail_rest`."""
+        """Answer the next `count` /info requests with HTTP `status` (and Retry-After),
+        instead of the REST faults still pending."""
         with self._lock:
-            self._faults.rest_now = RestFault(status, count, retry_after)
+            self._faults.rest_queue.clear()
+            self.queue_rest_fault(status, count, retry_after)
 
     def queue_rest_fault(self, status: int, count: int, retry_after: float | None = None) -> None:
         """After the faults already queued, answer `count` /info requests with HTTP `status`."""
@@ -287,9 +279,9 @@ class FakeExchange:
                 self._logs[coin].append(market.make_trade(coin, ts_ms, self._rng, state))
 
     def _generate_forever(self) -> None:
-        last_ms, last_book = _now_ms(), 0.0
+        last_ms, last_book = clock.now_ms(), 0.0
         while not self._stopping.wait(self._tick_s):
-            now_ms = _now_ms()
+            now_ms = clock.now_ms()
             self._tick(last_ms, now_ms)
             last_ms = max(last_ms, now_ms)
             if time.monotonic() - last_book >= BOOK_EVERY_S:
@@ -333,7 +325,7 @@ class FakeExchange:
     def _answer_sub(self, kind: str, coin: str) -> list[str]:
         """The frames after a subscribe's ack: the newest trades, or a book."""
         if kind != "trades":
-            return self._book_frames(kind, coin, _now_ms())
+            return self._book_frames(kind, coin, clock.now_ms())
         replay = self._logs[coin][-REPLAY_TRADES:]
         if coin in self._faults.shuffled_replay:
             self._rng.shuffle(replay)
@@ -353,12 +345,4 @@ class FakeExchange:
         if fault is not None:
             self._stopping.wait(fault.delay_s)  # outside the lock: other requests go on
         with self._lock:
-            faults = self._faults
-            return rest.answer(
-                body,
-                self._listing,
-                self._logs,
-                _now_ms(),
-                faults.candle_edits,
-                faults.candle_faults,
-            )
+            return rest.answer(body, self._listing, self._logs, clock.now_ms(), self._faults)

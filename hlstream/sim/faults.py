@@ -1,7 +1,4 @@
-"""The fake exchange's fault switches: what the feed withholds and how /info misbehaves.
-
-Read and written under the exchange's lock; FakeExchange's methods are the way to set them.
-"""
+"""The fake exchange's fault switches, read and written under the exchange's lock."""
 
 from __future__ import annotations
 
@@ -9,13 +6,15 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hlstream.sim.market import Candle
+
 
 @dataclass(slots=True)
 class RestFault:
     """Answer the next `count` /info requests with HTTP `status` (0: normally, `delay_s` late)."""
 
     status: int
-    count: int
+    count: int  # >= 1
     retry_after_s: float | None = None
     delay_s: float = 0.0
 
@@ -28,9 +27,6 @@ class CandleFault:
     edit: Mapping[str, object] = field(default_factory=dict)
     published_ms: int = 0
     missing: bool = False
-
-    def served(self, now_ms: int) -> bool:
-        return not self.missing and now_ms >= self.published_ms
 
 
 CandleKey = tuple[str, str, int]  # (coin, interval, window start ms)
@@ -50,27 +46,31 @@ class Faults:
     shuffled_replay: set[str] = field(default_factory=set)  # replays in random order
     # Coins (None: all) whose live trades are logged, so /info and replays have them, not sent.
     blackhole: set[str | None] = field(default_factory=set)
-    # Coins whose candles are served with these fields replaced (a venue that disagrees).
-    candle_edits: dict[str, dict[str, object]] = field(default_factory=dict)
+    candle_edits: dict[str, dict[str, object]] = field(default_factory=dict)  # per coin
     candle_faults: dict[CandleKey, CandleFault] = field(default_factory=dict)  # one candle each
-    rest_now: RestFault = field(default_factory=lambda: RestFault(0, 0))  # before the queue
-    rest_queue: deque[RestFault] = field(default_factory=deque)
+    rest_queue: deque[RestFault] = field(default_factory=deque)  # met in order
 
     def is_sent(self, coin: str) -> bool:
         """Whether live trades of `coin` go out on open connections."""
         return coin not in self.blackhole and None not in self.blackhole
 
+    def serve(self, candle: Candle, now_ms: int) -> dict[str, object] | None:
+        """`candle` as its coin's edit and its own fault serve it: None while it is withheld."""
+        fault = self.candle_faults.get((candle["s"], candle["i"], candle["t"]), CandleFault())
+        if fault.missing or now_ms < fault.published_ms:
+            return None
+        return {**candle, **self.candle_edits.get(candle["s"], {}), **fault.edit}
+
     def take_rest_fault(self) -> RestFault | None:
         """The fault the next /info request meets (spending one of its count), or None."""
-        fault = self.rest_now if self.rest_now.count > 0 else None
-        if fault is None and self.rest_queue:
-            fault = self.rest_queue[0]
-            if fault.count <= 1:
-                self.rest_queue.popleft()
-        if fault is not None:
-            fault.count -= 1
+        if not self.rest_queue:
+            return None
+        fault = self.rest_queue[0]
+        fault.count -= 1
+        if fault.count <= 0:
+            self.rest_queue.popleft()
         return fault
 
     def rest_pending(self) -> int:
         """Requests still to be failed or delayed."""
-        return self.rest_now.count + sum(fault.count for fault in self.rest_queue)
+        return sum(fault.count for fault in self.rest_queue)

@@ -12,8 +12,8 @@ from msgspec import Struct
 
 from hlstream.common.timebucket import REST_INTERVALS
 from hlstream.sim import market
-from hlstream.sim.faults import CandleFault, CandleKey
-from hlstream.sim.market import Candle, Listing, VenueTrade, dumps
+from hlstream.sim.faults import Faults
+from hlstream.sim.market import Listing, VenueTrade, dumps
 
 BAD_BODY = "Failed to deserialize the JSON body into the target type"
 # Spot pairs the venue lists: name -> (token index, token name, szDecimals).
@@ -64,12 +64,10 @@ def answer(
     listing: Listing,
     logs: Mapping[str, list[VenueTrade]],
     now_ms: int,
-    candle_edits: Mapping[str, Mapping[str, object]] | None = None,
-    candle_faults: Mapping[CandleKey, CandleFault] | None = None,
+    faults: Faults,
 ) -> Reply:
-    """The answer to one /info body (decoded JSON), from the listing and the trade logs;
-    `candle_edits` replaces fields of a coin's candles, `candle_faults` serves single candles
-    changed, late or never."""
+    """The answer to one /info body (decoded JSON), from the listing and the trade logs, with
+    the candle faults applied."""
     if not isinstance(body, dict):
         return Reply(422, BAD_BODY)
     kind = body.get("type")
@@ -78,17 +76,12 @@ def answer(
     if kind == "spotMeta":
         return Reply(200, dumps(spot_meta(listing)))
     if kind == "candleSnapshot":
-        faults = candle_faults or {}
-        return _candle_snapshot(body.get("req"), logs, now_ms, candle_edits or {}, faults)
+        return _candle_snapshot(body.get("req"), logs, now_ms, faults)
     return Reply(422, f"{BAD_BODY}: type {kind!r}")
 
 
 def _candle_snapshot(
-    req: object,
-    logs: Mapping[str, list[VenueTrade]],
-    now_ms: int,
-    edits: Mapping[str, Mapping[str, object]],
-    faults: Mapping[CandleKey, CandleFault],
+    req: object, logs: Mapping[str, list[VenueTrade]], now_ms: int, faults: Faults
 ) -> Reply:
     bad = f"{BAD_BODY}: req"
     if not isinstance(req, dict) or not isinstance(req.get("coin"), str):
@@ -103,21 +96,8 @@ def _candle_snapshot(
     if not isinstance(start_ms, int) or not isinstance(end_ms, int):
         return Reply(422, f"{bad}.startTime: invalid type, expected u64")
     candles = market.candles(logs.get(coin, []), coin, interval, start_ms, end_ms)
-    edit = edits.get(coin) or {}
-    served = [
-        _served(candle, edit, faults.get((coin, interval, candle["t"])), now_ms)
-        for candle in candles
-    ]
+    served = [faults.serve(candle, now_ms) for candle in candles]
     return Reply(200, dumps([candle for candle in served if candle is not None]))
-
-
-def _served(
-    candle: Candle, edit: Mapping[str, object], fault: CandleFault | None, now_ms: int
-) -> Mapping[str, object] | None:
-    """`candle` as the coin's `edit` and its own `fault` serve it: None while it is withheld."""
-    if fault is not None and not fault.served(now_ms):
-        return None
-    return {**candle, **edit, **(fault.edit if fault is not None else {})}
 
 
 def meta(listing: Listing) -> Meta:

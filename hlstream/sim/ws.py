@@ -175,9 +175,8 @@ class WsServer:
         sender = threading.Thread(target=self._send_forever, args=(client,), daemon=True)
         sender.start()
         try:
-            self._serve(client)
-        except (ConnectionClosed, OSError):
-            pass
+            with contextlib.suppress(ConnectionClosed, OSError):
+                self._serve(client)
         finally:
             with self._lock:
                 self.clients.discard(client)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from typing import Any
 
 import msgpack
 import zmq
 
+from hlstream.common.clock import now_ms
 from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.market import truth_rows
 from tests.support.pipeline import Pipeline, assert_contiguous, read_rows
@@ -46,10 +46,6 @@ class BarTap:
         self.thread.join()
         self.socket.close(linger=0)
         self.context.term()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def stage_pid(pipeline: Pipeline, stage: str) -> int:
@@ -90,11 +86,7 @@ def wait_minute_on_disk(
 
 def check_1m_exact(pipeline: Pipeline, exchange: FakeExchange, coins: tuple[str, ...]) -> None:
     for coin in coins:
-        rows = read_rows(pipeline.csv(coin, "1m"))
-        assert rows, f"{coin} 1m has no rows"
-        assert_contiguous(rows, M, f"{coin}_1m")
-        truth = truth_rows(exchange.trades(coin), M, rows[0][0], rows[-1][0] + M)
-        assert truth == rows, f"{coin} 1m differs from truth"
+        check_exact(pipeline, exchange, coin, M)
 
 
 def check_exact(pipeline: Pipeline, exchange: FakeExchange, coin: str, interval_ms: int) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.net import free_port
+from tests.support.procs import terminate
 from tests.support.wait import wait_for
 
 PG_SYSTEM_USER = "pgserver"
@@ -75,12 +76,8 @@ class NatsServer:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            terminate(self.proc, 15)
 
 
 class NatsCluster:
@@ -216,13 +213,8 @@ class PostgresServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc, 20, signal.SIGINT)  # SIGINT: postgres's fast shutdown
 
     def remove(self) -> None:
         self.stop()

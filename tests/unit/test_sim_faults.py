@@ -7,6 +7,7 @@ import json
 import random
 
 from hlstream.sim import market, rest
+from hlstream.sim.exchange import FakeExchange
 from hlstream.sim.faults import CandleFault, Faults, RestFault
 from hlstream.sim.market import Listing
 
@@ -16,22 +17,21 @@ def spend(faults: Faults, requests: int) -> list[tuple[int, float]]:
     return [(0, 0.0) if f is None else (f.status, f.delay_s) for f in taken]
 
 
-def test_fail_rest_goes_first_then_the_queue_in_order_then_normal_answers() -> None:
+def test_rest_faults_are_met_in_order_then_normal_answers() -> None:
     faults = Faults()
-    faults.rest_queue.append(RestFault(500, 1))
+    faults.rest_queue.extend([RestFault(429, 1, retry_after_s=1.0), RestFault(500, 1)])
     faults.rest_queue.append(RestFault(0, 2, delay_s=1.5))
-    faults.rest_now = RestFault(429, 1, retry_after_s=1.0)
     assert faults.rest_pending() == 4
     assert spend(faults, 5) == [(429, 0.0), (500, 0.0), (0, 1.5), (0, 1.5), (0, 0.0)]
     assert faults.rest_pending() == 0 and not faults.rest_queue
 
 
-def test_a_new_fail_rest_replaces_what_is_left_of_the_last() -> None:
-    faults = Faults()
-    faults.rest_now = RestFault(503, 10)
-    assert spend(faults, 4) == [(503, 0.0)] * 4
-    faults.rest_now = RestFault(503, 1)
-    assert spend(faults, 2) == [(503, 0.0), (0, 0.0)]
+def test_a_new_fail_rest_replaces_what_is_pending() -> None:
+    exchange = FakeExchange(coins=["BTC"], spot=[], rate_per_coin=0, history_hours=0)
+    exchange.fail_rest(503, 10)
+    exchange.delay_rest(1.0, 2)
+    exchange.fail_rest(503, 1)
+    assert exchange.rest_faults_pending() == 1
 
 
 def test_blackhole_of_none_silences_every_coin() -> None:
@@ -48,16 +48,18 @@ def test_candle_faults_change_delay_or_withhold_one_candle_each() -> None:
     rng = random.Random(1)
     trades = [market.venue_trade("BTC", t0 + k * 20_000, "100", "1", rng) for k in range(12)]
     listing = Listing(["BTC"], [], set())
-    faults = {
-        ("BTC", "1m", t0): CandleFault({"v": "9", "c": "101", "n": 7}),
-        ("BTC", "1m", t0 + minute): CandleFault(published_ms=t0 + 10 * minute),
-        ("BTC", "1m", t0 + 2 * minute): CandleFault(missing=True),
-        ("BTC", "5m", t0 + minute): CandleFault(missing=True),  # another interval's key
-    }
+    faults = Faults(
+        candle_faults={
+            ("BTC", "1m", t0): CandleFault({"v": "9", "c": "101", "n": 7}),
+            ("BTC", "1m", t0 + minute): CandleFault(published_ms=t0 + 10 * minute),
+            ("BTC", "1m", t0 + 2 * minute): CandleFault(missing=True),
+            ("BTC", "5m", t0 + minute): CandleFault(missing=True),  # another interval's key
+        }
+    )
     body = {"type": "candleSnapshot", "req": {"coin": "BTC", "interval": "1m", "startTime": t0}}
 
     def served(now_ms: int) -> dict[int, tuple[str, str, int]]:
-        reply = rest.answer(body, listing, {"BTC": trades}, now_ms, None, faults)
+        reply = rest.answer(body, listing, {"BTC": trades}, now_ms, faults)
         return {c["t"]: (c["v"], c["c"], c["n"]) for c in json.loads(reply.text)}
 
     before = served(t0 + 9 * minute)
