@@ -174,18 +174,26 @@ def _to_polars(tape: Any) -> pl.DataFrame:
     return tape.pl()
 
 
+def _parquet_line(doc: str, library: str) -> str:
+    """docs/data.md's block that imports `library` and reads a Parquet day, or the README's
+    one line `tape = {library}.read...` (with its import)."""
+    text = (ROOT / doc).read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if ".parquet" in b]
+    if doc == "README.md":
+        (line,) = [li for b in blocks for li in b.splitlines() if f"= {library}." in li]
+        return f"import {library}\n{line}\n"
+    (snippet,) = [b for b in blocks if f"import {library}" in b]
+    return snippet
+
+
+@pytest.mark.parametrize("doc", ["docs/data.md", "README.md"])
 @pytest.mark.parametrize("library", ["polars", "pandas", "duckdb"])
-def test_each_line_reads_a_compacted_day_with_exact_text(tmp_path, monkeypatch, library):
+def test_each_line_reads_a_compacted_day_with_exact_text(tmp_path, monkeypatch, library, doc):
     from hlstream.common.tape.compact_io import compact_day
 
     trades, gap = _write_tape(tmp_path / "data")
     compact_day(tmp_path / "data", "BTC", DAY)
-    readme = (ROOT / "docs" / "data.md").read_text()
-    (snippet,) = [
-        block.replace("2026-11-28", DAY)
-        for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-        if f"import {library}" in block and ".parquet" in block
-    ]
+    snippet = _parquet_line(doc, library).replace("2026-11-28", DAY)
 
     tape = _to_polars(_run(snippet, tmp_path, monkeypatch))
 
