@@ -131,7 +131,8 @@ class EventLog:
             return False
         self._windows[key] = (start, count + 1)
         suppressed = self._suppressed.pop(key, 0)
-        self._emit(level, event, {**fields, "suppressed": suppressed} if suppressed else fields)
+        emit = self.error if level >= logging.ERROR else self.warning  # subclasses see them
+        emit(event, **({**fields, "suppressed": suppressed} if suppressed else fields))
         return True
 
 
