@@ -139,10 +139,14 @@ def test_two_pipelines_publish_each_trade_once_while_one_is_killed_and_restarted
         b.wait_ready()
         wait_for(lambda: (s := _relay(b)) and (s.skipped + s.duplicates) > 0, 60, "B caught up")
         exchange.pause_trades(True)
-        tapes = set().union(*(_tape_ids(p, c) for p in (a, b) for c in coins))
+        # A trade sent just before the pause may reach A's tape after this line: wait for
+        # the venue's whole history since A's tape began, not only what the tapes hold now.
+        firsts = {c: min(int(i.rsplit(":", 2)[1]) for i in _tape_ids(a, c)) for c in coins}
+        want = set().union(*(_truth_ids(exchange, c, firsts[c] + 1) for c in coins))
+        want |= set().union(*(_tape_ids(p, c) for p in (a, b) for c in coins))
         messages = wait_for(
-            lambda: (got := _stream_trades(nats_server.url)) and tapes <= {m for _, m, _ in got}
-            and got, 60, "both tapes in the stream",
+            lambda: (got := _stream_trades(nats_server.url)) and want <= {m for _, m, _ in got}
+            and got, 60, "both tapes and the venue's trades in the stream",
         )  # fmt: skip
         b_status = _relay(b)
     finally:
