@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/hlstream demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile  # a file's tests share one worker
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder  # a file per worker at a time, in collection order (long files first: tests/conftest.py)
 
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -m faults
