@@ -1,10 +1,10 @@
-"""The writer's live venue audit against the fake exchange: a coin whose candles the venue
-serves differently (volume, n) gets revisions for its 1m rows and its 5s minutes journaled as
-`venue_mismatch`; a coin that matches is left alone; `hlstream repair` applies the revisions."""
+"""Fault: the venue serves candles that disagree with the trades it sent. The writer's live
+audit (a live minute or two, so it runs with `make test-faults`; test_audit_faults.py drives
+the same auditor against the fake venue in seconds): a coin whose candles the venue serves
+differently (volume, n) gets revisions for its 1m rows and its 5s minutes journaled as
+`venue_mismatch`; a coin that matches is left alone; `hlstream repair` applies them."""
 
 from __future__ import annotations
-
-import pytest
 
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.csvrow import Row
@@ -13,8 +13,6 @@ from tests.support.exchange import exchange_fixture
 from tests.support.pipeline import Pipeline, read_rows
 from tests.support.recovery import S5, M
 from tests.support.wait import wait_for
-
-pytestmark = pytest.mark.long(180)
 
 VENUE_VOLUME = "999999.0"
 
