@@ -26,9 +26,9 @@ Prints and writes one JSON object.
 
 Why polars (1M trades, 2 shared cores, bench/results/archive.json; runs vary with load):
 - all three keep exact text and all three give exact bars (`bars_exact`), and the Parquet
-  files are the same size within 3 % (41-42.5 bytes a trade against 125 as CSV: the random
-  hash is most of it);
-- polars aggregated exact-decimal 1m OHLCV fastest in every run (6.3-11.5 M trades/s,
+  files are the same size within 10 % (45-50 bytes a trade with users against 211 as CSV:
+  the random hash is most of it);
+- polars aggregated exact-decimal 1m OHLCV fastest in every run (6.3-12.6 M trades/s,
   against 4.4-5.1 for pyarrow, whose first/last have no decimal kernel, and 2.8-9.5 for
   duckdb) and wrote as fast as duckdb (0.67-1.14 s per million; pyarrow 1.5-1.7);
 - its Python API builds, reads and slices frames directly (duckdb would need SQL strings
@@ -72,9 +72,14 @@ REBUILD_DAYS = 3
 Bars = list[tuple[int, str, str, str, str, str]]  # minute start, O, H, L, C, V (row text)
 
 
+WALLETS = 10_000  # distinct buyer/seller addresses a day's trades are drawn from
+
+
 def make_trades(n: int) -> list[Trade]:
-    """`n` trades of one day: a random walk around 63,000 in 0.5 ticks, sizes of 1..5 decimals."""
+    """`n` trades of one day: a random walk around 63,000 in 0.5 ticks, sizes of 1..5 decimals,
+    each with its users (buyer, seller) drawn from `WALLETS` addresses, as the venue sends."""
     rng = random.Random(7)
+    wallets = [f"0x{rng.getrandbits(160):040x}" for _ in range(WALLETS)]
     ticks = 126_000
     trades = []
     for index in range(n):
@@ -83,11 +88,9 @@ def make_trades(n: int) -> list[Trade]:
         size = format_decimal(Decimal(rng.randint(1, 200_000)) / 10 ** rng.randint(1, 5))
         ts_ms = START_MS + index * (DAY_MS - 1) // n
         side = "buy" if rng.random() < 0.5 else "sell"
-        trades.append(
-            Trade(
-                COIN, side, price, size, ts_ms, 4 * 10**14 + index, f"0x{rng.getrandbits(256):064x}"
-            )
-        )
+        hash_ = f"0x{rng.getrandbits(256):064x}"
+        users = (rng.choice(wallets), rng.choice(wallets))
+        trades.append(Trade(COIN, side, price, size, ts_ms, 4 * 10**14 + index, hash_, users))
     return trades
 
 
@@ -103,6 +106,8 @@ def columns(trades: list[Trade]) -> dict[str, list[Any]]:
         "hash": [t.hash for t in trades],
         "to_ms": [None] * len(trades),
         "reason": [None] * len(trades),
+        "buyer": [t.users[0] if t.users else None for t in trades],
+        "seller": [t.users[1] if t.users else None for t in trades],
     }
 
 
@@ -288,6 +293,7 @@ def write_rebuild_tape(root: Path, n: int) -> list[tuple[str, str]]:
         for _ in range(5_000)
     ]
     prices: dict[int, str] = {}
+    wallets = [f"0x{rng.getrandbits(160):040x}" for _ in range(WALLETS)]
     segments = []
     tid = 0
     for coin in REBUILD_COINS:
@@ -307,7 +313,9 @@ def write_rebuild_tape(root: Path, n: int) -> list[tuple[str, str]]:
                     )
                     side = "buy" if rng.random() < 0.5 else "sell"
                     hash_ = "0x" + rng.randbytes(32).hex()
-                    trades.append(Trade(coin, side, price, rng.choice(sizes), at, tid, hash_))
+                    users = (rng.choice(wallets), rng.choice(wallets))
+                    size = rng.choice(sizes)
+                    trades.append(Trade(coin, side, price, size, at, tid, hash_, users))
                     tid += 1
             path = segment_path(root, coin, day)
             path.parent.mkdir(parents=True, exist_ok=True)
