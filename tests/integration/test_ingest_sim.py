@@ -210,7 +210,9 @@ def test_restart_mid_stream_publishes_every_trade_exactly_once(
         bus.close()
     assert len(bus.sessions()) == 2
     assert bus.of_type("gap") == []  # the downtime was shorter than the replay window
-    assert_exact(bus.trade_keys(), exchange, coins)
+    # The second ingest's first messages can go out before this SUB has reconnected; their
+    # seq says so, and their trades are on the tape where the next message's span begins.
+    assert_exact(bus.trade_keys_with_missed(run_dir.parent / "data"), exchange, coins)
 
 
 def test_zombie_links_are_replaced_and_garbage_is_counted_without_loss(

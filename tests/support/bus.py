@@ -10,6 +10,9 @@ from typing import Any
 import msgpack
 import zmq
 
+from hlstream.common.messages import Trade
+from hlstream.common.tape.readers_io import read_span
+
 Key = tuple[str, int, int]
 
 
@@ -44,6 +47,27 @@ class Bus:
         return [
             (t["coin"], t["ts_ms"], t["tid"]) for m in self.of_type("trades") for t in m["trades"]
         ]
+
+    def trade_keys_with_missed(self, data_dir: Path) -> list[Key]:
+        """`trade_keys`, plus the trades of messages this SUB missed, as a tap catching up
+        from the tape gets them: a message's `seq` one past its topic's last in its session
+        says none was missed; a larger one (a SUB reconnecting to a restarted ingest misses
+        its first messages: ZeroMQ's slow joiner) means the tape bytes between the coin's
+        last span and this one's hold the missed trades."""
+        keys: list[Key] = []
+        seqs: dict[tuple[str, str], int] = {}
+        ends: dict[tuple[str, str], int] = {}
+        for topic, body in self.messages:
+            if body["type"] != "trades":
+                continue
+            coin, (day, start, end) = body["coin"], body["tape"]
+            if body["seq"] > seqs.get((body["session"], topic), 0) + 1 and (coin, day) in ends:
+                missed = read_span(data_dir, coin, day, ends[(coin, day)], start)
+                keys += [(r.coin, r.ts_ms, r.tid) for r, _ in missed if isinstance(r, Trade)]
+            seqs[(body["session"], topic)] = body["seq"]
+            ends[(coin, day)] = end
+            keys += [(t["coin"], t["ts_ms"], t["tid"]) for t in body["trades"]]
+        return keys
 
     def coins_after(self, ts_ms: int) -> set[str]:
         return {coin for coin, ts, _ in self.trade_keys() if ts > ts_ms}
