@@ -26,6 +26,11 @@ class Row:
     close: str
     volume: str
 
+    @property
+    def values(self) -> tuple[str, str, str, str, str]:
+        """(open, high, low, close, volume) as written."""
+        return (self.open, self.high, self.low, self.close, self.volume)
+
 
 def format_row(row: Bar | Row) -> str:
     """The CSV line (with trailing newline) of a bar or row."""

@@ -9,11 +9,11 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hlstream.common.csvrow import Row
 from hlstream.common.filenames import csv_filename
 from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape.format import HEADER, format_record, segment_day, segment_path
 from hlstream.services.relay import tradecount_io
-from hlstream.services.relay.bars import BarRow
 from hlstream.services.relay.bars_io import new_bars
 from hlstream.services.relay.core import FileProgress
 from hlstream.services.relay.tradecount import TimeMarks, row_trade_count
@@ -22,8 +22,8 @@ from tests.support.trades import make_trade
 T0 = 1_700_000_040_000  # a minute boundary
 
 
-def _row(start_ms: int, o: str, h: str, low: str, c: str, v: str) -> BarRow:
-    return BarRow(start_ms, o, h, low, c, v)
+def _row(start_ms: int, o: str, h: str, low: str, c: str, v: str) -> Row:
+    return Row(start_ms, o, h, low, c, v)
 
 
 def test_trades_that_account_for_the_row_are_its_count():

@@ -1,4 +1,4 @@
-"""The relay's bars, pure: CSV rows, the per-file progress, and which bars to send for what is
+"""The relay's bars, pure: the per-file progress, and which bars to send for what is
 new in a bar file, its `.inexact` journal and its `.revisions` (common/revisions.py).
 
 Revision numbers: a window's first bar is revision `generation` (0 until a replaced file had to
@@ -22,38 +22,12 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Iterator, Mapping
 from decimal import Decimal
 
-import msgspec
-
+from hlstream.common.csvrow import Row, parse_row
 from hlstream.common.revisions import Revision
-from hlstream.common.timebucket import parse_window
 from hlstream.services.relay.core import FileProgress, JsBar, Values
 
 
-class BarRow(msgspec.Struct, frozen=True, gc=False):
-    """One CSV data row `Datetime,Open,High,Low,Close,Volume`, values verbatim."""
-
-    start_ms: int
-    open: str
-    high: str
-    low: str
-    close: str
-    volume: str
-
-    @property
-    def values(self) -> Values:
-        return (self.open, self.high, self.low, self.close, self.volume)
-
-
-def parse_bar_line(line: str) -> BarRow:
-    """A CSV data line (trailing newline optional); ValueError when it is not one."""
-    fields = line.rstrip("\n").split(",")
-    if len(fields) != 6:
-        raise ValueError(f"bar row has {len(fields)} fields, not 6")
-    stamp, o, h, low, c, v = fields
-    return BarRow(parse_window(stamp), o, h, low, c, v)
-
-
-def parse_bar_lines(data: bytes) -> Iterator[tuple[BarRow, int]]:
+def parse_bar_lines(data: bytes) -> Iterator[tuple[Row, int]]:
     """Whole data lines of `data` (a CSV file's bytes from some offset) with the offset just
     after each, relative to `data`; the header line and an unfinished last line are skipped."""
     offset = 0
@@ -63,7 +37,7 @@ def parse_bar_lines(data: bytes) -> Iterator[tuple[BarRow, int]]:
         offset += len(raw)
         if raw.startswith(b"Datetime,"):
             continue
-        yield parse_bar_line(raw.decode("ascii")), offset
+        yield parse_row(raw.decode("ascii")), offset
 
 
 def js_bar(
@@ -98,14 +72,14 @@ class BarPlan:
         revision = s.revision(start_ms)
         self.bars.append(js_bar(self.coin, self.interval, start_ms, values, exact, revision))
 
-    def sent_values(self, start_ms: int, rows: Mapping[int, BarRow]) -> Values | None:
+    def sent_values(self, start_ms: int, rows: Mapping[int, Row]) -> Values | None:
         """The values last sent for a window (None when it was never sent)."""
         if start_ms in self.state.revised:
             return self.state.revised[start_ms]
         row = rows.get(start_ms)
         return row.values if row is not None and start_ms <= self.state.last_start_ms else None
 
-    def new_rows(self, rows: Iterable[tuple[BarRow, int]], journal: Container[int]) -> None:
+    def new_rows(self, rows: Iterable[tuple[Row, int]], journal: Container[int]) -> None:
         """Rows appended since the saved offset (`int`: the file offset after each)."""
         s = self.state
         for row, end in rows:
@@ -113,7 +87,7 @@ class BarPlan:
             s.offset = end
             s.last_start_ms = max(s.last_start_ms, row.start_ms)
 
-    def flips(self, starts: Iterable[int], rows: Mapping[int, BarRow]) -> None:
+    def flips(self, starts: Iterable[int], rows: Mapping[int, Row]) -> None:
         """Journal entries appended since the saved offset: a window already sent exact is
         sent again, exact=false, with the values it was sent with."""
         for start in sorted(set(starts)):
@@ -121,7 +95,7 @@ class BarPlan:
             if values is not None and start not in self.state.inexact:
                 self._emit(start, values, False, True)
 
-    def revisions(self, revisions: Iterable[Revision], rows: Mapping[int, BarRow]) -> None:
+    def revisions(self, revisions: Iterable[Revision], rows: Mapping[int, Row]) -> None:
         """`.revisions` lines appended since the saved offset, in file order."""
         for revision in revisions:
             start = revision.new.start_ms
@@ -135,8 +109,8 @@ class BarPlan:
 
     def rewritten(
         self,
-        old: Mapping[int, BarRow],
-        rows: Iterable[tuple[BarRow, int]],
+        old: Mapping[int, Row],
+        rows: Iterable[tuple[Row, int]],
         journal: Container[int],
     ) -> None:
         """A file replaced by rebuild/repair (`old`: the rows the replaced file held up to the
@@ -155,7 +129,7 @@ class BarPlan:
             s.offset = end
             s.last_start_ms = max(s.last_start_ms, start)
 
-    def resend_all(self, rows: Iterable[tuple[BarRow, int]], journal: Container[int]) -> None:
+    def resend_all(self, rows: Iterable[tuple[Row, int]], journal: Container[int]) -> None:
         """A file replaced while the old one cannot be read: every row again, one generation
         higher (the sinks' dedupe of equal values is all that spares unchanged windows)."""
         s = self.state

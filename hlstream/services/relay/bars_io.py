@@ -24,11 +24,12 @@ import msgspec
 
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.config import Settings
+from hlstream.common.csvrow import Row
 from hlstream.common.errors import IntegrityError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.revisions import HEADER, Revision, parse_revisions
 from hlstream.common.timebucket import parse_interval, parse_window
-from hlstream.services.relay.bars import BarPlan, BarRow, parse_bar_lines
+from hlstream.services.relay.bars import BarPlan, parse_bar_lines
 from hlstream.services.relay.core import FileProgress, JsBar, RelayProgress
 from hlstream.services.relay.tradecount_io import tape_counts
 
@@ -85,7 +86,7 @@ def prune_pins(settings: Settings, progress: RelayProgress) -> None:
                 entry.unlink(missing_ok=True)
 
 
-def _rows_from(path: Path, offset: int, end: int | None = None) -> list[tuple[BarRow, int]]:
+def _rows_from(path: Path, offset: int, end: int | None = None) -> list[tuple[Row, int]]:
     with open(path, "rb") as handle:
         handle.seek(offset)
         data = handle.read() if end is None else handle.read(max(0, end - offset))
@@ -148,7 +149,7 @@ def _size(path: Path) -> int:
 
 def _old_rows(
     source: Path, pins: Path, name: str, state: FileProgress, inode: int
-) -> dict[int, BarRow] | None:
+) -> dict[int, Row] | None:
     """The rows the relay sent from a replaced file; None when they cannot be read."""
     if inode != state.inode:
         source = pins / _pin_name(name, state.inode)
@@ -201,7 +202,7 @@ def new_bars(
 def _with_trade_counts(data_dir: Path, coin: str, interval: str, bars: list[JsBar]) -> list[JsBar]:
     """The bars with `trades` counted from the tape (None where it does not account for a
     bar's values exactly: tradecount.py)."""
-    rows = [BarRow(b.start_ms, b.open, b.high, b.low, b.close, b.volume) for b in bars]
+    rows = [Row(b.start_ms, b.open, b.high, b.low, b.close, b.volume) for b in bars]
     counts = tape_counts(data_dir).counts(coin, parse_interval(interval), rows)
     return [msgspec.structs.replace(b, trades=n) for b, n in zip(bars, counts, strict=True)]
 

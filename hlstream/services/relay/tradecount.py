@@ -13,8 +13,8 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from decimal import Decimal
 
+from hlstream.common.csvrow import Row
 from hlstream.common.messages import Trade
-from hlstream.services.relay.bars import BarRow
 
 
 class WindowTrades:
@@ -37,7 +37,7 @@ class WindowTrades:
         if self.low is None or price < self.low:
             self.low = price
 
-    def count_for(self, row: BarRow) -> int | None:
+    def count_for(self, row: Row) -> int | None:
         """The count, if these trades are exactly the trades of `row`; else None."""
         if self.volume != Decimal(row.volume):
             return None
@@ -46,7 +46,7 @@ class WindowTrades:
         return self.count
 
 
-def row_trade_count(row: BarRow, trades: Iterable[Trade]) -> int | None:
+def row_trade_count(row: Row, trades: Iterable[Trade]) -> int | None:
     """The number of `trades` if they are exactly the trades of `row`, else None."""
     found = WindowTrades()
     for trade in trades:

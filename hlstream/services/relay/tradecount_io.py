@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from hlstream.common.csvrow import Row
 from hlstream.common.messages import Trade
 from hlstream.common.tape.format import segment_day
 from hlstream.common.tape.readers_io import read_span, segment_days
 from hlstream.common.timebucket import bucket_start
-from hlstream.services.relay.bars import BarRow
 from hlstream.services.relay.tradecount import TimeMarks, WindowTrades
 
 MARK_EVERY = 2_048  # records between two marks
@@ -39,7 +39,7 @@ class TapeCounts:
         self._data_dir = data_dir
         self._days: dict[tuple[str, str], _DayIndex] = {}
 
-    def counts(self, coin: str, interval_ms: int, rows: Sequence[BarRow]) -> list[int | None]:
+    def counts(self, coin: str, interval_ms: int, rows: Sequence[Row]) -> list[int | None]:
         """The trades that made each row (windows of `interval_ms`), None where unknown.
 
         One pass over the tape from the mark before the oldest window to the segment's end:
