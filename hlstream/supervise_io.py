@@ -274,6 +274,7 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
                 "the last bars are being written",
                 err=True,
             )
+        is_running(settings)  # wakes supervisord: it reaps a stopped stage now, not on its 1 s tick
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=POLL_S)
     time.sleep(LAST_LINES_S)
