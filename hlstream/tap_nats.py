@@ -42,6 +42,7 @@ CONNECT_WAIT_S = 5.0  # the longest `JetStreamTap(...)` tries the servers before
 CONNECT_ROUNDS = 2  # ... or until each server failed this many times
 SERVER_TIMEOUT_S = 5.0  # one request to the server (stream info, consumer creation)
 RECEIVE_QUEUE = 10_000  # messages held for a slow reader; then the server waits (flow control)
+QUEUE_FULL_WAIT_S = 0.01  # a full queue is re-checked this often
 HEARTBEAT_S = 1.0  # the server's idle heartbeat: two missed, and the consumer is re-created
 TOPIC_END = "|"
 
@@ -283,7 +284,7 @@ class JetStreamTap:
     async def _deliver(self, msg: Any) -> None:
         # Waiting here holds back this consumer's flow-control reply, so the server pauses.
         while self._queue.full():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(QUEUE_FULL_WAIT_S)
         meta, stream = msg.metadata, msg.metadata.stream
         # A re-created consumer starts after the last sequence nats-py saw (from the stream's
         # first when it saw none): deliver each sequence once, never one before the start.

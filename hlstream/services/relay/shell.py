@@ -64,6 +64,7 @@ POLL_S = 0.05  # tape poll when caught up
 BAR_POLL_S = 0.5
 STATUS_EVERY_S = 1.0
 SAVE_EVERY_S = 0.5
+WATCH_S = 0.1  # how soon a stop or a crashed task is noticed
 BATCH_RECORDS = 8_192  # tape records per publish round
 PRUNE_IDS_ABOVE = 200_000
 
@@ -115,7 +116,7 @@ class Relay:
                 done = [t for t in tasks if t.done()]
                 for task in done:
                     task.result()  # a crash in a task ends the stage (supervisord restarts it)
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(WATCH_S)
         finally:
             for task in tasks:
                 task.cancel()
@@ -163,7 +164,7 @@ class Relay:
         delay = backoff.next_delay()
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and not self.stop.is_set():
-            await asyncio.sleep(min(0.1, delay))
+            await asyncio.sleep(min(WATCH_S, delay))
 
     # --- NATS: trades and bars ------------------------------------------------------------
 
