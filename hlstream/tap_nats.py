@@ -40,6 +40,8 @@ _KIND_OF_SUBJECT = {"trades": "trade", "gaps": "gap", "bars": "bar"}
 _STREAM_OF_KIND = {"trade": TRADES_STREAM, "gap": TRADES_STREAM, "bar": BARS_STREAM}
 CONNECT_WAIT_S = 5.0  # the longest `JetStreamTap(...)` tries the servers before it gives up
 CONNECT_ROUNDS = 2  # ... or until each server failed this many times
+CONNECT_TIMEOUT_S = 2  # one connection attempt to one server
+RECONNECT_WAIT_S = 0.5  # between attempts, once the tap was up
 SERVER_TIMEOUT_S = 5.0  # one request to the server (stream info, consumer creation)
 RECEIVE_QUEUE = 10_000  # messages held for a slow reader; then the server waits (flow control)
 QUEUE_FULL_WAIT_S = 0.01  # a full queue is re-checked this often
@@ -142,9 +144,9 @@ def _connect_options(
     options = ConnectOptions(
         servers=[server.strip() for server in url.split(",") if server.strip()],
         name="hlstream-tap",
-        connect_timeout=2,
+        connect_timeout=CONNECT_TIMEOUT_S,
         max_reconnect_attempts=-1,  # after it is up, the tap waits out a server's restart
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=RECONNECT_WAIT_S,
     )
     if user:
         options["user"], options["password"] = user, password
