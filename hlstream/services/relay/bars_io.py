@@ -16,6 +16,7 @@ filesystem), a replaced file is re-sent whole, one generation higher.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -170,6 +171,7 @@ def new_bars(
         return None
     source, inode = pinned
     plan = BarPlan(coin, interval, state)
+    whole = functools.cache(lambda: {row.start_ms: row for row, _ in _rows_from(source, 0)})
     replaced = bool(state.inode) and (
         inode != state.inode
         or _size(source) < state.offset
@@ -188,11 +190,11 @@ def new_bars(
         flipped, journal, journal_end = _journal(path, state.journal_offset)
         flipped = [start for start in flipped if start <= state.last_start_ms]
         if flipped:
-            plan.flips(flipped, {row.start_ms: row for row, _ in _rows_from(source, 0)})
+            plan.flips(flipped, whole())
         plan.new_rows(rows, journal)
     revisions, revisions_end = _revisions(path, state.revisions_offset)
     if revisions:
-        plan.revisions(revisions, {row.start_ms: row for row, _ in _rows_from(source, 0)})
+        plan.revisions(revisions, whole())
     plan.state.inode = inode
     plan.state.journal_offset = journal_end
     plan.state.revisions_offset = revisions_end
