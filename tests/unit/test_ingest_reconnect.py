@@ -60,7 +60,7 @@ def test_data_before_the_healthy_period_does_not_reset_backoff() -> None:
     assert p.on_frame(1010.0, is_data=True) is False
     p.on_disconnect()
 
-    assert p.attempt == 4
+    assert p.backoff.attempt == 4
     assert p.delay_s(1011.0) >= BASE_S * 2**4 / 2
 
 
@@ -70,7 +70,7 @@ def test_a_connection_without_data_never_becomes_healthy() -> None:
     p.grant(1000.0)
 
     assert p.on_frame(1100.0, is_data=False) is False  # pongs only
-    assert p.attempt == 3
+    assert p.backoff.attempt == 3
 
 
 def test_data_after_the_healthy_period_resets_backoff_once() -> None:
@@ -83,7 +83,7 @@ def test_data_after_the_healthy_period_resets_backoff_once() -> None:
     assert p.on_frame(1031.0, is_data=True) is False
     p.on_disconnect()
 
-    assert p.attempt == 0
+    assert p.backoff.attempt == 0
     assert BASE_S / 2 <= p.delay_s(1032.0) <= BASE_S
 
 

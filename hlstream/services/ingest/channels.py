@@ -1,14 +1,6 @@
-"""Pure subscription planning for ingest, and the optional channels as bus messages.
-
-Invariants:
-- `plan_subscriptions` lists every subscription once: trades per coin, then l2Book, bbo and
-  userFills, in configuration order.
-- `shard` never puts more than `per_connection` subscriptions on one connection and refuses
-  (ConfigError) a plan beyond the venue's per-IP limits.
-- `RequestLog.cause_of` names the recently sent request an error frame refers to, preferring
-  an exact match on the subscription the venue echoes back over a guess by recency.
-- `channel_message` maps venue fields (`px`, `sz`, `n`, `time`, ...) to the typed messages of
-  common/book.py; a payload of the wrong shape raises ProtocolError.
+"""Pure subscription planning for ingest (each subscription once, sharded within the venue's
+per-IP limits), error-frame correlation, and the optional channels as the typed messages of
+common/book.py (ProtocolError for a payload of the wrong shape).
 """
 
 from __future__ import annotations
@@ -45,7 +37,6 @@ class Sub:
 
     @property
     def coin(self) -> str | None:
-        """The coin this subscription is about (None for per-user channels)."""
         return None if self.kind == USER_FILLS else self.key
 
     def body(self) -> dict[str, str]:
@@ -53,7 +44,6 @@ class Sub:
         return {"type": self.kind, field: self.key}
 
     def message(self, method: str = "subscribe") -> str:
-        """The compact JSON request text for this subscription."""
         request = {"method": method, "subscription": self.body()}
         return json.dumps(request, separators=(",", ":"))
 
@@ -64,7 +54,7 @@ def plan_subscriptions(
     bbo_coins: Iterable[str] = (),
     user_fills: Iterable[str] = (),
 ) -> list[Sub]:
-    """Every subscription ingest makes, in a stable order."""
+    """Every subscription once: trades per coin, then l2Book, bbo and userFills."""
     subs = [Sub(TRADES, coin) for coin in coins]
     subs += [Sub(L2BOOK, coin) for coin in book_coins]
     subs += [Sub(BBO, coin) for coin in bbo_coins]
@@ -105,11 +95,7 @@ def unlisted_coins(subs: Iterable[Sub], listed: set[str]) -> list[str]:
 
 
 def is_early_close(closed_s: float, last_subscribe_s: float | None, window_s: float) -> bool:
-    """A close within `window_s` of the last subscribe we sent: maybe a delisted coin.
-
-    The venue closes the whole socket, with no error frame, when a subscription names a coin
-    it does not list (DESIGN.md, "Exchange protocol facts").
-    """
+    """A close within `window_s` of the last subscribe we sent: maybe a delisted coin."""
     return last_subscribe_s is not None and 0 <= closed_s - last_subscribe_s <= window_s
 
 
@@ -131,11 +117,8 @@ class RequestLog:
             self._sent.popleft()
 
     def cause_of(self, error: str, now_s: float) -> tuple[str, bool] | None:
-        """(request text, exact) of the request `error` refers to, or None if unknown.
-
-        Exact: the error quotes the request or every value of its subscription. Otherwise
-        the newest request sent within GUESS_WINDOW_S is returned as a guess.
-        """
+        """(request text, exact) of the request `error` quotes (or every value of whose
+        subscription it quotes); else the newest one within GUESS_WINDOW_S as a guess, or None."""
         for _, text in reversed(self._sent):
             if text in error or _quotes_subscription(error, text):
                 return text, True

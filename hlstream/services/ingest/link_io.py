@@ -1,23 +1,15 @@
-"""One websocket connection ("link") of ingest, run in its own thread.
+"""One websocket connection ("link") of ingest, in its own thread: it connects, subscribes
+(paced), pings and replaces a dead feed (core/liveness.py), and reconnects with its own backoff.
 
-A link owns one websocket-client socket and a fixed shard of subscriptions. It connects,
-subscribes (paced), pings after `idle_ping_seconds` of silence (and every `ping_seconds`),
-replaces a feed whose ping goes unanswered for `pong_timeout_seconds` or that is silent for
-`stale_seconds` (core/liveness.py), and reconnects with its own backoff
-(`reconnect.ReconnectPolicy`).
-
-Invariants:
-- Every frame read is handed, parsed, to the shell's handler exactly once and in order, in
-  the link's own thread. A handler call carries a frame and every frame already waiting
-  behind it (up to `DRAIN_MAX`), and vouches for coverage (`covered_ms`) only when it left
-  nothing waiting; a frame of `BIG_FRAME_TRADES` or more goes out without waiting for the
-  frames behind it.
+- Every frame read is handed, parsed, to the shell's handler exactly once and in order, in the
+  link's thread. A call carries a frame and every frame already waiting behind it (up to
+  DRAIN_MAX), and vouches for coverage only when it left nothing waiting; a frame of
+  BIG_FRAME_TRADES or more goes out without waiting for those behind it.
 - The links of a process share (under `Shared.lock`) the new-connections window and the
   client-message budget, both below the venue's per-IP limits.
 - The venue closes the whole socket, with no error frame, when a subscription names a coin it
-  no longer lists. A link closed within `EARLY_CLOSE_S` of its last subscribe re-reads the
-  listing (listing_io.py), drops the coins that are gone (a `DELISTED` event) and reconnects
-  with the rest.
+  no longer lists: a link closed within EARLY_CLOSE_S of its last subscribe re-reads the
+  listing, drops the coins that are gone (a DELISTED event) and reconnects with the rest.
 """
 
 from __future__ import annotations
@@ -158,7 +150,7 @@ class Link:
                 self.log.warning(
                     "ws_reconnect",
                     link=self.index,
-                    attempt=self.policy.attempt,
+                    attempt=self.policy.backoff.attempt,
                     delay_ms=int(delay * 1000),
                     reason=reason,
                 )

@@ -1,17 +1,9 @@
-"""Pure reconnect policy of one websocket connection: when to connect again.
-
-Combines `common.backoff.Backoff` (capped exponential delay with equal jitter, RNG injected)
-with a `WindowLimit` of new connections that may be shared by every connection of the
-process (venue: 30 new connections a minute per IP). Callers pass monotonic seconds in.
-
-Invariants:
-- The first connect waits only for the window limit; every later one waits at least the
-  next backoff delay.
-- `grant` records a connection only when the window allows it, so no 60 s window ever holds
-  more than `limit` connects, whatever delays the caller chose.
-- The backoff attempt count resets only after a connection has been up for `healthy_after_s`
-  and has delivered data, not merely after a successful connect: a server that accepts and
-  then drops us keeps backing off.
+"""Pure reconnect policy of one websocket connection: backoff (RNG injected) plus a connect
+`WindowLimit` the process's connections share (venue: 30 new connections a minute per IP).
+The first connect waits only for the window, each later one at least the next backoff delay;
+no 60 s window ever holds more than `limit` connects, whatever delays the caller chose; the
+backoff resets only once a connection has been up `healthy_after_s` AND delivered data, so a
+server that accepts and then drops us keeps backing off.
 """
 
 from __future__ import annotations
@@ -70,7 +62,3 @@ class ReconnectPolicy:
         """The connection ended (or failed to open): the next frame is not from it."""
         self._connected_s = None
         self._data_seen = False
-
-    @property
-    def attempt(self) -> int:
-        return self.backoff.attempt

@@ -1,19 +1,11 @@
 """IO shell of ingest: websocket links in; trades, gaps, channels and status out on the bus.
 
-One `link_io.Link` thread per websocket connection hands the frames it read, in order, to
-`_on_link`, which dedupes them (core/) and tapes then publishes them (publisher.py) under
-`self.lock`: it guards the ZeroMQ socket (not thread-safe), the tape, the deduper, the replay
-check, the coverage and the counters. The main thread heartbeats (`run_dir/ingest-status.json`
-and `status.ingest|`), fdatasyncs the tape every `SYNC_EVERY_S` and prunes it to `tape_days`.
-
-Invariants:
-- The dedupe state is the tape's tail, read back on start: it cannot disagree with what was
-  published. A replay on resubscribe that does not overlap it yields a gap marker spanning
-  exactly the uncovered time; the aggregator holds windows on `covered_ms` (core/coverage.py).
-  A link that died silent (unanswered ping, stale) yields a gap marker over its silence
-  for each of its coins (core/liveness.py).
-- Coins are checked against the listing on start (listing_io.py; unknown coin: ConfigError,
-  exit 78). Nothing more is published for a coin a link finds delisted (`coin_delisted`).
+Each `link_io.Link` thread hands the frames it read, in order, to `_on_link`, which dedupes
+them (core/), tapes then publishes them (publisher.py) under `self.lock`: it guards the ZeroMQ
+socket (not thread-safe), the tape, the deduper, the coverage and the counters. The main
+thread heartbeats, fdatasyncs the tape every SYNC_EVERY_S and prunes it to `tape_days`.
+The dedupe state is the tape's tail, read back on start: it cannot disagree with what was
+published. Nothing more is published for a coin a link finds delisted.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
-"""Pure liveness of one websocket link: when to ping, when the link is dead. No IO, no clock:
-every call takes `now_s` (monotonic seconds).
+"""Pure liveness of one websocket link: when to ping, when the link is dead (`now_s` passed in).
 
-Invariants:
-- A link that has received nothing for `idle_ping_s` sends a ping at once (and one every
-  `ping_every_s` in any case, which keeps the venue from dropping a quiet connection).
 - A ping unanswered for `pong_timeout_s` means the link is dead, even if other frames arrive
   meanwhile: a feed that loses frames and then resumes on the same socket loses the ping too,
-  and only its pong proves the frames before it were all delivered.
-- While a ping awaits its pong the link vouches for nothing new (`vouches`): a silence is
-  either proven quiet by the pong or ends the link, never counted as a quiet market.
-- `stale_s` without any frame ends the link too (a bound independent of pings).
-- A link that died silent reports a gap over the silence for each of its trade coins
-  (`silence_gaps`): the frames it lost are unknown, so the rows over it are partial, whether
-  or not the replay on reconnect overlaps.
+  and only its pong proves the frames before it were all delivered. While a ping awaits its
+  pong the link vouches for nothing new: a silence is proven quiet by the pong or ends the link.
+- A link that died silent reports a gap over the silence for each of its trade coins: the
+  frames it lost are unknown, whether or not the replay on reconnect overlaps.
 """
 
 from __future__ import annotations
@@ -35,7 +28,7 @@ class Liveness:
 
     idle_ping_s: float
     pong_timeout_s: float
-    ping_every_s: float
+    ping_every_s: float  # a ping this often in any case keeps the venue from dropping us
     stale_s: float
     last_rx_s: float = 0.0  # when the last frame (of any kind) arrived
     last_ping_s: float = 0.0
@@ -70,7 +63,6 @@ class Liveness:
         return None
 
     def vouches(self) -> bool:
-        """Whether the link may vouch that it missed nothing up to now."""
         return self.awaiting_since_s is None
 
     def silent_s(self, now_s: float) -> float:
@@ -78,7 +70,6 @@ class Liveness:
 
 
 def silence_gaps(coins: Iterable[str], last_rx_ms: int, dead_ms: int) -> list[Gap]:
-    """Gap markers over a dead link's silence: from just before its last frame arrived
-    (`SILENCE_SKEW_MS`) to when it was found dead."""
+    """Gap markers over a dead link's silence, from its last frame (less the skew) to now."""
     from_ms = last_rx_ms - SILENCE_SKEW_MS
     return [Gap(coin, from_ms, max(from_ms, dead_ms), SILENCE_GAP_REASON) for coin in coins]

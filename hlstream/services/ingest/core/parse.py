@@ -1,14 +1,9 @@
-"""Pure parsing of the venue's websocket frames: the only module that knows its trade fields
-(`coin`, `side` "B"/"A", `px`, `sz`, `time`, `tid`, `hash`, `users`); downstream sees `Trade`.
-
-Invariants:
-- A trade without a usable time, price, size, side or tid, or whose coin holds a line break,
-  is rejected and counted, never stamped with a local clock (DESIGN.md, "Exchange protocol
-  facts"). A hash that is not a one-line string, or `users` that are not a list of two
-  addresses (`0x` and 40 hex digits), are dropped and the trade kept (neither is part of a
-  trade's identity): no trade that passes can be refused by the tape.
-- A frame is classified by its channel; only a frame that is not a JSON object with a string
-  channel (and, for trades, a data list) raises ProtocolError.
+"""Pure parsing of the venue's websocket frames: the only module that knows its trade fields;
+downstream sees `Trade`. A trade without a usable time, price, size, side or tid, or whose coin
+holds a line break, is rejected and counted, never stamped with a local clock; a bad hash or
+`users` is dropped and the trade kept (neither is part of its identity), so the tape can refuse
+no trade that passes. Only a frame that is not a JSON object with a string channel (and, for
+trades, a data list) raises ProtocolError.
 """
 
 from __future__ import annotations
@@ -78,11 +73,8 @@ _READ_TRADES = msgspec.json.Decoder(_TradesFrame)
 
 
 def parse_frame(text: str | bytes) -> Frame:
-    """Classify one websocket text frame; raise ProtocolError if it is not JSON of a known shape.
-
-    A trades frame of one coin whose every entry is well formed is decoded typed, in C; any
-    other frame takes the general path, which judges entries one by one with `parse_trade`.
-    """
+    """Classify one websocket text frame (ProtocolError if not JSON of a known shape); a one-coin
+    trades frame of well-formed entries is decoded typed, in C, any other by `_parse_general`."""
     try:
         data = _READ_TRADES.decode(text).data
     except (msgspec.DecodeError, msgspec.ValidationError):
