@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import websocket
@@ -82,20 +83,16 @@ class _Stopped(BaseException):
 
 
 class Link:
-    """One websocket connection carrying a shard of subscriptions; `start()` runs it."""
+    """One websocket connection carrying a shard of subscriptions; its `thread` runs it."""
 
-    def __init__(
-        self, index: int, subs: tuple[Sub, ...], shared: Shared, rng: random.Random | None = None
-    ) -> None:
+    def __init__(self, index: int, subs: tuple[Sub, ...], shared: Shared) -> None:
         settings = shared.settings
         self.index = index
         self.subs = subs
         self.shared = shared
         self.log = shared.log
         self.policy = ReconnectPolicy(
-            Backoff(
-                settings.backoff_base_seconds, settings.backoff_cap_seconds, rng or random.Random()
-            ),
+            Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds, random.Random()),
             shared.connect_limit,
         )
         self.requests = RequestLog()
@@ -113,16 +110,10 @@ class Link:
         self._ponged = False  # the frames being drained hold a pong
         self._last_rx_ms = 0  # wall time of the last frame of the current connection
 
-    def start(self) -> None:
-        self.thread.start()
-
     def backlog_bytes(self) -> int:
         """What the venue sent that this link has not handled yet (any thread may ask)."""
         frames = self.frames
         return 0 if frames is None else frames.backlog_bytes()
-
-    def join(self, timeout_s: float) -> None:
-        self.thread.join(timeout_s)
 
     # ---- thread body -------------------------------------------------------------------
 
@@ -155,7 +146,7 @@ class Link:
                     reason=reason,
                 )
             self._idle(delay)
-            self._wait_for_grant()
+            self._wait_turn(self.policy.grant)
             reason = self._connect_and_stream()
             self.policy.on_disconnect()
             silent_since_ms = self._last_rx_ms if reason in SILENT_DEATHS else 0
@@ -167,14 +158,6 @@ class Link:
                 closed_s, self._last_subscribe_s, EARLY_CLOSE_S
             ):
                 self._drop_unlisted(reason, closed_s)
-
-    def _wait_for_grant(self) -> None:
-        while True:
-            with self.shared.lock:
-                wait = self.policy.grant(time.monotonic())
-            if wait <= 0:
-                return
-            self._idle(wait)
 
     def _connect_and_stream(self) -> str:
         settings = self.shared.settings
@@ -337,16 +320,18 @@ class Link:
         self._emit(Event(EventKind.DELISTED, self.index, coins=tuple(gone)))
 
     def _send(self, ws: websocket.WebSocket, text: str) -> None:
-        while True:
-            with self.shared.lock:
-                now = time.monotonic()
-                wait = self.shared.send_limit.wait_s(now)
-                if wait <= 0:
-                    self.shared.send_limit.record(now)
-                    break
-            self._idle(wait)
+        self._wait_turn(self.shared.send_limit.take)
         self.requests.record(time.monotonic(), text)
         ws.send(text)
+
+    def _wait_turn(self, take: Callable[[float], float]) -> None:
+        """Idle until `take(now)`, asked under the shared lock, grants a turn (returns 0)."""
+        while True:
+            with self.shared.lock:
+                wait = take(time.monotonic())
+            if wait <= 0:
+                return
+            self._idle(wait)
 
     def _emit(self, event: Event) -> None:
         self.shared.handle(self.index, [event], None)

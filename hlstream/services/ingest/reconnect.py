@@ -38,10 +38,9 @@ class ReconnectPolicy:
 
     def grant(self, now_s: float) -> float:
         """Record a connect at `now_s` and return 0, or return how long to wait first."""
-        wait = self.connect_limit.wait_s(now_s)
+        wait = self.connect_limit.take(now_s)
         if wait > 0:
             return wait
-        self.connect_limit.record(now_s)
         self._connects += 1
         self._connected_s = now_s
         self._data_seen = False

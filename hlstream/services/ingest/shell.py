@@ -174,13 +174,13 @@ class Ingest:
         self.coverage.live = set(range(len(self.links)))
         self.log.info("links_planned", links=len(self.links), subscriptions=len(subs))
         for link in self.links:
-            link.start()
+            link.thread.start()
 
     def _stop_links(self) -> None:
         self.halt.set()
         deadline = self.clock.monotonic() + JOIN_S
         for link in self.links:
-            link.join(max(0.0, deadline - self.clock.monotonic()))
+            link.thread.join(max(0.0, deadline - self.clock.monotonic()))
         with self.lock:
             self.coverage.up.clear()
 
