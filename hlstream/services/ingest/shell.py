@@ -50,7 +50,7 @@ SYNC_EVERY_S = 0.05  # tape fdatasync period (off the publishing path)
 IDLE_STEP_S = 0.2  # heartbeats go on while waiting for a retry
 JOIN_S = 1.0
 LOG_EVERY_S = 10.0  # a repeated warning (rejected, too old, malformed, behind) at most this often
-RARE_LOG_EVERY_S = 60.0  # a repeated note on an unknown or unexpected channel
+RARE_LOG_EVERY_S = 60.0  # a repeated note on an unknown channel
 BEHIND_BYTES = 1 << 20  # unhandled bytes on one link that count as falling behind the venue
 
 
@@ -279,14 +279,7 @@ class Ingest:
                 "channel_malformed", LOG_EVERY_S, "ws_malformed", channel=channel, error=error
             )
             return
-        if parsed is None:
-            self.log.warning_limited(
-                "channel:" + frame.channel,
-                RARE_LOG_EVERY_S,
-                "ws_unexpected_channel",
-                channel=frame.channel,
-            )
-        elif parsed.coin not in self.delisted:
+        if parsed.coin not in self.delisted:
             out.bus.publish(parsed.topic, parsed.message)
             self.counters.channel_msgs += 1
 

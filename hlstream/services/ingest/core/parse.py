@@ -22,8 +22,8 @@ from hlstream.common.messages import Side, Trade
 from hlstream.common.timebucket import normalize_ts_ms
 
 PING = '{"method":"ping"}'
-# Channels we may subscribe to and pass through untouched.
-DATA_CHANNELS = frozenset({"l2Book", "bbo", "userFills", "allMids", "candle", "activeAssetCtx"})
+# The optional channels ingest subscribes to and publishes (channels.channel_message).
+DATA_CHANNELS = frozenset({"l2Book", "bbo", "userFills"})
 VENUE_SIDES: dict[str, Side] = {"B": "buy", "A": "sell"}
 _MS_MIN, _MS_MAX = 10**12, 10**15  # an int time in this range is epoch ms, taken as is
 _TID_MAX = 2**64 - 1  # the bus (msgpack) carries no bigger integer
