@@ -115,8 +115,6 @@ class Link:
         frames = self.frames
         return 0 if frames is None else frames.backlog_bytes()
 
-    # ---- thread body -------------------------------------------------------------------
-
     def _run(self) -> None:
         try:
             self._loop()
@@ -276,8 +274,6 @@ class Link:
         else:
             return Event(EventKind.FRAME, self.index, frame, recv_us // 1000, recv_us)
         return None
-
-    # ---- helpers -------------------------------------------------------------------------
 
     def _on_error(self, error: str, now_s: float) -> None:
         cause = self.requests.cause_of(error, now_s)

@@ -53,10 +53,8 @@ class Listing:
         return meta, names
 
     def since(self, since_s: float) -> set[str] | None:
-        """Listed names fetched at or after `since_s` (monotonic); None while rate-limited.
-
-        Raises TransientError or ProtocolError when the fetch fails.
-        """
+        """Listed names fetched at or after `since_s` (monotonic); None while rate-limited;
+        TransientError or ProtocolError when the fetch fails."""
         with self._lock:
             if self._names is not None and self._fetched_s >= since_s:
                 return self._names
@@ -104,10 +102,8 @@ class Listing:
                 cap_s=settings.backoff_cap_seconds,
                 sleep=sleep,
             )
-        except TransientError:
-            if stop.is_set():
-                raise StopRequestedError from None
-            raise
+        except TransientError:  # retried FOREVER: it gives up only once stopped
+            raise StopRequestedError from None
         coins = resolve_coins(settings, meta)
         if coins != settings.coins:
             settings = validate(replace(settings, coins=coins))

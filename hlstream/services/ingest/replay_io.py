@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,28 +42,21 @@ SEND_HWM = 1_000
 START_TIMEOUT_S = JOIN_S = 5.0
 
 
+@dataclass
 class ReplayServer:
     """Serves `replay` requests from `start()` until `close()`."""
 
-    def __init__(
-        self,
-        context: zmq.Context[Any],
-        endpoint: str,
-        data_dir: Path,
-        coins: tuple[str, ...],
-        ends: Callable[[], dict[tuple[str, str], int]],
-        log: EventLog,
-        curve: CurveKeys | None = None,
-    ) -> None:
-        self.context = context
-        self.endpoint = endpoint
-        self.data_dir = data_dir
-        self.coins = coins
-        self.ends = ends
-        self.log = log
-        self.curve = curve
-        self.halt = threading.Event()
-        self.ready = threading.Event()
+    context: zmq.Context[Any]
+    endpoint: str
+    data_dir: Path
+    coins: tuple[str, ...]
+    ends: Callable[[], dict[tuple[str, str], int]]  # committed end of each (coin, day) segment
+    log: EventLog
+    curve: CurveKeys | None = None
+    halt: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
         self.thread = threading.Thread(target=self._run, name="replay-server", daemon=True)
 
     def start(self) -> None:
@@ -84,10 +78,10 @@ class ReplayServer:
             socket.bind(self.endpoint)
         except zmq.ZMQError as exc:
             self.log.error("replay_bind_failed", endpoint=self.endpoint, error=str(exc))
-            self.ready.set()
             socket.close()
             return
-        self.ready.set()
+        finally:
+            self.ready.set()
         try:
             while not self.halt.is_set():
                 if socket.poll(POLL_MS):
