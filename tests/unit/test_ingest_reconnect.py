@@ -1,13 +1,13 @@
-"""Unit tests for services/ingest/reconnect.py with an injected clock and RNG: backoff grows
-with jitter up to the cap, resets only after a healthy period, and connects never exceed the
-venue's 30 per minute."""
+"""Unit tests for ReconnectPolicy (services/ingest/core/liveness.py) with an injected clock and
+RNG: backoff grows with jitter up to the cap, resets only after a healthy period, and connects
+never exceed the venue's 30 per minute."""
 
 from __future__ import annotations
 
 import random
 
 from hlstream.common.backoff import Backoff, WindowLimit
-from hlstream.services.ingest.reconnect import ReconnectPolicy
+from hlstream.services.ingest.core.liveness import ReconnectPolicy
 
 BASE_S, CAP_S = 0.5, 30.0
 

@@ -35,11 +35,10 @@ from hlstream.services.ingest.channels import (
     is_early_close,
     unlisted_coins,
 )
-from hlstream.services.ingest.core.liveness import PONG_TIMEOUT, STALE, Liveness
+from hlstream.services.ingest.core.liveness import PONG_TIMEOUT, STALE, Liveness, ReconnectPolicy
 from hlstream.services.ingest.core.parse import PING, FrameKind, parse_frame
 from hlstream.services.ingest.events import Drained, Event, EventKind, Handler
 from hlstream.services.ingest.listing_io import Listing
-from hlstream.services.ingest.reconnect import ReconnectPolicy
 from hlstream.services.ingest.wsframes import OP_CLOSE, OP_PING, OP_PONG, SocketFrames
 
 RECV_TIMEOUT_S = 0.25
