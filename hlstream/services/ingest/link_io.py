@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -341,8 +342,6 @@ class Link:
     def _close_ws(self) -> None:
         ws, self.ws = self.ws, None
         if ws is not None:
-            try:
+            with contextlib.suppress(websocket.WebSocketException, OSError):
                 ws.settimeout(CLOSE_TIMEOUT_S)
                 ws.close(timeout=CLOSE_TIMEOUT_S)
-            except (websocket.WebSocketException, OSError):
-                pass

@@ -228,15 +228,7 @@ class Ingest:
                 for gap in silence_gaps(coins, event.recv_ms, self.clock.now_ms()):
                     self._publish_gap(gap, out)
         elif kind is EventKind.MALFORMED:
-            self.counters.malformed += 1
-            self.log.warning_limited(
-                "malformed",
-                LOG_EVERY_S,
-                "ws_malformed",
-                link=event.link,
-                error=event.text,
-                malformed=self.counters.malformed,
-            )
+            self._malformed("malformed", event.text, link=event.link)
         elif kind is EventKind.ERROR:
             self.counters.ws_errors += 1
         elif kind is EventKind.DELISTED:
@@ -273,11 +265,7 @@ class Ingest:
         try:
             parsed = channel_message(frame.channel, frame.data, recv_ms)
         except ProtocolError as exc:
-            self.counters.malformed += 1
-            error, channel = str(exc), frame.channel
-            self.log.warning_limited(
-                "channel_malformed", LOG_EVERY_S, "ws_malformed", channel=channel, error=error
-            )
+            self._malformed("channel_malformed", str(exc), channel=frame.channel)
             return
         if parsed.coin not in self.delisted:
             out.bus.publish(parsed.topic, parsed.message)
@@ -297,6 +285,11 @@ class Ingest:
                 self.log.warning_limited(
                     "too_old:" + coin, LOG_EVERY_S, "trades_too_old", coin=coin, too_old=too_old
                 )
+
+    def _malformed(self, key: str, error: str, **where: object) -> None:
+        self.counters.malformed += 1
+        fields = {"error": error, "malformed": self.counters.malformed, **where}
+        self.log.warning_limited(key, LOG_EVERY_S, "ws_malformed", burst=1, **fields)
 
     def _publish_gap(self, gap: Gap, out: TapeFirst) -> None:
         self.counters.gaps += 1
