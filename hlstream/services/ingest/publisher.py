@@ -133,10 +133,8 @@ class TapeFirst:
             return
         if removed:
             self.log.info("tape_pruned", segments=len(removed), keep_days=keep_days)
-        if self.compactor is None or self.compactor.poll() is not None:
-            self._start_compaction(today)
-
-    def _start_compaction(self, today: str) -> None:
+        if self.compactor is not None and self.compactor.poll() is None:
+            return  # the last compaction is still running
         command = [*COMPACT_COMMAND, "--data-dir", str(self.tape.data_dir), "--today", today]
         try:
             if has_work(self.tape.data_dir, today):
