@@ -45,8 +45,12 @@ class WindowLimit:
             return 0.0
         return self.events[0] + self.window_s - now_s
 
-    def record(self, now_s: float) -> None:
-        self.events.append(now_s)
+    def take(self, now_s: float) -> float:
+        """Record one event at `now_s` and return 0, or return how long to wait first."""
+        wait = self.wait_s(now_s)
+        if wait <= 0:
+            self.events.append(now_s)
+        return wait
 
 
 @dataclass

@@ -40,7 +40,7 @@ from hlstream.common.messages import (
     encode_message,
     trade_topic,
 )
-from hlstream.services.ingest.core import DATA_CHANNELS, FrameKind, parse_frame
+from hlstream.services.ingest.core.parse import DATA_CHANNELS, FrameKind, parse_frame
 from hlstream.sim.market import format_units
 from hlstream.tap import Tap
 from tests.support.wire import MESSAGES, decode_message

@@ -132,7 +132,7 @@ def test_unmatched_error_guesses_the_newest_recent_request_or_gives_up() -> None
 
 
 def test_requests_are_forgotten_after_the_memory_window() -> None:
-    log = RequestLog(memory_s=30.0)
+    log = RequestLog()  # remembers 30 s
     log.record(0.0, Sub(TRADES, "BTC").message())
     log.record(31.0, Sub(TRADES, "ETH").message())
 

@@ -1,13 +1,13 @@
-"""Unit tests for services/ingest/reconnect.py with an injected clock and RNG: backoff grows
-with jitter up to the cap, resets only after a healthy period, and connects never exceed the
-venue's 30 per minute."""
+"""Unit tests for ReconnectPolicy (services/ingest/core/liveness.py) with an injected clock and
+RNG: backoff grows with jitter up to the cap, resets only after a healthy period, and connects
+never exceed the venue's 30 per minute."""
 
 from __future__ import annotations
 
 import random
 
 from hlstream.common.backoff import Backoff, WindowLimit
-from hlstream.services.ingest.reconnect import ReconnectPolicy
+from hlstream.services.ingest.core.liveness import ReconnectPolicy
 
 BASE_S, CAP_S = 0.5, 30.0
 
@@ -60,7 +60,7 @@ def test_data_before_the_healthy_period_does_not_reset_backoff() -> None:
     assert p.on_frame(1010.0, is_data=True) is False
     p.on_disconnect()
 
-    assert p.attempt == 4
+    assert p.backoff.attempt == 4
     assert p.delay_s(1011.0) >= BASE_S * 2**4 / 2
 
 
@@ -70,7 +70,7 @@ def test_a_connection_without_data_never_becomes_healthy() -> None:
     p.grant(1000.0)
 
     assert p.on_frame(1100.0, is_data=False) is False  # pongs only
-    assert p.attempt == 3
+    assert p.backoff.attempt == 3
 
 
 def test_data_after_the_healthy_period_resets_backoff_once() -> None:
@@ -83,7 +83,7 @@ def test_data_after_the_healthy_period_resets_backoff_once() -> None:
     assert p.on_frame(1031.0, is_data=True) is False
     p.on_disconnect()
 
-    assert p.attempt == 0
+    assert p.backoff.attempt == 0
     assert BASE_S / 2 <= p.delay_s(1032.0) <= BASE_S
 
 

@@ -18,7 +18,7 @@ from hlstream.common.status import (
     StageStatus,
     TradeActivity,
 )
-from hlstream.services.ingest.core import Deduper
+from hlstream.services.ingest.core.dedupe import Deduper
 from tests.support.wire import decode_message
 
 READ = msgspec.json.Decoder(StageStatus)

@@ -414,11 +414,11 @@ REPLAY_FRAMES: list[tuple[Frame, dict[str, Any]]] = [
         {"v": 2, "type": "replay", "coin": "BTC", "since_ms": 1700000000000},
     ),
     (
-        replay.trades_frame("BTC", [T2]),
+        replay.ReplayTrades(coin="BTC", trades=[T2]),
         {"v": 2, "type": "replay_trades", "coin": "BTC", "trades": [GOLDEN["trades"]["trades"][1]]},
     ),
     (
-        replay.gap_frame(Gap("BTC", 1, 2, "gap")),
+        replay.ReplayGap(coin="BTC", from_ms=1, to_ms=2, reason="gap"),
         {
             "v": 2,
             "type": "replay_gap",
@@ -429,16 +429,16 @@ REPLAY_FRAMES: list[tuple[Frame, dict[str, Any]]] = [
         },
     ),
     (
-        replay.end_frame("BTC", 3, {"2023-11-14": 250}),
+        replay.ReplayEnd(coin="BTC", trades=3, tape={"2023-11-14": 250}),
         {"v": 2, "type": "replay_end", "coin": "BTC", "trades": 3, "tape": {"2023-11-14": 250}},
     ),
-    (replay.error_frame("no"), {"v": 2, "type": "replay_error", "error": "no"}),
+    (replay.ReplayError(error="no"), {"v": 2, "type": "replay_error", "error": "no"}),
 ]
 
 
 @pytest.mark.parametrize(("frame", "golden"), REPLAY_FRAMES)
 def test_replay_frames_keep_their_recorded_maps(frame: Frame, golden: dict[str, Any]) -> None:
-    assert typed(msgpack.unpackb(replay.encode_frame(frame), raw=False)) == typed(golden)
+    assert typed(msgpack.unpackb(replay.ENCODER.encode(frame), raw=False)) == typed(golden)
 
 
 def test_a_replay_request_is_read_and_anything_else_refused() -> None:
@@ -449,6 +449,7 @@ def test_a_replay_request_is_read_and_anything_else_refused() -> None:
     for bad in (
         {**golden, "v": 1},
         {key: value for key, value in golden.items() if key != "type"},
+        {key: value for key, value in golden.items() if key != "v"},
         {**golden, "since_ms": -1},
         {**golden, "since_ms": now_ms + 1},
         {**golden, "coin": "ETH"},

@@ -1,10 +1,5 @@
-"""`python -m hlstream.services.ingest`: run the ingest stage (see stage_main).
-
-Exit codes: 0 on SIGTERM/SIGINT (after saving dedupe state), 78 on a configuration error
-(including an unknown coin, or more subscriptions than the venue's per-IP limits), 1 on a
-crash. `coins = "all"` is expanded inside the shell from the same meta fetch that validates
-the coins, so stage_main does not resolve them first.
-"""
+"""`python -m hlstream.services.ingest`: exit 0 on SIGTERM/SIGINT, 78 on a configuration error
+(an unknown coin, more subscriptions than the venue's per-IP limits), 1 on a crash."""
 
 from __future__ import annotations
 
@@ -19,7 +14,7 @@ def _run(stage: Stage) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the ingest stage."""
+    # `coins = "all"` is expanded by the shell, from the meta fetch that checks the coins.
     stage_main(
         SERVICE, "Stream Hyperliquid trades onto the hlstream bus.", _run, argv, resolve_coins=False
     )

@@ -1,14 +1,6 @@
-"""Pure subscription planning for ingest, and the optional channels as bus messages.
-
-Invariants:
-- `plan_subscriptions` lists every subscription once: trades per coin, then l2Book, bbo and
-  userFills, in configuration order.
-- `shard` never puts more than `per_connection` subscriptions on one connection and refuses
-  (ConfigError) a plan beyond the venue's per-IP limits.
-- `RequestLog.cause_of` names the recently sent request an error frame refers to, preferring
-  an exact match on the subscription the venue echoes back over a guess by recency.
-- `channel_message` maps venue fields (`px`, `sz`, `n`, `time`, ...) to the typed messages of
-  common/book.py; a payload of the wrong shape raises ProtocolError.
+"""Pure subscription planning for ingest (each subscription once, sharded within the venue's
+per-IP limits), error-frame correlation, and the optional channels as the typed messages of
+common/book.py (ProtocolError for a payload of the wrong shape).
 """
 
 from __future__ import annotations
@@ -45,16 +37,11 @@ class Sub:
 
     @property
     def coin(self) -> str | None:
-        """The coin this subscription is about (None for per-user channels)."""
         return None if self.kind == USER_FILLS else self.key
 
-    def body(self) -> dict[str, str]:
+    def message(self) -> str:
         field = "user" if self.kind == USER_FILLS else "coin"
-        return {"type": self.kind, field: self.key}
-
-    def message(self, method: str = "subscribe") -> str:
-        """The compact JSON request text for this subscription."""
-        request = {"method": method, "subscription": self.body()}
+        request = {"method": "subscribe", "subscription": {"type": self.kind, field: self.key}}
         return json.dumps(request, separators=(",", ":"))
 
 
@@ -64,7 +51,7 @@ def plan_subscriptions(
     bbo_coins: Iterable[str] = (),
     user_fills: Iterable[str] = (),
 ) -> list[Sub]:
-    """Every subscription ingest makes, in a stable order."""
+    """Every subscription once: trades per coin, then l2Book, bbo and userFills."""
     subs = [Sub(TRADES, coin) for coin in coins]
     subs += [Sub(L2BOOK, coin) for coin in book_coins]
     subs += [Sub(BBO, coin) for coin in bbo_coins]
@@ -72,26 +59,21 @@ def plan_subscriptions(
     return list(dict.fromkeys(subs))
 
 
-def shard(
-    subs: Sequence[Sub],
-    per_connection: int,
-    max_connections: int = MAX_WS_CONNECTIONS,
-    max_subscriptions: int = MAX_WS_SUBSCRIPTIONS,
-) -> list[tuple[Sub, ...]]:
+def shard(subs: Sequence[Sub], per_connection: int) -> list[tuple[Sub, ...]]:
     """Split `subs` into as few, evenly filled connections as `per_connection` allows."""
     if per_connection < 1:
         raise ConfigError("ws_subscriptions_per_connection must be at least 1")
-    if len(subs) > max_subscriptions:
+    if len(subs) > MAX_WS_SUBSCRIPTIONS:
         raise ConfigError(
-            f"{len(subs)} subscriptions exceed the venue limit of {max_subscriptions} per IP"
+            f"{len(subs)} subscriptions exceed the venue limit of {MAX_WS_SUBSCRIPTIONS} per IP"
         )
     if not subs:
         return []
     count = math.ceil(len(subs) / per_connection)
-    if count > max_connections:
+    if count > MAX_WS_CONNECTIONS:
         raise ConfigError(
             f"{len(subs)} subscriptions at {per_connection} per connection need {count} "
-            f"connections, over the venue limit of {max_connections}: raise "
+            f"connections, over the venue limit of {MAX_WS_CONNECTIONS}: raise "
             "ws_subscriptions_per_connection"
         )
     size = math.ceil(len(subs) / count)
@@ -105,37 +87,24 @@ def unlisted_coins(subs: Iterable[Sub], listed: set[str]) -> list[str]:
 
 
 def is_early_close(closed_s: float, last_subscribe_s: float | None, window_s: float) -> bool:
-    """A close within `window_s` of the last subscribe we sent: maybe a delisted coin.
-
-    The venue closes the whole socket, with no error frame, when a subscription names a coin
-    it does not list (DESIGN.md, "Exchange protocol facts").
-    """
+    """A close within `window_s` of the last subscribe we sent: maybe a delisted coin."""
     return last_subscribe_s is not None and 0 <= closed_s - last_subscribe_s <= window_s
-
-
-# ---- error frames ------------------------------------------------------------------------
 
 
 class RequestLog:
     """Requests sent on one connection recently, to name the one an error frame is about."""
 
-    def __init__(
-        self, memory_s: float = REQUEST_MEMORY_S, max_entries: int = REQUEST_MEMORY_MAX
-    ) -> None:
-        self.memory_s = memory_s
-        self._sent: deque[tuple[float, str]] = deque(maxlen=max_entries)
+    def __init__(self) -> None:
+        self._sent: deque[tuple[float, str]] = deque(maxlen=REQUEST_MEMORY_MAX)
 
     def record(self, now_s: float, text: str) -> None:
         self._sent.append((now_s, text))
-        while self._sent and now_s - self._sent[0][0] > self.memory_s:
+        while self._sent and now_s - self._sent[0][0] > REQUEST_MEMORY_S:
             self._sent.popleft()
 
     def cause_of(self, error: str, now_s: float) -> tuple[str, bool] | None:
-        """(request text, exact) of the request `error` refers to, or None if unknown.
-
-        Exact: the error quotes the request or every value of its subscription. Otherwise
-        the newest request sent within GUESS_WINDOW_S is returned as a guess.
-        """
+        """(request text, exact) of the request `error` quotes (or every value of whose
+        subscription it quotes); else the newest one within GUESS_WINDOW_S as a guess, or None."""
         for _, text in reversed(self._sent):
             if text in error or _quotes_subscription(error, text):
                 return text, True
@@ -145,22 +114,13 @@ class RequestLog:
 
 
 def _quotes_subscription(error: str, text: str) -> bool:
-    try:
-        request = json.loads(text)
-    except ValueError:
-        return False
-    sub = request.get("subscription") if isinstance(request, dict) else None
-    if not isinstance(sub, dict) or not sub:
-        return False
-    return all(f'"{value}"' in error or f"'{value}'" in error for value in sub.values())
+    sub = json.loads(text).get("subscription")  # `text` is a request we sent: a JSON object
+    return bool(sub) and all(f'"{v}"' in error or f"'{v}'" in error for v in sub.values())
 
 
 def is_already_subscribed(error: str) -> bool:
     """The venue's harmless answer to a repeated subscribe."""
     return error.lower().startswith("already subscribed")
-
-
-# ---- optional channels -------------------------------------------------------------------
 
 
 class ChannelMessage(NamedTuple):
@@ -171,9 +131,8 @@ class ChannelMessage(NamedTuple):
     message: Book | Bbo | Fills
 
 
-def channel_message(channel: str, data: Any, recv_ms: int) -> ChannelMessage | None:
-    """An optional channel's payload as its bus message; None for a channel ingest does not
-    publish. ProtocolError if the payload has the wrong shape."""
+def channel_message(channel: str, data: Any, recv_ms: int) -> ChannelMessage:
+    """A DATA_CHANNELS payload as its bus message; ProtocolError if it has the wrong shape."""
     if channel == L2BOOK:
         book = parse_book(data, recv_ms)
         return ChannelMessage(book_topic(book.coin), book.coin, book)
@@ -183,7 +142,7 @@ def channel_message(channel: str, data: Any, recv_ms: int) -> ChannelMessage | N
     if channel == USER_FILLS:
         fills = parse_fills(data, recv_ms)
         return ChannelMessage(fills_topic(fills.user), None, fills)
-    return None
+    raise ProtocolError(f"channel {channel!r} is not one ingest publishes")
 
 
 def parse_book(data: Any, recv_ms: int) -> Book:

@@ -47,6 +47,6 @@ class Drained(NamedTuple):
     closed: bool  # the server sent a close frame
 
 
-# The shell's handler: (link index, events in order, covered_ms or None). `covered_ms` says
-# that every frame this link received before it is among the events handed over so far.
+# The shell's handler: (link index, events in order, covered_ms: every frame this link received
+# before it is among the events handed over so far, or None).
 Handler = Callable[[int, list[Event], int | None], None]

@@ -1,30 +1,24 @@
-"""One websocket connection ("link") of ingest, run in its own thread.
+"""One websocket connection ("link") of ingest, in its own thread: it connects, subscribes
+(paced), pings and replaces a dead feed (core/liveness.py), and reconnects with its own backoff.
 
-A link owns one websocket-client socket and a fixed shard of subscriptions. It connects,
-subscribes (paced), pings after `idle_ping_seconds` of silence (and every `ping_seconds`),
-replaces a feed whose ping goes unanswered for `pong_timeout_seconds` or that is silent for
-`stale_seconds` (core/liveness.py), and reconnects with its own backoff
-(`reconnect.ReconnectPolicy`).
-
-Invariants:
-- Every frame read is handed, parsed, to the shell's handler exactly once and in order, in
-  the link's own thread. A handler call carries a frame and every frame already waiting
-  behind it (up to `DRAIN_MAX`), and vouches for coverage (`covered_ms`) only when it left
-  nothing waiting; a frame of `BIG_FRAME_TRADES` or more goes out without waiting for the
-  frames behind it.
+- Every frame read is handed, parsed, to the shell's handler exactly once and in order, in the
+  link's thread. A call carries a frame and every frame already waiting behind it (up to
+  DRAIN_MAX), and vouches for coverage only when it left nothing waiting; a frame of
+  BIG_FRAME_TRADES or more goes out without waiting for those behind it.
 - The links of a process share (under `Shared.lock`) the new-connections window and the
   client-message budget, both below the venue's per-IP limits.
 - The venue closes the whole socket, with no error frame, when a subscription names a coin it
-  no longer lists. A link closed within `EARLY_CLOSE_S` of its last subscribe re-reads the
-  listing (listing_io.py), drops the coins that are gone (a `DELISTED` event) and reconnects
-  with the rest.
+  no longer lists: a link closed within EARLY_CLOSE_S of its last subscribe re-reads the
+  listing, drops the coins that are gone (a DELISTED event) and reconnects with the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import websocket
@@ -42,11 +36,10 @@ from hlstream.services.ingest.channels import (
     is_early_close,
     unlisted_coins,
 )
-from hlstream.services.ingest.core.liveness import PONG_TIMEOUT, STALE, Liveness
+from hlstream.services.ingest.core.liveness import PONG_TIMEOUT, STALE, Liveness, ReconnectPolicy
 from hlstream.services.ingest.core.parse import PING, FrameKind, parse_frame
 from hlstream.services.ingest.events import Drained, Event, EventKind, Handler
 from hlstream.services.ingest.listing_io import Listing
-from hlstream.services.ingest.reconnect import ReconnectPolicy
 from hlstream.services.ingest.wsframes import OP_CLOSE, OP_PING, OP_PONG, SocketFrames
 
 RECV_TIMEOUT_S = 0.25
@@ -90,20 +83,16 @@ class _Stopped(BaseException):
 
 
 class Link:
-    """One websocket connection carrying a shard of subscriptions; `start()` runs it."""
+    """One websocket connection carrying a shard of subscriptions; its `thread` runs it."""
 
-    def __init__(
-        self, index: int, subs: tuple[Sub, ...], shared: Shared, rng: random.Random | None = None
-    ) -> None:
+    def __init__(self, index: int, subs: tuple[Sub, ...], shared: Shared) -> None:
         settings = shared.settings
         self.index = index
         self.subs = subs
         self.shared = shared
         self.log = shared.log
         self.policy = ReconnectPolicy(
-            Backoff(
-                settings.backoff_base_seconds, settings.backoff_cap_seconds, rng or random.Random()
-            ),
+            Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds, random.Random()),
             shared.connect_limit,
         )
         self.requests = RequestLog()
@@ -121,18 +110,10 @@ class Link:
         self._ponged = False  # the frames being drained hold a pong
         self._last_rx_ms = 0  # wall time of the last frame of the current connection
 
-    def start(self) -> None:
-        self.thread.start()
-
     def backlog_bytes(self) -> int:
         """What the venue sent that this link has not handled yet (any thread may ask)."""
         frames = self.frames
         return 0 if frames is None else frames.backlog_bytes()
-
-    def join(self, timeout_s: float) -> None:
-        self.thread.join(timeout_s)
-
-    # ---- thread body -------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
@@ -158,12 +139,12 @@ class Link:
                 self.log.warning(
                     "ws_reconnect",
                     link=self.index,
-                    attempt=self.policy.attempt,
+                    attempt=self.policy.backoff.attempt,
                     delay_ms=int(delay * 1000),
                     reason=reason,
                 )
             self._idle(delay)
-            self._wait_for_grant()
+            self._wait_turn(self.policy.grant)
             reason = self._connect_and_stream()
             self.policy.on_disconnect()
             silent_since_ms = self._last_rx_ms if reason in SILENT_DEATHS else 0
@@ -175,14 +156,6 @@ class Link:
                 closed_s, self._last_subscribe_s, EARLY_CLOSE_S
             ):
                 self._drop_unlisted(reason, closed_s)
-
-    def _wait_for_grant(self) -> None:
-        while True:
-            with self.shared.lock:
-                wait = self.policy.grant(time.monotonic())
-            if wait <= 0:
-                return
-            self._idle(wait)
 
     def _connect_and_stream(self) -> str:
         settings = self.shared.settings
@@ -302,8 +275,6 @@ class Link:
             return Event(EventKind.FRAME, self.index, frame, recv_us // 1000, recv_us)
         return None
 
-    # ---- helpers -------------------------------------------------------------------------
-
     def _on_error(self, error: str, now_s: float) -> None:
         cause = self.requests.cause_of(error, now_s)
         request, exact = cause if cause is not None else ("", False)
@@ -345,16 +316,18 @@ class Link:
         self._emit(Event(EventKind.DELISTED, self.index, coins=tuple(gone)))
 
     def _send(self, ws: websocket.WebSocket, text: str) -> None:
-        while True:
-            with self.shared.lock:
-                now = time.monotonic()
-                wait = self.shared.send_limit.wait_s(now)
-                if wait <= 0:
-                    self.shared.send_limit.record(now)
-                    break
-            self._idle(wait)
+        self._wait_turn(self.shared.send_limit.take)
         self.requests.record(time.monotonic(), text)
         ws.send(text)
+
+    def _wait_turn(self, take: Callable[[float], float]) -> None:
+        """Idle until `take(now)`, asked under the shared lock, grants a turn (returns 0)."""
+        while True:
+            with self.shared.lock:
+                wait = take(time.monotonic())
+            if wait <= 0:
+                return
+            self._idle(wait)
 
     def _emit(self, event: Event) -> None:
         self.shared.handle(self.index, [event], None)
@@ -369,8 +342,6 @@ class Link:
     def _close_ws(self) -> None:
         ws, self.ws = self.ws, None
         if ws is not None:
-            try:
+            with contextlib.suppress(websocket.WebSocketException, OSError):
                 ws.settimeout(CLOSE_TIMEOUT_S)
                 ws.close(timeout=CLOSE_TIMEOUT_S)
-            except (websocket.WebSocketException, OSError):
-                pass

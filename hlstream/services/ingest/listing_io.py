@@ -1,13 +1,8 @@
-"""The exchange's listing (meta, spotMeta, builder-dex metas) as ingest reads it: every coin
-checked on start, and re-read by a link whose socket the venue closed right after a
-subscribe (the sign of a delisted coin, DESIGN.md "Exchange protocol facts").
-
-Invariants:
-- A link asks for a listing no older than the close it is explaining; links closing together
-  share one fetch, and such re-fetches are at least `LISTING_MIN_INTERVAL_S` apart, so a server that
-  keeps closing us for another reason cannot burn the REST budget.
-- The check on start retries while the exchange is unreachable or garbled (heartbeats go on
-  through the injected `sleep`), and records each outcome in `rest` for the status.
+"""The exchange's listing (meta, spotMeta, builder-dex metas): every coin checked on start
+(retried while the exchange is unreachable or garbled, heartbeats going on), and re-read by a
+link the venue closed right after a subscribe (the sign of a delisted coin). Links closing
+together share one fetch no older than their close, and such re-fetches are at least
+LISTING_MIN_INTERVAL_S apart: a server closing us for another reason cannot burn the REST budget.
 """
 
 from __future__ import annotations
@@ -58,10 +53,8 @@ class Listing:
         return meta, names
 
     def since(self, since_s: float) -> set[str] | None:
-        """Listed names fetched at or after `since_s` (monotonic); None while rate-limited.
-
-        Raises TransientError or ProtocolError when the fetch fails.
-        """
+        """Listed names fetched at or after `since_s` (monotonic); None while rate-limited;
+        TransientError or ProtocolError when the fetch fails."""
         with self._lock:
             if self._names is not None and self._fetched_s >= since_s:
                 return self._names
@@ -109,10 +102,8 @@ class Listing:
                 cap_s=settings.backoff_cap_seconds,
                 sleep=sleep,
             )
-        except TransientError:
-            if stop.is_set():
-                raise StopRequestedError from None
-            raise
+        except TransientError:  # retried FOREVER: it gives up only once stopped
+            raise StopRequestedError from None
         coins = resolve_coins(settings, meta)
         if coins != settings.coins:
             settings = validate(replace(settings, coins=coins))

@@ -1,20 +1,16 @@
 """Ingest's tape-first publisher: admitted trades and gap markers go on the tape, then the bus.
 
-Invariants:
-- Nothing is published before the tape write that holds it has returned; every published
-  batch or gap carries its byte span on the tape (`TapeSpan`), so a restarted aggregator can
-  replay exactly what it missed. fdatasync runs off this path (the shell's main thread): a
-  killed process loses nothing (the page cache holds the lines), a crashed machine at most
-  one sync period of tape.
-- The admitted trades of one handler call are held per coin and go out as one message per
-  coin (up to `MAX_BATCH_TRADES`); a gap marker goes on the tape and the bus after the coin's
-  trades held before it, and before those after it.
-- `ends` maps each (coin, day) segment to its committed end, for the replay server's thread
-  (which only looks keys up): a segment first touched by a batch enters at its size before
-  that batch, so a tap catching up never gets the batch both from the replay and live.
-- Closed tape days are compacted to Parquet by `hlstream compact` in a child process started
-  by the hourly prune, at a lower priority: it never holds this process's GIL or lock, and
-  it is crash-safe, so stopping ingest mid-compaction costs nothing. One at a time.
+- Nothing is published before the tape write that holds it returned; each published batch or
+  gap carries its byte span on the tape (`TapeSpan`), so a restarted aggregator replays exactly
+  what it missed. fdatasync runs off this path (the shell's main thread): a killed process
+  loses nothing, a crashed machine at most one sync period of tape.
+- One handler call's admitted trades go out as one message per coin (up to MAX_BATCH_TRADES);
+  a gap marker goes out after the coin's trades held before it, before those after it.
+- `ends` maps each (coin, day) segment to its committed end for the replay thread; a segment
+  first touched by a batch enters at its size before that batch, so a tap catching up never
+  gets the batch both from the replay and live.
+- Closed days are compacted to Parquet by `hlstream compact` in a niced child process the
+  hourly prune starts, one at a time: crash-safe, and never holding this process's GIL or lock.
 """
 
 from __future__ import annotations
@@ -79,8 +75,7 @@ class TapeFirst:
             self.ends[(position.coin, position.day)] = position.offset
 
     def hold(self, coin: str, fresh: list[Trade], recv_ms: int, recv_us: int) -> None:
-        """Keep a frame's admitted trades with the coin's others of this handler call; they are
-        as parse_frame made them, so their decimals and users are already checked."""
+        """Keep a frame's admitted trades with the coin's others of this handler call."""
         held = self._held.get(coin)
         if held is None:
             held = self._held[coin] = Held(fresh, recv_ms, recv_us)
@@ -138,10 +133,8 @@ class TapeFirst:
             return
         if removed:
             self.log.info("tape_pruned", segments=len(removed), keep_days=keep_days)
-        if self.compactor is None or self.compactor.poll() is not None:
-            self._start_compaction(today)
-
-    def _start_compaction(self, today: str) -> None:
+        if self.compactor is not None and self.compactor.poll() is None:
+            return  # the last compaction is still running
         command = [*COMPACT_COMMAND, "--data-dir", str(self.tape.data_dir), "--today", today]
         try:
             if has_work(self.tape.data_dir, today):

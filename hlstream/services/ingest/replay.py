@@ -9,57 +9,54 @@ hlstream/tap.py applies it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import Gap, Trade
+from hlstream.common.messages import Trade
 from hlstream.common.wire import SCHEMA_VERSION, Count, Ms
 
 CHUNK_TRADES = 2_000
+Version = Annotated[int, Meta(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]
 
 
-class _Frame(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
-    v: Annotated[int, Meta(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]
-
-
-class ReplayRequest(_Frame, frozen=True, tag="replay"):
+class ReplayRequest(msgspec.Struct, frozen=True, tag_field="type", tag="replay", kw_only=True):
     coin: str
     since_ms: Ms
+    v: Version  # a tap's request must name its version
 
 
-class ReplayTrades(_Frame, frozen=True, tag="replay_trades"):
+class _Answer(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
+    v: Version = SCHEMA_VERSION
+
+
+class ReplayTrades(_Answer, frozen=True, tag="replay_trades"):
     coin: str
     trades: list[Trade]
 
 
-class ReplayGap(_Frame, frozen=True, tag="replay_gap"):
+class ReplayGap(_Answer, frozen=True, tag="replay_gap"):
     coin: str
     from_ms: Ms
     to_ms: Ms
     reason: str
 
 
-class ReplayEnd(_Frame, frozen=True, tag="replay_end"):
+class ReplayEnd(_Answer, frozen=True, tag="replay_end"):
     coin: str
     trades: Count
     tape: dict[str, int]  # {day: offset}: how far each day's segment was replayed
 
 
-class ReplayError(_Frame, frozen=True, tag="replay_error"):
+class ReplayError(_Answer, frozen=True, tag="replay_error"):
     error: str
 
 
 Frame = ReplayRequest | ReplayTrades | ReplayGap | ReplayEnd | ReplayError
-_PACK = msgspec.msgpack.Encoder()
+ENCODER = msgspec.msgpack.Encoder()
 _READ = msgspec.msgpack.Decoder(Frame)
-
-
-def encode_frame(frame: Frame) -> bytes:
-    return _PACK.encode(frame)
 
 
 def parse_request(payload: bytes, coins: tuple[str, ...], now_ms: int) -> ReplayRequest:
@@ -77,21 +74,3 @@ def parse_request(payload: bytes, coins: tuple[str, ...], now_ms: int) -> Replay
     if frame.since_ms > now_ms:
         raise ProtocolError(f"since_ms {frame.since_ms} is not between 0 and now")
     return frame
-
-
-def trades_frame(coin: str, trades: list[Trade]) -> ReplayTrades:
-    return ReplayTrades(v=SCHEMA_VERSION, coin=coin, trades=trades)
-
-
-def gap_frame(gap: Gap) -> ReplayGap:
-    return ReplayGap(
-        v=SCHEMA_VERSION, coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
-    )
-
-
-def end_frame(coin: str, trades: int, tape: Mapping[str, int]) -> ReplayEnd:
-    return ReplayEnd(v=SCHEMA_VERSION, coin=coin, trades=trades, tape=dict(tape))
-
-
-def error_frame(message: str) -> ReplayError:
-    return ReplayError(v=SCHEMA_VERSION, error=message)

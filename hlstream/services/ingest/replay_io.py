@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,14 @@ from hlstream.common.tape.format import segment_day
 from hlstream.common.tape.readers_io import read_span, segment_days
 from hlstream.services.ingest.replay import (
     CHUNK_TRADES,
+    ENCODER,
     Frame,
+    ReplayEnd,
+    ReplayError,
+    ReplayGap,
     ReplayRequest,
-    encode_frame,
-    end_frame,
-    error_frame,
-    gap_frame,
+    ReplayTrades,
     parse_request,
-    trades_frame,
 )
 
 MAX_TRADES = 5_000_000
@@ -41,28 +42,21 @@ SEND_HWM = 1_000
 START_TIMEOUT_S = JOIN_S = 5.0
 
 
+@dataclass
 class ReplayServer:
     """Serves `replay` requests from `start()` until `close()`."""
 
-    def __init__(
-        self,
-        context: zmq.Context[Any],
-        endpoint: str,
-        data_dir: Path,
-        coins: tuple[str, ...],
-        ends: Callable[[], dict[tuple[str, str], int]],
-        log: EventLog,
-        curve: CurveKeys | None = None,
-    ) -> None:
-        self.context = context
-        self.endpoint = endpoint
-        self.data_dir = data_dir
-        self.coins = coins
-        self.ends = ends
-        self.log = log
-        self.curve = curve
-        self.halt = threading.Event()
-        self.ready = threading.Event()
+    context: zmq.Context[Any]
+    endpoint: str
+    data_dir: Path
+    coins: tuple[str, ...]
+    ends: Callable[[], dict[tuple[str, str], int]]  # committed end of each (coin, day) segment
+    log: EventLog
+    curve: CurveKeys | None = None
+    halt: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
         self.thread = threading.Thread(target=self._run, name="replay-server", daemon=True)
 
     def start(self) -> None:
@@ -84,10 +78,10 @@ class ReplayServer:
             socket.bind(self.endpoint)
         except zmq.ZMQError as exc:
             self.log.error("replay_bind_failed", endpoint=self.endpoint, error=str(exc))
-            self.ready.set()
             socket.close()
             return
-        self.ready.set()
+        finally:
+            self.ready.set()
         try:
             while not self.halt.is_set():
                 if socket.poll(POLL_MS):
@@ -99,7 +93,7 @@ class ReplayServer:
         identity = frames[0]
 
         def send(frame: Frame) -> None:
-            socket.send_multipart([identity, encode_frame(frame)])
+            socket.send_multipart([identity, ENCODER.encode(frame)])
 
         try:
             send(self._answer(frames, send))
@@ -113,49 +107,50 @@ class ReplayServer:
                 raise ProtocolError(f"expected one request frame, got {len(frames) - 1}")
             request = parse_request(frames[1], self.coins, now_ms())
         except ProtocolError as exc:
-            return error_frame(f"bad request: {exc}")
+            return ReplayError(error=f"bad request: {exc}")
         try:
             total, tape = self._stream(request, send)
         except (IntegrityError, OSError, TooManyError) as exc:
             self.log.error("replay_failed", coin=request.coin, error=str(exc))
-            return error_frame(str(exc))
+            return ReplayError(error=str(exc))
         self.log.info("replay_served", coin=request.coin, since_ms=request.since_ms, trades=total)
-        return end_frame(request.coin, total, tape)
+        return ReplayEnd(coin=request.coin, trades=total, tape=tape)
 
     def _stream(
         self, request: ReplayRequest, send: Callable[[Frame], None]
     ) -> tuple[int, dict[str, int]]:
+        coin, since_ms = request.coin, request.since_ms
         ends = self.ends()
-        first_day = segment_day(request.since_ms)
         tape: dict[str, int] = {}
         total = 0
         chunk: list[Trade] = []
-        for day in segment_days(self.data_dir, request.coin):
-            if day < first_day:
+        for day in segment_days(self.data_dir, coin):
+            if day < segment_day(since_ms):
                 continue
-            limit = ends.get((request.coin, day), WHOLE_FILE)
+            limit = ends.get((coin, day), WHOLE_FILE)
             reached = 0
-            for record, position in read_span(self.data_dir, request.coin, day, 0, limit):
+            for record, position in read_span(self.data_dir, coin, day, 0, limit):
                 reached = position.offset
                 if isinstance(record, Gap):
-                    if record.to_ms >= request.since_ms:
+                    if record.to_ms >= since_ms:
                         if chunk:
-                            send(trades_frame(request.coin, chunk))
+                            send(ReplayTrades(coin=coin, trades=chunk))
                             chunk = []
-                        send(gap_frame(record))
-                elif record.ts_ms >= request.since_ms:
+                        from_ms, to_ms, reason = record.from_ms, record.to_ms, record.reason
+                        send(ReplayGap(coin=coin, from_ms=from_ms, to_ms=to_ms, reason=reason))
+                elif record.ts_ms >= since_ms:
                     chunk.append(record)
                     total += 1
                     if total > MAX_TRADES:
                         raise TooManyError(
-                            f"more than {MAX_TRADES} trades since {request.since_ms}; ask for less"
+                            f"more than {MAX_TRADES} trades since {since_ms}; ask for less"
                         )
                     if len(chunk) >= CHUNK_TRADES:
-                        send(trades_frame(request.coin, chunk))
+                        send(ReplayTrades(coin=coin, trades=chunk))
                         chunk = []
             tape[day] = reached if limit == WHOLE_FILE else limit
         if chunk:
-            send(trades_frame(request.coin, chunk))
+            send(ReplayTrades(coin=coin, trades=chunk))
         return total, tape
 
 

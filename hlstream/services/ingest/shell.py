@@ -1,19 +1,11 @@
 """IO shell of ingest: websocket links in; trades, gaps, channels and status out on the bus.
 
-One `link_io.Link` thread per websocket connection hands the frames it read, in order, to
-`_on_link`, which dedupes them (core/) and tapes then publishes them (publisher.py) under
-`self.lock`: it guards the ZeroMQ socket (not thread-safe), the tape, the deduper, the replay
-check, the coverage and the counters. The main thread heartbeats (`run_dir/ingest-status.json`
-and `status.ingest|`), fdatasyncs the tape every `SYNC_EVERY_S` and prunes it to `tape_days`.
-
-Invariants:
-- The dedupe state is the tape's tail, read back on start: it cannot disagree with what was
-  published. A replay on resubscribe that does not overlap it yields a gap marker spanning
-  exactly the uncovered time; the aggregator holds windows on `covered_ms` (core/coverage.py).
-  A link that died silent (unanswered ping, stale) yields a gap marker over its silence
-  for each of its coins (core/liveness.py).
-- Coins are checked against the listing on start (listing_io.py; unknown coin: ConfigError,
-  exit 78). Nothing more is published for a coin a link finds delisted (`coin_delisted`).
+Each `link_io.Link` thread hands the frames it read, in order, to `_on_link`, which dedupes
+them (core/), tapes then publishes them (publisher.py) under `self.lock`: it guards the ZeroMQ
+socket (not thread-safe), the tape, the deduper, the coverage and the counters. The main
+thread heartbeats, fdatasyncs the tape every SYNC_EVERY_S and prunes it to `tape_days`.
+The dedupe state is the tape's tail, read back on start: it cannot disagree with what was
+published. Nothing more is published for a coin a link finds delisted.
 """
 
 from __future__ import annotations
@@ -58,7 +50,7 @@ SYNC_EVERY_S = 0.05  # tape fdatasync period (off the publishing path)
 IDLE_STEP_S = 0.2  # heartbeats go on while waiting for a retry
 JOIN_S = 1.0
 LOG_EVERY_S = 10.0  # a repeated warning (rejected, too old, malformed, behind) at most this often
-RARE_LOG_EVERY_S = 60.0  # a repeated note on an unknown or unexpected channel
+RARE_LOG_EVERY_S = 60.0  # a repeated note on an unknown channel
 BEHIND_BYTES = 1 << 20  # unhandled bytes on one link that count as falling behind the venue
 
 
@@ -182,13 +174,13 @@ class Ingest:
         self.coverage.live = set(range(len(self.links)))
         self.log.info("links_planned", links=len(self.links), subscriptions=len(subs))
         for link in self.links:
-            link.start()
+            link.thread.start()
 
     def _stop_links(self) -> None:
         self.halt.set()
         deadline = self.clock.monotonic() + JOIN_S
         for link in self.links:
-            link.join(max(0.0, deadline - self.clock.monotonic()))
+            link.thread.join(max(0.0, deadline - self.clock.monotonic()))
         with self.lock:
             self.coverage.up.clear()
 
@@ -236,15 +228,7 @@ class Ingest:
                 for gap in silence_gaps(coins, event.recv_ms, self.clock.now_ms()):
                     self._publish_gap(gap, out)
         elif kind is EventKind.MALFORMED:
-            self.counters.malformed += 1
-            self.log.warning_limited(
-                "malformed",
-                LOG_EVERY_S,
-                "ws_malformed",
-                link=event.link,
-                error=event.text,
-                malformed=self.counters.malformed,
-            )
+            self._malformed("malformed", event.text, link=event.link)
         elif kind is EventKind.ERROR:
             self.counters.ws_errors += 1
         elif kind is EventKind.DELISTED:
@@ -281,20 +265,9 @@ class Ingest:
         try:
             parsed = channel_message(frame.channel, frame.data, recv_ms)
         except ProtocolError as exc:
-            self.counters.malformed += 1
-            error, channel = str(exc), frame.channel
-            self.log.warning_limited(
-                "channel_malformed", LOG_EVERY_S, "ws_malformed", channel=channel, error=error
-            )
+            self._malformed("channel_malformed", str(exc), channel=frame.channel)
             return
-        if parsed is None:
-            self.log.warning_limited(
-                "channel:" + frame.channel,
-                RARE_LOG_EVERY_S,
-                "ws_unexpected_channel",
-                channel=frame.channel,
-            )
-        elif parsed.coin not in self.delisted:
+        if parsed.coin not in self.delisted:
             out.bus.publish(parsed.topic, parsed.message)
             self.counters.channel_msgs += 1
 
@@ -312,6 +285,11 @@ class Ingest:
                 self.log.warning_limited(
                     "too_old:" + coin, LOG_EVERY_S, "trades_too_old", coin=coin, too_old=too_old
                 )
+
+    def _malformed(self, key: str, error: str, **where: object) -> None:
+        self.counters.malformed += 1
+        fields = {"error": error, "malformed": self.counters.malformed, **where}
+        self.log.warning_limited(key, LOG_EVERY_S, "ws_malformed", burst=1, **fields)
 
     def _publish_gap(self, gap: Gap, out: TapeFirst) -> None:
         self.counters.gaps += 1

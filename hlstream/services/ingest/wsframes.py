@@ -1,12 +1,8 @@
-"""Reading websocket frames (RFC 6455) from the venue: a pure parser and its socket shell.
-
-websocket-client does the handshake and every send; reading is ours: `FrameParser` splits
-every complete frame out of whatever bytes one 64 KiB read returned, in one pass.
-
-Invariant: a server frame is unmasked (a masked one is tolerated); a message is text or
-binary, possibly fragmented (continuation frames until FIN); ping, pong and close control
-frames (payload <= 125 bytes, never fragmented) may come between fragments. Anything else is
-a ProtocolError: the link drops the connection and reconnects.
+"""Reading websocket frames (RFC 6455): a pure parser and its socket shell; websocket-client
+does the handshake and every send. A server frame is unmasked (a masked one is tolerated); a
+message is text or binary, maybe fragmented, with ping, pong and close frames (<= 125 bytes,
+never fragmented) possibly between fragments. Anything else is a ProtocolError: the link
+reconnects.
 """
 
 from __future__ import annotations

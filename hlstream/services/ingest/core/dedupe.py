@@ -1,20 +1,15 @@
-"""Pure dedupe and replay-gap judgement of ingest: no IO, no clock.
+"""Pure dedupe and replay-gap judgement of ingest.
 
-Invariants:
-- `Deduper.admit` never returns a trade whose key (coin, ts_ms, tid) it returned before,
-  including across reconnects (and process restarts: the shell seeds it from the tape).
-  Keys are kept in buckets per exchange time (a venue block stamps all its trades with one
-  time: one lookup per frame, not per trade) and forgotten a bucket at a time, in the order
-  the buckets were opened (the venue's order, nearly time order), once older than
-  `horizon_ms` behind the newest trade of their coin or while a coin holds more than
-  `max_keys_per_coin`. A per-coin floor then moves up to the newest forgotten key, and an
-  unknown trade at or below it is dropped and counted as `too_old` rather than risk
-  publishing it twice (the aggregator would treat it as late anyway). The venue replays only
-  its last ~30 trades, so the bounds cost nothing and keep memory flat at any trade rate.
-- `ReplayCheck` reports a `Gap` only when it can prove trades may be missing: the coin had
-  trades before, the subscribe replay shares none of them, and the replay starts no earlier
-  than the newest of them (at the same millisecond, the venue's block may have been cut on
-  both sides: trades of it between ours and the replay's are unknown).
+- `Deduper.admit` never returns a trade whose key (coin, ts_ms, tid) it returned before, across
+  reconnects and restarts (the shell seeds it from the tape). Keys live in buckets per exchange
+  time (a venue block shares one time: one lookup per frame), forgotten a bucket at a time in
+  the order opened once `horizon_ms` behind their coin's newest trade, or while the coin holds
+  over `max_keys_per_coin`; an unknown trade at or below the newest forgotten key is dropped as
+  `too_old` rather than risk publishing it twice. The venue replays only its last ~30 trades,
+  so the bounds cost nothing and keep memory flat at any trade rate.
+- `ReplayCheck` reports a `Gap` only when trades may be missing: the coin traded before, the
+  subscribe replay shares none of those trades and starts no earlier than the newest of them
+  (at the same millisecond the venue's block may have been cut on both sides).
 """
 
 from __future__ import annotations
@@ -54,10 +49,9 @@ class Deduper:
         self.horizon_ms = horizon_ms
         self.max_keys_per_coin = max_keys_per_coin
         self._coins: dict[str, _CoinKeys] = {}
-        self.too_old = 0  # unknown trades dropped as too old to judge (module docstring)
+        self.too_old = 0  # unknown trades dropped as too old to judge
 
     def newest_ms(self, coin: str) -> int | None:
-        """Exchange time of the newest trade admitted for `coin`, if any."""
         seen = self._coins.get(coin)
         return None if seen is None else seen.newest_ms
 
@@ -65,8 +59,7 @@ class Deduper:
         return {c: s.newest_ms for c, s in self._coins.items() if s.newest_ms is not None}
 
     def activity_by_coin(self) -> dict[str, TradeActivity]:
-        """Per coin: distinct trade times held (up to the horizon before its newest) and the
-        span in ms from the first of them opened to the newest."""
+        """Per coin: distinct trade times held, and the ms from the first opened to the newest."""
         return {
             c: TradeActivity(len(s.order), max(0, s.newest_ms - s.order[0]))
             for c, s in self._coins.items()
@@ -87,10 +80,7 @@ class Deduper:
         return count
 
     def admit(self, trades: Iterable[Trade]) -> tuple[list[Trade], int]:
-        """Return (trades never seen before, in input order; number of duplicates dropped).
-
-        Trades too old to judge are dropped too, but counted in `self.too_old`.
-        """
+        """(trades never seen before, in order; duplicates); too old ones count in `too_old`."""
         fresh: list[Trade] = []
         duplicates = 0
         touched: list[_CoinKeys] = []
@@ -150,16 +140,13 @@ class Deduper:
 
 
 class ReplayCheck:
-    """Tracks which coins still await their subscribe replay on the current connection."""
+    """Which coins still await their subscribe replay (each connection's own coins)."""
 
     def __init__(self) -> None:
         self._pending: set[str] = set()
 
     def on_connect(self, coins: Iterable[str]) -> None:
-        """A (re)connect subscribing `coins`: the next trades frame of each is its replay.
-
-        Coins of other connections keep their state: each connection reports its own shard.
-        """
+        """A (re)connect subscribing `coins`: the next trades frame of each is its replay."""
         self._pending.update(coins)
 
     def is_pending(self, coin: str) -> bool:
@@ -175,11 +162,8 @@ class ReplayCheck:
     def check(
         self, coin: str, trades: Sequence[Trade], known: int, last_ts_ms: int | None
     ) -> Gap | None:
-        """Feed a trades frame of `coin`; a Gap if it is the replay and proves missed trades.
-
-        `known`: how many of `trades` were admitted before; `last_ts_ms`: the newest trade
-        time seen for `coin` before this frame (None: never).
-        """
+        """A Gap if this frame of `coin` is its replay and proves missed trades; `known` of
+        `trades` were admitted before, `last_ts_ms` is the coin's newest time before it."""
         if coin not in self._pending:
             return None
         self._pending.discard(coin)
@@ -201,11 +185,8 @@ class Admission(NamedTuple):
 
 
 def admit_batch(deduper: Deduper, replay: ReplayCheck, coin: str, batch: list[Trade]) -> Admission:
-    """Dedupe one coin's trades frame and judge it as a subscribe replay.
-
-    The newest time and the known-key count are read BEFORE `admit`, which changes both: read
-    after, every replay would look fully known and a real gap would never be reported.
-    """
+    """Dedupe one coin's trades frame and judge it as a subscribe replay. The newest time and
+    known count are read BEFORE `admit` changes both: after, every replay would look known."""
     last_ms = deduper.newest_ms(coin)
     known = deduper.count_known(batch) if replay.is_pending(coin) else 0
     too_old_before = deduper.too_old

@@ -1,14 +1,9 @@
-"""Pure parsing of the venue's websocket frames: the only module that knows its trade fields
-(`coin`, `side` "B"/"A", `px`, `sz`, `time`, `tid`, `hash`, `users`); downstream sees `Trade`.
-
-Invariants:
-- A trade without a usable time, price, size, side or tid, or whose coin holds a line break,
-  is rejected and counted, never stamped with a local clock (DESIGN.md, "Exchange protocol
-  facts"). A hash that is not a one-line string, or `users` that are not a list of two
-  addresses (`0x` and 40 hex digits), are dropped and the trade kept (neither is part of a
-  trade's identity): no trade that passes can be refused by the tape.
-- A frame is classified by its channel; only a frame that is not a JSON object with a string
-  channel (and, for trades, a data list) raises ProtocolError.
+"""Pure parsing of the venue's websocket frames: the only module that knows its trade fields;
+downstream sees `Trade`. A trade without a usable time, price, size, side or tid, or whose coin
+holds a line break, is rejected and counted, never stamped with a local clock; a bad hash or
+`users` is dropped and the trade kept (neither is part of its identity), so the tape can refuse
+no trade that passes. Only a frame that is not a JSON object with a string channel (and, for
+trades, a data list) raises ProtocolError.
 """
 
 from __future__ import annotations
@@ -27,8 +22,8 @@ from hlstream.common.messages import Side, Trade
 from hlstream.common.timebucket import normalize_ts_ms
 
 PING = '{"method":"ping"}'
-# Channels we may subscribe to and pass through untouched.
-DATA_CHANNELS = frozenset({"l2Book", "bbo", "userFills", "allMids", "candle", "activeAssetCtx"})
+# The optional channels ingest subscribes to and publishes (channels.channel_message).
+DATA_CHANNELS = frozenset({"l2Book", "bbo", "userFills"})
 VENUE_SIDES: dict[str, Side] = {"B": "buy", "A": "sell"}
 _MS_MIN, _MS_MAX = 10**12, 10**15  # an int time in this range is epoch ms, taken as is
 _TID_MAX = 2**64 - 1  # the bus (msgpack) carries no bigger integer
@@ -78,11 +73,8 @@ _READ_TRADES = msgspec.json.Decoder(_TradesFrame)
 
 
 def parse_frame(text: str | bytes) -> Frame:
-    """Classify one websocket text frame; raise ProtocolError if it is not JSON of a known shape.
-
-    A trades frame of one coin whose every entry is well formed is decoded typed, in C; any
-    other frame takes the general path, which judges entries one by one with `parse_trade`.
-    """
+    """Classify one websocket text frame (ProtocolError if not JSON of a known shape); a one-coin
+    trades frame of well-formed entries is decoded typed, in C, any other by `_parse_general`."""
     try:
         data = _READ_TRADES.decode(text).data
     except (msgspec.DecodeError, msgspec.ValidationError):
