@@ -49,7 +49,7 @@ from hlstream.services.aggregator.core import (
     apply_trades,
     next_deadline,
     retire_coin,
-    seed_closes,
+    seed_trades,
     taint,
 )
 from hlstream.services.aggregator.link import WriterLink, connect_writer
@@ -286,7 +286,7 @@ class Aggregator:
             return
         late = apply_trades(self.state, trades)
         if late:
-            seed_closes(self.state, late)  # the venue's subscribe replay gives a coin its close
+            seed_trades(self.state, [item.trade for item in late])
         if not publish_late:
             self.counters.replayed += len(trades)
             return
