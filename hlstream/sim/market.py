@@ -1,8 +1,6 @@
 """Pure market model of the fake exchange: prices, trades, books, candles, reference bars.
-
 No sockets, threads or clocks: callers pass the time and a seeded `random.Random`. Payloads have
-the venue's JSON shapes (tests/fixtures/hyperliquid), prices and sizes as decimal strings.
-"""
+the venue's JSON shapes (tests/fixtures/hyperliquid), prices and sizes as decimal strings."""
 
 from __future__ import annotations
 

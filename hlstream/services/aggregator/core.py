@@ -9,8 +9,7 @@ Invariants:
 - A bar is `complete` only if its whole window was watched: covered from its start
   (`joined_by_coin`, else `joined_ms`) and overlapped by no taint (gap, feed outage).
 - A series' first close is the price of the newest trade offered before its first window
-  (by exchange time, then order offered), however the venue's replay is split or ordered.
-"""
+  (by exchange time, then order offered), however the venue's replay is split or ordered."""
 
 from __future__ import annotations
 
@@ -45,8 +44,6 @@ class OpenBar:
 
 @dataclass(slots=True)
 class Series:
-    """Bar state for one coin and interval."""
-
     coin: str
     interval: str
     interval_ms: int
@@ -68,8 +65,6 @@ class LateTrade:
 
 @dataclass(slots=True)
 class AggState:
-    """All bar state of the aggregator."""
-
     grace_ms: int
     joined_ms: int  # windows starting before this were not watched from their start
     joined_by_coin: dict[str, int] = field(default_factory=dict)  # per coin, from the tape

@@ -1,7 +1,6 @@
 """How the aggregator resumes: load the checkpoint, then replay the trade tape after its
 positions. Without one (first start, new coin) the tape is replayed from the earliest open
-window, and the last close and the coverage start are taken from the tape.
-"""
+window, and the last close and the coverage start are taken from the tape."""
 
 from __future__ import annotations
 

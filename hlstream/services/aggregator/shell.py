@@ -3,8 +3,7 @@ on the wall clock, publish bars for taps and hand them to the writer (link.py).
 
 Windows close only up to ingest's `covered_ms` (everything received before it is taped and
 published); after HOLD_MAX_MS without coverage they close anyway and the uncovered time is
-tainted (bars marked partial; the writer repairs 1m+ from REST).
-"""
+tainted (bars marked partial; the writer repairs 1m+ from REST)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ def _run(stage: Stage) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the writer stage."""
     stage_main(
         "writer", "hlstream writer: bars from the aggregator -> fsynced CSV files", _run, argv
     )

@@ -1,8 +1,6 @@
 """Pure writer logic: bar and candle validation, repair and backfill planning.
-
 Invariant: a fill plan is strictly increasing, one bar per window, after the last row; a window
-the venue omits carries the previous close (volume `0.0`), and nothing precedes a first close.
-"""
+the venue omits carries the previous close (volume `0.0`), and nothing precedes a first close."""
 
 from __future__ import annotations
 

@@ -147,7 +147,6 @@ class Writer:
         write_status(self.settings.run_dir, status)
 
     def serve(self, socket: zmq.Socket[Any]) -> None:
-        """Receive bars until the stop flag is set."""
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(self.stop.fileno(), zmq.POLLIN)  # a stop wakes the poll at once
