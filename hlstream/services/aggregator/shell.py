@@ -132,12 +132,13 @@ class Aggregator:
     def _recover(self) -> None:
         now = self.started_ms = self.clock.now_ms()
         restored = recovery.restore(self.settings, self.log, now)
-        self.state, self.tape, self.covered_ms = restored.state, restored.tape, restored.covered_ms
+        self.state, self.covered_ms = restored.state, restored.covered_ms
+        self.tape = TapeFeed(self.settings.data_dir, self.log, restored.consumed)
         for item in restored.pending:
             self.link.queue(item)
         replayed = partial(self._apply_trades, publish_late=False)
         self.untaped = recovery.replay(
-            restored, self.settings, self.log, now, replayed, self._on_gap
+            self.state, self.tape, self.settings, self.log, now, replayed, self._on_gap
         )
         series = len(self.state.series)
         self.log.info("tape_replayed", trades=self.counters.replayed, joined_ms=now, series=series)
