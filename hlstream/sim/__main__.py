@@ -1,7 +1,5 @@
 """`python -m hlstream.sim`: run a FakeExchange on 127.0.0.1 until SIGTERM or SIGINT.
-
-Prints one line `ws_url=... info_url=...` once both servers listen, then exits 0 on signal.
-"""
+Prints one line `ws_url=... info_url=...` once both servers listen, then exits 0 on signal."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """FakeExchange: a local Hyperliquid look-alike speaking the real wire protocol on 127.0.0.1.
-
 It owns the state (listing, trade logs, price walks, fault switches) under one lock and makes
-live trades at wall-clock time; `ws.py` serves the feed, `rest.py` POST /info.
-"""
+live trades at wall-clock time; `ws.py` serves the feed, `rest.py` POST /info."""
 
 from __future__ import annotations
 
@@ -252,7 +250,6 @@ class FakeExchange:
             return [trade.copy() for trade in self._logs.get(coin, [])]
 
     def connection_count(self) -> int:
-        """Open websocket connections."""
         with self._lock:
             return len(self._ws.clients)
 

@@ -1,8 +1,6 @@
 """Pure market model of the fake exchange: prices, trades, books, candles, reference bars.
-
 No sockets, threads or clocks: callers pass the time and a seeded `random.Random`. Payloads have
-the venue's JSON shapes (tests/fixtures/hyperliquid), prices and sizes as decimal strings.
-"""
+the venue's JSON shapes (tests/fixtures/hyperliquid), prices and sizes as decimal strings."""
 
 from __future__ import annotations
 
@@ -214,14 +212,6 @@ def _ohlcv(trades: list[TradePrint]) -> tuple[str, str, str, str, str]:
     return prices[0], high, low, prices[-1], volume
 
 
-def _candle(
-    coin: str, interval: str, start: int, interval_ms: int, trades: list[TradePrint]
-) -> Candle:
-    o, h, low, c, v = _ohlcv(trades)
-    end, n = start + interval_ms - 1, len(trades)
-    return Candle(t=start, T=end, s=coin, i=interval, o=o, c=c, h=h, l=low, v=v, n=n)
-
-
 def candles(
     trades: Sequence[TradePrint],
     coin: str,
@@ -237,8 +227,12 @@ def candles(
     interval_ms = parse_interval(interval)
     first, last = start_ms - start_ms % interval_ms, end_ms - end_ms % interval_ms
     windows = _windows([trade for trade in trades if trade["coin"] == coin], interval_ms)
-    starts = sorted(w for w in windows if first <= w <= last)[-limit:]
-    return [_candle(coin, interval, start, interval_ms, windows[start]) for start in starts]
+    out: list[Candle] = []
+    for t in sorted(w for w in windows if first <= w <= last)[-limit:]:
+        o, h, low, c, v = _ohlcv(windows[t])
+        end, n = t + interval_ms - 1, len(windows[t])
+        out.append(Candle(t=t, T=end, s=coin, i=interval, o=o, c=c, h=h, l=low, v=v, n=n))
+    return out
 
 
 def truth_rows(

@@ -1,8 +1,7 @@
 """The fake exchange's websocket server, with the venue's quirks: every subscribe is acked, then
 answered (a trade replay or a book); a coin that is not listed closes the socket without a
 frame; an idle connection is closed after `idle_close_s`. Each connection has a sender thread,
-so a slow client never holds the exchange's lock.
-"""
+so a slow client never holds the exchange's lock."""
 
 from __future__ import annotations
 

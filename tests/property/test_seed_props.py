@@ -22,7 +22,6 @@ from hlstream.services.aggregator.core import (
     advance,
     apply_trades,
     new_state,
-    seed_closes,
     seed_trades,
 )
 from hlstream.sim.market import format_units, truth_rows
@@ -77,7 +76,8 @@ def _state() -> AggState:
 
 def _apply(state: AggState, batches: list[list[Trade]]) -> list[Bar]:
     for batch in batches:
-        seed_closes(state, apply_trades(state, batch))  # the shell's bus and tape path
+        late = apply_trades(state, batch)
+        seed_trades(state, [item.trade for item in late])  # the shell's bus and tape path
     return advance(state, END)
 
 

@@ -9,7 +9,6 @@ from hlstream.services.aggregator.core import (
     apply_trades,
     new_state,
     next_deadline,
-    seed_closes,
     seed_trades,
     taint,
 )
@@ -204,7 +203,7 @@ def test_illiquid_coin_takes_its_close_from_the_replay_and_carries_from_the_firs
     assert len(late) == 2  # counted as late, never merged into a bar
     assert advance(state, T0 + 5 * S5 + 2_000) == []  # no close yet: nothing to carry
     state = new_state(("BTC",), {"5s": S5}, 2_000, joined)
-    seed_closes(state, apply_trades(state, replay))
+    seed_trades(state, [item.trade for item in apply_trades(state, replay)])
     bars = advance(state, T0 + 5 * S5 + 2_000)
     assert [b.start_ms for b in bars] == [T0 + 3 * S5, T0 + 4 * S5]
     assert all((b.open, b.close, b.volume, b.trades) == ("7.5", "7.5", "0.0", 0) for b in bars)
@@ -216,7 +215,7 @@ def test_a_late_trade_never_replaces_a_close_the_series_already_has():
     advance(state, T0 + S5 + 2_000)
     late = apply_trades(state, [make_trade(price="50", ts_ms=T0 + 20)])
     assert len(late) == 1
-    seed_closes(state, late)
+    seed_trades(state, [item.trade for item in late])
     (carry,) = advance(state, T0 + 2 * S5 + 2_000)
     assert carry.close == "100.0"
 
@@ -266,7 +265,7 @@ def test_a_newer_late_trade_replaces_a_seeded_close_until_the_first_bar():
     state = new_state(("BTC",), {"5s": S5, "1m": 60_000}, 2_000, T0 + 37_500)
     seed_trades(state, [make_trade(price="24.841", ts_ms=T0 - 5_000)])  # before the 1m window
     later = make_trade(price="24.837", ts_ms=T0 + 20_863)  # in it, before the first 5s one
-    seed_closes(state, apply_trades(state, [later]))
+    seed_trades(state, [item.trade for item in apply_trades(state, [later])])
 
     bars = advance(state, T0 + 45_000 + 2_000)
 
@@ -281,7 +280,13 @@ def test_a_seeded_close_stays_replaceable_across_a_checkpoint():
     state = new_state(("BTC",), {"5s": S5, "1m": 60_000}, 2_000, T0 + 37_500)
     seed_trades(state, [make_trade(price="24.841", ts_ms=T0 - 5_000)])
     restored = decode_checkpoint(encode_checkpoint(state, {}, [], T0)).state
-    seed_closes(restored, apply_trades(restored, [make_trade(price="24.837", ts_ms=T0 + 20_863)]))
+    seed_trades(
+        restored,
+        [
+            item.trade
+            for item in apply_trades(restored, [make_trade(price="24.837", ts_ms=T0 + 20_863)])
+        ],
+    )
 
     bars = advance(restored, T0 + 40_000 + 2_000)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import zmq
+
 from hlstream.common import inexact_io, revisions_io
 from hlstream.common.config import Settings
 from hlstream.common.csvrow import HEADER_LINE, Row, format_row
@@ -54,7 +56,7 @@ def setup(tmp_path: Path, on: bool) -> tuple[Writer, Clock, Path]:
         ],
     )
     clock = Clock(MIDNIGHT - 5_000)
-    writer = Writer(settings, StopFlag(), EventLog("writer"), now_ms=clock)
+    writer = Writer(settings, StopFlag(), EventLog("writer"), zmq.Context.instance(), now_ms=clock)
     writer.store.open_files()
     return writer, clock, path
 

@@ -14,7 +14,6 @@ def _run(stage: Stage) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the aggregator stage."""
     stage_main(
         "aggregator", "hlstream aggregator: trades -> bars for taps and the writer", _run, argv
     )

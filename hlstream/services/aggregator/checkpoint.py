@@ -2,8 +2,7 @@
 it reflects (`consumed`) and the bars not yet acked by the writer (`pending`). Pure.
 
 Invariant (tests/property/test_checkpoint_props.py): for any trades and any kill point,
-checkpoint -> restore -> replay the rest gives exactly the bars of an uninterrupted run.
-"""
+checkpoint -> restore -> replay the rest gives exactly the bars of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -61,8 +60,6 @@ class _Notice(msgspec.Struct, frozen=True):
 
 
 class CheckpointFile(msgspec.Struct, frozen=True):
-    """The checkpoint on disk."""
-
     v: Annotated[int, Meta(ge=CHECKPOINT_VERSION, le=CHECKPOINT_VERSION)]
     covered_ms: int
     grace_ms: Count

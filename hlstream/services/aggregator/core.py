@@ -9,8 +9,7 @@ Invariants:
 - A bar is `complete` only if its whole window was watched: covered from its start
   (`joined_by_coin`, else `joined_ms`) and overlapped by no taint (gap, feed outage).
 - A series' first close is the price of the newest trade offered before its first window
-  (by exchange time, then order offered), however the venue's replay is split or ordered.
-"""
+  (by exchange time, then order offered), however the venue's replay is split or ordered."""
 
 from __future__ import annotations
 
@@ -45,8 +44,6 @@ class OpenBar:
 
 @dataclass(slots=True)
 class Series:
-    """Bar state for one coin and interval."""
-
     coin: str
     interval: str
     interval_ms: int
@@ -68,8 +65,6 @@ class LateTrade:
 
 @dataclass(slots=True)
 class AggState:
-    """All bar state of the aggregator."""
-
     grace_ms: int
     joined_ms: int  # windows starting before this were not watched from their start
     joined_by_coin: dict[str, int] = field(default_factory=dict)  # per coin, from the tape
@@ -154,17 +149,9 @@ def apply_trades(state: AggState, trades: list[Trade]) -> list[LateTrade]:
     return late
 
 
-def seed_closes(state: AggState, late: list[LateTrade]) -> None:
-    """Offer late trades (the venue's subscribe replay) as first closes, so an illiquid coin
-    gets carry-forward rows from the first window after start."""
-    for item in late:
-        series = state.series.get((item.trade.coin, item.interval))
-        if series is not None:
-            _offer_seed(series, item.trade)
-
-
 def seed_trades(state: AggState, trades: list[Trade]) -> None:
-    """Offer trades (read from the tape) as first closes to the series that closed their window."""
+    """Offer trades (late ones: the venue's subscribe replay, the tape) as first closes to the
+    series that closed their window, so an illiquid coin gets carry-forward rows at once."""
     for trade in trades:
         for series in state.by_coin.get(trade.coin, ()):
             if bucket_start(trade.ts_ms, series.interval_ms) < series.closed_through:
@@ -242,19 +229,9 @@ def _bar_from_open(state: AggState, series: Series, bar: OpenBar) -> Bar:
 
 
 def _carry_bar(state: AggState, series: Series, start_ms: int, close: str) -> Bar:
-    return Bar(
-        coin=series.coin,
-        interval=series.interval,
-        start_ms=start_ms,
-        open=close,
-        high=close,
-        low=close,
-        close=close,
-        volume=ZERO_VOLUME,
-        trades=0,
-        complete=_is_complete(state, series.coin, start_ms, start_ms + series.interval_ms),
-        source="ws",
-    )
+    complete = _is_complete(state, series.coin, start_ms, start_ms + series.interval_ms)
+    coin, interval = series.coin, series.interval
+    return Bar(coin, interval, start_ms, close, close, close, close, ZERO_VOLUME, 0, complete, "ws")
 
 
 def _advance_series(state: AggState, series: Series, now_ms: int, out: list[Bar]) -> None:

@@ -1,10 +1,8 @@
 """Bars handed to the writer but not yet acked (fsynced or already on disk). Pure.
-
 Only the oldest un-acked bar of a series is in flight, so a restarted writer never sees a
 later bar before an earlier one (it would take that for a hole); it is resent every
 `resend_ms`. Past `max_bars` the oldest bar is dropped and counted (the writer repairs the
-hole from REST).
-"""
+hole from REST)."""
 
 from __future__ import annotations
 
@@ -33,7 +31,6 @@ class Outbox:
     resent: int = 0
 
     def add(self, key: BarKey, payload: bytes) -> None:
-        """Queue a bar for delivery."""
         queue = self.queues.setdefault((key[0], key[1]), _Queue())
         queue.bars.append((key[2], payload))
         self.size += 1

@@ -1,19 +1,19 @@
 """How the aggregator resumes: load the checkpoint, then replay the trade tape after its
 positions. Without one (first start, new coin) the tape is replayed from the earliest open
-window, and the last close and the coverage start are taken from the tape.
-"""
+window, and the last close and the coverage start are taken from the tape."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+
+import msgspec
 
 from hlstream.common.config import Settings
 from hlstream.common.errors import IntegrityError, ProtocolError
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Bar, Gap, Inexact, Trade
+from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape.readers_io import coverage_start_ms, last_trade_before
-from hlstream.services.aggregator.checkpoint import decode_checkpoint
+from hlstream.services.aggregator.checkpoint import Checkpoint, decode_checkpoint
 from hlstream.services.aggregator.core import AggState, new_state, seed_trades, taint
 from hlstream.services.aggregator.tape_feed import TapeFeed
 
@@ -21,24 +21,12 @@ CHECKPOINT_FILE = "aggregator-checkpoint.msgpack"
 REPLAY_CHUNK = 5_000  # trades applied per call while replaying
 
 
-class Restored(NamedTuple):
-    """What the aggregator starts from."""
-
-    state: AggState
-    tape: TapeFeed
-    pending: list[Bar | Inexact]  # handed to the writer but not acknowledged
-    covered_ms: int  # ingest vouched for the feed up to here: later windows are held
-
-
-def restore(settings: Settings, log: EventLog, now_ms: int) -> Restored:
-    """The checkpoint's state and tape positions, or a fresh state joined at `now_ms`."""
+def restore(settings: Settings, log: EventLog, now_ms: int) -> Checkpoint:
+    """The checkpoint (covered_ms at most `now_ms`), or a fresh state joined at `now_ms` with
+    no tape read and nothing pending (nothing open ends before now: held from there)."""
     grace_ms = int(settings.grace_seconds * 1000)
-    fresh = Restored(
-        new_state(settings.coins, settings.interval_ms, grace_ms, now_ms),
-        TapeFeed(settings.data_dir, log),
-        [],
-        now_ms,  # first start: nothing open ends before now (new_state)
-    )
+    state = new_state(settings.coins, settings.interval_ms, grace_ms, now_ms)
+    fresh = Checkpoint(state, {}, [], now_ms)
     path = settings.run_dir / CHECKPOINT_FILE
     try:
         checkpoint = decode_checkpoint(path.read_bytes())
@@ -58,12 +46,12 @@ def restore(settings: Settings, log: EventLog, now_ms: int) -> Restored:
         pending_bars=len(checkpoint.pending),
         covered_ms=checkpoint.covered_ms,
     )
-    tape = TapeFeed(settings.data_dir, log, checkpoint.consumed)
-    return Restored(state, tape, checkpoint.pending, min(now_ms, checkpoint.covered_ms))
+    return msgspec.structs.replace(checkpoint, covered_ms=min(now_ms, checkpoint.covered_ms))
 
 
 def replay(
-    restored: Restored,
+    state: AggState,
+    tape: TapeFeed,
     settings: Settings,
     log: EventLog,
     now_ms: int,
@@ -72,7 +60,6 @@ def replay(
 ) -> set[str]:
     """Apply everything on the tape after the restored positions; return the coins whose
     tape was empty (the tape covers them from their first record, see the shell)."""
-    state, tape = restored.state, restored.tape
     untaped: set[str] = set()
     for coin, series in list(state.by_coin.items()):
         from_ms = min(item.closed_through for item in series)

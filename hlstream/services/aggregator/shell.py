@@ -3,8 +3,7 @@ on the wall clock, publish bars for taps and hand them to the writer (link.py).
 
 Windows close only up to ingest's `covered_ms` (everything received before it is taped and
 published); after HOLD_MAX_MS without coverage they close anyway and the uncovered time is
-tainted (bars marked partial; the writer repairs 1m+ from REST).
-"""
+tainted (bars marked partial; the writer repairs 1m+ from REST)."""
 
 from __future__ import annotations
 
@@ -41,17 +40,8 @@ from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape.format import Record, segment_day, shift_day
 from hlstream.common.tape.readers_io import coverage_start_ms
-from hlstream.services.aggregator import recovery
+from hlstream.services.aggregator import core, recovery
 from hlstream.services.aggregator.checkpoint import encode_checkpoint
-from hlstream.services.aggregator.core import (
-    AggState,
-    advance,
-    apply_trades,
-    next_deadline,
-    retire_coin,
-    seed_closes,
-    taint,
-)
 from hlstream.services.aggregator.link import WriterLink, connect_writer
 from hlstream.services.aggregator.tape_feed import SpanAction, TapeFeed
 
@@ -93,7 +83,7 @@ class Aggregator:
     sub: zmq.Socket[Any]
     taps: Publisher
     link: WriterLink
-    state: AggState
+    state: core.AggState
     tape: TapeFeed
 
     def __init__(
@@ -142,12 +132,13 @@ class Aggregator:
     def _recover(self) -> None:
         now = self.started_ms = self.clock.now_ms()
         restored = recovery.restore(self.settings, self.log, now)
-        self.state, self.tape, self.covered_ms = restored.state, restored.tape, restored.covered_ms
+        self.state, self.covered_ms = restored.state, restored.covered_ms
+        self.tape = TapeFeed(self.settings.data_dir, self.log, restored.consumed)
         for item in restored.pending:
             self.link.queue(item)
         replayed = partial(self._apply_trades, publish_late=False)
         self.untaped = recovery.replay(
-            restored, self.settings, self.log, now, replayed, self._on_gap
+            self.state, self.tape, self.settings, self.log, now, replayed, self._on_gap
         )
         series = len(self.state.series)
         self.log.info("tape_replayed", trades=self.counters.replayed, joined_ms=now, series=series)
@@ -162,7 +153,7 @@ class Aggregator:
         next_tick = 0  # bar timing and writer resends: every TICK_MS at most (not per wakeup)
         while not self.stop.is_set():
             loop_start = self.clock.now_ms()
-            deadline = next_deadline(self.state)
+            deadline = core.next_deadline(self.state)
             wait_ms = IDLE_POLL_MS
             if deadline is not None:
                 wait_ms = max(MIN_POLL_MS, min(IDLE_POLL_MS, deadline - loop_start))
@@ -185,7 +176,7 @@ class Aggregator:
                 self.log.warning("stall_detected", stalled_ms=stalled_ms)
                 self._settle_bus()
                 now = self.clock.now_ms()
-            for bar in advance(self.state, self._horizon(now)):
+            for bar in core.advance(self.state, self._horizon(now)):
                 self._emit(bar)
             self.link.send_due(now)
             if self.clock.monotonic() >= next_status:
@@ -202,7 +193,7 @@ class Aggregator:
         if self.outage_from is None:
             self.outage_from = self.covered_ms
             self.log.warning("feed_not_covered", since_ms=self.covered_ms, held_ms=HOLD_MAX_MS)
-        taint(self.state, None, self.outage_from, now)
+        core.taint(self.state, None, self.outage_from, now)
         return now
 
     def _settle_bus(self) -> None:
@@ -284,9 +275,9 @@ class Aggregator:
     def _apply_trades(self, trades: list[Trade], publish_late: bool) -> None:
         if not trades:
             return
-        late = apply_trades(self.state, trades)
+        late = core.apply_trades(self.state, trades)
         if late:
-            seed_closes(self.state, late)  # the venue's subscribe replay gives a coin its close
+            core.seed_trades(self.state, [item.trade for item in late])
         if not publish_late:
             self.counters.replayed += len(trades)
             return
@@ -304,7 +295,7 @@ class Aggregator:
         self.log.warning(
             "gap_marker", coin=gap.coin, from_ms=gap.from_ms, to_ms=gap.to_ms, reason=gap.reason
         )
-        emitted = taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
+        emitted = core.taint(self.state, gap.coin, gap.from_ms, gap.to_ms)
         for e in emitted:  # the writer records those rows as not exact
             self.link.queue(Inexact(gap.coin, e.interval, e.first_ms, e.last_ms, "gap_after_close"))
         if emitted:
@@ -324,7 +315,7 @@ class Aggregator:
             return
         self._on_covered(feed.covered_ms)
         for coin in feed.delisted:
-            if retire_coin(self.state, coin):
+            if core.retire_coin(self.state, coin):
                 self.log.error("coin_retired", coin=coin, reason="delisted by the venue")
 
     def _on_covered(self, covered_ms: int) -> None:

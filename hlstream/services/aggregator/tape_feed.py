@@ -27,15 +27,6 @@ class SpanAction(Enum):
     READ = "read"
 
 
-def span_action(consumed: int, span: TapeSpan) -> SpanAction:
-    """What to do with a message whose records lie at `span`, given the consumed offset."""
-    if span.end <= consumed:
-        return SpanAction.SKIP
-    if span.start == max(consumed, len(HEADER_BYTES)):
-        return SpanAction.APPLY
-    return SpanAction.READ
-
-
 class TapeFeed:
     """The consumed offsets of every segment, and readers that advance them."""
 
@@ -56,7 +47,13 @@ class TapeFeed:
             yield record
 
     def action(self, coin: str, span: TapeSpan) -> SpanAction:
-        return span_action(self.consumed.get((coin, span.day), 0), span)
+        """What to do with a message whose records lie at `span` (the table above)."""
+        consumed = self.consumed.get((coin, span.day), 0)
+        if span.end <= consumed:
+            return SpanAction.SKIP
+        if span.start == max(consumed, len(HEADER_BYTES)):
+            return SpanAction.APPLY
+        return SpanAction.READ
 
     def read(self, coin: str, span: TapeSpan) -> Iterator[Record]:
         """The records the bus did not deliver, up to the end of `span`."""

@@ -9,13 +9,10 @@ from hlstream.services.writer.shell import Writer
 
 
 def _run(stage: Stage) -> None:
-    Writer(
-        stage.settings, stage.stop, stage.log, context=stage.context, now_ms=stage.clock.now_ms
-    ).run()
+    Writer(stage.settings, stage.stop, stage.log, stage.context, now_ms=stage.clock.now_ms).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the writer stage."""
     stage_main(
         "writer", "hlstream writer: bars from the aggregator -> fsynced CSV files", _run, argv
     )

@@ -4,8 +4,7 @@ Invariants:
 - every attempt (retries included) spends weight from ONE budget shared by the process;
 - windows beyond candleSnapshot's reach are never asked for (`backfill_beyond_reach`);
 - a partial bar is replaced only by a candle that covers it (core.candle_covers), else written
-  as is, never a stale candle.
-"""
+  as is, never a stale candle."""
 
 from __future__ import annotations
 

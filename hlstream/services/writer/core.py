@@ -1,14 +1,12 @@
 """Pure writer logic: bar and candle validation, repair and backfill planning.
-
 Invariant: a fill plan is strictly increasing, one bar per window, after the last row; a window
-the venue omits carries the previous close (volume `0.0`), and nothing precedes a first close.
-"""
+the venue omits carries the previous close (volume `0.0`), and nothing precedes a first close."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TypedDict
+from typing import Any
 
 from hlstream.common.csvrow import Row
 from hlstream.common.decimals import format_decimal, parse_decimal
@@ -73,47 +71,28 @@ def classify(start_ms: int, last_row: Row | None, interval_ms: int) -> Placement
     return Placement.HOLE
 
 
-def _candle_time(candle: dict[str, Any], key: str) -> int:
-    value = candle.get(key)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ProtocolError(f"candle field {key!r} is {value!r}, expected epoch ms")
+def _whole(candle: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = candle.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError(f"candle {key}={value!r} is not a whole number")
     return value
 
 
 def candle_to_bar(candle: object, coin: str, interval: str, interval_ms: int) -> Bar:
-    """Validate one candleSnapshot entry and turn it into a complete REST bar."""
+    """Validate one candleSnapshot entry and turn it into a complete REST bar: the checks of
+    `validate_bar`, on the prices canonicalised."""
     if not isinstance(candle, dict):
         raise ProtocolError(f"candle is {type(candle).__name__}, expected an object")
-    start_ms = _candle_time(candle, "t")
-    if start_ms % interval_ms != 0:
-        raise ProtocolError(f"candle t={start_ms} is not aligned to {interval}")
-    if "s" in candle and candle["s"] != coin:
-        raise ProtocolError(f"candle coin {candle['s']!r} is not {coin!r}")
-    if "i" in candle and candle["i"] != interval:
-        raise ProtocolError(f"candle interval {candle['i']!r} is not {interval!r}")
-    values = {key: _check_decimal(f"candle {key}", candle.get(key)) for key in "ohlc"}
-    volume = _check_decimal("candle v", candle.get("v"), negative_ok=False)
-    open_, high, low, close = (values[key] for key in "ohlc")
-    if not low <= min(open_, close) <= max(open_, close) <= high:
-        raise ProtocolError(f"candle t={start_ms} has open/close outside low..high")
-    trades = candle.get("n", 0)
-    if not isinstance(trades, int) or isinstance(trades, bool) or trades < 0:
-        raise ProtocolError(f"candle n={trades!r} is not a trade count")
-    return Bar(
-        coin=coin,
-        interval=interval,
-        start_ms=start_ms,
-        open=format_decimal(open_),
-        high=format_decimal(high),
-        low=format_decimal(low),
-        close=format_decimal(close),
-        volume=format_decimal(volume),
-        trades=trades,
-        complete=True,
-        source="rest",
+    for key, ours in (("s", coin), ("i", interval)):
+        if key in candle and candle[key] != ours:
+            raise ProtocolError(f"candle {key}={candle[key]!r} is not {ours!r}")
+    o, h, low, c, v = (
+        format_decimal(_check_decimal(f"candle {k}", candle.get(k))) for k in "ohlcv"
     )
+    start_ms, trades = _whole(candle, "t"), _whole(candle, "n", 0)
+    bar = Bar(coin, interval, start_ms, o, h, low, c, v, trades, True, "rest")
+    validate_bar(bar, interval_ms)
+    return bar
 
 
 def candles_to_bars(candles: object, coin: str, interval: str, interval_ms: int) -> list[Bar]:
@@ -211,22 +190,10 @@ def candle_weight(rows: int) -> float:
     return CANDLE_WEIGHT_BASE + min(rows, MAX_CANDLES) / CANDLE_ROWS_PER_WEIGHT
 
 
-class CandleRange(TypedDict):
-    coin: str
-    interval: str
-    startTime: int  # noqa: N815 (the venue's field names)
-    endTime: int  # noqa: N815
-
-
-class CandleRequest(TypedDict):
-    type: str
-    req: CandleRange
-
-
-def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> CandleRequest:
+def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> dict[str, object]:
     """The /info body asking for candles of windows starting in [start_ms, end_ms)."""
-    req = CandleRange(coin=coin, interval=interval, startTime=start_ms, endTime=end_ms - 1)
-    return CandleRequest(type="candleSnapshot", req=req)
+    req = {"coin": coin, "interval": interval, "startTime": start_ms, "endTime": end_ms - 1}
+    return {"type": "candleSnapshot", "req": req}
 
 
 def ack_of(item: Bar | Inexact) -> BarAck:

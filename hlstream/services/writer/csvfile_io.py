@@ -6,8 +6,7 @@ Invariants (DESIGN.md "CSV files"):
 - a failed write or fsync truncates back to the size before it and raises TransientError;
 - a file whose header is not exactly ours is refused (IntegrityError), never overwritten;
 - an append never goes to a file replaced since it was opened (revisions_io renames a new
-  file in): a descriptor whose inode is no longer the path's is reopened first.
-"""
+  file in): a descriptor whose inode is no longer the path's is reopened first."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ appends re-read the last row under flock); seconds intervals have no REST candle
 
 from __future__ import annotations
 
+import itertools
 import sys
 from dataclasses import replace
 from typing import TextIO
@@ -24,29 +25,18 @@ from hlstream.services.writer.store import Store
 
 def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list[str]]:
     """Backfill every REST file; return (files done, rows written, failures)."""
+    rest_intervals = [i for i in settings.intervals if has_rest_candles(i)]
+    skipped = [i for i in settings.intervals if i not in rest_intervals]
+    if skipped:
+        err.write(f"backfill: skipping {','.join(skipped)}: the exchange has no candles for them\n")
+    jobs = list(itertools.product(settings.coins, rest_intervals))
     log = event_log("backfill")
     info = InfoClient(settings.info_url, timeout_s=10.0)
     budget = WeightBudget(REST_WEIGHT_PER_MINUTE)  # one budget across all files, as the writer
-    jobs = [
-        (coin, interval)
-        for coin in settings.coins
-        for interval in settings.intervals
-        if has_rest_candles(interval)
-    ]
-    skipped = [i for i in settings.intervals if not has_rest_candles(i)]
-    if skipped:
-        err.write(f"backfill: skipping {','.join(skipped)}: the exchange has no candles for them\n")
-    progress = tqdm(
-        total=len(jobs),
-        desc="backfill",
-        unit="file",
-        file=err,
-        ascii=" #",
-        bar_format="{desc} [{bar:30}] {n_fmt}/{total_fmt} files  {postfix}",
-    )
+    bar_format = "{desc} [{bar:30}] {n_fmt}/{total_fmt} files  {postfix}"
+    progress = tqdm(jobs, "backfill", unit="file", file=err, ascii=" #", bar_format=bar_format)
     failures: list[str] = []
     rows = 0
-    done = 0
     try:
         progress.set_postfix_str("starting")
         for coin, interval in jobs:
@@ -71,13 +61,12 @@ def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list
             elif counters.rest_errors and not stop.is_set():
                 failures.append(f"{name}: REST failed (see log above)")
             rows += counters.rows_written
-            done += 1
             progress.set_postfix_str(f"{name} +{counters.rows_written} rows", refresh=False)
             progress.update(1)
     finally:
         progress.close()
         info.close()
-    return done, rows, failures
+    return progress.n, rows, failures
 
 
 def backfill_command(settings: Settings) -> int:

@@ -17,7 +17,7 @@ from hlstream.common.bus_io import curve_keys, new_session_id, secure_server
 from hlstream.common.clock import now_ms as wall_now_ms
 from hlstream.common.config import Settings
 from hlstream.common.durable import hold_lock
-from hlstream.common.errors import ProtocolError
+from hlstream.common.errors import ConfigError, ProtocolError
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar, Envelope, Inexact, encode_message
@@ -25,7 +25,7 @@ from hlstream.common.status import FileStatus, StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.services.writer import core
 from hlstream.services.writer.auditor_io import Auditor
-from hlstream.services.writer.dirlock import hold_dir_lock
+from hlstream.services.writer.dirlock import DATA_LOCK_FILE
 from hlstream.services.writer.store import Store
 
 POLL_MS = 200
@@ -45,8 +45,8 @@ class Writer:
         settings: Settings,
         stop: StopFlag,
         log: EventLog,
+        context: zmq.Context[Any],
         *,
-        context: zmq.Context[Any] | None = None,
         now_ms: Callable[[], int] = wall_now_ms,
     ) -> None:
         self.settings = settings
@@ -65,9 +65,16 @@ class Writer:
 
     def acquire_lock(self) -> None:
         """Refuse to run twice on one run dir (two ROUTERs would steal each other's bars)."""
-        path = self.settings.run_dir / LOCK_FILE
+        run_dir, data_dir = self.settings.run_dir, self.settings.data_dir
+        path = run_dir / LOCK_FILE
         self._lock_fd = hold_lock(path, f"pid {os.getpid()}", f"another writer holds {path}")
-        self._data_lock_fd = hold_dir_lock(self.settings.data_dir, self.settings.run_dir)
+        # One writer per data dir too; tools check it with dirlock.writer_running.
+        self._data_lock_fd = hold_lock(
+            data_dir / DATA_LOCK_FILE,
+            f"run dir {run_dir}, pid {os.getpid()}",
+            f"data dir {data_dir} is already written by another hlstream writer",
+            ConfigError,
+        )
 
     def parse_frames(self, frames: list[bytes]) -> tuple[bytes, Bar | Inexact]:
         """Validate `[identity, b"bar"|b"inexact", payload]`; ProtocolError when malformed."""
@@ -140,7 +147,6 @@ class Writer:
         write_status(self.settings.run_dir, status)
 
     def serve(self, socket: zmq.Socket[Any]) -> None:
-        """Receive bars until the stop flag is set."""
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(self.stop.fileno(), zmq.POLLIN)  # a stop wakes the poll at once
@@ -182,8 +188,7 @@ class Writer:
         # A file-size limit must surface as EFBIG (and a clean truncate), not kill us.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         self.acquire_lock()
-        context = self.context or zmq.Context()
-        socket = context.socket(zmq.ROUTER)
+        socket = self.context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, LINGER_MS)
         secure_server(socket, curve_keys(self.settings))
         try:
@@ -204,8 +209,6 @@ class Writer:
                 self.stop.set()  # the audit thread ends with the writer, whatever stopped it
                 self.auditor.join(AUDIT_JOIN_S)
             socket.close()
-            if self.context is None:
-                context.term()
             self.store.close()
             close = getattr(self.store.info, "close", None)
             if close is not None:

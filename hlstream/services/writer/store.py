@@ -77,9 +77,7 @@ class Store:
         self.stop = stop
         self.log = log
         self.now_ms = now_ms
-        self.info = (
-            InfoClient(settings.info_url, timeout_s=REST_TIMEOUT_S) if info is None else info
-        )
+        self.info = info or InfoClient(settings.info_url, timeout_s=REST_TIMEOUT_S)
         self.rest = CandleSource(
             self.info, settings, stop, log, now_ms=now_ms, sleep=sleep, rng=rng or random.Random()
         )
