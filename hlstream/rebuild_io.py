@@ -21,7 +21,7 @@ from tqdm import tqdm
 from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms
 from hlstream.common.config import ALL_COINS, Settings
-from hlstream.common.csvrow import HEADER_LINE, Row, format_row
+from hlstream.common.csvrow import HEADER, HEADER_LINE, Row, format_row
 from hlstream.common.decimals import format_decimal
 from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
@@ -96,12 +96,12 @@ def coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
     return newest_ts_ms(settings.data_dir, coin)
 
 
-def _read_body(path: Path) -> FileLines:
+def _read_file(path: Path) -> FileLines:
     """The rows of an existing CSV as `verify` reads them; refuses a foreign file."""
-    lines = snapshot_lines(path)
-    if next(lines, b"") != HEADER_LINE.encode():
-        raise IntegrityError(f"{path} does not start with {HEADER_LINE.strip()!r}; not touching it")
-    return parse_lines(lines)
+    file = parse_lines(snapshot_lines(path))
+    if file.foreign:
+        raise IntegrityError(f"{path} does not start with {HEADER!r}; not touching it")
+    return file
 
 
 def _replace(path: Path, rows: list[Row]) -> None:
@@ -146,7 +146,7 @@ def _plan(
 ) -> Comparison:
     """The file of `coin` compared with the tape, and the rows a rebuild gives it."""
     interval_ms = parse_interval(request.interval)
-    file = _read_body(path) if path.exists() else parse_lines([])
+    file = _read_file(path) if path.exists() else FileLines()
     starts = [item.row.start_ms for item in file.rows]
     from hlstream.rebuild_frames_io import coverage_start_ms, last_price_before
 
