@@ -18,6 +18,7 @@ from hlstream.verify import (
     plural,
     scan_lines,
 )
+from hlstream.verify_io import snapshot_lines, verify_file
 
 HEADER = b"Datetime,Open,High,Low,Close,Volume\n"
 GOOD = [
@@ -213,3 +214,19 @@ def test_no_reader_takes_rows_from_a_file_without_the_header(tmp_path: Path, fir
     path.write_bytes(first + b"".join(GOOD))
     assert read_rows(path) == []
     assert parse_lines([first, *GOOD]).foreign
+
+
+def test_a_file_that_cannot_be_opened_is_one_io_finding(tmp_path: Path) -> None:
+    missing = verify_file(tmp_path / "btc_1m_data.csv")
+    assert missing == ([Finding(0, "io", "cannot open: No such file or directory")], 0)
+    (tmp_path / "eth_1m_data.csv").mkdir()
+    assert verify_file(tmp_path / "eth_1m_data.csv")[0][0].kind == "io"
+
+
+def test_a_file_is_read_in_whole_lines_up_to_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "btc_1m_data.csv"
+    path.write_bytes(HEADER + GOOD[0] * 40_000 + GOOD[1][:5])
+    lines = list(snapshot_lines(path))
+    assert (
+        len(lines) == 40_002 and lines[-1] == GOOD[1][:5] and b"".join(lines) == path.read_bytes()
+    )
