@@ -17,7 +17,7 @@ from enum import StrEnum
 from hlstream.common.csvrow import Row
 from hlstream.common.messages import Bar, Gap, Trade
 from hlstream.common.tape.format import Record
-from hlstream.common.timebucket import bucket_start, format_window
+from hlstream.common.timebucket import format_window
 from hlstream.services.aggregator.core import advance, apply_trades, new_state, taint
 from hlstream.verify import FileRow, Finding, plural, scan_lines
 
@@ -159,13 +159,10 @@ def _show(row: Row) -> str:
 
 def _distinct(copies: list[FileRow]) -> list[FileRow]:
     """The first copy of each different row among the file's rows of one window."""
-    seen: list[Row] = []
-    out = []
+    first: dict[Row, FileRow] = {}
     for item in copies:
-        if item.row not in seen:
-            seen.append(item.row)
-            out.append(item)
-    return out
+        first.setdefault(item.row, item)
+    return list(first.values())
 
 
 def _duplicates(copies: list[FileRow], settled: bool) -> Iterator[Finding]:
@@ -332,8 +329,3 @@ def journal_after(merge: Comparison, journal: dict[int, str]) -> dict[int, str]:
         elif change is Change.MISSING:
             out[start] = "partial"
     return out
-
-
-def aligned_range(interval_ms: int, from_ms: int, to_ms: int) -> tuple[int, int]:
-    """[from, to) widened/narrowed to whole windows: from rounds down, to rounds down."""
-    return bucket_start(from_ms, interval_ms), bucket_start(to_ms, interval_ms)

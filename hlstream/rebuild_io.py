@@ -29,13 +29,12 @@ from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
 from hlstream.common.tape.format import Record, segment_day
 from hlstream.common.tape.readers_io import read_span, segment_days, segment_size, tape_coins
-from hlstream.common.timebucket import parse_interval
+from hlstream.common.timebucket import bucket_start, parse_interval
 from hlstream.rebuild import (
     Change,
     Comparison,
     FileLines,
     Window,
-    aligned_range,
     compare,
     journal_after,
     metered,
@@ -119,11 +118,11 @@ def _segments(data_dir: Path, coin: str, from_ms: int | None, to_ms: int | None)
     """(day, size) of every tape segment of `coin` holding [from_ms, to_ms)."""
     first = None if from_ms is None else segment_day(from_ms)
     last = None if to_ms is None else segment_day(to_ms - 1)
-    out = []
-    for day in segment_days(data_dir, coin):
-        if (first is None or day >= first) and (last is None or day <= last):
-            out.append((day, segment_size(data_dir, coin, day)))
-    return out
+    return [
+        (day, segment_size(data_dir, coin, day))
+        for day in segment_days(data_dir, coin)
+        if (first is None or day >= first) and (last is None or day <= last)
+    ]
 
 
 def _tape_records(
@@ -160,7 +159,7 @@ def _plan(
         start = max(covered_from, min(starts)) if starts else covered_from
     if start is None or end is None:
         return compare(file, [], set(), interval_ms)
-    from_ms, to_ms = aligned_range(interval_ms, start, end)
+    from_ms, to_ms = bucket_start(start, interval_ms), bucket_start(end, interval_ms)
     if to_ms <= from_ms:
         return compare(file, [], set(), interval_ms)
     window = Window(request.interval, interval_ms, from_ms, to_ms)
