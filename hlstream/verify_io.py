@@ -89,8 +89,3 @@ def run_verify(
     counted = f"{plural(len(paths), 'file')}, {plural(total_rows, 'row')}"
     err.write(f"hlstream verify: {counted}: {verdict}\n")
     return 1 if defects else 0
-
-
-def default_files(data_dir: Path) -> list[Path]:
-    """Every `*_data.csv` in the data dir, sorted."""
-    return sorted(data_dir.glob("*" + FILE_SUFFIX))
