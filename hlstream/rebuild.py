@@ -19,7 +19,7 @@ from hlstream.common.messages import Bar, Gap, Trade
 from hlstream.common.tape.format import Record
 from hlstream.common.timebucket import format_window
 from hlstream.services.aggregator.core import advance, apply_trades, new_state, taint
-from hlstream.verify import FileRow, Finding, plural, scan_lines
+from hlstream.verify import FileRow, Finding, hole, plural, scan_lines
 
 CHUNK = 5_000
 FIRST_ROW_LINE = 2  # line 1 is the header
@@ -246,11 +246,7 @@ def _unsettled_holes(rows: list[tuple[int, int, Row]], interval_ms: int) -> Iter
     """Holes left after the rebuild: between rows the tape does not reach."""
     for (before, _, _), (after, line, _) in zip(rows, rows[1:], strict=False):
         if after - before > interval_ms:
-            count = plural(max((after - before) // interval_ms - 1, 1), "missing window")
-            message = (
-                f"{count} between {format_window(before)} and {format_window(after)}: "
-                f"the tape does not reach there"
-            )
+            message = f"{hole(before, after, interval_ms)}: the tape does not reach there"
             yield Finding(line, "hole", message)
 
 

@@ -43,6 +43,12 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def hole(before_ms: int, after_ms: int, step_ms: int) -> str:
+    """`2 missing windows between A and B`: the windows missing between two rows."""
+    count = plural(max((after_ms - before_ms) // step_ms - 1, 1), "missing window")
+    return f"{count} between {format_window(before_ms)} and {format_window(after_ms)}"
+
+
 def interval_from_filename(name: str) -> tuple[str, int] | None:
     """(`1m`, 60000) for `btc_1m_data.csv`; None when the name does not follow the pattern."""
     coin, _, label = name.removesuffix(FILE_SUFFIX).rpartition("_")
@@ -157,8 +163,7 @@ def _check_sequence(row: Row, prev: Row | None, step: int | None, line: int) -> 
         yield Finding(line, "order", f"{stamp} comes after {before}: not increasing")
         return
     if step is not None and row.start_ms - prev.start_ms > step:
-        missing = plural(max((row.start_ms - prev.start_ms) // step - 1, 1), "missing window")
-        yield Finding(line, "hole", f"{missing} between {before} and {stamp}")
+        yield Finding(line, "hole", hole(prev.start_ms, row.start_ms, step))
     if is_carry and not (flat and row.close == prev.close):
         yield Finding(
             line,
