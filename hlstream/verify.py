@@ -128,7 +128,7 @@ def revised_findings(
     ]
 
 
-def _checkohlcv_text(row: Row, line: int) -> Iterator[Finding]:
+def _check_values(row: Row, line: int) -> Iterator[Finding]:
     """low <= open, close <= high; volume >= 0; plain decimals (parse_row checked they parse)."""
     low, high = Decimal(row.low), Decimal(row.high)
     for name, text in (("open", row.open), ("close", row.close)):
@@ -200,7 +200,7 @@ def check_lines(
             inexact_lines.setdefault(row.start_ms, line)
         if row.start_ms in revised:
             revised_rows.append((line, row))
-        findings.extend(_checkohlcv_text(row, line))
+        findings.extend(_check_values(row, line))
         findings.extend(_check_sequence(row, prev, interval_ms, line))
         prev = row if prev is None or row.start_ms > prev.start_ms else prev
     for start, reason in sorted(inexact.items()):
