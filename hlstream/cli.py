@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hlstream import STAGES, commands
 from hlstream.common.config import load_settings, prepare_dirs
@@ -55,13 +57,81 @@ def _duration_ms(text: str) -> int:
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
-def _command(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
-) -> argparse.ArgumentParser:
-    """A subcommand whose --help shows its own options; the settings are one line at the end."""
-    return subparsers.add_parser(
-        name, help=help_text, description=help_text, epilog=_SETTINGS_EPILOG
-    )
+AddArgument = Callable[[argparse.ArgumentParser], object]
+
+
+def _arg(*flags: str, **options: Any) -> AddArgument:
+    return lambda parser: parser.add_argument(*flags, **options)
+
+
+_EPOCH = "UTC time or epoch ms"
+_COIN_HELP = "exact coin names (fills: addresses); default all"
+# Each command and its help, in the order `hlstream --help` lists them; its --help shows its
+# own arguments, then the settings as one line.
+_COMMANDS = {
+    "run": "run all stages in the foreground under supervisord (Ctrl-C stops)",
+    "start": "start all stages in the background",
+    "stop": "stop all stages and supervisord; returns once every process is gone",
+    "demo": "run the fake exchange + pipeline (5s,1m bars in ./demo-data); Ctrl-C stops",
+    "metrics": "serve Prometheus metrics on 127.0.0.1:metrics_port until Ctrl-C",
+    "restart": "restart one stage (or all)",
+    "status": "stage states and pipeline health (exit 1 if bad)",
+    "tap": "print live bus messages, one line each",
+    "backfill": "one-shot REST backfill of --coins x --intervals (safe while running)",
+    "verify": "check CSV files; exit 1 on any defect",
+    "repair": "apply pending revisions of --coins x --intervals",
+    "rebuild": "re-derive the CSV files of any interval from the trade tape (atomic, idempotent)",
+    "compact": "compact closed tape days to Parquet now (safe while running; ingest does it "
+    "hourly)",
+    "export": "write the trades (tape) or bars of --coins in [--from, --to) to one file; "
+    "exit 1, writing nothing, if any of it is not kept",
+}
+_ARGUMENTS: dict[str, list[AddArgument]] = {
+    "restart": [_arg("stage", choices=_STAGE_CHOICES)],
+    "status": [_arg("--json", action="store_true", help="one JSON object for scripts")],
+    "tap": [
+        _arg("kind", choices=KINDS),
+        _arg("coin_list", nargs="*", metavar="COIN", help=_COIN_HELP),
+        _arg("--interval", help="bars only: one interval, e.g. 5s"),
+        _arg("--json", action="store_true", help="one JSON object per message"),
+        _arg("--count", type=_positive_int, help="exit 0 after N lines (1 on timeout)"),
+        _arg("--timeout", type=float, help="exit after S seconds"),
+        _arg(
+            "--since",
+            type=_duration_ms,
+            help="trades only: first the last N s/m/h/d from the tape (e.g. 5m), then live; "
+            "with --nats: trades, gaps or bars from the stream",
+        ),
+        _arg("--nats", metavar="URL", help="read the relay's JetStream streams (any host) at URL"),
+    ],
+    "backfill": [_arg("--hours", type=float, help="how far back (default backfill_hours)")],
+    "verify": [
+        _arg("files", nargs="*", type=Path, help="default: every *_data.csv"),
+        _arg("--interval", help="interval of the files (default: from each name)"),
+        _arg("--venue", action="store_true", help="audit --coins x --intervals against the venue"),
+        _arg("--from", dest="from_time", help=f"with --venue: {_EPOCH}"),
+        _arg("--to", dest="to_time", help=f"with --venue: {_EPOCH}"),
+    ],
+    "rebuild": [
+        _arg("--interval", required=True, help="e.g. 5s, 15s, 1m, 4h (any)"),
+        _arg("--from", dest="from_time", help=f"{_EPOCH} (default: tape start)"),
+        _arg("--to", dest="to_time", help=f"{_EPOCH} (default: tape end)"),
+        _arg("--check", action="store_true", help="change nothing; list rows that differ (exit 1)"),
+    ],
+    "compact": [
+        _arg(
+            "--today", help="count closed days back from this UTC day, not a later one (YYYY-MM-DD)"
+        )
+    ],
+    "export": [
+        _arg("kind", choices=["trades", "bars"]),
+        _arg("--from", dest="from_time", required=True, help=_EPOCH),
+        _arg("--to", dest="to_time", required=True, help=_EPOCH),
+        _arg("--interval", help="of the bars (required for bars)"),
+        _arg("--format", dest="fmt", choices=["parquet", "csv"], default="parquet"),
+        _arg("--out", type=Path, required=True, help="file to write"),
+    ],
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,94 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hlstream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in (
-        ("run", "run all stages in the foreground under supervisord (Ctrl-C stops)"),
-        ("start", "start all stages in the background"),
-        ("stop", "stop all stages and supervisord; returns once every process is gone"),
-        ("demo", "run the fake exchange + pipeline (5s,1m bars in ./demo-data); Ctrl-C stops"),
-        ("metrics", "serve Prometheus metrics on 127.0.0.1:metrics_port until Ctrl-C"),
-    ):
-        _command(subparsers, name, help_text)
-    restart = _command(subparsers, "restart", "restart one stage (or all)")
-    restart.add_argument("stage", choices=_STAGE_CHOICES)
-
-    status = _command(subparsers, "status", "stage states and pipeline health (exit 1 if bad)")
-    status.add_argument("--json", action="store_true", help="one JSON object for scripts")
-
-    tap = _command(subparsers, "tap", "print live bus messages, one line each")
-    tap.add_argument("kind", choices=KINDS)
-    coin_help = "exact coin names (fills: addresses); default all"
-    tap.add_argument("coin_list", nargs="*", metavar="COIN", help=coin_help)
-    tap.add_argument("--interval", help="bars only: one interval, e.g. 5s")
-    tap.add_argument("--json", action="store_true", help="one JSON object per message")
-    tap.add_argument("--count", type=_positive_int, help="exit 0 after N lines (1 on timeout)")
-    tap.add_argument("--timeout", type=float, help="exit after S seconds")
-    tap.add_argument(
-        "--since",
-        type=_duration_ms,
-        help="trades only: first the last N s/m/h/d from the tape (e.g. 5m), then live; "
-        "with --nats: trades, gaps or bars from the stream",
-    )
-    tap.add_argument(
-        "--nats", metavar="URL", help="read the relay's JetStream streams (any host) at URL"
-    )
-
-    backfill = _command(
-        subparsers,
-        "backfill",
-        "one-shot REST backfill of --coins x --intervals (safe while running)",
-    )
-    backfill.add_argument("--hours", type=float, help="how far back (default backfill_hours)")
-
-    verify = _command(subparsers, "verify", "check CSV files; exit 1 on any defect")
-    verify.add_argument("files", nargs="*", type=Path, help="default: every *_data.csv")
-    verify.add_argument("--interval", help="interval of the files (default: from each name)")
-    verify.add_argument(
-        "--venue", action="store_true", help="audit --coins x --intervals against the venue"
-    )
-    verify.add_argument("--from", dest="from_time", help="with --venue: UTC time or epoch ms")
-    verify.add_argument("--to", dest="to_time", help="with --venue: UTC time or epoch ms")
-    _command(subparsers, "repair", "apply pending revisions of --coins x --intervals")
-    rebuild = _command(
-        subparsers,
-        "rebuild",
-        "re-derive the CSV files of any interval from the trade tape (atomic, idempotent)",
-    )
-    rebuild.add_argument("--interval", required=True, help="e.g. 5s, 15s, 1m, 4h (any)")
-    rebuild.add_argument(
-        "--from", dest="from_time", help="UTC time or epoch ms (default: tape start)"
-    )
-    rebuild.add_argument("--to", dest="to_time", help="UTC time or epoch ms (default: tape end)")
-    rebuild.add_argument(
-        "--check", action="store_true", help="change nothing; list rows that differ (exit 1)"
-    )
-    compact = _command(
-        subparsers,
-        "compact",
-        "compact closed tape days to Parquet now (safe while running; ingest does it hourly)",
-    )
-    compact.add_argument(
-        "--today", help="count closed days back from this UTC day, not a later one (YYYY-MM-DD)"
-    )
-    export = _command(
-        subparsers,
-        "export",
-        "write the trades (tape) or bars of --coins in [--from, --to) to one file; "
-        "exit 1, writing nothing, if any of it is not kept",
-    )
-    export.add_argument("kind", choices=["trades", "bars"])
-    export.add_argument("--from", dest="from_time", required=True, help="UTC time or epoch ms")
-    export.add_argument("--to", dest="to_time", required=True, help="UTC time or epoch ms")
-    export.add_argument("--interval", help="of the bars (required for bars)")
-    export.add_argument("--format", dest="fmt", choices=["parquet", "csv"], default="parquet")
-    export.add_argument("--out", type=Path, required=True, help="file to write")
+    for name, text in _COMMANDS.items():
+        command = subparsers.add_parser(name, help=text, description=text, epilog=_SETTINGS_EPILOG)
+        for add in _ARGUMENTS.get(name, []):
+            add(command)
+        add_config_flags(command, listed=False)
     keygen = subparsers.add_parser("curve-keygen", help="write a CURVE server secret key file")
     keygen.add_argument("path", type=Path, help="file to create (mode 0600)")
     helper = subparsers.add_parser("help", help="`hlstream help settings`: every setting explained")
     helper.add_argument("topic", nargs="?", choices=["settings"], help="what to explain")
-    for name, command in subparsers.choices.items():
-        if name not in ("curve-keygen", "help"):
-            add_config_flags(command, listed=False)
     return parser
 
 

@@ -150,7 +150,8 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verify(args: argparse.Namespace, settings: Settings) -> int:
-    from hlstream.verify_io import default_files, run_verify
+    from hlstream.verify import FILE_SUFFIX
+    from hlstream.verify_io import run_verify
 
     if args.venue:
         from hlstream.rebuild_io import parse_time
@@ -160,7 +161,7 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
         to_ms = None if args.to_time is None else parse_time(args.to_time, "to")
         return run_venue_audit(settings, from_ms, to_ms, sys.stdout, sys.stderr)
 
-    files = list(args.files) or default_files(settings.data_dir)
+    files = list(args.files) or sorted(settings.data_dir.glob("*" + FILE_SUFFIX))
     if not files:
         print(f"hlstream verify: no *_data.csv files in {settings.data_dir}", file=sys.stderr)
         return 1

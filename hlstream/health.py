@@ -236,16 +236,8 @@ def _counters(statuses: Mapping[str, StageStatus | None]) -> Counters:
 
 def total_score(scores: Iterable[AuditScore | None]) -> AuditScore | None:
     """The sum of the files' scores; None when no file has one (the audit is off)."""
-    known = [score for score in scores if score is not None]
-    if not known:
-        return None
-    return AuditScore(
-        audited=sum(score.audited for score in known),
-        matched=sum(score.matched for score in known),
-        mismatched=sum(score.mismatched for score in known),
-        pending=sum(score.pending for score in known),
-        unauditable=sum(score.unauditable for score in known),
-    )
+    known = [msgspec.structs.astuple(score) for score in scores if score is not None]
+    return AuditScore(*map(sum, zip(*known, strict=True))) if known else None
 
 
 def has_activity(score: AuditScore | None) -> bool:

@@ -14,13 +14,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from hlstream.common.csvrow import Row, format_row, parse_row
-from hlstream.common.errors import IntegrityError
+from hlstream.common.csvrow import Row
 from hlstream.common.messages import Bar, Gap, Trade
 from hlstream.common.tape.format import Record
-from hlstream.common.timebucket import bucket_start, format_window
+from hlstream.common.timebucket import format_window
 from hlstream.services.aggregator.core import advance, apply_trades, new_state, taint
-from hlstream.verify import Finding, plural
+from hlstream.verify import FileRow, Finding, hole, plural, scan_lines
 
 CHUNK = 5_000
 FIRST_ROW_LINE = 2  # line 1 is the header
@@ -111,43 +110,30 @@ class Change(StrEnum):
     KEPT = "kept"  # the tape cannot vouch for the window (gap, before coverage): row kept
 
 
-@dataclass(frozen=True, slots=True)
-class FileRow:
-    """A row of the file as read, with its 1-based line number."""
-
-    line: int
-    row: Row
-    canonical: bool  # the line is byte for byte what a rebuild writes for the row
-
-
 @dataclass(slots=True)
 class FileLines:
-    """A CSV file's body as read: its rows in file order, and the lines that are not rows."""
+    """A CSV file as `verify` reads it: its rows in file order, and the lines that are not rows."""
 
     rows: list[FileRow] = field(default_factory=list)
     torn: Finding | None = None  # the last line has no newline: an interrupted append
     unparsed: list[Finding] = field(default_factory=list)  # whole lines that are not rows
     end_line: int = FIRST_ROW_LINE  # the line a row appended after the last one would get
+    foreign: bool = False  # the file does not start with the header
 
 
 def parse_lines(lines: Iterable[bytes]) -> FileLines:
-    """The body lines of a CSV file (after the header), each with its `\\n` but a torn last."""
+    """The file of `lines` (header first) through verify's `scan_lines`."""
     out = FileLines()
-    line = FIRST_ROW_LINE - 1
-    for line, raw in enumerate(lines, start=FIRST_ROW_LINE):
-        if not raw.endswith(b"\n"):
-            message = f"last line has no newline ({plural(len(raw), 'byte')}): an interrupted write"
-            out.torn = Finding(line, "torn", message)
-            break
-        try:
-            text = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
-            row = parse_row(text)
-        except (UnicodeDecodeError, IntegrityError) as exc:
-            reason = "line is not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
-            out.unparsed.append(Finding(line, "parse", reason))
-            continue
-        out.rows.append(FileRow(line, row, raw == format_row(row).encode()))
-    out.end_line = line if out.torn else line + 1
+    for item in scan_lines(lines):
+        out.end_line = item.line + 1
+        if isinstance(item, FileRow):
+            out.rows.append(item)
+        elif item.kind == "header" or item.line == 1:
+            out.foreign = True
+        elif item.kind == "torn":
+            out.torn, out.end_line = item, item.line
+        elif item.kind == "parse":
+            out.unparsed.append(item)  # a `format` line still gives its row, not canonical
     return out
 
 
@@ -173,13 +159,10 @@ def _show(row: Row) -> str:
 
 def _distinct(copies: list[FileRow]) -> list[FileRow]:
     """The first copy of each different row among the file's rows of one window."""
-    seen: list[Row] = []
-    out = []
+    first: dict[Row, FileRow] = {}
     for item in copies:
-        if item.row not in seen:
-            seen.append(item.row)
-            out.append(item)
-    return out
+        first.setdefault(item.row, item)
+    return list(first.values())
 
 
 def _duplicates(copies: list[FileRow], settled: bool) -> Iterator[Finding]:
@@ -263,11 +246,7 @@ def _unsettled_holes(rows: list[tuple[int, int, Row]], interval_ms: int) -> Iter
     """Holes left after the rebuild: between rows the tape does not reach."""
     for (before, _, _), (after, line, _) in zip(rows, rows[1:], strict=False):
         if after - before > interval_ms:
-            count = plural(max((after - before) // interval_ms - 1, 1), "missing window")
-            message = (
-                f"{count} between {format_window(before)} and {format_window(after)}: "
-                f"the tape does not reach there"
-            )
+            message = f"{hole(before, after, interval_ms)}: the tape does not reach there"
             yield Finding(line, "hole", message)
 
 
@@ -346,8 +325,3 @@ def journal_after(merge: Comparison, journal: dict[int, str]) -> dict[int, str]:
         elif change is Change.MISSING:
             out[start] = "partial"
     return out
-
-
-def aligned_range(interval_ms: int, from_ms: int, to_ms: int) -> tuple[int, int]:
-    """[from, to) widened/narrowed to whole windows: from rounds down, to rounds down."""
-    return bucket_start(from_ms, interval_ms), bucket_start(to_ms, interval_ms)

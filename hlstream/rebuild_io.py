@@ -21,7 +21,7 @@ from tqdm import tqdm
 from hlstream.common import inexact_io
 from hlstream.common.clock import now_ms
 from hlstream.common.config import ALL_COINS, Settings
-from hlstream.common.csvrow import HEADER_LINE, Row, format_row
+from hlstream.common.csvrow import HEADER, HEADER_LINE, Row, format_row
 from hlstream.common.decimals import format_decimal
 from hlstream.common.durable import write_atomic
 from hlstream.common.errors import ConfigError, HlstreamError, IntegrityError
@@ -29,13 +29,12 @@ from hlstream.common.filenames import csv_filename
 from hlstream.common.status_io import read_status
 from hlstream.common.tape.format import Record, segment_day
 from hlstream.common.tape.readers_io import read_span, segment_days, segment_size, tape_coins
-from hlstream.common.timebucket import parse_interval
+from hlstream.common.timebucket import bucket_start, parse_interval
 from hlstream.rebuild import (
     Change,
     Comparison,
     FileLines,
     Window,
-    aligned_range,
     compare,
     journal_after,
     metered,
@@ -96,12 +95,12 @@ def coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
     return newest_ts_ms(settings.data_dir, coin)
 
 
-def _read_body(path: Path) -> FileLines:
+def _read_file(path: Path) -> FileLines:
     """The rows of an existing CSV as `verify` reads them; refuses a foreign file."""
-    lines = snapshot_lines(path)
-    if next(lines, b"") != HEADER_LINE.encode():
-        raise IntegrityError(f"{path} does not start with {HEADER_LINE.strip()!r}; not touching it")
-    return parse_lines(lines)
+    file = parse_lines(snapshot_lines(path))
+    if file.foreign:
+        raise IntegrityError(f"{path} does not start with {HEADER!r}; not touching it")
+    return file
 
 
 def _replace(path: Path, rows: list[Row]) -> None:
@@ -119,11 +118,11 @@ def _segments(data_dir: Path, coin: str, from_ms: int | None, to_ms: int | None)
     """(day, size) of every tape segment of `coin` holding [from_ms, to_ms)."""
     first = None if from_ms is None else segment_day(from_ms)
     last = None if to_ms is None else segment_day(to_ms - 1)
-    out = []
-    for day in segment_days(data_dir, coin):
-        if (first is None or day >= first) and (last is None or day <= last):
-            out.append((day, segment_size(data_dir, coin, day)))
-    return out
+    return [
+        (day, segment_size(data_dir, coin, day))
+        for day in segment_days(data_dir, coin)
+        if (first is None or day >= first) and (last is None or day <= last)
+    ]
 
 
 def _tape_records(
@@ -146,7 +145,7 @@ def _plan(
 ) -> Comparison:
     """The file of `coin` compared with the tape, and the rows a rebuild gives it."""
     interval_ms = parse_interval(request.interval)
-    file = _read_body(path) if path.exists() else parse_lines([])
+    file = _read_file(path) if path.exists() else FileLines()
     starts = [item.row.start_ms for item in file.rows]
     from hlstream.rebuild_frames_io import coverage_start_ms, last_price_before
 
@@ -160,7 +159,7 @@ def _plan(
         start = max(covered_from, min(starts)) if starts else covered_from
     if start is None or end is None:
         return compare(file, [], set(), interval_ms)
-    from_ms, to_ms = aligned_range(interval_ms, start, end)
+    from_ms, to_ms = bucket_start(start, interval_ms), bucket_start(end, interval_ms)
     if to_ms <= from_ms:
         return compare(file, [], set(), interval_ms)
     window = Window(request.interval, interval_ms, from_ms, to_ms)

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,6 @@ POLL_S = 0.1
 PROBE_TIMEOUT_S = 1.0  # connecting to supervisord's control socket
 TAIL_EVERY_S = 0.25  # the foreground run echoes new log lines this often
 WATCH_EVERY_S = 1.0  # ... and checks for a stage stopped on a configuration error
-LAST_LINES_S = 0.3  # after supervisord exits: time for the echo to show the last lines
 TAIL_JOIN_S = 2.0
 ERROR_TAIL_BYTES = 64 * 1024  # where a stage's last lines are, in its log
 SOCKET = "supervisor.sock"  # in the run dir, as supervisord.conf names them
@@ -59,13 +59,10 @@ def stage_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
 
 def is_running(settings: Settings) -> bool:
     """True when a supervisord answers on this run dir's control socket."""
-    path = settings.run_dir / SOCKET
-    if not path.exists():
-        return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(PROBE_TIMEOUT_S)
         try:
-            probe.connect(str(path))
+            probe.connect(str(settings.run_dir / SOCKET))  # a missing socket raises too
         except OSError:
             return False
     return True
@@ -97,12 +94,12 @@ def _prepare_logs(settings: Settings) -> Path:
     return logs
 
 
-def _is_supervisord(pid: int) -> bool:
-    """True when `pid` is a live supervisord (not a recycled pid of another program)."""
+def _proc(pid: int, name: str) -> bytes:
+    """/proc/PID/NAME; empty once the process is gone."""
     try:
-        return b"supervisord" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/{name}").read_bytes()
     except OSError:
-        return False
+        return b""
 
 
 def refuse_if_running(settings: Settings) -> None:
@@ -115,7 +112,7 @@ def refuse_if_running(settings: Settings) -> None:
             f"hlstream is already running with run dir {run_dir}{owner}; "
             f"stop it with `hlstream stop --run-dir {run_dir}`"
         )
-    if pid and _is_supervisord(pid):
+    if pid and b"supervisord" in _proc(pid, "cmdline"):  # not a recycled pid
         raise ConfigError(
             f"hlstream's supervisord (pid {pid}) for run dir {run_dir} is alive but "
             f"not answering on its socket; stop it with `kill {pid}`"
@@ -126,20 +123,29 @@ def refuse_if_running(settings: Settings) -> None:
             _say(f"hlstream: removed stale {path.name} left by a stopped instance", err=True)
 
 
+def wait_until(
+    ready: Callable[[], bool], timeout_s: float, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """Whether `ready()` comes true within `timeout_s`, asking every POLL_S."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        sleep(POLL_S)
+    return True
+
+
 def start_daemon(settings: Settings, env: dict[str, str]) -> None:
     """Start supervisord in the background and say what runs where once it answers.
     ConfigError if already running, or if it does not answer within START_TIMEOUT_S."""
     refuse_if_running(settings)
     logs = _prepare_logs(settings)
     subprocess.run(_supervisord_cmd(foreground=False), env=env, check=True)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not (is_running(settings) and _read_pid(settings)):
-        if time.monotonic() > deadline:
-            raise ConfigError(
-                f"supervisord did not answer on {settings.run_dir / SOCKET} within "
-                f"{START_TIMEOUT_S:.0f} s (see {logs / 'supervisord.log'})"
-            )
-        time.sleep(POLL_S)
+    if not wait_until(lambda: is_running(settings) and _read_pid(settings) > 0, START_TIMEOUT_S):
+        raise ConfigError(
+            f"supervisord did not answer on {settings.run_dir / SOCKET} within "
+            f"{START_TIMEOUT_S:.0f} s (see {logs / 'supervisord.log'})"
+        )
     run_dir = settings.run_dir
     _say(
         f"hlstream: started {', '.join(STAGES)} under supervisord (pid {_read_pid(settings)}); "
@@ -162,19 +168,14 @@ def stop_daemon(settings: Settings) -> int:
         if is_running(settings):
             _say(f"hlstream: stop: supervisord refused the shutdown ({exc})", err=True)
             return 1
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while True:
-        alive = sorted(pid for pid in pids if _is_alive(pid))
-        if not alive and not is_running(settings):
-            _say(f"hlstream: stopped (run dir {settings.run_dir})")
-            return 0
-        if time.monotonic() > deadline:
-            left = ", ".join(map(str, alive)) or "?"
-            _say(
-                f"hlstream: stop: still running after {STOP_TIMEOUT_S:.0f} s: pid {left}", err=True
-            )
-            return 1
-        time.sleep(POLL_S)
+    if wait_until(
+        lambda: not any(map(_is_alive, pids)) and not is_running(settings), STOP_TIMEOUT_S
+    ):
+        _say(f"hlstream: stopped (run dir {settings.run_dir})")
+        return 0
+    left = ", ".join(str(pid) for pid in sorted(pids) if _is_alive(pid)) or "?"
+    _say(f"hlstream: stop: still running after {STOP_TIMEOUT_S:.0f} s: pid {left}", err=True)
+    return 1
 
 
 def _read_pid(settings: Settings) -> int:
@@ -186,18 +187,17 @@ def _read_pid(settings: Settings) -> int:
 
 def _is_alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie waiting for its parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    stat = _proc(pid, "stat")
+    return bool(stat) and stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
 def _tail_logs(logs: Path, stop: threading.Event, echo: Echo) -> None:
-    """Echo new whole lines of each stage's log to stdout, prefixed with the stage name."""
+    """Echo new whole lines of each stage's log, prefixed with its name, once more after `stop`."""
     paths = {stage: logs / f"{stage}.log" for stage in STAGES}
     offsets = {stage: path.stat().st_size if path.exists() else 0 for stage, path in paths.items()}
-    while not stop.wait(TAIL_EVERY_S):
+    stopping = False
+    while not stopping:
+        stopping = stop.wait(TAIL_EVERY_S)
         for stage, path in paths.items():
             try:
                 size = path.stat().st_size
@@ -277,8 +277,7 @@ def run_foreground(settings: Settings, env: dict[str, str]) -> int:
         is_running(settings)  # wakes supervisord: it reaps a stopped stage now, not on its 1 s tick
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=POLL_S)
-    time.sleep(LAST_LINES_S)
-    tail_done.set()
+    tail_done.set()  # the tail echoes what the stages wrote up to their exit, then ends
     tail.join(timeout=TAIL_JOIN_S)
     if failed:  # the stage's own words, as the last line on the terminal
         log = logs / f"{failed}.log"

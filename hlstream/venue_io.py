@@ -17,7 +17,7 @@ from tqdm import tqdm
 from hlstream.common import clock, revisions_io
 from hlstream.common.backoff import WeightBudget
 from hlstream.common.config import ALL_COINS, Settings
-from hlstream.common.csvrow import HEADER, Row, parse_row
+from hlstream.common.csvrow import Row
 from hlstream.common.errors import HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename, encode_coin
 from hlstream.common.lifecycle_io import StopFlag
@@ -36,7 +36,7 @@ from hlstream.services.writer.audit import (
     plan_requests,
 )
 from hlstream.services.writer.candles_io import CandleSource
-from hlstream.verify import ohlcv_text, plural, revised_findings
+from hlstream.verify import FileRow, ohlcv_text, plural, revised_findings, scan_lines
 from hlstream.verify_io import snapshot_lines
 
 AUDIT_SETTLE_MS = 120_000
@@ -65,17 +65,9 @@ class Tally:
 
 
 def read_rows(path: Path) -> list[tuple[int, Row]]:
-    """(line number, row) of every data row, read under a brief shared lock."""
-    rows = []
-    for number, raw in enumerate(snapshot_lines(path), start=1):
-        line = raw.decode("utf-8", "replace")
-        if number == 1 and line.rstrip("\n") == HEADER or not line.endswith("\n"):
-            continue
-        try:
-            rows.append((number, parse_row(line)))
-        except IntegrityError:
-            continue  # `hlstream verify` reports malformed rows
-    return rows
+    """(line number, row) of every row `hlstream verify` reads, under a brief shared lock."""
+    lines = scan_lines(snapshot_lines(path))
+    return [(item.line, item.row) for item in lines if isinstance(item, FileRow)]
 
 
 def file_coins(settings: Settings, err: TextIO) -> tuple[str, ...]:

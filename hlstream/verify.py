@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from hlstream.common.csvrow import HEADER, Row, parse_row
+from hlstream.common.csvrow import HEADER, HEADER_LINE, Row, parse_row
 from hlstream.common.errors import ConfigError, IntegrityError
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import Revision, pending_revisions
@@ -29,9 +29,24 @@ class Finding:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    """A row of a file as read, with its 1-based line number."""
+
+    line: int
+    row: Row
+    canonical: bool  # the line is byte for byte what the writer writes for the row
+
+
 def plural(count: int, noun: str) -> str:
     """`1 row`, `2 rows`, `1 missing window`, `0 defects`."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def hole(before_ms: int, after_ms: int, step_ms: int) -> str:
+    """`2 missing windows between A and B`: the windows missing between two rows."""
+    count = plural(max((after_ms - before_ms) // step_ms - 1, 1), "missing window")
+    return f"{count} between {format_window(before_ms)} and {format_window(after_ms)}"
 
 
 def interval_from_filename(name: str) -> tuple[str, int] | None:
@@ -47,6 +62,50 @@ def interval_from_filename(name: str) -> tuple[str, int] | None:
 
 def ohlcv_text(row: Row | Bar) -> str:
     return f"{row.open} {row.high} {row.low} {row.close} {row.volume}"
+
+
+def scan_lines(lines: Iterable[bytes]) -> Iterator[FileRow | Finding]:
+    """The rows and line defects of a CSV file's lines (each with its `\\n` but a torn last),
+    in line order; the one reader of bar files for `verify`, `rebuild` and `verify --venue`.
+    After a foreign header only a torn last line is reported."""
+    line = 0
+    foreign = False
+    for line, raw in enumerate(lines, start=1):
+        if not raw.endswith(b"\n"):
+            message = f"last line has no newline ({plural(len(raw), 'byte')}): an interrupted write"
+            yield Finding(line, "torn", message)
+            return
+        if line == 1:
+            foreign = raw != HEADER_LINE.encode()
+            if foreign:
+                text = raw.decode("utf-8", "replace")[:-1]
+                yield Finding(1, "header", f"header is {text[:80]!r}, expected {HEADER!r}")
+        elif not foreign:
+            yield from _scan_row(line, raw)
+    if line == 0:
+        yield Finding(0, "header", f"file is empty (expected {HEADER!r})")
+
+
+def _scan_row(line: int, raw: bytes) -> Iterator[FileRow | Finding]:
+    try:
+        text = raw.decode("utf-8")[:-1]
+    except UnicodeDecodeError:
+        yield Finding(line, "parse", "line is not valid UTF-8")
+        return
+    crlf = text.endswith("\r")
+    if crlf:
+        yield Finding(line, "format", "line ends with CRLF")
+        text = text[:-1]
+    try:
+        row = parse_row(text)
+    except IntegrityError as exc:
+        yield Finding(line, "parse", str(exc))
+        return
+    stamp = text.split(",", 1)[0]
+    stamped = format_window(row.start_ms) == stamp
+    if not stamped:
+        yield Finding(line, "format", f"Datetime {stamp!r} is not %Y-%m-%d %H:%M:%S")
+    yield FileRow(line, row, stamped and not crlf)  # a Row keeps its values as written
 
 
 def revised_findings(
@@ -69,7 +128,7 @@ def revised_findings(
     ]
 
 
-def _checkohlcv_text(row: Row, line: int) -> Iterator[Finding]:
+def _check_values(row: Row, line: int) -> Iterator[Finding]:
     """low <= open, close <= high; volume >= 0; plain decimals (parse_row checked they parse)."""
     low, high = Decimal(row.low), Decimal(row.high)
     for name, text in (("open", row.open), ("close", row.close)):
@@ -104,8 +163,7 @@ def _check_sequence(row: Row, prev: Row | None, step: int | None, line: int) -> 
         yield Finding(line, "order", f"{stamp} comes after {before}: not increasing")
         return
     if step is not None and row.start_ms - prev.start_ms > step:
-        missing = plural(max((row.start_ms - prev.start_ms) // step - 1, 1), "missing window")
-        yield Finding(line, "hole", f"{missing} between {before} and {stamp}")
+        yield Finding(line, "hole", hole(prev.start_ms, row.start_ms, step))
     if is_carry and not (flat and row.close == prev.close):
         yield Finding(
             line,
@@ -130,50 +188,21 @@ def check_lines(
     revised_rows: list[tuple[int, Row]] = []  # (line, row) of the rows revisions name
     findings: list[Finding] = []
     inexact_lines: dict[int, int] = {}  # window start -> line, for inexact rows
-    rows = line = 0
+    rows = 0
     prev: Row | None = None  # the newest row so far
-    foreign = False  # after a foreign header only a torn last line is reported
-    for line, raw in enumerate(lines, start=1):
-        if not raw.endswith(b"\n"):
-            message = f"last line has no newline ({len(raw)} bytes): an interrupted write"
-            findings.append(Finding(line, "torn", message))
-            break
-        if foreign:
+    for item in scan_lines(lines):
+        if isinstance(item, Finding):
+            findings.append(item)
             continue
-        try:
-            text = raw.decode("utf-8")[:-1]
-        except UnicodeDecodeError:
-            findings.append(Finding(line, "parse", "line is not valid UTF-8"))
-            continue
-        if line == 1:
-            foreign = text != HEADER
-            if foreign:
-                findings.append(
-                    Finding(1, "header", f"header is {text[:80]!r}, expected {HEADER!r}")
-                )
-            continue
-        if text.endswith("\r"):
-            findings.append(Finding(line, "format", "line ends with CRLF"))
-            text = text[:-1]
-        try:
-            row = parse_row(text)
-        except IntegrityError as exc:
-            findings.append(Finding(line, "parse", str(exc)))
-            continue
+        line, row = item.line, item.row
         rows += 1
         if row.start_ms in inexact:
             inexact_lines.setdefault(row.start_ms, line)
         if row.start_ms in revised:
             revised_rows.append((line, row))
-        stamp = text.split(",", 1)[0]
-        if format_window(row.start_ms) != stamp:
-            message = f"Datetime {stamp!r} is not %Y-%m-%d %H:%M:%S"
-            findings.append(Finding(line, "format", message))
-        findings.extend(_checkohlcv_text(row, line))
+        findings.extend(_check_values(row, line))
         findings.extend(_check_sequence(row, prev, interval_ms, line))
         prev = row if prev is None or row.start_ms > prev.start_ms else prev
-    if line == 0:
-        findings.append(Finding(0, "header", f"file is empty (expected {HEADER!r})"))
     for start, reason in sorted(inexact.items()):
         at = inexact_lines.get(start, 0)
         where = "" if at else "; the file has no such row"

@@ -27,42 +27,17 @@ from hlstream.verify import (
     plural,
 )
 
-_CHUNK = 1 << 20
-
-
-def snapshot_size(fd: int) -> int:
-    """The file's size under a brief `LOCK_SH`: no append is half-written at that size."""
-    fcntl.flock(fd, fcntl.LOCK_SH)
-    try:
-        return os.fstat(fd).st_size
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def read_lines(fd: int, size: int) -> Iterator[bytes]:
-    """The file's lines (with `\\n`) up to `size` bytes, read in chunks."""
-    offset = 0
-    tail = b""
-    while offset < size:
-        chunk = os.pread(fd, min(_CHUNK, size - offset), offset)
-        if not chunk:
-            break
-        offset += len(chunk)
-        parts = (tail + chunk).split(b"\n")
-        tail = parts.pop()
-        for part in parts:
-            yield part + b"\n"
-    if tail:
-        yield tail
-
 
 def snapshot_lines(path: Path) -> Iterator[bytes]:
-    """`read_lines` of `path` up to its `snapshot_size`."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        yield from read_lines(fd, snapshot_size(fd))
-    finally:
-        os.close(fd)
+    """The file's lines (each with its `\\n` but a torn last) up to its size under a brief
+    `LOCK_SH`: no append is half-written at that size."""
+    with path.open("rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        left = os.fstat(handle.fileno()).st_size
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        while left > 0 and (line := handle.readline(left)):
+            left -= len(line)
+            yield line
 
 
 def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding], int]:
@@ -83,16 +58,10 @@ def verify_file(path: Path, interval: str | None = None) -> tuple[list[Finding],
         name = revisions_io.revisions_path(path).name
         findings.append(Finding(0, "revisions", f"{name} cannot be read: {exc}"))
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        return [Finding(0, "io", f"cannot open: {exc.strerror}")], 0
-    try:
-        lines = read_lines(fd, snapshot_size(fd))
+        lines = snapshot_lines(path)
         found, rows = check_lines(lines, interval_ms, journal, path.name + SUFFIX, revisions)
-    except OSError as exc:
-        return [Finding(0, "io", f"cannot read: {exc.strerror}")], 0
-    finally:
-        os.close(fd)
+    except OSError as exc:  # open() names the file, a failed read does not
+        return [Finding(0, "io", f"cannot {'open' if exc.filename else 'read'}: {exc.strerror}")], 0
     return findings + found, rows
 
 
@@ -120,8 +89,3 @@ def run_verify(
     counted = f"{plural(len(paths), 'file')}, {plural(total_rows, 'row')}"
     err.write(f"hlstream verify: {counted}: {verdict}\n")
     return 1 if defects else 0
-
-
-def default_files(data_dir: Path) -> list[Path]:
-    """Every `*_data.csv` in the data dir, sorted."""
-    return sorted(data_dir.glob("*" + FILE_SUFFIX))

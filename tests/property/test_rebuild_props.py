@@ -9,11 +9,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hlstream.common.csvrow import Row, format_row
+from hlstream.common.csvrow import HEADER_LINE, Row, format_row
 from hlstream.rebuild import compare, parse_lines
 
 T0 = 1_700_000_040_000
 STEP = 15_000
+HEADER = HEADER_LINE.encode()
 
 decimals = st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False).map(str)
 
@@ -61,7 +62,7 @@ def corruptions(draw: st.DrawFn, lines: list[bytes], older: int) -> tuple[str, l
 def test_any_single_corruption_is_reported_and_rebuilt_to_the_tape_rows(tape, data):
     older, rows, inexact = tape
     kind, lines = data.draw(corruptions(_lines(older + rows), len(older)))
-    result = compare(parse_lines(lines), rows, inexact, STEP)
+    result = compare(parse_lines([HEADER, *lines]), rows, inexact, STEP)
     expected = {
         "duplicate": {"duplicate"},
         "delete": {"hole", "missing"},
@@ -71,12 +72,12 @@ def test_any_single_corruption_is_reported_and_rebuilt_to_the_tape_rows(tape, da
     assert expected & {finding.kind for finding in result.findings}, result.findings
     assert result.unsettled == [] and result.unparsed == []
     assert result.rows == older + rows
-    again = compare(parse_lines(_lines(result.rows)), rows, inexact, STEP)
+    again = compare(parse_lines([HEADER, *_lines(result.rows)]), rows, inexact, STEP)
     assert again.findings == [] and again.rows == older + rows
 
 
 @given(tape_rows())
 def test_a_file_of_the_tape_rows_checks_clean(tape):
     older, rows, inexact = tape
-    result = compare(parse_lines(_lines(older + rows)), rows, inexact, STEP)
+    result = compare(parse_lines([HEADER, *_lines(older + rows)]), rows, inexact, STEP)
     assert result.findings == [] and result.unsettled == [] and result.rows == older + rows

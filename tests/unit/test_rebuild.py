@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hlstream.common.csvrow import Row, format_row
+from hlstream.common.csvrow import HEADER_LINE, Row, format_row
 from hlstream.common.messages import Gap
 from hlstream.rebuild import (
     Change,
@@ -61,7 +61,8 @@ def _row(start: int, close: str, volume: str = "1.0") -> Row:
 
 
 def _file(*rows: Row | bytes) -> FileLines:
-    return parse_lines([r if isinstance(r, bytes) else format_row(r).encode() for r in rows])
+    lines = [r if isinstance(r, bytes) else format_row(r).encode() for r in rows]
+    return parse_lines([HEADER_LINE.encode(), *lines])
 
 
 def _kinds(findings: list[Finding]) -> list[tuple[int, str]]:
@@ -177,7 +178,7 @@ def test_a_line_that_is_no_row_is_reported_and_not_guessed():
 
 
 def test_no_file_is_one_missing_finding():
-    result = compare(parse_lines([]), TAPE, set(), 15_000)
+    result = compare(FileLines(), TAPE, set(), 15_000)
     assert _kinds(result.findings) == [(2, "missing")] and result.rows == TAPE
 
 

@@ -1,12 +1,24 @@
-"""common/verify.py: every kind of CSV corruption is one finding of its own kind."""
+"""hlstream/verify.py: every kind of CSV corruption is one finding of its own kind."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from hlstream.common.csvrow import Row
 from hlstream.common.revisions import Revision
-from hlstream.verify import check_lines, interval_from_filename, plural
+from hlstream.rebuild import parse_lines
+from hlstream.venue_io import read_rows
+from hlstream.verify import (
+    FileRow,
+    Finding,
+    check_lines,
+    interval_from_filename,
+    plural,
+    scan_lines,
+)
+from hlstream.verify_io import snapshot_lines, verify_file
 
 HEADER = b"Datetime,Open,High,Low,Close,Volume\n"
 GOOD = [
@@ -170,3 +182,51 @@ def test_a_pending_revision_is_a_revised_finding_at_its_row() -> None:
     )
     done = Revision(new, new, "venue_mismatch", start)  # the row already holds the new values
     assert check_lines([HEADER, *GOOD], MINUTE_MS, revisions=[done])[0] == []
+
+
+def test_a_one_byte_torn_line_is_said_in_the_singular() -> None:
+    findings, _ = check_lines([HEADER, GOOD[0], b"2"], MINUTE_MS)
+    assert findings == [
+        Finding(3, "torn", "last line has no newline (1 byte): an interrupted write")
+    ]
+
+
+def test_a_first_line_that_is_not_utf8_is_a_foreign_header() -> None:
+    assert kinds([b"\xffDatetime,Open,High,Low,Close,Volume\n", b"garbage\n"]) == [(1, "header")]
+
+
+def test_rebuild_and_the_venue_audit_read_the_rows_verify_reads(tmp_path: Path) -> None:
+    crlf = GOOD[1].replace(b"\n", b"\r\n")  # a row with a format defect is still a row
+    lines = [HEADER, GOOD[0], crlf, b"garbage\n", GOOD[2], b"2024-01-01 00:03"]
+    path = tmp_path / "btc_1m_data.csv"
+    path.write_bytes(b"".join(lines))
+    rows = [(item.line, item.row) for item in scan_lines(lines) if isinstance(item, FileRow)]
+    assert [line for line, _ in rows] == [2, 3, 5] and check_lines(lines, MINUTE_MS)[1] == 3
+    assert read_rows(path) == rows
+    file = parse_lines(lines)
+    assert [(item.line, item.row) for item in file.rows] == rows
+    assert [item.canonical for item in file.rows] == [True, False, True]
+
+
+@pytest.mark.parametrize("first", [b"time,o,h,l,c,v\n", b"Datetime,Op", GOOD[0]])
+def test_no_reader_takes_rows_from_a_file_without_the_header(tmp_path: Path, first: bytes) -> None:
+    path = tmp_path / "btc_1m_data.csv"
+    path.write_bytes(first + b"".join(GOOD))
+    assert read_rows(path) == []
+    assert parse_lines([first, *GOOD]).foreign
+
+
+def test_a_file_that_cannot_be_opened_is_one_io_finding(tmp_path: Path) -> None:
+    missing = verify_file(tmp_path / "btc_1m_data.csv")
+    assert missing == ([Finding(0, "io", "cannot open: No such file or directory")], 0)
+    (tmp_path / "eth_1m_data.csv").mkdir()
+    assert verify_file(tmp_path / "eth_1m_data.csv")[0][0].kind == "io"
+
+
+def test_a_file_is_read_in_whole_lines_up_to_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "btc_1m_data.csv"
+    path.write_bytes(HEADER + GOOD[0] * 40_000 + GOOD[1][:5])
+    lines = list(snapshot_lines(path))
+    assert (
+        len(lines) == 40_002 and lines[-1] == GOOD[1][:5] and b"".join(lines) == path.read_bytes()
+    )
