@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import closing
 from unittest.mock import patch
 
 from hypothesis import given, settings
@@ -29,7 +30,7 @@ def test_a_compacted_day_reads_the_same_records_at_the_same_positions(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         make_old_segments(tmp, old_keys)  # days of the older header: compacted without users
-        with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
+        with closing(TapeWriter(tmp, EventLog("test"), fsync=False)) as writer:
             for batch in sequence:
                 writer.append(batch)
                 writer.commit()
