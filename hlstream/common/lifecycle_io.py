@@ -1,8 +1,6 @@
 """Process lifecycle: signals become a stop flag; the top-level runner maps errors to exit codes.
-
 A signal handler only stores attributes and writes one byte to a non-blocking self-pipe (no
-lock, no logging), so a second signal during the first can never deadlock; waiters poll the
-pipe, which stays readable once set, so every waiting thread wakes at once.
+lock, no logging, so a second signal can never deadlock); the pipe stays readable once set.
 """
 
 from __future__ import annotations

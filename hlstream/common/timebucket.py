@@ -44,18 +44,11 @@ def bucket_start(ts_ms: int, interval_ms: int) -> int:
 
 def normalize_ts_ms(value: object) -> int | None:
     """Read an exchange time as epoch ms; values below 1e12 are seconds. None if unusable."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int):
+    try:
         number = float(value)
-    elif isinstance(value, float):
-        number = value
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    else:
+    except ValueError:
         return None
     if not number > 0 or number != number or number > 1e15:
         return None

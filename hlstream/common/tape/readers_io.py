@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -266,15 +267,12 @@ def folder_coin(folder: Path) -> str | None:
 
 def coverage_start_ms(data_dir: Path | str, coin: str) -> int | None:
     """`coverage_start` of the first `FIRST_BATCH_RECORDS` records of `coin`'s tape."""
-    first: list[Record] = []
     for day in segment_days(data_dir, coin):
-        for record, _ in _read_segment(data_dir, coin, day, 0, None):
-            first.append(record)
-            if len(first) >= FIRST_BATCH_RECORDS:
-                return coverage_start(first)
+        records = _read_segment(data_dir, coin, day, 0, None)
+        first = [record for record, _ in islice(records, FIRST_BATCH_RECORDS)]
         if first:
-            break  # later days hold later records only
-    return coverage_start(first)
+            return coverage_start(first)  # later days hold later records only
+    return None
 
 
 def _trades_backward(
@@ -300,13 +298,8 @@ def _trades_backward(
 
 def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
     """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
-    found: list[Trade] = []
     days = segment_days(data_dir, coin)[::-1]
-    for _, trade in _trades_backward(data_dir, coin, days if n > 0 else []):
-        found.append(trade)
-        if len(found) >= n:
-            break
-    return found
+    return [trade for _, trade in islice(_trades_backward(data_dir, coin, days), max(n, 0))]
 
 
 def newest_ts_ms(data_dir: Path | str, coin: str) -> int | None:

@@ -298,12 +298,8 @@ def prune(data_dir: Path | str, keep_days: int, today: str) -> list[Path]:
     if keep_days < 2:
         raise ConfigError(f"tape keep_days={keep_days} must be at least 2")
     oldest_kept = shift_day(today, 1 - keep_days)
-    root = Path(data_dir) / TAPE_DIR
-    removed: list[Path] = []
-    for folder in sorted(root.iterdir() if root.is_dir() else []):
-        for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
-            day = name_day(name)
-            if day is not None and day < oldest_kept:
-                (folder / name).unlink()
-                removed.append(folder / name)
+    paths = sorted((Path(data_dir) / TAPE_DIR).glob("*/*"))
+    removed = [path for path in paths if (day := name_day(path.name)) and day < oldest_kept]
+    for path in removed:
+        path.unlink()
     return removed
