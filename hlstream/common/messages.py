@@ -8,7 +8,7 @@ messages a subscriber missed (a jump in `seq`, common/sequence.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
@@ -91,32 +91,21 @@ class Gap(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     tape: TapeSpan | None = None
 
 
-def trade_topic(coin: str) -> str:
-    return f"trade.{coin}{TOPIC_END}"
+def _topic(kind: str) -> Callable[[str], str]:
+    """The topic maker of one kind of message about one name (a coin, a service)."""
+    return lambda name: f"{kind}.{name}{TOPIC_END}"
 
 
-def gap_topic(coin: str) -> str:
-    return f"gap.{coin}{TOPIC_END}"
-
-
-def status_topic(service: str) -> str:
-    return f"status.{service}{TOPIC_END}"
+trade_topic = _topic("trade")
+gap_topic = _topic("gap")
+status_topic = _topic("status")
+late_topic = _topic("late")
+book_topic = _topic("book")
+bbo_topic = _topic("bbo")
 
 
 def bar_topic(interval: str, coin: str) -> str:
     return f"bar.{interval}.{coin}{TOPIC_END}"
-
-
-def late_topic(coin: str) -> str:
-    return f"late.{coin}{TOPIC_END}"
-
-
-def book_topic(coin: str) -> str:
-    return f"book.{coin}{TOPIC_END}"
-
-
-def bbo_topic(coin: str) -> str:
-    return f"bbo.{coin}{TOPIC_END}"
 
 
 def fills_topic(address: str) -> str:
