@@ -36,10 +36,8 @@ class StopFlag:
 
     def __init__(self) -> None:
         self._set = False
-        self._read_fd, self._write_fd = os.pipe()
+        self._read_fd, self._write_fd = os.pipe()  # not inherited by children (PEP 446)
         os.set_blocking(self._write_fd, False)
-        os.set_inheritable(self._read_fd, False)
-        os.set_inheritable(self._write_fd, False)
         self.signal_name = ""
         self.signals = 0
 

@@ -26,7 +26,6 @@ from hlstream.common.tape.archive_io import (
 from hlstream.common.tape.format import (
     ARCHIVE_SUFFIX,
     HEADER_BYTES,
-    SEGMENT_SUFFIX,
     TAPE_DIR,
     Record,
     TapePosition,
@@ -59,16 +58,12 @@ def _listdir(folder: Path) -> list[str]:
         return []
 
 
-def segment_days(data_dir: Path | str, coin: str) -> list[str]:
-    """Days that have a segment (CSV or compacted) for `coin`, oldest first."""
+def segment_days(data_dir: Path | str, coin: str, *, csv_only: bool = False) -> list[str]:
+    """Days that have a segment for `coin`, CSV or compacted (`csv_only`: CSV), oldest first."""
     names = _listdir(coin_dir(data_dir, coin))
+    if csv_only:
+        names = [name for name in names if is_segment_name(name)]
     return sorted({day for name in names if (day := name_day(name)) is not None})
-
-
-def csv_segment_days(data_dir: Path | str, coin: str) -> list[str]:
-    """Days that have a CSV segment for `coin` (not compacted yet), oldest first."""
-    names = _listdir(coin_dir(data_dir, coin))
-    return sorted(name.removesuffix(SEGMENT_SUFFIX) for name in names if is_segment_name(name))
 
 
 def _open_day(data_dir: Path | str, coin: str, day: str) -> BinaryIO | Path:

@@ -37,9 +37,9 @@ from hlstream.common.tape.format import (
 )
 from hlstream.common.tape.readers_io import (
     check_header,
-    csv_segment_days,
     decode_line,
     lines_backward,
+    segment_days,
 )
 
 LOCK_NAME = "tape.lock"
@@ -194,7 +194,7 @@ class TapeWriter:
         """Open (and so repair) the two newest segments of each coin; return their ends."""
         positions = []
         for coin in coins:
-            for day in csv_segment_days(self.data_dir, coin)[-2:]:
+            for day in segment_days(self.data_dir, coin, csv_only=True)[-2:]:
                 positions.append(TapePosition(coin, day, self._segment((coin, day)).size))
         return sorted(positions)
 
