@@ -83,7 +83,6 @@ class Settings:
 
     @property
     def interval_ms(self) -> dict[str, int]:
-        """Interval label -> length in ms."""
         return {label: parse_interval(label) for label in self.intervals}
 
 

@@ -59,8 +59,6 @@ REPEAT_BURST = 3  # ...this many times per window (one failed request's retries)
 
 
 class EventLog:
-    """Structured event logger bound to one service name."""
-
     def __init__(self, service: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
         self.clock = clock  # monotonic seconds, for the rate limits
@@ -137,5 +135,4 @@ class EventLog:
 
 
 def event_log(service: str) -> EventLog:
-    """An EventLog for `service` (ingest, aggregator, writer, cli, sim)."""
     return EventLog(service)

@@ -33,12 +33,10 @@ def parse_interval(text: str) -> int:
 
 
 def has_rest_candles(interval: str) -> bool:
-    """True when the exchange's candleSnapshot serves this interval."""
     return interval in REST_INTERVALS
 
 
 def bucket_start(ts_ms: int, interval_ms: int) -> int:
-    """Start of the window that contains `ts_ms`."""
     return ts_ms - ts_ms % interval_ms
 
 

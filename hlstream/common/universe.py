@@ -12,7 +12,6 @@ from hlstream.common.errors import ConfigError, ProtocolError
 
 
 def wants_all(coins: Iterable[str]) -> bool:
-    """True when the configured coin list is the literal `all`."""
     return tuple(coins) == (ALL_COINS,)
 
 

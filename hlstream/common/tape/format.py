@@ -66,7 +66,6 @@ def header_users(head: bytes) -> bool | None:
 
 
 def segment_day(ts_ms: int) -> str:
-    """The UTC day `YYYY-MM-DD` that contains `ts_ms`."""
     return date.fromordinal(_EPOCH_ORDINAL + ts_ms // DAY_MS).isoformat()
 
 
@@ -78,7 +77,6 @@ def check_day(day: str) -> date:
 
 
 def day_start_ms(day: str) -> int:
-    """Epoch ms of 00:00 UTC on `day`."""
     return (date.fromisoformat(day).toordinal() - _EPOCH_ORDINAL) * DAY_MS
 
 

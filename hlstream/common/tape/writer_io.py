@@ -164,7 +164,8 @@ class TapeWriter:
         try:
             sizes = [self._write(segment, chunks) for segment, chunks in batch]
             if self.fsync and sync:
-                self._sync(segments)
+                new_dirs = {segment.path.parent for segment in segments if segment.new_file}
+                _sync([segment.fd for segment in segments], new_dirs)
             elif self.fsync:
                 self._unsynced.update((segment.coin, segment.day) for segment in segments)
                 self._unsynced_dirs.update(s.path.parent for s in segments if s.new_file)
@@ -217,12 +218,6 @@ class TapeWriter:
         _write_all(segment.fd, data)
         return segment.size + len(data)
 
-    def _sync(self, segments: list[_Segment]) -> None:
-        for segment in segments:
-            _fdatasync(segment.fd)
-        for folder in {segment.path.parent for segment in segments if segment.new_file}:
-            fsync_dir(folder)
-
     def _roll_back(self, segments: list[_Segment]) -> None:
         for segment in segments:
             try:
@@ -272,21 +267,23 @@ class TapeWriter:
 
     def _close_stale(self) -> None:
         """Close segments older than the day before their coin's newest open segment."""
-        newest: dict[str, str] = {}
-        for coin, day in self._open:
-            newest[coin] = max(newest.get(coin, day), day)
+        newest = dict(sorted(self._open))  # coin -> its newest open day
         for key in [k for k in self._open if k[1] < shift_day(newest[k[0]], -1)]:
             if key not in self._buffers:
                 os.close(self._open.pop(key).fd)
 
 
+def _sync(fds: Iterable[int], dirs: Iterable[Path]) -> None:
+    for fd in fds:
+        _fdatasync(fd)
+    for folder in dirs:
+        fsync_dir(folder)
+
+
 def sync_taken(fds: list[int], dirs: list[Path]) -> None:
     """fdatasync and close what `TapeWriter.take_unsynced` handed out; fsync new folders."""
     try:
-        for fd in fds:
-            _fdatasync(fd)
-        for folder in dirs:
-            fsync_dir(folder)
+        _sync(fds, dirs)
     finally:
         for fd in fds:
             os.close(fd)
