@@ -4,6 +4,7 @@ entry for a row never written, never a row without its entry."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from enum import StrEnum
@@ -55,10 +56,8 @@ def read_journal(csv_path: Path) -> dict[int, str]:
         stamp, _, reason = line.rstrip("\n").partition(",")
         if not line.endswith("\n") or not reason:
             continue  # a torn last line (crash mid-append)
-        try:
+        with contextlib.suppress(ValueError):  # not a window start: skipped
             out[parse_window(stamp)] = reason
-        except ValueError:
-            continue
     return out
 
 

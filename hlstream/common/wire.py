@@ -157,5 +157,4 @@ class Decoder(Generic[M]):
         shape = self._shapes.get(type(wire))
         if shape is None:
             raise ProtocolError("bad payload: empty `type`")
-        envelope, message = shape.unwrap(wire)
-        return envelope, message
+        return shape.unwrap(wire)

@@ -163,7 +163,7 @@ def test_reader_ignores_and_reports_an_unfinished_last_line(tmp_path):
         handle.write(b"T,BTC,1709")
     log = RecordingLog()
 
-    got = list(read_tape(tmp_path, "BTC", 0, log=log))
+    got = [record for record, _ in read_since(tmp_path, "BTC", [], log=log)]
 
     assert got == [trade(MIDNIGHT_MS, 1)]
     assert [event for event, _ in log.warnings] == ["tape_torn_line_ignored"]

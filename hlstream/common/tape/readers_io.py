@@ -181,12 +181,7 @@ def _overlaps(record: Record, from_ms: int, to_ms: int | None) -> bool:
 
 
 def read_tape(
-    data_dir: Path | str,
-    coin: str,
-    from_ms: int,
-    to_ms: int | None = None,
-    *,
-    log: EventLog | None = None,
+    data_dir: Path | str, coin: str, from_ms: int, to_ms: int | None = None
 ) -> Iterator[Record]:
     """Trades of `coin` with from_ms <= ts_ms < to_ms and the gaps overlapping that range,
     oldest day first, each segment in append order."""
@@ -196,7 +191,7 @@ def read_tape(
     last = None if to_ms is None else segment_day(to_ms - 1)
     for day in segment_days(data_dir, coin):
         if first <= day and (last is None or day <= last):
-            for record, _ in _read_segment(data_dir, coin, day, 0, log):
+            for record, _ in _read_segment(data_dir, coin, day, 0, None):
                 if _overlaps(record, from_ms, to_ms):
                     yield record
 
