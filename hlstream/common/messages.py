@@ -20,7 +20,9 @@ from hlstream.common.decimals import all_positive_decimals, is_positive_decimal
 from hlstream.common.errors import ProtocolError
 from hlstream.common.status import StageStatus
 from hlstream.common.wire import (
+    MAX_FRAME_BYTES,
     MAX_TRADES_PER_BATCH,
+    SCHEMA_VERSION,
     Count,
     Decoder,
     Envelope,
@@ -29,7 +31,7 @@ from hlstream.common.wire import (
     encode_message,
 )
 
-__all__ = ["Decoder", "Envelope", "encode_message"]  # with the messages, what a stage needs
+__all__ = ["MAX_FRAME_BYTES", "SCHEMA_VERSION", "Decoder", "Envelope", "Kind", "encode_message"]
 
 TOPIC_END = "|"
 

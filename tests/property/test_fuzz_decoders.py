@@ -27,17 +27,19 @@ from hypothesis import strategies as st
 
 from hlstream.common.errors import ProtocolError
 from hlstream.common.messages import (
+    MAX_FRAME_BYTES,
+    SCHEMA_VERSION,
     Bar,
     Decoder,
     Envelope,
     Gap,
+    Kind,
     Message,
     Trade,
     TradeBatch,
     encode_message,
     trade_topic,
 )
-from hlstream.common.wire import MAX_FRAME_BYTES, SCHEMA_VERSION, Kind
 from hlstream.services.ingest.core import DATA_CHANNELS, FrameKind, parse_frame
 from hlstream.sim.market import format_units
 from hlstream.tap import Tap
