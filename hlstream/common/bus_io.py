@@ -1,7 +1,6 @@
 """ZeroMQ sockets for the bus: a publisher that stamps session + per-topic seq, a subscriber,
-and CURVE on every socket when `curve_secret_file` is set. The stages share one server key
-pair; bound sockets are CURVE servers, connecting ones clients with a fresh key pair and the
-server's public key, so a client without that key completes no handshake and gets nothing.
+and CURVE on every socket when `curve_secret_file` is set: bound sockets are servers with the
+stages' one key pair; a client without its public key completes no handshake.
 """
 
 from __future__ import annotations

@@ -21,8 +21,6 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock."""
-
     def now_ms(self) -> int:
         return now_ms()
 

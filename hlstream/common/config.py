@@ -1,7 +1,6 @@
 """Settings for every stage: code defaults < TOML file < `HLSTREAM_*` environment < flags.
-Only this module reads the environment; `load_settings` raises `ConfigError` naming the bad
-setting. `coins = "all"` stays `("all",)` here; each stage expands it (common/universe_io.py).
-"""
+`load_settings` raises `ConfigError` naming the bad setting; `coins = "all"` stays `("all",)`
+here (each stage expands it: common/universe_io.py)."""
 
 from __future__ import annotations
 
@@ -84,7 +83,6 @@ class Settings:
 
     @property
     def interval_ms(self) -> dict[str, int]:
-        """Interval label -> length in ms."""
         return {label: parse_interval(label) for label in self.intervals}
 
 

@@ -1,11 +1,10 @@
-"""`{csv file}.inexact`: the rows the writer wrote without being able to vouch for them, so
-they are never silent. A CSV with the header `Datetime,Reason`; a file with no inexact rows
-has no journal. The writer appends (and fsyncs) an entry before its row, so a crash can leave
-an entry for a row never written, never a row without its entry.
-"""
+"""`{csv file}.inexact` (`Datetime,Reason`): the rows the writer could not vouch for, so they
+are never silent. An entry is appended (and fsynced) before its row, so a crash can leave an
+entry for a row never written, never a row without its entry."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from enum import StrEnum
@@ -57,10 +56,8 @@ def read_journal(csv_path: Path) -> dict[int, str]:
         stamp, _, reason = line.rstrip("\n").partition(",")
         if not line.endswith("\n") or not reason:
             continue  # a torn last line (crash mid-append)
-        try:
+        with contextlib.suppress(ValueError):  # not a window start: skipped
             out[parse_window(stamp)] = reason
-        except ValueError:
-            continue
     return out
 
 
@@ -76,13 +73,10 @@ def rewrite(csv_path: Path, entries: dict[int, str]) -> None:
 def discard(csv_path: Path, starts: Iterable[int], reason: Reason) -> bool:
     """Remove the entries of `starts` whose reason is `reason` (the venue vouched for those
     rows), atomically, serialised with this process's appends; True when any went."""
+    gone = set(starts)
     with _LOCK:
         journal = read_journal(csv_path)
-        kept = dict(journal)
-        for start in starts:
-            if kept.get(start) == reason:
-                del kept[start]
-        if kept == journal:
-            return False
-        rewrite(csv_path, kept)
-        return True
+        kept = {start: was for start, was in journal.items() if start not in gone or was != reason}
+        if kept != journal:
+            rewrite(csv_path, kept)
+        return kept != journal

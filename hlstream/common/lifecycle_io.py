@@ -1,8 +1,6 @@
 """Process lifecycle: signals become a stop flag; the top-level runner maps errors to exit codes.
-
 A signal handler only stores attributes and writes one byte to a non-blocking self-pipe (no
-lock, no logging), so a second signal during the first can never deadlock; waiters poll the
-pipe, which stays readable once set, so every waiting thread wakes at once.
+lock, no logging, so a second signal can never deadlock); the pipe stays readable once set.
 """
 
 from __future__ import annotations
@@ -38,10 +36,8 @@ class StopFlag:
 
     def __init__(self) -> None:
         self._set = False
-        self._read_fd, self._write_fd = os.pipe()
+        self._read_fd, self._write_fd = os.pipe()  # not inherited by children (PEP 446)
         os.set_blocking(self._write_fd, False)
-        os.set_inheritable(self._read_fd, False)
-        os.set_inheritable(self._write_fd, False)
         self.signal_name = ""
         self.signals = 0
 

@@ -21,13 +21,13 @@ def _quote(value: object) -> str:
 
 
 class _EventFormatter(logging.Formatter):
+    converter = staticmethod(time.gmtime)  # UTC times such as 2024-03-01T12:00:00.123Z
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
     def __init__(self, as_json: bool) -> None:
         super().__init__()
         self.as_json = as_json
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        return f"{stamp}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, object] = dict(getattr(record, "fields", {}))
@@ -59,8 +59,6 @@ REPEAT_BURST = 3  # ...this many times per window (one failed request's retries)
 
 
 class EventLog:
-    """Structured event logger bound to one service name."""
-
     def __init__(self, service: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
         self.clock = clock  # monotonic seconds, for the rate limits
@@ -137,5 +135,4 @@ class EventLog:
 
 
 def event_log(service: str) -> EventLog:
-    """An EventLog for `service` (ingest, aggregator, writer, cli, sim)."""
     return EventLog(service)

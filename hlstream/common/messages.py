@@ -1,16 +1,14 @@
 """Typed messages on the hlstream bus (docs/bus.md); the codec and envelope are common/wire.py.
 
-Every frame is `[topic, payload]`. The topic is ASCII, dot-separated, with the coin last
-(spelled exactly as the venue spells it) and terminated by `|`, a character no coin name
-may contain, so a ZeroMQ prefix subscription to `trade.ETH|` never matches `trade.ETHFI|`.
-Every message is a frozen msgspec Struct whose fields are its wire map and whose `kind` is
-its `type`. Two words are kept apart: a *gap* is venue data ingest may have missed (`Gap`);
-a *loss* is bus messages a subscriber missed (a jump in `seq`, common/sequence.py).
+A frame is `[topic, payload]`; the topic is dot-separated, the coin last as the venue spells
+it, ended by `|` (no coin contains it), so a prefix subscription to `trade.ETH|` never matches
+`trade.ETHFI|`. A *gap* is venue data ingest may have missed (`Gap`); a *loss* is bus
+messages a subscriber missed (a jump in `seq`, common/sequence.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
@@ -30,18 +28,10 @@ from hlstream.common.wire import (
     Envelope,
     Kind,
     Ms,
-    encode_payload,
+    encode_message,
 )
 
-__all__ = [
-    "MAX_FRAME_BYTES",
-    "MAX_TRADES_PER_BATCH",
-    "SCHEMA_VERSION",
-    "TOPIC_END",
-    "Decoder",
-    "Envelope",
-    "Kind",
-]
+__all__ = ["MAX_FRAME_BYTES", "SCHEMA_VERSION", "Decoder", "Envelope", "Kind", "encode_message"]
 
 TOPIC_END = "|"
 
@@ -50,8 +40,7 @@ Side = Literal["buy", "sell"]
 
 class Trade(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One exchange trade; identity is (coin, ts_ms, tid). Prices, sizes and addresses are
-    checked per message, a column at a time (`check_trades`). `users` is (buyer, seller)
-    when the venue sent them; a trade without them is the map it was before they existed."""
+    checked per message, a column at a time (`check_trades`). `users`: (buyer, seller)."""
 
     coin: str
     side: Side
@@ -82,8 +71,7 @@ class Bar(msgspec.Struct, frozen=True, gc=False):
 
 
 class TapeSpan(msgspec.Struct, frozen=True, gc=False, array_like=True):
-    """Where a message's records lie on the trade tape: bytes [start, end) of the coin's
-    segment of UTC `day`, on the wire `[day, start, end]`."""
+    """Bytes [start, end) of the coin's tape segment of UTC `day`; on the wire a list."""
 
     day: str
     start: Count
@@ -95,8 +83,7 @@ class TapeSpan(msgspec.Struct, frozen=True, gc=False, array_like=True):
 
 
 class Gap(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
-    """Trades of `coin` between from_ms and to_ms (inclusive) may be missing; `tape` is
-    written only when known."""
+    """Trades of `coin` between from_ms and to_ms (inclusive) may be missing."""
 
     kind: ClassVar[Kind] = Kind.GAP
     coin: str
@@ -106,32 +93,21 @@ class Gap(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     tape: TapeSpan | None = None
 
 
-def trade_topic(coin: str) -> str:
-    return f"trade.{coin}{TOPIC_END}"
+def _topic(kind: str) -> Callable[[str], str]:
+    """The topic maker of one kind of message about one name (a coin, a service)."""
+    return lambda name: f"{kind}.{name}{TOPIC_END}"
 
 
-def gap_topic(coin: str) -> str:
-    return f"gap.{coin}{TOPIC_END}"
-
-
-def status_topic(service: str) -> str:
-    return f"status.{service}{TOPIC_END}"
+trade_topic = _topic("trade")
+gap_topic = _topic("gap")
+status_topic = _topic("status")
+late_topic = _topic("late")
+book_topic = _topic("book")
+bbo_topic = _topic("bbo")
 
 
 def bar_topic(interval: str, coin: str) -> str:
     return f"bar.{interval}.{coin}{TOPIC_END}"
-
-
-def late_topic(coin: str) -> str:
-    return f"late.{coin}{TOPIC_END}"
-
-
-def book_topic(coin: str) -> str:
-    return f"book.{coin}{TOPIC_END}"
-
-
-def bbo_topic(coin: str) -> str:
-    return f"bbo.{coin}{TOPIC_END}"
 
 
 def fills_topic(address: str) -> str:
@@ -162,8 +138,7 @@ def check_trades(trades: Sequence[Trade]) -> None:
 
 
 class TradeBatch(msgspec.Struct, frozen=True):
-    """Trades of one coin that ingest admitted together, in exchange order. Every field is
-    written; `tape`, `recv_us` and `covered_ms` may be missing when read."""
+    """Trades of one coin that ingest admitted together, in exchange order."""
 
     kind: ClassVar[Kind] = Kind.TRADES
     coin: str
@@ -195,9 +170,9 @@ NOTICE_SERIES = "!"  # a notice travels on (coin, interval + "!") in the outbox 
 
 class Inexact(msgspec.Struct, frozen=True, gc=False):
     """Aggregator -> writer: windows of (coin, interval) starting in [first_ms, last_ms] were
-    emitted as complete before a gap overlapping them was known (`gap_after_close`), so their
-    rows may miss trades. The writer records them (common/inexact_io.py) and acks the notice
-    as BarAck(coin, interval + NOTICE_SERIES, last_ms)."""
+    emitted as complete before a gap over them was known, so their rows may miss trades. The
+    writer journals them (common/inexact_io.py) and acks with
+    BarAck(coin, interval + NOTICE_SERIES, last_ms)."""
 
     kind: ClassVar[Kind] = Kind.INEXACT
     coin: str
@@ -221,8 +196,3 @@ class BarAck(msgspec.Struct, frozen=True, gc=False):
 
 
 Message = TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills | Inexact
-
-
-def encode_message(envelope: Envelope, message: Message) -> bytes:
-    """The one encoder: any message -> msgpack payload with envelope."""
-    return encode_payload(envelope, message)

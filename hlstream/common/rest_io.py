@@ -32,7 +32,6 @@ class InfoClient:
         self.session = requests.Session()
 
     def post(self, body: Mapping[str, object]) -> Any:
-        """One request; returns the decoded JSON answer."""
         try:
             response = self.session.post(
                 self.url, data=_JSON.encode(body), headers=_JSON_HEADERS, timeout=self.timeout_s

@@ -3,6 +3,7 @@ atomically so a reader never sees a half-written one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -20,11 +21,9 @@ def status_path(run_dir: Path, service: str) -> Path:
 
 def write_status(run_dir: Path, status: StageStatus) -> None:
     """Atomically replace the stage's status file (best effort: errors are ignored)."""
-    try:
+    with contextlib.suppress(OSError):
         payload = json.dumps(msgspec.to_builtins(status), sort_keys=True).encode()
         write_atomic(status_path(run_dir, status.service), payload, durable=False)
-    except OSError:
-        pass
 
 
 def read_status(run_dir: Path, service: str) -> StageStatus | None:

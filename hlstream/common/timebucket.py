@@ -33,29 +33,20 @@ def parse_interval(text: str) -> int:
 
 
 def has_rest_candles(interval: str) -> bool:
-    """True when the exchange's candleSnapshot serves this interval."""
     return interval in REST_INTERVALS
 
 
 def bucket_start(ts_ms: int, interval_ms: int) -> int:
-    """Start of the window that contains `ts_ms`."""
     return ts_ms - ts_ms % interval_ms
 
 
 def normalize_ts_ms(value: object) -> int | None:
     """Read an exchange time as epoch ms; values below 1e12 are seconds. None if unusable."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int):
+    try:
         number = float(value)
-    elif isinstance(value, float):
-        number = value
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    else:
+    except ValueError:
         return None
     if not number > 0 or number != number or number > 1e15:
         return None

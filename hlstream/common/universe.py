@@ -1,6 +1,5 @@
-"""The venue's coin lists, read one way from the decoded `meta` answers (pure). `coins = "all"`
-is every perp `meta` lists, in meta order, the same in every stage. Entries flagged
-`isDelisted` are skipped: the venue closes a websocket that subscribes to them.
+"""The venue's coin lists from the decoded `meta` answers (pure). `coins = "all"` is every perp
+`meta` lists, in its order; `isDelisted` entries are skipped (subscribing closes the socket).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from hlstream.common.errors import ConfigError, ProtocolError
 
 
 def wants_all(coins: Iterable[str]) -> bool:
-    """True when the configured coin list is the literal `all`."""
     return tuple(coins) == (ALL_COINS,)
 
 

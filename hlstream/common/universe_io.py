@@ -45,7 +45,7 @@ def resolve_settings_coins(
     settings: Settings,
     info_client: InfoClient,
     *,
-    log: EventLog | None = None,
+    log: EventLog,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Settings:
     """`settings` with `coins = "all"` replaced by every listed perp (validated again).
@@ -54,14 +54,10 @@ def resolve_settings_coins(
         return settings
 
     def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
-        if log is not None:
-            log.repeated(
-                logging.WARNING,
-                "meta_unavailable",
-                str(exc),
-                attempt=attempt,
-                delay_ms=int(delay_s * 1000),
-            )
+        delay_ms = int(delay_s * 1000)
+        log.repeated(
+            logging.WARNING, "meta_unavailable", str(exc), attempt=attempt, delay_ms=delay_ms
+        )
 
     meta = call_with_retry(
         lambda: info_client.post({"type": "meta"}),
@@ -72,6 +68,5 @@ def resolve_settings_coins(
         cap_s=settings.backoff_cap_seconds,
     )
     resolved = validate(replace(settings, coins=resolve_coins(settings, meta)))
-    if log is not None:
-        log.info("coins_resolved", coins=len(resolved.coins), source="meta")
+    log.info("coins_resolved", coins=len(resolved.coins), source="meta")
     return resolved

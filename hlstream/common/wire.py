@@ -1,12 +1,10 @@
-"""The bus's envelope and its one codec: msgpack maps written and read by msgspec in C.
+"""The bus's envelope and its one codec (msgspec msgpack).
 
-A payload is one msgpack map: `type` (the message's `kind`), `v` (schema version), `session`
-(random hex id, new on every process start), `seq` (per topic, +1 per message) and the
-message's fields; a field the message shares with the envelope (a status's `session`) is one
-key. Field rules live on the message Structs: `Annotated[..., Meta(...)]`, `__post_init__`
-for what Meta cannot say, `check_wire` for what holds on decode only. Every violation, from
-undecodable bytes to a rule, is one ProtocolError. A subscriber refuses other schema versions
-(2: status bodies nest `counters`, `feed`, `files`).
+A payload is one map: `type` (the message's `kind`), `v` (schema version), `session` (new on
+every process start), `seq` (per topic, +1 per message) and the message's fields (a status's
+own `session` is the envelope's). Field rules live on the message Structs: `Meta`, then
+`__post_init__`, then `check_wire` (decode only). Every violation, from undecodable bytes to a
+rule or another schema version, is one ProtocolError.
 """
 
 from __future__ import annotations
@@ -69,9 +67,8 @@ _ENVELOPE_NAMES = tuple(name for name, _ in _ENVELOPE)
 
 
 class _Shape:
-    """A message type and its payload Structs: envelope fields first, then the message's.
-    Two of them, alike on the wire: `incoming` runs the message's rules inside msgspec's
-    decode, `outgoing` is built from a message that already holds them."""
+    """A message type and its two payload Structs (envelope fields, then the message's), alike
+    on the wire: `incoming` runs the message's rules inside msgspec's decode."""
 
     def __init__(self, message: type[Wired]) -> None:
         self.message = message
@@ -114,9 +111,6 @@ def _payload_type(message: type[Wired], namespace: dict[str, object]) -> type[ms
 
 
 def _run(checks: list[Callable[[Any], None]]) -> Callable[[Any], None]:
-    """A payload's `__post_init__`: the message's rules (its own `__post_init__`, and
-    `check_wire` for what holds on decode only) run inside msgspec's decode."""
-
     def check(payload: Any) -> None:
         for one in checks:
             one(payload)
@@ -130,12 +124,10 @@ def _default(field: msgspec.structs.FieldInfo) -> Any:
 
 
 _shape = functools.cache(_Shape)  # one per message type: its payload types are built once
-
-
 _PACK = msgspec.msgpack.Encoder()
 
 
-def encode_payload(envelope: Envelope, message: Wired) -> bytes:
+def encode_message(envelope: Envelope, message: Wired) -> bytes:
     """The one encoder: a message Struct and its envelope -> msgpack payload."""
     return _PACK.encode(_shape(type(message)).wrap(envelope, message))
 
@@ -165,5 +157,4 @@ class Decoder(Generic[M]):
         shape = self._shapes.get(type(wire))
         if shape is None:
             raise ProtocolError("bad payload: empty `type`")
-        envelope, message = shape.unwrap(wire)
-        return envelope, message
+        return shape.unwrap(wire)

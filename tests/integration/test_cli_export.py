@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import polars as pl
 
 from hlstream.common.messages import Gap
@@ -66,7 +68,7 @@ def test_export_refuses_a_range_the_tape_does_not_hold_and_writes_nothing(tmp_pa
             str(out),
         )
         assert refused.returncode == 1 and "not written: BTC: the tape holds" in refused.stderr
-    with TapeWriter(data, RecordingLog(), fsync=False) as writer:
+    with closing(TapeWriter(data, RecordingLog(), fsync=False)) as writer:
         writer.append([Gap("BTC", T0 + 7_000, T0 + 8_000, "reconnect")])
         writer.commit()
     gap = hlstream(

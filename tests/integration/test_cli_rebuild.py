@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def write_tape(data_dir: Path) -> None:
         )  # fmt: skip
         for i in range(WINDOWS + 1)
     ]
-    with TapeWriter(data_dir, RecordingLog(), fsync=False) as writer:
+    with closing(TapeWriter(data_dir, RecordingLog(), fsync=False)) as writer:
         writer.append(trades)
         writer.commit()
 
@@ -178,7 +179,7 @@ def write_days(data_dir: Path, coins: tuple[str, ...], days: int) -> None:
             )
         day2 = MIDNIGHT_MS + 86_400_000
         records.append(Gap(coin, day2 + 3_600_000, day2 + 3_700_000, "reconnect"))
-    with TapeWriter(data_dir, RecordingLog(), fsync=False) as writer:
+    with closing(TapeWriter(data_dir, RecordingLog(), fsync=False)) as writer:
         writer.append(sorted(records, key=lambda r: r.ts_ms if isinstance(r, Trade) else r.from_ms))
         writer.commit()
 

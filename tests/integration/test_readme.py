@@ -11,6 +11,7 @@ first gap marker: inferred types would read `to_ms` as text there, and pandas wo
 from __future__ import annotations
 
 import re
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def _write_tape(data_dir: Path, *, old_header: bool = False) -> tuple[list[Trade
         path.write_bytes(HEADER_V1_BYTES)
     gap = Gap("BTC", start + 10_000, start + 19_000, "replay_short")
     after = Trade("BTC", "sell", "91235.5", "0.10", start + 20_000, 42, "0xcd")
-    with TapeWriter(data_dir, EventLog("test"), fsync=False) as writer:
+    with closing(TapeWriter(data_dir, EventLog("test"), fsync=False)) as writer:
         writer.append([*trades, gap, after])
         writer.commit()
     return [*trades, after], gap

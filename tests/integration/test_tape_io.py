@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import errno
 import os
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def trade(ts_ms: int, tid: int, coin: str = "BTC", price: str = "100.5") -> Trad
 
 
 def write(data_dir: Path, records: list[Trade | Gap]) -> list[TapePosition]:
-    with TapeWriter(data_dir, RecordingLog(), fsync=False) as writer:
+    with closing(TapeWriter(data_dir, RecordingLog(), fsync=False)) as writer:
         writer.append(records)
         return writer.commit()
 
@@ -70,7 +71,7 @@ def test_segment_is_csv_with_header_readable_by_csv_module(tmp_path):
 
 
 def test_fsync_on_commit_writes_the_header_once_and_reports_the_end(tmp_path):
-    with TapeWriter(tmp_path, RecordingLog()) as writer:
+    with closing(TapeWriter(tmp_path, RecordingLog())) as writer:
         writer.append([trade(MIDNIGHT_MS, 1)])
         first = writer.commit()
         writer.append([trade(MIDNIGHT_MS, 2)])
@@ -117,7 +118,7 @@ def test_torn_tail_is_cut_on_open_and_logged(tmp_path):
         handle.write(format_record(trade(MIDNIGHT_MS, 2)).encode()[:17])
     log = RecordingLog()
 
-    with TapeWriter(tmp_path, log, fsync=False) as writer:
+    with closing(TapeWriter(tmp_path, log, fsync=False)) as writer:
         positions = writer.recover(["BTC"])
 
     assert path.read_bytes() == whole
@@ -162,7 +163,7 @@ def test_reader_ignores_and_reports_an_unfinished_last_line(tmp_path):
         handle.write(b"T,BTC,1709")
     log = RecordingLog()
 
-    got = list(read_tape(tmp_path, "BTC", 0, log=log))
+    got = [record for record, _ in read_since(tmp_path, "BTC", [], log=log)]
 
     assert got == [trade(MIDNIGHT_MS, 1)]
     assert [event for event, _ in log.warnings] == ["tape_torn_line_ignored"]
@@ -268,7 +269,7 @@ def test_second_writer_on_the_same_tape_is_refused(tmp_path):
 
 
 def test_append_with_one_bad_record_buffers_none_of_the_batch(tmp_path):
-    with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
+    with closing(TapeWriter(tmp_path, RecordingLog(), fsync=False)) as writer:
         writer.append([trade(MIDNIGHT_MS, 1)])
         with pytest.raises(ProtocolError):
             writer.append([trade(MIDNIGHT_MS, 2), trade(MIDNIGHT_MS, 3, price="abc")])
@@ -286,7 +287,7 @@ def test_failed_commit_rolls_back_and_a_retry_writes_once(tmp_path, monkeypatch)
         real_write_all(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
+    with closing(TapeWriter(tmp_path, RecordingLog(), fsync=False)) as writer:
         writer.append([trade(MIDNIGHT_MS, 2), trade(MIDNIGHT_MS, 3)])
         monkeypatch.setattr(writer_io, "_write_all", half_then_enospc)
         with pytest.raises(OSError):
@@ -299,7 +300,7 @@ def test_failed_commit_rolls_back_and_a_retry_writes_once(tmp_path, monkeypatch)
 
 
 def test_append_spans_are_exactly_the_bytes_the_records_occupy(tmp_path):
-    with TapeWriter(tmp_path, RecordingLog(), fsync=False) as writer:
+    with closing(TapeWriter(tmp_path, RecordingLog(), fsync=False)) as writer:
         first = writer.append([trade(MIDNIGHT_MS + 1, 1), trade(MIDNIGHT_MS + 2, 2)])
         second = writer.append([trade(MIDNIGHT_MS + 3, 3), trade(MIDNIGHT_MS - 1, 4)])
         writer.commit()

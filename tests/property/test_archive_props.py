@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import closing
 from unittest.mock import patch
 
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from hlstream.common.messages import Gap, Trade
 from hlstream.common.tape import compact_io
 from hlstream.common.tape.compact_io import compact_day
 from hlstream.common.tape.format import TapePosition, coin_dir
-from hlstream.common.tape.readers_io import csv_segment_days, read_since, segment_size
+from hlstream.common.tape.readers_io import read_since, segment_days, segment_size
 from hlstream.common.tape.writer_io import TapeWriter
 from tests.property.test_tape_props import COINS, batches, make_old_segments, old_segments
 
@@ -29,12 +30,12 @@ def test_a_compacted_day_reads_the_same_records_at_the_same_positions(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         make_old_segments(tmp, old_keys)  # days of the older header: compacted without users
-        with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
+        with closing(TapeWriter(tmp, EventLog("test"), fsync=False)) as writer:
             for batch in sequence:
                 writer.append(batch)
                 writer.commit()
         before = _read(tmp)
-        days = {coin: csv_segment_days(tmp, coin) for coin in COINS}
+        days = {coin: segment_days(tmp, coin, csv_only=True) for coin in COINS}
         sizes = {(c, d): segment_size(tmp, c, d) for c in COINS for d in days[c]}
 
         with patch.object(compact_io, "_parse", side_effect=AssertionError("slow path taken")):
@@ -42,7 +43,7 @@ def test_a_compacted_day_reads_the_same_records_at_the_same_positions(
                 for day in days[coin]:
                     compact_day(tmp, coin, day)
 
-        assert all(csv_segment_days(tmp, coin) == [] for coin in COINS)
+        assert all(segment_days(tmp, coin, csv_only=True) == [] for coin in COINS)
         assert all(
             sorted(os.listdir(coin_dir(tmp, c))) == [f"{d}.parquet" for d in days[c]]
             for c in COINS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from decimal import Decimal
 
 import msgspec
@@ -188,7 +189,7 @@ def test_committed_batches_read_back_identically_and_in_order(
     with tempfile.TemporaryDirectory() as tmp:
         old = make_old_segments(tmp, old_keys)
         ends: dict[tuple[str, str], int] = {}
-        with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
+        with closing(TapeWriter(tmp, EventLog("test"), fsync=False)) as writer:
             for batch in sequence:
                 writer.append(batch)
                 ends.update({(p.coin, p.day): p.offset for p in writer.commit()})
@@ -217,7 +218,7 @@ def test_truncation_at_any_byte_loses_only_the_cut_line(
     ]
     written = [t for batch in batch_of_one_segment for t in batch]
     with tempfile.TemporaryDirectory() as tmp:
-        with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
+        with closing(TapeWriter(tmp, EventLog("test"), fsync=False)) as writer:
             for batch in batch_of_one_segment:
                 writer.append(batch)
                 writer.commit()
@@ -231,7 +232,7 @@ def test_truncation_at_any_byte_loses_only_the_cut_line(
 
         assert list(read_tape(tmp, "BTC", 0)) == survivors
         extra = Trade("BTC", "buy", "1.5", "2", T0 + 1, 1, "0xextra")
-        with TapeWriter(tmp, EventLog("test"), fsync=False) as writer:
+        with closing(TapeWriter(tmp, EventLog("test"), fsync=False)) as writer:
             writer.recover(["BTC"])
             assert path.stat().st_size == keep
             writer.append([extra])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,7 @@ def test_a_coin_past_the_cap_goes_out_in_several_messages(
 
 def test_a_restarted_ingest_bounds_the_replay_of_its_existing_segments(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", run_dir=tmp_path / "run", coins=("BTC",))
-    with open_tape(settings.data_dir, EventLog("test")) as tape:
+    with closing(open_tape(settings.data_dir, EventLog("test"))) as tape:
         tape.append([Trade("BTC", "buy", "10.5", "1", T0, tid, "") for tid in (1, 2)])
         (written,) = tape.commit()
     context = zmq.Context()

@@ -10,6 +10,7 @@ import pytest
 
 from hlstream.common.config import load_settings
 from hlstream.common.errors import ConfigError, ProtocolError, TransientError
+from hlstream.common.log import EventLog
 from hlstream.common.universe import resolve_coins, universe_names, wants_all
 from hlstream.common.universe_io import resolve_settings_coins
 
@@ -117,7 +118,7 @@ def test_resolve_settings_coins_fetches_meta_once_and_revalidates(tmp_path: Path
     info = FakeInfo()
     settings = settings_from(tmp_path, coins="all", backoff_base_seconds="0.01")
 
-    resolved = resolve_settings_coins(settings, info)  # type: ignore[arg-type]
+    resolved = resolve_settings_coins(settings, info, log=EventLog("test"))  # type: ignore[arg-type]
 
     assert resolved.coins == ("BTC", "ETH", "kPEPE")
     assert resolved.run_dir == settings.run_dir
@@ -128,7 +129,7 @@ def test_resolve_settings_coins_retries_while_meta_is_down(tmp_path: Path) -> No
     info = FakeInfo(failures=2)
     settings = settings_from(tmp_path, coins="all", backoff_base_seconds="0.01")
 
-    resolved = resolve_settings_coins(settings, info)  # type: ignore[arg-type]
+    resolved = resolve_settings_coins(settings, info, log=EventLog("test"))  # type: ignore[arg-type]
 
     assert resolved.coins == ("BTC", "ETH", "kPEPE")
     assert len(info.calls) == 3
@@ -138,5 +139,5 @@ def test_resolve_settings_coins_makes_no_request_for_a_concrete_list(tmp_path: P
     info = FakeInfo()
     settings = settings_from(tmp_path, coins="BTC")
 
-    assert resolve_settings_coins(settings, info) is settings  # type: ignore[arg-type]
+    assert resolve_settings_coins(settings, info, log=EventLog("test")) is settings  # type: ignore[arg-type]
     assert info.calls == []

@@ -1,24 +1,15 @@
-"""The trade tape's record format, days and paths: one CSV line per admitted trade or gap. Pure.
+"""The trade tape's record format, days and paths (pure): one CSV line per trade or gap, one
+segment per coin per UTC day, `{data_dir}/tape/{encode_coin(coin)}/{YYYY-MM-DD}.csv`
+(columns and quoting: docs/data.md).
 
-One *segment* per coin per UTC day, `{data_dir}/tape/{encode_coin(coin)}/{YYYY-MM-DD}.csv`;
-the columns, the quoting and how to read a segment with pandas or polars are in docs/data.md:
-
-    kind,coin,ts_ms,tid,side,price,size,hash,to_ms,reason,buyer,seller
-    T,BTC,1700000000000,123456,buy,63471.0,0.00155,0xab12...,,,0x818b...,0x6e8b...
-    G,BTC,1700000000500,,,,,,1700000003000,reconnect,,
-
-Invariants kept here:
-- `parse_record(format_record(r)) == r` for every record (bar CR/LF in a gap reason, which
-  become spaces), and `format_record` refuses whatever `parse_record` would refuse, so a
-  committed line always reads back. One record is always exactly one line.
-- The header is the schema version, one per segment. Two are read: `HEADER` and the older
-  `HEADER_V1`, without `buyer,seller` (`users=False` below). A segment keeps the header it
-  was created with: records appended to a `HEADER_V1` segment drop their users, so byte
-  offsets already handed out stay valid. A segment with any other first line is refused.
-- Every record lies in the segment of its own UTC day: a trade at 23:59:59.999 belongs to that
-  day even when it is committed after midnight, and `split_by_day` cuts a gap that spans
-  midnight into one piece per day.
-- The encoding of the coin folds case, so every row keeps the exact coin.
+- `parse_record(format_record(r)) == r` (CR/LF in a gap reason become spaces), and
+  `format_record` refuses whatever `parse_record` would, so a committed line reads back.
+- The header is the schema version: `HEADER`, or the older `HEADER_V1` without `buyer,seller`
+  (`users=False`). A segment keeps its header (users appended to a `HEADER_V1` one are
+  dropped, so offsets handed out stay valid); any other first line is refused.
+- A record lies in the segment of its own UTC day, even when committed after midnight;
+  `split_by_day` cuts a gap spanning midnight into one piece per day.
+- The coin's folder name folds case, so every row keeps the exact coin.
 """
 
 from __future__ import annotations
@@ -64,20 +55,17 @@ class TapePosition(NamedTuple):
 
 
 def header(users: bool) -> bytes:
-    """The header of a segment with (`HEADER`) or without (`HEADER_V1`) the users columns."""
     return HEADER_BYTES if users else HEADER_V1_BYTES
 
 
 def header_users(head: bytes) -> bool | None:
-    """Whether the segment starting with bytes `head` has the users columns; None if it
-    does not start with a tape header."""
+    """Whether a segment starting with `head` has the users columns; None: not a tape header."""
     if head.startswith(HEADER_BYTES):
         return True
     return False if head.startswith(HEADER_V1_BYTES) else None
 
 
 def segment_day(ts_ms: int) -> str:
-    """The UTC day `YYYY-MM-DD` that contains `ts_ms` (integer math, no float)."""
     return date.fromordinal(_EPOCH_ORDINAL + ts_ms // DAY_MS).isoformat()
 
 
@@ -89,47 +77,34 @@ def check_day(day: str) -> date:
 
 
 def day_start_ms(day: str) -> int:
-    """Epoch ms of 00:00 UTC on `day` (a `YYYY-MM-DD`, as `segment_day` names them)."""
     return (date.fromisoformat(day).toordinal() - _EPOCH_ORDINAL) * DAY_MS
 
 
 def shift_day(day: str, days: int) -> str:
-    """`day` moved by `days` (negative = earlier)."""
     return (check_day(day) + timedelta(days=days)).isoformat()
 
 
-def is_segment_name(name: str) -> bool:
-    """True for a segment filename such as `2024-03-01.csv`."""
-    return name.endswith(SEGMENT_SUFFIX) and bool(_DAY_RE.match(name[: -len(SEGMENT_SUFFIX)]))
-
-
-def is_archive_name(name: str) -> bool:
-    """True for a compacted day's filename such as `2024-03-01.parquet`."""
-    return name.endswith(ARCHIVE_SUFFIX) and bool(_DAY_RE.match(name[: -len(ARCHIVE_SUFFIX)]))
-
-
 def name_day(name: str) -> str | None:
-    """The day a segment or archive filename holds; None for any other name."""
-    if is_segment_name(name):
-        return name[: -len(SEGMENT_SUFFIX)]
-    if is_archive_name(name):
-        return name[: -len(ARCHIVE_SUFFIX)]
-    return None
+    """The day of a segment (`2024-03-01.csv`) or archive (`.parquet`) filename, else None."""
+    day, dot, suffix = name.partition(".")
+    return day if _DAY_RE.match(day) and dot + suffix in (SEGMENT_SUFFIX, ARCHIVE_SUFFIX) else None
+
+
+def is_segment_name(name: str) -> bool:
+    return name.endswith(SEGMENT_SUFFIX) and name_day(name) is not None
 
 
 def coin_dir(data_dir: Path | str, coin: str) -> Path:
-    """The folder holding every segment of `coin`."""
     return Path(data_dir) / TAPE_DIR / encode_coin(coin)
 
 
 def segment_path(data_dir: Path | str, coin: str, day: str) -> Path:
-    """`{data_dir}/tape/{encode_coin(coin)}/{day}.csv`."""
     check_day(day)
     return coin_dir(data_dir, coin) / f"{day}{SEGMENT_SUFFIX}"
 
 
 def archive_path(data_dir: Path | str, coin: str, day: str) -> Path:
-    """`{data_dir}/tape/{encode_coin(coin)}/{day}.parquet`: the day compacted."""
+    """The day's segment compacted."""
     check_day(day)
     return coin_dir(data_dir, coin) / f"{day}{ARCHIVE_SUFFIX}"
 
@@ -180,9 +155,8 @@ def _users_fields(users: Users | None) -> str:
 
 
 def format_record(record: Record, users: bool = True) -> str:
-    """One tape line, ending in `\\n`, for a segment with (`users`) or without the users
-    columns (a trade's users are then left out); ProtocolError for anything parse_record
-    would refuse."""
+    """One tape line, ending in `\\n`, for a segment with or without the users columns;
+    ProtocolError for anything parse_record would refuse."""
     tail = ",,\n" if users else "\n"
     if isinstance(record, Gap):
         reason = record.reason.replace("\r", " ").replace("\n", " ")
@@ -209,9 +183,8 @@ def format_trades(
     trades: Sequence[Trade], coin: str, day: str, users: bool = True, *, checked: bool = False
 ) -> str | None:
     """`format_record` of each of `trades`, joined, if every one is of `coin` on `day` (else
-    None); ProtocolError as `format_record` raises it. `checked`: the caller vouches that
-    every price, size and users passed `has_plain_decimals` and `has_plain_users` (ingest's
-    parse checks them with the same functions), so they are not checked twice."""
+    None). `checked`: every price, size and users already passed `has_plain_decimals` and
+    `has_plain_users` (ingest's parse), so they are not checked twice."""
     start_ms = day_start_ms(day)
     end_ms = start_ms + DAY_MS
     lines = []
@@ -303,8 +276,7 @@ def parse_record(line: str, users: bool = True) -> Record:
 
 def coverage_start(first_records: Iterable[Record]) -> int | None:
     """The first exchange time from which a tape holds every trade of its coin, given at least
-    its first batch (the venue's subscribe replay); None if none. Strictly after the oldest
-    replayed time: the venue stamps a block's trades with one time and a replay of its last N
-    trades may begin inside a block. Later records are all newer than the replay's oldest."""
+    its first batch (the subscribe replay); None if none. Strictly after the oldest replayed
+    time: a block's trades share one time and the replay may begin inside a block."""
     times = [r.ts_ms if isinstance(r, Trade) else r.from_ms for r in first_records]
     return min(times) + 1 if times else None

@@ -1,18 +1,16 @@
 """Trade tape readers: whole segments, ranges, resume-from-position, spans, tail scans.
 
-Every reader stops at the last whole line: a reader racing the writer, or a crash, never
-yields half a record (an unfinished line is reported as `tape_torn_line_ignored`). A
-malformed whole line is corruption and raises IntegrityError with its path and byte offset.
-`TapePosition.offset` is always the end of a whole line; `read_since` resumes from it.
-
-A closed day may be compacted to Parquet (tape/archive_io.py); every reader here reads such a
-day from it transparently, at the same offsets the CSV had.
+Every reader stops at the last whole line, so a reader racing the writer, or a crash, never
+yields half a record (`tape_torn_line_ignored`); a malformed whole line is corruption
+(IntegrityError naming path and byte offset). A day compacted to Parquet (tape/archive_io.py)
+is read from it transparently, at the offsets its CSV had.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,8 +24,8 @@ from hlstream.common.tape.archive_io import (
     read_archived,
 )
 from hlstream.common.tape.format import (
+    ARCHIVE_SUFFIX,
     HEADER_BYTES,
-    SEGMENT_SUFFIX,
     TAPE_DIR,
     Record,
     TapePosition,
@@ -36,7 +34,6 @@ from hlstream.common.tape.format import (
     coverage_start,
     header,
     header_users,
-    is_archive_name,
     is_segment_name,
     name_day,
     parse_record,
@@ -54,33 +51,40 @@ LATE_SCAN_LINES = 256
 LATE_SCAN_MS = 60_000
 
 
-def segment_days(data_dir: Path | str, coin: str) -> list[str]:
-    """Days that have a segment (CSV or compacted) for `coin`, oldest first."""
+def _listdir(folder: Path) -> list[str]:
     try:
-        names = os.listdir(coin_dir(data_dir, coin))
+        return os.listdir(folder)
     except FileNotFoundError:
         return []
+
+
+def segment_days(data_dir: Path | str, coin: str, *, csv_only: bool = False) -> list[str]:
+    """Days that have a segment for `coin`, CSV or compacted (`csv_only`: CSV), oldest first."""
+    names = _listdir(coin_dir(data_dir, coin))
+    if csv_only:
+        names = [name for name in names if is_segment_name(name)]
     return sorted({day for name in names if (day := name_day(name)) is not None})
 
 
-def csv_segment_days(data_dir: Path | str, coin: str) -> list[str]:
-    """Days that have a CSV segment for `coin` (not compacted yet), oldest first."""
+def _open_day(data_dir: Path | str, coin: str, day: str) -> BinaryIO | Path:
+    """The day's CSV segment open for reading, else the path of its Parquet archive (the CSV
+    is removed only once the archive exists); FileNotFoundError if it has neither."""
     try:
-        names = os.listdir(coin_dir(data_dir, coin))
+        return open(segment_path(data_dir, coin, day), "rb")  # noqa: SIM115 (caller closes)
     except FileNotFoundError:
-        return []
-    return sorted(name.removesuffix(SEGMENT_SUFFIX) for name in names if is_segment_name(name))
+        archived = archive_path(data_dir, coin, day)
+        if not archived.exists():
+            raise
+        return archived
 
 
 def segment_size(data_dir: Path | str, coin: str, day: str) -> int:
     """The byte length of a day's segment: of its CSV, or of the CSV its archive was made of."""
-    try:
-        return segment_path(data_dir, coin, day).stat().st_size
-    except FileNotFoundError:
-        path = archive_path(data_dir, coin, day)
-        if not path.exists():
-            raise
-    return archive_fingerprint(path).csv_bytes
+    source = _open_day(data_dir, coin, day)
+    if isinstance(source, Path):
+        return archive_fingerprint(source).csv_bytes
+    with source:
+        return os.fstat(source.fileno()).st_size
 
 
 def lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
@@ -101,8 +105,8 @@ def lines_backward(fd: int, end: int) -> Iterator[tuple[bytes, int]]:
 
 
 def check_header(fd: int, path: Path) -> bool:
-    """Whether the segment open at `fd` has the users columns (`header_users`); IntegrityError
-    if it does not start with a tape header."""
+    """Whether the segment open at `fd` has the users columns; IntegrityError if it does not
+    start with a tape header."""
     users = header_users(os.pread(fd, len(HEADER_BYTES), 0))
     if users is None:
         raise IntegrityError(f"{path} does not start with the tape header; refusing to use it")
@@ -110,8 +114,7 @@ def check_header(fd: int, path: Path) -> bool:
 
 
 def decode_line(raw: bytes, path: Path, offset: int, coin: str, users: bool = True) -> Record:
-    """Parse one whole line of the segment of `coin` (with or without the users columns, as
-    its header says); IntegrityError if it is not a record."""
+    """Parse one whole line of the segment of `coin`; IntegrityError if it is not a record."""
     try:
         record = parse_record(raw.decode("utf-8"), users)
     except (UnicodeDecodeError, ProtocolError) as exc:
@@ -130,8 +133,8 @@ def _report_torn(log: EventLog | None, path: Path, nbytes: int) -> None:
 def _seek_start(
     handle: BinaryIO, path: Path, start: int, log: EventLog | None
 ) -> tuple[int, bool] | None:
-    """Check the header and move to `start` (or just past the header); None if no records,
-    else the offset and whether the segment has the users columns."""
+    """Check the header and move to `start` (at least past the header): the offset and whether
+    the segment has the users columns; None if it holds no records."""
     first = handle.readline()
     if not first.endswith(b"\n"):
         if first:  # crashed, or being created, while the header was written
@@ -152,16 +155,12 @@ def _read_segment(
     data_dir: Path | str, coin: str, day: str, start: int, log: EventLog | None
 ) -> Iterator[tuple[Record, int]]:
     """Records of one segment from byte `start`, each with the offset just after it."""
-    path = segment_path(data_dir, coin, day)
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
-    except FileNotFoundError:
-        archived = archive_path(data_dir, coin, day)
-        if not archived.exists():
-            raise
-        yield from read_archived(archived, coin, start)
+    source = _open_day(data_dir, coin, day)
+    if isinstance(source, Path):
+        yield from read_archived(source, coin, start)
         return
-    with handle:
+    with source as handle:
+        path = Path(handle.name)
         found = _seek_start(handle, path, start, log)
         if found is None:
             return
@@ -182,12 +181,7 @@ def _overlaps(record: Record, from_ms: int, to_ms: int | None) -> bool:
 
 
 def read_tape(
-    data_dir: Path | str,
-    coin: str,
-    from_ms: int,
-    to_ms: int | None = None,
-    *,
-    log: EventLog | None = None,
+    data_dir: Path | str, coin: str, from_ms: int, to_ms: int | None = None
 ) -> Iterator[Record]:
     """Trades of `coin` with from_ms <= ts_ms < to_ms and the gaps overlapping that range,
     oldest day first, each segment in append order."""
@@ -197,7 +191,7 @@ def read_tape(
     last = None if to_ms is None else segment_day(to_ms - 1)
     for day in segment_days(data_dir, coin):
         if first <= day and (last is None or day <= last):
-            for record, _ in _read_segment(data_dir, coin, day, 0, log):
+            for record, _ in _read_segment(data_dir, coin, day, 0, None):
                 if _overlaps(record, from_ms, to_ms):
                     yield record
 
@@ -230,7 +224,7 @@ def read_since(
 def read_span(
     data_dir: Path | str, coin: str, day: str, start: int, end: int, *, log: EventLog | None = None
 ) -> Iterator[tuple[Record, TapePosition]]:
-    """The records in bytes [start, end) of one segment (what a bus message said it holds)."""
+    """The records in bytes [start, end) of one segment."""
     for record, offset in _read_segment(data_dir, coin, day, start, log):
         if offset > end:
             return
@@ -240,17 +234,13 @@ def read_span(
 def tape_coins(data_dir: Path | str) -> list[str]:
     """Every coin with a tape, named as its records name it, sorted."""
     root = Path(data_dir) / TAPE_DIR
-    try:
-        folders = os.listdir(root)
-    except FileNotFoundError:
-        return []
-    return sorted({coin for folder in folders if (coin := folder_coin(root / folder))})
+    return sorted({coin for folder in _listdir(root) if (coin := folder_coin(root / folder))})
 
 
 def folder_coin(folder: Path) -> str | None:
     """The coin whose tape `folder` holds, from its first record; None if it holds none."""
     for name in sorted(os.listdir(folder)):
-        if is_archive_name(name):
+        if name.endswith(ARCHIVE_SUFFIX) and name_day(name):
             import polars as pl
 
             coins = pl.read_parquet(folder / name, columns=["coin"], n_rows=1)["coin"].to_list()
@@ -266,17 +256,13 @@ def folder_coin(folder: Path) -> str | None:
 
 
 def coverage_start_ms(data_dir: Path | str, coin: str) -> int | None:
-    """From when the tape of `coin` holds every trade (see `coverage_start`): just after the
-    oldest time among its first `FIRST_BATCH_RECORDS` records; None if it has none."""
-    first: list[Record] = []
+    """`coverage_start` of the first `FIRST_BATCH_RECORDS` records of `coin`'s tape."""
     for day in segment_days(data_dir, coin):
-        for record, _ in _read_segment(data_dir, coin, day, 0, None):
-            first.append(record)
-            if len(first) >= FIRST_BATCH_RECORDS:
-                return coverage_start(first)
+        records = _read_segment(data_dir, coin, day, 0, None)
+        first = [record for record, _ in islice(records, FIRST_BATCH_RECORDS)]
         if first:
-            break  # later days hold later records only
-    return coverage_start(first)
+            return coverage_start(first)  # later days hold later records only
+    return None
 
 
 def _trades_backward(
@@ -284,18 +270,13 @@ def _trades_backward(
 ) -> Iterator[tuple[str, Trade]]:
     """(day, trade) of `coin` from the end of each of `days`' segments, in the given order."""
     for day in days:
-        path = segment_path(data_dir, coin, day)
-        try:
-            handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
-        except FileNotFoundError:
-            archived = archive_path(data_dir, coin, day)
-            if not archived.exists():
-                raise
-            records = archived_backward(archived, coin)
+        source = _open_day(data_dir, coin, day)
+        if isinstance(source, Path):
+            records = archived_backward(source, coin)
             yield from ((day, r) for r in records if isinstance(r, Trade))
             continue
-        with handle:
-            fd = handle.fileno()
+        with source as handle:
+            path, fd = Path(handle.name), handle.fileno()
             end = last_line_end(fd, os.fstat(fd).st_size)
             users = check_header(fd, path) if end else True
             for raw, offset in lines_backward(fd, end):
@@ -307,13 +288,8 @@ def _trades_backward(
 
 def tail_trades(data_dir: Path | str, coin: str, n: int) -> list[Trade]:
     """Up to `n` trades of `coin`, newest segment first and from each segment's end."""
-    found: list[Trade] = []
     days = segment_days(data_dir, coin)[::-1]
-    for _, trade in _trades_backward(data_dir, coin, days if n > 0 else []):
-        found.append(trade)
-        if len(found) >= n:
-            break
-    return found
+    return [trade for _, trade in islice(_trades_backward(data_dir, coin, days), max(n, 0))]
 
 
 def newest_ts_ms(data_dir: Path | str, coin: str) -> int | None:
@@ -324,13 +300,10 @@ def newest_ts_ms(data_dir: Path | str, coin: str) -> int | None:
 
 
 def last_trade_before(data_dir: Path | str, coin: str, ts_ms: int) -> Trade | None:
-    """The newest trade of `coin` on the tape strictly before `ts_ms` (scans from the end);
-    of several at that time, the last appended (the feed's order).
-
-    Tape lines are in time order but for the frames the venue sends out of order (its
-    subscribe replay may span minutes in any order), so the scan stops only once it has read
-    `LATE_SCAN_LINES` lines past the best trade so far and is `LATE_SCAN_MS` behind it.
-    """
+    """The newest trade of `coin` strictly before `ts_ms`; of several at that time, the last
+    appended. Lines are in time order but for frames the venue sends out of order (a replay
+    may span minutes), so the scan from the end stops only `LATE_SCAN_LINES` lines and
+    `LATE_SCAN_MS` past the best trade so far."""
     last_day = segment_day(ts_ms)
     days = [day for day in reversed(segment_days(data_dir, coin)) if day <= last_day]
     best: Trade | None = None

@@ -1,16 +1,12 @@
 """The trade tape's writer (group commit) and retention.
 
-Invariants:
 - One writer per data_dir: `TapeWriter` holds the lock file `{data_dir}/tape.lock`.
-- Segments are opened O_APPEND; `commit()` does one write of whole lines per segment, then
-  fdatasyncs every segment it wrote (and the folder after creating a file), so a commit
-  is durable when it returns and a crash leaves at most one unfinished line at a segment's end.
-- Opening an existing segment cuts such a torn tail back to the last `\\n` (logged as
-  `tape_torn_tail_cut`) before anything is appended after it.
-- A failed commit truncates every segment it touched back to its last committed size and
-  keeps the batch buffered, so a retry writes it exactly once.
-- A new segment gets `HEADER` (with the users columns); an existing one keeps its header, and
-  records appended to a `HEADER_V1` segment are written without their users (tape/format.py).
+- `commit()` does one O_APPEND write of whole lines per segment, then fdatasyncs them (and the
+  folder of a new file): durable when it returns; a crash leaves at most one torn last line,
+  which opening the segment cuts back (`tape_torn_tail_cut`) before appending.
+- A failed commit truncates every segment it touched back to its committed size and keeps
+  the batch buffered, so a retry writes it exactly once.
+- A new segment gets `HEADER`; an existing one keeps its header (tape/format.py).
 """
 
 from __future__ import annotations
@@ -41,16 +37,14 @@ from hlstream.common.tape.format import (
 )
 from hlstream.common.tape.readers_io import (
     check_header,
-    csv_segment_days,
     decode_line,
     lines_backward,
+    segment_days,
 )
 
 LOCK_NAME = "tape.lock"
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 SegmentKey = tuple[str, str]  # (coin, day)
-
-
 # (day, its trades, start, end): the bytes [start, end) of the day's segment they occupy
 # once committed; a plain tuple, built once per coin per frame.
 Taped = tuple[str, Sequence[Trade], int, int]
@@ -79,8 +73,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 @dataclass(slots=True)
 class _Segment:
-    """An open segment: `size` is its committed length, always the end of a whole line;
-    `users` says whether its header has the users columns (an empty one gets `HEADER`)."""
+    """An open segment: `size`, its committed length, is always the end of a whole line."""
 
     coin: str
     day: str
@@ -111,8 +104,7 @@ class TapeWriter:
 
     def append(self, records: Iterable[Record]) -> dict[SegmentKey, tuple[int, int]]:
         """Buffer records in their day's segment for the next commit, all or none (ProtocolError
-        if one cannot be a valid line); per segment, the bytes they will occupy once committed
-        (the bus carries them, so the aggregator can tell what it has already applied)."""
+        if one cannot be a valid line); per segment, the bytes they will occupy once committed."""
         by_key: dict[SegmentKey, list[str]] = {}
         for record in records:
             for piece in split_by_day(record):
@@ -125,9 +117,7 @@ class TapeWriter:
         self, coin: str, trades: Sequence[Trade], *, checked: bool = False
     ) -> list[Taped]:
         """`append` for one coin's trades (the hot path), per day's segment they fill, in day
-        order; nearly always one. All or nothing: ProtocolError (nothing buffered) if a trade
-        is not `coin`'s or cannot be written as one valid line. `checked`: as `format_trades`
-        takes it (the trades' decimals and users were checked when they were parsed)."""
+        order; all or nothing. `checked`: as `format_trades` takes it."""
         day_index = trades[0].ts_ms // DAY_MS
         if day_index != self._day[0]:  # the day's name, worked out once a day
             self._day = (day_index, segment_day(trades[0].ts_ms))
@@ -164,9 +154,9 @@ class TapeWriter:
         return start, start + size
 
     def commit(self, sync: bool = True) -> list[TapePosition]:
-        """Write every buffered line (one write per segment) and, with `sync`, fdatasync them;
-        return the new end of each segment written, sorted. Without `sync` the lines survive
-        the writer's crash but not the machine's until `take_unsynced()`'s are synced."""
+        """Write every buffered line and, with `sync`, fdatasync them; return the new end of
+        each segment written, sorted. Without `sync` the lines survive the writer's crash but
+        not the machine's until `take_unsynced()`'s are synced."""
         if not self._buffers:
             return []
         batch = [(self._segment(key), chunks) for key, chunks in self._buffers.items()]
@@ -174,7 +164,8 @@ class TapeWriter:
         try:
             sizes = [self._write(segment, chunks) for segment, chunks in batch]
             if self.fsync and sync:
-                self._sync(segments)
+                new_dirs = {segment.path.parent for segment in segments if segment.new_file}
+                _sync([segment.fd for segment in segments], new_dirs)
             elif self.fsync:
                 self._unsynced.update((segment.coin, segment.day) for segment in segments)
                 self._unsynced_dirs.update(s.path.parent for s in segments if s.new_file)
@@ -192,8 +183,8 @@ class TapeWriter:
         return sorted(TapePosition(s.coin, s.day, s.size) for s in segments)
 
     def take_unsynced(self) -> tuple[list[int], list[Path]]:
-        """Duplicates of the descriptors written since the last call, and new folders: the
-        caller fdatasyncs and closes them (`sync_taken`), outside any lock it holds."""
+        """Duplicates of the descriptors written since the last call, and new folders, for the
+        caller to sync outside any lock it holds (`sync_taken`)."""
         fds = [os.dup(self._open[key].fd) for key in self._unsynced if key in self._open]
         dirs = list(self._unsynced_dirs)
         self._unsynced.clear()
@@ -204,7 +195,7 @@ class TapeWriter:
         """Open (and so repair) the two newest segments of each coin; return their ends."""
         positions = []
         for coin in coins:
-            for day in csv_segment_days(self.data_dir, coin)[-2:]:
+            for day in segment_days(self.data_dir, coin, csv_only=True)[-2:]:
                 positions.append(TapePosition(coin, day, self._segment((coin, day)).size))
         return sorted(positions)
 
@@ -220,24 +211,12 @@ class TapeWriter:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
 
-    def __enter__(self) -> TapeWriter:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
     def _write(self, segment: _Segment, chunks: list[str]) -> int:
         data = (chunks[0] if len(chunks) == 1 else "".join(chunks)).encode("utf-8")
         if segment.size == 0:
             data = HEADER_BYTES + data
         _write_all(segment.fd, data)
         return segment.size + len(data)
-
-    def _sync(self, segments: list[_Segment]) -> None:
-        for segment in segments:
-            _fdatasync(segment.fd)
-        for folder in {segment.path.parent for segment in segments if segment.new_file}:
-            fsync_dir(folder)
 
     def _roll_back(self, segments: list[_Segment]) -> None:
         for segment in segments:
@@ -270,8 +249,7 @@ class TapeWriter:
         return _Segment(coin, day, path, fd, size, new_file=False, users=users)
 
     def _repair(self, fd: int, path: Path, coin: str) -> tuple[int, bool]:
-        """Cut a torn tail, check the header and last line; return the whole-line length and
-        whether the header has the users columns."""
+        """Cut a torn tail, check the header and last line: (whole-line length, users columns)."""
         size = os.fstat(fd).st_size
         keep = last_line_end(fd, size)
         if keep < size:
@@ -289,21 +267,23 @@ class TapeWriter:
 
     def _close_stale(self) -> None:
         """Close segments older than the day before their coin's newest open segment."""
-        newest: dict[str, str] = {}
-        for coin, day in self._open:
-            newest[coin] = max(newest.get(coin, day), day)
+        newest = dict(sorted(self._open))  # coin -> its newest open day
         for key in [k for k in self._open if k[1] < shift_day(newest[k[0]], -1)]:
             if key not in self._buffers:
                 os.close(self._open.pop(key).fd)
 
 
+def _sync(fds: Iterable[int], dirs: Iterable[Path]) -> None:
+    for fd in fds:
+        _fdatasync(fd)
+    for folder in dirs:
+        fsync_dir(folder)
+
+
 def sync_taken(fds: list[int], dirs: list[Path]) -> None:
     """fdatasync and close what `TapeWriter.take_unsynced` handed out; fsync new folders."""
     try:
-        for fd in fds:
-            _fdatasync(fd)
-        for folder in dirs:
-            fsync_dir(folder)
+        _sync(fds, dirs)
     finally:
         for fd in fds:
             os.close(fd)
@@ -311,17 +291,12 @@ def sync_taken(fds: list[int], dirs: list[Path]) -> None:
 
 def prune(data_dir: Path | str, keep_days: int, today: str) -> list[Path]:
     """Delete (and return) segments, CSV or compacted, older than the last `keep_days` days,
-    today included; at least 2, since yesterday's segment still takes late trades after
-    midnight."""
+    today included; at least 2: yesterday's segment takes late trades after midnight."""
     if keep_days < 2:
         raise ConfigError(f"tape keep_days={keep_days} must be at least 2")
     oldest_kept = shift_day(today, 1 - keep_days)
-    root = Path(data_dir) / TAPE_DIR
-    removed: list[Path] = []
-    for folder in sorted(root.iterdir() if root.is_dir() else []):
-        for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
-            day = name_day(name)
-            if day is not None and day < oldest_kept:
-                (folder / name).unlink()
-                removed.append(folder / name)
+    paths = sorted((Path(data_dir) / TAPE_DIR).glob("*/*"))
+    removed = [path for path in paths if (day := name_day(path.name)) and day < oldest_kept]
+    for path in removed:
+        path.unlink()
     return removed
