@@ -48,8 +48,8 @@ QUEUE_FULL_WAIT_S = 0.01  # a full queue is re-checked this often
 HEARTBEAT_S = 1.0  # the server's idle heartbeat: two missed, and the consumer is re-created
 TOPIC_END = "|"
 
-# A copy of hlstream.services.relay.core.encode_token / decode_token, since this file imports
-# nothing from hlstream but tap.py; tests/unit/test_tap_nats_topics.py holds both to one table.
+# encode_token is a copy of hlstream.services.relay.core's, since this file imports nothing
+# from hlstream but tap.py; tests/unit/test_tap_nats_topics.py holds the two equal.
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _SAFE_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
 

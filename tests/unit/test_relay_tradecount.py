@@ -16,10 +16,17 @@ from hlstream.common.tape.format import HEADER, format_record, segment_day, segm
 from hlstream.services.relay import tradecount_io
 from hlstream.services.relay.bars_io import new_bars
 from hlstream.services.relay.core import FileProgress
-from hlstream.services.relay.tradecount import TimeMarks, row_trade_count
+from hlstream.services.relay.tradecount import TimeMarks, WindowTrades
 from tests.support.trades import make_trade
 
 T0 = 1_700_000_040_000  # a minute boundary
+
+
+def row_trade_count(row: Row, trades: list[Trade]) -> int | None:
+    found = WindowTrades()
+    for trade in trades:
+        found.add(trade)
+    return found.count_for(row)
 
 
 def _row(start_ms: int, o: str, h: str, low: str, c: str, v: str) -> Row:

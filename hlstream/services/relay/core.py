@@ -11,7 +11,8 @@ Stream layout (docs/scale-out.md is the reference for consumers in any language)
 Subject tokens: a coin is used as is when it consists of `[A-Za-z0-9_-]` only; any other
 byte of its UTF-8 form (and `%` itself) is written `%XX` (uppercase hex), so `PURR/USDC` is
 `PURR%2FUSDC`, `@107` is `%40107`, `xyz:TSLA` is `xyz%3ATSLA`. Case is kept (subjects are
-case-sensitive, as coin names are); `decode_token(encode_token(c)) == c` for every coin.
+case-sensitive, as coin names are), and every coin has its own token (hlstream/tap_nats.py
+decodes them).
 Message ids use the exact coin: they are header values, not subject tokens.
 
 Exactly once: a trade is skipped when its id is already in the stream (read back from the
@@ -59,23 +60,6 @@ def encode_token(coin: str) -> str:
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in coin.encode("utf-8"))
 
 
-def decode_token(token: str) -> str:
-    """Inverse of `encode_token`; ValueError for a token it could not have produced."""
-    data = bytearray()
-    i = 0
-    while i < len(token):
-        if token[i] == "%":
-            data.append(int(token[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            data.extend(token[i].encode("utf-8"))
-            i += 1
-    coin = data.decode("utf-8")
-    if encode_token(coin) != token:
-        raise ValueError(f"subject token {token[:80]!r} is not an encoded coin")
-    return coin
-
-
 def trade_subject(coin: str) -> str:
     return TRADE_PREFIX + encode_token(coin)
 
@@ -86,11 +70,6 @@ def gap_subject(coin: str) -> str:
 
 def bar_subject(interval: str, coin: str) -> str:
     return f"{BAR_PREFIX}{interval}.{encode_token(coin)}"
-
-
-def coin_of_subject(subject: str) -> str:
-    """The coin of a trade, gap or bar subject (its last token)."""
-    return decode_token(subject.rsplit(".", 1)[1])
 
 
 def trade_msg_id(trade: Trade) -> str:

@@ -10,7 +10,6 @@ unknown (None), never a guess. A window with volume 0 had no trades.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
 from decimal import Decimal
 
 from hlstream.common.csvrow import Row
@@ -44,14 +43,6 @@ class WindowTrades:
         if self.count and (self.high != Decimal(row.high) or self.low != Decimal(row.low)):
             return None
         return self.count
-
-
-def row_trade_count(row: Row, trades: Iterable[Trade]) -> int | None:
-    """The number of `trades` if they are exactly the trades of `row`, else None."""
-    found = WindowTrades()
-    for trade in trades:
-        found.add(trade)
-    return found.count_for(row)
 
 
 class TimeMarks:
