@@ -12,7 +12,6 @@ import msgspec
 
 from hlstream import STAGES
 from hlstream.common.config import Settings
-from hlstream.common.errors import ConfigError
 from hlstream.common.status import AuditScore, FeedStatus, StageStatus, TradeActivity
 from hlstream.common.timebucket import format_window, parse_interval
 
@@ -192,10 +191,7 @@ def _files(
     out = {}
     grace_ms = int(settings.grace_seconds * 1000)
     for name, info in sorted(({} if writer is None else writer.files).items()):
-        try:
-            interval_ms = parse_interval(info.interval)
-        except ConfigError:
-            continue
+        interval_ms = parse_interval(info.interval)  # the writer runs only validated intervals
         limit_ms = LAG_INTERVALS * interval_ms + grace_ms
         last = info.last_start_ms
         if last is None:
