@@ -69,7 +69,8 @@ Samples = Iterable[tuple[tuple[str, ...], float | None]]  # label values, value 
 
 def _samples(report: Report) -> dict[str, Samples]:
     """Each gauge's samples, by name (booleans count as 1 and 0)."""
-    stages, files, counters = report.stages.items(), report.files.items(), report.counters
+    stages, counters = report.stages.items(), report.counters
+    files = [((name, f.coin, f.interval), f) for name, f in report.files.items()]  # _FILE labels
     by_code = sorted(Counter(cause.code for cause in report.causes).items())
     return {
         "healthy": [((), report.healthy)],
@@ -87,15 +88,12 @@ def _samples(report: Report) -> dict[str, Samples]:
         "last_trade_age_seconds": [
             ((coin,), info.last_trade_age_s) for coin, info in report.coins.items()
         ],
-        "file_behind_seconds": [((name, f.coin, f.interval), f.behind_s) for name, f in files],
+        "file_behind_seconds": [(labels, f.behind_s) for labels, f in files],
         "file_last_bar_timestamp_seconds": [
-            (
-                (name, f.coin, f.interval),
-                None if f.last_start_ms is None else f.last_start_ms / 1000,
-            )
-            for name, f in files
+            (labels, None if f.last_start_ms is None else f.last_start_ms / 1000)
+            for labels, f in files
         ],
-        "file_lagging": [((name, f.coin, f.interval), f.lagging) for name, f in files],
+        "file_lagging": [(labels, f.lagging) for labels, f in files],
         **{key: [((), getattr(counters, key))] for key in TOTAL_COUNTERS},
         "malformed_frames": [((stage,), value) for stage, value in counters.malformed.items()],
         "audit_pending": [((f.coin, f.interval), f.audit.pending) for _, f in files if f.audit],
