@@ -95,25 +95,6 @@ def coverage_end(settings: Settings, coin: str, running: bool) -> int | None:
     return newest_ts_ms(settings.data_dir, coin)
 
 
-def _read_file(path: Path) -> FileLines:
-    """The rows of an existing CSV as `verify` reads them; refuses a foreign file."""
-    file = parse_lines(snapshot_lines(path))
-    if file.foreign:
-        raise IntegrityError(f"{path} does not start with {HEADER!r}; not touching it")
-    return file
-
-
-def _replace(path: Path, rows: list[Row]) -> None:
-    """Replace `path` with header + rows, atomically and durably."""
-    write_atomic(path, (HEADER_LINE + "".join(map(format_row, rows))).encode())
-
-
-def _inexact_note(journal: dict[int, str]) -> str:
-    if not journal:
-        return ""
-    return f"; {plural(len(journal), 'row')} not exact (hlstream verify lists them)"
-
-
 def _segments(data_dir: Path, coin: str, from_ms: int | None, to_ms: int | None) -> list[Seg]:
     """(day, size) of every tape segment of `coin` holding [from_ms, to_ms)."""
     first = None if from_ms is None else segment_day(from_ms)
@@ -145,7 +126,9 @@ def _plan(
 ) -> Comparison:
     """The file of `coin` compared with the tape, and the rows a rebuild gives it."""
     interval_ms = parse_interval(request.interval)
-    file = _read_file(path) if path.exists() else FileLines()
+    file = parse_lines(snapshot_lines(path)) if path.exists() else FileLines()
+    if file.foreign:
+        raise IntegrityError(f"{path} does not start with {HEADER!r}; not touching it")
     starts = [item.row.start_ms for item in file.rows]
     from hlstream.rebuild_frames_io import coverage_start_ms, last_price_before
 
@@ -246,7 +229,7 @@ def _write(path: Path, result: Comparison) -> dict[int, str]:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         if exact_now != journal:
             inexact_io.rewrite(path, {**journal, **exact_now})  # entries first, as the writer
-        _replace(path, result.rows)
+        write_atomic(path, (HEADER_LINE + "".join(map(format_row, result.rows))).encode())
         if exact_now != journal:
             inexact_io.rewrite(path, exact_now)
     return exact_now
@@ -282,9 +265,11 @@ def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) 
                 print(f"hlstream rebuild: error: {coin}: {exc}", file=err)
                 return 1
             progress.update(max(through - progress.n, 0))  # segments outside the file's range
+            _print(path, result.unsettled, err)
+            summary = _summary(coin, request, result)
             if request.check:
-                defects += _report(path, result, _summary(coin, request, result), out)
-            elif not _rebuild_file(path, result, _summary(coin, request, result), out):
+                defects += _report(path, result, summary, out)
+            elif not _rebuild_file(path, result, summary, out):
                 return 1
     finally:
         progress.close()
@@ -293,7 +278,6 @@ def run_rebuild(settings: Settings, request: Request, out: TextIO = sys.stdout) 
 
 def _report(path: Path, result: Comparison, summary: str, out: TextIO) -> int:
     """`--check`: print every defect of one file, and its summary; how many defects."""
-    _print(path, result.unsettled, sys.stderr)
     _print(path, sorted(result.findings + result.unparsed, key=lambda f: f.line), out)
     print(summary, file=out)
     return len(result.findings) + len(result.unparsed)
@@ -302,7 +286,6 @@ def _report(path: Path, result: Comparison, summary: str, out: TextIO) -> int:
 def _rebuild_file(path: Path, result: Comparison, summary: str, out: TextIO) -> bool:
     """Write one file when it has a defect the tape settles; False if it cannot be."""
     err = sys.stderr
-    _print(path, result.unsettled, err)
     if result.unparsed:
         _print(path, result.unparsed, err)
         unparsed = plural(len(result.unparsed), "line")
@@ -317,5 +300,7 @@ def _rebuild_file(path: Path, result: Comparison, summary: str, out: TextIO) -> 
     changed = bool(result.findings) or not path.exists()
     journal = _write(path, result)
     done = f"written {path}" if changed else "unchanged"
-    print(f"{summary}; {done}{_inexact_note(journal)}", file=out)
+    if journal:
+        done += f"; {plural(len(journal), 'row')} not exact (hlstream verify lists them)"
+    print(f"{summary}; {done}", file=out)
     return True
