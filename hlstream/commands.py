@@ -66,7 +66,7 @@ def tap(args: argparse.Namespace, settings: Settings) -> int:
 def running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
     """The default dirs, unless they are idle and `hlstream demo` is running: then the demo's."""
     from hlstream import supervise_io
-    from hlstream.demo_io import DEMO_DEFAULTS
+    from hlstream.demo_io import apply_demo_defaults
 
     defaults = Settings()
     if (settings.run_dir, settings.data_dir) != (
@@ -75,9 +75,7 @@ def running_instance(args: argparse.Namespace, settings: Settings) -> Settings:
     ) or supervise_io.is_running(settings):
         return settings
     demo_args = copy.copy(args)
-    for name, value in DEMO_DEFAULTS.items():
-        if getattr(demo_args, f"cfg_{name}", None) is None and name != "backfill_hours":
-            setattr(demo_args, f"cfg_{name}", value)
+    apply_demo_defaults(demo_args)
     demo = load_settings(demo_args)
     if not supervise_io.is_running(demo):
         return settings
@@ -248,7 +246,7 @@ def backfill(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     from hlstream import demo_io, supervise_io
 
-    demo_io.apply_demo_defaults(args, "ws://127.0.0.1:1", "http://127.0.0.1:1")
+    demo_io.apply_demo_defaults(args, ws_url="ws://127.0.0.1:1", info_url="http://127.0.0.1:1")
     settings = load_settings(args)  # validate before starting anything
     supervise_io.refuse_if_running(settings)
     demo_io.reset_demo_dirs(settings)
@@ -258,7 +256,7 @@ def demo(args: argparse.Namespace) -> int:
     )
     sim, ws_url, info_url = demo_io.start_sim(",".join(settings.coins), rate=4.0)
     try:
-        demo_io.apply_demo_defaults(args, ws_url, info_url)
+        demo_io.apply_demo_defaults(args, ws_url=ws_url, info_url=info_url)
         settings = load_settings(args)
         print(
             f"hlstream demo: fake exchange at {ws_url}; bars in {settings.data_dir}; "

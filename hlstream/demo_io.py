@@ -34,12 +34,10 @@ SIM_STOP_TIMEOUT_S = 10.0  # then SIGKILL
 DEMO_MARKER = ".hlstream-demo"  # in a dir the demo made, so a later run may empty it
 
 
-def apply_demo_defaults(args: argparse.Namespace, ws_url: str, info_url: str) -> None:
-    """Point the settings at the simulator; demo defaults apply unless a flag says otherwise."""
-    args.cfg_ws_url = ws_url
-    args.cfg_info_url = info_url
-    for name, value in DEMO_DEFAULTS.items():
-        if getattr(args, f"cfg_{name}", None) is None:
+def apply_demo_defaults(args: argparse.Namespace, **fixed: str) -> None:
+    """The demo's settings where no flag gives one; `fixed` ones (the simulator's URLs) always."""
+    for name, value in {**DEMO_DEFAULTS, **fixed}.items():
+        if name in fixed or getattr(args, f"cfg_{name}", None) is None:
             setattr(args, f"cfg_{name}", value)
 
 
