@@ -28,7 +28,7 @@ from bench.taplat import percentile
 from hlstream.common.clock import SystemClock
 from hlstream.common.config import load_settings
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.common.log import event_log, setup_logging
+from hlstream.common.log import EventLog, setup_logging
 from hlstream.common.messages import Trade
 from hlstream.common.sinks import SinkSecrets
 from hlstream.common.tape.format import HEADER, Record, format_record, segment_day, segment_path
@@ -86,7 +86,7 @@ def _run_relay_phase(data_dir: Path, run_dir: Path, url: str) -> dict[str, Any]:
 
     stop = StopFlag()
     relay = Relay(
-        settings, SinkSecrets(), stop, event_log("relay"), SystemClock(), on_acked=on_acked
+        settings, SinkSecrets(), stop, EventLog("relay"), SystemClock(), on_acked=on_acked
     )
     thread = threading.Thread(target=relay.run, daemon=True)
     thread.start()

@@ -21,7 +21,7 @@ from hlstream.common.csvrow import Row
 from hlstream.common.errors import HlstreamError, IntegrityError
 from hlstream.common.filenames import csv_filename, encode_coin
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.common.log import event_log
+from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.common.rest_io import InfoClient
 from hlstream.common.status_io import read_status
@@ -256,7 +256,7 @@ def _fetcher(settings: Settings) -> Fetch:
         InfoClient(settings.info_url, timeout_s=10.0),
         with_minute,
         StopFlag(),
-        event_log("cli"),
+        EventLog("cli"),
         now_ms=clock.now_ms,
         sleep=time.sleep,
         rng=random.Random(),

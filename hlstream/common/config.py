@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NamedTuple, get_type_hints
 from urllib.parse import urlparse
 
 from hlstream.common.errors import ConfigError
@@ -29,6 +29,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_IPC_PATH = 100  # a unix socket path holds about 107 bytes
 
 
+class Range(NamedTuple):
+    """The inclusive bounds of a numeric setting, checked by `validate`."""
+
+    low: float
+    high: float
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The effective configuration, frozen after validation."""
@@ -39,17 +46,17 @@ class Settings:
     intervals: tuple[str, ...] = ("30m",)
     data_dir: Path = Path("./data")
     run_dir: Path = Path("./run")
-    backfill_hours: float = 6.0
-    stale_seconds: float = 90.0
-    grace_seconds: float = 2.0
-    ping_seconds: float = 20.0
-    idle_ping_seconds: float = 5.0
-    pong_timeout_seconds: float = 5.0
-    audit_settle_seconds: float = 180.0
-    audit_weight_share: float = 0.25
+    backfill_hours: Annotated[float, Range(0.0, 24.0 * 365)] = 6.0
+    stale_seconds: Annotated[float, Range(1.0, 3600.0)] = 90.0
+    grace_seconds: Annotated[float, Range(0.0, 60.0)] = 2.0
+    ping_seconds: Annotated[float, Range(1.0, 55.0)] = 20.0
+    idle_ping_seconds: Annotated[float, Range(0.2, 55.0)] = 5.0
+    pong_timeout_seconds: Annotated[float, Range(0.2, 60.0)] = 5.0
+    audit_settle_seconds: Annotated[float, Range(0.0, 86_400.0)] = 180.0
+    audit_weight_share: Annotated[float, Range(0.0, 0.5)] = 0.25
     audit_apply_at_rollover: bool = False
-    backoff_base_seconds: float = 0.5
-    backoff_cap_seconds: float = 60.0
+    backoff_base_seconds: Annotated[float, Range(0.01, 60.0)] = 0.5
+    backoff_cap_seconds: Annotated[float, Range(0.1, 600.0)] = 60.0
     validate_coins: bool = True
     log_level: str = "INFO"
     log_json: bool = False
@@ -57,17 +64,17 @@ class Settings:
     bars_endpoint: str = ""
     writer_endpoint: str = ""
     replay_endpoint: str = ""
-    metrics_port: int = 0
+    metrics_port: Annotated[int, Range(0, 65535)] = 0
     book_coins: tuple[str, ...] = ()
     bbo_coins: tuple[str, ...] = ()
     user_fills: tuple[str, ...] = ()  # stored lowercase
-    ws_subscriptions_per_connection: int = 200
+    ws_subscriptions_per_connection: Annotated[int, Range(1, MAX_WS_SUBSCRIPTIONS)] = 200
     curve_secret_file: str = ""
-    tape_days: int = 7
-    checkpoint_seconds: float = 5.0
-    health_disconnected_seconds: float = 60.0
-    health_no_trade_seconds: float = 120.0
-    health_rest_failing_seconds: float = 60.0
+    tape_days: Annotated[int, Range(2, 36_500)] = 7  # yesterday's segment still takes late trades
+    checkpoint_seconds: Annotated[float, Range(0.5, 3600)] = 5.0
+    health_disconnected_seconds: Annotated[float, Range(1.0, 86_400.0)] = 60.0
+    health_no_trade_seconds: Annotated[float, Range(1.0, 86_400.0)] = 120.0
+    health_rest_failing_seconds: Annotated[float, Range(1.0, 86_400.0)] = 60.0
     # Scale-out sinks (docs/scale-out.md): secrets come from files or the environment
     # (common/sinks.py); a password inside a URL or DSN is redacted by `describe`.
     nats_url: str = ""  # nats://host:4222, comma list for a cluster; "" = off
@@ -76,8 +83,8 @@ class Settings:
     nats_token_file: str = ""
     nats_creds_file: str = ""
     nats_tls_ca_file: str = ""
-    nats_replicas: int = 1
-    nats_duplicate_window_seconds: float = 120.0
+    nats_replicas: Annotated[int, Range(1, 5)] = 1
+    nats_duplicate_window_seconds: Annotated[float, Range(1.0, 86_400.0)] = 120.0
     postgres_dsn: str = ""  # postgresql://user@host:5432/db or key=value; "" = off
     postgres_password_file: str = ""
 
@@ -86,7 +93,12 @@ class Settings:
         return {label: parse_interval(label) for label in self.intervals}
 
 
-FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in fields(Settings)}
+FIELD_TYPES: dict[str, object] = get_type_hints(Settings)  # Range metadata stripped
+_RANGES: dict[str, Range] = {
+    name: hint.__metadata__[0]
+    for name, hint in get_type_hints(Settings, include_extras=True).items()
+    if hasattr(hint, "__metadata__")
+}
 
 
 def env_name(field_name: str) -> str:
@@ -97,22 +109,22 @@ def _coerce(name: str, raw: object) -> object:
     """Turn a TOML/env/flag value into the field's type, or raise ConfigError."""
     kind = FIELD_TYPES[name]
     try:
-        if kind == "tuple[str, ...]":
+        if kind == tuple[str, ...]:
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
             return tuple(str(item).strip() for item in items if str(item).strip())
-        if kind == "Path":
+        if kind is Path:
             if not isinstance(raw, str | Path) or not str(raw):
                 raise ValueError("expected a path")
             return Path(raw)
-        if kind == "int":
+        if kind is int:
             if isinstance(raw, bool) or not str(raw).strip().lstrip("-").isdigit():
                 raise ValueError("expected a whole number")
             return int(str(raw).strip())
-        if kind == "float":
+        if kind is float:
             if isinstance(raw, bool):
                 raise ValueError("expected a number")
             return float(str(raw))
-        if kind == "bool":
+        if kind is bool:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
@@ -223,27 +235,7 @@ def validate(settings: Settings) -> Settings:
         parse_interval(label)
     if len(set(settings.intervals)) != len(settings.intervals):
         raise ConfigError("setting intervals: an interval is listed twice")
-    for name, low, high in (
-        ("ws_subscriptions_per_connection", 1, MAX_WS_SUBSCRIPTIONS),
-        ("tape_days", 2, 36_500),  # yesterday's segment still takes late trades
-        ("checkpoint_seconds", 0.5, 3600),
-        ("metrics_port", 0, 65535),
-        ("nats_replicas", 1, 5),
-        ("nats_duplicate_window_seconds", 1.0, 86_400.0),
-        ("backfill_hours", 0.0, 24.0 * 365),
-        ("stale_seconds", 1.0, 3600.0),
-        ("grace_seconds", 0.0, 60.0),
-        ("ping_seconds", 1.0, 55.0),
-        ("idle_ping_seconds", 0.2, 55.0),
-        ("pong_timeout_seconds", 0.2, 60.0),
-        ("audit_settle_seconds", 0.0, 86_400.0),
-        ("audit_weight_share", 0.0, 0.5),
-        ("backoff_base_seconds", 0.01, 60.0),
-        ("backoff_cap_seconds", 0.1, 600.0),
-        ("health_disconnected_seconds", 1.0, 86_400.0),
-        ("health_no_trade_seconds", 1.0, 86_400.0),
-        ("health_rest_failing_seconds", 1.0, 86_400.0),
-    ):
+    for name, (low, high) in _RANGES.items():
         value = getattr(settings, name)
         if not low <= value <= high:
             raise ConfigError(f"setting {name}: {value} is outside {low}..{high}")

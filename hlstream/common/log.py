@@ -132,7 +132,3 @@ class EventLog:
         emit = self.error if level >= logging.ERROR else self.warning  # subclasses see them
         emit(event, **({**fields, "suppressed": suppressed} if suppressed else fields))
         return True
-
-
-def event_log(service: str) -> EventLog:
-    return EventLog(service)

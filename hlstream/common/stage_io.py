@@ -16,7 +16,7 @@ from hlstream.common.clock import Clock, SystemClock
 from hlstream.common.config import Settings, describe, load_settings, prepare_dirs
 from hlstream.common.flags import add_config_flags
 from hlstream.common.lifecycle_io import StopFlag, guard_supervised_stage, run_main
-from hlstream.common.log import EventLog, event_log, setup_logging
+from hlstream.common.log import EventLog, setup_logging
 from hlstream.common.rest_io import InfoClient
 from hlstream.common.universe_io import resolve_settings_coins
 
@@ -47,7 +47,7 @@ def stage_main(
     add_config_flags(parser)
     args = parser.parse_args(argv)
     setup_logging()  # so a config error is still one formatted line on stderr
-    log = event_log(service)
+    log = EventLog(service)
     guard_supervised_stage()
     stop = StopFlag().install()
 

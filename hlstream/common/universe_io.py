@@ -6,8 +6,10 @@ quick look, so an unknown coin stops `hlstream run` before a stage creates a fil
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import TypeVar
 
 from hlstream.common.config import Settings, validate
 from hlstream.common.errors import ProtocolError, TransientError
@@ -22,6 +24,42 @@ from hlstream.common.universe import (
 )
 
 PRECHECK_TIMEOUT_S = 5.0
+T = TypeVar("T")
+
+
+def fetch_listing(client: InfoClient, dexes: Iterable[str]) -> tuple[object, set[str]]:
+    """(the `meta` answer, every name listed: perps, spot pairs and the builder `dexes`' perps)."""
+    meta = client.post({"type": "meta"})
+    spot = client.post({"type": "spotMeta"})
+    dex_metas = {dex: client.post({"type": "meta", "dex": dex}) for dex in dexes}
+    return meta, universe_names(meta, spot, dex_metas)
+
+
+def retry_until_stopped(
+    settings: Settings,
+    fetch: Callable[[], T],
+    log: EventLog,
+    should_stop: Callable[[], bool],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`fetch()` retried with the settings' backoff until it succeeds or `should_stop()` turns
+    true (then TransientError); each failure is logged as `meta_unavailable`."""
+
+    def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
+        delay_ms = int(delay_s * 1000)
+        log.repeated(
+            logging.WARNING, "meta_unavailable", str(exc), attempt=attempt, delay_ms=delay_ms
+        )
+
+    return call_with_retry(
+        fetch,
+        attempts=FOREVER,
+        on_retry=on_retry,
+        should_stop=should_stop,
+        base_s=settings.backoff_base_seconds,
+        cap_s=settings.backoff_cap_seconds,
+        sleep=sleep,
+    )
 
 
 def precheck_coins(settings: Settings, client: InfoClient) -> str | None:
@@ -31,10 +69,7 @@ def precheck_coins(settings: Settings, client: InfoClient) -> str | None:
         return None
     watched = settings.coins + settings.book_coins + settings.bbo_coins
     try:
-        meta = client.post({"type": "meta"})
-        spot = client.post({"type": "spotMeta"})
-        dexes = {dex: client.post({"type": "meta", "dex": dex}) for dex in dex_prefixes(watched)}
-        names = universe_names(meta, spot, dexes)
+        _, names = fetch_listing(client, dex_prefixes(watched))
     except (TransientError, ProtocolError) as exc:
         return str(exc)
     check_coins(watched, names)
@@ -52,20 +87,8 @@ def resolve_settings_coins(
     Retries until it succeeds or `should_stop()` turns true (then TransientError)."""
     if not wants_all(settings.coins):
         return settings
-
-    def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
-        delay_ms = int(delay_s * 1000)
-        log.repeated(
-            logging.WARNING, "meta_unavailable", str(exc), attempt=attempt, delay_ms=delay_ms
-        )
-
-    meta = call_with_retry(
-        lambda: info_client.post({"type": "meta"}),
-        attempts=FOREVER,
-        on_retry=on_retry,
-        should_stop=should_stop,
-        base_s=settings.backoff_base_seconds,
-        cap_s=settings.backoff_cap_seconds,
+    meta = retry_until_stopped(
+        settings, lambda: info_client.post({"type": "meta"}), log, should_stop
     )
     resolved = validate(replace(settings, coins=resolve_coins(settings, meta)))
     log.info("coins_resolved", coins=len(resolved.coins), source="meta")

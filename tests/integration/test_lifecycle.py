@@ -201,10 +201,10 @@ def test_a_supervised_stage_with_a_config_error_exits_78_after_startsecs():
     body = (
         "from hlstream.common.errors import ConfigError\n"
         "from hlstream.common.lifecycle_io import run_main\n"
-        "from hlstream.common.log import event_log\n"
+        "from hlstream.common.log import EventLog\n"
         "def fail():\n"
         "    raise ConfigError('bad setting')\n"
-        "run_main(event_log('writer'), fail)\n"
+        "run_main(EventLog('writer'), fail)\n"
     )
     started = time.monotonic()
     result = subprocess.run(

@@ -18,7 +18,7 @@ from hlstream.common.config import Settings, prepare_dirs, validate
 from hlstream.common.csvrow import format_row
 from hlstream.common.errors import IntegrityError, TransientError
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.common.log import event_log
+from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.services.writer import core
 from hlstream.services.writer.csvfile_io import CsvFile, WriteFailedError
@@ -35,7 +35,7 @@ def bar(k: int, close: str = "10.5") -> Bar:
 
 
 def open_csv(path: Path) -> CsvFile:
-    return CsvFile(path, event_log("writer"), M).open()
+    return CsvFile(path, EventLog("writer"), M).open()
 
 
 def test_the_file_is_created_with_the_exact_header_by_its_first_append(tmp_path: Path) -> None:
@@ -204,12 +204,12 @@ _FSIZE_SCRIPT = """
 import resource, signal, sys
 from pathlib import Path
 from hlstream.common.errors import TransientError
-from hlstream.common.log import event_log
+from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.services.writer.csvfile_io import CsvFile
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 path = Path(sys.argv[1])
-handle = CsvFile(path, event_log("writer"), 60000).open()
+handle = CsvFile(path, EventLog("writer"), 60000).open()
 size = path.stat().st_size
 resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, size + 100))
 bars = [Bar("BTC", "1m", {t0} + k * 60000, "1.0", "1.0", "1.0", "1.0", "0.0", 0, True, "ws")
@@ -286,7 +286,7 @@ def make_writer(tmp_path: Path, info: FakeInfo, now_ms: int) -> Store:
     writer = Store(
         settings,
         StopFlag(),
-        event_log("writer"),
+        EventLog("writer"),
         info=info,
         now_ms=lambda: now_ms,
         sleep=lambda _s: None,

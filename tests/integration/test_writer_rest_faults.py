@@ -18,7 +18,7 @@ from hlstream.common.config import Settings, prepare_dirs, validate
 from hlstream.common.csvrow import HEADER_LINE, format_row
 from hlstream.common.errors import TransientError
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.common.log import event_log
+from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.services.writer import core
 from hlstream.services.writer.store import Store
@@ -56,7 +56,7 @@ def make_writer(tmp_path: Path, info_url: str, hours: float = 1.5) -> Store:
         )
     )
     prepare_dirs(settings)
-    writer = Store(settings, StopFlag(), event_log("writer"))
+    writer = Store(settings, StopFlag(), EventLog("writer"))
     writer.open_files()
     return writer
 
@@ -180,7 +180,7 @@ def _writer_with(tmp_path: Path, info: Any) -> Store:
         )
     )
     prepare_dirs(settings)
-    writer = Store(settings, StopFlag(), event_log("writer"), info=info)
+    writer = Store(settings, StopFlag(), EventLog("writer"), info=info)
     writer.open_files()
     return writer
 

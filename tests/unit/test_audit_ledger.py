@@ -11,7 +11,7 @@ from hlstream.common.config import Settings, validate
 from hlstream.common.csvrow import Row
 from hlstream.common.errors import IntegrityError
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.common.log import event_log
+from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.common.status import AuditScore
 from hlstream.services.writer.audit import AuditLedger, score_of
@@ -100,7 +100,7 @@ def test_a_restarted_auditor_continues_the_score_and_the_pending_rows(tmp_path: 
     paths = {("BTC", "1m"): tmp_path / "d" / "btc_1m_data.csv"}
 
     def auditor() -> Auditor:
-        return Auditor(settings, StopFlag(), event_log("writer"), None, paths, now_ms=lambda: T0)  # type: ignore[arg-type]
+        return Auditor(settings, StopFlag(), EventLog("writer"), None, paths, now_ms=lambda: T0)  # type: ignore[arg-type]
 
     first = auditor()
     first.offer([bar(T0, "1m", 3), bar(T0 + M, "1m", 4)])

@@ -60,9 +60,7 @@ def plan_subscriptions(
 
 
 def shard(subs: Sequence[Sub], per_connection: int) -> list[tuple[Sub, ...]]:
-    """Split `subs` into as few, evenly filled connections as `per_connection` allows."""
-    if per_connection < 1:
-        raise ConfigError("ws_subscriptions_per_connection must be at least 1")
+    """Split `subs` into as few, evenly filled connections as `per_connection` (>= 1) allows."""
     if len(subs) > MAX_WS_SUBSCRIPTIONS:
         raise ConfigError(
             f"{len(subs)} subscriptions exceed the venue limit of {MAX_WS_SUBSCRIPTIONS} per IP"
@@ -82,8 +80,7 @@ def shard(subs: Sequence[Sub], per_connection: int) -> list[tuple[Sub, ...]]:
 
 def unlisted_coins(subs: Iterable[Sub], listed: set[str]) -> list[str]:
     """Coins of `subs` that the exchange no longer lists, in first-seen order."""
-    gone = [sub.coin for sub in subs if sub.coin is not None and sub.coin not in listed]
-    return list(dict.fromkeys(c for c in gone if c is not None))
+    return list(dict.fromkeys(s.key for s in subs if s.coin is not None and s.key not in listed))
 
 
 def is_early_close(closed_s: float, last_subscribe_s: float | None, window_s: float) -> bool:

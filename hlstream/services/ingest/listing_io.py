@@ -7,7 +7,6 @@ LISTING_MIN_INTERVAL_S apart: a server closing us for another reason cannot burn
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +18,10 @@ from hlstream.common.config import Settings, validate
 from hlstream.common.errors import ProtocolError, TransientError
 from hlstream.common.lifecycle_io import StopFlag, StopRequestedError, call_until_stopped
 from hlstream.common.log import EventLog
-from hlstream.common.rest_io import FOREVER, InfoClient, call_with_retry
+from hlstream.common.rest_io import InfoClient
 from hlstream.common.status import RestTracker
-from hlstream.common.universe import check_coins, resolve_coins, universe_names
+from hlstream.common.universe import check_coins, resolve_coins
+from hlstream.common.universe_io import fetch_listing, retry_until_stopped
 
 REQUEST_TIMEOUT_S = 10.0
 LISTING_MIN_INTERVAL_S = 3.0
@@ -45,10 +45,7 @@ class Listing:
             return self._fetch()
 
     def _fetch(self) -> tuple[Any, set[str]]:
-        meta = self.client.post({"type": "meta"})
-        spot = self.client.post({"type": "spotMeta"})
-        dex_metas = {dex: self.client.post({"type": "meta", "dex": dex}) for dex in self.dexes}
-        names = universe_names(meta, spot, dex_metas)
+        meta, names = fetch_listing(self.client, self.dexes)
         self._names, self._fetched_s = names, time.monotonic()
         return meta, names
 
@@ -86,22 +83,8 @@ class Listing:
             self.rest.succeeded(clock.now_ms())
             return answer
 
-        def on_retry(attempt: int, delay_s: float, exc: TransientError) -> None:
-            delay_ms = int(delay_s * 1000)
-            log.repeated(
-                logging.WARNING, "meta_unavailable", str(exc), attempt=attempt, delay_ms=delay_ms
-            )
-
         try:
-            meta, names = call_with_retry(
-                fetch,
-                attempts=FOREVER,
-                on_retry=on_retry,
-                should_stop=stop.is_set,
-                base_s=settings.backoff_base_seconds,
-                cap_s=settings.backoff_cap_seconds,
-                sleep=sleep,
-            )
+            meta, names = retry_until_stopped(settings, fetch, log, stop.is_set, sleep)
         except TransientError:  # retried FOREVER: it gives up only once stopped
             raise StopRequestedError from None
         coins = resolve_coins(settings, meta)

@@ -51,13 +51,8 @@ class FrameParser:
                 raise ProtocolError("websocket frame has reserved bits set")
             length = b1 & 0x7F
             start = pos + 2
-            if length == 126:
-                start = pos + 4
-                if len(buf) < start:
-                    return None
-                length = int.from_bytes(buf[pos + 2 : start], "big")
-            elif length == 127:
-                start = pos + 10
+            if length >= 126:  # the length follows in 2 bytes (126) or 8 (127)
+                start = pos + (4 if length == 126 else 10)
                 if len(buf) < start:
                     return None
                 length = int.from_bytes(buf[pos + 2 : start], "big")

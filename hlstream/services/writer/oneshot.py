@@ -16,7 +16,7 @@ from hlstream.common.config import Settings, prepare_dirs
 from hlstream.common.errors import HlstreamError
 from hlstream.common.filenames import csv_filename
 from hlstream.common.lifecycle_io import StopFlag
-from hlstream.common.log import event_log, setup_logging
+from hlstream.common.log import EventLog, setup_logging
 from hlstream.common.rest_io import InfoClient
 from hlstream.common.timebucket import has_rest_candles
 from hlstream.services.writer.candles_io import REST_WEIGHT_PER_MINUTE
@@ -30,7 +30,7 @@ def run(settings: Settings, stop: StopFlag, err: TextIO) -> tuple[int, int, list
     if skipped:
         err.write(f"backfill: skipping {','.join(skipped)}: the exchange has no candles for them\n")
     jobs = list(itertools.product(settings.coins, rest_intervals))
-    log = event_log("backfill")
+    log = EventLog("backfill")
     info = InfoClient(settings.info_url, timeout_s=10.0)
     budget = WeightBudget(REST_WEIGHT_PER_MINUTE)  # one budget across all files, as the writer
     bar_format = "{desc} [{bar:30}] {n_fmt}/{total_fmt} files  {postfix}"
