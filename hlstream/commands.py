@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 from hlstream.common.config import ALL_COINS, Settings, load_settings
 from hlstream.common.errors import ConfigError
@@ -105,20 +106,21 @@ def precheck_coins(settings: Settings) -> None:
         )
 
 
-def maybe_metrics(settings: Settings) -> None:
+def maybe_metrics(settings: Settings) -> WSGIServer | None:
     """Start the Prometheus exporter in this process when metrics_port is set."""
     if not settings.metrics_port:
-        return
+        return None
     from hlstream.metrics_io import METRICS_HOST, start_exporter
 
     try:
-        start_exporter(settings)
+        server = start_exporter(settings)
     except OSError as exc:
         raise ConfigError(
             f"setting metrics_port: cannot listen on {METRICS_HOST}:{settings.metrics_port} "
             f"({exc.strerror})"
         ) from None
-    print(f"hlstream: metrics on http://{METRICS_HOST}:{settings.metrics_port}/metrics")
+    print(f"hlstream: metrics on http://{METRICS_HOST}:{settings.metrics_port}/metrics", flush=True)
+    return server
 
 
 def command_name() -> str:

@@ -161,11 +161,9 @@ def start_exporter(settings: Settings) -> WSGIServer:
     return server
 
 
-def serve_forever(settings: Settings) -> int:
-    """`hlstream metrics`: run the exporter until Ctrl-C/SIGTERM."""
+def serve_forever(server: WSGIServer) -> int:
+    """`hlstream metrics`: run the started exporter until Ctrl-C/SIGTERM."""
     done = StopFlag().install()
-    server = start_exporter(settings)
-    print(f"hlstream: metrics on http://{METRICS_HOST}:{settings.metrics_port}/metrics", flush=True)
     while not done.wait(IDLE_WAIT_S):
         pass
     server.shutdown()

@@ -72,6 +72,17 @@ def test_bad_metrics_port_is_a_config_error(tmp_path):
     assert result.returncode == 78 and "metrics_port" in result.stderr
 
 
+def test_metrics_on_a_taken_port_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = hlstream(tmp_path, "metrics", "--metrics-port", str(port))
+    assert result.returncode == 78, result.stderr
+    assert f"setting metrics_port: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def _closed_port() -> int:
     """A loopback port nobody listens on (connections are refused at once)."""
     with socket.socket() as probe:
