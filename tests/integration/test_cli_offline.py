@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 
 from hlstream.common.log import REPEAT_BURST
 from hlstream.common.status_io import read_status
@@ -81,6 +82,21 @@ def test_metrics_on_a_taken_port_is_one_line(tmp_path):
     assert result.returncode == 78, result.stderr
     assert f"setting metrics_port: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_metrics_serves_until_sigterm(tmp_path):
+    port = _closed_port()
+    env = dict(os.environ, HLSTREAM_RUN_DIR=str(tmp_path / "run"), PYTHONUNBUFFERED="1")
+    args = [sys.executable, "-m", "hlstream.cli", "metrics", "--metrics-port", str(port)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"hlstream: metrics on http://127.0.0.1:{port}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            assert "hlstream_supervisord_up 0.0" in page.read().decode()  # nothing runs here
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
 
 
 def _closed_port() -> int:
