@@ -16,6 +16,7 @@ from hlstream.common.messages import (
     BarAck,
     Envelope,
     Inexact,
+    ack_of,
     encode_message,
 )
 from hlstream.services.writer import core
@@ -207,7 +208,7 @@ def test_writer_frames_roundtrip_and_reject_garbage() -> None:
     notice_payload = encode_message(Envelope("s", 2), notice)
     assert core.decode_writer_frame(b"inexact", notice_payload) == notice
     assert core.notice_windows(notice, M) == [T0, T0 + M, T0 + 2 * M]
-    assert core.ack_of(notice) == BarAck("BTC", "1m!", T0 + 2 * M)
+    assert ack_of(notice) == BarAck("BTC", "1m!", T0 + 2 * M)
     for frame, bad in (
         (b"bar", b"\xc1"),
         (b"bar", msgpack.packb({**msgpack.unpackb(payload), "type": "trade"})),

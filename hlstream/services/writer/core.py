@@ -11,7 +11,7 @@ from typing import Any
 from hlstream.common.csvrow import Row
 from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import NOTICE_SERIES, Bar, BarAck, Decoder, Inexact
+from hlstream.common.messages import Bar, Decoder, Inexact
 from hlstream.common.timebucket import bucket_start
 
 EMPTY_VOLUME = "0.0"
@@ -194,13 +194,6 @@ def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> dict
     """The /info body asking for candles of windows starting in [start_ms, end_ms)."""
     req = {"coin": coin, "interval": interval, "startTime": start_ms, "endTime": end_ms - 1}
     return {"type": "candleSnapshot", "req": req}
-
-
-def ack_of(item: Bar | Inexact) -> BarAck:
-    """The `ack` message for a bar (or inexact-row notice) that is durably handled."""
-    if isinstance(item, Inexact):
-        return BarAck(item.coin, item.interval + NOTICE_SERIES, item.last_ms)
-    return BarAck(item.coin, item.interval, item.start_ms)
 
 
 _READ: Decoder[Bar | Inexact] = Decoder((Bar, Inexact))  # the writer's one socket

@@ -15,7 +15,7 @@ import zmq
 from hlstream.common.bus_io import curve_keys, new_session_id, secure_server
 from hlstream.common.durable import hold_lock
 from hlstream.common.errors import ConfigError, ProtocolError
-from hlstream.common.messages import Bar, Envelope, Inexact, encode_message
+from hlstream.common.messages import Bar, Envelope, Inexact, ack_of, encode_message
 from hlstream.common.stage_io import Stage
 from hlstream.common.status import FileStatus, StageStatus
 from hlstream.common.status_io import write_status
@@ -75,7 +75,7 @@ class Writer:
 
     def ack(self, socket: zmq.Socket[Any], identity: bytes, item: Bar | Inexact) -> None:
         self.ack_seq += 1
-        payload = encode_message(Envelope(self.session, self.ack_seq), core.ack_of(item))
+        payload = encode_message(Envelope(self.session, self.ack_seq), ack_of(item))
         try:
             socket.send_multipart([identity, b"ack", payload], flags=zmq.NOBLOCK)
             self.counters.acks += 1
