@@ -20,7 +20,6 @@ from hlstream.common.messages import (
     encode_message,
 )
 from hlstream.services.writer import core
-from hlstream.services.writer.core import Placement
 
 M = 60_000
 H = 3_600_000
@@ -84,13 +83,12 @@ def test_parse_row_rejects_bad_lines(line: str) -> None:
         parse_row(line)
 
 
-def test_classify_places_bars_against_last_row() -> None:
+def test_hole_before_names_the_windows_between_the_last_row_and_a_bar() -> None:
     last = core.row_of(make_bar(T0))
-    assert core.classify(T0, None, M) is Placement.FIRST
-    assert core.classify(T0, last, M) is Placement.DUPLICATE
-    assert core.classify(T0 - M, last, M) is Placement.DUPLICATE
-    assert core.classify(T0 + M, last, M) is Placement.NEXT
-    assert core.classify(T0 + 3 * M, last, M) is Placement.HOLE
+    assert core.hole_before(T0, None, M) is None, "a new file has no hole"
+    assert core.hole_before(T0 - M, last, M) is None
+    assert core.hole_before(T0 + M, last, M) is None, "the next window"
+    assert core.hole_before(T0 + 3 * M, last, M) == (T0 + M, T0 + 3 * M)
 
 
 def test_plan_fill_carries_previous_close_into_omitted_windows() -> None:

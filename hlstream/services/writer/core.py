@@ -5,7 +5,6 @@ the venue omits carries the previous close (volume `0.0`), and nothing precedes 
 from __future__ import annotations
 
 from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from hlstream.common.csvrow import Row
@@ -19,15 +18,6 @@ EMPTY_VOLUME = "0.0"
 MAX_CANDLES = 5000
 CANDLE_WEIGHT_BASE = 20
 CANDLE_ROWS_PER_WEIGHT = 60
-
-
-class Placement(Enum):
-    """Where an incoming bar falls relative to the file's last row."""
-
-    FIRST = "first"  # the file has no rows yet
-    DUPLICATE = "duplicate"  # at or before the last row: already written
-    NEXT = "next"  # exactly the window after the last row
-    HOLE = "hole"  # later than the next window: windows in between are missing
 
 
 def _check_decimal(name: str, text: object, *, negative_ok: bool = True) -> Decimal:
@@ -60,15 +50,11 @@ def row_of(bar: Bar) -> Row:
     return Row(bar.start_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
 
 
-def classify(start_ms: int, last_row: Row | None, interval_ms: int) -> Placement:
-    """Place a bar's window against the last row of its file."""
-    if last_row is None:
-        return Placement.FIRST
-    if start_ms <= last_row.start_ms:
-        return Placement.DUPLICATE
-    if start_ms == last_row.start_ms + interval_ms:
-        return Placement.NEXT
-    return Placement.HOLE
+def hole_before(start_ms: int, last_row: Row | None, interval_ms: int) -> tuple[int, int] | None:
+    """The windows [start, end) missing between the file's last row and a bar at `start_ms`."""
+    if last_row is None or start_ms <= last_row.start_ms + interval_ms:
+        return None
+    return last_row.start_ms + interval_ms, start_ms
 
 
 def _whole(candle: dict[str, Any], key: str, default: int | None = None) -> int:

@@ -213,15 +213,14 @@ class Store:
             return False
         interval_ms = self.interval_ms[bar.interval]
         last = handle.last_row()
-        placement = core.classify(bar.start_ms, last, interval_ms)
         fields = {"coin": bar.coin, "interval": bar.interval}
-        if placement is core.Placement.DUPLICATE:
+        if last is not None and bar.start_ms <= last.start_ms:  # already written
             self.counters.duplicates += 1
             self.log.debug("bar_duplicate", **fields, start_ms=bar.start_ms)
             return True
         try:
-            if placement is core.Placement.HOLE and last is not None:
-                hole = (last.start_ms + interval_ms, bar.start_ms)
+            hole = core.hole_before(bar.start_ms, last, interval_ms)
+            if hole is not None:
                 filled = self._fill(handle, bar.coin, bar.interval, *hole, REST_ATTEMPTS)
                 self.counters.holes_repaired += 1 if filled else 0
                 start, end = (format_window(ms) for ms in hole)
