@@ -126,14 +126,14 @@ def test_plan_fill_without_candles_carries_forward_for_seconds_intervals() -> No
 
 
 def test_backfill_range_empty_file_reaches_back_and_stops_before_current_window() -> None:
-    now = T0 + 30 * M + 12_345
+    now = T0 + 30 * M + core.REST_SETTLE_MS
     assert core.backfill_range(None, M, now, 0.5) == (T0, T0 + 30 * M)
 
 
-def test_backfill_range_starts_after_last_row() -> None:
-    now = T0 + 30 * M + 1
+def test_backfill_range_starts_after_last_row_and_leaves_the_unsettled_window() -> None:
+    now = T0 + 30 * M + core.REST_SETTLE_MS - 1  # 29M's candle may still lack trades
     last = Row(T0 + 20 * M, "1", "1", "1", "1", "1")
-    assert core.backfill_range(last, M, now, 6) == (T0 + 21 * M, T0 + 30 * M)
+    assert core.backfill_range(last, M, now, 6) == (T0 + 21 * M, T0 + 29 * M)
 
 
 def test_backfill_range_none_when_up_to_date_or_disabled() -> None:

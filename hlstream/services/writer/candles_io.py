@@ -26,7 +26,6 @@ from hlstream.common.timebucket import format_window, has_rest_candles
 from hlstream.services.writer import core
 
 REST_WEIGHT_PER_MINUTE = 1200.0
-REST_SETTLE_MS = 1_500  # a window that ended less recently may lack trades on the venue
 PARTIAL_FETCHES = 3  # fetches of a candle that does not cover a partial bar yet
 PARTIAL_RETRY_S = 1.0
 
@@ -148,7 +147,7 @@ class CandleSource:
         for fetch in range(PARTIAL_FETCHES):
             # Never wait more than the settle time: a window that has not ended on our clock
             # means the clocks disagree, not that waiting minutes would help.
-            wait_ms = min(end_ms + REST_SETTLE_MS - self.now_ms(), REST_SETTLE_MS)
+            wait_ms = min(end_ms + core.REST_SETTLE_MS - self.now_ms(), core.REST_SETTLE_MS)
             if fetch or wait_ms > 0:
                 self.stop.wait(max(wait_ms / 1000, PARTIAL_RETRY_S if fetch else 0.0))
             if self.stop.is_set():

@@ -18,6 +18,7 @@ EMPTY_VOLUME = "0.0"
 MAX_CANDLES = 5000
 CANDLE_WEIGHT_BASE = 20
 CANDLE_ROWS_PER_WEIGHT = 60
+REST_SETTLE_MS = 1_500  # a window that ended less recently may lack trades on the venue
 
 
 def _check_decimal(name: str, text: object, *, negative_ok: bool = True) -> Decimal:
@@ -104,7 +105,6 @@ def plan_fill(
     candles: list[Bar],
     from_ms: int,
     to_ms_exclusive: int,
-    *,
     coin: str,
     interval: str,
 ) -> list[Bar]:
@@ -130,17 +130,13 @@ def plan_fill(
 
 
 def backfill_range(
-    last_row: Row | None,
-    interval_ms: int,
-    now_ms: int,
-    backfill_hours: float,
-    settle_ms: int = 0,
+    last_row: Row | None, interval_ms: int, now_ms: int, backfill_hours: float
 ) -> tuple[int, int] | None:
     """The windows [start_ms, end_ms) startup backfill should fill, or None: from the last row
-    (else `backfill_hours` back) to before the window of `now_ms - settle_ms`."""
+    (else `backfill_hours` back) to before the window of `now_ms - REST_SETTLE_MS`."""
     if backfill_hours <= 0:
         return None
-    end_ms = bucket_start(now_ms - settle_ms, interval_ms)
+    end_ms = bucket_start(now_ms - REST_SETTLE_MS, interval_ms)
     reach_ms = bucket_start(now_ms - int(backfill_hours * 3_600_000), interval_ms)
     start_ms = reach_ms if last_row is None else last_row.start_ms + interval_ms
     if start_ms >= end_ms:
