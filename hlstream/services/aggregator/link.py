@@ -96,11 +96,3 @@ class WriterLink:
         while self.outbox.size and monotonic() < deadline:
             if self.socket.poll(poll_ms, zmq.POLLIN):
                 self.drain_acks()
-
-    def counters(self) -> dict[str, int]:
-        return {
-            "pending_bars": self.outbox.size,
-            "dropped_bars": self.outbox.dropped,
-            "resent_bars": self.outbox.resent,
-            "acks": self.acks,
-        }

@@ -332,13 +332,17 @@ class Aggregator:
     def _heartbeat(self, now: int) -> None:
         held = max(0, now - self.covered_ms)
         self.counters.held_ms = held if held > self.settings.grace_seconds * 1000 else 0
+        link, outbox = self.link, self.link.outbox
         counters = {
             "trades": self.state.applied_trades,
             "late_trades": self.state.late_trades,
-            **self.link.counters(),
+            "pending_bars": outbox.size,
+            "dropped_bars": outbox.dropped,
+            "resent_bars": outbox.resent,
+            "acks": link.acks,
             **asdict(self.counters),
         }
-        counters["malformed"] += self.link.malformed
+        counters["malformed"] += link.malformed
         status = StageStatus(SERVICE, now, os.getpid(), self.taps.session, counters)
         self.taps.publish(status_topic(SERVICE), status)
         write_status(self.settings.run_dir, status)
