@@ -110,15 +110,10 @@ class Writer:
             counters.rows_mismatched = total.mismatched
             counters.rows_unauditable, counters.audit_pending = total.unauditable, total.pending
         scores = {} if self.auditor is None else self.auditor.scores()
-        files = {
-            handle.path.name: FileStatus(
-                coin,
-                interval,
-                None if handle.last is None else handle.last.start_ms,
-                scores.get((coin, interval)),
-            )
-            for (coin, interval), handle in self.store.files.items()
-        }
+        files: dict[str, FileStatus] = {}
+        for (coin, interval), handle in self.store.files.items():
+            last = None if handle.last is None else handle.last.start_ms
+            files[handle.path.name] = FileStatus(coin, interval, last, scores.get((coin, interval)))
         status = StageStatus(
             "writer",
             self.now_ms(),
