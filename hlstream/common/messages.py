@@ -195,4 +195,11 @@ class BarAck(msgspec.Struct, frozen=True, gc=False):
     start_ms: Ms
 
 
+def ack_of(item: Bar | Inexact) -> BarAck:
+    """The ack that settles a bar, or a notice (on its own series, see NOTICE_SERIES)."""
+    if isinstance(item, Inexact):
+        return BarAck(item.coin, item.interval + NOTICE_SERIES, item.last_ms)
+    return BarAck(item.coin, item.interval, item.start_ms)
+
+
 Message = TradeBatch | Gap | StageStatus | Bar | LateTrade | BarAck | Book | Bbo | Fills | Inexact

@@ -18,6 +18,7 @@ from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
 from hlstream.common.messages import Bar
 from hlstream.common.revisions import VENUE_MISMATCH, Revision
+from hlstream.common.stage_io import Stage
 from hlstream.services.writer.csvfile_io import CsvFile
 from hlstream.services.writer.shell import DAY_MS, Writer
 
@@ -33,8 +34,11 @@ class Clock:
     def __init__(self, ms: int) -> None:
         self.ms = ms
 
-    def __call__(self) -> int:
+    def now_ms(self) -> int:
         return self.ms
+
+    def monotonic(self) -> float:
+        return self.ms / 1000
 
 
 def setup(tmp_path: Path, on: bool) -> tuple[Writer, Clock, Path]:
@@ -56,7 +60,8 @@ def setup(tmp_path: Path, on: bool) -> tuple[Writer, Clock, Path]:
         ],
     )
     clock = Clock(MIDNIGHT - 5_000)
-    writer = Writer(settings, StopFlag(), EventLog("writer"), zmq.Context.instance(), now_ms=clock)
+    context = zmq.Context.instance()
+    writer = Writer(Stage(settings, StopFlag(), EventLog("writer"), clock, context))
     writer.store.open_files()
     return writer, clock, path
 

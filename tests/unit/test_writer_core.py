@@ -16,10 +16,10 @@ from hlstream.common.messages import (
     BarAck,
     Envelope,
     Inexact,
+    ack_of,
     encode_message,
 )
 from hlstream.services.writer import core
-from hlstream.services.writer.core import Placement
 
 M = 60_000
 H = 3_600_000
@@ -83,13 +83,12 @@ def test_parse_row_rejects_bad_lines(line: str) -> None:
         parse_row(line)
 
 
-def test_classify_places_bars_against_last_row() -> None:
+def test_hole_before_names_the_windows_between_the_last_row_and_a_bar() -> None:
     last = core.row_of(make_bar(T0))
-    assert core.classify(T0, None, M) is Placement.FIRST
-    assert core.classify(T0, last, M) is Placement.DUPLICATE
-    assert core.classify(T0 - M, last, M) is Placement.DUPLICATE
-    assert core.classify(T0 + M, last, M) is Placement.NEXT
-    assert core.classify(T0 + 3 * M, last, M) is Placement.HOLE
+    assert core.hole_before(T0, None, M) is None, "a new file has no hole"
+    assert core.hole_before(T0 - M, last, M) is None
+    assert core.hole_before(T0 + M, last, M) is None, "the next window"
+    assert core.hole_before(T0 + 3 * M, last, M) == (T0 + M, T0 + 3 * M)
 
 
 def test_plan_fill_carries_previous_close_into_omitted_windows() -> None:
@@ -127,14 +126,14 @@ def test_plan_fill_without_candles_carries_forward_for_seconds_intervals() -> No
 
 
 def test_backfill_range_empty_file_reaches_back_and_stops_before_current_window() -> None:
-    now = T0 + 30 * M + 12_345
+    now = T0 + 30 * M + core.REST_SETTLE_MS
     assert core.backfill_range(None, M, now, 0.5) == (T0, T0 + 30 * M)
 
 
-def test_backfill_range_starts_after_last_row() -> None:
-    now = T0 + 30 * M + 1
+def test_backfill_range_starts_after_last_row_and_leaves_the_unsettled_window() -> None:
+    now = T0 + 30 * M + core.REST_SETTLE_MS - 1  # 29M's candle may still lack trades
     last = Row(T0 + 20 * M, "1", "1", "1", "1", "1")
-    assert core.backfill_range(last, M, now, 6) == (T0 + 21 * M, T0 + 30 * M)
+    assert core.backfill_range(last, M, now, 6) == (T0 + 21 * M, T0 + 29 * M)
 
 
 def test_backfill_range_none_when_up_to_date_or_disabled() -> None:
@@ -207,7 +206,7 @@ def test_writer_frames_roundtrip_and_reject_garbage() -> None:
     notice_payload = encode_message(Envelope("s", 2), notice)
     assert core.decode_writer_frame(b"inexact", notice_payload) == notice
     assert core.notice_windows(notice, M) == [T0, T0 + M, T0 + 2 * M]
-    assert core.ack_of(notice) == BarAck("BTC", "1m!", T0 + 2 * M)
+    assert ack_of(notice) == BarAck("BTC", "1m!", T0 + 2 * M)
     for frame, bad in (
         (b"bar", b"\xc1"),
         (b"bar", msgpack.packb({**msgpack.unpackb(payload), "type": "trade"})),

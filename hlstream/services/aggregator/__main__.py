@@ -10,7 +10,7 @@ from hlstream.common.stage_io import Stage, stage_main
 def _run(stage: Stage) -> None:
     from hlstream.services.aggregator.shell import Aggregator
 
-    Aggregator(stage.settings, stage.stop, stage.log, stage.context, stage.clock).run()
+    Aggregator(stage).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

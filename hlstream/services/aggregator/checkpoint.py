@@ -73,6 +73,9 @@ class CheckpointFile(msgspec.Struct, frozen=True):
     pending: list[msgspec.Raw]  # a bar's map, or {"notice": notice map}
 
 
+# Fields the file shares by name with AggState and Series (a series' `open` is its windows).
+_STATE = ("grace_ms", "joined_ms", "joined_by_coin", "late_trades", "applied_trades", "taints")
+_SERIES = tuple(name for name in _Series.__struct_fields__ if name != "open")
 _PACK = msgspec.msgpack.Encoder()
 _READ = msgspec.msgpack.Decoder(CheckpointFile)
 _READ_NOTICE = msgspec.msgpack.Decoder(_Notice)
@@ -87,12 +90,7 @@ def encode_checkpoint(
         CheckpointFile(
             v=CHECKPOINT_VERSION,
             covered_ms=covered_ms,
-            grace_ms=state.grace_ms,
-            joined_ms=state.joined_ms,
-            joined_by_coin=dict(state.joined_by_coin),
-            late_trades=state.late_trades,
-            applied_trades=state.applied_trades,
-            taints={coin: list(ranges) for coin, ranges in state.taints.items()},
+            **{name: getattr(state, name) for name in _STATE},
             series=[_series_file(series) for series in state.series.values()],
             consumed=[(coin, day, offset) for (coin, day), offset in sorted(consumed.items())],
             pending=[
@@ -107,16 +105,7 @@ def _series_file(series: Series) -> _Series:
     windows = [
         msgspec.convert(bar, _Window, from_attributes=True) for bar in series.open_bars.values()
     ]
-    return _Series(
-        series.coin,
-        series.interval,
-        series.interval_ms,
-        series.next_start,
-        series.last_close,
-        series.closed_through,
-        windows,
-        series.seed_ts,
-    )
+    return _Series(**{name: getattr(series, name) for name in _SERIES}, open=windows)
 
 
 def decode_checkpoint(raw: bytes) -> Checkpoint:
@@ -127,11 +116,7 @@ def decode_checkpoint(raw: bytes) -> Checkpoint:
         restored = [_series(item) for item in saved.series]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolError(f"checkpoint: {exc}") from None
-    state = AggState(grace_ms=saved.grace_ms, joined_ms=saved.joined_ms)
-    state.joined_by_coin = dict(saved.joined_by_coin)
-    state.late_trades = saved.late_trades
-    state.applied_trades = saved.applied_trades
-    state.taints = {coin: list(ranges) for coin, ranges in saved.taints.items()}
+    state = AggState(**{name: getattr(saved, name) for name in _STATE})
     for series in restored:
         state.series[(series.coin, series.interval)] = series
         state.by_coin.setdefault(series.coin, []).append(series)
@@ -147,11 +132,7 @@ def _pending(raw: msgspec.Raw) -> Bar | Inexact:
 
 
 def _series(saved: _Series) -> Series:
-    series = Series(saved.coin, saved.interval, saved.interval_ms)
-    series.next_start = saved.next_start
-    series.last_close = saved.last_close
-    series.seed_ts = saved.seed_ts
-    series.closed_through = saved.closed_through
+    series = Series(**{name: getattr(saved, name) for name in _SERIES})
     for window in saved.open:
         fields = msgspec.structs.asdict(window)
         bar = {**fields, "high": window.high_text, "low": window.low_text}

@@ -212,20 +212,11 @@ def _is_complete(state: AggState, coin: str, start_ms: int, end_ms: int) -> bool
 
 
 def _bar_from_open(state: AggState, series: Series, bar: OpenBar) -> Bar:
-    end = bar.start_ms + series.interval_ms
-    return Bar(
-        coin=series.coin,
-        interval=series.interval,
-        start_ms=bar.start_ms,
-        open=format_decimal(Decimal(bar.open)),
-        high=format_decimal(bar.high),
-        low=format_decimal(bar.low),
-        close=format_decimal(Decimal(bar.close)),
-        volume=format_decimal(bar.volume),
-        trades=bar.trades,
-        complete=_is_complete(state, series.coin, bar.start_ms, end),
-        source="ws",
-    )
+    complete = _is_complete(state, series.coin, bar.start_ms, bar.start_ms + series.interval_ms)
+    o, c = format_decimal(Decimal(bar.open)), format_decimal(Decimal(bar.close))
+    h, low, v = format_decimal(bar.high), format_decimal(bar.low), format_decimal(bar.volume)
+    coin, interval, trades = series.coin, series.interval, bar.trades
+    return Bar(coin, interval, bar.start_ms, o, h, low, c, v, trades, complete, "ws")
 
 
 def _carry_bar(state: AggState, series: Series, start_ms: int, close: str) -> Bar:

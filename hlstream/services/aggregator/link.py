@@ -18,9 +18,10 @@ from hlstream.common.messages import (
     Decoder,
     Envelope,
     Inexact,
+    ack_of,
     encode_message,
 )
-from hlstream.services.aggregator.outbox import BarKey, Outbox
+from hlstream.services.aggregator.outbox import Outbox
 
 SEND_HWM = 100_000  # messages queued in the socket before a send would block
 LOG_EVERY_S = 5.0  # a repeated warning is logged at most this often
@@ -40,12 +41,6 @@ def connect_writer(
     return socket
 
 
-def _key_of(item: Bar | Inexact) -> BarKey:
-    if isinstance(item, Bar):
-        return (item.coin, item.interval, item.start_ms)
-    return (item.coin, item.interval + NOTICE_SERIES, item.last_ms)
-
-
 class WriterLink:
     """Queues bars for the writer, sends the due ones, and drops them once acked."""
 
@@ -60,7 +55,9 @@ class WriterLink:
         self.malformed = 0
 
     def queue(self, item: Bar | Inexact) -> None:
-        self.outbox.add(_key_of(item), encode_message(self.envelope(), item))
+        ack = ack_of(item)  # the item's outbox key is the ack that settles it
+        payload = encode_message(self.envelope(), item)
+        self.outbox.add((ack.coin, ack.interval, ack.start_ms), payload)
 
     def pending(self) -> list[Bar | Inexact]:
         """Every un-acked bar and notice (for the checkpoint)."""
@@ -99,11 +96,3 @@ class WriterLink:
         while self.outbox.size and monotonic() < deadline:
             if self.socket.poll(poll_ms, zmq.POLLIN):
                 self.drain_acks()
-
-    def counters(self) -> dict[str, int]:
-        return {
-            "pending_bars": self.outbox.size,
-            "dropped_bars": self.outbox.dropped,
-            "resent_bars": self.outbox.resent,
-            "acks": self.acks,
-        }

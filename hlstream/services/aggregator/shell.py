@@ -17,12 +17,8 @@ from typing import Any
 import zmq
 
 from hlstream.common.bus_io import Publisher, curve_keys, subscribe_socket
-from hlstream.common.clock import Clock
-from hlstream.common.config import Settings
 from hlstream.common.durable import write_atomic
 from hlstream.common.errors import IntegrityError, ProtocolError
-from hlstream.common.lifecycle_io import StopFlag
-from hlstream.common.log import EventLog
 from hlstream.common.messages import (
     Bar,
     Decoder,
@@ -36,6 +32,7 @@ from hlstream.common.messages import (
     status_topic,
 )
 from hlstream.common.sequence import SeqEvent, SeqTracker
+from hlstream.common.stage_io import Stage
 from hlstream.common.status import StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.common.tape.format import Record, segment_day, shift_day
@@ -86,24 +83,12 @@ class Aggregator:
     state: core.AggState
     tape: TapeFeed
 
-    def __init__(
-        self,
-        settings: Settings,
-        stop: StopFlag,
-        log: EventLog,
-        context: zmq.Context[Any],
-        clock: Clock,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.settings = settings
-        self.stop = stop
-        self.log = log
-        self.context = context
-        self.clock = clock
-        self.sleep = sleep
+    def __init__(self, stage: Stage, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings, self.stop, self.log = stage.settings, stage.stop, stage.log
+        self.context, self.clock, self.sleep = stage.context, stage.clock, sleep
         self.seq = SeqTracker()
         self.counters = Counters()
-        self.checkpoint_path = settings.run_dir / recovery.CHECKPOINT_FILE
+        self.checkpoint_path = stage.settings.run_dir / recovery.CHECKPOINT_FILE
         self.started_ms = 0
         self.covered_ms = 0  # ingest vouched that everything before this is published
         self.outage_from: int | None = None
@@ -347,13 +332,17 @@ class Aggregator:
     def _heartbeat(self, now: int) -> None:
         held = max(0, now - self.covered_ms)
         self.counters.held_ms = held if held > self.settings.grace_seconds * 1000 else 0
+        link, outbox = self.link, self.link.outbox
         counters = {
             "trades": self.state.applied_trades,
             "late_trades": self.state.late_trades,
-            **self.link.counters(),
+            "pending_bars": outbox.size,
+            "dropped_bars": outbox.dropped,
+            "resent_bars": outbox.resent,
+            "acks": link.acks,
             **asdict(self.counters),
         }
-        counters["malformed"] += self.link.malformed
+        counters["malformed"] += link.malformed
         status = StageStatus(SERVICE, now, os.getpid(), self.taps.session, counters)
         self.taps.publish(status_topic(SERVICE), status)
         write_status(self.settings.run_dir, status)

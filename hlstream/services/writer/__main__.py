@@ -9,7 +9,7 @@ from hlstream.services.writer.shell import Writer
 
 
 def _run(stage: Stage) -> None:
-    Writer(stage.settings, stage.stop, stage.log, stage.context, now_ms=stage.clock.now_ms).run()
+    Writer(stage).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

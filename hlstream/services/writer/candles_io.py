@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from hlstream.common.backoff import WeightBudget
@@ -26,7 +27,6 @@ from hlstream.common.timebucket import format_window, has_rest_candles
 from hlstream.services.writer import core
 
 REST_WEIGHT_PER_MINUTE = 1200.0
-REST_SETTLE_MS = 1_500  # a window that ended less recently may lack trades on the venue
 PARTIAL_FETCHES = 3  # fetches of a candle that does not cover a partial bar yet
 PARTIAL_RETRY_S = 1.0
 
@@ -35,31 +35,22 @@ class Info(Protocol):
     def post(self, body: Mapping[str, object]) -> Any: ...
 
 
+@dataclass
 class CandleSource:
     """candleSnapshot for the writer: shared budget, reach, retries, settled candles."""
 
-    def __init__(
-        self,
-        info: Info,
-        settings: Settings,
-        stop: StopFlag,
-        log: EventLog,
-        *,
-        now_ms: Callable[[], int],
-        sleep: Callable[[float], None],
-        rng: random.Random,
-    ) -> None:
-        self.info = info
-        self.settings = settings
-        self.stop = stop
-        self.log = log
-        self.now_ms = now_ms
-        self.sleep = sleep
-        self.rng = rng
-        self.budget = WeightBudget(REST_WEIGHT_PER_MINUTE)
-        self.clock_s: Callable[[], float] = time.monotonic  # the budget's clock
-        self.errors = 0
-        self.health = RestTracker()  # every attempt's outcome, for the heartbeat
+    info: Info
+    settings: Settings
+    stop: StopFlag
+    log: EventLog
+    _: KW_ONLY
+    now_ms: Callable[[], int]
+    sleep: Callable[[float], None]
+    rng: random.Random
+    budget: WeightBudget = field(default_factory=lambda: WeightBudget(REST_WEIGHT_PER_MINUTE))
+    clock_s: Callable[[], float] = time.monotonic  # the budget's clock
+    errors: int = 0
+    health: RestTracker = field(default_factory=RestTracker)  # every attempt, for the heartbeat
 
     def candles(
         self, coin: str, interval: str, start_ms: int, end_ms: int, attempts: int
@@ -148,7 +139,7 @@ class CandleSource:
         for fetch in range(PARTIAL_FETCHES):
             # Never wait more than the settle time: a window that has not ended on our clock
             # means the clocks disagree, not that waiting minutes would help.
-            wait_ms = min(end_ms + REST_SETTLE_MS - self.now_ms(), REST_SETTLE_MS)
+            wait_ms = min(end_ms + core.REST_SETTLE_MS - self.now_ms(), core.REST_SETTLE_MS)
             if fetch or wait_ms > 0:
                 self.stop.wait(max(wait_ms / 1000, PARTIAL_RETRY_S if fetch else 0.0))
             if self.stop.is_set():

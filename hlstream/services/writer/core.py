@@ -5,13 +5,12 @@ the venue omits carries the previous close (volume `0.0`), and nothing precedes 
 from __future__ import annotations
 
 from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from hlstream.common.csvrow import Row
 from hlstream.common.decimals import format_decimal, parse_decimal
 from hlstream.common.errors import ProtocolError
-from hlstream.common.messages import NOTICE_SERIES, Bar, BarAck, Decoder, Inexact
+from hlstream.common.messages import Bar, Decoder, Inexact
 from hlstream.common.timebucket import bucket_start
 
 EMPTY_VOLUME = "0.0"
@@ -19,15 +18,7 @@ EMPTY_VOLUME = "0.0"
 MAX_CANDLES = 5000
 CANDLE_WEIGHT_BASE = 20
 CANDLE_ROWS_PER_WEIGHT = 60
-
-
-class Placement(Enum):
-    """Where an incoming bar falls relative to the file's last row."""
-
-    FIRST = "first"  # the file has no rows yet
-    DUPLICATE = "duplicate"  # at or before the last row: already written
-    NEXT = "next"  # exactly the window after the last row
-    HOLE = "hole"  # later than the next window: windows in between are missing
+REST_SETTLE_MS = 1_500  # a window that ended less recently may lack trades on the venue
 
 
 def _check_decimal(name: str, text: object, *, negative_ok: bool = True) -> Decimal:
@@ -60,15 +51,11 @@ def row_of(bar: Bar) -> Row:
     return Row(bar.start_ms, bar.open, bar.high, bar.low, bar.close, bar.volume)
 
 
-def classify(start_ms: int, last_row: Row | None, interval_ms: int) -> Placement:
-    """Place a bar's window against the last row of its file."""
-    if last_row is None:
-        return Placement.FIRST
-    if start_ms <= last_row.start_ms:
-        return Placement.DUPLICATE
-    if start_ms == last_row.start_ms + interval_ms:
-        return Placement.NEXT
-    return Placement.HOLE
+def hole_before(start_ms: int, last_row: Row | None, interval_ms: int) -> tuple[int, int] | None:
+    """The windows [start, end) missing between the file's last row and a bar at `start_ms`."""
+    if last_row is None or start_ms <= last_row.start_ms + interval_ms:
+        return None
+    return last_row.start_ms + interval_ms, start_ms
 
 
 def _whole(candle: dict[str, Any], key: str, default: int | None = None) -> int:
@@ -118,7 +105,6 @@ def plan_fill(
     candles: list[Bar],
     from_ms: int,
     to_ms_exclusive: int,
-    *,
     coin: str,
     interval: str,
 ) -> list[Bar]:
@@ -144,17 +130,13 @@ def plan_fill(
 
 
 def backfill_range(
-    last_row: Row | None,
-    interval_ms: int,
-    now_ms: int,
-    backfill_hours: float,
-    settle_ms: int = 0,
+    last_row: Row | None, interval_ms: int, now_ms: int, backfill_hours: float
 ) -> tuple[int, int] | None:
     """The windows [start_ms, end_ms) startup backfill should fill, or None: from the last row
-    (else `backfill_hours` back) to before the window of `now_ms - settle_ms`."""
+    (else `backfill_hours` back) to before the window of `now_ms - REST_SETTLE_MS`."""
     if backfill_hours <= 0:
         return None
-    end_ms = bucket_start(now_ms - settle_ms, interval_ms)
+    end_ms = bucket_start(now_ms - REST_SETTLE_MS, interval_ms)
     reach_ms = bucket_start(now_ms - int(backfill_hours * 3_600_000), interval_ms)
     start_ms = reach_ms if last_row is None else last_row.start_ms + interval_ms
     if start_ms >= end_ms:
@@ -194,13 +176,6 @@ def candle_request(coin: str, interval: str, start_ms: int, end_ms: int) -> dict
     """The /info body asking for candles of windows starting in [start_ms, end_ms)."""
     req = {"coin": coin, "interval": interval, "startTime": start_ms, "endTime": end_ms - 1}
     return {"type": "candleSnapshot", "req": req}
-
-
-def ack_of(item: Bar | Inexact) -> BarAck:
-    """The `ack` message for a bar (or inexact-row notice) that is durably handled."""
-    if isinstance(item, Inexact):
-        return BarAck(item.coin, item.interval + NOTICE_SERIES, item.last_ms)
-    return BarAck(item.coin, item.interval, item.start_ms)
 
 
 _READ: Decoder[Bar | Inexact] = Decoder((Bar, Inexact))  # the writer's one socket

@@ -7,20 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 import zmq
 
 from hlstream.common.bus_io import curve_keys, new_session_id, secure_server
-from hlstream.common.clock import now_ms as wall_now_ms
-from hlstream.common.config import Settings
 from hlstream.common.durable import hold_lock
 from hlstream.common.errors import ConfigError, ProtocolError
-from hlstream.common.lifecycle_io import StopFlag
-from hlstream.common.log import EventLog
-from hlstream.common.messages import Bar, Envelope, Inexact, encode_message
+from hlstream.common.messages import Bar, Envelope, Inexact, ack_of, encode_message
+from hlstream.common.stage_io import Stage
 from hlstream.common.status import FileStatus, StageStatus
 from hlstream.common.status_io import write_status
 from hlstream.services.writer import core
@@ -40,28 +36,17 @@ DAY_MS = 86_400_000
 class Writer:
     """The writer process: the ROUTER socket, the run-dir lock and the status around a Store."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        stop: StopFlag,
-        log: EventLog,
-        context: zmq.Context[Any],
-        *,
-        now_ms: Callable[[], int] = wall_now_ms,
-    ) -> None:
-        self.settings = settings
-        self.stop = stop
-        self.log = log
-        self.context = context
-        self.now_ms = now_ms
-        self.store = Store(settings, stop, log, now_ms=now_ms)
+    def __init__(self, stage: Stage) -> None:
+        self.settings, self.stop, self.log = stage.settings, stage.stop, stage.log
+        self.context, self.now_ms = stage.context, stage.clock.now_ms
+        self.store = Store(self.settings, self.stop, self.log, now_ms=self.now_ms)
         self.counters = self.store.counters
         self.auditor: Auditor | None = None
         self.session = new_session_id()
         self.ack_seq = 0
         self._lock_fd = -1
         self._data_lock_fd = -1
-        self.day = now_ms() // DAY_MS  # the UTC day of the last rollover check
+        self.day = self.now_ms() // DAY_MS  # the UTC day of the last rollover check
 
     def acquire_lock(self) -> None:
         """Refuse to run twice on one run dir (two ROUTERs would steal each other's bars)."""
@@ -90,7 +75,7 @@ class Writer:
 
     def ack(self, socket: zmq.Socket[Any], identity: bytes, item: Bar | Inexact) -> None:
         self.ack_seq += 1
-        payload = encode_message(Envelope(self.session, self.ack_seq), core.ack_of(item))
+        payload = encode_message(Envelope(self.session, self.ack_seq), ack_of(item))
         try:
             socket.send_multipart([identity, b"ack", payload], flags=zmq.NOBLOCK)
             self.counters.acks += 1
@@ -125,15 +110,10 @@ class Writer:
             counters.rows_mismatched = total.mismatched
             counters.rows_unauditable, counters.audit_pending = total.unauditable, total.pending
         scores = {} if self.auditor is None else self.auditor.scores()
-        files = {
-            handle.path.name: FileStatus(
-                coin,
-                interval,
-                None if handle.last is None else handle.last.start_ms,
-                scores.get((coin, interval)),
-            )
-            for (coin, interval), handle in self.store.files.items()
-        }
+        files: dict[str, FileStatus] = {}
+        for (coin, interval), handle in self.store.files.items():
+            last = None if handle.last is None else handle.last.start_ms
+            files[handle.path.name] = FileStatus(coin, interval, last, scores.get((coin, interval)))
         status = StageStatus(
             "writer",
             self.now_ms(),

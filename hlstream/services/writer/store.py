@@ -23,12 +23,7 @@ from hlstream.common.messages import Bar, Inexact
 from hlstream.common.rest_io import InfoClient
 from hlstream.common.timebucket import format_window, has_rest_candles
 from hlstream.services.writer import core
-from hlstream.services.writer.candles_io import (
-    REST_SETTLE_MS,
-    REST_WEIGHT_PER_MINUTE,
-    CandleSource,
-    Info,
-)
+from hlstream.services.writer.candles_io import REST_WEIGHT_PER_MINUTE, CandleSource, Info
 from hlstream.services.writer.csvfile_io import CsvFile, WriteFailedError
 
 REST_TIMEOUT_S = 5.0
@@ -145,13 +140,8 @@ class Store:
                 return
             if not has_rest_candles(interval):
                 continue
-            span = core.backfill_range(
-                handle.last_row(),
-                self.interval_ms[interval],
-                self.now_ms(),
-                self.settings.backfill_hours,
-                settle_ms=REST_SETTLE_MS,
-            )
+            interval_ms, hours = self.interval_ms[interval], self.settings.backfill_hours
+            span = core.backfill_range(handle.last_row(), interval_ms, self.now_ms(), hours)
             if span is None:
                 continue
             try:
@@ -182,13 +172,7 @@ class Store:
             finally:
                 self.counters.rest_errors = self.rest.errors
         plan = core.plan_fill(
-            handle.last_row(),
-            self.interval_ms[interval],
-            candles,
-            start_ms,
-            end_ms,
-            coin=coin,
-            interval=interval,
+            handle.last_row(), self.interval_ms[interval], candles, start_ms, end_ms, coin, interval
         )
         if not has_rest_candles(interval):  # carried blind: the windows may have had trades
             carried = inexact_io.Reason.CARRIED_OVER_HOLE
@@ -213,15 +197,14 @@ class Store:
             return False
         interval_ms = self.interval_ms[bar.interval]
         last = handle.last_row()
-        placement = core.classify(bar.start_ms, last, interval_ms)
         fields = {"coin": bar.coin, "interval": bar.interval}
-        if placement is core.Placement.DUPLICATE:
+        if last is not None and bar.start_ms <= last.start_ms:  # already written
             self.counters.duplicates += 1
             self.log.debug("bar_duplicate", **fields, start_ms=bar.start_ms)
             return True
         try:
-            if placement is core.Placement.HOLE and last is not None:
-                hole = (last.start_ms + interval_ms, bar.start_ms)
+            hole = core.hole_before(bar.start_ms, last, interval_ms)
+            if hole is not None:
                 filled = self._fill(handle, bar.coin, bar.interval, *hole, REST_ATTEMPTS)
                 self.counters.holes_repaired += 1 if filled else 0
                 start, end = (format_window(ms) for ms in hole)
