@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import zmq
 
@@ -16,7 +17,7 @@ from hlstream.common.csvrow import HEADER_LINE, Row, format_row
 from hlstream.common.inexact_io import Reason
 from hlstream.common.lifecycle_io import StopFlag
 from hlstream.common.log import EventLog
-from hlstream.common.messages import Bar
+from hlstream.common.messages import Bar, Envelope, Inexact, encode_message
 from hlstream.common.revisions import VENUE_MISMATCH, Revision
 from hlstream.common.stage_io import Stage
 from hlstream.services.writer.csvfile_io import CsvFile
@@ -113,3 +114,18 @@ def test_without_the_setting_the_rollover_leaves_the_file_alone(tmp_path: Path):
         assert len(revisions_io.read(path)) == 2
     finally:
         writer.store.close()
+
+
+def test_a_misaligned_inexact_notice_is_malformed_and_not_acked(tmp_path: Path):
+    writer, _, path = setup(tmp_path, on=False)
+    notice = Inexact("BTC", "1m", MIDNIGHT + 1, MIDNIGHT + M, "gap")
+    payload = encode_message(Envelope("s", 1), notice)
+    sent: list[list[bytes]] = []
+    socket = SimpleNamespace(send_multipart=lambda frames, flags=0: sent.append(frames))
+    before = inexact_io.journal_path(path).read_bytes()
+    writer.on_frames(socket, [b"id", b"inexact", payload])  # type: ignore[arg-type]
+    assert writer.counters.malformed == 1 and not sent
+    assert inexact_io.journal_path(path).read_bytes() == before
+    aligned = Inexact("BTC", "1m", MIDNIGHT, MIDNIGHT + M, "gap")
+    writer.on_frames(socket, [b"id", b"inexact", encode_message(Envelope("s", 2), aligned)])  # type: ignore[arg-type]
+    assert len(sent) == 1 and writer.counters.malformed == 1

@@ -71,6 +71,8 @@ class Writer:
             raise ProtocolError(f"{frames[1]!r} for unconfigured {item.coin!r} {item.interval!r}")
         if isinstance(item, Bar):
             core.validate_bar(item, interval_ms[item.interval])
+        else:
+            core.notice_windows(item, interval_ms[item.interval])  # aligned, or ProtocolError
         return frames[0], item
 
     def ack(self, socket: zmq.Socket[Any], identity: bytes, item: Bar | Inexact) -> None:
