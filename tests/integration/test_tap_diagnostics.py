@@ -217,7 +217,8 @@ def test_cli_tap_gives_a_starting_stage_time_to_bind_while_supervisord_runs(tmp_
         text=True,
     )
     try:
-        time.sleep(1.5)  # the tap is waiting for the socket ingest has not bound yet
+        supervisord.settimeout(30)
+        supervisord.accept()[0].close()  # the tap found no socket and asked: now it waits
         publisher.bind(f"ipc://{run_dir / 'trades.sock'}")
         _, stderr = tap.communicate(timeout=60)
     finally:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -116,8 +115,10 @@ def test_each_way_nothing_can_arrive_is_one_line_and_ctrl_c_exits_cleanly(tmp_pa
         assert code == 2 and "JetStream holds trades, gaps, bars only" in err
         _add_streams(server.url)
         proc = _tap(server.url, "trades", "BTC", env=good)
-        time.sleep(1.5)  # past connecting: the tap is waiting for trades
-        assert proc.poll() is None, proc.communicate()
+        wait_for(
+            lambda: _consumers(server.url) or proc.poll() is not None, 30, "the tap's consumer"
+        )
+        assert proc.poll() is None, proc.communicate()  # past connecting: waiting for trades
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
         assert (proc.returncode, out, err) == (0, "", "")
@@ -139,6 +140,21 @@ def _add_streams(url: str) -> None:
         await nc.close()
 
     asyncio.run(add())
+
+
+def _consumers(url: str) -> int:
+    import asyncio
+
+    import nats
+
+    async def count() -> int:
+        nc = await nats.connect(url, user="reader", password="right-pw")
+        try:
+            return len(await nc.jetstream().consumers_info("HL_TRADES"))
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
 
 
 @pytest.mark.parametrize("kind", ["trades", "bars"])
