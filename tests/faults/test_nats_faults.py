@@ -50,20 +50,30 @@ def _stream_ids(url: str) -> list[str]:
     return [msg_id for _, msg_id, _ in messages]
 
 
+def _venue_missing(exchange, ids: set[str]) -> set[str]:
+    """The venue's trades since the first of each coin in `ids` that `ids` lacks."""
+    missing: set[str] = set()
+    for coin in COINS:
+        first_ms = min(int(i.rsplit(":", 2)[1]) for i in ids if i.startswith(f"{coin}:"))
+        truth = {f"{coin}:{t['time']}:{t['tid']}" for t in exchange.trades(coin)}
+        missing |= {i for i in truth if int(i.rsplit(":", 2)[1]) > first_ms} - ids
+    return missing
+
+
 def _assert_every_trade_once(exchange, pipeline: Pipeline, url: str) -> list[str]:
     """With the venue paused: the stream holds the tape and the venue's truth, each once."""
-    exchange.pause_trades(True)
-    tape = _tape_ids(pipeline)
+    exchange.pause_trades(True)  # the last trades sent may still be on their way to the tape
+    tape = wait_for(
+        lambda: (got := _tape_ids(pipeline)) and not _venue_missing(exchange, got) and got,
+        30,
+        "every venue trade on the tape",
+    )
     ids = wait_for(
         lambda: (got := _stream_ids(url)) and tape <= set(got) and got, 90, "the tape in HL_TRADES"
     )
     assert [i for i, n in Counter(ids).items() if n > 1] == [], "a trade is in the stream twice"
     assert set(ids) == tape
-    for coin in COINS:
-        first_ms = min(int(i.rsplit(":", 2)[1]) for i in tape if i.startswith(f"{coin}:"))
-        truth = {f"{coin}:{t['time']}:{t['tid']}" for t in exchange.trades(coin)}
-        missing = {i for i in truth if int(i.rsplit(":", 2)[1]) > first_ms} - set(ids)
-        assert missing == set(), f"{coin}: trades of the venue missing from the stream"
+    assert _venue_missing(exchange, set(ids)) == set(), "venue trades missing from the stream"
     return ids
 
 
