@@ -203,9 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("setting metrics_port: set a port (e.g. --metrics-port 9108)")
         from hlstream.metrics_io import serve_forever
 
-        server = commands.maybe_metrics(settings)
-        assert server is not None  # metrics_port is set
-        return serve_forever(server)
+        return serve_forever(commands.start_metrics(settings))
     env = supervise_io.stage_env(settings, commands.flag_env(args))
     if args.command in ("run", "start"):
         supervise_io.refuse_if_running(settings)

@@ -106,10 +106,14 @@ def precheck_coins(settings: Settings) -> None:
         )
 
 
-def maybe_metrics(settings: Settings) -> WSGIServer | None:
+def maybe_metrics(settings: Settings) -> None:
     """Start the Prometheus exporter in this process when metrics_port is set."""
-    if not settings.metrics_port:
-        return None
+    if settings.metrics_port:
+        start_metrics(settings)
+
+
+def start_metrics(settings: Settings) -> WSGIServer:
+    """Start the Prometheus exporter in this process; one-line ConfigError if the port is taken."""
     from hlstream.metrics_io import METRICS_HOST, start_exporter
 
     try:
